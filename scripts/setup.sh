@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what mlscale needs on Debian 12, idempotently: system packages
+# (PostgreSQL 15 server, Redis, PgBouncer, build tools) and a Python venv at
+# .venv with mlscale and its dev dependencies. Fast when nothing is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15 postgresql-client-15)
+[ -x /usr/lib/postgresql/15/bin/pg_basebackup ] || need_apt+=(postgresql-client-15)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v pgbouncer >/dev/null || need_apt+=(pgbouncer)
+command -v gcc >/dev/null || need_apt+=(build-essential)
+command -v useradd >/dev/null || need_apt+=(passwd)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing system packages: ${need_apt[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need_apt[*]}"
+  # Package scripts must not start system-wide servers (a default PostgreSQL
+  # cluster on 5432, Redis on 6379): mlscale runs its own on free ports.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  mkdir -p /etc/postgresql-common
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: mlscale needs Python >= 3.11 (found $("$PY" --version 2>&1))" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.mlscale-deps
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing Python dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""The ``mlscale`` command: thin click commands over the library."""

@@ -1,0 +1,157 @@
+"""``mlscale up | down | destroy | status``: local cluster lifecycle."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from ..config import load_config
+from ..engine.inspect import inspect_cluster, inspect_redis
+from ..local.cluster import LocalCluster
+from .options import dir_option
+
+
+@click.command()
+@dir_option
+@click.option("--shards", type=int, default=None, help="Shard groups to create [default: 2].")
+@click.option(
+    "--replicas", type=int, default=None, help="Streaming replicas per shard group [default: 1]."
+)
+@click.option("--redis/--no-redis", default=None, help="Start a Redis too [default: yes].")
+@click.option(
+    "--sync-replication/--async-replication",
+    default=None,
+    help="Commits wait for one replica of their group [default: async].",
+)
+@click.option(
+    "--base-port",
+    type=int,
+    default=None,
+    help="Use ports BASE, BASE+1, ... instead of the first free ones.",
+)
+@click.option(
+    "--os-user",
+    default=None,
+    help="OS user servers run as when started as root [default: mlscale].",
+)
+def up(
+    cluster_dir: str,
+    shards: int | None,
+    replicas: int | None,
+    redis: bool | None,
+    sync_replication: bool | None,
+    base_port: int | None,
+    os_user: str | None,
+) -> None:
+    """Create a local cluster, or start whatever of it is down."""
+    cluster = LocalCluster(cluster_dir)
+    report = cluster.up(
+        shards=shards,
+        replicas=replicas,
+        redis=redis,
+        sync_replication=sync_replication,
+        base_port=base_port,
+        os_user=os_user,
+    )
+    if report.created:
+        click.echo(f"created cluster in {cluster.root}: {', '.join(report.started)}")
+    elif report.started:
+        click.echo(f"started {', '.join(report.started)} in {cluster.root}")
+    else:
+        click.echo(f"cluster in {cluster.root} is already running; nothing to do")
+    if report.migrations:
+        click.echo(
+            f"catalog migrated to version {max(report.migrations)}; topology epoch {report.epoch}"
+        )
+    click.echo(f"config: {report.config_path}")
+
+
+@click.command()
+@dir_option
+def down(cluster_dir: str) -> None:
+    """Stop every server of the local cluster."""
+    stopped = LocalCluster(cluster_dir).down()
+    click.echo(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@click.command()
+@dir_option
+def destroy(cluster_dir: str) -> None:
+    """Stop the local cluster and delete its directory."""
+    cluster = LocalCluster(cluster_dir)
+    if cluster.destroy():
+        click.echo(f"destroyed {cluster.root}")
+    else:
+        click.echo(f"nothing to destroy at {cluster.root}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+_COLUMNS = (
+    ("NODE", "name"),
+    ("ROLE", "role"),
+    ("PORT", "port"),
+    ("STATE", "state"),
+    ("PID", "pid"),
+    ("LSN", "lsn"),
+    ("REPLAY_LSN", "replay_lsn"),
+    ("LAG_BYTES", "lag_bytes"),
+    ("LAG_MS", "lag_ms"),
+    ("SYNC", "sync_state"),
+)
+
+
+def _table(data: dict[str, Any]) -> str:
+    rows = [[_fmt(n.get(key)) for _, key in _COLUMNS] for n in data["nodes"]]
+    redis_st = data.get("redis")
+    if redis_st:
+        rows.append(
+            [
+                "redis",
+                "cache",
+                str(redis_st["port"]),
+                redis_st["state"],
+                *(["-"] * (len(_COLUMNS) - 4)),
+            ]
+        )
+    head = [h for h, _ in _COLUMNS]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [head, *rows]
+    ]
+    errors = [f"{n['name']}: {n['error']}" for n in data["nodes"] if n.get("error")]
+    return "\n".join(lines + errors)
+
+
+@click.command()
+@dir_option
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Inspect the servers of this config instead of a local cluster.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(cluster_dir: str, config_file: str | None, as_json: bool) -> None:
+    """Every node: role, port, up/down, WAL positions, replica lag."""
+    if config_file:
+        config = load_config(config_file)
+        redis_st = inspect_redis(config)
+        data: dict[str, Any] = {
+            "config": config_file,
+            "nodes": [n.as_dict() for n in inspect_cluster(config)],
+            "redis": None if redis_st is None else vars(redis_st),
+        }
+    else:
+        data = LocalCluster(cluster_dir).describe()
+    click.echo(json.dumps(data, indent=2) if as_json else _table(data))

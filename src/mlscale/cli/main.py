@@ -1,0 +1,62 @@
+"""Entry point of the ``mlscale`` command. Errors become one line on stderr and exit 1."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import click
+import psycopg
+
+from ..errors import MlscaleError
+from .catalog_cmd import catalog
+from .cluster_cmds import destroy, down, status, up
+from .config_cmd import config
+from .demo_cmd import demo
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log what is being done to stderr.")
+@click.version_option(package_name="mlscale")
+def cli(verbose: bool) -> None:
+    """Scale an ML platform's PostgreSQL: local clusters, pools, replicas, measured."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+for command in (up, down, destroy, status, config, catalog, demo):
+    cli.add_command(command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="mlscale",
+            standalone_mode=False,
+        )
+    except MlscaleError as exc:
+        click.echo(f"mlscale: error: {exc}", err=True)
+        return 1
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        click.echo(f"mlscale: database error: {first}", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("mlscale: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("mlscale: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""Topology config: one TOML file describes a cluster, local or remote.
+
+A config names a control database (it holds the catalog), one or more shard
+groups (each a primary and zero or more streaming replicas), an optional Redis,
+pool settings and policies. Passwords are never written inline: they come from
+an environment variable (``password_env``) or a libpq passfile (``passfile``).
+Relative paths are resolved against the config file's own directory, so a
+cluster directory can be moved as a whole.
+
+Example::
+
+    name = "prod"
+
+    [auth]
+    user = "mlscale"
+    dbname = "mlscale"
+    passfile = "pgpass"          # or: password_env = "MLSCALE_PASSWORD"
+
+    [control]
+    host = "10.0.0.5"
+    port = 5432
+
+    [[shard_groups]]
+    name = "g0"
+    primary = { host = "10.0.0.10", port = 5432 }
+    replicas = [{ host = "10.0.0.11", port = 5432 }]
+
+    [redis]
+    host = "10.0.0.20"
+    port = 6379
+    password_env = "REDIS_PASSWORD"
+
+    [pools]
+    max_size = 17                # default: 2 x cores + spindles
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "AuthConfig",
+    "ClusterConfig",
+    "LocalConfig",
+    "NodeConfig",
+    "PolicyConfig",
+    "PoolConfig",
+    "RedisConfig",
+    "ShardGroupConfig",
+    "load_config",
+    "parse_config",
+]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_NAME_HINT = "use 1-31 lowercase letters, digits or '_', starting with a letter"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _refuse_inline_password(value: object, where: str) -> None:
+    if value is not None:
+        raise ValueError(
+            f"inline passwords are not accepted in {where}; "
+            'set password_env = "ENV_VAR" or passfile = "path" instead'
+        )
+
+
+class NodeConfig(_Model):
+    """One PostgreSQL server. ``user`` and ``dbname`` default to those of ``[auth]``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    dbname: str | None = None
+    user: str | None = None
+    password: str | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _no_password(cls, value: str | None) -> None:
+        _refuse_inline_password(value, "a node")
+        return None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("host must be a non-empty name or address without spaces")
+        return value
+
+
+class AuthConfig(_Model):
+    """How mlscale authenticates to PostgreSQL: one role, secret from env or passfile."""
+
+    user: str = "mlscale"
+    dbname: str = "mlscale"
+    password_env: str | None = None
+    passfile: Path | None = None
+    password: str | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _no_password(cls, value: str | None) -> None:
+        _refuse_inline_password(value, "[auth]")
+        return None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AuthConfig:
+        if self.password_env and self.passfile:
+            raise ValueError("set either password_env or passfile, not both")
+        return self
+
+
+class ShardGroupConfig(_Model):
+    """A shard group: one primary and its streaming replicas."""
+
+    name: str
+    primary: NodeConfig
+    replicas: list[NodeConfig] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"invalid shard group name {value!r}; {_NAME_HINT}")
+        return value
+
+
+class RedisConfig(_Model):
+    """A Redis endpoint for the shared cache tier."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=6379, ge=1, le=65535)
+    db: int = Field(default=0, ge=0)
+    password_env: str | None = None
+    password_file: Path | None = None
+    password: str | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _no_password(cls, value: str | None) -> None:
+        _refuse_inline_password(value, "[redis]")
+        return None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RedisConfig:
+        if self.password_env and self.password_file:
+            raise ValueError("set either password_env or password_file, not both")
+        return self
+
+
+class PoolConfig(_Model):
+    """Per-node connection pools. Sizes are connections; times are seconds.
+
+    ``max_size`` defaults to the classic formula 2 x cores + spindles, where
+    ``cores`` defaults to this machine's CPU count.
+    """
+
+    min_size: int = Field(default=1, ge=0)
+    max_size: int | None = Field(default=None, ge=1)
+    cores: int | None = Field(default=None, ge=1)
+    spindles: int = Field(default=1, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_idle_s: float = Field(default=10 * 60.0, gt=0)
+    max_lifetime_s: float = Field(default=60 * 60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> PoolConfig:
+        if self.max_size is not None and self.min_size > self.max_size:
+            raise ValueError(
+                f"min_size ({self.min_size}) is larger than max_size ({self.max_size}); "
+                "lower min_size or raise max_size"
+            )
+        return self
+
+
+class PolicyConfig(_Model):
+    """Policies later layers act on. Lag thresholds in bytes and milliseconds."""
+
+    max_replica_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    max_replica_lag_ms: float = Field(default=5_000.0, ge=0)
+
+
+class LocalConfig(_Model):
+    """Present when ``mlscale up`` made the cluster: how its servers are run."""
+
+    os_user: str | None = None
+    sync_replication: bool = False
+    pg_bindir: Path | None = None
+
+
+class ClusterConfig(_Model):
+    """A whole cluster: catalog, shard groups, cache, pools, policies."""
+
+    name: str = "mlscale"
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    control: NodeConfig
+    shard_groups: list[ShardGroupConfig] = Field(min_length=1)
+    redis: RedisConfig | None = None
+    pools: PoolConfig = Field(default_factory=PoolConfig)
+    policies: PolicyConfig = Field(default_factory=PolicyConfig)
+    local: LocalConfig | None = None
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        seen: dict[str, int] = {}
+        for i, group in enumerate(self.shard_groups):
+            if group.name in seen:
+                raise ValueError(
+                    f"shard_groups[{i}].name {group.name!r} repeats shard_groups"
+                    f"[{seen[group.name]}].name; give every shard group its own name"
+                )
+            seen[group.name] = i
+        endpoints: dict[tuple[str, int], str] = {}
+        for where, node in self._located_nodes():
+            key = (node.host, node.port)
+            if key in endpoints:
+                raise ValueError(
+                    f"{where} and {endpoints[key]} both use {node.host}:{node.port}; "
+                    "every server needs its own host:port"
+                )
+            endpoints[key] = where
+        if self.redis is not None:
+            key = (self.redis.host, self.redis.port)
+            if key in endpoints:
+                raise ValueError(
+                    f"redis and {endpoints[key]} both use {key[0]}:{key[1]}; "
+                    "give redis its own port"
+                )
+        return self
+
+    def _located_nodes(self) -> list[tuple[str, NodeConfig]]:
+        out = [("control", self.control)]
+        for i, group in enumerate(self.shard_groups):
+            out.append((f"shard_groups[{i}].primary", group.primary))
+            out.extend(
+                (f"shard_groups[{i}].replicas[{j}]", r) for j, r in enumerate(group.replicas)
+            )
+        return out
+
+    def resolve(self, path: Path | None) -> Path | None:
+        """``path`` made absolute against the config file's directory."""
+        if path is None or path.is_absolute() or self.source is None:
+            return path
+        return (self.source.parent / path).resolve()
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    where = _field_path(tuple(err["loc"]))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field; check its spelling against the documented fields"
+    if kind == "missing":
+        return f"{where}: required field is missing; add it"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    got = err.get("input")
+    if kind in ("int_parsing", "int_type", "float_parsing", "bool_parsing", "string_type"):
+        msg = f"{msg} (got {got!r})"
+    return f"{where}: {msg}"
+
+
+def parse_config(data: Mapping[str, Any], source: Path | None = None) -> ClusterConfig:
+    """Validate a config mapping; raise :class:`ConfigError` naming each bad field."""
+    try:
+        config = ClusterConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        where = f"{source}: " if source else ""
+        details = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{where}{details}") from None
+    return config.model_copy(update={"source": source.resolve() if source else None})
+
+
+def load_config(path: str | Path) -> ClusterConfig:
+    """Read and validate a TOML topology config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=path)

@@ -1,0 +1,1 @@
+"""Pure decisions: no I/O, no engine imports, tested without servers."""

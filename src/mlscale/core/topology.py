@@ -1,0 +1,84 @@
+"""The nodes of a cluster as plain values, derived from its config."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..config import ClusterConfig, NodeConfig
+
+__all__ = ["Node", "Role", "find_node", "nodes_of", "same_topology"]
+
+
+class Role(enum.StrEnum):
+    """What a PostgreSQL node is for."""
+
+    CONTROL = "control"
+    PRIMARY = "primary"
+    REPLICA = "replica"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One PostgreSQL server of the topology.
+
+    ``name`` is unique in the cluster (``control``, ``g0-primary``,
+    ``g0-replica1``); ``slot_name`` is the same name as PostgreSQL accepts for a
+    replication slot or an ``application_name`` in ``synchronous_standby_names``.
+    """
+
+    name: str
+    role: Role
+    group: str | None
+    host: str
+    port: int
+    dbname: str
+    user: str
+
+    @property
+    def slot_name(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def address(self) -> str:
+        """``host:port``, safe to log (no user, no secret)."""
+        return f"{self.host}:{self.port}"
+
+
+def _node(name: str, role: Role, group: str | None, cfg: NodeConfig, c: ClusterConfig) -> Node:
+    return Node(
+        name=name,
+        role=role,
+        group=group,
+        host=cfg.host,
+        port=cfg.port,
+        dbname=cfg.dbname or c.auth.dbname,
+        user=cfg.user or c.auth.user,
+    )
+
+
+def nodes_of(config: ClusterConfig) -> list[Node]:
+    """Every PostgreSQL node: control first, then each group's primary and replicas."""
+    out = [_node("control", Role.CONTROL, None, config.control, config)]
+    for group in config.shard_groups:
+        out.append(_node(f"{group.name}-primary", Role.PRIMARY, group.name, group.primary, config))
+        out.extend(
+            _node(f"{group.name}-replica{i}", Role.REPLICA, group.name, replica, config)
+            for i, replica in enumerate(group.replicas, start=1)
+        )
+    return out
+
+
+def find_node(nodes: Iterable[Node], name: str) -> Node:
+    """The node called ``name``; ``KeyError`` listing the known names otherwise."""
+    nodes = list(nodes)
+    for node in nodes:
+        if node.name == name:
+            return node
+    raise KeyError(f"no node named {name!r}; known: {', '.join(n.name for n in nodes)}")
+
+
+def same_topology(a: Sequence[Node], b: Sequence[Node]) -> bool:
+    """Whether two node lists describe the same topology, whatever their order."""
+    return sorted(a, key=lambda n: n.name) == sorted(b, key=lambda n: n.name)

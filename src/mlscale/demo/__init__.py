@@ -1,0 +1,1 @@
+"""The demo: each scaling claim measured on this machine."""

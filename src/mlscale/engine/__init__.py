@@ -1,0 +1,1 @@
+"""I/O against real servers: pools, catalog, inspection. Decisions come from core/."""

@@ -1,0 +1,145 @@
+"""What every node of a cluster is doing now: up or down, WAL positions, replica lag.
+
+Works for any config, local or remote. Replica positions are sampled before
+their primary's, so a reported lag can only overstate, never hide, a delay.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+import redis
+
+from ..config import ClusterConfig
+from ..core.lsn import lag_bytes, parse_lsn
+from ..core.topology import Node, Role, nodes_of
+from ..errors import MlscaleError
+from .connect import connect, redis_password
+
+__all__ = ["NodeStatus", "RedisStatus", "inspect_cluster", "inspect_redis"]
+
+
+@dataclass
+class NodeStatus:
+    """One PostgreSQL node as seen now. LSNs in PostgreSQL notation, lag in bytes and ms."""
+
+    name: str
+    role: str
+    group: str | None
+    host: str
+    port: int
+    state: str = "down"
+    in_recovery: bool | None = None
+    lsn: str | None = None
+    receive_lsn: str | None = None
+    replay_lsn: str | None = None
+    lag_bytes: int | None = None
+    lag_ms: float | None = None
+    streaming: bool | None = None
+    sync_state: str | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(out.pop("extra"))
+        return out
+
+
+@dataclass
+class RedisStatus:
+    host: str
+    port: int
+    state: str = "down"
+    used_memory: int | None = None
+    error: str | None = None
+
+
+def _probe(node: Node, config: ClusterConfig, timeout: float) -> tuple[NodeStatus, dict[str, Any]]:
+    st = NodeStatus(
+        name=node.name, role=node.role.value, group=node.group, host=node.host, port=node.port
+    )
+    replicas: dict[str, Any] = {}
+    try:
+        with connect(node, config, connect_timeout=timeout) as conn:
+            st.state = "up"
+            row = conn.execute(
+                "SELECT pg_is_in_recovery(), "
+                "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, "
+                "pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
+                "(SELECT status FROM pg_stat_wal_receiver)"
+            ).fetchone()
+            if row is None:  # a SELECT without FROM returns one row
+                raise MlscaleError(f"node {node.name} returned no status row")
+            st.in_recovery, st.lsn, receive_lsn, replay_lsn, receiver = row
+            if st.in_recovery:
+                st.receive_lsn, st.replay_lsn = receive_lsn, replay_lsn
+                st.streaming = receiver == "streaming"
+            else:
+                for app, state, sync, replay_lsn, lag in conn.execute(
+                    "SELECT application_name, state, sync_state, replay_lsn::text, "
+                    "extract(epoch FROM replay_lag) * 1000 FROM pg_stat_replication"
+                ):
+                    replicas[app] = {
+                        "state": state,
+                        "sync": sync,
+                        "replay": replay_lsn,
+                        "lag_ms": float(lag) if lag is not None else None,
+                    }
+    except (MlscaleError, psycopg.Error) as exc:
+        st.error = str(exc)
+    return st, replicas
+
+
+def inspect_cluster(config: ClusterConfig, timeout: float = 2.0) -> list[NodeStatus]:
+    """Status of every PostgreSQL node in ``config``, probed in parallel."""
+    nodes = nodes_of(config)
+    replicas = [n for n in nodes if n.role is Role.REPLICA]
+    others = [n for n in nodes if n.role is not Role.REPLICA]
+    with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+        # Replicas first: their positions must not be newer than the primary's.
+        first = list(pool.map(lambda n: _probe(n, config, timeout), replicas))
+        second = list(pool.map(lambda n: _probe(n, config, timeout), others))
+    by_name = {st.name: (st, reps) for st, reps in first + second}
+    for node in replicas:
+        st, _ = by_name[node.name]
+        primary, seen = by_name[f"{node.group}-primary"]
+        mine = seen.get(node.slot_name)
+        if mine is not None:
+            st.sync_state = mine["sync"]
+            st.extra["sender_state"] = mine["state"]
+        if st.state == "up" and primary.state == "up" and primary.lsn and st.replay_lsn:
+            st.lag_bytes = lag_bytes(parse_lsn(primary.lsn), parse_lsn(st.replay_lsn))
+            lag_ms = mine["lag_ms"] if mine else None
+            # replay_lag goes NULL once a standby has caught up and the primary idles.
+            st.lag_ms = lag_ms if lag_ms is not None else (0.0 if st.lag_bytes == 0 else None)
+    return [by_name[n.name][0] for n in nodes]
+
+
+def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | None:
+    """Whether the configured Redis answers, or None if none is configured."""
+    rc = config.redis
+    if rc is None:
+        return None
+    st = RedisStatus(host=rc.host, port=rc.port)
+    try:
+        client = redis.Redis(
+            host=rc.host,
+            port=rc.port,
+            db=rc.db,
+            password=redis_password(config),
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+        )
+        try:
+            info = client.info("memory")
+            st.state = "up"
+            st.used_memory = int(info.get("used_memory", 0))
+        finally:
+            client.close()
+    except (redis.RedisError, MlscaleError) as exc:
+        st.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return st

@@ -1,0 +1,120 @@
+"""One connection pool per node, sync or async, that survives ``fork``.
+
+ML data loaders fork worker processes. A pooled connection copied into a child
+shares its socket with the parent; if both used it, the protocol streams would
+interleave. So in a forked child every inherited pool is abandoned untouched
+(psycopg only closes a connection in the process that opened it) and fresh
+pools are made on first use. The parent's connections stay valid.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ..config import ClusterConfig
+from ..core.pooling import PoolSize, pool_size
+from ..core.topology import Node, nodes_of
+from ..errors import MlscaleError
+from .connect import connect_kwargs
+
+__all__ = ["PoolSet", "pool_parameters"]
+
+P = TypeVar("P", ConnectionPool[Any], AsyncConnectionPool[Any])
+
+# Pools inherited through fork: kept referenced so their finalizers never run
+# in the child and touch sockets that belong to the parent.
+_ABANDONED: list[object] = []
+_LIVE: weakref.WeakSet[PoolSet[Any]] = weakref.WeakSet()
+
+
+def pool_parameters(node: Node, config: ClusterConfig, size: PoolSize) -> dict[str, Any]:
+    """Keyword arguments for a psycopg_pool pool serving ``node``."""
+    pc = config.pools
+    return {
+        "conninfo": "",
+        "kwargs": connect_kwargs(node, config),
+        "min_size": size.min_size,
+        "max_size": size.max_size,
+        "timeout": pc.timeout_s,
+        "max_idle": pc.max_idle_s,
+        "max_lifetime": pc.max_lifetime_s,
+        "name": f"mlscale-{node.name}",
+        "open": False,
+    }
+
+
+class PoolSet(Generic[P]):
+    """The pools of one cluster, one per node, created on first use of each node."""
+
+    def __init__(self, config: ClusterConfig, factory: Callable[..., P]) -> None:
+        self.config = config
+        self.nodes = {n.name: n for n in nodes_of(config)}
+        self.size = pool_size(config.pools, os.cpu_count())
+        self._factory: Callable[..., P] = factory
+        self._pools: dict[str, P] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.counters: Counter[str] = Counter()
+        _LIVE.add(self)
+
+    def node(self, name: str) -> Node:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise MlscaleError(
+                f"no node named {name!r} in this cluster; known: {', '.join(self.nodes)}"
+            ) from None
+
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's pools without closing them."""
+        _ABANDONED.extend(self._pools.values())
+        self._pools = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.counters["fork_resets"] += 1
+
+    def get(self, name: str) -> tuple[P, bool]:
+        """The pool of node ``name`` and whether it was just made (and must be opened)."""
+        if self._pid != os.getpid():
+            self._forked()
+        pool = self._pools.get(name)
+        if pool is not None:
+            return pool, False
+        node = self.node(name)
+        with self._lock:
+            pool = self._pools.get(name)
+            if pool is not None:
+                return pool, False
+            pool = self._factory(**pool_parameters(node, self.config, self.size))
+            self._pools[name] = pool
+            self.counters["pools_opened"] += 1
+            return pool, True
+
+    def take_all(self) -> list[P]:
+        """Remove and return every pool of this process (to close them)."""
+        if self._pid != os.getpid():
+            self._forked()
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        return pools
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per node, psycopg_pool's counters (pool_size, requests_num, ...)."""
+        if self._pid != os.getpid():
+            return {}
+        return {name: pool.get_stats() for name, pool in self._pools.items()}
+
+
+def _after_fork_in_child() -> None:
+    for pools in list(_LIVE):
+        pools._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

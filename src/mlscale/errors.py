@@ -1,0 +1,82 @@
+"""The one exception tree of mlscale.
+
+Every error mlscale raises on purpose derives from :class:`MlscaleError`, so a
+caller can catch the package's failures with one clause. Lower-library errors
+(psycopg, redis, the OS) are translated once, where they cross into mlscale,
+with ``raise ... from exc`` so the cause is kept::
+
+    MlscaleError
+    ├── ConfigError              malformed or contradictory topology config
+    ├── ClusterError             a local cluster could not be managed
+    │   ├── MissingBinaryError   a server binary (postgres, redis-server) is absent
+    │   ├── PortInUseError       a port the cluster needs is taken
+    │   ├── ClusterDirError      the cluster directory is unusable
+    │   └── NodeStartError       a server did not start or stop
+    ├── CatalogError             the control database's catalog is unusable
+    └── DatabaseError            a database operation failed
+        └── NodeUnavailableError no connection to a node could be had
+
+Messages are one line, in the user's terms, and never contain a password or a
+full connection string.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+__all__ = [
+    "CatalogError",
+    "ClusterDirError",
+    "ClusterError",
+    "ConfigError",
+    "DatabaseError",
+    "MissingBinaryError",
+    "MlscaleError",
+    "NodeStartError",
+    "NodeUnavailableError",
+    "PortInUseError",
+]
+
+
+class MlscaleError(Exception):
+    """Root of every error mlscale raises on purpose."""
+
+
+class ConfigError(MlscaleError):
+    """A topology config is malformed or contradictory; the message names the field."""
+
+
+class ClusterError(MlscaleError):
+    """A local cluster could not be created, started, stopped or inspected."""
+
+
+class MissingBinaryError(ClusterError):
+    """A server binary mlscale needs is not installed; the message says how to get it."""
+
+
+class PortInUseError(ClusterError):
+    """A TCP port the cluster needs is already taken by another process."""
+
+
+class ClusterDirError(ClusterError):
+    """The cluster directory cannot be created, written, or reached by the server user."""
+
+
+class NodeStartError(ClusterError):
+    """A server process failed to start or stop; the message points at its log."""
+
+
+class CatalogError(MlscaleError):
+    """The catalog on the control database is missing, newer than us, or inconsistent."""
+
+
+class DatabaseError(MlscaleError):
+    """A database operation failed; ``__cause__`` holds the driver's error."""
+
+
+class NodeUnavailableError(DatabaseError, psycopg.OperationalError):
+    """No connection to a node could be had within the pool's timeout.
+
+    Also a ``psycopg.OperationalError``, so handlers written for the driver
+    catch it unchanged.
+    """

@@ -1,0 +1,541 @@
+"""A whole local cluster: create, start what is down, stop, destroy, inspect.
+
+``LocalCluster(dir).up(...)`` builds a control database, S shard groups of a
+primary and R streaming replicas (pg_basebackup over physical replication
+slots) and a Redis on free loopback ports, writes the topology config for it,
+and registers the topology in the catalog. On a directory that already holds
+a cluster it only starts what is down. A creation that fails stops whatever it
+started and removes what it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomli_w
+from psycopg import sql
+
+from ..config import ClusterConfig, load_config, parse_config
+from ..core.topology import Node, Role, nodes_of
+from ..engine import catalog
+from ..engine.connect import connect
+from ..engine.inspect import NodeStatus, RedisStatus, inspect_cluster, inspect_redis
+from ..errors import ClusterDirError, ClusterError, NodeStartError
+from . import ports as portsmod
+from .binaries import PgBinaries, find_postgres, find_redis
+from .layout import Layout
+from .osuser import ServiceUser, check_reachable, resolve_service_user
+from .pgnode import PgNode
+from .redisnode import RedisNode
+from .settings import postgres_settings, quote_conf, replica_settings, sync_standby_names
+
+__all__ = ["DEFAULT_DIR", "LocalCluster", "UpReport"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path(".mlscale")
+MAX_SHARDS = 32
+MAX_REPLICAS = 8
+_T = TypeVar("_T")
+
+
+@dataclass
+class UpReport:
+    """What ``up`` did: whether it created the cluster, which servers it started."""
+
+    created: bool
+    started: list[str] = field(default_factory=list)
+    already_running: list[str] = field(default_factory=list)
+    migrations: list[int] = field(default_factory=list)
+    epoch: int = 0
+    config_path: Path | None = None
+
+
+def _parallel(fn: Callable[[_T], object], items: Iterable[_T]) -> None:
+    """Run ``fn`` over ``items`` in threads; wait for all, then raise the first error."""
+    items = list(items)
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]  # type: ignore[misc]
+
+
+class LocalCluster:
+    """The cluster in one directory on this machine."""
+
+    def __init__(self, root: str | Path = DEFAULT_DIR) -> None:
+        self.layout = Layout(Path(root).absolute())
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    # -- reading what is there ------------------------------------------------
+
+    def _require_cluster(self) -> None:
+        if not self.layout.is_cluster():
+            raise ClusterDirError(
+                f"no mlscale cluster in {self.root} (no mlscale.toml); "
+                "start one with `mlscale up --dir ...`"
+            )
+
+    def config(self) -> ClusterConfig:
+        """The cluster's topology config (``mlscale.toml``)."""
+        self._require_cluster()
+        return load_config(self.layout.config)
+
+    def _service_user(self, config: ClusterConfig) -> ServiceUser:
+        return resolve_service_user(config.local.os_user if config.local else None)
+
+    def _bins(self, config: ClusterConfig) -> PgBinaries:
+        bindir = config.local.pg_bindir if config.local else None
+        return find_postgres(bindir)
+
+    def _pg_nodes(self, config: ClusterConfig, bins: PgBinaries, user: ServiceUser) -> list[PgNode]:
+        return [
+            PgNode(n, self.layout.data_dir(n.name), self.layout.log(n.name), bins, user)
+            for n in nodes_of(config)
+        ]
+
+    def _redis_node(self, config: ClusterConfig, user: ServiceUser) -> RedisNode | None:
+        """The cluster's Redis; its binary is looked up only when it must be started."""
+        if config.redis is None:
+            return None
+        return RedisNode(None, self.layout.redis_dir, config.redis.port, user)
+
+    def _secret(self) -> str:
+        return self.layout.secret.read_text().strip()
+
+    def processes(self) -> dict[str, list[int]]:
+        """PIDs of every running server process of the cluster, by node name."""
+        config = self.config()
+        user = self._service_user(config)
+        out = {n.name: n.processes() for n in self._pg_nodes(config, self._bins(config), user)}
+        if config.redis is not None:
+            redis_node = self._redis_node(config, user)
+            pid = redis_node.pid() if redis_node else None
+            out["redis"] = [pid] if pid else []
+        return out
+
+    # -- up ----------------------------------------------------------------------
+
+    def up(
+        self,
+        *,
+        shards: int | None = None,
+        replicas: int | None = None,
+        redis: bool | None = None,
+        sync_replication: bool | None = None,
+        base_port: int | None = None,
+        os_user: str | None = None,
+        pg_bindir: str | Path | None = None,
+    ) -> UpReport:
+        """Create the cluster, or start whichever of its servers are down."""
+        if self.layout.is_cluster():
+            self._check_same_shape(shards, replicas, redis, sync_replication, base_port, os_user)
+            return self._start_existing()
+        return self._create(
+            shards=2 if shards is None else shards,
+            replicas=1 if replicas is None else replicas,
+            redis=True if redis is None else redis,
+            sync=bool(sync_replication),
+            base_port=base_port,
+            os_user=os_user,
+            pg_bindir=pg_bindir,
+        )
+
+    def _check_same_shape(
+        self,
+        shards: int | None,
+        replicas: int | None,
+        redis: bool | None,
+        sync: bool | None,
+        base_port: int | None,
+        os_user: str | None,
+    ) -> None:
+        if not self.layout.is_complete():
+            raise ClusterDirError(
+                f"the cluster in {self.root} was never completely created (its creation was "
+                f"interrupted); run `mlscale destroy --dir {self.root}` and start again"
+            )
+        config = self.config()
+        local = config.local
+        have = {
+            "--shards": len(config.shard_groups),
+            "--replicas": max((len(g.replicas) for g in config.shard_groups), default=0),
+            "--redis": config.redis is not None,
+            "--sync-replication": bool(local and local.sync_replication),
+            "--base-port": config.control.port,
+            "--os-user": local.os_user if local else None,
+        }
+        asked = {
+            "--shards": shards,
+            "--replicas": replicas,
+            "--redis": redis,
+            "--sync-replication": sync,
+            "--base-port": base_port,
+            "--os-user": os_user,
+        }
+        for flag, value in asked.items():
+            if value is not None and value != have[flag]:
+                raise ClusterError(
+                    f"the cluster in {self.root} was created with {flag} {have[flag]}, "
+                    f"not {value}; drop the option, or `mlscale destroy` it first"
+                )
+
+    def _create(
+        self,
+        *,
+        shards: int,
+        replicas: int,
+        redis: bool,
+        sync: bool,
+        base_port: int | None,
+        os_user: str | None,
+        pg_bindir: str | Path | None,
+    ) -> UpReport:
+        if not 1 <= shards <= MAX_SHARDS:
+            raise ClusterError(f"--shards must be between 1 and {MAX_SHARDS}, got {shards}")
+        if not 0 <= replicas <= MAX_REPLICAS:
+            raise ClusterError(f"--replicas must be between 0 and {MAX_REPLICAS}, got {replicas}")
+        if sync and replicas == 0:
+            raise ClusterError("--sync-replication needs at least one replica (--replicas 1)")
+        bins = find_postgres(pg_bindir)
+        redis_bin = find_redis() if redis else None
+        user = resolve_service_user(os_user)
+        made_root = self._claim_directory(user)
+
+        groups = [f"g{i}" for i in range(shards)]
+        names = ["control"]
+        for g in groups:
+            names.append(f"{g}-primary")
+            names.extend(f"{g}-replica{r}" for r in range(1, replicas + 1))
+        if redis:
+            names.append("redis")
+        chosen = portsmod.choose_ports(names, base_port)
+        port = dict(zip(names, chosen, strict=True))
+        config = parse_config(
+            {
+                "name": self.root.name.lstrip(".") or "mlscale",
+                "auth": {"user": "mlscale", "dbname": "mlscale", "passfile": "pgpass"},
+                "control": {"host": "127.0.0.1", "port": port["control"]},
+                "shard_groups": [
+                    {
+                        "name": g,
+                        "primary": {"host": "127.0.0.1", "port": port[f"{g}-primary"]},
+                        "replicas": [
+                            {"host": "127.0.0.1", "port": port[f"{g}-replica{r}"]}
+                            for r in range(1, replicas + 1)
+                        ],
+                    }
+                    for g in groups
+                ],
+                **(
+                    {
+                        "redis": {
+                            "host": "127.0.0.1",
+                            "port": port["redis"],
+                            "password_file": "secret",
+                        }
+                    }
+                    if redis
+                    else {}
+                ),
+                "local": {
+                    "os_user": user.name,
+                    "sync_replication": sync,
+                    "pg_bindir": str(bins.bindir),
+                },
+            },
+            source=self.layout.config,
+        )
+        pg_nodes = self._pg_nodes(config, bins, user)
+        redis_node = (
+            RedisNode(redis_bin, self.layout.redis_dir, port["redis"], user) if redis_bin else None
+        )
+        try:
+            self._build(config, bins, user, pg_nodes, redis_node, sync)
+            report = UpReport(created=True, config_path=self.layout.config)
+            report.started = [n.name for n in pg_nodes] + (["redis"] if redis_node else [])
+            report.migrations, report.epoch = self._register(config)
+            self.layout.state.write_text(
+                json.dumps(
+                    {
+                        "format": 1,
+                        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "os_user": user.name,
+                        "postgres_version": bins.version,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+            return report
+        except BaseException:
+            log.warning("creation of %s failed; stopping what was started", self.root)
+            self._stop_all(pg_nodes, redis_node)
+            self._remove_created(made_root)
+            raise
+
+    def _claim_directory(self, user: ServiceUser) -> Path | None:
+        """Check the directory can hold a new cluster; create it. The topmost dir created."""
+        root = self.root
+        check_reachable(root, user)
+        if root.exists():
+            if not root.is_dir():
+                raise ClusterDirError(f"cannot use {root} as cluster directory: not a directory")
+            if any(root.iterdir()):
+                raise ClusterDirError(
+                    f"{root} is not empty and holds no mlscale cluster; choose a new or empty --dir"
+                )
+            made: Path | None = None
+        else:
+            made = root
+            while not made.parent.exists():
+                made = made.parent
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / ".mlscale-write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            if made is not None and made.exists():
+                shutil.rmtree(made, ignore_errors=True)
+            raise ClusterDirError(
+                f"cannot write cluster directory {root}: {exc.strerror or exc}"
+            ) from None
+        os.chmod(root, 0o755)
+        user.own(root)
+        return made
+
+    def _remove_created(self, made_root: Path | None) -> None:
+        if made_root is not None:
+            shutil.rmtree(made_root, ignore_errors=True)
+        elif self.root.exists():
+            for child in self.root.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+
+    def _build(
+        self,
+        config: ClusterConfig,
+        bins: PgBinaries,
+        user: ServiceUser,
+        pg_nodes: list[PgNode],
+        redis_node: RedisNode | None,
+        sync: bool,
+    ) -> None:
+        layout = self.layout
+        owner = None if user.is_caller else (user.uid, user.gid)
+        secret = secrets.token_urlsafe(24)
+        layout.write_private(layout.secret, secret + "\n", owner)
+        layout.write_private(layout.pgpass, f"*:*:*:{config.auth.user}:{secret}\n", owner)
+        layout.config.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+        preload = ["pg_stat_statements"] if bins.has_library("pg_stat_statements") else []
+        if not preload:
+            log.warning("pg_stat_statements is not installed; query statistics are off")
+
+        for node in pg_nodes:
+            node.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            user.own(node.data_dir.parent)
+            user.own(node.data_dir.parent.parent)
+        writers = [n for n in pg_nodes if n.node.role is not Role.REPLICA]
+        standbys = [n for n in pg_nodes if n.node.role is Role.REPLICA]
+        by_name = {n.name: n for n in pg_nodes}
+
+        def init(node: PgNode) -> None:
+            node.initdb(layout.secret)
+            node.configure(postgres_settings(port=node.node.port, preload=preload))
+            node.start()
+
+        _parallel(init, writers)
+        for node in writers:
+            self._prepare_databases(node.node, config, preload)
+        for node in standbys:
+            with connect(by_name[f"{node.node.group}-primary"].node, config) as conn:
+                conn.execute(
+                    "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+                    "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
+                    (node.node.slot_name, node.node.slot_name),
+                )
+
+        def clone(node: PgNode) -> None:
+            primary = by_name[f"{node.node.group}-primary"].node
+            node.basebackup(primary, node.node.slot_name, layout.pgpass)
+            settings = postgres_settings(port=node.node.port, preload=preload)
+            settings.update(
+                replica_settings(
+                    primary_port=primary.port,
+                    user=primary.user,
+                    passfile=layout.pgpass,
+                    application_name=node.node.slot_name,
+                    slot=node.node.slot_name,
+                )
+            )
+            node.configure(settings)
+            node.make_standby()
+            node.start()
+
+        _parallel(clone, standbys)
+        self._wait_streaming(config, 60.0)
+        if sync:
+            for node in writers:
+                if node.node.role is not Role.PRIMARY:
+                    continue
+                names = [s.node.slot_name for s in standbys if s.node.group == node.node.group]
+                settings = postgres_settings(port=node.node.port, preload=preload)
+                settings["synchronous_standby_names"] = quote_conf(sync_standby_names(names))
+                node.configure(settings)
+                node.reload()
+        if redis_node is not None:
+            redis_node.write_conf(secret)
+            redis_node.start(secret)
+
+    def _prepare_databases(self, node: Node, config: ClusterConfig, preload: Sequence[str]) -> None:
+        with connect(node, config, dbname="postgres") as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (node.dbname,)
+            ).fetchone()
+            if not exists:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(node.dbname), sql.Identifier(node.user)
+                    )
+                )
+        if "pg_stat_statements" in preload:
+            with connect(node, config) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def _wait_streaming(self, config: ClusterConfig, timeout: float) -> None:
+        """Wait until every replica streams from its primary."""
+        deadline = time.monotonic() + timeout
+        nodes = nodes_of(config)
+        for primary in (n for n in nodes if n.role is Role.PRIMARY):
+            want = {
+                n.slot_name for n in nodes if n.role is Role.REPLICA and n.group == primary.group
+            }
+            if not want:
+                continue
+            with connect(primary, config) as conn:
+                while True:
+                    rows = conn.execute(
+                        "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'"
+                    ).fetchall()
+                    if want <= {r[0] for r in rows}:
+                        break
+                    if time.monotonic() > deadline:
+                        missing = ", ".join(sorted(want - {r[0] for r in rows}))
+                        raise NodeStartError(
+                            f"replicas {missing} of {primary.name} are not streaming after "
+                            f"{timeout:.0f} s; see their postgres.log"
+                        )
+                    time.sleep(0.1)
+
+    def _register(self, config: ClusterConfig) -> tuple[list[int], int]:
+        """Migrate the catalog and record the topology; (migrations applied, epoch)."""
+        control = nodes_of(config)[0]
+        with connect(control, config) as conn:
+            applied = catalog.migrate(conn)
+            epoch = catalog.register_topology(conn, nodes_of(config), "mlscale up")
+        return [m.version for m in applied], epoch
+
+    def _start_existing(self) -> UpReport:
+        config = self.config()
+        user = self._service_user(config)
+        bins = self._bins(config)
+        pg_nodes = self._pg_nodes(config, bins, user)
+        redis_node = self._redis_node(config, user)
+        report = UpReport(created=False, config_path=self.layout.config)
+        down_pg = [n for n in pg_nodes if not n.is_running()]
+        report.already_running = [n.name for n in pg_nodes if n not in down_pg]
+        redis_down = redis_node is not None and not redis_node.is_running()
+        if redis_node is not None and not redis_down:
+            report.already_running.append("redis")
+        # Refuse before starting anything if a port we need was taken meanwhile.
+        wanted = [(n.name, n.node.port) for n in down_pg]
+        if redis_node is not None and redis_down:
+            wanted.append(("redis", redis_node.port))
+        portsmod.check_free(wanted)
+        order = [Role.CONTROL, Role.PRIMARY, Role.REPLICA]
+        for role in order:
+            batch = [n for n in down_pg if n.node.role is role]
+            _parallel(lambda n: n.start(), batch)
+            report.started.extend(n.name for n in batch)
+        if redis_node is not None and redis_down:
+            redis_node.start(self._secret())
+            report.started.append("redis")
+        report.migrations, report.epoch = self._register(config)
+        return report
+
+    # -- down, destroy -------------------------------------------------------
+
+    def _stop_all(self, pg_nodes: Sequence[PgNode], redis_node: RedisNode | None) -> list[str]:
+        running = [n for n in pg_nodes if n.is_running()]
+        # Replicas first, so a primary's shutdown does not wait on their WAL senders.
+        _parallel(lambda n: n.stop(), [n for n in running if n.node.role is Role.REPLICA])
+        _parallel(lambda n: n.stop(), [n for n in running if n.node.role is not Role.REPLICA])
+        stopped = [n.name for n in running]
+        if redis_node is not None and redis_node.is_running():
+            redis_node.stop()
+            stopped.append("redis")
+        return stopped
+
+    def down(self) -> list[str]:
+        """Stop every server of the cluster, by PID; the names of those stopped."""
+        config = self.config()
+        user = self._service_user(config)
+        return self._stop_all(
+            self._pg_nodes(config, self._bins(config), user), self._redis_node(config, user)
+        )
+
+    def destroy(self) -> bool:
+        """Stop the cluster and delete its directory; False if there was nothing."""
+        if not self.root.exists():
+            return False
+        if not self.layout.is_cluster():
+            raise ClusterDirError(
+                f"refusing to delete {self.root}: it holds no mlscale cluster (no mlscale.toml)"
+            )
+        self.down()
+        shutil.rmtree(self.root)
+        return True
+
+    # -- status --------------------------------------------------------------------
+
+    def status(self) -> tuple[list[NodeStatus], RedisStatus | None]:
+        """Every node's state, WAL positions and lag, with the local PIDs."""
+        config = self.config()
+        nodes = inspect_cluster(config)
+        pids = self.processes()
+        for st in nodes:
+            procs = pids.get(st.name) or []
+            st.extra["pid"] = procs[0] if procs else None
+            if not procs:
+                st.state = "down"
+        redis_st = inspect_redis(config)
+        return nodes, redis_st
+
+    def describe(self) -> dict[str, Any]:
+        """Status as plain data (what ``mlscale status --json`` prints)."""
+        nodes, redis_st = self.status()
+        return {
+            "cluster": str(self.root),
+            "nodes": [n.as_dict() for n in nodes],
+            "redis": None if redis_st is None else vars(redis_st),
+        }
