@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -31,7 +32,7 @@ from ..core.topology import Node, Role, nodes_of
 from ..engine import catalog
 from ..engine.connect import connect
 from ..engine.inspect import NodeStatus, RedisStatus, inspect_cluster, inspect_redis
-from ..errors import ClusterDirError, ClusterError, NodeStartError
+from ..errors import ClusterDirError, ClusterError, MlscaleError, NodeStartError
 from . import ports as portsmod
 from .binaries import PgBinaries, find_postgres, find_redis
 from .layout import Layout
@@ -217,7 +218,7 @@ class LocalCluster:
         bins = find_postgres(pg_bindir)
         redis_bin = find_redis() if redis else None
         user = resolve_service_user(os_user)
-        made_root = self._claim_directory(user)
+        check_reachable(self.root, user)
 
         groups = [f"g{i}" for i in range(shards)]
         names = ["control"]
@@ -267,6 +268,7 @@ class LocalCluster:
         redis_node = (
             RedisNode(redis_bin, self.layout.redis_dir, port["redis"], user) if redis_bin else None
         )
+        made_root = self._claim_directory(user)
         try:
             self._build(config, bins, user, pg_nodes, redis_node, sync)
             report = UpReport(created=True, config_path=self.layout.config)
@@ -285,16 +287,21 @@ class LocalCluster:
                 + "\n"
             )
             return report
-        except BaseException:
-            log.warning("creation of %s failed; stopping what was started", self.root)
+        except BaseException as exc:
+            log.info("creation of %s failed; stopping what was started", self.root)
             self._stop_all(pg_nodes, redis_node)
             self._remove_created(made_root)
+            if isinstance(exc, MlscaleError):
+                # The logs it points at were removed with the directory.
+                message = re.sub(r" \(log: [^)]*\)", "", str(exc))
+                raise type(exc)(
+                    f"{message}; rolled back: stopped what had started, removed {self.root}"
+                ) from exc
             raise
 
     def _claim_directory(self, user: ServiceUser) -> Path | None:
         """Check the directory can hold a new cluster; create it. The topmost dir created."""
         root = self.root
-        check_reachable(root, user)
         if root.exists():
             if not root.is_dir():
                 raise ClusterDirError(f"cannot use {root} as cluster directory: not a directory")

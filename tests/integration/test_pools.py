@@ -1,0 +1,101 @@
+"""Per-node pools: sized by formula, observable, fork-safe, sync and async alike."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from mlscale import AsyncCluster, Cluster, MlscaleError, NodeUnavailableError, parse_config
+
+
+def backend_pid(cluster: Cluster, node: str) -> int:
+    with cluster.connection(node) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_default_pool_size_is_the_formula(cluster: Cluster) -> None:
+    assert cluster.pool_size.max_size == 2 * (os.cpu_count() or 1) + 1
+    with cluster.connection() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    stats = cluster.stats()["pools"][cluster.primary()]
+    assert stats["pool_max"] == cluster.pool_size.max_size
+    assert stats["requests_num"] >= 1
+
+
+def test_pool_survives_fork(cluster: Cluster) -> None:
+    node = cluster.primary("g1")
+    parent_pids = {backend_pid(cluster, node) for _ in range(10)}
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: use the cluster, report, exit without cleanup
+        code = 1
+        try:
+            os.close(read)
+            pid = backend_pid(cluster, node)
+            with cluster.connection(cluster.replicas("g1")[0]) as conn:
+                conn.execute("SELECT count(*) FROM pg_class").fetchone()
+            os.write(write, str(pid).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    child_pid = int(os.read(read, 64).decode() or 0)
+    os.close(read)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_pid and child_pid not in parent_pids, "the child reused a parent connection"
+    # After the child has exited, the parent's pooled connections still work.
+    # After the child has exited, the parent's pooled connections (the same
+    # server backends as before the fork) still work.
+    for _ in range(10):
+        assert backend_pid(cluster, node) in parent_pids
+    assert cluster.stats()["pools"][node].get("connections_lost", 0) == 0
+
+
+def test_async_cluster_uses_the_same_nodes(local_cluster) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> list[bool]:
+        async with AsyncCluster.from_file(local_cluster.layout.config) as acluster:
+            out = []
+            for node in [acluster.primary(), *acluster.replicas()]:
+                async with acluster.connection(node) as conn:
+                    cur = await conn.execute("SELECT pg_is_in_recovery()")
+                    row = await cur.fetchone()
+                    out.append(bool(row and row[0]))
+            assert acluster.stats()["pools"]
+            return out
+
+    assert asyncio.run(main()) == [False, True, True]
+
+
+def test_down_node_gives_a_clear_error_that_driver_handlers_catch() -> None:
+    config = parse_config(
+        {
+            "auth": {"password_env": "HOME"},
+            "control": {"port": 1},
+            "shard_groups": [{"name": "g0", "primary": {"port": 2}}],
+            "pools": {"timeout_s": 0.5, "connect_timeout_s": 1},
+        }
+    )
+    import psycopg
+
+    with (
+        Cluster(config) as dead,
+        pytest.raises(psycopg.OperationalError) as info,
+        dead.connection() as conn,
+    ):
+        conn.execute("SELECT 1")
+    assert isinstance(info.value, NodeUnavailableError)
+    assert "g0-primary at 127.0.0.1:2 after 0.50 s" in str(info.value)
+
+
+def test_closed_cluster_and_unknown_node(local_cluster) -> None:  # type: ignore[no-untyped-def]
+    c = Cluster.from_file(local_cluster.layout.config)
+    with pytest.raises(MlscaleError, match="no node named 'nope'"), c.connection("nope"):
+        pass
+    c.close()
+    with pytest.raises(MlscaleError, match="closed"), c.connection():
+        pass

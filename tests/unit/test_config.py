@@ -1,0 +1,115 @@
+"""Topology config: valid files load; bad ones fail naming the field and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlscale import ConfigError, load_config, parse_config
+
+BASE = """
+name = "prod"
+[auth]
+passfile = "pgpass"
+[control]
+host = "10.0.0.5"
+port = 5432
+[[shard_groups]]
+name = "g0"
+primary = { host = "10.0.0.10", port = 5432 }
+replicas = [{ host = "10.0.0.11", port = 5432 }, { host = "10.0.0.12" }]
+[redis]
+host = "10.0.0.20"
+password_env = "REDIS_PASSWORD"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mlscale.toml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_loads_with_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.name == "prod"
+    assert cfg.auth.user == "mlscale"
+    assert cfg.shard_groups[0].replicas[1].port == 5432
+    assert cfg.redis is not None and cfg.redis.port == 6379
+    assert cfg.pools.max_size is None  # formula
+    assert cfg.resolve(cfg.auth.passfile) == (tmp_path / "pgpass").resolve()
+
+
+def test_absolute_passfile_is_kept(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, BASE.replace('"pgpass"', '"/etc/mlscale/pgpass"')))
+    assert cfg.resolve(cfg.auth.passfile) == Path("/etc/mlscale/pgpass")
+
+
+@pytest.mark.parametrize(
+    ("change", "fragments"),
+    [
+        (("[auth]\n", '[auth]\npassword = "hunter2"\n'), ("auth.password", "password_env")),
+        (
+            ('host = "10.0.0.11", port = 5432', 'host = "10.0.0.11", port = 70000'),
+            ("shard_groups[0].replicas[0].port", "65535"),
+        ),
+        (("port = 5432\n[[shard", 'port = "five"\n[[shard'), ("control.port", "'five'")),
+        (("[redis]\n", "[redis]\nhots = 1\n"), ("redis.hots", "unknown field")),
+        (('name = "g0"', 'name = "G 0"'), ("shard_groups[0].name", "lowercase")),
+        (
+            ('{ host = "10.0.0.12" }', '{ host = "10.0.0.10", port = 5432 }'),
+            ("shard_groups[0].replicas[1]", "shard_groups[0].primary", "10.0.0.10:5432"),
+        ),
+        (
+            ('passfile = "pgpass"', 'passfile = "pgpass"\npassword_env = "X"'),
+            ("auth", "either password_env or passfile"),
+        ),
+        (('host = "10.0.0.20"', 'host = "10.0.0.5"\nport = 5432'), ("redis", "control")),
+        (
+            ("[redis]\n", "[pools]\nmin_size = 9\nmax_size = 3\n[redis]\n"),
+            ("pools", "min_size (9) is larger than max_size (3)"),
+        ),
+    ],
+)
+def test_bad_field_is_named_with_a_fix(
+    tmp_path: Path, change: tuple[str, str], fragments: tuple[str, ...]
+) -> None:
+    old, new = change
+    assert old in BASE
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE.replace(old, new, 1)))
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_duplicate_shard_group_names_are_refused() -> None:
+    group = {"name": "g0", "primary": {"port": 5433}}
+    with pytest.raises(ConfigError, match=r"shard_groups\[1\].name 'g0' repeats"):
+        parse_config(
+            {
+                "control": {"port": 5432},
+                "shard_groups": [group, {**group, "primary": {"port": 5434}}],
+            }
+        )
+
+
+def test_missing_sections_are_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({})
+    assert "control: required field is missing" in str(info.value)
+    assert "shard_groups: required field is missing" in str(info.value)
+
+
+def test_empty_shard_group_list_is_refused() -> None:
+    with pytest.raises(ConfigError, match="shard_groups"):
+        parse_config({"control": {"port": 5432}, "shard_groups": []})
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "name = \n"))
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "absent.toml")
