@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 from mlscale.local import procs
+from mlscale.local.ports import port_is_free
 from tests.conftest import assert_one_line_error, run_cli
 
 
@@ -27,23 +28,13 @@ def assert_nothing_left(d: Path) -> None:
 
 def test_port_in_use(scratch_dir: Path) -> None:
     d = scratch_dir / "c"
+    base = next(b for b in range(29000, 32000, 10) if all(port_is_free(b + i) for i in range(3)))
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", base + 2))  # the third node's: control, primary, replica
         s.listen()
-        port = s.getsockname()[1]
-        result = run_cli(
-            "up",
-            "--dir",
-            str(d),
-            "--base-port",
-            str(port - 2),
-            "--shards",
-            "1",
-            "--replicas",
-            "1",
-            "--no-redis",
-        )
-    assert_one_line_error(result, f"port {port}", "g0-replica1", "in use")
+        result = run_cli("up", "--dir", str(d), "--base-port", str(base),
+                         "--shards", "1", "--replicas", "1", "--no-redis")
+    assert_one_line_error(result, f"port {base + 2}", "g0-replica1", "in use")
     assert_nothing_left(d)
 
 

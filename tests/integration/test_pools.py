@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import pytest
 
@@ -28,6 +29,10 @@ def test_default_pool_size_is_the_formula(cluster: Cluster) -> None:
 
 def test_pool_survives_fork(cluster: Cluster) -> None:
     node = cluster.primary("g1")
+    backend_pid(cluster, node)
+    # A first request may make the pool grow by a connection in the background;
+    # let that finish so the parent's set of connections is settled.
+    time.sleep(0.5)
     parent_pids = {backend_pid(cluster, node) for _ in range(10)}
     read, write = os.pipe()
     child = os.fork()

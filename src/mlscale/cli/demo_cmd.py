@@ -11,7 +11,7 @@ import click
     "cluster_dir",
     default=None,
     type=click.Path(),
-    help="Where to put the demo's cluster [default: a new ./.mlscale-demo-* dir].",
+    help="Where to put the demo's cluster [default: a new $TMPDIR/mlscale-demo-* dir].",
 )
 @click.option(
     "--out",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import click
 import psycopg
@@ -31,8 +33,17 @@ for command in (up, down, destroy, status, config, catalog, demo):
     cli.add_command(command)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the process exit code."""
+    """Run the CLI; return the process exit code.
+
+    SIGTERM is handled like Ctrl-C, so a command stopped midway (say, ``up``
+    while it creates a cluster) still rolls back what it started.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None,

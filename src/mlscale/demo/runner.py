@@ -1,0 +1,196 @@
+"""``mlscale demo``: start a local cluster, run the chapters, print and save what was measured.
+
+The cluster the demo starts is always stopped again, on errors and Ctrl-C
+(and SIGTERM) too; with ``keep`` it is left running after a successful run.
+A cluster that was already running in ``cluster_dir`` is used as it is and
+left running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from ..engine.cluster import Cluster
+from ..local.cluster import LocalCluster, UpReport
+from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
+
+__all__ = ["render_table", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+HEADER = Row("figure", "value", "unit", "how measured")
+
+
+def echo(text: str = "") -> None:
+    """Print a line for the person watching the demo."""
+    print(text, flush=True)
+
+
+@contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit meanwhile, so ``finally`` blocks stop the servers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class _Lease:
+    """The demo's hold on a local cluster and what it must undo."""
+
+    local: LocalCluster
+    existed: bool
+    made_dir: Path | None
+    report: UpReport | None = None
+
+    def release(self, *, keep: bool, ok: bool) -> None:
+        """Stop (and, if the demo created it, delete) the cluster, unless it is to be kept."""
+        root = self.local.root
+        if keep and ok:
+            return
+        if self.existed:
+            if self.report is not None and self.report.started:
+                echo(f"stopping the servers the demo started in {root} ...")
+                self.local.down()
+            return
+        if self.local.layout.is_cluster():
+            if keep:
+                self.local.down()
+                echo(f"cluster stopped, its files kept in {root}")
+            else:
+                echo(f"stopping and removing the demo cluster in {root} ...")
+                self.local.destroy()
+        elif self.made_dir is not None:
+            shutil.rmtree(self.made_dir, ignore_errors=True)
+
+
+def _new_demo_dir() -> Path:
+    """A fresh ``mlscale-demo-XXXX`` in the system temp dir, which the servers' OS user
+    can enter wherever the demo is run from (a clone under ``/root`` would lock it out)."""
+    path = Path(tempfile.mkdtemp(prefix="mlscale-demo-"))
+    os.chmod(path, 0o755)
+    return path
+
+
+def render_table(rows: Sequence[Row]) -> str:
+    """Rows as plain text in aligned columns, with a header and a rule under it."""
+    table = [HEADER, *rows]
+    widths = [max(len(getattr(r, f)) for r in table) for f in ("figure", "value", "unit")]
+
+    def line(r: Row) -> str:
+        cells = (r.figure.ljust(widths[0]), r.value.rjust(widths[1]), r.unit.ljust(widths[2]))
+        return "  ".join((*cells, r.how)).rstrip()
+
+    rule = "  ".join("-" * w for w in (*widths, len(HEADER.how)))
+    return "\n".join([line(HEADER), rule, *(line(r) for r in rows)])
+
+
+def _machine(cluster: Cluster) -> dict[str, Any]:
+    """What the figures were measured on: CPU count, versions."""
+    with cluster.connection(cluster.primary()) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "psycopg": psycopg.__version__,
+        "postgres_version": row[0] if row else None,
+    }
+
+
+def _run_chapters(config: Path, params: Params, keep: bool) -> tuple[ChapterResult, dict[str, Any]]:
+    """Every chapter on the cluster of ``config``; (its figures, the machine's description)."""
+    cluster = Cluster.from_file(config)
+    try:
+        machine = _machine(cluster)
+        result = run_foundation(cluster, params, echo)
+        if not keep:
+            drop_tables(cluster)
+        return result, machine
+    finally:
+        cluster.close()
+
+
+def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> dict[str, Any]:
+    """Run the demo; print its table, write ``<out>/demo.json`` and return what it holds.
+
+    ``cluster_dir`` defaults to a new ``$TMPDIR/mlscale-demo-*`` directory; ``keep``
+    leaves the cluster running; ``quick`` shortens every workload (for tests).
+    """
+    params = Params.for_run(quick=quick)
+    root = Path(cluster_dir) if cluster_dir else _new_demo_dir()
+    local = LocalCluster(root)
+    existed = local.layout.is_cluster()
+    lease = _Lease(local, existed, made_dir=None if cluster_dir else local.root)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    ok = False
+    with _sigterm_exits():
+        try:
+            echo(f"starting a local cluster in {local.root} ...")
+            t0 = time.perf_counter()
+            lease.report = local.up() if existed else local.up(shards=1, replicas=2, redis=True)
+            start_s = time.perf_counter() - t0
+            result, machine = _run_chapters(local.layout.config, params, keep)
+            ok = True
+        finally:
+            lease.release(keep=keep, ok=ok)
+
+    if lease.report is not None and lease.report.created:
+        result.metrics["cluster_start_s"] = start_s
+        result.rows.insert(
+            0,
+            Row(
+                "local cluster start",
+                f"{start_s:.1f}",
+                "s",
+                "initdb, 2 replicas by pg_basebackup, Redis, catalog",
+            ),
+        )
+    doc: dict[str, Any] = {
+        "name": "demo",
+        "started_at": started_at,
+        "params": {**params.as_dict(), "quick": quick, "cluster_created": not existed},
+        "metrics": result.metrics,
+        "rounds": result.rounds,
+        "machine": machine,
+    }
+    echo()
+    echo(render_table(result.rows))
+    echo()
+    for note in result.notes:
+        echo(f"note: {note}")
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "demo.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    echo(f"figures written to {path}")
+    if keep and not existed:
+        root = local.root
+        echo(f"the cluster is still running in {root}: `mlscale destroy --dir {root}` removes it")
+    return doc

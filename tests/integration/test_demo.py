@@ -1,0 +1,137 @@
+"""`mlscale demo --quick` end to end: starts a cluster, measures, prints, saves, stops it.
+
+The demo runs as a user would run it, in a subprocess whose working directory
+the servers' OS user can traverse (pytest's own tmp dirs are mode 0700).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlscale import LocalCluster
+
+pytestmark = pytest.mark.integration
+
+DEMO_TIMEOUT_S = 170.0
+STOP_GRACE_S = 45.0
+
+
+def _demo_dirs(workdir: Path) -> list[Path]:
+    return sorted(workdir.glob("mlscale-demo-*"))
+
+
+def _processes_in(workdir: Path) -> dict[int, str]:
+    """Live processes whose working directory lies in a demo cluster dir under ``workdir``.
+
+    PostgreSQL runs in its data directory and Redis in its own, so this finds
+    the servers even after their directory was deleted (``... (deleted)``).
+    """
+    prefix = str(workdir / "mlscale-demo-")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cwd.startswith(prefix):
+            found[int(entry.name)] = argv.strip()
+    return found
+
+
+def _positive_numbers(value: Any, where: str) -> list[str]:
+    """Paths (in ``where`` notation) of every number in ``value`` that is not > 0."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _positive_numbers(v, f"{where}.{k}")]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return []
+    return [] if value > 0 else [f"{where}={value}"]
+
+
+@pytest.mark.timeout(240)
+def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="mlscale-demo-it-", dir="/tmp"))
+    os.chmod(workdir, 0o755)
+    out = workdir / "results"
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlscale", "demo", "--quick", "--out", str(out)],
+            cwd=workdir,
+            env={**os.environ, "TMPDIR": str(workdir)},  # the demo's cluster goes here
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            stdout, stderr = proc.communicate(timeout=DEMO_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)  # the demo stops its cluster on SIGTERM
+            stdout, stderr = proc.communicate(timeout=STOP_GRACE_S)
+            pytest.fail(f"demo still running after {DEMO_TIMEOUT_S:.0f} s:\n{stdout}\n{stderr}")
+        assert proc.returncode == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
+
+        # The table, with the figures the issue asks for.
+        assert "figure" in stdout and "how measured" in stdout, stdout
+        for label in (
+            "user features loaded",
+            "commit visible on a replica",
+            "point reads, pooled",
+            "point reads, new connection each",
+            "point reads, primary only",
+            "prediction inserts",
+        ):
+            assert label in stdout, stdout
+        assert "no CPU caps" in stdout, stdout
+        assert str(out / "demo.json") in stdout, stdout
+
+        # The JSON: measured, positive figures; at least 5 rounds per compared variant.
+        doc = json.loads((out / "demo.json").read_text())
+        assert doc["name"] == "demo"
+        assert set(doc) >= {"params", "metrics", "rounds", "machine"}
+        metrics = doc["metrics"]
+        for key in (
+            "load_rows_per_s",
+            "replica_visibility_ms",
+            "reads_pooled_per_s",
+            "reads_unpooled_per_s",
+            "pooled_over_unpooled",
+            "reads_replicas_per_s",
+            "reads_primary_per_s",
+            "replicas_over_primary",
+            "prediction_writes_per_s",
+            "prediction_write_latency_ms",
+            "reads_pooled_client_cpu_per_s",
+        ):
+            assert key in metrics, sorted(metrics)
+        assert _positive_numbers(metrics, "metrics") == []
+        for variant in ("reads_pooled", "reads_unpooled", "reads_replicas", "reads_primary"):
+            rounds = doc["rounds"][variant]
+            assert len(rounds) >= 5, (variant, rounds)
+            assert all(r["ops"] > 0 and r["per_s"] > 0 for r in rounds), (variant, rounds)
+            assert all(r["client_cpu_s"] >= 0 for r in rounds), (variant, rounds)
+        assert doc["machine"]["cpus"] == os.cpu_count()
+        assert doc["machine"]["postgres_version"]
+
+        # Nothing of the demo's cluster is left: no directory, no server process.
+        leftover = {d.name: LocalCluster(d).processes() for d in _demo_dirs(workdir)}
+        assert all(not pids for procs in leftover.values() for pids in procs.values()), leftover
+        assert _demo_dirs(workdir) == []
+        assert _processes_in(workdir) == {}
+    finally:
+        for d in _demo_dirs(workdir):
+            if (d / "mlscale.toml").exists():
+                LocalCluster(d).destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
