@@ -192,11 +192,15 @@ class PolicyConfig(_Model):
 
 
 class LocalConfig(_Model):
-    """Present when ``mlscale up`` made the cluster: how its servers are run."""
+    """Present when ``mlscale up`` made the cluster: how its servers are run.
+
+    ``node_cpu`` caps every PostgreSQL node at that many CPUs (cgroups).
+    """
 
     os_user: str | None = None
     sync_replication: bool = False
     pg_bindir: Path | None = None
+    node_cpu: float | None = Field(default=None, gt=0, le=64)
 
 
 class ClusterConfig(_Model):

@@ -36,6 +36,13 @@ from .options import dir_option
     default=None,
     help="OS user servers run as when started as root [default: mlscale].",
 )
+@click.option(
+    "--node-cpu",
+    type=float,
+    default=None,
+    metavar="CPUS",
+    help="Cap each PostgreSQL node at this many CPUs (cgroups, 10 ms period), e.g. 0.25.",
+)
 def up(
     cluster_dir: str,
     shards: int | None,
@@ -44,6 +51,7 @@ def up(
     sync_replication: bool | None,
     base_port: int | None,
     os_user: str | None,
+    node_cpu: float | None,
 ) -> None:
     """Create a local cluster, or start whatever of it is down."""
     cluster = LocalCluster(cluster_dir)
@@ -54,7 +62,10 @@ def up(
         sync_replication=sync_replication,
         base_port=base_port,
         os_user=os_user,
+        node_cpu=node_cpu,
     )
+    for warning in report.warnings:
+        click.echo(f"mlscale: warning: {warning}", err=True)
     if report.created:
         click.echo(f"created cluster in {cluster.root}: {', '.join(report.started)}")
     elif report.started:
@@ -91,7 +102,7 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return f"{value:.2f}".rstrip("0").rstrip(".")
     return str(value)
 
 
@@ -101,6 +112,7 @@ _COLUMNS = (
     ("PORT", "port"),
     ("STATE", "state"),
     ("PID", "pid"),
+    ("CPU", "cpu_cap"),
     ("LSN", "lsn"),
     ("REPLAY_LSN", "replay_lsn"),
     ("LAG_BYTES", "lag_bytes"),

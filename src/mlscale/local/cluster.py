@@ -35,6 +35,7 @@ from ..engine.inspect import NodeStatus, RedisStatus, inspect_cluster, inspect_r
 from ..errors import ClusterDirError, ClusterError, MlscaleError, NodeStartError
 from . import ports as portsmod
 from .binaries import PgBinaries, find_postgres, find_redis
+from .cgroups import Cgroups, cap_of_process, cluster_id, detect
 from .layout import Layout
 from .osuser import ServiceUser, check_reachable, resolve_service_user
 from .pgnode import PgNode
@@ -61,6 +62,7 @@ class UpReport:
     migrations: list[int] = field(default_factory=list)
     epoch: int = 0
     config_path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _parallel(fn: Callable[[_T], object], items: Iterable[_T]) -> None:
@@ -80,6 +82,8 @@ class LocalCluster:
 
     def __init__(self, root: str | Path = DEFAULT_DIR) -> None:
         self.layout = Layout(Path(root).absolute())
+        self._cgroups: tuple[Cgroups | None, str] | None = None
+        self.warnings: list[str] = []
 
     @property
     def root(self) -> Path:
@@ -144,10 +148,18 @@ class LocalCluster:
         base_port: int | None = None,
         os_user: str | None = None,
         pg_bindir: str | Path | None = None,
+        node_cpu: float | None = None,
     ) -> UpReport:
-        """Create the cluster, or start whichever of its servers are down."""
+        """Create the cluster, or start whichever of its servers are down.
+
+        ``node_cpu`` caps each PostgreSQL node at that many CPUs (cgroups; where
+        they are not writable the report carries a warning and nodes run uncapped).
+        """
+        self.warnings = []
         if self.layout.is_cluster():
-            self._check_same_shape(shards, replicas, redis, sync_replication, base_port, os_user)
+            self._check_same_shape(
+                shards, replicas, redis, sync_replication, base_port, os_user, node_cpu
+            )
             return self._start_existing()
         return self._create(
             shards=2 if shards is None else shards,
@@ -157,6 +169,7 @@ class LocalCluster:
             base_port=base_port,
             os_user=os_user,
             pg_bindir=pg_bindir,
+            node_cpu=node_cpu,
         )
 
     def _check_same_shape(
@@ -167,6 +180,7 @@ class LocalCluster:
         sync: bool | None,
         base_port: int | None,
         os_user: str | None,
+        node_cpu: float | None,
     ) -> None:
         if not self.layout.is_complete():
             raise ClusterDirError(
@@ -182,6 +196,7 @@ class LocalCluster:
             "--sync-replication": bool(local and local.sync_replication),
             "--base-port": config.control.port,
             "--os-user": local.os_user if local else None,
+            "--node-cpu": local.node_cpu if local else None,
         }
         asked = {
             "--shards": shards,
@@ -190,6 +205,7 @@ class LocalCluster:
             "--sync-replication": sync,
             "--base-port": base_port,
             "--os-user": os_user,
+            "--node-cpu": node_cpu,
         }
         for flag, value in asked.items():
             if value is not None and value != have[flag]:
@@ -208,6 +224,7 @@ class LocalCluster:
         base_port: int | None,
         os_user: str | None,
         pg_bindir: str | Path | None,
+        node_cpu: float | None,
     ) -> UpReport:
         if not 1 <= shards <= MAX_SHARDS:
             raise ClusterError(f"--shards must be between 1 and {MAX_SHARDS}, got {shards}")
@@ -215,6 +232,8 @@ class LocalCluster:
             raise ClusterError(f"--replicas must be between 0 and {MAX_REPLICAS}, got {replicas}")
         if sync and replicas == 0:
             raise ClusterError("--sync-replication needs at least one replica (--replicas 1)")
+        if node_cpu is not None and not 0 < node_cpu <= 64:
+            raise ClusterError(f"--node-cpu must be a number of CPUs in (0, 64], got {node_cpu}")
         bins = find_postgres(pg_bindir)
         redis_bin = find_redis() if redis else None
         user = resolve_service_user(os_user)
@@ -260,6 +279,7 @@ class LocalCluster:
                     "os_user": user.name,
                     "sync_replication": sync,
                     "pg_bindir": str(bins.bindir),
+                    **({"node_cpu": node_cpu} if node_cpu else {}),
                 },
             },
             source=self.layout.config,
@@ -271,7 +291,9 @@ class LocalCluster:
         made_root = self._claim_directory(user)
         try:
             self._build(config, bins, user, pg_nodes, redis_node, sync)
-            report = UpReport(created=True, config_path=self.layout.config)
+            report = UpReport(
+                created=True, config_path=self.layout.config, warnings=self.warnings
+            )
             report.started = [n.name for n in pg_nodes] + (["redis"] if redis_node else [])
             report.migrations, report.epoch = self._register(config)
             self.layout.state.write_text(
@@ -289,7 +311,7 @@ class LocalCluster:
             return report
         except BaseException as exc:
             log.info("creation of %s failed; stopping what was started", self.root)
-            self._stop_all(pg_nodes, redis_node)
+            self._stop_all(config, pg_nodes, redis_node)
             self._remove_created(made_root)
             if isinstance(exc, MlscaleError):
                 # The logs it points at were removed with the directory.
@@ -369,7 +391,7 @@ class LocalCluster:
         def init(node: PgNode) -> None:
             node.initdb(layout.secret)
             node.configure(postgres_settings(port=node.node.port, preload=preload))
-            node.start()
+            self._start_node(config, node)
 
         _parallel(init, writers)
         for node in writers:
@@ -397,7 +419,7 @@ class LocalCluster:
             )
             node.configure(settings)
             node.make_standby()
-            node.start()
+            self._start_node(config, node)
 
         _parallel(clone, standbys)
         self._wait_streaming(config, 60.0)
@@ -454,6 +476,39 @@ class LocalCluster:
                         )
                     time.sleep(0.1)
 
+    # -- CPU caps ------------------------------------------------------------------
+
+    def _node_cgroups(self, config: ClusterConfig) -> Cgroups | None:
+        """The cgroup hierarchy to cap nodes in, if the config asks for caps and it exists."""
+        if config.local is None or config.local.node_cpu is None:
+            return None
+        if self._cgroups is None:
+            self._cgroups = detect()
+        cgroups, why = self._cgroups
+        if cgroups is None:
+            warning = f"nodes run without a CPU cap: {why}"
+            if warning not in self.warnings:
+                log.warning("%s", warning)
+                self.warnings.append(warning)
+        return cgroups
+
+    def _start_node(self, config: ClusterConfig, node: PgNode) -> None:
+        cgroups = self._node_cgroups(config)
+        if cgroups is None or config.local is None or config.local.node_cpu is None:
+            node.start()
+            return
+        path = cgroups.node_dir(cluster_id(self.root), node.name)
+        cgroups.create(path, config.local.node_cpu)
+        node.start(cgroup_procs=cgroups.procs_file(path))
+
+    def _release_cgroups(self, config: ClusterConfig, pg_nodes: Sequence[PgNode]) -> None:
+        cgroups = self._node_cgroups(config)
+        if cgroups is None:
+            return
+        for node in pg_nodes:
+            if not node.is_running():
+                cgroups.remove(cgroups.node_dir(cluster_id(self.root), node.name))
+
     def _register(self, config: ClusterConfig) -> tuple[list[int], int]:
         """Migrate the catalog and record the topology; (migrations applied, epoch)."""
         control = nodes_of(config)[0]
@@ -468,7 +523,9 @@ class LocalCluster:
         bins = self._bins(config)
         pg_nodes = self._pg_nodes(config, bins, user)
         redis_node = self._redis_node(config, user)
-        report = UpReport(created=False, config_path=self.layout.config)
+        report = UpReport(
+            created=False, config_path=self.layout.config, warnings=self.warnings
+        )
         down_pg = [n for n in pg_nodes if not n.is_running()]
         report.already_running = [n.name for n in pg_nodes if n not in down_pg]
         redis_down = redis_node is not None and not redis_node.is_running()
@@ -482,7 +539,7 @@ class LocalCluster:
         order = [Role.CONTROL, Role.PRIMARY, Role.REPLICA]
         for role in order:
             batch = [n for n in down_pg if n.node.role is role]
-            _parallel(lambda n: n.start(), batch)
+            _parallel(lambda n: self._start_node(config, n), batch)
             report.started.extend(n.name for n in batch)
         if redis_node is not None and redis_down:
             redis_node.start(self._secret())
@@ -492,11 +549,14 @@ class LocalCluster:
 
     # -- down, destroy -------------------------------------------------------
 
-    def _stop_all(self, pg_nodes: Sequence[PgNode], redis_node: RedisNode | None) -> list[str]:
+    def _stop_all(
+        self, config: ClusterConfig, pg_nodes: Sequence[PgNode], redis_node: RedisNode | None
+    ) -> list[str]:
         running = [n for n in pg_nodes if n.is_running()]
         # Replicas first, so a primary's shutdown does not wait on their WAL senders.
         _parallel(lambda n: n.stop(), [n for n in running if n.node.role is Role.REPLICA])
         _parallel(lambda n: n.stop(), [n for n in running if n.node.role is not Role.REPLICA])
+        self._release_cgroups(config, pg_nodes)
         stopped = [n.name for n in running]
         if redis_node is not None and redis_node.is_running():
             redis_node.stop()
@@ -508,6 +568,7 @@ class LocalCluster:
         config = self.config()
         user = self._service_user(config)
         return self._stop_all(
+            config,
             self._pg_nodes(config, self._bins(config), user), self._redis_node(config, user)
         )
 
@@ -533,6 +594,7 @@ class LocalCluster:
         for st in nodes:
             procs = pids.get(st.name) or []
             st.extra["pid"] = procs[0] if procs else None
+            st.extra["cpu_cap"] = cap_of_process(procs[0])[1] if procs else None
             if not procs:
                 st.state = "down"
         redis_st = inspect_redis(config)

@@ -54,8 +54,19 @@ class PgNode:
         *,
         env: Mapping[str, str] | None = None,
         timeout: float = 300.0,
+        cgroup_procs: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", **(env or {})}
+        user_kwargs = self.user.popen_kwargs()
+        if cgroup_procs is not None:
+            # Enter the cgroup first (as the caller, who may write it), then drop to
+            # the service user and exec: everything the command forks inherits the cap.
+            drop = []
+            if not self.user.is_caller:
+                drop = ["setpriv", f"--reuid={self.user.uid}", f"--regid={self.user.gid}",
+                        "--clear-groups", "--"]
+            args = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup_procs), *drop, *args]
+            user_kwargs = {}
         try:
             done = subprocess.run(
                 args,
@@ -66,7 +77,7 @@ class PgNode:
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,
                 check=False,
-                **self.user.popen_kwargs(),
+                **user_kwargs,
             )
         except subprocess.TimeoutExpired as exc:
             raise NodeStartError(
@@ -168,12 +179,15 @@ class PgNode:
         pid = self.pid()
         return [pid, *procs.children(pid)] if pid else []
 
-    def start(self, timeout: float = 60.0, attempts: int = 3) -> int:
+    def start(
+        self, timeout: float = 60.0, attempts: int = 3, cgroup_procs: Path | None = None
+    ) -> int:
         """Start the server and wait until it accepts connections; its PID.
 
-        After a ``kill -9`` of a postmaster its backends take a moment to notice
-        and exit, and PostgreSQL refuses to start while they hold shared memory,
-        so a failed start is retried.
+        With ``cgroup_procs`` (a cgroup's ``cgroup.procs`` file) the postmaster
+        is started inside that cgroup. After a ``kill -9`` of a postmaster its
+        backends take a moment to notice and exit, and PostgreSQL refuses to
+        start while they hold shared memory, so a failed start is retried.
         """
         for attempt in range(1, attempts + 1):
             try:
@@ -192,6 +206,7 @@ class PgNode:
                     ],
                     "start",
                     timeout=timeout + 10,
+                    cgroup_procs=cgroup_procs,
                 )
             except NodeStartError:
                 if attempt == attempts:

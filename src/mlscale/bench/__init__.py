@@ -1,0 +1,1 @@
+"""Benchmarks: a harness, one module per benchmark, results as JSON with gates and goals."""
