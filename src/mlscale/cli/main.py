@@ -12,10 +12,12 @@ import click
 import psycopg
 
 from ..errors import MlscaleError
+from .bench_cmd import bench
 from .catalog_cmd import catalog
 from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
+from .report_cmd import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,7 +31,7 @@ def cli(verbose: bool) -> None:
     )
 
 
-for command in (up, down, destroy, status, config, catalog, demo):
+for command in (up, down, destroy, status, config, catalog, demo, bench, report):
     cli.add_command(command)
 
 

@@ -1,0 +1,76 @@
+"""The benchmarks ``mlscale bench NAME`` knows, and how one is run.
+
+Each benchmark is a module with a ``BENCHMARK`` object; modules are imported
+only when their benchmark runs, so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MlscaleError
+from .results import BenchResult, machine_facts
+
+__all__ = ["BENCHMARKS", "BenchContext", "Benchmark", "run_benchmark"]
+
+# name -> module defining BENCHMARK
+BENCHMARKS: dict[str, str] = {
+    "node-cap": "mlscale.bench.node_cap",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BenchContext:
+    """What a benchmark run gets: its size and a directory for the clusters it starts."""
+
+    quick: bool
+    workdir: Path
+    quiet: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Benchmark:
+    name: str
+    title: str
+    run: Callable[[BenchContext], BenchResult]
+
+
+def load(name: str) -> Benchmark:
+    """The benchmark called ``name``; a clear error listing the known ones otherwise."""
+    module = BENCHMARKS.get(name)
+    if module is None:
+        raise MlscaleError(f"no benchmark named {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    bench: Benchmark = importlib.import_module(module).BENCHMARK
+    return bench
+
+
+@contextmanager
+def _workdir() -> Iterator[Path]:
+    # Servers run as an unprivileged OS user, which must reach the directory.
+    path = Path(tempfile.mkdtemp(prefix="mlscale-bench-"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_benchmark(name: str, *, quick: bool, out: str | Path, quiet: bool = False
+                  ) -> tuple[BenchResult, Path]:
+    """Run benchmark ``name``; write ``out/NAME.json``. (result, its path)."""
+    bench = load(name)
+    started = time.perf_counter()
+    with _workdir() as workdir:
+        result = bench.run(BenchContext(quick=quick, workdir=workdir, quiet=quiet))
+    result.duration_s = time.perf_counter() - started
+    result.quick = quick
+    result.machine = {**machine_facts(), **result.machine}
+    return result, result.write(out)
