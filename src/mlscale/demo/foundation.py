@@ -25,11 +25,13 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, Final
 
+from ..bench.compare import ab_rounds, spread
+from ..bench.histogram import Histogram
+from ..bench.workers import OpFactory, Round, run_threads
 from ..core.topology import find_node
 from ..engine.cluster import Cluster
 from ..engine.connect import connect
 from ..errors import MlscaleError
-from .measure import OpFactory, alternate, latency_ms, spread, timed_round
 
 __all__ = ["ChapterResult", "Params", "Row", "run_foundation"]
 
@@ -293,6 +295,19 @@ def _fmt(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
+def _round_dict(r: Round) -> dict[str, Any]:
+    """A thread round as the demo's JSON has always shown it."""
+    return {
+        "threads": r.workers,
+        "ops": r.ops,
+        "wall_s": r.wall_s,
+        "per_s": r.rate,
+        "client_cpu_s": r.cpu_s,
+        "client_cpu_per_s": r.cpu_per_s,
+        "latency_ms": r.latency_ms(),
+    }
+
+
 def _step_load(cluster: Cluster, params: Params, result: ChapterResult) -> None:
     m = result.metrics
     create_tables(cluster)
@@ -319,7 +334,7 @@ def _step_load(cluster: Cluster, params: Params, result: ChapterResult) -> None:
 
 
 def _step_visibility(cluster: Cluster, params: Params, result: ChapterResult) -> None:
-    vis = latency_ms(replica_visibility(cluster, params), (50, 95))
+    vis = Histogram.of(replica_visibility(cluster, params)).summary_ms((50, 95))
     result.metrics["replica_visibility_ms"] = {**vis, "samples": params.visibility_samples}
     result.rows.append(
         Row(
@@ -343,12 +358,12 @@ def _step_compare(
     first variant's median over the second's.
     """
     runs = {
-        name: partial(timed_round, make, threads=params.threads, duration_s=params.round_s)
+        name: partial(run_threads, make, threads=params.threads, duration_s=params.round_s)
         for name, (_, make) in variants.items()
     }
     for _, make in variants.values():  # fill the pools, warm the caches; not counted
-        timed_round(make, threads=params.threads, duration_s=params.warmup_s)
-    rounds = alternate(runs, rounds=params.rounds, warmup=False)
+        run_threads(make, threads=params.threads, duration_s=params.warmup_s)
+    rounds = ab_rounds(runs, rounds=params.rounds, warmup=False)
     how = f"median (min..max) of {params.rounds} alternating rounds of {params.round_s:g} s, "
     how += f"{params.threads} threads"
     medians, cpus = [], []
@@ -358,7 +373,7 @@ def _step_compare(
         cpu = spread([r.cpu_per_s for r in rounds[name]])
         result.metrics[f"{name}_per_s"] = rates.as_dict()
         result.metrics[f"{name}_client_cpu_per_s"] = cpu.as_dict()
-        result.rounds[name] = [r.as_dict() for r in rounds[name]]
+        result.rounds[name] = [_round_dict(r) for r in rounds[name]]
         value = f"{_fmt(rates.median)} ({_fmt(rates.low)}..{_fmt(rates.high)})"
         result.rows.append(Row(label, value, "reads/s", how))
         medians.append(rates.median)
@@ -382,13 +397,13 @@ def _step_compare(
 
 
 def _step_writes(cluster: Cluster, params: Params, result: ChapterResult) -> None:
-    writes = timed_round(
+    writes = run_threads(
         prediction_writes(cluster, params), threads=params.threads, duration_s=params.write_s
     )
-    lat = latency_ms(writes.latencies_s, (50, 99))
+    lat = writes.latency_ms((50, 99))
     result.metrics["prediction_writes_per_s"] = writes.rate
     result.metrics["prediction_write_latency_ms"] = lat
-    result.rounds["prediction_writes"] = [writes.as_dict()]
+    result.rounds["prediction_writes"] = [_round_dict(writes)]
     result.rows.append(
         Row(
             "prediction inserts",
