@@ -96,6 +96,9 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             assert label in stdout, stdout
         assert "no CPU caps" in stdout, stdout
         assert str(out / "demo.json") in stdout, stdout
+        assert str(out / "report.html") in stdout, stdout
+        html = (out / "report.html").read_text()
+        assert "<svg" in html and "<rect" in html
 
         # The JSON: measured, positive figures; at least 5 rounds per compared variant.
         doc = json.loads((out / "demo.json").read_text())

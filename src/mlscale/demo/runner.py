@@ -29,6 +29,7 @@ import psycopg
 
 from ..engine.cluster import Cluster
 from ..local.cluster import LocalCluster, UpReport
+from ..report.html import write_report
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
 
 __all__ = ["render_table", "run_demo"]
@@ -138,7 +139,8 @@ def _run_chapters(config: Path, params: Params, keep: bool) -> tuple[ChapterResu
 
 
 def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> dict[str, Any]:
-    """Run the demo; print its table, write ``<out>/demo.json`` and return what it holds.
+    """Run the demo; print its table, write ``<out>/demo.json`` and the HTML report of
+    every result in ``out``, and return what the JSON holds.
 
     ``cluster_dir`` defaults to a new ``$TMPDIR/mlscale-demo-*`` directory; ``keep``
     leaves the cluster running; ``quick`` shortens every workload (for tests).
@@ -190,6 +192,7 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
     path = out_dir / "demo.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     echo(f"figures written to {path}")
+    echo(f"report (all results in {out_dir}, with plots): {write_report(out_dir)}")
     if keep and not existed:
         root = local.root
         echo(f"the cluster is still running in {root}: `mlscale destroy --dir {root}` removes it")
