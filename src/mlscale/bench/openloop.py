@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .histogram import Histogram
-from .workers import AsyncOp, AsyncOpFactory, OpFactory
+from .workers import AsyncOp, AsyncOpFactory, OpFactory, PerWallSecond
 
 __all__ = [
     "Arrivals",
@@ -109,7 +109,7 @@ class _Tally:
 
 
 @dataclass(frozen=True, slots=True)
-class OpenLoopResult:
+class OpenLoopResult(PerWallSecond):
     """What an open-loop run sent and measured.
 
     ``histogram``: seconds from each request's scheduled time to its answer
@@ -140,16 +140,6 @@ class OpenLoopResult:
     def achieved_per_s(self) -> float:
         """Requests sent per second of the window (the target, if the pool kept up)."""
         return self.issued / self.duration_s
-
-    @property
-    def rate(self) -> float:
-        """Successful answers per second of wall time."""
-        return self.ops / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def cpu_per_s(self) -> float:
-        """Client CPU seconds per wall second."""
-        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
     def kept_up(self) -> bool:

@@ -68,8 +68,27 @@ Mode = Literal["threads", "asyncio", "processes"]
 EXIT_GRACE_S = 5.0
 
 
+class PerWallSecond:
+    """``rate`` and ``cpu_per_s`` of a measurement that has ``ops``, ``wall_s``, ``cpu_s``."""
+
+    __slots__ = ()
+    ops: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        """Successful operations per second of wall time."""
+        return self.ops / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def cpu_per_s(self) -> float:
+        """Client CPU seconds per wall second (1.0 = one core kept busy)."""
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
 @dataclass(frozen=True, slots=True)
-class Round:
+class Round(PerWallSecond):
     """One timed round of a closed-loop workload.
 
     ``workers`` is the number of concurrent loops (threads, tasks, or
@@ -86,16 +105,6 @@ class Round:
     histogram: Histogram
     processes: int = 1
     first_error: str | None = None
-
-    @property
-    def rate(self) -> float:
-        """Successful operations per second of wall time."""
-        return self.ops / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def cpu_per_s(self) -> float:
-        """Client CPU seconds per wall second (1.0 = one core kept busy)."""
-        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
     def latency_ms(self, quantiles: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
         """Latency percentiles and maximum in milliseconds (empty without ops)."""
