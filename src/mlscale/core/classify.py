@@ -206,7 +206,7 @@ def _walk(node: Any) -> Iterator[ast.Node]:
         item = stack.pop()
         if isinstance(item, ast.Node):
             yield item
-            for name in item.__slots__:
+            for name in getattr(type(item), "__slots__", ()):
                 value = getattr(item, name, None)
                 if isinstance(value, ast.Node | tuple | list):
                     stack.append(value)
