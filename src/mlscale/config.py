@@ -54,6 +54,7 @@ __all__ = [
     "PolicyConfig",
     "PoolConfig",
     "RedisConfig",
+    "RoutingConfig",
     "ShardGroupConfig",
     "load_config",
     "parse_config",
@@ -191,6 +192,13 @@ class PolicyConfig(_Model):
     max_replica_lag_ms: float = Field(default=5_000.0, ge=0)
 
 
+class RoutingConfig(_Model):
+    """How statements are routed. ``read_only_functions`` adds functions (``"score"`` or
+    ``"features.score"``) that may run on a replica; unknown functions go to the primary."""
+
+    read_only_functions: list[str] = Field(default_factory=list)
+
+
 class LocalConfig(_Model):
     """Present when ``mlscale up`` made the cluster: how its servers are run.
 
@@ -213,6 +221,7 @@ class ClusterConfig(_Model):
     redis: RedisConfig | None = None
     pools: PoolConfig = Field(default_factory=PoolConfig)
     policies: PolicyConfig = Field(default_factory=PolicyConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     local: LocalConfig | None = None
     source: Path | None = Field(default=None, exclude=True)
 

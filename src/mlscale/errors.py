@@ -13,8 +13,13 @@ with ``raise ... from exc`` so the cause is kept::
     │   ├── ClusterDirError      the cluster directory is unusable
     │   └── NodeStartError       a server did not start or stop
     ├── CatalogError             the control database's catalog is unusable
+    ├── RoutingError             a statement was refused before it was sent
     └── DatabaseError            a database operation failed
-        └── NodeUnavailableError no connection to a node could be had
+        ├── NodeUnavailableError no connection to a node could be had
+        └── QueryError           the server rejected a statement (has .sqlstate, .node)
+            ├── IntegrityViolation    a constraint was violated (SQLSTATE class 23)
+            ├── TransactionConflict   serialization failure or deadlock (40001, 40P01): retry
+            └── ReadOnlyViolation     a write reached a read-only node (25006)
 
 Messages are one line, in the user's terms, and never contain a password or a
 full connection string.
@@ -30,11 +35,16 @@ __all__ = [
     "ClusterError",
     "ConfigError",
     "DatabaseError",
+    "IntegrityViolation",
     "MissingBinaryError",
     "MlscaleError",
     "NodeStartError",
     "NodeUnavailableError",
     "PortInUseError",
+    "QueryError",
+    "ReadOnlyViolation",
+    "RoutingError",
+    "TransactionConflict",
 ]
 
 
@@ -80,3 +90,29 @@ class NodeUnavailableError(DatabaseError, psycopg.OperationalError):
     Also a ``psycopg.OperationalError``, so handlers written for the driver
     catch it unchanged.
     """
+
+
+class RoutingError(MlscaleError):
+    """A statement was refused before it was sent: it cannot run where it was asked to
+    (a write in a replica scope, session state outside a session, BEGIN outside a
+    transaction block). Nothing was executed."""
+
+
+class QueryError(DatabaseError):
+    """The server rejected a statement. ``sqlstate`` is PostgreSQL's error code,
+    ``node`` the node that ran it; ``__cause__`` is the driver's error."""
+
+    sqlstate: str | None = None
+    node: str | None = None
+
+
+class IntegrityViolation(QueryError):
+    """A constraint was violated (unique, foreign key, not null, check: SQLSTATE 23xxx)."""
+
+
+class TransactionConflict(QueryError):
+    """A serialization failure or deadlock (40001, 40P01): the transaction may be retried."""
+
+
+class ReadOnlyViolation(QueryError):
+    """A write reached a read-only node or transaction (SQLSTATE 25006)."""

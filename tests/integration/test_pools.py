@@ -22,13 +22,13 @@ def test_default_pool_size_is_the_formula(cluster: Cluster) -> None:
     assert cluster.pool_size.max_size == 2 * (os.cpu_count() or 1) + 1
     with cluster.connection() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
-    stats = cluster.stats()["pools"][cluster.primary()]
+    stats = cluster.stats()["pools"][cluster.primary_node()]
     assert stats["pool_max"] == cluster.pool_size.max_size
     assert stats["requests_num"] >= 1
 
 
 def test_pool_survives_fork(cluster: Cluster) -> None:
-    node = cluster.primary("g1")
+    node = cluster.primary_node("g1")
     backend_pid(cluster, node)
     # A first request may make the pool grow by a connection in the background;
     # let that finish so the parent's set of connections is settled.
@@ -41,7 +41,7 @@ def test_pool_survives_fork(cluster: Cluster) -> None:
         try:
             os.close(read)
             pid = backend_pid(cluster, node)
-            with cluster.connection(cluster.replicas("g1")[0]) as conn:
+            with cluster.connection(cluster.replica_nodes("g1")[0]) as conn:
                 conn.execute("SELECT count(*) FROM pg_class").fetchone()
             os.write(write, str(pid).encode())
             code = 0
@@ -65,7 +65,7 @@ def test_async_cluster_uses_the_same_nodes(local_cluster) -> None:  # type: igno
     async def main() -> list[bool]:
         async with AsyncCluster.from_file(local_cluster.layout.config) as acluster:
             out = []
-            for node in [acluster.primary(), *acluster.replicas()]:
+            for node in [acluster.primary_node(), *acluster.replica_nodes()]:
                 async with acluster.connection(node) as conn:
                     cur = await conn.execute("SELECT pg_is_in_recovery()")
                     row = await cur.fetchone()

@@ -25,19 +25,19 @@ def wait_for_row(cluster: Cluster, node: str, token: str, timeout: float = 15.0)
 
 def test_rows_reach_every_replica(cluster: Cluster) -> None:
     for group in ("g0", "g1"):
-        with cluster.connection(cluster.primary(group)) as conn:
+        with cluster.connection(cluster.primary_node(group)) as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS it_replication "
                 "(token text PRIMARY KEY, payload text NOT NULL)"
             )
         tokens = [uuid.uuid4().hex for _ in range(20)]
-        with cluster.connection(cluster.primary(group)) as conn:
+        with cluster.connection(cluster.primary_node(group)) as conn:
             for token in tokens:
                 conn.execute(
                     "INSERT INTO it_replication VALUES (%s, %s)",
                     (token, f"written on the primary as {token}"),
                 )
-        replicas = cluster.replicas(group)
+        replicas = cluster.replica_nodes(group)
         assert len(replicas) == 2
         for replica in replicas:
             for token in tokens:
@@ -52,6 +52,6 @@ def test_replicas_refuse_writes(cluster: Cluster) -> None:
 
     with (
         pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
-        cluster.connection(cluster.replicas("g0")[0]) as conn,
+        cluster.connection(cluster.replica_nodes("g0")[0]) as conn,
     ):
         conn.execute("CREATE TABLE it_never (x int)")

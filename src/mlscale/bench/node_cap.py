@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from ..engine.cluster import Cluster
+from ..engine.cluster_sync import Cluster
 from ..local.cgroups import cap_of_process, detect
 from ..local.cluster import LocalCluster
 from .compare import ab_rounds, chart, paired_ratios, ratio_of_medians, spread_metrics, spreads
@@ -34,13 +34,11 @@ QUERY_ROWS = 500_000
 
 
 def _query_op(cluster: Cluster, rows: int) -> Callable[[int], Callable[[], object]]:
-    node = cluster.primary()
-
     def factory(_: int) -> Callable[[], object]:
         def op() -> object:
-            with cluster.connection(node) as conn:
-                conn.execute("SET max_parallel_workers_per_gather = 0")
-                return conn.execute(QUERY, (rows,)).fetchone()
+            with cluster.transaction() as tx:
+                tx.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                return tx.fetch_value(QUERY, (rows,))
 
         return op
 
@@ -83,7 +81,7 @@ def run(ctx: BenchContext) -> BenchResult:
                 local.up(shards=1, replicas=0, redis=False, node_cpu=cap)
                 cluster = stack.enter_context(Cluster.from_file(local.layout.config))
                 clusters[name] = cluster
-                pid = local.processes()[cluster.primary()][0]
+                pid = local.processes()[cluster.primary_node()][0]
                 caps[name] = cap_of_process(pid)[1]
                 phase.step(name)
 

@@ -19,7 +19,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -29,7 +29,7 @@ from ..bench.compare import ab_rounds, spread
 from ..bench.histogram import Histogram
 from ..bench.workers import OpFactory, Round, run_threads
 from ..core.topology import find_node
-from ..engine.cluster import Cluster
+from ..engine.cluster_sync import Cluster, Scope
 from ..engine.connect import connect
 from ..errors import MlscaleError
 
@@ -127,16 +127,14 @@ Echo = Callable[[str], None]
 
 def create_tables(cluster: Cluster) -> None:
     """(Re)create the demo schema and its two tables on the first primary."""
-    with cluster.connection(cluster.primary()) as conn:
-        conn.execute(DROP_SCHEMA)
-        for statement in CREATE:
-            conn.execute(statement)
+    cluster.execute(DROP_SCHEMA)
+    for statement in CREATE:
+        cluster.execute(statement)
 
 
 def drop_tables(cluster: Cluster) -> None:
     """Remove the demo schema from the first primary."""
-    with cluster.connection(cluster.primary()) as conn:
-        conn.execute(DROP_SCHEMA)
+    cluster.execute(DROP_SCHEMA)
 
 
 def user_rows(params: Params) -> list[tuple[int, float, int, str, list[float]]]:
@@ -157,26 +155,20 @@ def user_rows(params: Params) -> list[tuple[int, float, int, str, list[float]]]:
 def load_users(cluster: Cluster, params: Params) -> float:
     """COPY the user features into the primary; seconds from first row to commit."""
     rows = user_rows(params)
-    with cluster.connection(cluster.primary()) as conn:
-        t0 = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(COPY_USERS) as copy:
-            for row in rows:
-                copy.write_row(row)
-        conn.commit()
-        seconds = time.perf_counter() - t0
-        conn.execute("ANALYZE mlscale_demo.user_features")
+    t0 = time.perf_counter()
+    cluster.copy(COPY_USERS, rows)
+    seconds = time.perf_counter() - t0
+    cluster.execute("ANALYZE mlscale_demo.user_features")
     return seconds
 
 
 def wait_replicas_caught_up(cluster: Cluster, timeout_s: float) -> float:
     """Wait until every replica has replayed the primary's current WAL; seconds waited."""
     t0 = time.perf_counter()
-    with cluster.connection(cluster.primary()) as conn:
-        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-    if row is None:
+    target = cluster.primary().fetch_value("SELECT pg_current_wal_lsn()::text")
+    if target is None:
         raise MlscaleError("the primary returned no WAL position")
-    target = row[0]
-    for name in cluster.replicas():
+    for name in cluster.replica_nodes():
         while True:
             with cluster.connection(name) as conn:
                 seen = conn.execute(
@@ -203,7 +195,9 @@ def replica_visibility(cluster: Cluster, params: Params) -> list[float]:
     the thing measured); the replicas take turns, each polled back to back.
     """
     rng = random.Random(params.seed + 1)
-    nodes = [find_node(cluster.nodes, n) for n in (cluster.primary(), *cluster.replicas())]
+    nodes = [
+        find_node(cluster.nodes, n) for n in (cluster.primary_node(), *cluster.replica_nodes())
+    ]
     delays: list[float] = []
     with ExitStack() as stack:
         writer, *readers = (stack.enter_context(connect(n, cluster.config)) for n in nodes)
@@ -233,19 +227,15 @@ def _check_found(row: object, user_id: int, node: str) -> None:
         raise MlscaleError(f"user {user_id} is missing on node {node}")
 
 
-def pooled_reads(cluster: Cluster, nodes: Sequence[str], params: Params) -> OpFactory:
-    """Point reads of random users through the pools of ``nodes``, taken in turn."""
+def pooled_reads(scope: Scope, where: str, params: Params) -> OpFactory:
+    """Point reads of random users through ``scope`` (the primary or the replicas, in turn)."""
 
     def make(index: int) -> Callable[[], object]:
         rng = random.Random(params.seed * 1000 + index)
-        turn = [index]
 
         def op() -> None:
             user_id = rng.randint(1, params.users)
-            name = nodes[turn[0] % len(nodes)]
-            turn[0] += 1
-            with cluster.connection(name) as conn:
-                _check_found(conn.execute(READ_USER, (user_id,)).fetchone(), user_id, name)
+            _check_found(scope.fetch_one(READ_USER, (user_id,)), user_id, where)
 
         return op
 
@@ -276,11 +266,10 @@ def prediction_writes(cluster: Cluster, params: Params) -> OpFactory:
         rng = random.Random(params.seed * 2000 + index)
 
         def op() -> None:
-            with cluster.connection(cluster.primary()) as conn:
-                conn.execute(
-                    INSERT_PREDICTION,
-                    (rng.randint(1, params.users), rng.choice(MODELS), rng.random()),
-                )
+            cluster.execute(
+                INSERT_PREDICTION,
+                (rng.randint(1, params.users), rng.choice(MODELS), rng.random()),
+            )
 
         return op
 
@@ -328,7 +317,7 @@ def _step_load(cluster: Cluster, params: Params, result: ChapterResult) -> None:
             "replicas caught up after load",
             _fmt(m["replica_catchup_s"] * 1000),
             "ms",
-            f"until {len(cluster.replicas())} replicas replayed the primary's WAL position",
+            f"until {len(cluster.replica_nodes())} replicas replayed the primary's WAL position",
         )
     )
 
@@ -424,7 +413,7 @@ def _step_writes(cluster: Cluster, params: Params, result: ChapterResult) -> Non
 
 def run_foundation(cluster: Cluster, params: Params, echo: Echo) -> ChapterResult:
     """Load the data set and run every workload of the chapter on ``cluster``."""
-    replicas, primary = cluster.replicas(), cluster.primary()
+    replicas, primary = cluster.replica_nodes(), cluster.primary_node()
     if not replicas:
         raise MlscaleError("the demo needs a cluster with at least one replica")
     result = ChapterResult()
@@ -441,7 +430,10 @@ def run_foundation(cluster: Cluster, params: Params, echo: Echo) -> ChapterResul
         params,
         ("pooled_over_unpooled", "pooled / new-connection reads", "ratio of medians, same run"),
         {
-            "reads_pooled": ("point reads, pooled", pooled_reads(cluster, [primary], params)),
+            "reads_pooled": (
+                "point reads, pooled",
+                pooled_reads(cluster.primary(), primary, params),
+            ),
             "reads_unpooled": (
                 "point reads, new connection each",
                 unpooled_reads(cluster, primary, params),
@@ -461,11 +453,11 @@ def run_foundation(cluster: Cluster, params: Params, echo: Echo) -> ChapterResul
         {
             "reads_replicas": (
                 f"point reads, {len(replicas)} replicas",
-                pooled_reads(cluster, replicas, params),
+                pooled_reads(cluster.replica(), "a replica", params),
             ),
             "reads_primary": (
                 "point reads, primary only",
-                pooled_reads(cluster, [primary], params),
+                pooled_reads(cluster.primary(), primary, params),
             ),
         },
     )

@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from ..engine.cluster import Cluster
+from ..engine.cluster_sync import Cluster
 from ..local.cluster import LocalCluster, UpReport
 from ..report.html import write_report
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
@@ -114,14 +114,13 @@ def render_table(rows: Sequence[Row]) -> str:
 
 def _machine(cluster: Cluster) -> dict[str, Any]:
     """What the figures were measured on: CPU count, versions."""
-    with cluster.connection(cluster.primary()) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
+    version = cluster.primary().fetch_value("SHOW server_version")
     return {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "psycopg": psycopg.__version__,
-        "postgres_version": row[0] if row else None,
+        "postgres_version": version,
     }
 
 

@@ -39,7 +39,9 @@ def pool_parameters(node: Node, config: ClusterConfig, size: PoolSize) -> dict[s
     pc = config.pools
     return {
         "conninfo": "",
-        "kwargs": connect_kwargs(node, config),
+        # Autocommit: a one-statement call costs one round trip, not BEGIN + it + COMMIT;
+        # transactions are opened explicitly.
+        "kwargs": {**connect_kwargs(node, config), "autocommit": True},
         "min_size": size.min_size,
         "max_size": size.max_size,
         "timeout": pc.timeout_s,
