@@ -10,8 +10,13 @@ from ..bench.registry import BENCHMARKS, run_benchmark
 @click.command()
 @click.argument("name", type=click.Choice(sorted(BENCHMARKS)))
 @click.option("--quick", is_flag=True, help="A short run (under a minute).")
-@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False),
-              help="Directory for NAME.json.")
+@click.option(
+    "--out",
+    default="results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory for NAME.json.",
+)
 @click.option("--check", is_flag=True, help="Exit 1 if a gate fails.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def bench(name: str, quick: bool, out: str, check: bool, quiet: bool) -> int:

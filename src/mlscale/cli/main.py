@@ -18,6 +18,7 @@ from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
 from .report_cmd import report
+from .route_cmd import route_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,7 +32,7 @@ def cli(verbose: bool) -> None:
     )
 
 
-for command in (up, down, destroy, status, config, catalog, demo, bench, report):
+for command in (up, down, destroy, status, config, catalog, demo, bench, report, route_cmd):
     cli.add_command(command)
 
 

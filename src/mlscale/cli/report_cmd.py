@@ -8,10 +8,20 @@ import click
 
 
 @click.command()
-@click.option("--results", "results_dir", default="results", show_default=True,
-              type=click.Path(file_okay=False), help="Directory of benchmark JSON files.")
-@click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="HTML file to write [default: RESULTS/report.html].")
+@click.option(
+    "--results",
+    "results_dir",
+    default="results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory of benchmark JSON files.",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="HTML file to write [default: RESULTS/report.html].",
+)
 def report(results_dir: str, out: str | None) -> None:
     """Render every result in RESULTS as one HTML page with plots and tables."""
     from ..report.html import write_report

@@ -160,17 +160,19 @@ class LocalCluster:
             self._check_same_shape(
                 shards, replicas, redis, sync_replication, base_port, os_user, node_cpu
             )
-            return self._start_existing()
-        return self._create(
-            shards=2 if shards is None else shards,
-            replicas=1 if replicas is None else replicas,
-            redis=True if redis is None else redis,
-            sync=bool(sync_replication),
-            base_port=base_port,
-            os_user=os_user,
-            pg_bindir=pg_bindir,
-            node_cpu=node_cpu,
-        )
+            with portsmod.port_lock():
+                return self._start_existing()
+        with portsmod.port_lock():
+            return self._create(
+                shards=2 if shards is None else shards,
+                replicas=1 if replicas is None else replicas,
+                redis=True if redis is None else redis,
+                sync=bool(sync_replication),
+                base_port=base_port,
+                os_user=os_user,
+                pg_bindir=pg_bindir,
+                node_cpu=node_cpu,
+            )
 
     def _check_same_shape(
         self,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import socket
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from ..errors import PortInUseError
 
-__all__ = ["DEFAULT_SCAN_START", "check_free", "choose_ports", "port_is_free"]
+__all__ = ["DEFAULT_SCAN_START", "check_free", "choose_ports", "port_is_free", "port_lock"]
 
 # Below Linux's ephemeral range (32768+), so a client socket never takes a
 # port a stopped node will want back when it restarts.
@@ -56,3 +61,22 @@ def choose_ports(owners: list[str], base: int | None = None, host: str = "127.0.
             if len(out) == count:
                 return out
     raise PortInUseError(f"no {count} free ports between {DEFAULT_SCAN_START} and {_SCAN_END}")
+
+
+@contextlib.contextmanager
+def port_lock() -> Iterator[None]:
+    """Hold the machine-wide lock for choosing ports and binding them.
+
+    A port is free when chosen but only taken when the server binds it, seconds
+    later; two ``up`` runs at once would choose the same ones. Holding this
+    lock from choice to bind makes them take turns.
+    """
+    path = Path(tempfile.gettempdir()) / "mlscale-ports.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o666)  # whoever made it, every user may take turns
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
