@@ -68,11 +68,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _refuse_inline_password(value: object, where: str) -> None:
+def _refuse_inline_password(value: object, where: str, file_field: str = "passfile") -> None:
     if value is not None:
         raise ValueError(
             f"inline passwords are not accepted in {where}; "
-            'set password_env = "ENV_VAR" or passfile = "path" instead'
+            f'set password_env = "ENV_VAR" or {file_field} = "path" instead'
         )
 
 
@@ -85,9 +85,9 @@ class NodeConfig(_Model):
     user: str | None = None
     password: str | None = None
 
-    @field_validator("password")
+    @field_validator("password", mode="before")
     @classmethod
-    def _no_password(cls, value: str | None) -> None:
+    def _no_password(cls, value: object) -> None:
         _refuse_inline_password(value, "a node")
         return None
 
@@ -108,9 +108,9 @@ class AuthConfig(_Model):
     passfile: Path | None = None
     password: str | None = None
 
-    @field_validator("password")
+    @field_validator("password", mode="before")
     @classmethod
-    def _no_password(cls, value: str | None) -> None:
+    def _no_password(cls, value: object) -> None:
         _refuse_inline_password(value, "[auth]")
         return None
 
@@ -146,10 +146,10 @@ class RedisConfig(_Model):
     password_file: Path | None = None
     password: str | None = None
 
-    @field_validator("password")
+    @field_validator("password", mode="before")
     @classmethod
-    def _no_password(cls, value: str | None) -> None:
-        _refuse_inline_password(value, "[redis]")
+    def _no_password(cls, value: object) -> None:
+        _refuse_inline_password(value, "[redis]", "password_file")
         return None
 
     @model_validator(mode="after")
@@ -288,7 +288,14 @@ def _describe(err: Mapping[str, Any]) -> str:
         return f"{where}: required field is missing; add it"
     msg = str(err["msg"]).removeprefix("Value error, ")
     got = err.get("input")
-    if kind in ("int_parsing", "int_type", "float_parsing", "bool_parsing", "string_type"):
+    secret = any("password" in str(part) for part in err["loc"])
+    if not secret and kind in (
+        "int_parsing",
+        "int_type",
+        "float_parsing",
+        "bool_parsing",
+        "string_type",
+    ):
         msg = f"{msg} (got {got!r})"
     return f"{where}: {msg}"
 

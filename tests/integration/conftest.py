@@ -6,28 +6,20 @@ an unprivileged OS user that must reach them (pytest's own tmp dirs are 0700).
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlscale import Cluster, LocalCluster
-
-
-def reachable_tmpdir(prefix: str) -> Path:
-    """A new directory under /tmp that the servers' OS user can traverse."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    os.chmod(path, 0o755)
-    return path
+from mlscale.local.tempdirs import reachable_tempdir
 
 
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[LocalCluster]:
     """Control DB, 2 shard groups of a primary and 2 replicas, Redis."""
-    base = reachable_tmpdir("mlscale-it-")
+    base = reachable_tempdir("mlscale-it-")
     cluster = LocalCluster(base / "cluster")
     try:
         cluster.up(shards=2, replicas=2, redis=True)
@@ -47,7 +39,7 @@ def cluster(local_cluster: LocalCluster) -> Iterator[Cluster]:
 
 @pytest.fixture()
 def scratch_dir() -> Iterator[Path]:
-    base = reachable_tmpdir("mlscale-scratch-")
+    base = reachable_tempdir("mlscale-scratch-")
     try:
         yield base
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -79,26 +80,33 @@ def table(local_cluster: LocalCluster) -> str:
     return "api_items"
 
 
-def wait_replicated(api: Any, token: str) -> None:
-    for _ in range(500):
-        if api.replica().fetch_value("SELECT count(*) FROM api_items WHERE name = %s", (token,)):
-            return
-        import time
+def wait_replicated(cluster: Cluster, token: str) -> None:
+    """Wait until ``token`` is on every replica (reads take replicas in turn)."""
+    for node in cluster.replica_nodes():
+        for _ in range(1000):
+            with cluster.connection(node) as conn:
+                cur = conn.execute("SELECT count(*) FROM api_items WHERE name = %s", (token,))
+                if cur.fetchone() == (1,):
+                    break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"{token} never reached {node}")
 
-        time.sleep(0.01)
-    raise AssertionError(f"{token} never reached the replicas")
 
-
-def test_reads_go_to_replicas_and_writes_to_the_primary(api: Any, table: str) -> None:
+def test_reads_go_to_replicas_and_writes_to_the_primary(
+    api: Any, table: str, cluster: Cluster
+) -> None:
     assert api.fetch_value("SELECT pg_is_in_recovery()") is True
     assert api.primary().fetch_value("SELECT pg_is_in_recovery()") is False
     assert api.replica().fetch_value("SELECT pg_is_in_recovery()") is True
     token = uuid.uuid4().hex
     new_id = api.fetch_value("SELECT nextval('api_ids')")  # a write hidden in a SELECT
     assert api.execute("INSERT INTO api_items VALUES (%s, %s)", (new_id, token)) == 1
-    assert api.primary().fetch_one("SELECT id, name FROM api_items WHERE name = %s",
-                                   (token,)) == (new_id, token)
-    wait_replicated(api, token)
+    assert api.primary().fetch_one("SELECT id, name FROM api_items WHERE name = %s", (token,)) == (
+        new_id,
+        token,
+    )
+    wait_replicated(cluster, token)
     rows = api.fetch_all("SELECT id, name FROM api_items WHERE name = %s", (token,), as_dict=True)
     assert rows == [{"id": new_id, "name": token}]
     assert api.fetch_one("SELECT 1 WHERE false") is None
@@ -169,8 +177,12 @@ def test_prepared_statements_do_not_leak(api: Any) -> None:
         s.execute("PREPARE mine AS SELECT 42")
         assert s.fetch_value("EXECUTE mine") == 42
     for _ in range(2 * api.pool_size.max_size):
-        assert api.primary().fetch_value(
-            "SELECT count(*) FROM pg_prepared_statements WHERE name = 'mine'") == 0
+        assert (
+            api.primary().fetch_value(
+                "SELECT count(*) FROM pg_prepared_statements WHERE name = 'mine'"
+            )
+            == 0
+        )
 
 
 def test_transaction_commits_rolls_back_and_stays_on_one_connection(api: Any, table: str) -> None:
@@ -180,14 +192,14 @@ def test_transaction_commits_rolls_back_and_stays_on_one_connection(api: Any, ta
         tx.execute("INSERT INTO api_items VALUES (nextval('api_ids'), %s)", (token,))
         assert tx.fetch_value("SELECT pg_backend_pid()") == pid
         assert tx.fetch_value("SELECT count(*) FROM api_items WHERE name = %s", (token,)) == 1
-    assert api.primary().fetch_value("SELECT count(*) FROM api_items WHERE name = %s",
-                                     (token,)) == 1
+    assert (
+        api.primary().fetch_value("SELECT count(*) FROM api_items WHERE name = %s", (token,)) == 1
+    )
     lost = uuid.uuid4().hex
     with pytest.raises(ZeroDivisionError), api.transaction() as tx:
         tx.execute("INSERT INTO api_items VALUES (nextval('api_ids'), %s)", (lost,))
         raise ZeroDivisionError
-    assert api.primary().fetch_value("SELECT count(*) FROM api_items WHERE name = %s",
-                                     (lost,)) == 0
+    assert api.primary().fetch_value("SELECT count(*) FROM api_items WHERE name = %s", (lost,)) == 0
     with api.transaction(isolation=Isolation.SERIALIZABLE) as tx:
         assert tx.fetch_value("SHOW transaction_isolation") == "serializable"
         with pytest.raises(RoutingError):

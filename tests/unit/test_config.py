@@ -113,3 +113,17 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(write(tmp_path, "name = \n"))
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize("value", [12345678, ["s3cret-value"], "s3cret-value"])
+def test_an_inline_password_is_refused_and_never_echoed(value: object) -> None:
+    for section in ("control", "auth", "redis"):
+        data: dict[str, object] = {"control": {"port": 5432},
+                                   "shard_groups": [{"name": "g0", "primary": {"port": 5433}}]}
+        target = data.setdefault(section, {})
+        assert isinstance(target, dict)
+        target["password"] = value
+        with pytest.raises(ConfigError) as info:
+            parse_config(data)
+        assert "inline passwords are not accepted" in str(info.value)
+        assert "s3cret" not in str(info.value) and "12345678" not in str(info.value)

@@ -7,9 +7,7 @@ only when their benchmark runs, so the CLI starts fast.
 from __future__ import annotations
 
 import importlib
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MlscaleError
+from ..local.tempdirs import reachable_tempdir
 from .results import BenchResult, machine_facts
 
 __all__ = ["BENCHMARKS", "BenchContext", "Benchmark", "run_benchmark"]
@@ -55,8 +54,7 @@ def load(name: str) -> Benchmark:
 @contextmanager
 def _workdir() -> Iterator[Path]:
     # Servers run as an unprivileged OS user, which must reach the directory.
-    path = Path(tempfile.mkdtemp(prefix="mlscale-bench-"))
-    os.chmod(path, 0o755)
+    path = reachable_tempdir("mlscale-bench-")
     try:
         yield path
     finally:

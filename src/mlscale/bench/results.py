@@ -61,7 +61,9 @@ class Verdict:
         return self.value <= self.target if self.op == "<=" else self.value >= self.target
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
+        """Plain data; a value that could not be measured (NaN) is written as null."""
+        value = None if math.isnan(self.value) else self.value
+        return {**asdict(self), "value": value, "passed": self.passed}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +106,7 @@ class BenchResult:
     charts: list[Chart] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
-    started_at: str = field(
-        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
-    )
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     duration_s: float = 0.0
 
     @property

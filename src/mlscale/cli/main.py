@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from types import FrameType
@@ -11,6 +12,7 @@ from types import FrameType
 import click
 import psycopg
 
+from ..engine.connect import describe_failure
 from ..errors import MlscaleError
 from .bench_cmd import bench
 from .catalog_cmd import catalog
@@ -57,8 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"mlscale: error: {exc}", err=True)
         return 1
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        click.echo(f"mlscale: database error: {first}", err=True)
+        click.echo(f"mlscale: database error: {describe_failure(exc)}", err=True)
+        return 1
+    except (OSError, subprocess.SubprocessError) as exc:
+        # Last resort: whatever the layers below did not translate, still one line.
+        click.echo(f"mlscale: error: {describe_failure(exc)}", err=True)
         return 1
     except click.exceptions.Abort:
         click.echo("mlscale: aborted", err=True)

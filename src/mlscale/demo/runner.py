@@ -1,7 +1,8 @@
 """``mlscale demo``: start a local cluster, run the chapters, print and save what was measured.
 
 The cluster the demo starts is always stopped again, on errors and Ctrl-C
-(and SIGTERM) too; with ``keep`` it is left running after a successful run.
+(and SIGTERM, which the CLI turns into Ctrl-C) too; with ``keep`` it is left
+running after a successful run.
 A cluster that was already running in ``cluster_dir`` is used as it is and
 left running.
 """
@@ -13,22 +14,18 @@ import logging
 import os
 import platform
 import shutil
-import signal
-import tempfile
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psycopg
 
 from ..engine.cluster_sync import Cluster
 from ..local.cluster import LocalCluster, UpReport
+from ..local.tempdirs import reachable_tempdir
 from ..report.html import write_report
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
 
@@ -42,23 +39,6 @@ HEADER = Row("figure", "value", "unit", "how measured")
 def echo(text: str = "") -> None:
     """Print a line for the person watching the demo."""
     print(text, flush=True)
-
-
-@contextmanager
-def _sigterm_exits() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit meanwhile, so ``finally`` blocks stop the servers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -78,7 +58,7 @@ class _Lease:
         if self.existed:
             if self.report is not None and self.report.started:
                 echo(f"stopping the servers the demo started in {root} ...")
-                self.local.down()
+                self.local.down(self.report.started)
             return
         if self.local.layout.is_cluster():
             if keep:
@@ -94,9 +74,7 @@ class _Lease:
 def _new_demo_dir() -> Path:
     """A fresh ``mlscale-demo-XXXX`` in the system temp dir, which the servers' OS user
     can enter wherever the demo is run from (a clone under ``/root`` would lock it out)."""
-    path = Path(tempfile.mkdtemp(prefix="mlscale-demo-"))
-    os.chmod(path, 0o755)
-    return path
+    return reachable_tempdir("mlscale-demo-")
 
 
 def render_table(rows: Sequence[Row]) -> str:
@@ -151,16 +129,15 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
     lease = _Lease(local, existed, made_dir=None if cluster_dir else local.root)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     ok = False
-    with _sigterm_exits():
-        try:
-            echo(f"starting a local cluster in {local.root} ...")
-            t0 = time.perf_counter()
-            lease.report = local.up() if existed else local.up(shards=1, replicas=2, redis=True)
-            start_s = time.perf_counter() - t0
-            result, machine = _run_chapters(local.layout.config, params, keep)
-            ok = True
-        finally:
-            lease.release(keep=keep, ok=ok)
+    try:
+        echo(f"starting a local cluster in {local.root} ...")
+        t0 = time.perf_counter()
+        lease.report = local.up() if existed else local.up(shards=1, replicas=2, redis=True)
+        start_s = time.perf_counter() - t0
+        result, machine = _run_chapters(local.layout.config, params, keep)
+        ok = True
+    finally:
+        lease.release(keep=keep, ok=ok)
 
     if lease.report is not None and lease.report.created:
         result.metrics["cluster_start_s"] = start_s

@@ -151,7 +151,7 @@ class ClusterCore(Generic[P]):
         node = self.pools.node(name)
         return NodeUnavailableError(
             f"couldn't get a connection to node {name} at {node.address} after "
-            f"{self.config.pools.timeout_s:.2f} s: {exc}"
+            f"{self.config.pools.timeout_s:.2f} s"
         )
 
     def stats(self) -> dict[str, Any]:

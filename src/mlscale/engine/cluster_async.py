@@ -16,6 +16,7 @@ borrows connections and runs statements on them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,6 +41,8 @@ from .base import (
     set_transaction,
 )
 from .translate import translate
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AsyncCluster", "AsyncScope", "AsyncSession", "AsyncTransaction"]
 
@@ -179,9 +182,15 @@ class AsyncCluster(_AsyncRunner):
 
     async def _pool(self, name: str) -> AsyncConnectionPool[Any]:
         self._core.check_open()
-        pool, fresh = self._core.pools.get(name)
-        if fresh:
-            await pool.open(wait=False)
+        pool = self._core.pools.peek(name)
+        if pool is not None:
+            return pool
+        # Opened before it is shared, so no caller ever sees an unopened pool.
+        fresh = self._core.pools.make(name)
+        await fresh.open(wait=False)
+        pool = self._core.pools.publish(name, fresh)
+        if pool is not fresh:
+            await fresh.close()
         return pool
 
     @asynccontextmanager
@@ -267,9 +276,12 @@ class AsyncCluster(_AsyncRunner):
 
     async def close(self) -> None:
         """Close every pool; the cluster cannot be used afterwards."""
-        for pool in self._core.pools.take_all():
-            await pool.close()
         self._core.state = ClusterState.CLOSED
+        for pool in self._core.pools.take_all():
+            try:
+                await pool.close()
+            except Exception:  # one failing pool must not keep the others open
+                log.warning("closing a pool failed", exc_info=True)
 
     async def __aenter__(self) -> AsyncCluster:
         return self

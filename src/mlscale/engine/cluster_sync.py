@@ -18,6 +18,7 @@ borrows connections and runs statements on them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,8 @@ from .base import (
     set_transaction,
 )
 from .translate import translate
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Cluster", "Scope", "Session", "Transaction"]
 
@@ -177,9 +180,15 @@ class Cluster(_Runner):
 
     def _pool(self, name: str) -> ConnectionPool[Any]:
         self._core.check_open()
-        pool, fresh = self._core.pools.get(name)
-        if fresh:
-            pool.open(wait=False)
+        pool = self._core.pools.peek(name)
+        if pool is not None:
+            return pool
+        # Opened before it is shared, so no caller ever sees an unopened pool.
+        fresh = self._core.pools.make(name)
+        fresh.open(wait=False)
+        pool = self._core.pools.publish(name, fresh)
+        if pool is not fresh:
+            fresh.close()
         return pool
 
     @contextmanager
@@ -265,9 +274,12 @@ class Cluster(_Runner):
 
     def close(self) -> None:
         """Close every pool; the cluster cannot be used afterwards."""
-        for pool in self._core.pools.take_all():
-            pool.close()
         self._core.state = ClusterState.CLOSED
+        for pool in self._core.pools.take_all():
+            try:
+                pool.close()
+            except Exception:  # one failing pool must not keep the others open
+                log.warning("closing a pool failed", exc_info=True)
 
     def __enter__(self) -> Cluster:
         return self

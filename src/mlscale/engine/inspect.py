@@ -17,7 +17,7 @@ from ..config import ClusterConfig
 from ..core.lsn import lag_bytes, parse_lsn
 from ..core.topology import Node, Role, nodes_of
 from ..errors import MlscaleError
-from .connect import connect, redis_password
+from .connect import connect, describe_failure, redis_password
 
 __all__ = ["NodeStatus", "RedisStatus", "inspect_cluster", "inspect_redis"]
 
@@ -90,7 +90,7 @@ def _probe(node: Node, config: ClusterConfig, timeout: float) -> tuple[NodeStatu
                         "lag_ms": float(lag) if lag is not None else None,
                     }
     except (MlscaleError, psycopg.Error) as exc:
-        st.error = str(exc)
+        st.error = describe_failure(exc)
     return st, replicas
 
 
@@ -141,5 +141,5 @@ def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | 
         finally:
             client.close()
     except (redis.RedisError, MlscaleError) as exc:
-        st.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        st.error = describe_failure(exc)
     return st

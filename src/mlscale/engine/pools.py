@@ -24,14 +24,23 @@ from ..core.topology import Node, nodes_of
 from ..errors import MlscaleError
 from .connect import connect_kwargs
 
-__all__ = ["PoolSet", "pool_parameters"]
+__all__ = ["PoolSet", "pool_parameters", "usable_cpus"]
 
 P = TypeVar("P", ConnectionPool[Any], AsyncConnectionPool[Any])
 
-# Pools inherited through fork: kept referenced so their finalizers never run
-# in the child and touch sockets that belong to the parent.
+# Pools inherited through fork: kept referenced so that no finalizer touches them
+# while the child runs (psycopg itself only closes connections in the process
+# that opened them, so exit-time finalizers are harmless).
 _ABANDONED: list[object] = []
 _LIVE: weakref.WeakSet[PoolSet[Any]] = weakref.WeakSet()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (affinity), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def pool_parameters(node: Node, config: ClusterConfig, size: PoolSize) -> dict[str, Any]:
@@ -58,11 +67,12 @@ class PoolSet(Generic[P]):
     def __init__(self, config: ClusterConfig, factory: Callable[..., P]) -> None:
         self.config = config
         self.nodes = {n.name: n for n in nodes_of(config)}
-        self.size = pool_size(config.pools, os.cpu_count())
+        self.size = pool_size(config.pools, usable_cpus())
         self._factory: Callable[..., P] = factory
         self._pools: dict[str, P] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self.closed = False
         self.counters: Counter[str] = Counter()
         _LIVE.add(self)
 
@@ -82,28 +92,37 @@ class PoolSet(Generic[P]):
         self._pid = os.getpid()
         self.counters["fork_resets"] += 1
 
-    def get(self, name: str) -> tuple[P, bool]:
-        """The pool of node ``name`` and whether it was just made (and must be opened)."""
+    def _check_pid(self) -> None:
         if self._pid != os.getpid():
             self._forked()
-        pool = self._pools.get(name)
-        if pool is not None:
-            return pool, False
-        node = self.node(name)
+
+    def peek(self, name: str) -> P | None:
+        """The open pool of node ``name``, if one was published."""
+        self._check_pid()
+        self.node(name)
+        return self._pools.get(name)
+
+    def make(self, name: str) -> P:
+        """A new, unopened pool for node ``name`` (open it, then :meth:`publish` it)."""
+        return self._factory(**pool_parameters(self.node(name), self.config, self.size))
+
+    def publish(self, name: str, pool: P) -> P:
+        """Share an opened ``pool``; if another caller won the race, theirs (close yours)."""
         with self._lock:
-            pool = self._pools.get(name)
-            if pool is not None:
-                return pool, False
-            pool = self._factory(**pool_parameters(node, self.config, self.size))
+            if self.closed:
+                raise MlscaleError("this cluster is closed; create a new one to keep working")
+            existing = self._pools.get(name)
+            if existing is not None:
+                return existing
             self._pools[name] = pool
             self.counters["pools_opened"] += 1
-            return pool, True
+            return pool
 
     def take_all(self) -> list[P]:
-        """Remove and return every pool of this process (to close them)."""
-        if self._pid != os.getpid():
-            self._forked()
+        """Close the set: no pool is published after this. Every pool, to close them."""
+        self._check_pid()
         with self._lock:
+            self.closed = True
             pools, self._pools = list(self._pools.values()), {}
         return pools
 
@@ -111,7 +130,9 @@ class PoolSet(Generic[P]):
         """Per node, psycopg_pool's counters (pool_size, requests_num, ...)."""
         if self._pid != os.getpid():
             return {}
-        return {name: pool.get_stats() for name, pool in self._pools.items()}
+        with self._lock:
+            pools = dict(self._pools)
+        return {name: pool.get_stats() for name, pool in pools.items()}
 
 
 def _after_fork_in_child() -> None:

@@ -180,7 +180,7 @@ def detect(mounts: str | None = None) -> tuple[Cgroups | None, str]:
             return Cgroups(1, v1), ""
         return None, f"cgroup v1 cpu controller at {v1} is not writable (run as root)"
     if v2 is not None:
-        controllers = (v2 / "cgroup.controllers")
+        controllers = v2 / "cgroup.controllers"
         try:
             available = controllers.read_text().split()
         except OSError:

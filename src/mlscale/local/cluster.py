@@ -16,9 +16,11 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,15 +68,41 @@ class UpReport:
 
 
 def _parallel(fn: Callable[[_T], object], items: Iterable[_T]) -> None:
-    """Run ``fn`` over ``items`` in threads; wait for all, then raise the first error."""
+    """Run ``fn`` over ``items`` in threads; wait for all, then raise the first error.
+
+    Even Ctrl-C or SIGTERM waits for every thread to finish first: a rollback
+    must not run while a server is still being started behind its back.
+    """
     items = list(items)
     if not items:
         return
-    with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        futures = [pool.submit(fn, item) for item in items]
+    pool = ThreadPoolExecutor(max_workers=len(items))
+    futures = [pool.submit(fn, item) for item in items]
+    interrupted: BaseException | None = None
+    for future in futures:
+        while True:
+            try:
+                future.exception()
+                break
+            except BaseException as exc:  # KeyboardInterrupt: note it, keep waiting
+                interrupted = interrupted or exc
+    pool.shutdown(wait=True)
+    if interrupted is not None:
+        raise interrupted
     errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:
         raise errors[0]  # type: ignore[misc]
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (delivered afterwards) while a rollback runs."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 class LocalCluster:
@@ -110,7 +138,9 @@ class LocalCluster:
         bindir = config.local.pg_bindir if config.local else None
         return find_postgres(bindir)
 
-    def _pg_nodes(self, config: ClusterConfig, bins: PgBinaries, user: ServiceUser) -> list[PgNode]:
+    def _pg_nodes(
+        self, config: ClusterConfig, bins: PgBinaries | None, user: ServiceUser
+    ) -> list[PgNode]:
         return [
             PgNode(n, self.layout.data_dir(n.name), self.layout.log(n.name), bins, user)
             for n in nodes_of(config)
@@ -129,7 +159,7 @@ class LocalCluster:
         """PIDs of every running server process of the cluster, by node name."""
         config = self.config()
         user = self._service_user(config)
-        out = {n.name: n.processes() for n in self._pg_nodes(config, self._bins(config), user)}
+        out = {n.name: n.processes() for n in self._pg_nodes(config, None, user)}
         if config.redis is not None:
             redis_node = self._redis_node(config, user)
             pid = redis_node.pid() if redis_node else None
@@ -293,9 +323,7 @@ class LocalCluster:
         made_root = self._claim_directory(user)
         try:
             self._build(config, bins, user, pg_nodes, redis_node, sync)
-            report = UpReport(
-                created=True, config_path=self.layout.config, warnings=self.warnings
-            )
+            report = UpReport(created=True, config_path=self.layout.config, warnings=self.warnings)
             report.started = [n.name for n in pg_nodes] + (["redis"] if redis_node else [])
             report.migrations, report.epoch = self._register(config)
             self.layout.state.write_text(
@@ -313,8 +341,9 @@ class LocalCluster:
             return report
         except BaseException as exc:
             log.info("creation of %s failed; stopping what was started", self.root)
-            self._stop_all(config, pg_nodes, redis_node)
-            self._remove_created(made_root)
+            with _signals_held():
+                self._stop_all(config, pg_nodes, redis_node)
+                self._remove_created(made_root)
             if isinstance(exc, MlscaleError):
                 # The logs it points at were removed with the directory.
                 message = re.sub(r" \(log: [^)]*\)", "", str(exc))
@@ -326,6 +355,11 @@ class LocalCluster:
     def _claim_directory(self, user: ServiceUser) -> Path | None:
         """Check the directory can hold a new cluster; create it. The topmost dir created."""
         root = self.root
+        if re.search(r"[\s'\"\\]", str(root)):
+            raise ClusterDirError(
+                f"cluster directory {str(root)!r} contains a space, quote or backslash, which "
+                "server config files cannot carry safely; choose a plainer --dir"
+            )
         if root.exists():
             if not root.is_dir():
                 raise ClusterDirError(f"cannot use {root} as cluster directory: not a directory")
@@ -340,17 +374,21 @@ class LocalCluster:
                 made = made.parent
         try:
             root.mkdir(parents=True, exist_ok=True)
+            # Whatever the umask, every directory made here must let the servers through.
+            for path in [root, *root.parents]:
+                os.chmod(path, 0o755)
+                if path == made or made is None:
+                    break
             probe = root / ".mlscale-write-test"
             probe.write_text("")
             probe.unlink()
+            user.own(root)
         except OSError as exc:
             if made is not None and made.exists():
                 shutil.rmtree(made, ignore_errors=True)
             raise ClusterDirError(
                 f"cannot write cluster directory {root}: {exc.strerror or exc}"
             ) from None
-        os.chmod(root, 0o755)
-        user.own(root)
         return made
 
     def _remove_created(self, made_root: Path | None) -> None:
@@ -525,9 +563,7 @@ class LocalCluster:
         bins = self._bins(config)
         pg_nodes = self._pg_nodes(config, bins, user)
         redis_node = self._redis_node(config, user)
-        report = UpReport(
-            created=False, config_path=self.layout.config, warnings=self.warnings
-        )
+        report = UpReport(created=False, config_path=self.layout.config, warnings=self.warnings)
         down_pg = [n for n in pg_nodes if not n.is_running()]
         report.already_running = [n.name for n in pg_nodes if n not in down_pg]
         redis_down = redis_node is not None and not redis_node.is_running()
@@ -565,14 +601,21 @@ class LocalCluster:
             stopped.append("redis")
         return stopped
 
-    def down(self) -> list[str]:
-        """Stop every server of the cluster, by PID; the names of those stopped."""
+    def down(self, names: Iterable[str] | None = None) -> list[str]:
+        """Stop the cluster's servers (or only ``names``) by PID; the names of those stopped.
+
+        Needs no server binaries, so a cluster whose binaries are gone can still stop.
+        """
         config = self.config()
         user = self._service_user(config)
-        return self._stop_all(
-            config,
-            self._pg_nodes(config, self._bins(config), user), self._redis_node(config, user)
-        )
+        wanted = None if names is None else set(names)
+        pg_nodes = [
+            n for n in self._pg_nodes(config, None, user) if wanted is None or n.name in wanted
+        ]
+        redis_node = self._redis_node(config, user)
+        if wanted is not None and "redis" not in wanted:
+            redis_node = None
+        return self._stop_all(config, pg_nodes, redis_node)
 
     def destroy(self) -> bool:
         """Stop the cluster and delete its directory; False if there was nothing."""

@@ -33,7 +33,12 @@ class PgNode:
     """A PostgreSQL data directory on this machine and the server running on it."""
 
     def __init__(
-        self, node: Node, data_dir: Path, log_file: Path, bins: PgBinaries, user: ServiceUser
+        self,
+        node: Node,
+        data_dir: Path,
+        log_file: Path,
+        bins: PgBinaries | None,
+        user: ServiceUser,
     ) -> None:
         self.node = node
         self.data_dir = data_dir
@@ -44,6 +49,11 @@ class PgNode:
     @property
     def name(self) -> str:
         return self.node.name
+
+    def _tool(self, name: str) -> str:
+        if self.bins is None:
+            raise NodeStartError(f"node {self.name}: no PostgreSQL binaries were given")
+        return self.bins.tool(name)
 
     # -- running commands as the service user ---------------------------------
 
@@ -63,8 +73,13 @@ class PgNode:
             # the service user and exec: everything the command forks inherits the cap.
             drop = []
             if not self.user.is_caller:
-                drop = ["setpriv", f"--reuid={self.user.uid}", f"--regid={self.user.gid}",
-                        "--clear-groups", "--"]
+                drop = [
+                    "setpriv",
+                    f"--reuid={self.user.uid}",
+                    f"--regid={self.user.gid}",
+                    "--clear-groups",
+                    "--",
+                ]
             args = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup_procs), *drop, *args]
             user_kwargs = {}
         try:
@@ -77,6 +92,7 @@ class PgNode:
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,
                 check=False,
+                umask=0o077,  # data, logs and sockets private to the service user
                 **user_kwargs,
             )
         except subprocess.TimeoutExpired as exc:
@@ -98,7 +114,7 @@ class PgNode:
         """Create the data directory: C collation, UTF-8, scram-sha-256, our superuser."""
         self._run(
             [
-                self.bins.tool("initdb"),
+                self._tool("initdb"),
                 "-D",
                 str(self.data_dir),
                 "-U",
@@ -137,7 +153,7 @@ class PgNode:
         self.user.own(self.data_dir.parent)
         self._run(
             [
-                self.bins.tool("pg_basebackup"),
+                self._tool("pg_basebackup"),
                 "-h",
                 primary.host,
                 "-p",
@@ -193,7 +209,7 @@ class PgNode:
             try:
                 self._run(
                     [
-                        self.bins.tool("pg_ctl"),
+                        self._tool("pg_ctl"),
                         "start",
                         "-D",
                         str(self.data_dir),
@@ -223,38 +239,25 @@ class PgNode:
         raise NodeStartError(f"node {self.name} started but left no postmaster.pid")
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Fast shutdown; if that hangs, immediate shutdown, then SIGKILL, by PID."""
+        """Stop by PID, needing no binaries: SIGINT (PostgreSQL's fast shutdown), then
+        SIGQUIT (immediate shutdown) if it hangs, then SIGKILL."""
         pid = self.pid()
         if pid is None:
             return
         children = procs.children(pid)
         try:
-            self._run(
-                [
-                    self.bins.tool("pg_ctl"),
-                    "stop",
-                    "-D",
-                    str(self.data_dir),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    str(int(timeout)),
-                    "-s",
-                ],
-                "stop",
-                timeout=timeout + 10,
-            )
-        except NodeStartError:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            return
+        if not procs.wait_dead(pid, timeout):
             log.warning("node %s ignored fast shutdown; sending SIGQUIT to %s", self.name, pid)
             procs.terminate(pid, signal.SIGQUIT, 10.0)
-        procs.wait_dead(pid, 10.0)
         for child in children:
             procs.wait_dead(child, 5.0)
         log.info("stopped %s (pid %s)", self.name, pid)
 
     def reload(self) -> None:
-        self._run([self.bins.tool("pg_ctl"), "reload", "-D", str(self.data_dir), "-s"], "reload")
+        self._run([self._tool("pg_ctl"), "reload", "-D", str(self.data_dir), "-s"], "reload")
 
     def _log_tail(self) -> str:
         try:

@@ -76,6 +76,9 @@ class RedisNode:
             stdin=subprocess.DEVNULL,
             timeout=timeout,
             check=False,
+            # Nothing of the caller's environment (it may hold secrets), files private.
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+            umask=0o077,
             **self.user.popen_kwargs(),
         )
         if done.returncode != 0:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from psycopg.conninfo import make_conninfo
+
 __all__ = [
     "HBA",
     "conf_text",
@@ -76,9 +78,12 @@ def replica_settings(
     *, primary_port: int, user: str, passfile: Path, application_name: str, slot: str
 ) -> dict[str, str]:
     """How a streaming replica reaches its primary: through a passfile, never inline."""
-    conninfo = (
-        f"host=127.0.0.1 port={primary_port} user={user} passfile={passfile} "
-        f"application_name={application_name}"
+    conninfo = make_conninfo(
+        host="127.0.0.1",
+        port=primary_port,
+        user=user,
+        passfile=str(passfile),
+        application_name=application_name,
     )
     return {"primary_conninfo": quote_conf(conninfo), "primary_slot_name": quote_conf(slot)}
 
