@@ -6,7 +6,9 @@ it creates, clears or needs. Prefix matching misroutes ``WITH ... INSERT``,
 ``SELECT ... FOR UPDATE``, ``SELECT nextval(...)``; walking the parse tree
 does not. The rules, most restrictive first:
 
-- unparseable SQL goes to the primary;
+- unparseable SQL goes to the primary (psycopg's ``%s``/``%(name)s``
+  placeholders are read as ``$n`` parameters first: they are not PostgreSQL
+  grammar, yet every psycopg query with parameters has them);
 - INSERT/UPDATE/DELETE/MERGE, DDL, COPY FROM, CALL, DO, LOCK, NOTIFY, VACUUM,
   two-phase commands... anything not known to be read-only goes to the primary;
 - a SELECT is read-only unless it locks rows (FOR UPDATE/NO KEY UPDATE/SHARE/
@@ -24,6 +26,7 @@ assigns a transaction id).
 from __future__ import annotations
 
 import enum
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,8 +36,8 @@ from threading import Lock
 from typing import Any
 
 from pglast import ast, parse_sql
-from pglast.enums import DiscardMode, TransactionStmtKind, VariableSetKind
-from pglast.parser import ParseError
+from pglast.enums import DiscardMode, ObjectType, TransactionStmtKind, VariableSetKind
+from pglast.parser import ParseError, scan
 
 __all__ = [
     "Classification",
@@ -173,6 +176,13 @@ VOLATILE_READ_ONLY = frozenset(
         "pg_get_wal_replay_pause_state",
         "pg_backend_pid",
         "pg_stat_get_activity",
+        # sizes come from the file system, hence VOLATILE; a standby has the files
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+        "pg_database_size",
+        "pg_tablespace_size",
     }
 )
 _CATALOG_SCHEMAS = frozenset({"pg_catalog", "information_schema"})
@@ -189,6 +199,9 @@ _CREATED = {
     "ViewStmt": "VIEW",
     "CreateSeqStmt": "SEQUENCE",
 }
+# psycopg's placeholders (``%s``, ``%b``, ``%t``, ``%(name)s``) and its ``%%`` escape,
+# as psycopg's own ``_split_query`` finds them.
+_PLACEHOLDER = re.compile(r"%(?:\((?P<name>[^)]+)\))?[sbt]|%%")
 _SERIALIZABLE = "SERIALIZABLE transactions run on the primary (a standby refuses them)"
 
 
@@ -215,9 +228,81 @@ def _walk(node: Any) -> Iterator[ast.Node]:
 
 
 def _name(node: ast.FuncCall) -> tuple[str | None, str]:
+    # The parser has already folded unquoted names to lower case; a quoted "Lower"
+    # is another function than lower, so the case of what is left must be kept.
     parts = [getattr(p, "sval", "") for p in node.funcname or ()]
-    schema = parts[-2].lower() if len(parts) > 1 else None
-    return schema, parts[-1].lower()
+    schema = parts[-2] if len(parts) > 1 else None
+    return schema, parts[-1]
+
+
+def _is_temp(rel: Any) -> bool:
+    """A relation made TEMP, by keyword or by creating it in ``pg_temp``."""
+    return getattr(rel, "relpersistence", "p") == "t" or getattr(rel, "schemaname", None) == (
+        "pg_temp"
+    )
+
+
+def _numbered_placeholders(sql: str) -> str | None:
+    """``sql`` with psycopg's placeholders as ``$1, $2, ...``; None if it has none.
+
+    psycopg turns ``%s`` and ``%(name)s`` into ``$n`` before sending, so the server
+    never sees them, but the text handed to ``classify`` still has them. Only
+    operator tokens (found by PostgreSQL's own scanner) are looked at: a ``%s`` in
+    a string literal, a quoted identifier or a comment stays as it is.
+    """
+    if "%" not in sql:
+        return None
+    try:
+        tokens = scan(sql)
+    except ParseError:
+        return None
+    candidates = {
+        t.start + i
+        for t in tokens
+        if t.name in ("Op", "ASCII_37")
+        for i, ch in enumerate(sql[t.start : t.end + 1])
+        if ch == "%"
+    }
+    out: list[str] = []
+    numbers: dict[str, int] = {}
+    cur = 0
+    found = False
+    for pos in sorted(candidates):
+        if pos < cur:  # the second '%' of a '%%' already consumed
+            continue
+        m = _PLACEHOLDER.match(sql, pos)
+        if m is None:
+            continue
+        out.append(sql[cur:pos])
+        if m.group() == "%%":
+            out.append("%")
+        else:
+            key = m.group("name") or f"#{len(numbers)}"
+            out.append(f"${numbers.setdefault(key, len(numbers) + 1)}")
+            found = True
+        cur = m.end()
+    if not found:
+        return None
+    out.append(sql[cur:])
+    return "".join(out)
+
+
+def _parse(sql: str) -> list[ast.RawStmt]:
+    """Parse ``sql``, reading psycopg placeholders as parameters if it does not parse as is.
+
+    Parsing the text as is comes first: ``a %b`` is valid SQL (``a`` modulo
+    column ``b``) when no parameters are passed.
+    """
+    try:
+        return list(parse_sql(sql))
+    except ParseError as exc:
+        numbered = _numbered_placeholders(sql)
+        if numbered is None:
+            raise
+        try:
+            return list(parse_sql(numbered))
+        except ParseError:
+            raise exc from None
 
 
 @dataclass
@@ -290,7 +375,7 @@ class Classifier:
 
     def _classify(self, sql: str) -> Classification:
         try:
-            parsed = parse_sql(sql)
+            parsed = _parse(sql)
         except ParseError as exc:
             return Classification(Target.PRIMARY, f"could not parse ({exc}); sent to the primary")
         if not parsed:
@@ -340,8 +425,7 @@ class Classifier:
             if isinstance(node, ast.SelectStmt):
                 if node.intoClause is not None:
                     v.write("SELECT INTO creates a table")
-                    rel = node.intoClause.rel
-                    if getattr(rel, "relpersistence", "p") == "t":
+                    if _is_temp(node.intoClause.rel):
                         v.creates.add(SessionEffect.TEMP_TABLE)
                 for clause in node.lockingClause or ():
                     strength = getattr(clause.strength, "name", str(clause.strength))
@@ -407,10 +491,11 @@ class Classifier:
             v.write("RESET ALL changes session state")
             return
         v.creates.add(SessionEffect.SETTING)
+        verb = "RESET" if kind == VariableSetKind.VAR_RESET.name else "SET"
         if serializable or name == "default_transaction_isolation":
-            v.write(_SERIALIZABLE if serializable else "SET creates session state")
+            v.write(_SERIALIZABLE if serializable else f"{verb} {name} creates session state")
         else:
-            v.write(f"SET {name or 'without LOCAL'} creates session state")
+            v.write(f"{verb} {name or 'without LOCAL'} creates session state")
 
     def _transaction(self, stmt: ast.TransactionStmt, v: _Verdict) -> None:
         kind = getattr(stmt.kind, "name", str(stmt.kind))
@@ -461,6 +546,11 @@ class Classifier:
             return
         inner = self._statement(stmt.query)
         analyze = "analyze" in options and "false" not in repr(options["analyze"].arg).lower()
+        # EXECUTE needs its session even when only explained; the rest needs ANALYZE
+        # to run, but the inner statement's verdict decides the route either way.
+        v.creates.update(inner.creates)
+        v.clears.update(inner.clears)
+        v.needs_session = inner.needs_session
         if inner.read_only:
             v.read_reason = f"EXPLAIN{' ANALYZE' if analyze else ''} of a {inner.reason}"
             return
@@ -468,7 +558,6 @@ class Classifier:
 
     def _session_statement(self, stmt: ast.Node, v: _Verdict) -> None:
         """Everything else: session-state statements and the writes by default."""
-        kind = type(stmt).__name__.removesuffix("Stmt")
         if isinstance(stmt, ast.PrepareStmt):
             v.creates.add(SessionEffect.PREPARED)
             v.write(f"PREPARE {stmt.name} creates session state")
@@ -510,14 +599,14 @@ class Classifier:
         elif isinstance(
             stmt, ast.CreateStmt | ast.CreateTableAsStmt | ast.ViewStmt | ast.CreateSeqStmt
         ):
-            rel = getattr(stmt, "relation", None) or getattr(stmt, "view", None)
-            if rel is None and isinstance(stmt, ast.CreateTableAsStmt):
-                rel = stmt.into.rel if stmt.into is not None else None
-            if getattr(rel, "relpersistence", "p") == "t":
+            created = _CREATED[type(stmt).__name__]
+            if getattr(stmt, "objtype", None) == ObjectType.OBJECT_MATVIEW:
+                created = "MATERIALIZED VIEW"
+            if _is_temp(_created_relation(stmt)):
                 v.creates.add(SessionEffect.TEMP_TABLE)
-                v.write(f"CREATE TEMP {_CREATED[type(stmt).__name__]} creates session state")
+                v.write(f"CREATE TEMP {created} creates session state")
             else:
-                v.write(f"{_ddl_label(kind)} changes the schema")
+                v.write(f"CREATE {created} changes the schema")
             if isinstance(stmt, ast.CreateTableAsStmt) and stmt.query is not None:
                 self._expressions(stmt.query, v)
         elif isinstance(stmt, ast.LockStmt):
@@ -529,7 +618,7 @@ class Classifier:
         elif isinstance(stmt, ast.DoStmt):
             v.write("DO runs code")
         else:
-            v.write(f"{_ddl_label(kind)} is not a read-only statement")
+            v.write(f"{_label(stmt)} is not a read-only statement")
 
     def _discard(self, stmt: ast.DiscardStmt, v: _Verdict) -> None:
         target = getattr(stmt.target, "name", str(stmt.target))
@@ -542,8 +631,52 @@ class Classifier:
         v.write("DISCARD changes session state")
 
 
+def _created_relation(stmt: ast.Node) -> Any:
+    """The relation a CREATE TABLE/TABLE AS/VIEW/SEQUENCE makes."""
+    if isinstance(stmt, ast.CreateTableAsStmt):
+        return stmt.into.rel if stmt.into is not None else None
+    if isinstance(stmt, ast.ViewStmt):
+        return stmt.view
+    if isinstance(stmt, ast.CreateSeqStmt):
+        return stmt.sequence
+    return getattr(stmt, "relation", None)
+
+
+def _label(stmt: ast.Node) -> str:
+    """A statement kind as people write it: ``AlterTableStmt`` -> ``'ALTER TABLE'``."""
+    if isinstance(stmt, ast.GrantStmt):
+        return "GRANT" if stmt.is_grant else "REVOKE"
+    if isinstance(stmt, ast.VacuumStmt):
+        return "VACUUM" if stmt.is_vacuumcmd else "ANALYZE"
+    if isinstance(stmt, ast.CreateFunctionStmt):
+        return "CREATE PROCEDURE" if stmt.is_procedure else "CREATE FUNCTION"
+    if isinstance(stmt, ast.DropStmt):
+        what = getattr(stmt.removeType, "name", "")
+        return f"DROP {_OBJECTS.get(what, what.removeprefix('OBJECT_').replace('_', ' '))}".strip()
+    kind = type(stmt).__name__
+    return _LABELS.get(kind) or _ddl_label(kind.removesuffix("Stmt"))
+
+
+# Statement kinds whose node name is not how people write them.
+_LABELS = {
+    "IndexStmt": "CREATE INDEX",
+    "RefreshMatViewStmt": "REFRESH MATERIALIZED VIEW",
+    "CheckPointStmt": "CHECKPOINT",
+    "CreateTrigStmt": "CREATE TRIGGER",
+    "AlterSeqStmt": "ALTER SEQUENCE",
+    "CreateEnumStmt": "CREATE TYPE",
+    "CompositeTypeStmt": "CREATE TYPE",
+    "CreateRangeStmt": "CREATE TYPE",
+    "SecLabelStmt": "SECURITY LABEL",
+    "CreateStatsStmt": "CREATE STATISTICS",
+    "RenameStmt": "ALTER ... RENAME",
+    "AlterObjectSchemaStmt": "ALTER ... SET SCHEMA",
+}
+_OBJECTS = {"OBJECT_MATVIEW": "MATERIALIZED VIEW", "OBJECT_FOREIGN_TABLE": "FOREIGN TABLE"}
+
+
 def _ddl_label(kind: str) -> str:
-    """``'AlterTable'`` -> ``'ALTER TABLE'``: a statement kind as people write it."""
+    """``'AlterTable'`` -> ``'ALTER TABLE'``."""
     out = ""
     for ch in kind:
         if ch.isupper() and out:

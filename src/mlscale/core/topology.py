@@ -8,7 +8,15 @@ from dataclasses import dataclass
 
 from ..config import ClusterConfig, NodeConfig
 
-__all__ = ["Node", "Role", "find_node", "nodes_of", "same_topology"]
+__all__ = [
+    "Node",
+    "Role",
+    "find_node",
+    "nodes_of",
+    "primary_name",
+    "replica_name",
+    "same_topology",
+]
 
 
 class Role(enum.StrEnum):
@@ -46,6 +54,16 @@ class Node:
         return f"{self.host}:{self.port}"
 
 
+def primary_name(group: str) -> str:
+    """The node name of ``group``'s primary."""
+    return f"{group}-primary"
+
+
+def replica_name(group: str, index: int) -> str:
+    """The node name of ``group``'s replica number ``index`` (from 1)."""
+    return f"{group}-replica{index}"
+
+
 def _node(name: str, role: Role, group: str | None, cfg: NodeConfig, c: ClusterConfig) -> Node:
     return Node(
         name=name,
@@ -62,9 +80,10 @@ def nodes_of(config: ClusterConfig) -> list[Node]:
     """Every PostgreSQL node: control first, then each group's primary and replicas."""
     out = [_node("control", Role.CONTROL, None, config.control, config)]
     for group in config.shard_groups:
-        out.append(_node(f"{group.name}-primary", Role.PRIMARY, group.name, group.primary, config))
+        primary = _node(primary_name(group.name), Role.PRIMARY, group.name, group.primary, config)
+        out.append(primary)
         out.extend(
-            _node(f"{group.name}-replica{i}", Role.REPLICA, group.name, replica, config)
+            _node(replica_name(group.name, i), Role.REPLICA, group.name, replica, config)
             for i, replica in enumerate(group.replicas, start=1)
         )
     return out

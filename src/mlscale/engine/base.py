@@ -20,7 +20,7 @@ from ..config import ClusterConfig
 from ..core.classify import Classification, Classifier, SessionEffect, Target
 from ..core.pooling import PoolSize
 from ..core.route import Route, RouteRefused, Scope, ToPrimary, route
-from ..core.topology import Node, Role
+from ..core.topology import Node, Role, primary_name
 from ..errors import MlscaleError, NodeUnavailableError, RoutingError
 from .pools import PoolSet
 
@@ -96,7 +96,7 @@ class ClusterCore(Generic[P]):
 
     def primary_node(self, group: str | None = None) -> str:
         """Name of the primary of ``group`` (default: the first shard group)."""
-        return f"{self.group(group)}-primary"
+        return primary_name(self.group(group))
 
     def replica_nodes(self, group: str | None = None) -> list[str]:
         """Names of the replicas of ``group`` (default: the first shard group)."""

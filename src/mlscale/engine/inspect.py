@@ -15,7 +15,7 @@ import redis
 
 from ..config import ClusterConfig
 from ..core.lsn import lag_bytes, parse_lsn
-from ..core.topology import Node, Role, nodes_of
+from ..core.topology import Node, Role, nodes_of, primary_name
 from ..errors import MlscaleError
 from .connect import connect, describe_failure, redis_password
 
@@ -106,7 +106,7 @@ def inspect_cluster(config: ClusterConfig, timeout: float = 2.0) -> list[NodeSta
     by_name = {st.name: (st, reps) for st, reps in first + second}
     for node in replicas:
         st, _ = by_name[node.name]
-        primary, seen = by_name[f"{node.group}-primary"]
+        primary, seen = by_name[primary_name(node.group or "")]
         mine = seen.get(node.slot_name)
         if mine is not None:
             st.sync_state = mine["sync"]

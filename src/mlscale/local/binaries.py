@@ -3,7 +3,7 @@
 PostgreSQL (>= 15) is looked for, first match wins, in:
 
 1. the ``explicit`` bin directory a caller passes (a cluster's recorded
-   ``local.pg_bindir``, ``--pg-bindir``), else ``$MLSCALE_PG_BINDIR``;
+   ``local.pg_bindir``), else ``$MLSCALE_PG_BINDIR``;
 2. system locations: ``pg_ctl`` on PATH, ``pg_config --bindir``, then
    ``/usr/lib/postgresql/*/bin`` (newest first);
 3. the PostgreSQL bundled in the ``pgserver`` wheel (``pip install pgserver``),

@@ -30,7 +30,7 @@ import tomli_w
 from psycopg import sql
 
 from ..config import ClusterConfig, load_config, parse_config
-from ..core.topology import Node, Role, nodes_of
+from ..core.topology import Node, Role, nodes_of, primary_name, replica_name
 from ..engine import catalog
 from ..engine.connect import connect
 from ..engine.inspect import NodeStatus, RedisStatus, inspect_cluster, inspect_redis
@@ -274,8 +274,8 @@ class LocalCluster:
         groups = [f"g{i}" for i in range(shards)]
         names = ["control"]
         for g in groups:
-            names.append(f"{g}-primary")
-            names.extend(f"{g}-replica{r}" for r in range(1, replicas + 1))
+            names.append(primary_name(g))
+            names.extend(replica_name(g, r) for r in range(1, replicas + 1))
         if redis:
             names.append("redis")
         chosen = portsmod.choose_ports(names, base_port)
@@ -288,9 +288,9 @@ class LocalCluster:
                 "shard_groups": [
                     {
                         "name": g,
-                        "primary": {"host": "127.0.0.1", "port": port[f"{g}-primary"]},
+                        "primary": {"host": "127.0.0.1", "port": port[primary_name(g)]},
                         "replicas": [
-                            {"host": "127.0.0.1", "port": port[f"{g}-replica{r}"]}
+                            {"host": "127.0.0.1", "port": port[replica_name(g, r)]}
                             for r in range(1, replicas + 1)
                         ],
                     }
@@ -437,7 +437,7 @@ class LocalCluster:
         for node in writers:
             self._prepare_databases(node.node, config, preload)
         for node in standbys:
-            with connect(by_name[f"{node.node.group}-primary"].node, config) as conn:
+            with connect(by_name[primary_name(node.node.group or "")].node, config) as conn:
                 conn.execute(
                     "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
                     "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
@@ -445,7 +445,7 @@ class LocalCluster:
                 )
 
         def clone(node: PgNode) -> None:
-            primary = by_name[f"{node.node.group}-primary"].node
+            primary = by_name[primary_name(node.node.group or "")].node
             node.basebackup(primary, node.node.slot_name, layout.pgpass)
             settings = postgres_settings(port=node.node.port, preload=preload)
             settings.update(

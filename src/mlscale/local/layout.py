@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 __all__ = ["Layout"]
 
@@ -60,10 +58,6 @@ class Layout:
 
     def is_complete(self) -> bool:
         return self.state.exists()
-
-    def read_state(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.state.read_text())
-        return data
 
     def write_private(self, path: Path, text: str, owner: tuple[int, int] | None) -> None:
         """Write ``text`` to a file only its owner can read (mode 0600)."""
