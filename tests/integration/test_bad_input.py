@@ -32,8 +32,18 @@ def test_port_in_use(scratch_dir: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", base + 2))  # the third node's: control, primary, replica
         s.listen()
-        result = run_cli("up", "--dir", str(d), "--base-port", str(base),
-                         "--shards", "1", "--replicas", "1", "--no-redis")
+        result = run_cli(
+            "up",
+            "--dir",
+            str(d),
+            "--base-port",
+            str(base),
+            "--shards",
+            "1",
+            "--replicas",
+            "1",
+            "--no-redis",
+        )
     assert_one_line_error(result, f"port {base + 2}", "g0-replica1", "in use")
     assert_nothing_left(d)
 

@@ -16,8 +16,18 @@ def test_every_process_of_a_capped_node_is_in_its_cgroup(scratch_dir: Path) -> N
     if cgroups is None:
         pytest.skip(f"cgroup CPU control is not writable here: {why}")
     d = scratch_dir / "c"
-    result = run_cli("up", "--dir", str(d), "--shards", "1", "--replicas", "1", "--no-redis",
-                     "--node-cpu", "0.25")
+    result = run_cli(
+        "up",
+        "--dir",
+        str(d),
+        "--shards",
+        "1",
+        "--replicas",
+        "1",
+        "--no-redis",
+        "--node-cpu",
+        "0.25",
+    )
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr
     local = LocalCluster(d)
@@ -50,6 +60,9 @@ def test_every_process_of_a_capped_node_is_in_its_cgroup(scratch_dir: Path) -> N
     import json
 
     assert {n["name"]: n["cpu_cap"] for n in json.loads(shown.stdout)["nodes"]} == {
-        "control": 0.25, "g0-primary": 0.25, "g0-replica1": 0.25}
+        "control": 0.25,
+        "g0-primary": 0.25,
+        "g0-replica1": 0.25,
+    }
     assert run_cli("down", "--dir", str(d)).returncode == 0
     assert not cgroups.node_dir(cid, "g0-primary").exists(), "cgroup left after down"

@@ -28,8 +28,12 @@ def test_day_one_settings_are_live(cluster: Cluster, node: str) -> None:
         for name, value in EXPECTED.items():
             row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
             assert row == (value,), (node, name, row)
-        for name in ("max_prepared_transactions", "max_replication_slots", "max_wal_senders",
-                     "max_logical_replication_workers"):
+        for name in (
+            "max_prepared_transactions",
+            "max_replication_slots",
+            "max_wal_senders",
+            "max_logical_replication_workers",
+        ):
             row = conn.execute("SELECT current_setting(%s)::int", (name,)).fetchone()
             assert row is not None and row[0] > 0, (node, name)
         row = conn.execute("SELECT pg_size_bytes(current_setting('wal_keep_size'))").fetchone()
@@ -96,8 +100,11 @@ def test_redis_requires_the_password(local_cluster: LocalCluster) -> None:
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
     anonymous.close()
-    authed = redis.Redis(host="127.0.0.1", port=config.redis.port,
-                         password=local_cluster.layout.secret.read_text().strip())
+    authed = redis.Redis(
+        host="127.0.0.1",
+        port=config.redis.port,
+        password=local_cluster.layout.secret.read_text().strip(),
+    )
     assert authed.ping()
     authed.close()
 

@@ -237,9 +237,8 @@ def _name(node: ast.FuncCall) -> tuple[str | None, str]:
 
 def _is_temp(rel: Any) -> bool:
     """A relation made TEMP, by keyword or by creating it in ``pg_temp``."""
-    return getattr(rel, "relpersistence", "p") == "t" or getattr(rel, "schemaname", None) == (
-        "pg_temp"
-    )
+    persistence = getattr(rel, "relpersistence", "p")
+    return persistence == "t" or getattr(rel, "schemaname", None) == "pg_temp"
 
 
 def _numbered_placeholders(sql: str) -> str | None:
