@@ -1,4 +1,4 @@
-"""Generate engine/cluster_sync.py from engine/cluster_async.py (the one written by hand).
+"""Generate the sync twins (engine/*_sync.py) from their async sources (written by hand).
 
 The transformation is textual, so comments and docstrings are translated too:
 it drops ``async`` and ``await`` and renames async names to their sync twins.
@@ -17,11 +17,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "src/mlscale/engine/cluster_async.py"
-TARGET = ROOT / "src/mlscale/engine/cluster_sync.py"
+ENGINE = ROOT / "src/mlscale/engine"
+# (async source, generated sync twin)
+PAIRS = [
+    (ENGINE / "cluster_async.py", ENGINE / "cluster_sync.py"),
+    (ENGINE / "monitor_async.py", ENGINE / "monitor_sync.py"),
+]
 
 RENAMES = {
     "AsyncCluster": "Cluster",
+    "AsyncMonitor": "Monitor",
+    "concurrency_async": "concurrency_sync",
+    "monitor_async": "monitor_sync",
     "AsyncScope": "Scope",
     "AsyncSession": "Session",
     "AsyncTransaction": "Transaction",
@@ -35,25 +42,25 @@ RENAMES = {
 }
 
 HEADER = (
-    "# Generated from cluster_async.py by scripts/async_to_sync.py: do not edit.\n"
-    "# Change cluster_async.py and run the script again.\n"
+    "# Generated from {source} by scripts/async_to_sync.py: do not edit.\n"
+    "# Change {source} and run the script again.\n"
 )
 
 
-def transform(source: str) -> str:
+def transform(source: str, name: str) -> str:
     """The sync twin of ``source``: docstrings and comments are translated too."""
     text = re.sub(r"\basync (def|with|for)\b", r"\1", source)
     text = re.sub(r"\bawait ", "", text)
     text = re.sub(r"\[row async for ", "[row for ", text)
     for old, new in RENAMES.items():
         text = re.sub(rf"\b{re.escape(old)}\b", new, text)
-    return HEADER + text
+    return HEADER.format(source=name) + text
 
 
-def formatted(text: str) -> str:
+def formatted(text: str, target: Path) -> str:
     ruff = Path(sys.executable).parent / "ruff"
     done = subprocess.run(
-        [str(ruff), "format", "--stdin-filename", str(TARGET), "-"],
+        [str(ruff), "format", "--stdin-filename", str(target), "-"],
         input=text,
         capture_output=True,
         text=True,
@@ -61,7 +68,7 @@ def formatted(text: str) -> str:
         cwd=ROOT,
     )
     fixed = subprocess.run(
-        [str(ruff), "check", "--fix", "--select", "I,F401", "--stdin-filename", str(TARGET), "-"],
+        [str(ruff), "check", "--fix", "--select", "I,F401", "--stdin-filename", str(target), "-"],
         input=done.stdout,
         capture_output=True,
         text=True,
@@ -69,7 +76,7 @@ def formatted(text: str) -> str:
         cwd=ROOT,
     )
     return subprocess.run(
-        [str(ruff), "format", "--stdin-filename", str(TARGET), "-"],
+        [str(ruff), "format", "--stdin-filename", str(target), "-"],
         input=fixed.stdout or done.stdout,
         capture_output=True,
         text=True,
@@ -79,15 +86,18 @@ def formatted(text: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    generated = formatted(transform(SOURCE.read_text()))
-    if "--check" in argv:
-        if not TARGET.exists() or TARGET.read_text() != generated:
-            print(f"{TARGET} is stale: run scripts/async_to_sync.py", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(generated)
-    print(f"wrote {TARGET}")
-    return 0
+    stale = []
+    for source, target in PAIRS:
+        generated = formatted(transform(source.read_text(), source.name), target)
+        if "--check" in argv:
+            if not target.exists() or target.read_text() != generated:
+                stale.append(target)
+            continue
+        target.write_text(generated)
+        print(f"wrote {target}")
+    for target in stale:
+        print(f"{target} is stale: run scripts/async_to_sync.py", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,253 @@
+"""The replica monitor: WAL positions, staleness and health of every node, in the background.
+
+Every ``interval_s`` (100 ms by default) one loop samples each replica's
+receive and replay LSN and the age of the newest heartbeat it has replayed,
+then each primary's current LSN, system identifier and timeline. Replicas are
+sampled before their primary, so a computed lag can only overstate a delay.
+The router reads these samples; it never queries lag per read.
+
+Heartbeats: replay timestamps stop moving when a primary is idle, so staleness
+in time comes from a row each primary gets every interval. One monitor per
+primary writes it -- whichever holds a session advisory lock there; if that
+process dies its lock goes with its connection and another monitor takes over.
+
+``monitor_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+
+from ..config import ClusterConfig
+from ..core.lsn import lag_bytes, parse_lsn
+from ..core.topology import Node, Role, nodes_of
+from .concurrency_async import Background, Stop
+from .connect import connect_kwargs, describe_failure
+
+__all__ = ["AsyncMonitor", "PrimarySample", "ReplicaSample"]
+
+log = logging.getLogger(__name__)
+
+# Key of the session advisory lock whose holder writes a group's heartbeats.
+HEARTBEAT_LOCK = 0x6D6C73_6862  # "mls" "hb"
+HEARTBEAT_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS mlscale; "
+    "CREATE TABLE IF NOT EXISTS mlscale.heartbeat "
+    "(shard_group text PRIMARY KEY, beat timestamptz NOT NULL)"
+)
+HEARTBEAT_WRITE = (
+    "INSERT INTO mlscale.heartbeat (shard_group, beat) VALUES (%s, clock_timestamp()) "
+    "ON CONFLICT (shard_group) DO UPDATE SET beat = excluded.beat"
+)
+PRIMARY_SAMPLE = (
+    "SELECT pg_current_wal_lsn()::text, system_identifier, "
+    "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int "
+    "FROM pg_control_system()"
+)
+REPLICA_SAMPLE = (
+    "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
+    "(SELECT system_identifier FROM pg_control_system()), "
+    "(SELECT received_tli FROM pg_stat_wal_receiver), pg_is_in_recovery()"
+)
+REPLICA_BEAT = (
+    "SELECT extract(epoch FROM clock_timestamp() - beat) * 1000 "
+    "FROM mlscale.heartbeat WHERE shard_group = %s"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PrimarySample:
+    """A primary as last seen. LSN in bytes; ``at`` in monotonic seconds."""
+
+    node: str
+    group: str
+    up: bool
+    at: float
+    lsn: int | None = None
+    system_identifier: int | None = None
+    timeline: int | None = None
+    writes_heartbeat: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSample:
+    """A replica as last seen: positions in bytes, lag in bytes, staleness in ms."""
+
+    node: str
+    group: str
+    up: bool
+    at: float
+    receive_lsn: int | None = None
+    replay_lsn: int | None = None
+    lag_bytes: int | None = None
+    staleness_ms: float | None = None
+    system_identifier: int | None = None
+    timeline: int | None = None
+    in_recovery: bool | None = None
+    error: str | None = None
+
+
+class AsyncMonitor:
+    """Samples every node of ``config`` in the background; readers take the latest samples."""
+
+    def __init__(
+        self, config: ClusterConfig, *, interval_s: float = 0.1, heartbeat: bool = True
+    ) -> None:
+        self.config = config
+        self.interval_s = interval_s
+        self.heartbeat = heartbeat
+        self._nodes = [n for n in nodes_of(config) if n.role is not Role.CONTROL]
+        self._conns: dict[str, AsyncConnection[Any]] = {}
+        self._writer: set[str] = set()  # groups whose heartbeat this monitor writes
+        self._lock = threading.Lock()
+        self._stop = Stop()
+        self._loop = Background("mlscale-monitor", self._run)
+        self.primaries: dict[str, PrimarySample] = {}
+        self.replicas: dict[str, ReplicaSample] = {}
+        self.rounds = 0
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sampling in the background (idempotent)."""
+        if not self._loop.running:
+            self._loop.start()
+
+    async def stop(self) -> None:
+        """Stop sampling and close the monitor's connections."""
+        self._stop.set()
+        await self._loop.join(5.0)
+        for conn in list(self._conns.values()):
+            await conn.close()
+        self._conns.clear()
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.sample_once()
+            except Exception:  # the monitor must outlive any one bad round
+                log.warning("monitor round failed", exc_info=True)
+            if await self._stop.wait(self.interval_s):
+                return
+
+    # -- sampling -------------------------------------------------------------------------
+
+    async def _conn(self, node: Node) -> AsyncConnection[Any]:
+        conn = self._conns.get(node.name)
+        if conn is None or conn.closed:
+            kwargs = connect_kwargs(node, self.config, connect_timeout=1.0)
+            kwargs["application_name"] = "mlscale-monitor"
+            conn = await AsyncConnection.connect(autocommit=True, **kwargs)
+            self._conns[node.name] = conn
+        return conn
+
+    async def _drop(self, node: Node) -> None:
+        conn = self._conns.pop(node.name, None)
+        self._writer.discard(node.group or "")
+        if conn is not None and not conn.closed:
+            await conn.close()
+
+    async def sample_once(self) -> None:
+        """One round: every replica, then every primary."""
+        replicas = [n for n in self._nodes if n.role is Role.REPLICA]
+        primaries = [n for n in self._nodes if n.role is Role.PRIMARY]
+        replica_samples = {n.name: await self._sample_replica(n) for n in replicas}
+        primary_samples = {n.group or "": await self._sample_primary(n) for n in primaries}
+        for name, sample in replica_samples.items():
+            primary = primary_samples.get(sample.group)
+            if primary is not None and primary.lsn is not None and sample.replay_lsn is not None:
+                replica_samples[name] = replace(
+                    sample, lag_bytes=lag_bytes(primary.lsn, sample.replay_lsn)
+                )
+        with self._lock:
+            self.replicas = replica_samples
+            self.primaries = primary_samples
+            self.rounds += 1
+
+    async def _sample_replica(self, node: Node) -> ReplicaSample:
+        group = node.group or ""
+        now = time.monotonic()
+        try:
+            conn = await self._conn(node)
+            cur = await conn.execute(REPLICA_SAMPLE)
+            row = await cur.fetchone()
+            staleness = None
+            try:
+                cur = await conn.execute(REPLICA_BEAT, (group,))
+                beat = await cur.fetchone()
+                staleness = max(0.0, float(beat[0])) if beat and beat[0] is not None else None
+            except psycopg.errors.UndefinedTable:
+                pass  # no heartbeat has reached this replica yet
+        except (psycopg.Error, OSError) as exc:
+            await self._drop(node)
+            return ReplicaSample(node.name, group, up=False, at=now, error=describe_failure(exc))
+        if row is None:
+            return ReplicaSample(node.name, group, up=False, at=now, error="no sample row")
+        receive, replay, system_id, timeline, in_recovery = row
+        return ReplicaSample(
+            node.name,
+            group,
+            up=True,
+            at=now,
+            receive_lsn=parse_lsn(receive) if receive else None,
+            replay_lsn=parse_lsn(replay) if replay else None,
+            staleness_ms=staleness,
+            system_identifier=int(system_id) if system_id is not None else None,
+            timeline=int(timeline) if timeline is not None else None,
+            in_recovery=bool(in_recovery),
+        )
+
+    async def _sample_primary(self, node: Node) -> PrimarySample:
+        group = node.group or ""
+        now = time.monotonic()
+        try:
+            conn = await self._conn(node)
+            if self.heartbeat:
+                await self._beat(conn, group)
+            cur = await conn.execute(PRIMARY_SAMPLE)
+            row = await cur.fetchone()
+        except (psycopg.Error, OSError) as exc:
+            await self._drop(node)
+            return PrimarySample(node.name, group, up=False, at=now, error=describe_failure(exc))
+        if row is None:
+            return PrimarySample(node.name, group, up=False, at=now, error="no sample row")
+        lsn, system_id, timeline = row
+        return PrimarySample(
+            node.name,
+            group,
+            up=True,
+            at=now,
+            lsn=parse_lsn(lsn),
+            system_identifier=int(system_id),
+            timeline=int(timeline),
+            writes_heartbeat=group in self._writer,
+        )
+
+    async def _beat(self, conn: AsyncConnection[Any], group: str) -> None:
+        if group not in self._writer:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (HEARTBEAT_LOCK,))
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                return  # another monitor writes this group's heartbeat
+            await conn.execute(HEARTBEAT_DDL)
+            self._writer.add(group)
+        await conn.execute(HEARTBEAT_WRITE, (group,))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[dict[str, PrimarySample], dict[str, ReplicaSample]]:
+        """The latest samples: (primaries by group, replicas by node name)."""
+        with self._lock:
+            return dict(self.primaries), dict(self.replicas)
+
+    def primary_of(self, group: str) -> PrimarySample | None:
+        with self._lock:
+            return self.primaries.get(group)

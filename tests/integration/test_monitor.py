@@ -1,0 +1,96 @@
+"""The replica monitor against real servers: positions, heartbeats, one writer, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from mlscale import LocalCluster
+from mlscale.engine.monitor_async import AsyncMonitor
+from mlscale.engine.monitor_sync import Monitor
+from mlscale.local import procs
+
+
+def wait_rounds(monitor: Monitor, rounds: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    start = monitor.rounds
+    while monitor.rounds < start + rounds:
+        assert time.monotonic() < deadline, "the monitor stopped sampling"
+        time.sleep(0.02)
+
+
+def test_monitor_samples_every_node_and_one_monitor_writes_heartbeats(
+    local_cluster: LocalCluster,
+) -> None:
+    config = local_cluster.config()
+    first, second = Monitor(config), Monitor(config)
+    first.start()
+    wait_rounds(first, 3)
+    second.start()
+    try:
+        wait_rounds(second, 10)
+        primaries, replicas = second.snapshot()
+        assert set(primaries) == {"g0", "g1"}
+        assert set(replicas) == {"g0-replica1", "g0-replica2", "g1-replica1", "g1-replica2"}
+        for p in primaries.values():
+            assert p.up and p.lsn and p.system_identifier and p.timeline == 1
+        for r in replicas.values():
+            assert r.up and r.in_recovery
+            assert r.replay_lsn is not None and r.lag_bytes is not None
+            assert r.system_identifier == primaries[r.group].system_identifier
+            # Heartbeats every 100 ms keep the time staleness small on an idle cluster.
+            assert r.staleness_ms is not None and r.staleness_ms < 2_000, r
+        # Exactly one of the two monitors writes each group's heartbeat.
+        writers = [m for m in (first, second) for p in m.snapshot()[0].values()
+                   if p.writes_heartbeat]
+        assert len(writers) == 2  # one per group
+        assert all(p.writes_heartbeat for p in first.snapshot()[0].values())
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_async_monitor_samples_too(local_cluster: LocalCluster) -> None:
+    async def main() -> int:
+        monitor = AsyncMonitor(local_cluster.config())
+        monitor.start()
+        try:
+            for _ in range(200):
+                if monitor.rounds >= 3:
+                    break
+                await asyncio.sleep(0.02)
+            _, replicas = monitor.snapshot()
+            assert all(r.up and r.replay_lsn for r in replicas.values())
+            return monitor.rounds
+        finally:
+            await monitor.stop()
+
+    assert asyncio.run(main()) >= 3
+
+
+def test_a_killed_replica_is_seen_down_and_back_up(scratch_dir: Path) -> None:
+    local = LocalCluster(scratch_dir / "c")
+    local.up(shards=1, replicas=1, redis=False)
+    monitor = Monitor(local.config())
+    monitor.start()
+    try:
+        wait_rounds(monitor, 2)
+        victim = local.processes()["g0-replica1"][0]
+        os.kill(victim, signal.SIGKILL)
+        assert procs.wait_dead(victim, 10)
+        deadline = time.monotonic() + 10
+        while monitor.snapshot()[1]["g0-replica1"].up:
+            assert time.monotonic() < deadline, "the monitor never saw the replica go down"
+            time.sleep(0.05)
+        down = monitor.snapshot()[1]["g0-replica1"]
+        assert down.error
+        local.up()
+        deadline = time.monotonic() + 20
+        while not monitor.snapshot()[1]["g0-replica1"].up:
+            assert time.monotonic() < deadline, "the monitor never saw the replica come back"
+            time.sleep(0.05)
+    finally:
+        monitor.stop()
