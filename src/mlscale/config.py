@@ -40,7 +40,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -186,10 +186,23 @@ class PoolConfig(_Model):
 
 
 class PolicyConfig(_Model):
-    """Policies later layers act on. Lag thresholds in bytes and milliseconds."""
+    """How reads are balanced and when replicas are banned. Bytes, milliseconds, seconds.
+
+    ``max_replica_lag_*``: a replica lagging more is banned until it recovers.
+    ``balance``: round_robin | random | least_outstanding | least_lag.
+    ``read_wait_ms``: how long a read-your-writes or monotonic read may wait for
+    a replica to replay its position before it reads the primary.
+    ``primary_reads``: whether the primary serves reads no replica can.
+    ``monitor_interval_s``: how often replicas are sampled (and heartbeats written).
+    """
 
     max_replica_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     max_replica_lag_ms: float = Field(default=5_000.0, ge=0)
+    balance: Literal["round_robin", "random", "least_outstanding", "least_lag"] = "round_robin"
+    read_wait_ms: float = Field(default=200.0, ge=0)
+    primary_reads: bool = True
+    monitor_interval_s: float = Field(default=0.1, gt=0)
+    error_backoff_s: float = Field(default=1.0, gt=0)
 
 
 class RoutingConfig(_Model):

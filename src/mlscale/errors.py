@@ -85,11 +85,14 @@ class DatabaseError(MlscaleError):
 
 
 class NodeUnavailableError(DatabaseError, psycopg.OperationalError):
-    """No connection to a node could be had within the pool's timeout.
+    """No connection to a node could be had, or the node failed mid-statement.
 
     Also a ``psycopg.OperationalError``, so handlers written for the driver
-    catch it unchanged.
+    catch it unchanged. ``node`` names the node, ``node_role`` its role.
     """
+
+    node: str | None = None
+    node_role: str | None = None
 
 
 class RoutingError(MlscaleError):

@@ -23,6 +23,7 @@ from ..core.route import Route, RouteRefused, Scope, ToPrimary, route
 from ..core.topology import Node, Role, primary_name
 from ..errors import MlscaleError, NodeUnavailableError, RoutingError
 from .pools import PoolSet
+from .readrouter import ReadRouter
 
 __all__ = ["RESET_SESSION", "ClusterCore", "ClusterState", "Isolation"]
 
@@ -73,6 +74,7 @@ class ClusterCore(Generic[P]):
         self.config = config
         self.classifier = Classifier(read_only_functions=config.routing.read_only_functions)
         self.pools: PoolSet[P] = PoolSet(config, factory)
+        self.reads = ReadRouter(config)
         self.state = ClusterState.OPEN
         self._turn = itertools.count()
         self._turn_lock = threading.Lock()
@@ -149,10 +151,12 @@ class ClusterCore(Generic[P]):
 
     def unavailable(self, name: str, exc: Exception) -> NodeUnavailableError:
         node = self.pools.node(name)
-        return NodeUnavailableError(
+        err = NodeUnavailableError(
             f"couldn't get a connection to node {name} at {node.address} after "
             f"{self.config.pools.timeout_s:.2f} s"
         )
+        err.node, err.node_role = name, node.role.value
+        return err
 
     def stats(self) -> dict[str, Any]:
         """Pool counters per node, the cluster's own counters and the classifier cache."""
@@ -160,4 +164,6 @@ class ClusterCore(Generic[P]):
             "pools": self.pools.stats(),
             "cluster": dict(self.pools.counters),
             "classifier": {"hits": self.classifier.hits, "misses": self.classifier.misses},
+            "reads": self.reads.snapshot(),
+            "bans": self.reads.describe_bans(),
         }

@@ -6,17 +6,20 @@ made by :class:`~mlscale.engine.base.ClusterCore` and core/; this module only
 borrows connections and runs statements on them.
 
 - ``cluster.execute / fetch_one / fetch_all / fetch_value / copy``: each call is
-  routed on its own: reads to a replica of the group (in turn), everything else
-  to the primary. Statements whose session state would be lost are refused.
+  routed on its own: reads to a replica of the group that meets the call's
+  consistency (per the background monitor), everything else to the primary.
+  Statements whose session state would be lost are refused.
 - ``cluster.session()``: calls that share session state; the session pins one
   primary connection while it holds state, and lets it go when the state is gone.
 - ``cluster.transaction()``: everything inside on one primary connection.
-- ``cluster.primary_node()`` / ``cluster.replica()``: explicit scopes.
+- ``cluster.primary()`` / ``cluster.replica()``: explicit scopes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,10 +32,14 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..config import ClusterConfig, load_config
+from ..core.balance import NoReplica, UseReplica, WaitFor
+from ..core.causal import CausalToken, GroupPosition
 from ..core.classify import Classification, TxAction
+from ..core.consistency import Consistency
+from ..core.lsn import format_lsn, parse_lsn
 from ..core.route import Scope as RouteScope
 from ..core.session import SessionState
-from ..errors import MlscaleError, RoutingError
+from ..errors import MlscaleError, NodeUnavailableError, RoutingError
 from .base import (
     RESET_SESSION,
     ClusterCore,
@@ -40,6 +47,10 @@ from .base import (
     Isolation,
     set_transaction,
 )
+from .concurrency_async import pause
+from .monitor_async import AsyncMonitor
+from .readrouter import ReadOptions
+from .samples import PRIMARY_SAMPLE, ReplicaSample
 from .translate import translate
 
 log = logging.getLogger(__name__)
@@ -65,62 +76,116 @@ async def reset_session(conn: AsyncConnection[Any]) -> None:
         await conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
 
 
+Params = Sequence[Any] | dict[str, Any] | None
+
+
 class _AsyncRunner:
-    """The query methods, written once: subclasses say which connection runs a statement."""
+    """The query methods, written once: subclasses say which connection runs a statement.
+
+    Reads take a guarantee per call: ``consistency`` (STRONG, READ_YOUR_WRITES,
+    BOUNDED_STALENESS, EVENTUAL), a causal ``token`` (a :class:`CausalToken` or
+    its string), and for bounded staleness ``max_lag_ms`` / ``max_lag_bytes``.
+    A read whose replica fails is retried once elsewhere; a write never is.
+    """
 
     _core: ClusterCore[Any]
 
-    def _lease(self, c: Classification) -> Any:
+    def _lease(self, c: Classification, options: ReadOptions) -> Any:
         """An async context manager yielding the connection that runs ``c``."""
         raise NotImplementedError
 
-    async def execute(
-        self, query: str, params: Sequence[Any] | dict[str, Any] | None = None
-    ) -> int:
+    async def _run(self, query: str, options: ReadOptions, work: Any) -> Any:
+        c = self._core.classify(query)
+        try:
+            async with self._lease(c, options) as conn:
+                return await work(conn)
+        except NodeUnavailableError as exc:
+            if not (c.read_only and exc.node_role == "replica"):
+                raise
+            self._core.reads.record_retry()
+            log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
+        async with self._lease(c, options) as conn:
+            return await work(conn)
+
+    async def execute(self, query: str, params: Params = None) -> int:
         """Run a statement; the number of rows it affected (-1 if not applicable)."""
-        async with self._lease(self._core.classify(query)) as conn:
+
+        async def work(conn: AsyncConnection[Any]) -> int:
             cur = await conn.execute(query, params)
             return int(cur.rowcount)
+
+        result: int = await self._run(query, ReadOptions(), work)
+        return result
 
     async def fetch_all(
         self,
         query: str,
-        params: Sequence[Any] | dict[str, Any] | None = None,
+        params: Params = None,
         *,
         as_dict: bool = False,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``)."""
-        async with self._lease(self._core.classify(query)) as conn:
+
+        async def work(conn: AsyncConnection[Any]) -> list[Any]:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
             await cur.execute(query, params)
-            rows: list[Any] = await cur.fetchall()
-            return rows
+            return await cur.fetchall()
+
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        rows: list[Any] = await self._run(query, options, work)
+        return rows
 
     async def fetch_one(
         self,
         query: str,
-        params: Sequence[Any] | dict[str, Any] | None = None,
+        params: Params = None,
         *,
         as_dict: bool = False,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
     ) -> Any:
         """The first row (tuple, or dict with ``as_dict``), or None."""
-        async with self._lease(self._core.classify(query)) as conn:
+
+        async def work(conn: AsyncConnection[Any]) -> Any:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
             await cur.execute(query, params)
             return await cur.fetchone()
 
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        return await self._run(query, options, work)
+
     async def fetch_value(
-        self, query: str, params: Sequence[Any] | dict[str, Any] | None = None
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
     ) -> Any:
         """The first column of the first row, or None if there is no row."""
-        row = await self.fetch_one(query, params)
+        row = await self.fetch_one(
+            query,
+            params,
+            consistency=consistency,
+            token=token,
+            max_lag_ms=max_lag_ms,
+            max_lag_bytes=max_lag_bytes,
+        )
         return None if row is None else row[0]
 
     async def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
         """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
         ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples)."""
-        c = self._core.classify(query)
-        async with self._lease(c) as conn:
+
+        async def work(conn: AsyncConnection[Any]) -> Any:
             cur = conn.cursor()
             async with cur.copy(query) as copy:
                 if rows is not None:
@@ -131,6 +196,17 @@ class _AsyncRunner:
                     return count
                 return [row async for row in copy.rows()]
 
+        return await self._run(query, ReadOptions(), work)
+
+    def _options(
+        self,
+        consistency: Consistency | str | None,
+        token: CausalToken | str | None,
+        max_lag_ms: float | None,
+        max_lag_bytes: int | None,
+    ) -> ReadOptions:
+        return ReadOptions.of(consistency, token, max_lag_ms, max_lag_bytes)
+
 
 class AsyncCluster(_AsyncRunner):
     """A topology: one pool per node, statements routed by what they do."""
@@ -138,6 +214,8 @@ class AsyncCluster(_AsyncRunner):
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self._core: ClusterCore[AsyncConnectionPool[Any]] = ClusterCore(config, self._make_pool)
+        self._monitor: AsyncMonitor | None = None
+        self._monitor_pid = 0
 
     @classmethod
     def from_file(cls, path: str | Path) -> AsyncCluster:
@@ -147,7 +225,7 @@ class AsyncCluster(_AsyncRunner):
     def _make_pool(self, **kwargs: Any) -> AsyncConnectionPool[Any]:
         return AsyncConnectionPool(**kwargs)
 
-    # -- nodes and stats ------------------------------------------------------------
+    # -- nodes, stats, bans --------------------------------------------------------------
 
     @property
     def nodes(self) -> list[Any]:
@@ -171,12 +249,24 @@ class AsyncCluster(_AsyncRunner):
         return self._core.replica_nodes(group)
 
     def stats(self) -> dict[str, Any]:
-        """Pool counters per node, cluster counters, classifier cache hits."""
+        """Pool counters per node, read routing metrics, bans, classifier cache hits."""
         return self._core.stats()
 
     def explain_route(self, query: str, group: str | None = None) -> dict[str, str]:
         """Where ``query`` would go from outside any session, and why."""
         return self._core.explain(query, group)
+
+    def ban(self, node: str, reason: str) -> None:
+        """Take replica ``node`` out of rotation until :meth:`unban` (in this process)."""
+        self._core.pools.node(node)
+        self._core.reads.ban(node, reason)
+
+    def unban(self, node: str) -> None:
+        self._core.reads.unban(node)
+
+    def replica_samples(self) -> dict[str, ReplicaSample]:
+        """The monitor's latest sample of every replica (empty before the first read)."""
+        return self._monitor.snapshot()[1] if self._monitor is not None else {}
 
     # -- connections ------------------------------------------------------------------
 
@@ -215,23 +305,100 @@ class AsyncCluster(_AsyncRunner):
 
     @asynccontextmanager
     async def _on(self, name: str) -> AsyncIterator[AsyncConnection[Any]]:
-        """A pooled connection to ``name``; driver errors become mlscale errors."""
+        """A pooled connection to ``name``; driver errors become mlscale errors, and a
+        replica that fails is banned for a while."""
+        role = self._core.pools.node(name).role.value
+        replica = role == "replica"
         pool = await self._pool(name)
+        if replica:
+            self._core.reads.begin(name)
+        failed: str | None = None
         try:
             async with pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
+            failed = "no connection within the pool timeout"
             raise self._core.unavailable(name, exc) from exc
         except psycopg.Error as exc:
-            raise translate(exc, name) from exc
+            err = translate(exc, name, role)
+            if isinstance(err, NodeUnavailableError):
+                failed = str(err)
+            raise err from exc
+        finally:
+            if replica:
+                self._core.reads.end(name, failed=failed)
 
-    def _routed(self, c: Classification, scope: RouteScope, group: str | None) -> Any:
+    async def _samples(self) -> dict[str, ReplicaSample]:
+        # One monitor per process: a forked child starts its own.
+        if self._monitor is None or self._monitor_pid != os.getpid():
+            self._monitor = AsyncMonitor(
+                self.config, interval_s=self.config.policies.monitor_interval_s
+            )
+            self._monitor_pid = os.getpid()
+            self._monitor.start()
+        return self._monitor.snapshot()[1]
+
+    def _routed(
+        self,
+        c: Classification,
+        scope: RouteScope,
+        group: str | None,
+        options: ReadOptions,
+        tracker: AsyncSession | None = None,
+    ) -> Any:
         self._core.check_one_call(c)
-        _, node = self._core.route(c, scope, group)
-        return self._on(node)
+        _, node = self._core.route(c, scope, group)  # refuses a write in a replica scope
+        if not c.read_only or scope is RouteScope.PRIMARY:
+            return self._on(node)
+        return self._read(self._core.group(group), options, tracker)
 
-    def _lease(self, c: Classification) -> Any:
-        return self._routed(c, RouteScope.AUTO, None)
+    def _lease(self, c: Classification, options: ReadOptions) -> Any:
+        return self._routed(c, RouteScope.AUTO, None, options)
+
+    @asynccontextmanager
+    async def _read(
+        self, group: str, options: ReadOptions, tracker: AsyncSession | None
+    ) -> AsyncIterator[AsyncConnection[Any]]:
+        """A connection for a read in ``group`` that meets ``options``: a replica
+        that has replayed what it must, else (after a bounded wait) the primary."""
+        reads = self._core.reads
+        primary = self._core.primary_node(group)
+        seen = tracker.seen.get(group) if tracker is not None else None
+        req = reads.requirement(options, group, seen)
+        names = self._core.replica_nodes(group)
+        decision = reads.decide(reads.states(group, names, await self._samples()), req)
+        if isinstance(decision, WaitFor):
+            started = time.monotonic()
+            deadline = started + decision.timeout_ms / 1000
+            while True:
+                for name in decision.replicas:
+                    async with self._on(name) as conn:
+                        if await _replayed(conn, decision.lsn):
+                            reads.record_wait((time.monotonic() - started) * 1000, True)
+                            reads.record(UseReplica(name, "replayed"), options.consistency, primary)
+                            yield conn
+                            if tracker is not None:
+                                await tracker.observe(conn, group, replica=True)
+                            return
+                if time.monotonic() >= deadline:
+                    break
+                await pause(0.002)
+            reads.record_wait((time.monotonic() - started) * 1000, False)
+            states = reads.states(group, names, await self._samples())
+            decision = reads.decide(states, req.without_wait())
+        reads.record(decision, options.consistency, primary)
+        if isinstance(decision, NoReplica):
+            raise RoutingError(f"no node may serve this read: {decision.reason}")
+        if isinstance(decision, UseReplica):
+            async with self._on(decision.name) as conn:
+                yield conn
+                if tracker is not None:
+                    await tracker.observe(conn, group, replica=True)
+            return
+        async with self._on(primary) as conn:
+            yield conn
+            if tracker is not None:
+                await tracker.observe(conn, group, replica=False)
 
     # -- scopes, sessions, transactions ----------------------------------------------------
 
@@ -247,9 +414,22 @@ class AsyncCluster(_AsyncRunner):
         """Calls routed within shard group ``group``."""
         return AsyncScope(self, RouteScope.AUTO, group)
 
-    def session(self, group: str | None = None) -> AsyncSession:
-        """Calls that share session state (``async with cluster.session() as s``)."""
-        return AsyncSession(self, group)
+    def session(
+        self,
+        group: str | None = None,
+        *,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        monotonic: bool = False,
+    ) -> AsyncSession:
+        """Calls that share session state (``async with cluster.session() as s``).
+
+        ``consistency`` is the session's default for reads (READ_YOUR_WRITES
+        if a ``token`` is given, else EVENTUAL); a READ_YOUR_WRITES session keeps
+        ``s.token`` up to date after each write; ``monotonic`` sessions never
+        read older data than they have already seen.
+        """
+        return AsyncSession(self, group, ReadOptions.of(consistency, token), monotonic)
 
     @asynccontextmanager
     async def transaction(
@@ -260,7 +440,8 @@ class AsyncCluster(_AsyncRunner):
         group: str | None = None,
     ) -> AsyncIterator[AsyncTransaction]:
         """A transaction on the primary of ``group``: committed if the block ends
-        normally, rolled back if it raises."""
+        normally, rolled back if it raises. ``tx.token`` holds its causal token
+        once it has committed."""
         name = self._core.primary_node(group)
         async with self._on(name) as conn:
             tx = AsyncTransaction(self._core, conn, name)
@@ -270,13 +451,16 @@ class AsyncCluster(_AsyncRunner):
                     if options is not None:
                         await conn.execute(options)
                     yield tx
+                tx.token = CausalToken({self._core.group(group): await _position(conn)})
             finally:
                 if tx.dirty:
                     await reset_session(conn)
 
     async def close(self) -> None:
-        """Close every pool; the cluster cannot be used afterwards."""
+        """Stop the monitor and close every pool; the cluster cannot be used afterwards."""
         self._core.state = ClusterState.CLOSED
+        if self._monitor is not None and self._monitor_pid == os.getpid():
+            await self._monitor.stop()
         for pool in self._core.pools.take_all():
             try:
                 await pool.close()
@@ -290,6 +474,24 @@ class AsyncCluster(_AsyncRunner):
         await self.close()
 
 
+async def _replayed(conn: AsyncConnection[Any], lsn: int) -> bool:
+    """Whether the standby behind ``conn`` has replayed WAL position ``lsn`` (bytes)."""
+    cur = await conn.execute(
+        "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (format_lsn(lsn),), prepare=True
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def _position(conn: AsyncConnection[Any]) -> GroupPosition:
+    """The primary's WAL position now, read on ``conn`` after its commit returned."""
+    cur = await conn.execute(PRIMARY_SAMPLE, prepare=True)
+    row = await cur.fetchone()
+    if row is None:
+        raise MlscaleError("the primary returned no WAL position")
+    return GroupPosition(int(row[1]) % 2**64, int(row[2]), parse_lsn(row[0]))
+
+
 class AsyncScope(_AsyncRunner):
     """Calls with an explicit target: the primary, replicas, or one shard group."""
 
@@ -299,8 +501,8 @@ class AsyncScope(_AsyncRunner):
         self._scope = scope
         self._group = group
 
-    def _lease(self, c: Classification) -> Any:
-        return self._cluster._routed(c, self._scope, self._group)
+    def _lease(self, c: Classification, options: ReadOptions) -> Any:
+        return self._cluster._routed(c, self._scope, self._group, options)
 
     async def __aenter__(self) -> AsyncScope:
         return self
@@ -317,9 +519,12 @@ class AsyncTransaction(_AsyncRunner):
         self._conn = conn
         self.node = node
         self.dirty = False  # whether a statement left session state on the connection
+        self.token: CausalToken | None = None  # set once committed
 
     @asynccontextmanager
-    async def _lease(self, c: Classification) -> AsyncIterator[AsyncConnection[Any]]:
+    async def _lease(
+        self, c: Classification, options: ReadOptions
+    ) -> AsyncIterator[AsyncConnection[Any]]:
         if c.transaction in (TxAction.BEGIN, TxAction.END):
             raise RoutingError(
                 f"{c.reason}: inside a transaction block, end it by leaving the block "
@@ -330,7 +535,7 @@ class AsyncTransaction(_AsyncRunner):
         try:
             yield self._conn
         except psycopg.Error as exc:
-            raise translate(exc, self.node) from exc
+            raise translate(exc, self.node, "primary") from exc
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[AsyncTransaction]:
@@ -339,24 +544,34 @@ class AsyncTransaction(_AsyncRunner):
             async with self._conn.transaction():
                 yield self
         except psycopg.Error as exc:
-            raise translate(exc, self.node) from exc
+            raise translate(exc, self.node, "primary") from exc
 
 
 class AsyncSession(_AsyncRunner):
-    """Calls that share session state.
+    """Calls that share session state, and a read guarantee.
 
     Reads go to replicas while the session holds no state. A statement that
     creates state (SET, PREPARE, CREATE TEMP, nextval, advisory locks, LISTEN,
     WITH HOLD cursors, BEGIN) pins the session to one primary connection, and
     every later call runs there until the state is gone or the session ends.
     The connection is reset (as by DISCARD ALL) before another caller gets it.
+
+    A READ_YOUR_WRITES session keeps ``token`` (a causal token: pass
+    ``str(s.token)`` to another process) at its latest write; a monotonic
+    session remembers the newest position it has read from in each group.
     """
 
-    def __init__(self, cluster: AsyncCluster, group: str | None) -> None:
+    def __init__(
+        self, cluster: AsyncCluster, group: str | None, options: ReadOptions, monotonic: bool
+    ) -> None:
         self._cluster = cluster
         self._core = cluster._core
         self._group = group
         self._node = self._core.primary_node(group)
+        self.options = options
+        self.token = options.token or CausalToken()
+        self.monotonic = monotonic
+        self.seen: dict[str, int] = {}
         self.state = SessionState()
         self._conn: AsyncConnection[Any] | None = None
         self._pool: AsyncConnectionPool[Any] | None = None
@@ -366,6 +581,43 @@ class AsyncSession(_AsyncRunner):
     def pinned(self) -> bool:
         """Whether the session holds a primary connection now."""
         return self._conn is not None
+
+    def _options(
+        self,
+        consistency: Consistency | str | None,
+        token: CausalToken | str | None,
+        max_lag_ms: float | None,
+        max_lag_bytes: int | None,
+    ) -> ReadOptions:
+        call = ReadOptions.of(
+            consistency or self.options.consistency, token, max_lag_ms, max_lag_bytes
+        )
+        merged = self.token.merge(call.token) if call.token else self.token
+        return ReadOptions(call.consistency, merged or None, call.max_lag_ms, call.max_lag_bytes)
+
+    async def observe(self, conn: AsyncConnection[Any], group: str, *, replica: bool) -> None:
+        """After a read on ``conn``: remember how new the data was (monotonic sessions)."""
+        if not self.monotonic:
+            return
+        query = (
+            "SELECT pg_last_wal_replay_lsn()::text"
+            if replica
+            else ("SELECT pg_current_wal_lsn()::text")
+        )
+        cur = await conn.execute(query, prepare=True)
+        row = await cur.fetchone()
+        if row and row[0]:
+            self.seen[group] = max(self.seen.get(group, 0), parse_lsn(row[0]))
+
+    async def _wrote(self, conn: AsyncConnection[Any]) -> None:
+        """After a write committed on ``conn``: advance the token and the monotonic mark."""
+        if self.options.consistency is not Consistency.READ_YOUR_WRITES and not self.monotonic:
+            return
+        position = await _position(conn)
+        group = self._core.group(self._group)
+        self.token = self.token.merge(CausalToken({group: position}))
+        if self.monotonic:
+            self.seen[group] = max(self.seen.get(group, 0), position.lsn)
 
     async def _pin(self) -> AsyncConnection[Any]:
         if self._closed:
@@ -388,10 +640,19 @@ class AsyncSession(_AsyncRunner):
                 await pool.putconn(conn)
 
     @asynccontextmanager
-    async def _lease(self, c: Classification) -> AsyncIterator[AsyncConnection[Any]]:
+    async def _lease(
+        self, c: Classification, options: ReadOptions
+    ) -> AsyncIterator[AsyncConnection[Any]]:
         if not self.state.needs_pin(c):
-            async with self._cluster._routed(c, RouteScope.AUTO, self._group) as conn:
+            if c.read_only:
+                async with self._cluster._routed(
+                    c, RouteScope.AUTO, self._group, options, tracker=self
+                ) as conn:
+                    yield conn
+                return
+            async with self._cluster._routed(c, RouteScope.AUTO, self._group, options) as conn:
                 yield conn
+                await self._wrote(conn)
             return
         conn = await self._pin()
         try:
@@ -400,8 +661,10 @@ class AsyncSession(_AsyncRunner):
             if conn.closed:
                 self.state = SessionState()
                 await self._unpin()
-            raise translate(exc, self._node) from exc
+            raise translate(exc, self._node, "primary") from exc
         self.state = self.state.after(c)
+        if not c.read_only and not self.state.in_transaction:
+            await self._wrote(conn)
         if not self.state.pinned:
             await self._unpin()
 
@@ -417,8 +680,9 @@ class AsyncSession(_AsyncRunner):
                 if options is not None:
                     await conn.execute(options)
                 yield AsyncTransaction(self._core, conn, self._node)
+            await self._wrote(conn)
         except psycopg.Error as exc:
-            raise translate(exc, self._node) from exc
+            raise translate(exc, self._node, "primary") from exc
         finally:
             if not self.state.pinned:
                 await self._unpin()

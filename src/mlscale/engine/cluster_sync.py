@@ -8,17 +8,20 @@ made by :class:`~mlscale.engine.base.ClusterCore` and core/; this module only
 borrows connections and runs statements on them.
 
 - ``cluster.execute / fetch_one / fetch_all / fetch_value / copy``: each call is
-  routed on its own: reads to a replica of the group (in turn), everything else
-  to the primary. Statements whose session state would be lost are refused.
+  routed on its own: reads to a replica of the group that meets the call's
+  consistency (per the background monitor), everything else to the primary.
+  Statements whose session state would be lost are refused.
 - ``cluster.session()``: calls that share session state; the session pins one
   primary connection while it holds state, and lets it go when the state is gone.
 - ``cluster.transaction()``: everything inside on one primary connection.
-- ``cluster.primary_node()`` / ``cluster.replica()``: explicit scopes.
+- ``cluster.primary()`` / ``cluster.replica()``: explicit scopes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,10 +34,14 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..config import ClusterConfig, load_config
+from ..core.balance import NoReplica, UseReplica, WaitFor
+from ..core.causal import CausalToken, GroupPosition
 from ..core.classify import Classification, TxAction
+from ..core.consistency import Consistency
+from ..core.lsn import format_lsn, parse_lsn
 from ..core.route import Scope as RouteScope
 from ..core.session import SessionState
-from ..errors import MlscaleError, RoutingError
+from ..errors import MlscaleError, NodeUnavailableError, RoutingError
 from .base import (
     RESET_SESSION,
     ClusterCore,
@@ -42,6 +49,10 @@ from .base import (
     Isolation,
     set_transaction,
 )
+from .concurrency_sync import pause
+from .monitor_sync import Monitor
+from .readrouter import ReadOptions
+from .samples import PRIMARY_SAMPLE, ReplicaSample
 from .translate import translate
 
 log = logging.getLogger(__name__)
@@ -67,58 +78,116 @@ def reset_session(conn: Connection[Any]) -> None:
         conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
 
 
+Params = Sequence[Any] | dict[str, Any] | None
+
+
 class _Runner:
-    """The query methods, written once: subclasses say which connection runs a statement."""
+    """The query methods, written once: subclasses say which connection runs a statement.
+
+    Reads take a guarantee per call: ``consistency`` (STRONG, READ_YOUR_WRITES,
+    BOUNDED_STALENESS, EVENTUAL), a causal ``token`` (a :class:`CausalToken` or
+    its string), and for bounded staleness ``max_lag_ms`` / ``max_lag_bytes``.
+    A read whose replica fails is retried once elsewhere; a write never is.
+    """
 
     _core: ClusterCore[Any]
 
-    def _lease(self, c: Classification) -> Any:
+    def _lease(self, c: Classification, options: ReadOptions) -> Any:
         """An async context manager yielding the connection that runs ``c``."""
         raise NotImplementedError
 
-    def execute(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> int:
+    def _run(self, query: str, options: ReadOptions, work: Any) -> Any:
+        c = self._core.classify(query)
+        try:
+            with self._lease(c, options) as conn:
+                return work(conn)
+        except NodeUnavailableError as exc:
+            if not (c.read_only and exc.node_role == "replica"):
+                raise
+            self._core.reads.record_retry()
+            log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
+        with self._lease(c, options) as conn:
+            return work(conn)
+
+    def execute(self, query: str, params: Params = None) -> int:
         """Run a statement; the number of rows it affected (-1 if not applicable)."""
-        with self._lease(self._core.classify(query)) as conn:
+
+        def work(conn: Connection[Any]) -> int:
             cur = conn.execute(query, params)
             return int(cur.rowcount)
+
+        result: int = self._run(query, ReadOptions(), work)
+        return result
 
     def fetch_all(
         self,
         query: str,
-        params: Sequence[Any] | dict[str, Any] | None = None,
+        params: Params = None,
         *,
         as_dict: bool = False,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``)."""
-        with self._lease(self._core.classify(query)) as conn:
+
+        def work(conn: Connection[Any]) -> list[Any]:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
             cur.execute(query, params)
-            rows: list[Any] = cur.fetchall()
-            return rows
+            return cur.fetchall()
+
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        rows: list[Any] = self._run(query, options, work)
+        return rows
 
     def fetch_one(
         self,
         query: str,
-        params: Sequence[Any] | dict[str, Any] | None = None,
+        params: Params = None,
         *,
         as_dict: bool = False,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
     ) -> Any:
         """The first row (tuple, or dict with ``as_dict``), or None."""
-        with self._lease(self._core.classify(query)) as conn:
+
+        def work(conn: Connection[Any]) -> Any:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
             cur.execute(query, params)
             return cur.fetchone()
 
-    def fetch_value(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        return self._run(query, options, work)
+
+    def fetch_value(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+    ) -> Any:
         """The first column of the first row, or None if there is no row."""
-        row = self.fetch_one(query, params)
+        row = self.fetch_one(
+            query,
+            params,
+            consistency=consistency,
+            token=token,
+            max_lag_ms=max_lag_ms,
+            max_lag_bytes=max_lag_bytes,
+        )
         return None if row is None else row[0]
 
     def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
         """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
         ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples)."""
-        c = self._core.classify(query)
-        with self._lease(c) as conn:
+
+        def work(conn: Connection[Any]) -> Any:
             cur = conn.cursor()
             with cur.copy(query) as copy:
                 if rows is not None:
@@ -129,6 +198,17 @@ class _Runner:
                     return count
                 return [row for row in copy.rows()]
 
+        return self._run(query, ReadOptions(), work)
+
+    def _options(
+        self,
+        consistency: Consistency | str | None,
+        token: CausalToken | str | None,
+        max_lag_ms: float | None,
+        max_lag_bytes: int | None,
+    ) -> ReadOptions:
+        return ReadOptions.of(consistency, token, max_lag_ms, max_lag_bytes)
+
 
 class Cluster(_Runner):
     """A topology: one pool per node, statements routed by what they do."""
@@ -136,6 +216,8 @@ class Cluster(_Runner):
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self._core: ClusterCore[ConnectionPool[Any]] = ClusterCore(config, self._make_pool)
+        self._monitor: Monitor | None = None
+        self._monitor_pid = 0
 
     @classmethod
     def from_file(cls, path: str | Path) -> Cluster:
@@ -145,7 +227,7 @@ class Cluster(_Runner):
     def _make_pool(self, **kwargs: Any) -> ConnectionPool[Any]:
         return ConnectionPool(**kwargs)
 
-    # -- nodes and stats ------------------------------------------------------------
+    # -- nodes, stats, bans --------------------------------------------------------------
 
     @property
     def nodes(self) -> list[Any]:
@@ -169,12 +251,24 @@ class Cluster(_Runner):
         return self._core.replica_nodes(group)
 
     def stats(self) -> dict[str, Any]:
-        """Pool counters per node, cluster counters, classifier cache hits."""
+        """Pool counters per node, read routing metrics, bans, classifier cache hits."""
         return self._core.stats()
 
     def explain_route(self, query: str, group: str | None = None) -> dict[str, str]:
         """Where ``query`` would go from outside any session, and why."""
         return self._core.explain(query, group)
+
+    def ban(self, node: str, reason: str) -> None:
+        """Take replica ``node`` out of rotation until :meth:`unban` (in this process)."""
+        self._core.pools.node(node)
+        self._core.reads.ban(node, reason)
+
+    def unban(self, node: str) -> None:
+        self._core.reads.unban(node)
+
+    def replica_samples(self) -> dict[str, ReplicaSample]:
+        """The monitor's latest sample of every replica (empty before the first read)."""
+        return self._monitor.snapshot()[1] if self._monitor is not None else {}
 
     # -- connections ------------------------------------------------------------------
 
@@ -213,23 +307,98 @@ class Cluster(_Runner):
 
     @contextmanager
     def _on(self, name: str) -> Iterator[Connection[Any]]:
-        """A pooled connection to ``name``; driver errors become mlscale errors."""
+        """A pooled connection to ``name``; driver errors become mlscale errors, and a
+        replica that fails is banned for a while."""
+        role = self._core.pools.node(name).role.value
+        replica = role == "replica"
         pool = self._pool(name)
+        if replica:
+            self._core.reads.begin(name)
+        failed: str | None = None
         try:
             with pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
+            failed = "no connection within the pool timeout"
             raise self._core.unavailable(name, exc) from exc
         except psycopg.Error as exc:
-            raise translate(exc, name) from exc
+            err = translate(exc, name, role)
+            if isinstance(err, NodeUnavailableError):
+                failed = str(err)
+            raise err from exc
+        finally:
+            if replica:
+                self._core.reads.end(name, failed=failed)
 
-    def _routed(self, c: Classification, scope: RouteScope, group: str | None) -> Any:
+    def _samples(self) -> dict[str, ReplicaSample]:
+        # One monitor per process: a forked child starts its own.
+        if self._monitor is None or self._monitor_pid != os.getpid():
+            self._monitor = Monitor(self.config, interval_s=self.config.policies.monitor_interval_s)
+            self._monitor_pid = os.getpid()
+            self._monitor.start()
+        return self._monitor.snapshot()[1]
+
+    def _routed(
+        self,
+        c: Classification,
+        scope: RouteScope,
+        group: str | None,
+        options: ReadOptions,
+        tracker: Session | None = None,
+    ) -> Any:
         self._core.check_one_call(c)
-        _, node = self._core.route(c, scope, group)
-        return self._on(node)
+        _, node = self._core.route(c, scope, group)  # refuses a write in a replica scope
+        if not c.read_only or scope is RouteScope.PRIMARY:
+            return self._on(node)
+        return self._read(self._core.group(group), options, tracker)
 
-    def _lease(self, c: Classification) -> Any:
-        return self._routed(c, RouteScope.AUTO, None)
+    def _lease(self, c: Classification, options: ReadOptions) -> Any:
+        return self._routed(c, RouteScope.AUTO, None, options)
+
+    @contextmanager
+    def _read(
+        self, group: str, options: ReadOptions, tracker: Session | None
+    ) -> Iterator[Connection[Any]]:
+        """A connection for a read in ``group`` that meets ``options``: a replica
+        that has replayed what it must, else (after a bounded wait) the primary."""
+        reads = self._core.reads
+        primary = self._core.primary_node(group)
+        seen = tracker.seen.get(group) if tracker is not None else None
+        req = reads.requirement(options, group, seen)
+        names = self._core.replica_nodes(group)
+        decision = reads.decide(reads.states(group, names, self._samples()), req)
+        if isinstance(decision, WaitFor):
+            started = time.monotonic()
+            deadline = started + decision.timeout_ms / 1000
+            while True:
+                for name in decision.replicas:
+                    with self._on(name) as conn:
+                        if _replayed(conn, decision.lsn):
+                            reads.record_wait((time.monotonic() - started) * 1000, True)
+                            reads.record(UseReplica(name, "replayed"), options.consistency, primary)
+                            yield conn
+                            if tracker is not None:
+                                tracker.observe(conn, group, replica=True)
+                            return
+                if time.monotonic() >= deadline:
+                    break
+                pause(0.002)
+            reads.record_wait((time.monotonic() - started) * 1000, False)
+            states = reads.states(group, names, self._samples())
+            decision = reads.decide(states, req.without_wait())
+        reads.record(decision, options.consistency, primary)
+        if isinstance(decision, NoReplica):
+            raise RoutingError(f"no node may serve this read: {decision.reason}")
+        if isinstance(decision, UseReplica):
+            with self._on(decision.name) as conn:
+                yield conn
+                if tracker is not None:
+                    tracker.observe(conn, group, replica=True)
+            return
+        with self._on(primary) as conn:
+            yield conn
+            if tracker is not None:
+                tracker.observe(conn, group, replica=False)
 
     # -- scopes, sessions, transactions ----------------------------------------------------
 
@@ -245,9 +414,22 @@ class Cluster(_Runner):
         """Calls routed within shard group ``group``."""
         return Scope(self, RouteScope.AUTO, group)
 
-    def session(self, group: str | None = None) -> Session:
-        """Calls that share session state (``with cluster.session() as s``)."""
-        return Session(self, group)
+    def session(
+        self,
+        group: str | None = None,
+        *,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        monotonic: bool = False,
+    ) -> Session:
+        """Calls that share session state (``with cluster.session() as s``).
+
+        ``consistency`` is the session's default for reads (READ_YOUR_WRITES
+        if a ``token`` is given, else EVENTUAL); a READ_YOUR_WRITES session keeps
+        ``s.token`` up to date after each write; ``monotonic`` sessions never
+        read older data than they have already seen.
+        """
+        return Session(self, group, ReadOptions.of(consistency, token), monotonic)
 
     @contextmanager
     def transaction(
@@ -258,7 +440,8 @@ class Cluster(_Runner):
         group: str | None = None,
     ) -> Iterator[Transaction]:
         """A transaction on the primary of ``group``: committed if the block ends
-        normally, rolled back if it raises."""
+        normally, rolled back if it raises. ``tx.token`` holds its causal token
+        once it has committed."""
         name = self._core.primary_node(group)
         with self._on(name) as conn:
             tx = Transaction(self._core, conn, name)
@@ -268,13 +451,16 @@ class Cluster(_Runner):
                     if options is not None:
                         conn.execute(options)
                     yield tx
+                tx.token = CausalToken({self._core.group(group): _position(conn)})
             finally:
                 if tx.dirty:
                     reset_session(conn)
 
     def close(self) -> None:
-        """Close every pool; the cluster cannot be used afterwards."""
+        """Stop the monitor and close every pool; the cluster cannot be used afterwards."""
         self._core.state = ClusterState.CLOSED
+        if self._monitor is not None and self._monitor_pid == os.getpid():
+            self._monitor.stop()
         for pool in self._core.pools.take_all():
             try:
                 pool.close()
@@ -288,6 +474,24 @@ class Cluster(_Runner):
         self.close()
 
 
+def _replayed(conn: Connection[Any], lsn: int) -> bool:
+    """Whether the standby behind ``conn`` has replayed WAL position ``lsn`` (bytes)."""
+    cur = conn.execute(
+        "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (format_lsn(lsn),), prepare=True
+    )
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def _position(conn: Connection[Any]) -> GroupPosition:
+    """The primary's WAL position now, read on ``conn`` after its commit returned."""
+    cur = conn.execute(PRIMARY_SAMPLE, prepare=True)
+    row = cur.fetchone()
+    if row is None:
+        raise MlscaleError("the primary returned no WAL position")
+    return GroupPosition(int(row[1]) % 2**64, int(row[2]), parse_lsn(row[0]))
+
+
 class Scope(_Runner):
     """Calls with an explicit target: the primary, replicas, or one shard group."""
 
@@ -297,8 +501,8 @@ class Scope(_Runner):
         self._scope = scope
         self._group = group
 
-    def _lease(self, c: Classification) -> Any:
-        return self._cluster._routed(c, self._scope, self._group)
+    def _lease(self, c: Classification, options: ReadOptions) -> Any:
+        return self._cluster._routed(c, self._scope, self._group, options)
 
     def __enter__(self) -> Scope:
         return self
@@ -315,9 +519,10 @@ class Transaction(_Runner):
         self._conn = conn
         self.node = node
         self.dirty = False  # whether a statement left session state on the connection
+        self.token: CausalToken | None = None  # set once committed
 
     @contextmanager
-    def _lease(self, c: Classification) -> Iterator[Connection[Any]]:
+    def _lease(self, c: Classification, options: ReadOptions) -> Iterator[Connection[Any]]:
         if c.transaction in (TxAction.BEGIN, TxAction.END):
             raise RoutingError(
                 f"{c.reason}: inside a transaction block, end it by leaving the block "
@@ -328,7 +533,7 @@ class Transaction(_Runner):
         try:
             yield self._conn
         except psycopg.Error as exc:
-            raise translate(exc, self.node) from exc
+            raise translate(exc, self.node, "primary") from exc
 
     @contextmanager
     def savepoint(self) -> Iterator[Transaction]:
@@ -337,24 +542,34 @@ class Transaction(_Runner):
             with self._conn.transaction():
                 yield self
         except psycopg.Error as exc:
-            raise translate(exc, self.node) from exc
+            raise translate(exc, self.node, "primary") from exc
 
 
 class Session(_Runner):
-    """Calls that share session state.
+    """Calls that share session state, and a read guarantee.
 
     Reads go to replicas while the session holds no state. A statement that
     creates state (SET, PREPARE, CREATE TEMP, nextval, advisory locks, LISTEN,
     WITH HOLD cursors, BEGIN) pins the session to one primary connection, and
     every later call runs there until the state is gone or the session ends.
     The connection is reset (as by DISCARD ALL) before another caller gets it.
+
+    A READ_YOUR_WRITES session keeps ``token`` (a causal token: pass
+    ``str(s.token)`` to another process) at its latest write; a monotonic
+    session remembers the newest position it has read from in each group.
     """
 
-    def __init__(self, cluster: Cluster, group: str | None) -> None:
+    def __init__(
+        self, cluster: Cluster, group: str | None, options: ReadOptions, monotonic: bool
+    ) -> None:
         self._cluster = cluster
         self._core = cluster._core
         self._group = group
         self._node = self._core.primary_node(group)
+        self.options = options
+        self.token = options.token or CausalToken()
+        self.monotonic = monotonic
+        self.seen: dict[str, int] = {}
         self.state = SessionState()
         self._conn: Connection[Any] | None = None
         self._pool: ConnectionPool[Any] | None = None
@@ -364,6 +579,43 @@ class Session(_Runner):
     def pinned(self) -> bool:
         """Whether the session holds a primary connection now."""
         return self._conn is not None
+
+    def _options(
+        self,
+        consistency: Consistency | str | None,
+        token: CausalToken | str | None,
+        max_lag_ms: float | None,
+        max_lag_bytes: int | None,
+    ) -> ReadOptions:
+        call = ReadOptions.of(
+            consistency or self.options.consistency, token, max_lag_ms, max_lag_bytes
+        )
+        merged = self.token.merge(call.token) if call.token else self.token
+        return ReadOptions(call.consistency, merged or None, call.max_lag_ms, call.max_lag_bytes)
+
+    def observe(self, conn: Connection[Any], group: str, *, replica: bool) -> None:
+        """After a read on ``conn``: remember how new the data was (monotonic sessions)."""
+        if not self.monotonic:
+            return
+        query = (
+            "SELECT pg_last_wal_replay_lsn()::text"
+            if replica
+            else ("SELECT pg_current_wal_lsn()::text")
+        )
+        cur = conn.execute(query, prepare=True)
+        row = cur.fetchone()
+        if row and row[0]:
+            self.seen[group] = max(self.seen.get(group, 0), parse_lsn(row[0]))
+
+    def _wrote(self, conn: Connection[Any]) -> None:
+        """After a write committed on ``conn``: advance the token and the monotonic mark."""
+        if self.options.consistency is not Consistency.READ_YOUR_WRITES and not self.monotonic:
+            return
+        position = _position(conn)
+        group = self._core.group(self._group)
+        self.token = self.token.merge(CausalToken({group: position}))
+        if self.monotonic:
+            self.seen[group] = max(self.seen.get(group, 0), position.lsn)
 
     def _pin(self) -> Connection[Any]:
         if self._closed:
@@ -386,10 +638,17 @@ class Session(_Runner):
                 pool.putconn(conn)
 
     @contextmanager
-    def _lease(self, c: Classification) -> Iterator[Connection[Any]]:
+    def _lease(self, c: Classification, options: ReadOptions) -> Iterator[Connection[Any]]:
         if not self.state.needs_pin(c):
-            with self._cluster._routed(c, RouteScope.AUTO, self._group) as conn:
+            if c.read_only:
+                with self._cluster._routed(
+                    c, RouteScope.AUTO, self._group, options, tracker=self
+                ) as conn:
+                    yield conn
+                return
+            with self._cluster._routed(c, RouteScope.AUTO, self._group, options) as conn:
                 yield conn
+                self._wrote(conn)
             return
         conn = self._pin()
         try:
@@ -398,8 +657,10 @@ class Session(_Runner):
             if conn.closed:
                 self.state = SessionState()
                 self._unpin()
-            raise translate(exc, self._node) from exc
+            raise translate(exc, self._node, "primary") from exc
         self.state = self.state.after(c)
+        if not c.read_only and not self.state.in_transaction:
+            self._wrote(conn)
         if not self.state.pinned:
             self._unpin()
 
@@ -415,8 +676,9 @@ class Session(_Runner):
                 if options is not None:
                     conn.execute(options)
                 yield Transaction(self._core, conn, self._node)
+            self._wrote(conn)
         except psycopg.Error as exc:
-            raise translate(exc, self._node) from exc
+            raise translate(exc, self._node, "primary") from exc
         finally:
             if not self.state.pinned:
                 self._unpin()

@@ -11,7 +11,12 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["Background", "Stop"]
+__all__ = ["Background", "Stop", "pause"]
+
+
+async def pause(seconds: float) -> None:
+    """Sleep ``seconds`` without blocking other work."""
+    await asyncio.sleep(seconds)
 
 
 class Stop:

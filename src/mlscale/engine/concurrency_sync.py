@@ -6,10 +6,16 @@ The thread twin of ``concurrency_async.py`` (same names, same behaviour).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Background", "Stop"]
+__all__ = ["Background", "Stop", "pause"]
+
+
+def pause(seconds: float) -> None:
+    """Sleep ``seconds``."""
+    time.sleep(seconds)
 
 
 class Stop:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -30,69 +30,20 @@ from ..core.lsn import lag_bytes, parse_lsn
 from ..core.topology import Node, Role, nodes_of
 from .concurrency_async import Background, Stop
 from .connect import connect_kwargs, describe_failure
+from .samples import (
+    HEARTBEAT_DDL,
+    HEARTBEAT_LOCK,
+    HEARTBEAT_WRITE,
+    PRIMARY_SAMPLE,
+    REPLICA_BEAT,
+    REPLICA_SAMPLE,
+    PrimarySample,
+    ReplicaSample,
+)
 
-__all__ = ["AsyncMonitor", "PrimarySample", "ReplicaSample"]
+__all__ = ["AsyncMonitor"]
 
 log = logging.getLogger(__name__)
-
-# Key of the session advisory lock whose holder writes a group's heartbeats.
-HEARTBEAT_LOCK = 0x6D6C73_6862  # "mls" "hb"
-HEARTBEAT_DDL = (
-    "CREATE SCHEMA IF NOT EXISTS mlscale; "
-    "CREATE TABLE IF NOT EXISTS mlscale.heartbeat "
-    "(shard_group text PRIMARY KEY, beat timestamptz NOT NULL)"
-)
-HEARTBEAT_WRITE = (
-    "INSERT INTO mlscale.heartbeat (shard_group, beat) VALUES (%s, clock_timestamp()) "
-    "ON CONFLICT (shard_group) DO UPDATE SET beat = excluded.beat"
-)
-PRIMARY_SAMPLE = (
-    "SELECT pg_current_wal_lsn()::text, system_identifier, "
-    "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int "
-    "FROM pg_control_system()"
-)
-REPLICA_SAMPLE = (
-    "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
-    "(SELECT system_identifier FROM pg_control_system()), "
-    "(SELECT received_tli FROM pg_stat_wal_receiver), pg_is_in_recovery()"
-)
-REPLICA_BEAT = (
-    "SELECT extract(epoch FROM clock_timestamp() - beat) * 1000 "
-    "FROM mlscale.heartbeat WHERE shard_group = %s"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class PrimarySample:
-    """A primary as last seen. LSN in bytes; ``at`` in monotonic seconds."""
-
-    node: str
-    group: str
-    up: bool
-    at: float
-    lsn: int | None = None
-    system_identifier: int | None = None
-    timeline: int | None = None
-    writes_heartbeat: bool = False
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReplicaSample:
-    """A replica as last seen: positions in bytes, lag in bytes, staleness in ms."""
-
-    node: str
-    group: str
-    up: bool
-    at: float
-    receive_lsn: int | None = None
-    replay_lsn: int | None = None
-    lag_bytes: int | None = None
-    staleness_ms: float | None = None
-    system_identifier: int | None = None
-    timeline: int | None = None
-    in_recovery: bool | None = None
-    error: str | None = None
 
 
 class AsyncMonitor:

@@ -27,12 +27,14 @@ def _query_error_class(sqlstate: str) -> type[QueryError]:
     return QueryError
 
 
-def translate(exc: psycopg.Error, node: str) -> DatabaseError:
+def translate(exc: psycopg.Error, node: str, role: str | None = None) -> DatabaseError:
     """The mlscale error for ``exc`` raised on ``node`` (raise it ``from exc``)."""
     sqlstate = exc.sqlstate
-    if sqlstate is None:
+    if sqlstate is None or sqlstate.startswith(("08", "57P")):
         if isinstance(exc, psycopg.OperationalError):
-            return NodeUnavailableError(f"lost node {node}: {describe_failure(exc)}")
+            lost = NodeUnavailableError(f"lost node {node}: {describe_failure(exc)}")
+            lost.node, lost.node_role = node, role
+            return lost
         return DatabaseError(f"{describe_failure(exc)} (node {node})")
     err = _query_error_class(sqlstate)(
         f"{describe_failure(exc)} (node {node}, SQLSTATE {sqlstate})"

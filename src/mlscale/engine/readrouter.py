@@ -1,0 +1,191 @@
+"""Where a read goes among a group's replicas: the engine's bookkeeping around core/balance.
+
+Holds what the pure decision needs between reads -- bans (error, lag, manual),
+consecutive failures, requests in flight, metrics, the turn counter -- and turns
+the monitor's samples into :class:`ReplicaState`. No I/O: the async and sync
+clusters share one instance type.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..config import ClusterConfig
+from ..core.balance import Decision, Policy, RouterMetrics, pick_replica
+from ..core.causal import CausalToken
+from ..core.consistency import Consistency, ReadRequirement, requirement
+from ..core.replicas import Ban, BanPolicy, ReplicaState, manual_ban
+from ..errors import MlscaleError
+from .samples import ReplicaSample
+
+__all__ = ["ReadOptions", "ReadRouter"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """A read's guarantee: consistency level, causal token, staleness bound (ms, bytes)."""
+
+    consistency: Consistency = Consistency.EVENTUAL
+    token: CausalToken | None = None
+    max_lag_ms: float | None = None
+    max_lag_bytes: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        consistency: Consistency | str | None,
+        token: CausalToken | str | None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+    ) -> ReadOptions:
+        """Options from what a caller passed (a token may be its string form)."""
+        if isinstance(token, str):
+            try:
+                token = CausalToken.parse(token)
+            except ValueError as exc:
+                raise MlscaleError(f"bad causal token: {exc}") from None
+        level = Consistency(consistency) if consistency is not None else None
+        if level is None:
+            level = Consistency.READ_YOUR_WRITES if token else Consistency.EVENTUAL
+        return cls(level, token, max_lag_ms, max_lag_bytes)
+
+
+class ReadRouter:
+    """Bans, in-flight counts, metrics and turns for one cluster's replica reads."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        p = config.policies
+        self.policy = Policy(p.balance)
+        self.wait_ms = p.read_wait_ms
+        self.primary_reads = p.primary_reads
+        self.ban_policy = BanPolicy(
+            error_backoff_s=p.error_backoff_s,
+            max_backoff_s=max(60.0, p.error_backoff_s),
+            lag_ban_bytes=p.max_replica_lag_bytes,
+            lag_ban_ms=p.max_replica_lag_ms,
+        )
+        self.metrics = RouterMetrics()
+        self.bans: dict[str, Ban] = {}
+        self.failures: Counter[str] = Counter()
+        self.outstanding: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._turn = 0
+        self._rng = random.Random()
+
+    # -- states and decisions ----------------------------------------------------------
+
+    def states(
+        self, group: str, names: list[str], samples: Mapping[str, ReplicaSample]
+    ) -> list[ReplicaState]:
+        """The group's replicas as the balancer sees them, lag bans refreshed."""
+        now = time.monotonic()
+        out = []
+        with self._lock:
+            for name in names:
+                s = samples.get(name)
+                state = ReplicaState(
+                    name=name,
+                    group=group,
+                    up=s.up if s is not None else True,
+                    replay_lsn=s.replay_lsn if s else None,
+                    receive_lsn=s.receive_lsn if s else None,
+                    lag_bytes=s.lag_bytes if s else None,
+                    lag_ms=s.staleness_ms if s else None,
+                    system_identifier=s.system_identifier if s else None,
+                    timeline=s.timeline if s else None,
+                    outstanding=self.outstanding[name],
+                    ban=self.bans.get(name),
+                )
+                ban = self.ban_policy.evaluate_lag(state, now)
+                if ban is None:
+                    self.bans.pop(name, None)
+                else:
+                    self.bans[name] = ban
+                out.append(replace(state, ban=ban))
+        return self.ban_policy.effective(out, now)
+
+    def requirement(
+        self, options: ReadOptions, group: str, seen_lsn: int | None
+    ) -> ReadRequirement:
+        return requirement(
+            options.consistency,
+            group=group,
+            token=options.token,
+            seen_lsn=seen_lsn,
+            max_lag_ms=options.max_lag_ms,
+            max_lag_bytes=options.max_lag_bytes,
+            wait_ms=self.wait_ms,
+        )
+
+    def decide(self, states: list[ReplicaState], req: ReadRequirement) -> Decision:
+        with self._lock:
+            self._turn += 1
+            turn = self._turn
+        return pick_replica(
+            states, req, self.policy, turn=turn, rng=self._rng, primary_reads=self.primary_reads
+        )
+
+    def record(self, decision: Decision, consistency: Consistency, primary: str) -> None:
+        with self._lock:
+            self.metrics.record(decision, consistency, primary=primary)
+
+    def record_wait(self, waited_ms: float, replayed: bool) -> None:
+        with self._lock:
+            self.metrics.record_wait(waited_ms, replayed=replayed)
+
+    def record_retry(self) -> None:
+        with self._lock:
+            self.metrics.record_retry()
+
+    # -- health ---------------------------------------------------------------------------------
+
+    def begin(self, node: str) -> None:
+        with self._lock:
+            self.outstanding[node] += 1
+
+    def end(self, node: str, *, failed: str | None = None) -> None:
+        """A request on ``node`` ended; ``failed`` is the reason if the node failed it."""
+        with self._lock:
+            self.outstanding[node] -= 1
+            if failed is None:
+                self.failures.pop(node, None)
+                return
+            self.failures[node] += 1
+            state = ReplicaState(name=node, group="", ban=self.bans.get(node))
+            self.bans[node] = self.ban_policy.after_error(
+                state, time.monotonic(), failed, self.failures[node]
+            )
+
+    def ban(self, node: str, reason: str) -> None:
+        """Ban ``node`` by hand until :meth:`unban` (never lifted automatically)."""
+        with self._lock:
+            self.bans[node] = manual_ban(reason, time.monotonic())
+
+    def unban(self, node: str) -> None:
+        with self._lock:
+            self.bans.pop(node, None)
+            self.failures.pop(node, None)
+
+    def describe_bans(self) -> dict[str, dict[str, Any]]:
+        """Current bans: node -> kind, reason, seconds left (None: until lifted)."""
+        now = time.monotonic()
+        with self._lock:
+            return {
+                node: {
+                    "kind": ban.kind.value,
+                    "reason": ban.reason,
+                    "seconds_left": None if ban.until is None else max(0.0, ban.until - now),
+                }
+                for node, ban in self.bans.items()
+                if not ban.expired(now)
+            }
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.metrics.snapshot(), "outstanding": dict(self.outstanding)}
