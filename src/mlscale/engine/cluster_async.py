@@ -323,6 +323,9 @@ class AsyncCluster(_AsyncRunner):
             err = translate(exc, name, role)
             if isinstance(err, NodeUnavailableError):
                 failed = str(err)
+                # Its other idle connections died with it: drop them now, not one
+                # failed read at a time.
+                await pool.check()
             raise err from exc
         finally:
             if replica:

@@ -325,6 +325,9 @@ class Cluster(_Runner):
             err = translate(exc, name, role)
             if isinstance(err, NodeUnavailableError):
                 failed = str(err)
+                # Its other idle connections died with it: drop them now, not one
+                # failed read at a time.
+                pool.check()
             raise err from exc
         finally:
             if replica:
