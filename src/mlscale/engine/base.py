@@ -75,6 +75,8 @@ class ClusterCore(Generic[P]):
         self.classifier = Classifier(read_only_functions=config.routing.read_only_functions)
         self.pools: PoolSet[P] = PoolSet(config, factory)
         self.reads = ReadRouter(config)
+        self._groups = frozenset(g.name for g in config.shard_groups)
+        self._default_group = config.shard_groups[0].name
         self.state = ClusterState.OPEN
         self._turn = itertools.count()
         self._turn_lock = threading.Lock()
@@ -90,8 +92,12 @@ class ClusterCore(Generic[P]):
         return self.pools.size
 
     def group(self, group: str | None) -> str:
-        name = group or self.config.shard_groups[0].name
-        if name not in {g.name for g in self.config.shard_groups}:
+        if group is None:
+            return self._default_group
+        if group in self._groups:
+            return group
+        name = group
+        if name not in self._groups:
             known = ", ".join(g.name for g in self.config.shard_groups)
             raise MlscaleError(f"no shard group named {name!r}; known: {known}")
         return name

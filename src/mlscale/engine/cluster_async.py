@@ -341,6 +341,9 @@ class AsyncCluster(_AsyncRunner):
             self._monitor.start()
         return self._monitor.snapshot()[1]
 
+    def _monitor_round(self) -> int:
+        return self._monitor.rounds if self._monitor is not None else 0
+
     def _routed(
         self,
         c: Classification,
@@ -349,11 +352,11 @@ class AsyncCluster(_AsyncRunner):
         options: ReadOptions,
         tracker: AsyncSession | None = None,
     ) -> Any:
+        if c.read_only and scope is not RouteScope.PRIMARY:
+            return self._read(self._core.group(group), options, tracker)
         self._core.check_one_call(c)
         _, node = self._core.route(c, scope, group)  # refuses a write in a replica scope
-        if not c.read_only or scope is RouteScope.PRIMARY:
-            return self._on(node)
-        return self._read(self._core.group(group), options, tracker)
+        return self._on(node)
 
     def _lease(self, c: Classification, options: ReadOptions) -> Any:
         return self._routed(c, RouteScope.AUTO, None, options)
@@ -365,11 +368,22 @@ class AsyncCluster(_AsyncRunner):
         """A connection for a read in ``group`` that meets ``options``: a replica
         that has replayed what it must, else (after a bounded wait) the primary."""
         reads = self._core.reads
+        names = self._core.replica_nodes(group)
+        samples = await self._samples()
+        if (
+            options.consistency is Consistency.EVENTUAL
+            and reads.quick
+            and (tracker is None or not tracker.monotonic)
+        ):
+            quick = reads.quick_pick(group, names, samples, self._monitor_round())
+            if quick is not None:
+                async with self._on(quick) as conn:
+                    yield conn
+                return
         primary = self._core.primary_node(group)
         seen = tracker.seen.get(group) if tracker is not None else None
         req = reads.requirement(options, group, seen)
-        names = self._core.replica_nodes(group)
-        decision = reads.decide(reads.states(group, names, await self._samples()), req)
+        decision = reads.decide(reads.states(group, names, samples), req)
         if isinstance(decision, WaitFor):
             started = time.monotonic()
             deadline = started + decision.timeout_ms / 1000

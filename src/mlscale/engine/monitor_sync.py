@@ -197,9 +197,12 @@ class Monitor:
     # -- reading ------------------------------------------------------------------------
 
     def snapshot(self) -> tuple[dict[str, PrimarySample], dict[str, ReplicaSample]]:
-        """The latest samples: (primaries by group, replicas by node name)."""
+        """The latest samples: (primaries by group, replicas by node name).
+
+        Each round replaces the dicts whole, so readers may keep what they get.
+        """
         with self._lock:
-            return dict(self.primaries), dict(self.replicas)
+            return self.primaries, self.replicas
 
     def primary_of(self, group: str) -> PrimarySample | None:
         with self._lock:

@@ -77,6 +77,10 @@ class ReadRouter:
         self._lock = threading.Lock()
         self._turn = 0
         self._rng = random.Random()
+        # Bans change -> version bump; available replicas per group, per
+        # (monitor round, bans version): the fast path of an EVENTUAL read.
+        self._bans_version = 0
+        self._available: dict[str, tuple[tuple[int, int], list[str]]] = {}
 
     # -- states and decisions ----------------------------------------------------------
 
@@ -103,12 +107,43 @@ class ReadRouter:
                     ban=self.bans.get(name),
                 )
                 ban = self.ban_policy.evaluate_lag(state, now)
+                if ban != self.bans.get(name):
+                    self._bans_version += 1
                 if ban is None:
                     self.bans.pop(name, None)
                 else:
                     self.bans[name] = ban
                 out.append(replace(state, ban=ban))
         return self.ban_policy.effective(out, now)
+
+    def quick_pick(
+        self, group: str, names: list[str], samples: Mapping[str, ReplicaSample], round_: int
+    ) -> str | None:
+        """The replica for an EVENTUAL read under round robin, or None if none is
+        available: what :meth:`decide` would answer, without re-deciding per read.
+
+        The list of available replicas is rebuilt once per monitor round or ban
+        change, so a hot read path pays a counter, not a balancing decision.
+        """
+        cached = self._available.get(group)
+        if cached is None or cached[0] != (round_, self._bans_version):
+            available = [s.name for s in self.states(group, names, samples) if s.available]
+            cached = ((round_, self._bans_version), available)
+            self._available[group] = cached
+        available = cached[1]
+        if not available:
+            return None
+        with self._lock:
+            self._turn += 1
+            name = available[self._turn % len(available)]
+            self.metrics.reads_by_node[name] += 1
+            self.metrics.reads_by_consistency[Consistency.EVENTUAL.value] += 1
+        return name
+
+    @property
+    def quick(self) -> bool:
+        """Whether EVENTUAL reads may take :meth:`quick_pick` (round robin, no weights)."""
+        return self.policy is Policy.ROUND_ROBIN
 
     def requirement(
         self, options: ReadOptions, group: str, seen_lsn: int | None
@@ -146,13 +181,21 @@ class ReadRouter:
     # -- health ---------------------------------------------------------------------------------
 
     def begin(self, node: str) -> None:
-        with self._lock:
-            self.outstanding[node] += 1
+        if self.policy is Policy.LEAST_OUTSTANDING:  # the only reader of these counts
+            with self._lock:
+                self.outstanding[node] += 1
 
     def end(self, node: str, *, failed: str | None = None) -> None:
         """A request on ``node`` ended; ``failed`` is the reason if the node failed it."""
+        if (
+            failed is None
+            and node not in self.failures
+            and self.policy is not Policy.LEAST_OUTSTANDING
+        ):
+            return  # the hot path: nothing to record
         with self._lock:
-            self.outstanding[node] -= 1
+            if self.policy is Policy.LEAST_OUTSTANDING:
+                self.outstanding[node] -= 1
             if failed is None:
                 self.failures.pop(node, None)
                 return
@@ -161,16 +204,19 @@ class ReadRouter:
             self.bans[node] = self.ban_policy.after_error(
                 state, time.monotonic(), failed, self.failures[node]
             )
+            self._bans_version += 1
 
     def ban(self, node: str, reason: str) -> None:
         """Ban ``node`` by hand until :meth:`unban` (never lifted automatically)."""
         with self._lock:
             self.bans[node] = manual_ban(reason, time.monotonic())
+            self._bans_version += 1
 
     def unban(self, node: str) -> None:
         with self._lock:
             self.bans.pop(node, None)
             self.failures.pop(node, None)
+            self._bans_version += 1
 
     def describe_bans(self) -> dict[str, dict[str, Any]]:
         """Current bans: node -> kind, reason, seconds left (None: until lifted)."""
