@@ -118,6 +118,7 @@ _COLUMNS = (
     ("LAG_BYTES", "lag_bytes"),
     ("LAG_MS", "lag_ms"),
     ("SYNC", "sync_state"),
+    ("BAN", "ban"),
 )
 
 

@@ -14,6 +14,7 @@ import psycopg
 
 from ..engine.connect import describe_failure
 from ..errors import MlscaleError
+from .ban_cmds import ban, unban
 from .bench_cmd import bench
 from .catalog_cmd import catalog
 from .cluster_cmds import destroy, down, status, up
@@ -34,7 +35,20 @@ def cli(verbose: bool) -> None:
     )
 
 
-for command in (up, down, destroy, status, config, catalog, demo, bench, report, route_cmd):
+for command in (
+    up,
+    down,
+    destroy,
+    status,
+    config,
+    catalog,
+    demo,
+    bench,
+    report,
+    route_cmd,
+    ban,
+    unban,
+):
     cli.add_command(command)
 
 

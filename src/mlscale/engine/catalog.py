@@ -19,13 +19,18 @@ from ..core.topology import Node, Role, same_topology
 from ..errors import CatalogError
 
 __all__ = [
+    "CLEAR_BAN",
     "MIGRATIONS",
     "SCHEMA",
+    "SET_BAN",
     "Migration",
     "catalog_version",
+    "clear_ban",
     "migrate",
+    "read_bans",
     "read_topology",
     "register_topology",
+    "set_ban",
 ]
 
 SCHEMA = "mlscale_catalog"
@@ -69,6 +74,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
             """CREATE UNIQUE INDEX nodes_one_primary_per_group
                    ON mlscale_catalog.nodes (shard_group) WHERE role = 'primary'""",
+        ),
+    ),
+    Migration(
+        2,
+        "bans: replicas taken out of read rotation by hand",
+        (
+            """CREATE TABLE mlscale_catalog.bans (
+                   node      text PRIMARY KEY,
+                   reason    text NOT NULL CHECK (reason <> ''),
+                   banned_at timestamptz NOT NULL DEFAULT now()
+               )""",
         ),
     ),
 )
@@ -183,3 +199,30 @@ def register_topology(conn: psycopg.Connection[Any], nodes: Sequence[Node], reas
         )
         cur.execute("SELECT pg_notify('mlscale_topology', %s)", (str(epoch),))
     return epoch
+
+
+SET_BAN = (
+    "INSERT INTO mlscale_catalog.bans (node, reason) VALUES (%s, %s) "
+    "ON CONFLICT (node) DO UPDATE SET reason = excluded.reason, banned_at = now()"
+)
+CLEAR_BAN = "DELETE FROM mlscale_catalog.bans WHERE node = %s"
+
+
+def set_ban(conn: psycopg.Connection[Any], node: str, reason: str) -> None:
+    """Ban replica ``node`` from reads for every client, until :func:`clear_ban`."""
+    with conn.transaction():
+        conn.execute(SET_BAN, (node, reason))
+        conn.execute("SELECT pg_notify('mlscale_bans', %s)", (node,))
+
+
+def clear_ban(conn: psycopg.Connection[Any], node: str) -> bool:
+    """Lift the manual ban of ``node``; whether there was one."""
+    with conn.transaction():
+        cur = conn.execute(CLEAR_BAN, (node,))
+        conn.execute("SELECT pg_notify('mlscale_bans', %s)", (node,))
+    return cur.rowcount > 0
+
+
+def read_bans(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Manual bans: node -> reason."""
+    return dict(conn.execute("SELECT node, reason FROM mlscale_catalog.bans ORDER BY node"))

@@ -40,6 +40,7 @@ from ..core.lsn import format_lsn, parse_lsn
 from ..core.route import Scope as RouteScope
 from ..core.session import SessionState
 from ..errors import MlscaleError, NodeUnavailableError, RoutingError
+from . import catalog
 from .base import (
     RESET_SESSION,
     ClusterCore,
@@ -256,13 +257,34 @@ class AsyncCluster(_AsyncRunner):
         """Where ``query`` would go from outside any session, and why."""
         return self._core.explain(query, group)
 
-    def ban(self, node: str, reason: str) -> None:
-        """Take replica ``node`` out of rotation until :meth:`unban` (in this process)."""
-        self._core.pools.node(node)
+    async def ban(self, node: str, reason: str) -> None:
+        """Take replica ``node`` out of read rotation for every client, until :meth:`unban`.
+
+        Recorded in the catalog (clients pick it up within about a second) and
+        applied in this process at once. Manual bans are never lifted by themselves.
+        """
+        self._check_replica(node)
+        if not reason.strip():
+            raise MlscaleError("a ban needs a reason")
+        async with self._control() as conn:
+            await conn.execute(catalog.SET_BAN, (node, reason))
         self._core.reads.ban(node, reason)
 
-    def unban(self, node: str) -> None:
+    async def unban(self, node: str) -> None:
+        """Lift the manual ban of ``node`` (and any error or lag ban in this process)."""
+        self._check_replica(node)
+        async with self._control() as conn:
+            await conn.execute(catalog.CLEAR_BAN, (node,))
         self._core.reads.unban(node)
+
+    def _check_replica(self, node: str) -> None:
+        if self._core.pools.node(node).role.value != "replica":
+            raise MlscaleError(f"only replicas can be banned from reads; {node} is not one")
+
+    @asynccontextmanager
+    async def _control(self) -> AsyncIterator[AsyncConnection[Any]]:
+        async with self._on("control") as conn:
+            yield conn
 
     def replica_samples(self) -> dict[str, ReplicaSample]:
         """The monitor's latest sample of every replica (empty before the first read)."""
@@ -339,6 +361,7 @@ class AsyncCluster(_AsyncRunner):
             )
             self._monitor_pid = os.getpid()
             self._monitor.start()
+        self._core.reads.sync_manual(self._monitor.manual_bans)
         return self._monitor.snapshot()[1]
 
     def _monitor_round(self) -> int:

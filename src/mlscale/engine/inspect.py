@@ -17,6 +17,7 @@ from ..config import ClusterConfig
 from ..core.lsn import lag_bytes, parse_lsn
 from ..core.topology import Node, Role, nodes_of, primary_name
 from ..errors import MlscaleError
+from . import catalog
 from .connect import connect, describe_failure, redis_password
 
 __all__ = ["NodeStatus", "RedisStatus", "inspect_cluster", "inspect_redis"]
@@ -41,6 +42,7 @@ class NodeStatus:
     streaming: bool | None = None
     sync_state: str | None = None
     error: str | None = None
+    ban: str | None = None  # replicas: why reads avoid it (manual, error, lag), if they do
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -116,7 +118,31 @@ def inspect_cluster(config: ClusterConfig, timeout: float = 2.0) -> list[NodeSta
             lag_ms = mine["lag_ms"] if mine else None
             # replay_lag goes NULL once a standby has caught up and the primary idles.
             st.lag_ms = lag_ms if lag_ms is not None else (0.0 if st.lag_bytes == 0 else None)
+    _mark_bans(config, [by_name[n.name][0] for n in replicas], by_name["control"][0])
     return [by_name[n.name][0] for n in nodes]
+
+
+def _mark_bans(config: ClusterConfig, replicas: list[NodeStatus], control: NodeStatus) -> None:
+    """Each replica's ban, as a client would see it: manual (from the catalog) or lag."""
+    manual: dict[str, str] = {}
+    if control.state == "up":
+        try:
+            with connect(nodes_of(config)[0], config) as conn:
+                manual = catalog.read_bans(conn)
+        except (MlscaleError, psycopg.Error):
+            manual = {}  # no catalog yet, or one from before bans
+    policy = config.policies
+    for st in replicas:
+        if st.name in manual:
+            st.ban = f"manual: {manual[st.name]}"
+        elif st.state != "up":
+            st.ban = "error: down"
+        elif st.lag_bytes is not None and st.lag_bytes > policy.max_replica_lag_bytes:
+            st.ban = f"lag: {st.lag_bytes} bytes > {policy.max_replica_lag_bytes}"
+        elif st.lag_ms is not None and st.lag_ms > policy.max_replica_lag_ms:
+            st.ban = f"lag: {st.lag_ms:.0f} ms > {policy.max_replica_lag_ms:.0f}"
+        else:
+            st.ban = None
 
 
 def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | None:

@@ -55,7 +55,12 @@ class AsyncMonitor:
         self.config = config
         self.interval_s = interval_s
         self.heartbeat = heartbeat
-        self._nodes = [n for n in nodes_of(config) if n.role is not Role.CONTROL]
+        every = nodes_of(config)
+        self._nodes = [n for n in every if n.role is not Role.CONTROL]
+        self._control = every[0]
+        # Manual bans from the catalog, re-read about once a second.
+        self.manual_bans: dict[str, str] = {}
+        self._bans_every = max(1, round(1.0 / interval_s))
         self._conns: dict[str, AsyncConnection[Any]] = {}
         self._writer: set[str] = set()  # groups whose heartbeat this monitor writes
         self._lock = threading.Lock()
@@ -102,7 +107,8 @@ class AsyncMonitor:
 
     async def _drop(self, node: Node) -> None:
         conn = self._conns.pop(node.name, None)
-        self._writer.discard(node.group or "")
+        if node.group is not None:
+            self._writer.discard(node.group)
         if conn is not None and not conn.closed:
             await conn.close()
 
@@ -118,10 +124,26 @@ class AsyncMonitor:
                 replica_samples[name] = replace(
                     sample, lag_bytes=lag_bytes(primary.lsn, sample.replay_lsn)
                 )
+        if self.rounds % self._bans_every == 0:
+            await self._read_bans()
         with self._lock:
             self.replicas = replica_samples
             self.primaries = primary_samples
             self.rounds += 1
+
+    async def _read_bans(self) -> None:
+        try:
+            conn = await self._conn(self._control)
+            cur = await conn.execute("SELECT node, reason FROM mlscale_catalog.bans")
+            bans = {str(node): str(reason) for node, reason in await cur.fetchall()}
+        except psycopg.errors.UndefinedTable:
+            bans = {}  # a catalog from before bans existed
+        except (psycopg.Error, OSError) as exc:
+            log.info("could not read bans from the catalog: %s", describe_failure(exc))
+            await self._drop(self._control)
+            return  # keep the bans last read
+        if bans != self.manual_bans:
+            self.manual_bans = bans
 
     async def _sample_replica(self, node: Node) -> ReplicaSample:
         group = node.group or ""

@@ -80,6 +80,7 @@ class ReadRouter:
         # Bans change -> version bump; available replicas per group, per
         # (monitor round, bans version): the fast path of an EVENTUAL read.
         self._bans_version = 0
+        self._catalog_bans: Mapping[str, str] = {}
         self._available: dict[str, tuple[tuple[int, int], list[str]]] = {}
 
     # -- states and decisions ----------------------------------------------------------
@@ -204,6 +205,22 @@ class ReadRouter:
             self.bans[node] = self.ban_policy.after_error(
                 state, time.monotonic(), failed, self.failures[node]
             )
+            self._bans_version += 1
+
+    def sync_manual(self, catalog_bans: Mapping[str, str]) -> None:
+        """Make the manual bans those of the catalog (cheap when they did not change)."""
+        if catalog_bans is self._catalog_bans:
+            return
+        now = time.monotonic()
+        with self._lock:
+            for node, ban in list(self.bans.items()):
+                if ban.manual and node not in catalog_bans:
+                    del self.bans[node]
+            for node, reason in catalog_bans.items():
+                current = self.bans.get(node)
+                if current is None or not current.manual or current.reason != reason:
+                    self.bans[node] = manual_ban(reason, now)
+            self._catalog_bans = catalog_bans
             self._bans_version += 1
 
     def ban(self, node: str, reason: str) -> None:
