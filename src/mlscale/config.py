@@ -77,13 +77,15 @@ def _refuse_inline_password(value: object, where: str, file_field: str = "passfi
 
 
 class NodeConfig(_Model):
-    """One PostgreSQL server. ``user`` and ``dbname`` default to those of ``[auth]``."""
+    """One PostgreSQL server. ``user`` and ``dbname`` default to those of ``[auth]``;
+    ``weight`` is a replica's share of reads relative to its peers (0 drains it)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=5432, ge=1, le=65535)
     dbname: str | None = None
     user: str | None = None
     password: str | None = None
+    weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
 
     @field_validator("password", mode="before")
     @classmethod

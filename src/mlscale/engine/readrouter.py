@@ -21,6 +21,7 @@ from ..core.balance import Decision, Policy, RouterMetrics, pick_replica
 from ..core.causal import CausalToken
 from ..core.consistency import Consistency, ReadRequirement, requirement
 from ..core.replicas import Ban, BanPolicy, ReplicaState, manual_ban
+from ..core.topology import replica_name
 from ..errors import MlscaleError
 from .samples import ReplicaSample
 
@@ -71,9 +72,18 @@ class ReadRouter:
             lag_ban_ms=p.max_replica_lag_ms,
         )
         self.metrics = RouterMetrics()
+        self.weights = {
+            replica_name(g.name, i): r.weight
+            for g in config.shard_groups
+            for i, r in enumerate(g.replicas, start=1)
+        }
         self.bans: dict[str, Ban] = {}
         self.failures: Counter[str] = Counter()
         self.outstanding: Counter[str] = Counter()
+        # EVENTUAL reads may take quick_pick: round robin with equal weights.
+        self.quick = self.policy is Policy.ROUND_ROBIN and all(
+            w == 1.0 for w in self.weights.values()
+        )
         self._lock = threading.Lock()
         self._turn = 0
         self._rng = random.Random()
@@ -105,6 +115,7 @@ class ReadRouter:
                     system_identifier=s.system_identifier if s else None,
                     timeline=s.timeline if s else None,
                     outstanding=self.outstanding[name],
+                    weight=self.weights.get(name, 1.0),
                     ban=self.bans.get(name),
                 )
                 ban = self.ban_policy.evaluate_lag(state, now)
@@ -140,11 +151,6 @@ class ReadRouter:
             self.metrics.reads_by_node[name] += 1
             self.metrics.reads_by_consistency[Consistency.EVENTUAL.value] += 1
         return name
-
-    @property
-    def quick(self) -> bool:
-        """Whether EVENTUAL reads may take :meth:`quick_pick` (round robin, no weights)."""
-        return self.policy is Policy.ROUND_ROBIN
 
     def requirement(
         self, options: ReadOptions, group: str, seen_lsn: int | None
