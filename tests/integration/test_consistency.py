@@ -115,6 +115,8 @@ def test_read_your_writes_counted(delayed: LocalCluster) -> None:
         by_node = reads["reads_by_node"]
         assert sum(by_node.values()) >= WORKERS * PAIRS_PER_THREAD
         assert _replica_share(by_node) >= 0.5, by_node
+        print(f"read-your-writes in threads: {stale} stale, replica share "
+              f"{_replica_share(by_node):.2f}, {reads['token_waits']} waits, {by_node}")
 
         # Tokens as strings, read in two other processes.
         ctx = multiprocessing.get_context("spawn")
@@ -140,6 +142,8 @@ def test_read_your_writes_counted(delayed: LocalCluster) -> None:
             for node, n in by.items():
                 merged[node] = merged.get(node, 0) + n
         assert _replica_share(merged) >= 0.5, merged
+        print(f"tokens across processes: 0 stale of {PROCESS_PAIRS}, replica share "
+              f"{_replica_share(merged):.2f}")
 
 
 def test_eventual_reads_do_go_stale(delayed: LocalCluster) -> None:
@@ -147,6 +151,7 @@ def test_eventual_reads_do_go_stale(delayed: LocalCluster) -> None:
     # the reads, 300 ms behind, so some of them miss the write just made.
     with Cluster.from_file(delayed.layout.config) as cluster:
         stale = _run_threads(cluster, "eventual", 20)
+    print(f"eventual: {stale} stale of {WORKERS * 20} pairs")
     assert stale > 0, "no stale read without a token: the test could not catch one"
 
 
