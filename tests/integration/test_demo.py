@@ -92,6 +92,8 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             "point reads, new connection each",
             "point reads, primary only",
             "prediction inserts",
+            "stale reads after a write, eventual",
+            "stale reads, read-your-writes token",
         ):
             assert label in stdout, stdout
         assert "no CPU caps" in stdout, stdout
@@ -119,7 +121,12 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             "reads_pooled_client_cpu_per_s",
         ):
             assert key in metrics, sorted(metrics)
-        assert _positive_numbers(metrics, "metrics") == []
+        counted = {k: v for k, v in metrics.items() if not k.startswith("stale_")}
+        assert _positive_numbers(counted, "metrics") == []
+        # Chapter 2: a token never reads stale; the delayed replica makes eventual reads stale.
+        assert metrics["stale_read_your_writes"] == 0
+        assert metrics["stale_eventual"] > 0
+        assert metrics["token_reads_on_replicas_share"] >= 0.5
         for variant in ("reads_pooled", "reads_unpooled", "reads_replicas", "reads_primary"):
             rounds = doc["rounds"][variant]
             assert len(rounds) >= 5, (variant, rounds)

@@ -28,6 +28,7 @@ from ..local.cluster import LocalCluster, UpReport
 from ..local.tempdirs import reachable_tempdir
 from ..report.html import write_report
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
+from .replicas import run_replicas
 
 __all__ = ["render_table", "run_demo"]
 
@@ -108,6 +109,10 @@ def _run_chapters(config: Path, params: Params, keep: bool) -> tuple[ChapterResu
     try:
         machine = _machine(cluster)
         result = run_foundation(cluster, params, echo)
+        chapter = run_replicas(cluster, params, echo)
+        result.metrics.update(chapter.metrics)
+        result.rows += chapter.rows
+        result.notes += chapter.notes
         if not keep:
             drop_tables(cluster)
         return result, machine
