@@ -76,6 +76,7 @@ class ClusterCore(Generic[P]):
         self.pools: PoolSet[P] = PoolSet(config, factory)
         self.reads = ReadRouter(config)
         self._groups = frozenset(g.name for g in config.shard_groups)
+        self.roles = {n.name: n.role.value for n in self.pools.nodes.values()}
         self._default_group = config.shard_groups[0].name
         self.state = ClusterState.OPEN
         self._turn = itertools.count()

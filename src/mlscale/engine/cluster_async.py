@@ -329,7 +329,7 @@ class AsyncCluster(_AsyncRunner):
     async def _on(self, name: str) -> AsyncIterator[AsyncConnection[Any]]:
         """A pooled connection to ``name``; driver errors become mlscale errors, and a
         replica that fails is banned for a while."""
-        role = self._core.pools.node(name).role.value
+        role = self._core.roles[name]
         replica = role == "replica"
         pool = await self._pool(name)
         if replica:

@@ -331,7 +331,7 @@ class Cluster(_Runner):
     def _on(self, name: str) -> Iterator[Connection[Any]]:
         """A pooled connection to ``name``; driver errors become mlscale errors, and a
         replica that fails is banned for a while."""
-        role = self._core.pools.node(name).role.value
+        role = self._core.roles[name]
         replica = role == "replica"
         pool = self._pool(name)
         if replica:

@@ -99,8 +99,10 @@ class PoolSet(Generic[P]):
     def peek(self, name: str) -> P | None:
         """The open pool of node ``name``, if one was published."""
         self._check_pid()
-        self.node(name)
-        return self._pools.get(name)
+        pool = self._pools.get(name)
+        if pool is None:
+            self.node(name)  # an unknown name is an error, not a miss
+        return pool
 
     def make(self, name: str) -> P:
         """A new, unopened pool for node ``name`` (open it, then :meth:`publish` it)."""

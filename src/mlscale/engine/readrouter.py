@@ -25,7 +25,7 @@ from ..core.topology import replica_name
 from ..errors import MlscaleError
 from .samples import ReplicaSample
 
-__all__ = ["ReadOptions", "ReadRouter"]
+__all__ = ["EVENTUAL", "ReadOptions", "ReadRouter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,8 @@ class ReadOptions:
         max_lag_bytes: int | None = None,
     ) -> ReadOptions:
         """Options from what a caller passed (a token may be its string form)."""
+        if consistency is None and token is None and max_lag_ms is None and max_lag_bytes is None:
+            return EVENTUAL
         if isinstance(token, str):
             try:
                 token = CausalToken.parse(token)
@@ -55,6 +57,9 @@ class ReadOptions:
         if level is None:
             level = Consistency.READ_YOUR_WRITES if token else Consistency.EVENTUAL
         return cls(level, token, max_lag_ms, max_lag_bytes)
+
+
+EVENTUAL = ReadOptions()
 
 
 class ReadRouter:
