@@ -74,15 +74,19 @@ POINT_READ = "SELECT id, payload FROM bench_replicas WHERE id = %s"
 # flight: what pgbench -S needs to saturate one. More backends on a 0.1-CPU node
 # only add context switches, which would flatter the ratio by slowing "primary only".
 PROCESSES = 4
-# Reads each worker makes before the timed window, so that its pools hold their
-# connections (a SCRAM login costs a 0.1-CPU node tens of ms) and the statement
-# is prepared (psycopg prepares on the 5th execution per connection).
-WARM_READS = 8
+# Reads each worker makes before the timed window. Every round forks new client
+# processes with empty pools; these reads let the pools grow to the process's
+# concurrency (a login costs a 0.1-CPU node 100 ms or more) and prepare the
+# statement (psycopg prepares it on its 5th execution on a connection).
+WARM_READS = 20
 # pgbench -S per node: clients and threads.
 PGBENCH_CLIENTS = 4
 PGBENCH_THREADS = 2
-# A round whose client used this share of the machine's CPUs may be client-limited.
+# A round whose client used this share of the machine's CPUs may be client-limited;
+# one in which this share of the machine's CPUs was busy (the client, the nodes and
+# whatever else runs here) may be limited by the machine.
 CLIENT_BUSY_SHARE = 0.75
+MACHINE_BUSY_SHARE = 0.9
 
 # Variant names, as shown in progress and charts.
 ROUTED = "routed (mlscale)"
@@ -208,6 +212,7 @@ class Overhead:
     runs: dict[str, list[Round]]
     replica: str
     routed_reads: dict[str, Any]
+    machine_busy_cpus: float
 
 
 def _overhead(ctx: BenchContext, plan: Plan, progress: Progress) -> Overhead:
@@ -240,15 +245,19 @@ def _overhead(ctx: BenchContext, plan: Plan, progress: Progress) -> Overhead:
         def one_thread(factory: OpFactory) -> Callable[[], Round]:
             return lambda: run_threads(factory, 1, plan.overhead_round_s)
 
+        busy0, total0 = _machine_ticks()
         runs = ab_rounds(
             {ROUTED: one_thread(routed_op(cluster)), RAW: one_thread(raw_op(pool))},
             rounds=plan.overhead_rounds,
             progress=progress,
             title="routed vs raw point reads",
         )
+        busy1, total1 = _machine_ticks()
         reads = cluster.stats()["reads"]
         routed = {k: reads[k] for k in ("reads_by_node", "fallbacks_by_cause", "retries")}
-    return Overhead(runs, replica, routed)
+    cpus = os.cpu_count() or 1
+    machine = cpus * (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+    return Overhead(runs, replica, routed, machine)
 
 
 # -- part 2: read scaling ----------------------------------------------------------------
@@ -256,11 +265,14 @@ def _overhead(ctx: BenchContext, plan: Plan, progress: Progress) -> Overhead:
 
 @dataclass(frozen=True, slots=True)
 class NodeCounters:
-    """Per node: committed transactions, CFS periods and throttled periods (cumulative)."""
+    """Per node: committed transactions, CFS periods and throttled periods; for the
+    whole machine: busy and total CPU time in clock ticks (all cumulative)."""
 
     xacts: dict[str, int]
     periods: dict[str, int]
     throttled: dict[str, int]
+    machine_busy: int = 0
+    machine_total: int = 0
 
     def minus(self, earlier: NodeCounters) -> NodeCounters:
         def d(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
@@ -270,7 +282,26 @@ class NodeCounters:
             d(self.xacts, earlier.xacts),
             d(self.periods, earlier.periods),
             d(self.throttled, earlier.throttled),
+            self.machine_busy - earlier.machine_busy,
+            self.machine_total - earlier.machine_total,
         )
+
+    def machine_busy_cpus(self, cpus: int) -> float:
+        """How many of the machine's ``cpus`` were busy on average (0 if unknown)."""
+        return cpus * self.machine_busy / self.machine_total if self.machine_total else 0.0
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks; (0, 0) if
+    /proc/stat is unreadable. Steal time counts as busy: the CPU was not ours."""
+    try:
+        with open("/proc/stat") as f:
+            first = f.readline().split()
+    except OSError:
+        return 0, 0
+    ticks = [int(x) for x in first[1:9]]  # user nice system idle iowait irq softirq steal
+    total = sum(ticks)
+    return total - ticks[3] - ticks[4], total
 
 
 def _cpu_stat(cgroups: Cgroups | None, root: Path, node: str) -> dict[str, int]:
@@ -291,7 +322,7 @@ def _cpu_stat(cgroups: Cgroups | None, root: Path, node: str) -> dict[str, int]:
 
 class NodeProbe:
     """Reads the data nodes' counters on connections held open: a login costs a
-    0.1-CPU node tens of ms, too much to pay before and after every round."""
+    0.1-CPU node 100 ms or more, too much to pay before and after every round."""
 
     def __init__(
         self,
@@ -316,7 +347,7 @@ class NodeProbe:
             stat = _cpu_stat(self.cgroups, self.root, name)
             periods[name] = stat.get("nr_periods", 0)
             throttled[name] = stat.get("nr_throttled", 0)
-        return NodeCounters(xacts, periods, throttled)
+        return NodeCounters(xacts, periods, throttled, *_machine_ticks())
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,6 +630,7 @@ def _report_overhead(result: BenchResult, overhead: Overhead) -> None:
             "routed_over_raw_throughput": ratio_of_medians(rate[ROUTED], rate[RAW]),
             "overhead_replica": overhead.replica,
             "overhead_routed_reads": overhead.routed_reads,
+            "overhead_machine_busy_cpus": overhead.machine_busy_cpus,
         }
     )
     result.gates.append(Verdict("routed_overhead_ratio", ratio, "<=", OVERHEAD_GATE, "x"))
@@ -624,7 +656,10 @@ def _report_overhead(result: BenchResult, overhead: Overhead) -> None:
         f"routing adds {extra_us:.1f} µs to a point read at p50: "
         f"{p50_us[ROUTED].median:.1f} µs routed vs {p50_us[RAW].median:.1f} µs raw "
         f"(ratio {ratio:.3f}, per round {per_round.low:.3f}..{per_round.high:.3f}); "
-        f"throughput routed / raw {ratio_of_medians(rate[ROUTED], rate[RAW]):.3f}"
+        f"throughput routed / raw {ratio_of_medians(rate[ROUTED], rate[RAW]):.3f}; "
+        f"client CPU {cpu[ROUTED].median:.2f} (routed), {cpu[RAW].median:.2f} (raw); "
+        f"{overhead.machine_busy_cpus:.2f} of the machine's {os.cpu_count() or 1} CPUs busy "
+        "meanwhile"
     )
 
 
@@ -636,6 +671,8 @@ def _report_scaling(result: BenchResult, scaling: Scaling, cpus: int, busy_cpus:
     per_round = paired_ratios(tput[FOUR_NODES].values, tput[PRIMARY_ONLY].values)
     mine = tuple(k for k in (PRIMARY_ONLY, FOUR_NODES, FOUR_NODES_ADAPTIVE) if k in runs)
     busy = {KEYS[k]: _busy_rounds(cpu[k].values, busy_cpus) for k in mine}
+    machine = spreads(runs, lambda s: s.nodes.machine_busy_cpus(cpus))
+    full = {KEYS[k]: _busy_rounds(v.values, MACHINE_BUSY_SHARE * cpus) for k, v in machine.items()}
     load = {KEYS[k]: _node_load([s.nodes for s in rs]) for k, rs in runs.items()}
     result.metrics.update(
         {
@@ -647,6 +684,10 @@ def _report_scaling(result: BenchResult, scaling: Scaling, cpus: int, busy_cpus:
             "read_scaling_ratio_per_round": per_round.as_dict(),
             "replica_balance": scaling.balance,
             "client_limited_rounds": busy,
+            **spread_metrics(
+                {KEYS[k]: v for k, v in machine.items()}, "_machine_busy_cpus", with_values=True
+            ),
+            "machine_limited_rounds": full,
             "node_load": load,
             "errors": {KEYS[k]: sum(s.errors for s in runs[k]) for k in mine},
         }
@@ -727,6 +768,7 @@ def _report_scaling(result: BenchResult, scaling: Scaling, cpus: int, busy_cpus:
     )
     each = ", ".join(f"{cpu[k].median:.2f} ({cpu[k].low:.2f}..{cpu[k].high:.2f}) {k}" for k in mine)
     result.notes.append(f"client CPU per wall second: {each}; " + _busy_note(busy, busy_cpus))
+    result.notes.append(_machine_note(machine, full, cpus))
     alone = load[KEYS[PRIMARY_ONLY]]
     top = max(alone, key=lambda n: alone[n]["xact_share"])
     result.notes.append(
@@ -761,6 +803,19 @@ def _node_load(counters: Sequence[NodeCounters]) -> dict[str, dict[str, float]]:
         }
         for name in xacts
     }
+
+
+def _machine_note(machine: Mapping[str, Spread], full: Mapping[str, list[int]], cpus: int) -> str:
+    each = ", ".join(f"{v.median:.2f} ({v.low:.2f}..{v.high:.2f}) {k}" for k, v in machine.items())
+    note = f"busy CPUs of the whole machine (of {cpus}): {each}"
+    labelled = {k: v for k, v in full.items() if v}
+    if not labelled:
+        return note
+    parts = "; ".join(f"{k} rounds {', '.join(map(str, v))}" for k, v in labelled.items())
+    return (
+        f"{note}; MACHINE-LIMITED (>= {MACHINE_BUSY_SHARE * cpus:.1f} CPUs busy, other work "
+        f"competing with the nodes and the client): {parts}"
+    )
 
 
 def _busy_note(busy: Mapping[str, list[int]], limit: float) -> str:
