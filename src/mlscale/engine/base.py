@@ -77,6 +77,11 @@ class ClusterCore(Generic[P]):
         self.reads = ReadRouter(config)
         self._groups = frozenset(g.name for g in config.shard_groups)
         self.roles = {n.name: n.role.value for n in self.pools.nodes.values()}
+        # Per group, computed once: the read path asks on every read. Do not mutate.
+        self._replicas = {
+            g: [n.name for n in self.nodes if n.role is Role.REPLICA and n.group == g]
+            for g in self._groups
+        }
         self._default_group = config.shard_groups[0].name
         self.state = ClusterState.OPEN
         self._turn = itertools.count()
@@ -109,8 +114,7 @@ class ClusterCore(Generic[P]):
 
     def replica_nodes(self, group: str | None = None) -> list[str]:
         """Names of the replicas of ``group`` (default: the first shard group)."""
-        g = self.group(group)
-        return [n.name for n in self.nodes if n.role is Role.REPLICA and n.group == g]
+        return self._replicas[self.group(group)]
 
     # -- decisions ----------------------------------------------------------------
 

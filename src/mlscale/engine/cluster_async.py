@@ -131,13 +131,8 @@ class _AsyncRunner:
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``)."""
 
-        async def work(conn: AsyncConnection[Any]) -> list[Any]:
-            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
-            await cur.execute(query, params)
-            return await cur.fetchall()
-
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        rows: list[Any] = await self._run(query, options, work)
+        rows: list[Any] = await self._fetch(query, params, as_dict, options, one=False)
         return rows
 
     async def fetch_one(
@@ -152,13 +147,19 @@ class _AsyncRunner:
         max_lag_bytes: int | None = None,
     ) -> Any:
         """The first row (tuple, or dict with ``as_dict``), or None."""
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        return await self._fetch(query, params, as_dict, options, one=True)
+
+    async def _fetch(
+        self, query: str, params: Params, as_dict: bool, options: ReadOptions, *, one: bool
+    ) -> Any:
+        """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
         async def work(conn: AsyncConnection[Any]) -> Any:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
             await cur.execute(query, params)
-            return await cur.fetchone()
+            return await (cur.fetchone() if one else cur.fetchall())
 
-        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
         return await self._run(query, options, work)
 
     async def fetch_value(
@@ -247,7 +248,7 @@ class AsyncCluster(_AsyncRunner):
 
     def replica_nodes(self, group: str | None = None) -> list[str]:
         """Names of the replicas of ``group`` (default: the first shard group)."""
-        return self._core.replica_nodes(group)
+        return list(self._core.replica_nodes(group))
 
     def stats(self) -> dict[str, Any]:
         """Pool counters per node, read routing metrics, bans, classifier cache hits."""

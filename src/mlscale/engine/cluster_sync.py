@@ -133,13 +133,8 @@ class _Runner:
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``)."""
 
-        def work(conn: Connection[Any]) -> list[Any]:
-            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
-            cur.execute(query, params)
-            return cur.fetchall()
-
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        rows: list[Any] = self._run(query, options, work)
+        rows: list[Any] = self._fetch(query, params, as_dict, options, one=False)
         return rows
 
     def fetch_one(
@@ -154,13 +149,19 @@ class _Runner:
         max_lag_bytes: int | None = None,
     ) -> Any:
         """The first row (tuple, or dict with ``as_dict``), or None."""
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        return self._fetch(query, params, as_dict, options, one=True)
+
+    def _fetch(
+        self, query: str, params: Params, as_dict: bool, options: ReadOptions, *, one: bool
+    ) -> Any:
+        """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
         def work(conn: Connection[Any]) -> Any:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
             cur.execute(query, params)
-            return cur.fetchone()
+            return cur.fetchone() if one else cur.fetchall()
 
-        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
         return self._run(query, options, work)
 
     def fetch_value(
@@ -249,7 +250,7 @@ class Cluster(_Runner):
 
     def replica_nodes(self, group: str | None = None) -> list[str]:
         """Names of the replicas of ``group`` (default: the first shard group)."""
-        return self._core.replica_nodes(group)
+        return list(self._core.replica_nodes(group))
 
     def stats(self) -> dict[str, Any]:
         """Pool counters per node, read routing metrics, bans, classifier cache hits."""
