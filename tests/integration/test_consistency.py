@@ -201,6 +201,14 @@ def test_a_killed_replica_costs_readers_nothing(scratch_dir: Path) -> None:
     with Cluster.from_file(local.layout.config) as cluster:
         cluster.execute("CREATE TABLE items (id int PRIMARY KEY)")
         cluster.execute("INSERT INTO items SELECT generate_series(1, 100)")
+        # The readers start only once every replica has the table (setup, not the test).
+        for node in cluster.replica_nodes():
+            for _ in range(1000):
+                with cluster.connection(node) as conn:
+                    row = conn.execute("SELECT to_regclass('items') IS NOT NULL").fetchone()
+                if row == (True,):
+                    break
+                time.sleep(0.01)
 
         def reader() -> None:
             while not stop.is_set():
