@@ -176,6 +176,9 @@ class PoolConfig(_Model):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_idle_s: float = Field(default=10 * 60.0, gt=0)
     max_lifetime_s: float = Field(default=60 * 60.0, gt=0)
+    # Which idle connection a request gets: "lifo" the one returned last (its
+    # backend's caches are warm, and idle ones stay idle), "fifo" the oldest.
+    reuse: Literal["lifo", "fifo"] = "lifo"
 
     @model_validator(mode="after")
     def _sizes(self) -> PoolConfig:

@@ -44,8 +44,9 @@ def test_monitor_samples_every_node_and_one_monitor_writes_heartbeats(
             # Heartbeats every 100 ms keep the time staleness small on an idle cluster.
             assert r.staleness_ms is not None and r.staleness_ms < 2_000, r
         # Exactly one of the two monitors writes each group's heartbeat.
-        writers = [m for m in (first, second) for p in m.snapshot()[0].values()
-                   if p.writes_heartbeat]
+        writers = [
+            m for m in (first, second) for p in m.snapshot()[0].values() if p.writes_heartbeat
+        ]
         assert len(writers) == 2  # one per group
         assert all(p.writes_heartbeat for p in first.snapshot()[0].values())
     finally:
@@ -94,3 +95,47 @@ def test_a_killed_replica_is_seen_down_and_back_up(scratch_dir: Path) -> None:
             time.sleep(0.05)
     finally:
         monitor.stop()
+
+
+def test_an_old_heartbeat_does_not_ban_a_replica_that_is_caught_up(scratch_dir: Path) -> None:
+    """A client starting after nobody wrote heartbeats for an hour: its replicas
+    are caught up, so their reads must not go to the primary for lag."""
+    from mlscale.engine.cluster_sync import Cluster
+
+    local = LocalCluster(scratch_dir / "c")
+    local.up(shards=1, replicas=1, redis=False)
+    config = local.config()
+    with Cluster(config) as cluster:
+        primary = cluster.primary_node()
+        with cluster.connection(primary) as conn:
+            conn.execute(
+                "CREATE SCHEMA IF NOT EXISTS mlscale; CREATE TABLE IF NOT EXISTS "
+                "mlscale.heartbeat (shard_group text PRIMARY KEY, beat timestamptz NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO mlscale.heartbeat VALUES ('g0', now() - interval '1 hour') "
+                "ON CONFLICT (shard_group) DO UPDATE SET beat = excluded.beat"
+            )
+        # Let the replica replay the old beat, as it would have long ago.
+        replica = cluster.replica_nodes()[0]
+        for _ in range(500):
+            with cluster.connection(replica) as conn:
+                row = conn.execute("SELECT to_regclass('mlscale.heartbeat')").fetchone()
+            if row is not None and row[0] is not None:
+                break
+            time.sleep(0.01)
+    # A fresh client: its monitor's first round sees the hour-old beat.
+    monitor = Monitor(config, heartbeat=False)
+    monitor.start()
+    try:
+        wait_rounds(monitor, 2)
+        sample = monitor.snapshot()[1]["g0-replica1"]
+        assert sample.staleness_ms is not None and sample.staleness_ms < 2_000, sample
+    finally:
+        monitor.stop()
+    with Cluster(config) as cluster:
+        for _ in range(300):
+            cluster.replica().fetch_one("SELECT 1")
+        reads = cluster.stats()["reads"]
+    assert reads["fallbacks_by_cause"] == {}, reads
+    assert reads["reads_by_node"] == {"g0-replica1": 300}, reads

@@ -104,3 +104,39 @@ def test_closed_cluster_and_unknown_node(local_cluster) -> None:  # type: ignore
     c.close()
     with pytest.raises(MlscaleError, match="closed"), c.connection():
         pass
+
+
+@pytest.mark.parametrize("reuse", ["lifo", "fifo"])
+def test_idle_connections_are_reused_last_in_first_out(local_cluster, reuse: str) -> None:  # type: ignore[no-untyped-def]
+    """LIFO (the default): one thread's calls keep landing on the backend used
+    last, though the pool holds three; FIFO rotates through all of them."""
+    config = local_cluster.config()
+    config = config.model_copy(
+        update={"pools": config.pools.model_copy(update={"min_size": 3, "reuse": reuse})}
+    )
+    with Cluster(config) as cluster:
+        node = cluster.primary_node()
+        backend_pid(cluster, node)
+        deadline = time.monotonic() + 10
+        while cluster.stats()["pools"][node]["pool_available"] < 3:
+            assert time.monotonic() < deadline, "the pool never filled to min_size"
+            time.sleep(0.01)
+        pids = {backend_pid(cluster, node) for _ in range(12)}
+    # (FIFO may see a 4th: the pool can grow while it fills.)
+    assert len(pids) == 1 if reuse == "lifo" else len(pids) >= 3, pids
+
+    async def one_async() -> set[int]:
+        async with AsyncCluster(config) as acluster:
+
+            async def pid() -> int:
+                async with acluster.connection(node) as conn:
+                    row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+                    return int(row[0]) if row else 0
+
+            await pid()
+            while acluster.stats()["pools"][node]["pool_available"] < 3:
+                await asyncio.sleep(0.01)
+            return {await pid() for _ in range(12)}
+
+    apids = asyncio.run(one_async())
+    assert len(apids) == 1 if reuse == "lifo" else len(apids) >= 3, apids

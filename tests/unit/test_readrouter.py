@@ -49,13 +49,13 @@ def test_quick_path_skips_down_and_banned_replicas() -> None:
     router = ReadRouter(config())
     assert router.quick
     samples = {"g0-replica1": sample("g0-replica1", up=False), "g0-replica2": sample("g0-replica2")}
-    assert {router.quick_pick("g0", NAMES, samples, 1) for _ in range(4)} == {"g0-replica2"}
+    assert {router.quick_pick("g0", NAMES, lambda: samples, 1) for _ in range(4)} == {"g0-replica2"}
     both = {n: sample(n) for n in NAMES}
-    assert {router.quick_pick("g0", NAMES, both, 2) for _ in range(4)} == set(NAMES)
+    assert {router.quick_pick("g0", NAMES, lambda: both, 2) for _ in range(4)} == set(NAMES)
     router.ban("g0-replica2", "maintenance")  # a ban is seen even within the same round
-    assert {router.quick_pick("g0", NAMES, both, 2) for _ in range(4)} == {"g0-replica1"}
+    assert {router.quick_pick("g0", NAMES, lambda: both, 2) for _ in range(4)} == {"g0-replica1"}
     router.ban("g0-replica1", "too")
-    assert router.quick_pick("g0", NAMES, both, 2) is None
+    assert router.quick_pick("g0", NAMES, lambda: both, 2) is None
 
 
 def test_lagging_replica_is_banned_and_manual_bans_follow_the_catalog() -> None:

@@ -95,9 +95,17 @@ class _AsyncRunner:
         """An async context manager yielding the connection that runs ``c``."""
         raise NotImplementedError
 
+    async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+        """The replica for ``c`` if it may take the quick path (see
+        :meth:`AsyncCluster._quick_replica`), else None."""
+        return None
+
     async def _run(self, query: str, options: ReadOptions, work: Any) -> Any:
         c = self._core.classify(query)
         try:
+            quick = await self._quick(c, options)
+            if quick is not None:
+                return await self._cluster_of()._run_on_replica(quick, work)
             async with self._lease(c, options) as conn:
                 return await work(conn)
         except NodeUnavailableError as exc:
@@ -107,6 +115,9 @@ class _AsyncRunner:
             log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
         async with self._lease(c, options) as conn:
             return await work(conn)
+
+    def _cluster_of(self) -> AsyncCluster:
+        raise NotImplementedError
 
     async def execute(self, query: str, params: Params = None) -> int:
         """Run a statement; the number of rows it affected (-1 if not applicable)."""
@@ -335,26 +346,23 @@ class AsyncCluster(_AsyncRunner):
         pool = await self._pool(name)
         if replica:
             self._core.reads.begin(name)
-        failed: str | None = None
         try:
             async with pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
-            failed = "no connection within the pool timeout"
+            if replica:
+                self._core.reads.end(name, failed="no connection within the pool timeout")
             raise self._core.unavailable(name, exc) from exc
         except psycopg.Error as exc:
-            err = translate(exc, name, role)
-            if isinstance(err, NodeUnavailableError):
-                failed = str(err)
-                # Its other idle connections died with it: drop them now, not one
-                # failed read at a time.
-                await pool.check()
-            raise err from exc
-        finally:
+            raise await self._failed(name, role, pool, exc) from exc
+        except BaseException:
             if replica:
-                self._core.reads.end(name, failed=failed)
+                self._core.reads.end(name)
+            raise
+        if replica:
+            self._core.reads.end(name)
 
-    async def _samples(self) -> dict[str, ReplicaSample]:
+    def _samples(self) -> dict[str, ReplicaSample]:
         # One monitor per process: a forked child starts its own.
         if self._monitor is None or self._monitor_pid != os.getpid():
             self._monitor = AsyncMonitor(
@@ -366,7 +374,10 @@ class AsyncCluster(_AsyncRunner):
         return self._monitor.snapshot()[1]
 
     def _monitor_round(self) -> int:
-        return self._monitor.rounds if self._monitor is not None else 0
+        """The monitor's round count; -1 if this process has no monitor yet."""
+        if self._monitor is None or self._monitor_pid != os.getpid():
+            return -1
+        return self._monitor.rounds
 
     def _routed(
         self,
@@ -385,6 +396,70 @@ class AsyncCluster(_AsyncRunner):
     def _lease(self, c: Classification, options: ReadOptions) -> Any:
         return self._routed(c, RouteScope.AUTO, None, options)
 
+    def _cluster_of(self) -> AsyncCluster:
+        return self
+
+    async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+        return await self._quick_replica(c, RouteScope.AUTO, None, options)
+
+    async def _quick_replica(
+        self, c: Classification, scope: RouteScope, group: str | None, options: ReadOptions
+    ) -> str | None:
+        """The replica for an EVENTUAL read under round robin with equal weights,
+        or None for every other call: the hot path of replica reads, which pays
+        a turn counter instead of a balancing decision, and one flat lease (see
+        :meth:`_run_on_replica`) instead of nested context managers. The choice
+        is the one the general path would make."""
+        reads = self._core.reads
+        if not (
+            reads.quick
+            and c.read_only
+            and options.consistency is Consistency.EVENTUAL
+            and scope is not RouteScope.PRIMARY
+        ):
+            return None
+        name = self._core.group(group)
+        return reads.quick_pick(
+            name, self._core.replica_nodes(name), self._samples, self._monitor_round()
+        )
+
+    async def _run_on_replica(self, name: str, work: Any) -> Any:
+        """``work(conn)`` on a pooled connection to replica ``name``: what ``_on``
+        does for a replica under round robin, without its context managers."""
+        pool = self._core.pools.peek(name) or await self._pool(name)
+        reads = self._core.reads
+        try:
+            conn = await pool.getconn()
+        except PoolTimeout as exc:
+            reads.end(name, failed="no connection within the pool timeout")
+            raise self._core.unavailable(name, exc) from exc
+        try:
+            result = await work(conn)
+        except psycopg.Error as exc:
+            await pool.putconn(conn)
+            raise await self._failed(name, "replica", pool, exc) from exc
+        except BaseException:
+            await pool.putconn(conn)
+            raise
+        await pool.putconn(conn)
+        reads.end(name)
+        return result
+
+    async def _failed(
+        self, name: str, role: str, pool: AsyncConnectionPool[Any], exc: psycopg.Error
+    ) -> MlscaleError:
+        """The mlscale error for driver error ``exc`` on node ``name``. A node found
+        unavailable has its other idle connections checked now (they died with it),
+        and a replica is banned for a while."""
+        err = translate(exc, name, role)
+        if isinstance(err, NodeUnavailableError):
+            await pool.check()
+            if role == "replica":
+                self._core.reads.end(name, failed=str(err))
+        elif role == "replica":
+            self._core.reads.end(name)
+        return err
+
     @asynccontextmanager
     async def _read(
         self, group: str, options: ReadOptions, tracker: AsyncSession | None
@@ -393,17 +468,7 @@ class AsyncCluster(_AsyncRunner):
         that has replayed what it must, else (after a bounded wait) the primary."""
         reads = self._core.reads
         names = self._core.replica_nodes(group)
-        samples = await self._samples()
-        if (
-            options.consistency is Consistency.EVENTUAL
-            and reads.quick
-            and (tracker is None or not tracker.monotonic)
-        ):
-            quick = reads.quick_pick(group, names, samples, self._monitor_round())
-            if quick is not None:
-                async with self._on(quick) as conn:
-                    yield conn
-                return
+        samples = self._samples()
         primary = self._core.primary_node(group)
         seen = tracker.seen.get(group) if tracker is not None else None
         req = reads.requirement(options, group, seen)
@@ -425,7 +490,7 @@ class AsyncCluster(_AsyncRunner):
                     break
                 await pause(0.002)
             reads.record_wait((time.monotonic() - started) * 1000, False)
-            states = reads.states(group, names, await self._samples())
+            states = reads.states(group, names, self._samples())
             decision = reads.decide(states, req.without_wait())
         reads.record(decision, options.consistency, primary)
         if isinstance(decision, NoReplica):
@@ -545,6 +610,12 @@ class AsyncScope(_AsyncRunner):
     def _lease(self, c: Classification, options: ReadOptions) -> Any:
         return self._cluster._routed(c, self._scope, self._group, options)
 
+    def _cluster_of(self) -> AsyncCluster:
+        return self._cluster
+
+    async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+        return await self._cluster._quick_replica(c, self._scope, self._group, options)
+
     async def __aenter__(self) -> AsyncScope:
         return self
 
@@ -561,6 +632,9 @@ class AsyncTransaction(_AsyncRunner):
         self.node = node
         self.dirty = False  # whether a statement left session state on the connection
         self.token: CausalToken | None = None  # set once committed
+
+    def _cluster_of(self) -> AsyncCluster:
+        raise NotImplementedError  # never reached: _quick is always None in a transaction
 
     @asynccontextmanager
     async def _lease(
@@ -622,6 +696,14 @@ class AsyncSession(_AsyncRunner):
     def pinned(self) -> bool:
         """Whether the session holds a primary connection now."""
         return self._conn is not None
+
+    def _cluster_of(self) -> AsyncCluster:
+        return self._cluster
+
+    async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+        if self.monotonic or self.state.needs_pin(c):
+            return None
+        return await self._cluster._quick_replica(c, RouteScope.AUTO, self._group, options)
 
     def _options(
         self,

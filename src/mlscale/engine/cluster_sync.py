@@ -97,9 +97,17 @@ class _Runner:
         """An async context manager yielding the connection that runs ``c``."""
         raise NotImplementedError
 
+    def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+        """The replica for ``c`` if it may take the quick path (see
+        :meth:`Cluster._quick_replica`), else None."""
+        return None
+
     def _run(self, query: str, options: ReadOptions, work: Any) -> Any:
         c = self._core.classify(query)
         try:
+            quick = self._quick(c, options)
+            if quick is not None:
+                return self._cluster_of()._run_on_replica(quick, work)
             with self._lease(c, options) as conn:
                 return work(conn)
         except NodeUnavailableError as exc:
@@ -109,6 +117,9 @@ class _Runner:
             log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
         with self._lease(c, options) as conn:
             return work(conn)
+
+    def _cluster_of(self) -> Cluster:
+        raise NotImplementedError
 
     def execute(self, query: str, params: Params = None) -> int:
         """Run a statement; the number of rows it affected (-1 if not applicable)."""
@@ -337,24 +348,21 @@ class Cluster(_Runner):
         pool = self._pool(name)
         if replica:
             self._core.reads.begin(name)
-        failed: str | None = None
         try:
             with pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
-            failed = "no connection within the pool timeout"
+            if replica:
+                self._core.reads.end(name, failed="no connection within the pool timeout")
             raise self._core.unavailable(name, exc) from exc
         except psycopg.Error as exc:
-            err = translate(exc, name, role)
-            if isinstance(err, NodeUnavailableError):
-                failed = str(err)
-                # Its other idle connections died with it: drop them now, not one
-                # failed read at a time.
-                pool.check()
-            raise err from exc
-        finally:
+            raise self._failed(name, role, pool, exc) from exc
+        except BaseException:
             if replica:
-                self._core.reads.end(name, failed=failed)
+                self._core.reads.end(name)
+            raise
+        if replica:
+            self._core.reads.end(name)
 
     def _samples(self) -> dict[str, ReplicaSample]:
         # One monitor per process: a forked child starts its own.
@@ -366,7 +374,10 @@ class Cluster(_Runner):
         return self._monitor.snapshot()[1]
 
     def _monitor_round(self) -> int:
-        return self._monitor.rounds if self._monitor is not None else 0
+        """The monitor's round count; -1 if this process has no monitor yet."""
+        if self._monitor is None or self._monitor_pid != os.getpid():
+            return -1
+        return self._monitor.rounds
 
     def _routed(
         self,
@@ -385,6 +396,70 @@ class Cluster(_Runner):
     def _lease(self, c: Classification, options: ReadOptions) -> Any:
         return self._routed(c, RouteScope.AUTO, None, options)
 
+    def _cluster_of(self) -> Cluster:
+        return self
+
+    def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+        return self._quick_replica(c, RouteScope.AUTO, None, options)
+
+    def _quick_replica(
+        self, c: Classification, scope: RouteScope, group: str | None, options: ReadOptions
+    ) -> str | None:
+        """The replica for an EVENTUAL read under round robin with equal weights,
+        or None for every other call: the hot path of replica reads, which pays
+        a turn counter instead of a balancing decision, and one flat lease (see
+        :meth:`_run_on_replica`) instead of nested context managers. The choice
+        is the one the general path would make."""
+        reads = self._core.reads
+        if not (
+            reads.quick
+            and c.read_only
+            and options.consistency is Consistency.EVENTUAL
+            and scope is not RouteScope.PRIMARY
+        ):
+            return None
+        name = self._core.group(group)
+        return reads.quick_pick(
+            name, self._core.replica_nodes(name), self._samples, self._monitor_round()
+        )
+
+    def _run_on_replica(self, name: str, work: Any) -> Any:
+        """``work(conn)`` on a pooled connection to replica ``name``: what ``_on``
+        does for a replica under round robin, without its context managers."""
+        pool = self._core.pools.peek(name) or self._pool(name)
+        reads = self._core.reads
+        try:
+            conn = pool.getconn()
+        except PoolTimeout as exc:
+            reads.end(name, failed="no connection within the pool timeout")
+            raise self._core.unavailable(name, exc) from exc
+        try:
+            result = work(conn)
+        except psycopg.Error as exc:
+            pool.putconn(conn)
+            raise self._failed(name, "replica", pool, exc) from exc
+        except BaseException:
+            pool.putconn(conn)
+            raise
+        pool.putconn(conn)
+        reads.end(name)
+        return result
+
+    def _failed(
+        self, name: str, role: str, pool: ConnectionPool[Any], exc: psycopg.Error
+    ) -> MlscaleError:
+        """The mlscale error for driver error ``exc`` on node ``name``. A node found
+        unavailable has its other idle connections checked now (they died with it),
+        and a replica is banned for a while."""
+        err = translate(exc, name, role)
+        if isinstance(err, NodeUnavailableError):
+            pool.check()
+            if role == "replica":
+                self._core.reads.end(name, failed=str(err))
+        elif role == "replica":
+            self._core.reads.end(name)
+        return err
+
     @contextmanager
     def _read(
         self, group: str, options: ReadOptions, tracker: Session | None
@@ -394,16 +469,6 @@ class Cluster(_Runner):
         reads = self._core.reads
         names = self._core.replica_nodes(group)
         samples = self._samples()
-        if (
-            options.consistency is Consistency.EVENTUAL
-            and reads.quick
-            and (tracker is None or not tracker.monotonic)
-        ):
-            quick = reads.quick_pick(group, names, samples, self._monitor_round())
-            if quick is not None:
-                with self._on(quick) as conn:
-                    yield conn
-                return
         primary = self._core.primary_node(group)
         seen = tracker.seen.get(group) if tracker is not None else None
         req = reads.requirement(options, group, seen)
@@ -545,6 +610,12 @@ class Scope(_Runner):
     def _lease(self, c: Classification, options: ReadOptions) -> Any:
         return self._cluster._routed(c, self._scope, self._group, options)
 
+    def _cluster_of(self) -> Cluster:
+        return self._cluster
+
+    def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+        return self._cluster._quick_replica(c, self._scope, self._group, options)
+
     def __enter__(self) -> Scope:
         return self
 
@@ -561,6 +632,9 @@ class Transaction(_Runner):
         self.node = node
         self.dirty = False  # whether a statement left session state on the connection
         self.token: CausalToken | None = None  # set once committed
+
+    def _cluster_of(self) -> Cluster:
+        raise NotImplementedError  # never reached: _quick is always None in a transaction
 
     @contextmanager
     def _lease(self, c: Classification, options: ReadOptions) -> Iterator[Connection[Any]]:
@@ -620,6 +694,14 @@ class Session(_Runner):
     def pinned(self) -> bool:
         """Whether the session holds a primary connection now."""
         return self._conn is not None
+
+    def _cluster_of(self) -> Cluster:
+        return self._cluster
+
+    def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+        if self.monotonic or self.state.needs_pin(c):
+            return None
+        return self._cluster._quick_replica(c, RouteScope.AUTO, self._group, options)
 
     def _options(
         self,

@@ -27,6 +27,7 @@ from psycopg import AsyncConnection
 
 from ..config import ClusterConfig
 from ..core.lsn import lag_bytes, parse_lsn
+from ..core.staleness import PositionHistory, staleness_ms
 from ..core.topology import Node, Role, nodes_of
 from .concurrency_async import Background, Stop
 from .connect import connect_kwargs, describe_failure
@@ -69,6 +70,9 @@ class AsyncMonitor:
         self.primaries: dict[str, PrimarySample] = {}
         self.replicas: dict[str, ReplicaSample] = {}
         self.rounds = 0
+        # Each group's primary positions over the last seconds: a staleness bound
+        # that holds even when heartbeats were not written (see core/staleness.py).
+        self._history: dict[str, PositionHistory] = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -116,6 +120,11 @@ class AsyncMonitor:
         """One round: every replica, then every primary."""
         replicas = [n for n in self._nodes if n.role is Role.REPLICA]
         primaries = [n for n in self._nodes if n.role is Role.PRIMARY]
+        if self.rounds == 0:
+            # A first position to measure replicas against; the round's own primary
+            # samples come after its replica samples.
+            for n in primaries:
+                await self._sample_primary(n, beat=False)
         replica_samples = {n.name: await self._sample_replica(n) for n in replicas}
         primary_samples = {n.group or "": await self._sample_primary(n) for n in primaries}
         for name, sample in replica_samples.items():
@@ -159,31 +168,36 @@ class AsyncMonitor:
                 staleness = max(0.0, float(beat[0])) if beat and beat[0] is not None else None
             except psycopg.errors.UndefinedTable:
                 pass  # no heartbeat has reached this replica yet
+            done = time.monotonic()
         except (psycopg.Error, OSError) as exc:
             await self._drop(node)
             return ReplicaSample(node.name, group, up=False, at=now, error=describe_failure(exc))
         if row is None:
             return ReplicaSample(node.name, group, up=False, at=now, error="no sample row")
         receive, replay, system_id, timeline, in_recovery = row
+        replay_lsn = parse_lsn(replay) if replay else None
+        history = self._history.get(group)
+        if history is not None and replay_lsn is not None:
+            staleness = staleness_ms(staleness, history.caught_up_at(replay_lsn), done)
         return ReplicaSample(
             node.name,
             group,
             up=True,
             at=now,
             receive_lsn=parse_lsn(receive) if receive else None,
-            replay_lsn=parse_lsn(replay) if replay else None,
+            replay_lsn=replay_lsn,
             staleness_ms=staleness,
             system_identifier=int(system_id) if system_id is not None else None,
             timeline=int(timeline) if timeline is not None else None,
             in_recovery=bool(in_recovery),
         )
 
-    async def _sample_primary(self, node: Node) -> PrimarySample:
+    async def _sample_primary(self, node: Node, *, beat: bool = True) -> PrimarySample:
         group = node.group or ""
         now = time.monotonic()
         try:
             conn = await self._conn(node)
-            if self.heartbeat:
+            if beat and self.heartbeat:
                 await self._beat(conn, group)
             cur = await conn.execute(PRIMARY_SAMPLE)
             row = await cur.fetchone()
@@ -193,12 +207,14 @@ class AsyncMonitor:
         if row is None:
             return PrimarySample(node.name, group, up=False, at=now, error="no sample row")
         lsn, system_id, timeline = row
+        position = parse_lsn(lsn)
+        self._history.setdefault(group, PositionHistory()).add(position, now)
         return PrimarySample(
             node.name,
             group,
             up=True,
             at=now,
-            lsn=parse_lsn(lsn),
+            lsn=position,
             system_identifier=int(system_id),
             timeline=int(timeline),
             writes_heartbeat=group in self._writer,

@@ -29,6 +29,7 @@ from psycopg import Connection
 
 from ..config import ClusterConfig
 from ..core.lsn import lag_bytes, parse_lsn
+from ..core.staleness import PositionHistory, staleness_ms
 from ..core.topology import Node, Role, nodes_of
 from .concurrency_sync import Background, Stop
 from .connect import connect_kwargs, describe_failure
@@ -71,6 +72,9 @@ class Monitor:
         self.primaries: dict[str, PrimarySample] = {}
         self.replicas: dict[str, ReplicaSample] = {}
         self.rounds = 0
+        # Each group's primary positions over the last seconds: a staleness bound
+        # that holds even when heartbeats were not written (see core/staleness.py).
+        self._history: dict[str, PositionHistory] = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -118,6 +122,11 @@ class Monitor:
         """One round: every replica, then every primary."""
         replicas = [n for n in self._nodes if n.role is Role.REPLICA]
         primaries = [n for n in self._nodes if n.role is Role.PRIMARY]
+        if self.rounds == 0:
+            # A first position to measure replicas against; the round's own primary
+            # samples come after its replica samples.
+            for n in primaries:
+                self._sample_primary(n, beat=False)
         replica_samples = {n.name: self._sample_replica(n) for n in replicas}
         primary_samples = {n.group or "": self._sample_primary(n) for n in primaries}
         for name, sample in replica_samples.items():
@@ -161,31 +170,36 @@ class Monitor:
                 staleness = max(0.0, float(beat[0])) if beat and beat[0] is not None else None
             except psycopg.errors.UndefinedTable:
                 pass  # no heartbeat has reached this replica yet
+            done = time.monotonic()
         except (psycopg.Error, OSError) as exc:
             self._drop(node)
             return ReplicaSample(node.name, group, up=False, at=now, error=describe_failure(exc))
         if row is None:
             return ReplicaSample(node.name, group, up=False, at=now, error="no sample row")
         receive, replay, system_id, timeline, in_recovery = row
+        replay_lsn = parse_lsn(replay) if replay else None
+        history = self._history.get(group)
+        if history is not None and replay_lsn is not None:
+            staleness = staleness_ms(staleness, history.caught_up_at(replay_lsn), done)
         return ReplicaSample(
             node.name,
             group,
             up=True,
             at=now,
             receive_lsn=parse_lsn(receive) if receive else None,
-            replay_lsn=parse_lsn(replay) if replay else None,
+            replay_lsn=replay_lsn,
             staleness_ms=staleness,
             system_identifier=int(system_id) if system_id is not None else None,
             timeline=int(timeline) if timeline is not None else None,
             in_recovery=bool(in_recovery),
         )
 
-    def _sample_primary(self, node: Node) -> PrimarySample:
+    def _sample_primary(self, node: Node, *, beat: bool = True) -> PrimarySample:
         group = node.group or ""
         now = time.monotonic()
         try:
             conn = self._conn(node)
-            if self.heartbeat:
+            if beat and self.heartbeat:
                 self._beat(conn, group)
             cur = conn.execute(PRIMARY_SAMPLE)
             row = cur.fetchone()
@@ -195,12 +209,14 @@ class Monitor:
         if row is None:
             return PrimarySample(node.name, group, up=False, at=now, error="no sample row")
         lsn, system_id, timeline = row
+        position = parse_lsn(lsn)
+        self._history.setdefault(group, PositionHistory()).add(position, now)
         return PrimarySample(
             node.name,
             group,
             up=True,
             at=now,
-            lsn=parse_lsn(lsn),
+            lsn=position,
             system_identifier=int(system_id),
             timeline=int(timeline),
             writes_heartbeat=group in self._writer,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +24,7 @@ from ..core.topology import Node, nodes_of
 from ..errors import MlscaleError
 from .connect import connect_kwargs
 
-__all__ = ["PoolSet", "pool_parameters", "usable_cpus"]
+__all__ = ["PoolSet", "make_lifo", "pool_parameters", "usable_cpus"]
 
 P = TypeVar("P", ConnectionPool[Any], AsyncConnectionPool[Any])
 
@@ -41,6 +41,33 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+class _Stack(deque[Any]):
+    """A deque whose left end is its right: psycopg_pool takes idle connections
+    with ``popleft`` and returns them with ``append``, so this makes it LIFO.
+
+    LIFO hands a request the connection returned last, whose backend has its
+    plan, catalog and CPU caches warm; FIFO rotates through every idle backend.
+    On this project's 2-core VM a single-threaded point read costs about 20 us
+    more with 4 pooled connections rotating than with one reused (see
+    ``mlscale bench replicas``). Shrinking an idle pool closes the
+    most recently returned connection; the others are as good.
+    """
+
+    def popleft(self) -> Any:
+        return self.pop()
+
+
+def make_lifo(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> None:
+    """Make an unopened psycopg_pool ``pool`` reuse connections last-in first-out."""
+    idle = getattr(pool, "_pool", None)
+    if not isinstance(idle, deque) or idle:
+        raise MlscaleError(
+            "this psycopg_pool version keeps idle connections differently; "
+            "set [pools] reuse = \"fifo\" or install psycopg-pool 3.2-3.3"
+        )
+    pool._pool = _Stack()
 
 
 def pool_parameters(node: Node, config: ClusterConfig, size: PoolSize) -> dict[str, Any]:
@@ -106,7 +133,10 @@ class PoolSet(Generic[P]):
 
     def make(self, name: str) -> P:
         """A new, unopened pool for node ``name`` (open it, then :meth:`publish` it)."""
-        return self._factory(**pool_parameters(self.node(name), self.config, self.size))
+        pool = self._factory(**pool_parameters(self.node(name), self.config, self.size))
+        if self.config.pools.reuse == "lifo":
+            make_lifo(pool)
+        return pool
 
     def publish(self, name: str, pool: P) -> P:
         """Share an opened ``pool``; if another caller won the race, theirs (close yours)."""

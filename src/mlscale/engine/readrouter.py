@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -96,7 +96,8 @@ class ReadRouter:
         # (monitor round, bans version): the fast path of an EVENTUAL read.
         self._bans_version = 0
         self._catalog_bans: Mapping[str, str] = {}
-        self._available: dict[str, tuple[tuple[int, int], list[str]]] = {}
+        self._available: dict[str, tuple[int, int, list[str]]] = {}
+        self._quick_reads: dict[str, int] = {}  # EVENTUAL reads by node, from quick_pick
 
     # -- states and decisions ----------------------------------------------------------
 
@@ -134,27 +135,32 @@ class ReadRouter:
         return self.ban_policy.effective(out, now)
 
     def quick_pick(
-        self, group: str, names: list[str], samples: Mapping[str, ReplicaSample], round_: int
+        self,
+        group: str,
+        names: list[str],
+        samples: Callable[[], Mapping[str, ReplicaSample]],
+        round_: int,
     ) -> str | None:
         """The replica for an EVENTUAL read under round robin, or None if none is
         available: what :meth:`decide` would answer, without re-deciding per read.
 
-        The list of available replicas is rebuilt once per monitor round or ban
-        change, so a hot read path pays a counter, not a balancing decision.
+        The list of available replicas is rebuilt (from ``samples()``) once per
+        monitor round ``round_`` or ban change, so a hot read path pays a turn
+        counter, not a balancing decision. Its reads are counted apart and
+        merged into the metrics by :meth:`snapshot`.
         """
         cached = self._available.get(group)
-        if cached is None or cached[0] != (round_, self._bans_version):
-            available = [s.name for s in self.states(group, names, samples) if s.available]
-            cached = ((round_, self._bans_version), available)
+        if cached is None or cached[0] != round_ or cached[1] != self._bans_version:
+            states = self.states(group, names, samples())
+            cached = (round_, self._bans_version, [s.name for s in states if s.available])
             self._available[group] = cached
-        available = cached[1]
+        available = cached[2]
         if not available:
             return None
         with self._lock:
             self._turn += 1
             name = available[self._turn % len(available)]
-            self.metrics.reads_by_node[name] += 1
-            self.metrics.reads_by_consistency[Consistency.EVENTUAL.value] += 1
+            self._quick_reads[name] = self._quick_reads.get(name, 0) + 1
         return name
 
     def requirement(
@@ -262,4 +268,10 @@ class ReadRouter:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {**self.metrics.snapshot(), "outstanding": dict(self.outstanding)}
+            metrics = replace(
+                self.metrics,
+                reads_by_node=self.metrics.reads_by_node + Counter(self._quick_reads),
+                reads_by_consistency=self.metrics.reads_by_consistency
+                + Counter({Consistency.EVENTUAL.value: sum(self._quick_reads.values())}),
+            )
+            return {**metrics.snapshot(), "outstanding": dict(self.outstanding)}
