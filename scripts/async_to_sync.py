@@ -22,6 +22,7 @@ ENGINE = ROOT / "src/mlscale/engine"
 PAIRS = [
     (ENGINE / "cluster_async.py", ENGINE / "cluster_sync.py"),
     (ENGINE / "monitor_async.py", ENGINE / "monitor_sync.py"),
+    (ENGINE / "shards_async.py", ENGINE / "shards_sync.py"),
 ]
 
 RENAMES = {
@@ -29,6 +30,7 @@ RENAMES = {
     "AsyncMonitor": "Monitor",
     "concurrency_async": "concurrency_sync",
     "monitor_async": "monitor_sync",
+    "shards_async": "shards_sync",
     "AsyncScope": "Scope",
     "AsyncSession": "Session",
     "AsyncTransaction": "Transaction",
@@ -37,6 +39,8 @@ RENAMES = {
     "AsyncConnection": "Connection",
     "AsyncIterator": "Iterator",
     "asynccontextmanager": "contextmanager",
+    "AsyncExitStack": "ExitStack",
+    "enter_async_context": "enter_context",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
 }

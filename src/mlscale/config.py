@@ -199,6 +199,8 @@ class PolicyConfig(_Model):
     a replica to replay its position before it reads the primary.
     ``primary_reads``: whether the primary serves reads no replica can.
     ``monitor_interval_s``: how often replicas are sampled (and heartbeats written).
+    ``shard_map_poll_s``: how often clients check the catalog for a new shard map
+    when no notification came (NOTIFY is the fast path; this covers a lost one).
     """
 
     max_replica_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
@@ -208,6 +210,7 @@ class PolicyConfig(_Model):
     primary_reads: bool = True
     monitor_interval_s: float = Field(default=0.1, gt=0)
     error_backoff_s: float = Field(default=1.0, gt=0)
+    shard_map_poll_s: float = Field(default=5.0, gt=0)
 
 
 class RoutingConfig(_Model):

@@ -13,7 +13,9 @@ with ``raise ... from exc`` so the cause is kept::
     │   ├── ClusterDirError      the cluster directory is unusable
     │   └── NodeStartError       a server did not start or stop
     ├── CatalogError             the control database's catalog is unusable
+    ├── SchemaError              a table cannot be sharded as declared
     ├── RoutingError             a statement was refused before it was sent
+    │   └── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     └── DatabaseError            a database operation failed
         ├── NodeUnavailableError no connection to a node could be had
         └── QueryError           the server rejected a statement (has .sqlstate, .node)
@@ -44,6 +46,8 @@ __all__ = [
     "QueryError",
     "ReadOnlyViolation",
     "RoutingError",
+    "SchemaError",
+    "ShardKeyError",
     "TransactionConflict",
 ]
 
@@ -80,6 +84,11 @@ class CatalogError(MlscaleError):
     """The catalog on the control database is missing, newer than us, or inconsistent."""
 
 
+class SchemaError(MlscaleError):
+    """A table cannot be sharded as declared (its keys, constraints or types); the
+    message says what to change."""
+
+
 class DatabaseError(MlscaleError):
     """A database operation failed; ``__cause__`` holds the driver's error."""
 
@@ -99,6 +108,10 @@ class RoutingError(MlscaleError):
     """A statement was refused before it was sent: it cannot run where it was asked to
     (a write in a replica scope, session state outside a session, BEGIN outside a
     transaction block). Nothing was executed."""
+
+
+class ShardKeyError(RoutingError):
+    """A shard key value cannot be placed: wrong type, out of range, or not in a lookup map."""
 
 
 class QueryError(DatabaseError):

@@ -94,6 +94,10 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             "prediction inserts",
             "stale reads after a write, eventual",
             "stale reads, read-your-writes token",
+            "sharded COPY",
+            "rows on the wrong group",
+            "keys moved adding a group, slots",
+            "keys moved adding a group, md5 % N",
         ):
             assert label in stdout, stdout
         assert "no CPU caps" in stdout, stdout
@@ -121,12 +125,23 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             "reads_pooled_client_cpu_per_s",
         ):
             assert key in metrics, sorted(metrics)
-        counted = {k: v for k, v in metrics.items() if not k.startswith("stale_")}
+        counted = {
+            k: v
+            for k, v in metrics.items()
+            if not k.startswith("stale_") and k != "shard_misplaced_rows"
+        }
         assert _positive_numbers(counted, "metrics") == []
         # Chapter 2: a token never reads stale; the delayed replica makes eventual reads stale.
         assert metrics["stale_read_your_writes"] == 0
         assert metrics["stale_eventual"] > 0
         assert metrics["token_reads_on_replicas_share"] >= 0.5
+        # Chapter 3: every row on the group of its slot, found by key; adding a third
+        # group moves about a third of the keys with slots, most of them with md5 % N.
+        assert metrics["shard_misplaced_rows"] == 0
+        assert metrics["sharded_lookups_found"] == 500
+        assert metrics["keyless_write_refused"] is True
+        assert 0.28 < metrics["moved_on_add_slots"] < 0.39
+        assert metrics["moved_on_add_md5_mod_n"] > 0.6
         for variant in ("reads_pooled", "reads_unpooled", "reads_replicas", "reads_primary"):
             rounds = doc["rounds"][variant]
             assert len(rounds) >= 5, (variant, rounds)

@@ -23,7 +23,7 @@ from mlscale.core.slots import (
     slot_sql,
     slots_of,
 )
-from mlscale.errors import ConfigError, RoutingError
+from mlscale.errors import ConfigError, ShardKeyError
 
 # Measured on PostgreSQL 15.18 (Debian build, lc_collate C, UTF8) started by
 # `mlscale up`, e.g. `SELECT v, hashint8extended(v, 0) FROM unnest(%s::int8[]) AS v`
@@ -226,24 +226,24 @@ def test_vectorized_equals_scalar_for_bytes(key_type: KeyType) -> None:
     ],
 )
 def test_bad_values_are_routing_errors(value: object, key_type: KeyType, message: str) -> None:
-    with pytest.raises(RoutingError, match=message):
+    with pytest.raises(ShardKeyError, match=message):
         hash_key(value, key_type)
-    with pytest.raises(RoutingError, match=message):
+    with pytest.raises(ShardKeyError, match=message):
         slots_of([value], key_type)
 
 
 def test_bad_batches_name_the_bad_key() -> None:
-    with pytest.raises(RoutingError, match="2147483648 is out of range for int4"):
+    with pytest.raises(ShardKeyError, match="2147483648 is out of range for int4"):
         slots_of(np.array([1, 2**31], dtype=np.int64), KeyType.INT4)
-    with pytest.raises(RoutingError, match="9223372036854775808 is out of range"):
+    with pytest.raises(ShardKeyError, match="9223372036854775808 is out of range"):
         slots_of([1, 2**63], KeyType.INT8)
-    with pytest.raises(RoutingError, match="not bool"):
+    with pytest.raises(ShardKeyError, match="not bool"):
         slots_of([1, True], KeyType.INT8)
-    with pytest.raises(RoutingError, match="not float"):
+    with pytest.raises(ShardKeyError, match="not float"):
         slots_of(np.array([1.5]), KeyType.INT8)
-    with pytest.raises(RoutingError, match="one value per key column"):
+    with pytest.raises(ShardKeyError, match="one value per key column"):
         hash_composite([1], [KeyType.INT8, KeyType.TEXT])
-    with pytest.raises(RoutingError, match="one value per key column"):
+    with pytest.raises(ShardKeyError, match="one value per key column"):
         hash_composite([], [])
 
 
@@ -290,5 +290,5 @@ def test_slot_sql_quotes_the_identifier() -> None:
     )
     with pytest.raises(ConfigError):
         slot_sql(col, KeyType.INT8, 1000)
-    with pytest.raises(RoutingError):
+    with pytest.raises(ShardKeyError):
         composite_slot_sql([col], [KeyType.INT8, KeyType.INT8])

@@ -22,6 +22,7 @@ from .config_cmd import config
 from .demo_cmd import demo
 from .report_cmd import report
 from .route_cmd import route_cmd
+from .shard_cmds import locate, shards
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,6 +49,8 @@ for command in (
     route_cmd,
     ban,
     unban,
+    shards,
+    locate,
 ):
     cli.add_command(command)
 

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from psycopg import sql
 
-from mlscale.errors import ConfigError, RoutingError
+from mlscale.errors import ConfigError, ShardKeyError
 
 __all__ = [
     "DEFAULT_SLOTS",
@@ -184,19 +184,19 @@ def _fold_int(v: int, key_type: KeyType) -> int:
     return v & _M32
 
 
-def _null_key(key_type: KeyType) -> RoutingError:
-    return RoutingError(f"a shard key ({key_type}) cannot be NULL: its row has no slot")
+def _null_key(key_type: KeyType) -> ShardKeyError:
+    return ShardKeyError(f"a shard key ({key_type}) cannot be NULL: its row has no slot")
 
 
 def _coerce_int(value: object, key_type: KeyType) -> int:
     if value is None:
         raise _null_key(key_type)
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise RoutingError(f"an {key_type} shard key must be an int, not {type(value).__name__}")
+        raise ShardKeyError(f"an {key_type} shard key must be an int, not {type(value).__name__}")
     v = int(value)
     lo, hi = _INT_RANGE[key_type]
     if not lo <= v <= hi:
-        raise RoutingError(f"shard key {v} is out of range for {key_type} ({lo}..{hi})")
+        raise ShardKeyError(f"shard key {v} is out of range for {key_type} ({lo}..{hi})")
     return v
 
 
@@ -206,13 +206,13 @@ def _key_bytes(value: object, key_type: KeyType) -> bytes:
         raise _null_key(key_type)
     if key_type in (KeyType.TEXT, KeyType.VARCHAR):
         if not isinstance(value, str):
-            raise RoutingError(f"a {key_type} shard key must be a str, not {type(value).__name__}")
+            raise ShardKeyError(f"a {key_type} shard key must be a str, not {type(value).__name__}")
         if "\0" in value:
-            raise RoutingError(f"a {key_type} shard key cannot contain NUL characters")
+            raise ShardKeyError(f"a {key_type} shard key cannot contain NUL characters")
         try:
             return value.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise RoutingError(f"a {key_type} shard key is not valid UTF-8: {exc}") from None
+            raise ShardKeyError(f"a {key_type} shard key is not valid UTF-8: {exc}") from None
     if key_type is KeyType.UUID:
         if isinstance(value, uuid.UUID):
             return value.bytes
@@ -220,17 +220,17 @@ def _key_bytes(value: object, key_type: KeyType) -> bytes:
             try:
                 return uuid.UUID(value).bytes
             except ValueError:
-                raise RoutingError(f"shard key {value!r} is not a valid uuid") from None
-        raise RoutingError(f"a uuid shard key must be a UUID or str, not {type(value).__name__}")
+                raise ShardKeyError(f"shard key {value!r} is not a valid uuid") from None
+        raise ShardKeyError(f"a uuid shard key must be a UUID or str, not {type(value).__name__}")
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
-    raise RoutingError(f"a bytea shard key must be bytes, not {type(value).__name__}")
+    raise ShardKeyError(f"a bytea shard key must be bytes, not {type(value).__name__}")
 
 
 def hash_key(value: object, key_type: KeyType) -> int:
     """``<key_type.sql_function>(value, 0)`` exactly as PostgreSQL returns it (signed int8).
 
-    Raises :class:`RoutingError` if ``value`` is NULL, of the wrong Python type, or
+    Raises :class:`ShardKeyError` if ``value`` is NULL, of the wrong Python type, or
     out of range for the key type.
     """
     if key_type.is_integer:
@@ -245,7 +245,7 @@ def hash_composite(values: Sequence[object], key_types: Sequence[KeyType]) -> in
     the running result is ``result * 31 + element`` modulo 2**64.
     """
     if len(values) != len(key_types) or not key_types:
-        raise RoutingError(
+        raise ShardKeyError(
             f"a composite shard key needs one value per key column: got {len(values)} "
             f"values for {len(key_types)} columns"
         )
@@ -284,7 +284,7 @@ def _int_array(values: Iterable[object], key_type: KeyType) -> npt.NDArray[np.in
         arr: npt.NDArray[Any] = values.ravel()
         if arr.size and (arr.min() < lo or arr.max() > hi):
             bad = arr[(arr < lo) | (arr > hi)][0]
-            raise RoutingError(f"shard key {int(bad)} is out of range for {key_type} ({lo}..{hi})")
+            raise ShardKeyError(f"shard key {int(bad)} is out of range for {key_type} ({lo}..{hi})")
         return arr.astype(np.int64, copy=False)
     items = list(values)
     if set(map(type, items)) <= {int}:  # plain ints: numpy converts, we range-check
@@ -367,7 +367,7 @@ def composite_slot_sql(
 ) -> sql.Composed:
     """SQL computing :func:`composite_slot_of`: ``hash_record_extended(ROW(...), 0) & mask``."""
     if len(columns) != len(key_types) or not key_types:
-        raise RoutingError(
+        raise ShardKeyError(
             f"a composite shard key needs one type per column: got {len(columns)} columns "
             f"and {len(key_types)} types"
         )

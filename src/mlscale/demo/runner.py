@@ -29,6 +29,7 @@ from ..local.tempdirs import reachable_tempdir
 from ..report.html import write_report
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
 from .replicas import run_replicas
+from .sharding import drop_sharded, run_sharding
 
 __all__ = ["render_table", "run_demo"]
 
@@ -109,12 +110,14 @@ def _run_chapters(config: Path, params: Params, keep: bool) -> tuple[ChapterResu
     try:
         machine = _machine(cluster)
         result = run_foundation(cluster, params, echo)
-        chapter = run_replicas(cluster, params, echo)
-        result.metrics.update(chapter.metrics)
-        result.rows += chapter.rows
-        result.notes += chapter.notes
+        for run in (run_replicas, run_sharding):
+            chapter = run(cluster, params, echo)
+            result.metrics.update(chapter.metrics)
+            result.rows += chapter.rows
+            result.notes += chapter.notes
         if not keep:
             drop_tables(cluster)
+            drop_sharded(cluster)
         return result, machine
     finally:
         cluster.close()
@@ -137,7 +140,7 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
     try:
         echo(f"starting a local cluster in {local.root} ...")
         t0 = time.perf_counter()
-        lease.report = local.up() if existed else local.up(shards=1, replicas=2, redis=True)
+        lease.report = local.up() if existed else local.up(shards=2, replicas=2, redis=True)
         start_s = time.perf_counter() - t0
         result, machine = _run_chapters(local.layout.config, params, keep)
         ok = True
@@ -152,7 +155,7 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
                 "local cluster start",
                 f"{start_s:.1f}",
                 "s",
-                "initdb, 2 replicas by pg_basebackup, Redis, catalog",
+                "initdb, 2 shard groups of a primary + 2 replicas (pg_basebackup), Redis",
             ),
         )
     doc: dict[str, Any] = {

@@ -18,8 +18,10 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..config import ClusterConfig
 from ..core.classify import Classification, Classifier, SessionEffect, Target
+from ..core.keyroute import KeyRouter
 from ..core.pooling import PoolSize
 from ..core.route import Route, RouteRefused, Scope, ToPrimary, route
+from ..core.sharding import EMPTY, ShardDirectory
 from ..core.topology import Node, Role, primary_name
 from ..errors import MlscaleError, NodeUnavailableError, RoutingError
 from .pools import PoolSet
@@ -83,6 +85,10 @@ class ClusterCore(Generic[P]):
             for g in self._groups
         }
         self._default_group = config.shard_groups[0].name
+        self.group_names = tuple(g.name for g in config.shard_groups)
+        # The sharding directory calls route by, and the key router built for it.
+        self.shards: ShardDirectory = EMPTY
+        self._key_router: tuple[int, KeyRouter] | None = None
         self.state = ClusterState.OPEN
         self._turn = itertools.count()
         self._turn_lock = threading.Lock()
@@ -124,6 +130,18 @@ class ClusterCore(Generic[P]):
 
     def classify(self, statement: str) -> Classification:
         return self.classifier.classify(statement)
+
+    def key_router(self, directory: ShardDirectory) -> KeyRouter:
+        """The key router for ``directory``'s sharded tables (kept per version: it
+        caches what it learned of each statement)."""
+        cached = self._key_router
+        if cached is None or cached[0] != directory.version:
+            cached = (
+                directory.version,
+                KeyRouter(directory.tables, table_columns=directory.columns),
+            )
+            self._key_router = cached
+        return cached[1]
 
     def check_one_call(self, c: Classification) -> None:
         """Refuse what would silently lose its effect outside a session or transaction."""

@@ -20,6 +20,7 @@ from ..errors import CatalogError
 
 __all__ = [
     "CLEAR_BAN",
+    "LOCK_KEY",
     "MIGRATIONS",
     "SCHEMA",
     "SET_BAN",
@@ -35,7 +36,7 @@ __all__ = [
 
 SCHEMA = "mlscale_catalog"
 # Key of the transaction-level advisory lock that serializes catalog changes.
-_LOCK_KEY = 0x6D6C7363616C65  # "mlscale"
+LOCK_KEY = 0x6D6C7363616C65  # "mlscale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,44 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        3,
+        "sharding: key families, versioned shard maps, sharded tables, id generators",
+        (
+            # One counter bumped by every sharding change: clients poll this one row.
+            """CREATE TABLE mlscale_catalog.sharding_version (
+                   only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                   version  bigint NOT NULL
+               )""",
+            "INSERT INTO mlscale_catalog.sharding_version VALUES (true, 0)",
+            """CREATE TABLE mlscale_catalog.key_families (
+                   name       text PRIMARY KEY CHECK (name <> ''),
+                   key_types  text[] NOT NULL CHECK (cardinality(key_types) > 0),
+                   created_at timestamptz NOT NULL DEFAULT now()
+               )""",
+            """CREATE TABLE mlscale_catalog.shard_maps (
+                   family     text NOT NULL REFERENCES mlscale_catalog.key_families (name),
+                   version    bigint NOT NULL CHECK (version > 0),
+                   strategy   text NOT NULL,
+                   spec       jsonb NOT NULL,
+                   reason     text NOT NULL,
+                   created_at timestamptz NOT NULL DEFAULT now(),
+                   PRIMARY KEY (family, version)
+               )""",
+            """CREATE TABLE mlscale_catalog.sharded_tables (
+                   name        text PRIMARY KEY,
+                   family      text NOT NULL REFERENCES mlscale_catalog.key_families (name),
+                   key_columns text[] NOT NULL CHECK (cardinality(key_columns) > 0),
+                   columns     text[] NOT NULL,
+                   created_at  timestamptz NOT NULL DEFAULT now()
+               )""",
+            # Never reused, so ids made by a group stay unique wherever their rows move.
+            """CREATE TABLE mlscale_catalog.id_generators (
+                   shard_group text PRIMARY KEY,
+                   generator   integer NOT NULL UNIQUE CHECK (generator BETWEEN 0 AND 4095)
+               )""",
+        ),
+    ),
 )
 
 
@@ -111,7 +150,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[Migration]:
     latest = MIGRATIONS[-1].version
     done: list[Migration] = []
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
         cur.execute(
             """CREATE TABLE IF NOT EXISTS mlscale_catalog.schema_migrations (
@@ -171,7 +210,7 @@ def read_topology(conn: psycopg.Connection[Any]) -> tuple[int, list[Node]]:
 def register_topology(conn: psycopg.Connection[Any], nodes: Sequence[Node], reason: str) -> int:
     """Record ``nodes`` as the topology; a new epoch only if it changed. The epoch."""
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         epoch, current = read_topology(conn)
         if epoch and same_topology(current, nodes):
             return epoch

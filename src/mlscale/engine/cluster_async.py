@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,22 @@ from ..core.balance import NoReplica, UseReplica, WaitFor
 from ..core.causal import CausalToken, GroupPosition
 from ..core.classify import Classification, TxAction
 from ..core.consistency import Consistency
+from ..core.keyroute import CopyIn, ShardedTable
 from ..core.lsn import format_lsn, parse_lsn
 from ..core.route import Scope as RouteScope
 from ..core.session import SessionState
-from ..errors import MlscaleError, NodeUnavailableError, RoutingError
+from ..core.sharding import ShardDirectory
+from ..core.shardmaps import ShardMap
+from ..core.shardplan import NO_KEY, ShardPlan, split_copy_rows
+from ..core.shardplan import plan as plan_shards
+from ..core.shardschema import TableDef, check_sharded_table
+from ..errors import (
+    ConfigError,
+    MlscaleError,
+    NodeUnavailableError,
+    RoutingError,
+    SchemaError,
+)
 from . import catalog
 from .base import (
     RESET_SESSION,
@@ -50,8 +62,16 @@ from .base import (
 )
 from .concurrency_async import pause
 from .monitor_async import AsyncMonitor
-from .readrouter import ReadOptions
+from .readrouter import EVENTUAL, ReadOptions
 from .samples import PRIMARY_SAMPLE, ReplicaSample
+from .shards_async import (
+    allocate_generator,
+    install_id_generator,
+    load_directory,
+    publish_map,
+    register_table,
+    unregister_table,
+)
 from .translate import translate
 
 log = logging.getLogger(__name__)
@@ -78,6 +98,36 @@ async def reset_session(conn: AsyncConnection[Any]) -> None:
 
 
 Params = Sequence[Any] | dict[str, Any] | None
+# work(conn, statement, params): what a query method does on the connection it got.
+Work = Callable[..., Any]
+# How the results of a statement split over shard groups are put together.
+Combine = Callable[[list[Any]], Any]
+
+
+def _total(counts: list[Any]) -> int:
+    """Rows affected in all groups (-1 if some group could not say)."""
+    return -1 if any(n < 0 for n in counts) else sum(counts)
+
+
+def _concat(results: list[Any]) -> list[Any]:
+    return [row for rows in results for row in rows]
+
+
+def _first(rows: list[Any]) -> Any:
+    return next((row for row in rows if row is not None), None)
+
+
+def _within(own: str | None, group: str | None) -> str | None:
+    """The shard group a call runs in: the statement's ``group`` (None: not placed by
+    a key), which must be the scope's ``own`` group if it has one."""
+    if group is None:
+        return own
+    if own is not None and own != group:
+        raise RoutingError(
+            f"the statement's shard key lives on shard group {group}, but this scope runs "
+            f"on {own}; open it with group=cluster.locate(table, key)"
+        )
+    return group
 
 
 class _AsyncRunner:
@@ -90,9 +140,11 @@ class _AsyncRunner:
     """
 
     _core: ClusterCore[Any]
+    _cluster: AsyncCluster
 
-    def _lease(self, c: Classification, options: ReadOptions) -> Any:
-        """An async context manager yielding the connection that runs ``c``."""
+    def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
+        """An async context manager yielding the connection that runs ``c`` in shard
+        group ``group`` (None: the runner's own group)."""
         raise NotImplementedError
 
     async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
@@ -100,33 +152,118 @@ class _AsyncRunner:
         :meth:`AsyncCluster._quick_replica`), else None."""
         return None
 
-    async def _run(self, query: str, options: ReadOptions, work: Any) -> Any:
+    async def _run(
+        self,
+        query: str,
+        params: Params,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+    ) -> Any:
+        """``work(conn, query, params)`` where ``query`` must run; a read whose replica
+        fails is retried once elsewhere."""
         c = self._core.classify(query)
+        shard_plan = await self._shard_plan(c, query, params, shard_key, broadcast)
         try:
-            quick = await self._quick(c, options)
-            if quick is not None:
-                return await self._cluster_of()._run_on_replica(quick, work)
-            async with self._lease(c, options) as conn:
-                return await work(conn)
+            return await self._attempt(c, query, params, options, work, combine, shard_plan)
         except NodeUnavailableError as exc:
             if not (c.read_only and exc.node_role == "replica"):
                 raise
             self._core.reads.record_retry()
             log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
-        async with self._lease(c, options) as conn:
-            return await work(conn)
+        return await self._attempt(c, query, params, options, work, combine, shard_plan)
 
-    def _cluster_of(self) -> AsyncCluster:
-        raise NotImplementedError
+    async def _attempt(
+        self,
+        c: Classification,
+        query: str,
+        params: Params,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+        shard_plan: ShardPlan | None,
+    ) -> Any:
+        if shard_plan is not None:
+            return await self._run_plan(c, shard_plan, options, work, combine)
+        quick = await self._quick(c, options)
+        if quick is not None:
+            return await self._cluster._run_on_replica(quick, work, query, params)
+        async with self._lease(c, options, None) as conn:
+            return await work(conn, query, params)
 
-    async def execute(self, query: str, params: Params = None) -> int:
-        """Run a statement; the number of rows it affected (-1 if not applicable)."""
+    async def _shard_plan(
+        self, c: Classification, query: str, params: Params, shard_key: Any, broadcast: bool
+    ) -> ShardPlan | None:
+        """Where a statement on sharded tables runs (None: it touches none)."""
+        directory = await self._cluster._directory()
+        if not directory.tables and shard_key is NO_KEY and not broadcast:
+            return None
+        routed = self._core.key_router(directory).route(query, params)
+        return plan_shards(
+            routed,
+            directory,
+            query,
+            params,
+            write=not c.read_only,
+            all_groups=self._core.group_names,
+            shard_key=shard_key,
+            broadcast=broadcast,
+        )
 
-        async def work(conn: AsyncConnection[Any]) -> int:
-            cur = await conn.execute(query, params)
+    async def _run_plan(
+        self,
+        c: Classification,
+        shard_plan: ShardPlan,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+    ) -> Any:
+        parts = shard_plan.parts
+        if len(parts) == 1:
+            async with self._lease(c, options, parts[0].group) as conn:
+                return await work(conn, parts[0].sql, parts[0].params)
+        if not c.read_only:
+            return await self._write_parts(shard_plan, work, combine)
+        results = []
+        for part in parts:
+            async with self._lease(c, options, part.group) as conn:
+                results.append(await work(conn, part.sql, part.params))
+        return combine(results)
+
+    async def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+        """A write split over shard groups: each part in a transaction on its group's
+        primary, all committed once every part has run (any error rolls back all).
+        A failure while committing can leave some groups committed: two-phase
+        commit closes that window (a later release)."""
+        raise RoutingError(
+            f"a write on {len(shard_plan.parts)} shard groups cannot run inside a session "
+            "or transaction (it needs two-phase commit); run it on the cluster"
+        )
+
+    async def execute(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+    ) -> int:
+        """Run a statement; the number of rows it affected (-1 if not applicable).
+
+        On sharded tables the key is read from the statement, or given as
+        ``shard_key``; a write without one runs on every shard group only with
+        ``broadcast=True``.
+        """
+
+        async def work(conn: AsyncConnection[Any], text: str, values: Params) -> int:
+            cur = await conn.execute(text, values)
             return int(cur.rowcount)
 
-        result: int = await self._run(query, ReadOptions(), work)
+        result: int = await self._run(
+            query, params, EVENTUAL, work, _total, shard_key=shard_key, broadcast=broadcast
+        )
         return result
 
     async def fetch_all(
@@ -139,11 +276,15 @@ class _AsyncRunner:
         token: CausalToken | str | None = None,
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``)."""
 
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        rows: list[Any] = await self._fetch(query, params, as_dict, options, one=False)
+        rows: list[Any] = await self._fetch(
+            query, params, as_dict, options, one=False, shard_key=shard_key, broadcast=broadcast
+        )
         return rows
 
     async def fetch_one(
@@ -156,22 +297,37 @@ class _AsyncRunner:
         token: CausalToken | str | None = None,
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
     ) -> Any:
         """The first row (tuple, or dict with ``as_dict``), or None."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        return await self._fetch(query, params, as_dict, options, one=True)
+        return await self._fetch(
+            query, params, as_dict, options, one=True, shard_key=shard_key, broadcast=broadcast
+        )
 
     async def _fetch(
-        self, query: str, params: Params, as_dict: bool, options: ReadOptions, *, one: bool
+        self,
+        query: str,
+        params: Params,
+        as_dict: bool,
+        options: ReadOptions,
+        *,
+        one: bool,
+        shard_key: Any,
+        broadcast: bool,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
-        async def work(conn: AsyncConnection[Any]) -> Any:
+        async def work(conn: AsyncConnection[Any], text: str, values: Params) -> Any:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
-            await cur.execute(query, params)
+            await cur.execute(text, values)
             return await (cur.fetchone() if one else cur.fetchall())
 
-        return await self._run(query, options, work)
+        combine = _first if one else _concat
+        return await self._run(
+            query, params, options, work, combine, shard_key=shard_key, broadcast=broadcast
+        )
 
     async def fetch_value(
         self,
@@ -182,6 +338,7 @@ class _AsyncRunner:
         token: CausalToken | str | None = None,
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
     ) -> Any:
         """The first column of the first row, or None if there is no row."""
         row = await self.fetch_one(
@@ -191,25 +348,49 @@ class _AsyncRunner:
             token=token,
             max_lag_ms=max_lag_ms,
             max_lag_bytes=max_lag_bytes,
+            shard_key=shard_key,
         )
         return None if row is None else row[0]
 
     async def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
         """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
-        ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples)."""
+        ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples).
 
-        async def work(conn: AsyncConnection[Any]) -> Any:
+        Into a sharded table, rows are split by their shard key (slots computed in
+        batches) and each group's rows copied in one transaction per group.
+        """
+
+        async def copy_rows(conn: AsyncConnection[Any], text: str, data: Any) -> Any:
             cur = conn.cursor()
-            async with cur.copy(query) as copy:
-                if rows is not None:
+            async with cur.copy(text) as copy:
+                if data is not None:
                     count = 0
-                    for row in rows:
+                    for row in data:
                         await copy.write_row(row)
                         count += 1
                     return count
                 return [row async for row in copy.rows()]
 
-        return await self._run(query, ReadOptions(), work)
+        async def given_rows(conn: AsyncConnection[Any], text: str, _: Params) -> Any:
+            return await copy_rows(conn, text, rows)
+
+        if rows is not None:
+            split = await self._split_copy(query, rows)
+            if split is not None:
+                return await self._write_parts(split, copy_rows, _total)
+        return await self._run(
+            query, None, EVENTUAL, given_rows, _total if rows is not None else _concat
+        )
+
+    async def _split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
+        """COPY FROM into a sharded table as one part per shard group (None: not sharded)."""
+        directory = await self._cluster._directory()
+        if not directory.tables:
+            return None
+        routed = self._core.key_router(directory).route(query, None)
+        if not isinstance(routed, CopyIn):
+            return None
+        return split_copy_rows(routed, directory, query, rows)
 
     def _options(
         self,
@@ -227,8 +408,10 @@ class AsyncCluster(_AsyncRunner):
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self._core: ClusterCore[AsyncConnectionPool[Any]] = ClusterCore(config, self._make_pool)
+        self._cluster = self
         self._monitor: AsyncMonitor | None = None
         self._monitor_pid = 0
+        self._shards_pid = 0  # the process that loaded self._core.shards
 
     @classmethod
     def from_file(cls, path: str | Path) -> AsyncCluster:
@@ -292,6 +475,73 @@ class AsyncCluster(_AsyncRunner):
     def _check_replica(self, node: str) -> None:
         if self._core.pools.node(node).role.value != "replica":
             raise MlscaleError(f"only replicas can be banned from reads; {node} is not one")
+
+    # -- sharding ---------------------------------------------------------------------------
+
+    async def shards(self) -> ShardDirectory:
+        """The sharding directory this client routes by: maps and sharded tables."""
+        return await self._directory()
+
+    async def locate(self, table_or_family: str, key: Any) -> str:
+        """The shard group of ``key`` in a sharded table's (or a key family's) map."""
+        return (await self._directory()).locate(table_or_family, key)
+
+    async def create_shard_map(self, shard_map: ShardMap, reason: str = "created") -> int:
+        """Publish ``shard_map`` as its key family's current map (its version must be
+        the next one). Every client routes by it within about a second. The catalog's
+        new sharding version."""
+        unknown = sorted(set(shard_map.groups) - set(self._core.group_names))
+        if unknown:
+            raise ConfigError(
+                f"the map places keys on {', '.join(unknown)}, which this cluster does not "
+                f"have (its shard groups: {', '.join(self._core.group_names)})"
+            )
+        async with self._control() as conn:
+            version = await publish_map(conn, shard_map, reason)
+        await self.refresh_shards()
+        return version
+
+    async def create_sharded_table(
+        self, ddl: str, *, shard_key: str | Sequence[str], family: str
+    ) -> TableDef:
+        """Create the table of ``ddl`` (one CREATE TABLE) on every shard group, sharded
+        on ``shard_key`` (a column, or columns for a composite key) by key family
+        ``family``'s map. The shard key must be in the primary key and in every unique
+        constraint. ``mlscale.next_id()`` is there for ids that stay unique when rows
+        move between groups. Nothing is created unless every group accepts the DDL."""
+        keys = (shard_key,) if isinstance(shard_key, str) else tuple(shard_key)
+        directory = await self.refresh_shards()
+        table = check_sharded_table(ddl, keys, directory.map_of(family).key_types)
+        if table.schema not in (None, "public"):
+            raise SchemaError(f"{table.name}: sharded tables live in schema public for now")
+        if table.name in directory.tables:
+            raise SchemaError(f"{table.name} is already a sharded table")
+        for group in self._core.group_names:
+            async with self._control() as conn:
+                generator = await allocate_generator(conn, group)
+            async with self._on(self._core.primary_node(group)) as conn:
+                await install_id_generator(conn, generator)
+        async with AsyncExitStack() as stack:
+            for group in self._core.group_names:
+                conn = await stack.enter_async_context(self._on(self._core.primary_node(group)))
+                await stack.enter_async_context(conn.transaction())
+                await conn.execute(ddl)
+        async with self._control() as conn:
+            await register_table(conn, ShardedTable(table.name, keys, family), table.columns)
+        await self.refresh_shards()
+        return table
+
+    async def drop_sharded_table(self, name: str) -> None:
+        """Drop sharded table ``name`` on every shard group and forget it."""
+        directory = await self.refresh_shards()
+        directory.table(name)  # a clear error if it is not sharded
+        async with self._control() as conn:
+            await unregister_table(conn, name)
+        await self.refresh_shards()
+        drop = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name))
+        for group in self._core.group_names:
+            async with self._on(self._core.primary_node(group)) as conn:
+                await conn.execute(drop)
 
     @asynccontextmanager
     async def _control(self) -> AsyncIterator[AsyncConnection[Any]]:
@@ -362,7 +612,7 @@ class AsyncCluster(_AsyncRunner):
         if replica:
             self._core.reads.end(name)
 
-    def _samples(self) -> dict[str, ReplicaSample]:
+    def _monitor_here(self) -> AsyncMonitor:
         # One monitor per process: a forked child starts its own.
         if self._monitor is None or self._monitor_pid != os.getpid():
             self._monitor = AsyncMonitor(
@@ -370,8 +620,34 @@ class AsyncCluster(_AsyncRunner):
             )
             self._monitor_pid = os.getpid()
             self._monitor.start()
-        self._core.reads.sync_manual(self._monitor.manual_bans)
-        return self._monitor.snapshot()[1]
+        return self._monitor
+
+    def _samples(self) -> dict[str, ReplicaSample]:
+        monitor = self._monitor_here()
+        self._core.reads.sync_manual(monitor.manual_bans)
+        return monitor.snapshot()[1]
+
+    async def _directory(self) -> ShardDirectory:
+        """The sharding directory to route by: loaded from the catalog on first use in
+        this process, then the monitor's whenever it has a newer one."""
+        if self._shards_pid != os.getpid():
+            await self.refresh_shards()
+            return self._core.shards
+        newer = self._monitor_here().directory
+        if newer.version > self._core.shards.version:
+            self._core.shards = newer
+        return self._core.shards
+
+    async def refresh_shards(self) -> ShardDirectory:
+        """Read the sharding directory from the catalog now (clients also learn of
+        changes by themselves: NOTIFY, and a poll every ``shard_map_poll_s``)."""
+        self._monitor_here()
+        async with self._control() as conn:
+            directory = await load_directory(conn)
+        if self._shards_pid != os.getpid() or directory.version >= self._core.shards.version:
+            self._core.shards = directory
+        self._shards_pid = os.getpid()
+        return self._core.shards
 
     def _monitor_round(self) -> int:
         """The monitor's round count; -1 if this process has no monitor yet."""
@@ -393,11 +669,19 @@ class AsyncCluster(_AsyncRunner):
         _, node = self._core.route(c, scope, group)  # refuses a write in a replica scope
         return self._on(node)
 
-    def _lease(self, c: Classification, options: ReadOptions) -> Any:
-        return self._routed(c, RouteScope.AUTO, None, options)
+    def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
+        return self._routed(c, RouteScope.AUTO, group, options)
 
-    def _cluster_of(self) -> AsyncCluster:
-        return self
+    async def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+        results = []
+        async with AsyncExitStack() as stack:
+            for part in shard_plan.parts:
+                conn = await stack.enter_async_context(
+                    self._on(self._core.primary_node(part.group))
+                )
+                await stack.enter_async_context(conn.transaction())
+                results.append(await work(conn, part.sql, part.params))
+        return combine(results)
 
     async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
         return await self._quick_replica(c, RouteScope.AUTO, None, options)
@@ -423,7 +707,7 @@ class AsyncCluster(_AsyncRunner):
             name, self._core.replica_nodes(name), self._samples, self._monitor_round()
         )
 
-    async def _run_on_replica(self, name: str, work: Any) -> Any:
+    async def _run_on_replica(self, name: str, work: Work, query: str, params: Params) -> Any:
         """``work(conn)`` on a pooled connection to replica ``name``: what ``_on``
         does for a replica under round robin, without its context managers."""
         pool = self._core.pools.peek(name) or await self._pool(name)
@@ -434,7 +718,7 @@ class AsyncCluster(_AsyncRunner):
             reads.end(name, failed="no connection within the pool timeout")
             raise self._core.unavailable(name, exc) from exc
         try:
-            result = await work(conn)
+            result = await work(conn, query, params)
         except psycopg.Error as exc:
             await pool.putconn(conn)
             raise await self._failed(name, "replica", pool, exc) from exc
@@ -550,7 +834,7 @@ class AsyncCluster(_AsyncRunner):
         once it has committed."""
         name = self._core.primary_node(group)
         async with self._on(name) as conn:
-            tx = AsyncTransaction(self._core, conn, name)
+            tx = AsyncTransaction(self, conn, name)
             try:
                 async with conn.transaction():
                     options = set_transaction(isolation, readonly)
@@ -607,11 +891,15 @@ class AsyncScope(_AsyncRunner):
         self._scope = scope
         self._group = group
 
-    def _lease(self, c: Classification, options: ReadOptions) -> Any:
-        return self._cluster._routed(c, self._scope, self._group, options)
+    def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
+        return self._cluster._routed(c, self._scope, _within(self._group, group), options)
 
-    def _cluster_of(self) -> AsyncCluster:
-        return self._cluster
+    async def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+        if self._scope is RouteScope.REPLICA:
+            raise RoutingError("a write cannot run in a replica scope")
+        for part in shard_plan.parts:
+            _within(self._group, part.group)
+        return await self._cluster._write_parts(shard_plan, work, combine)
 
     async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
         return await self._cluster._quick_replica(c, self._scope, self._group, options)
@@ -626,20 +914,20 @@ class AsyncScope(_AsyncRunner):
 class AsyncTransaction(_AsyncRunner):
     """Statements inside one transaction, on one primary connection."""
 
-    def __init__(self, core: ClusterCore[Any], conn: AsyncConnection[Any], node: str) -> None:
-        self._core = core
+    def __init__(self, cluster: AsyncCluster, conn: AsyncConnection[Any], node: str) -> None:
+        self._cluster = cluster
+        self._core = cluster._core
         self._conn = conn
         self.node = node
+        self.group = self._core.pools.node(node).group
         self.dirty = False  # whether a statement left session state on the connection
         self.token: CausalToken | None = None  # set once committed
 
-    def _cluster_of(self) -> AsyncCluster:
-        raise NotImplementedError  # never reached: _quick is always None in a transaction
-
     @asynccontextmanager
     async def _lease(
-        self, c: Classification, options: ReadOptions
+        self, c: Classification, options: ReadOptions, group: str | None
     ) -> AsyncIterator[AsyncConnection[Any]]:
+        _within(self.group, group)
         if c.transaction in (TxAction.BEGIN, TxAction.END):
             raise RoutingError(
                 f"{c.reason}: inside a transaction block, end it by leaving the block "
@@ -697,9 +985,6 @@ class AsyncSession(_AsyncRunner):
         """Whether the session holds a primary connection now."""
         return self._conn is not None
 
-    def _cluster_of(self) -> AsyncCluster:
-        return self._cluster
-
     async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
         if self.monotonic or self.state.needs_pin(c):
             return None
@@ -732,12 +1017,13 @@ class AsyncSession(_AsyncRunner):
         if row and row[0]:
             self.seen[group] = max(self.seen.get(group, 0), parse_lsn(row[0]))
 
-    async def _wrote(self, conn: AsyncConnection[Any]) -> None:
-        """After a write committed on ``conn``: advance the token and the monotonic mark."""
+    async def _wrote(self, conn: AsyncConnection[Any], group: str | None = None) -> None:
+        """After a write committed on ``conn`` (a primary of ``group``, default the
+        session's): advance the token and the monotonic mark."""
         if self.options.consistency is not Consistency.READ_YOUR_WRITES and not self.monotonic:
             return
         position = await _position(conn)
-        group = self._core.group(self._group)
+        group = self._core.group(group if group is not None else self._group)
         self.token = self.token.merge(CausalToken({group: position}))
         if self.monotonic:
             self.seen[group] = max(self.seen.get(group, 0), position.lsn)
@@ -764,19 +1050,22 @@ class AsyncSession(_AsyncRunner):
 
     @asynccontextmanager
     async def _lease(
-        self, c: Classification, options: ReadOptions
+        self, c: Classification, options: ReadOptions, group: str | None
     ) -> AsyncIterator[AsyncConnection[Any]]:
         if not self.state.needs_pin(c):
+            # Unpinned calls may go to any shard group: the token keeps one position per group.
+            target = group if group is not None else self._group
             if c.read_only:
                 async with self._cluster._routed(
-                    c, RouteScope.AUTO, self._group, options, tracker=self
+                    c, RouteScope.AUTO, target, options, tracker=self
                 ) as conn:
                     yield conn
                 return
-            async with self._cluster._routed(c, RouteScope.AUTO, self._group, options) as conn:
+            async with self._cluster._routed(c, RouteScope.AUTO, target, options) as conn:
                 yield conn
-                await self._wrote(conn)
+                await self._wrote(conn, target)
             return
+        _within(self._core.group(self._group), group)
         conn = await self._pin()
         try:
             yield conn
@@ -802,7 +1091,7 @@ class AsyncSession(_AsyncRunner):
                 options = set_transaction(isolation, readonly)
                 if options is not None:
                     await conn.execute(options)
-                yield AsyncTransaction(self._core, conn, self._node)
+                yield AsyncTransaction(self._cluster, conn, self._node)
             await self._wrote(conn)
         except psycopg.Error as exc:
             raise translate(exc, self._node, "primary") from exc

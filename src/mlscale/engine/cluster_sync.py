@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,22 @@ from ..core.balance import NoReplica, UseReplica, WaitFor
 from ..core.causal import CausalToken, GroupPosition
 from ..core.classify import Classification, TxAction
 from ..core.consistency import Consistency
+from ..core.keyroute import CopyIn, ShardedTable
 from ..core.lsn import format_lsn, parse_lsn
 from ..core.route import Scope as RouteScope
 from ..core.session import SessionState
-from ..errors import MlscaleError, NodeUnavailableError, RoutingError
+from ..core.sharding import ShardDirectory
+from ..core.shardmaps import ShardMap
+from ..core.shardplan import NO_KEY, ShardPlan, split_copy_rows
+from ..core.shardplan import plan as plan_shards
+from ..core.shardschema import TableDef, check_sharded_table
+from ..errors import (
+    ConfigError,
+    MlscaleError,
+    NodeUnavailableError,
+    RoutingError,
+    SchemaError,
+)
 from . import catalog
 from .base import (
     RESET_SESSION,
@@ -52,8 +64,16 @@ from .base import (
 )
 from .concurrency_sync import pause
 from .monitor_sync import Monitor
-from .readrouter import ReadOptions
+from .readrouter import EVENTUAL, ReadOptions
 from .samples import PRIMARY_SAMPLE, ReplicaSample
+from .shards_sync import (
+    allocate_generator,
+    install_id_generator,
+    load_directory,
+    publish_map,
+    register_table,
+    unregister_table,
+)
 from .translate import translate
 
 log = logging.getLogger(__name__)
@@ -80,6 +100,36 @@ def reset_session(conn: Connection[Any]) -> None:
 
 
 Params = Sequence[Any] | dict[str, Any] | None
+# work(conn, statement, params): what a query method does on the connection it got.
+Work = Callable[..., Any]
+# How the results of a statement split over shard groups are put together.
+Combine = Callable[[list[Any]], Any]
+
+
+def _total(counts: list[Any]) -> int:
+    """Rows affected in all groups (-1 if some group could not say)."""
+    return -1 if any(n < 0 for n in counts) else sum(counts)
+
+
+def _concat(results: list[Any]) -> list[Any]:
+    return [row for rows in results for row in rows]
+
+
+def _first(rows: list[Any]) -> Any:
+    return next((row for row in rows if row is not None), None)
+
+
+def _within(own: str | None, group: str | None) -> str | None:
+    """The shard group a call runs in: the statement's ``group`` (None: not placed by
+    a key), which must be the scope's ``own`` group if it has one."""
+    if group is None:
+        return own
+    if own is not None and own != group:
+        raise RoutingError(
+            f"the statement's shard key lives on shard group {group}, but this scope runs "
+            f"on {own}; open it with group=cluster.locate(table, key)"
+        )
+    return group
 
 
 class _Runner:
@@ -92,9 +142,11 @@ class _Runner:
     """
 
     _core: ClusterCore[Any]
+    _cluster: Cluster
 
-    def _lease(self, c: Classification, options: ReadOptions) -> Any:
-        """An async context manager yielding the connection that runs ``c``."""
+    def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
+        """An async context manager yielding the connection that runs ``c`` in shard
+        group ``group`` (None: the runner's own group)."""
         raise NotImplementedError
 
     def _quick(self, c: Classification, options: ReadOptions) -> str | None:
@@ -102,33 +154,118 @@ class _Runner:
         :meth:`Cluster._quick_replica`), else None."""
         return None
 
-    def _run(self, query: str, options: ReadOptions, work: Any) -> Any:
+    def _run(
+        self,
+        query: str,
+        params: Params,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+    ) -> Any:
+        """``work(conn, query, params)`` where ``query`` must run; a read whose replica
+        fails is retried once elsewhere."""
         c = self._core.classify(query)
+        shard_plan = self._shard_plan(c, query, params, shard_key, broadcast)
         try:
-            quick = self._quick(c, options)
-            if quick is not None:
-                return self._cluster_of()._run_on_replica(quick, work)
-            with self._lease(c, options) as conn:
-                return work(conn)
+            return self._attempt(c, query, params, options, work, combine, shard_plan)
         except NodeUnavailableError as exc:
             if not (c.read_only and exc.node_role == "replica"):
                 raise
             self._core.reads.record_retry()
             log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
-        with self._lease(c, options) as conn:
-            return work(conn)
+        return self._attempt(c, query, params, options, work, combine, shard_plan)
 
-    def _cluster_of(self) -> Cluster:
-        raise NotImplementedError
+    def _attempt(
+        self,
+        c: Classification,
+        query: str,
+        params: Params,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+        shard_plan: ShardPlan | None,
+    ) -> Any:
+        if shard_plan is not None:
+            return self._run_plan(c, shard_plan, options, work, combine)
+        quick = self._quick(c, options)
+        if quick is not None:
+            return self._cluster._run_on_replica(quick, work, query, params)
+        with self._lease(c, options, None) as conn:
+            return work(conn, query, params)
 
-    def execute(self, query: str, params: Params = None) -> int:
-        """Run a statement; the number of rows it affected (-1 if not applicable)."""
+    def _shard_plan(
+        self, c: Classification, query: str, params: Params, shard_key: Any, broadcast: bool
+    ) -> ShardPlan | None:
+        """Where a statement on sharded tables runs (None: it touches none)."""
+        directory = self._cluster._directory()
+        if not directory.tables and shard_key is NO_KEY and not broadcast:
+            return None
+        routed = self._core.key_router(directory).route(query, params)
+        return plan_shards(
+            routed,
+            directory,
+            query,
+            params,
+            write=not c.read_only,
+            all_groups=self._core.group_names,
+            shard_key=shard_key,
+            broadcast=broadcast,
+        )
 
-        def work(conn: Connection[Any]) -> int:
-            cur = conn.execute(query, params)
+    def _run_plan(
+        self,
+        c: Classification,
+        shard_plan: ShardPlan,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+    ) -> Any:
+        parts = shard_plan.parts
+        if len(parts) == 1:
+            with self._lease(c, options, parts[0].group) as conn:
+                return work(conn, parts[0].sql, parts[0].params)
+        if not c.read_only:
+            return self._write_parts(shard_plan, work, combine)
+        results = []
+        for part in parts:
+            with self._lease(c, options, part.group) as conn:
+                results.append(work(conn, part.sql, part.params))
+        return combine(results)
+
+    def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+        """A write split over shard groups: each part in a transaction on its group's
+        primary, all committed once every part has run (any error rolls back all).
+        A failure while committing can leave some groups committed: two-phase
+        commit closes that window (a later release)."""
+        raise RoutingError(
+            f"a write on {len(shard_plan.parts)} shard groups cannot run inside a session "
+            "or transaction (it needs two-phase commit); run it on the cluster"
+        )
+
+    def execute(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+    ) -> int:
+        """Run a statement; the number of rows it affected (-1 if not applicable).
+
+        On sharded tables the key is read from the statement, or given as
+        ``shard_key``; a write without one runs on every shard group only with
+        ``broadcast=True``.
+        """
+
+        def work(conn: Connection[Any], text: str, values: Params) -> int:
+            cur = conn.execute(text, values)
             return int(cur.rowcount)
 
-        result: int = self._run(query, ReadOptions(), work)
+        result: int = self._run(
+            query, params, EVENTUAL, work, _total, shard_key=shard_key, broadcast=broadcast
+        )
         return result
 
     def fetch_all(
@@ -141,11 +278,15 @@ class _Runner:
         token: CausalToken | str | None = None,
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``)."""
 
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        rows: list[Any] = self._fetch(query, params, as_dict, options, one=False)
+        rows: list[Any] = self._fetch(
+            query, params, as_dict, options, one=False, shard_key=shard_key, broadcast=broadcast
+        )
         return rows
 
     def fetch_one(
@@ -158,22 +299,37 @@ class _Runner:
         token: CausalToken | str | None = None,
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
     ) -> Any:
         """The first row (tuple, or dict with ``as_dict``), or None."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        return self._fetch(query, params, as_dict, options, one=True)
+        return self._fetch(
+            query, params, as_dict, options, one=True, shard_key=shard_key, broadcast=broadcast
+        )
 
     def _fetch(
-        self, query: str, params: Params, as_dict: bool, options: ReadOptions, *, one: bool
+        self,
+        query: str,
+        params: Params,
+        as_dict: bool,
+        options: ReadOptions,
+        *,
+        one: bool,
+        shard_key: Any,
+        broadcast: bool,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
-        def work(conn: Connection[Any]) -> Any:
+        def work(conn: Connection[Any], text: str, values: Params) -> Any:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
-            cur.execute(query, params)
+            cur.execute(text, values)
             return cur.fetchone() if one else cur.fetchall()
 
-        return self._run(query, options, work)
+        combine = _first if one else _concat
+        return self._run(
+            query, params, options, work, combine, shard_key=shard_key, broadcast=broadcast
+        )
 
     def fetch_value(
         self,
@@ -184,6 +340,7 @@ class _Runner:
         token: CausalToken | str | None = None,
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
     ) -> Any:
         """The first column of the first row, or None if there is no row."""
         row = self.fetch_one(
@@ -193,25 +350,47 @@ class _Runner:
             token=token,
             max_lag_ms=max_lag_ms,
             max_lag_bytes=max_lag_bytes,
+            shard_key=shard_key,
         )
         return None if row is None else row[0]
 
     def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
         """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
-        ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples)."""
+        ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples).
 
-        def work(conn: Connection[Any]) -> Any:
+        Into a sharded table, rows are split by their shard key (slots computed in
+        batches) and each group's rows copied in one transaction per group.
+        """
+
+        def copy_rows(conn: Connection[Any], text: str, data: Any) -> Any:
             cur = conn.cursor()
-            with cur.copy(query) as copy:
-                if rows is not None:
+            with cur.copy(text) as copy:
+                if data is not None:
                     count = 0
-                    for row in rows:
+                    for row in data:
                         copy.write_row(row)
                         count += 1
                     return count
                 return [row for row in copy.rows()]
 
-        return self._run(query, ReadOptions(), work)
+        def given_rows(conn: Connection[Any], text: str, _: Params) -> Any:
+            return copy_rows(conn, text, rows)
+
+        if rows is not None:
+            split = self._split_copy(query, rows)
+            if split is not None:
+                return self._write_parts(split, copy_rows, _total)
+        return self._run(query, None, EVENTUAL, given_rows, _total if rows is not None else _concat)
+
+    def _split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
+        """COPY FROM into a sharded table as one part per shard group (None: not sharded)."""
+        directory = self._cluster._directory()
+        if not directory.tables:
+            return None
+        routed = self._core.key_router(directory).route(query, None)
+        if not isinstance(routed, CopyIn):
+            return None
+        return split_copy_rows(routed, directory, query, rows)
 
     def _options(
         self,
@@ -229,8 +408,10 @@ class Cluster(_Runner):
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self._core: ClusterCore[ConnectionPool[Any]] = ClusterCore(config, self._make_pool)
+        self._cluster = self
         self._monitor: Monitor | None = None
         self._monitor_pid = 0
+        self._shards_pid = 0  # the process that loaded self._core.shards
 
     @classmethod
     def from_file(cls, path: str | Path) -> Cluster:
@@ -294,6 +475,73 @@ class Cluster(_Runner):
     def _check_replica(self, node: str) -> None:
         if self._core.pools.node(node).role.value != "replica":
             raise MlscaleError(f"only replicas can be banned from reads; {node} is not one")
+
+    # -- sharding ---------------------------------------------------------------------------
+
+    def shards(self) -> ShardDirectory:
+        """The sharding directory this client routes by: maps and sharded tables."""
+        return self._directory()
+
+    def locate(self, table_or_family: str, key: Any) -> str:
+        """The shard group of ``key`` in a sharded table's (or a key family's) map."""
+        return (self._directory()).locate(table_or_family, key)
+
+    def create_shard_map(self, shard_map: ShardMap, reason: str = "created") -> int:
+        """Publish ``shard_map`` as its key family's current map (its version must be
+        the next one). Every client routes by it within about a second. The catalog's
+        new sharding version."""
+        unknown = sorted(set(shard_map.groups) - set(self._core.group_names))
+        if unknown:
+            raise ConfigError(
+                f"the map places keys on {', '.join(unknown)}, which this cluster does not "
+                f"have (its shard groups: {', '.join(self._core.group_names)})"
+            )
+        with self._control() as conn:
+            version = publish_map(conn, shard_map, reason)
+        self.refresh_shards()
+        return version
+
+    def create_sharded_table(
+        self, ddl: str, *, shard_key: str | Sequence[str], family: str
+    ) -> TableDef:
+        """Create the table of ``ddl`` (one CREATE TABLE) on every shard group, sharded
+        on ``shard_key`` (a column, or columns for a composite key) by key family
+        ``family``'s map. The shard key must be in the primary key and in every unique
+        constraint. ``mlscale.next_id()`` is there for ids that stay unique when rows
+        move between groups. Nothing is created unless every group accepts the DDL."""
+        keys = (shard_key,) if isinstance(shard_key, str) else tuple(shard_key)
+        directory = self.refresh_shards()
+        table = check_sharded_table(ddl, keys, directory.map_of(family).key_types)
+        if table.schema not in (None, "public"):
+            raise SchemaError(f"{table.name}: sharded tables live in schema public for now")
+        if table.name in directory.tables:
+            raise SchemaError(f"{table.name} is already a sharded table")
+        for group in self._core.group_names:
+            with self._control() as conn:
+                generator = allocate_generator(conn, group)
+            with self._on(self._core.primary_node(group)) as conn:
+                install_id_generator(conn, generator)
+        with ExitStack() as stack:
+            for group in self._core.group_names:
+                conn = stack.enter_context(self._on(self._core.primary_node(group)))
+                stack.enter_context(conn.transaction())
+                conn.execute(ddl)
+        with self._control() as conn:
+            register_table(conn, ShardedTable(table.name, keys, family), table.columns)
+        self.refresh_shards()
+        return table
+
+    def drop_sharded_table(self, name: str) -> None:
+        """Drop sharded table ``name`` on every shard group and forget it."""
+        directory = self.refresh_shards()
+        directory.table(name)  # a clear error if it is not sharded
+        with self._control() as conn:
+            unregister_table(conn, name)
+        self.refresh_shards()
+        drop = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name))
+        for group in self._core.group_names:
+            with self._on(self._core.primary_node(group)) as conn:
+                conn.execute(drop)
 
     @contextmanager
     def _control(self) -> Iterator[Connection[Any]]:
@@ -364,14 +612,40 @@ class Cluster(_Runner):
         if replica:
             self._core.reads.end(name)
 
-    def _samples(self) -> dict[str, ReplicaSample]:
+    def _monitor_here(self) -> Monitor:
         # One monitor per process: a forked child starts its own.
         if self._monitor is None or self._monitor_pid != os.getpid():
             self._monitor = Monitor(self.config, interval_s=self.config.policies.monitor_interval_s)
             self._monitor_pid = os.getpid()
             self._monitor.start()
-        self._core.reads.sync_manual(self._monitor.manual_bans)
-        return self._monitor.snapshot()[1]
+        return self._monitor
+
+    def _samples(self) -> dict[str, ReplicaSample]:
+        monitor = self._monitor_here()
+        self._core.reads.sync_manual(monitor.manual_bans)
+        return monitor.snapshot()[1]
+
+    def _directory(self) -> ShardDirectory:
+        """The sharding directory to route by: loaded from the catalog on first use in
+        this process, then the monitor's whenever it has a newer one."""
+        if self._shards_pid != os.getpid():
+            self.refresh_shards()
+            return self._core.shards
+        newer = self._monitor_here().directory
+        if newer.version > self._core.shards.version:
+            self._core.shards = newer
+        return self._core.shards
+
+    def refresh_shards(self) -> ShardDirectory:
+        """Read the sharding directory from the catalog now (clients also learn of
+        changes by themselves: NOTIFY, and a poll every ``shard_map_poll_s``)."""
+        self._monitor_here()
+        with self._control() as conn:
+            directory = load_directory(conn)
+        if self._shards_pid != os.getpid() or directory.version >= self._core.shards.version:
+            self._core.shards = directory
+        self._shards_pid = os.getpid()
+        return self._core.shards
 
     def _monitor_round(self) -> int:
         """The monitor's round count; -1 if this process has no monitor yet."""
@@ -393,11 +667,17 @@ class Cluster(_Runner):
         _, node = self._core.route(c, scope, group)  # refuses a write in a replica scope
         return self._on(node)
 
-    def _lease(self, c: Classification, options: ReadOptions) -> Any:
-        return self._routed(c, RouteScope.AUTO, None, options)
+    def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
+        return self._routed(c, RouteScope.AUTO, group, options)
 
-    def _cluster_of(self) -> Cluster:
-        return self
+    def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+        results = []
+        with ExitStack() as stack:
+            for part in shard_plan.parts:
+                conn = stack.enter_context(self._on(self._core.primary_node(part.group)))
+                stack.enter_context(conn.transaction())
+                results.append(work(conn, part.sql, part.params))
+        return combine(results)
 
     def _quick(self, c: Classification, options: ReadOptions) -> str | None:
         return self._quick_replica(c, RouteScope.AUTO, None, options)
@@ -423,7 +703,7 @@ class Cluster(_Runner):
             name, self._core.replica_nodes(name), self._samples, self._monitor_round()
         )
 
-    def _run_on_replica(self, name: str, work: Any) -> Any:
+    def _run_on_replica(self, name: str, work: Work, query: str, params: Params) -> Any:
         """``work(conn)`` on a pooled connection to replica ``name``: what ``_on``
         does for a replica under round robin, without its context managers."""
         pool = self._core.pools.peek(name) or self._pool(name)
@@ -434,7 +714,7 @@ class Cluster(_Runner):
             reads.end(name, failed="no connection within the pool timeout")
             raise self._core.unavailable(name, exc) from exc
         try:
-            result = work(conn)
+            result = work(conn, query, params)
         except psycopg.Error as exc:
             pool.putconn(conn)
             raise self._failed(name, "replica", pool, exc) from exc
@@ -550,7 +830,7 @@ class Cluster(_Runner):
         once it has committed."""
         name = self._core.primary_node(group)
         with self._on(name) as conn:
-            tx = Transaction(self._core, conn, name)
+            tx = Transaction(self, conn, name)
             try:
                 with conn.transaction():
                     options = set_transaction(isolation, readonly)
@@ -607,11 +887,15 @@ class Scope(_Runner):
         self._scope = scope
         self._group = group
 
-    def _lease(self, c: Classification, options: ReadOptions) -> Any:
-        return self._cluster._routed(c, self._scope, self._group, options)
+    def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
+        return self._cluster._routed(c, self._scope, _within(self._group, group), options)
 
-    def _cluster_of(self) -> Cluster:
-        return self._cluster
+    def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+        if self._scope is RouteScope.REPLICA:
+            raise RoutingError("a write cannot run in a replica scope")
+        for part in shard_plan.parts:
+            _within(self._group, part.group)
+        return self._cluster._write_parts(shard_plan, work, combine)
 
     def _quick(self, c: Classification, options: ReadOptions) -> str | None:
         return self._cluster._quick_replica(c, self._scope, self._group, options)
@@ -626,18 +910,20 @@ class Scope(_Runner):
 class Transaction(_Runner):
     """Statements inside one transaction, on one primary connection."""
 
-    def __init__(self, core: ClusterCore[Any], conn: Connection[Any], node: str) -> None:
-        self._core = core
+    def __init__(self, cluster: Cluster, conn: Connection[Any], node: str) -> None:
+        self._cluster = cluster
+        self._core = cluster._core
         self._conn = conn
         self.node = node
+        self.group = self._core.pools.node(node).group
         self.dirty = False  # whether a statement left session state on the connection
         self.token: CausalToken | None = None  # set once committed
 
-    def _cluster_of(self) -> Cluster:
-        raise NotImplementedError  # never reached: _quick is always None in a transaction
-
     @contextmanager
-    def _lease(self, c: Classification, options: ReadOptions) -> Iterator[Connection[Any]]:
+    def _lease(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> Iterator[Connection[Any]]:
+        _within(self.group, group)
         if c.transaction in (TxAction.BEGIN, TxAction.END):
             raise RoutingError(
                 f"{c.reason}: inside a transaction block, end it by leaving the block "
@@ -695,9 +981,6 @@ class Session(_Runner):
         """Whether the session holds a primary connection now."""
         return self._conn is not None
 
-    def _cluster_of(self) -> Cluster:
-        return self._cluster
-
     def _quick(self, c: Classification, options: ReadOptions) -> str | None:
         if self.monotonic or self.state.needs_pin(c):
             return None
@@ -730,12 +1013,13 @@ class Session(_Runner):
         if row and row[0]:
             self.seen[group] = max(self.seen.get(group, 0), parse_lsn(row[0]))
 
-    def _wrote(self, conn: Connection[Any]) -> None:
-        """After a write committed on ``conn``: advance the token and the monotonic mark."""
+    def _wrote(self, conn: Connection[Any], group: str | None = None) -> None:
+        """After a write committed on ``conn`` (a primary of ``group``, default the
+        session's): advance the token and the monotonic mark."""
         if self.options.consistency is not Consistency.READ_YOUR_WRITES and not self.monotonic:
             return
         position = _position(conn)
-        group = self._core.group(self._group)
+        group = self._core.group(group if group is not None else self._group)
         self.token = self.token.merge(CausalToken({group: position}))
         if self.monotonic:
             self.seen[group] = max(self.seen.get(group, 0), position.lsn)
@@ -761,18 +1045,23 @@ class Session(_Runner):
                 pool.putconn(conn)
 
     @contextmanager
-    def _lease(self, c: Classification, options: ReadOptions) -> Iterator[Connection[Any]]:
+    def _lease(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> Iterator[Connection[Any]]:
         if not self.state.needs_pin(c):
+            # Unpinned calls may go to any shard group: the token keeps one position per group.
+            target = group if group is not None else self._group
             if c.read_only:
                 with self._cluster._routed(
-                    c, RouteScope.AUTO, self._group, options, tracker=self
+                    c, RouteScope.AUTO, target, options, tracker=self
                 ) as conn:
                     yield conn
                 return
-            with self._cluster._routed(c, RouteScope.AUTO, self._group, options) as conn:
+            with self._cluster._routed(c, RouteScope.AUTO, target, options) as conn:
                 yield conn
-                self._wrote(conn)
+                self._wrote(conn, target)
             return
+        _within(self._core.group(self._group), group)
         conn = self._pin()
         try:
             yield conn
@@ -798,7 +1087,7 @@ class Session(_Runner):
                 options = set_transaction(isolation, readonly)
                 if options is not None:
                     conn.execute(options)
-                yield Transaction(self._core, conn, self._node)
+                yield Transaction(self._cluster, conn, self._node)
             self._wrote(conn)
         except psycopg.Error as exc:
             raise translate(exc, self._node, "primary") from exc

@@ -23,10 +23,11 @@ from dataclasses import replace
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 
 from ..config import ClusterConfig
 from ..core.lsn import lag_bytes, parse_lsn
+from ..core.sharding import EMPTY, ShardDirectory
 from ..core.staleness import PositionHistory, staleness_ms
 from ..core.topology import Node, Role, nodes_of
 from .concurrency_async import Background, Stop
@@ -41,6 +42,7 @@ from .samples import (
     PrimarySample,
     ReplicaSample,
 )
+from .shards_async import SHARDING_CHANNEL, load_directory, sharding_version
 
 __all__ = ["AsyncMonitor"]
 
@@ -73,6 +75,11 @@ class AsyncMonitor:
         # Each group's primary positions over the last seconds: a staleness bound
         # that holds even when heartbeats were not written (see core/staleness.py).
         self._history: dict[str, PositionHistory] = {}
+        # The sharding directory: reloaded on NOTIFY, and polled in case one is lost.
+        self.directory: ShardDirectory = EMPTY
+        self.directory_loads = 0
+        self._directory_poll_s = config.policies.shard_map_poll_s
+        self._next_directory_poll = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -106,6 +113,9 @@ class AsyncMonitor:
             kwargs = connect_kwargs(node, self.config, connect_timeout=1.0)
             kwargs["application_name"] = "mlscale-monitor"
             conn = await AsyncConnection.connect(autocommit=True, **kwargs)
+            if node is self._control:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(SHARDING_CHANNEL)))
+                self._next_directory_poll = 0.0  # what was sent while not listening is lost
             self._conns[node.name] = conn
         return conn
 
@@ -135,6 +145,7 @@ class AsyncMonitor:
                 )
         if self.rounds % self._bans_every == 0:
             await self._read_bans()
+        await self._watch_sharding()
         with self._lock:
             self.replicas = replica_samples
             self.primaries = primary_samples
@@ -153,6 +164,24 @@ class AsyncMonitor:
             return  # keep the bans last read
         if bans != self.manual_bans:
             self.manual_bans = bans
+
+    async def _watch_sharding(self) -> None:
+        """Reload the sharding directory if a change was announced or the poll is due."""
+        now = time.monotonic()
+        try:
+            conn = await self._conn(self._control)
+            notified = False
+            async for _ in conn.notifies(timeout=0):
+                notified = True
+            if not notified and now < self._next_directory_poll:
+                return
+            self._next_directory_poll = now + self._directory_poll_s
+            if await sharding_version(conn) != self.directory.version:
+                self.directory = await load_directory(conn)
+                self.directory_loads += 1
+        except (psycopg.Error, OSError) as exc:
+            log.info("could not read the sharding directory: %s", describe_failure(exc))
+            await self._drop(self._control)
 
     async def _sample_replica(self, node: Node) -> ReplicaSample:
         group = node.group or ""

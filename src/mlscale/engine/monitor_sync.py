@@ -25,10 +25,11 @@ from dataclasses import replace
 from typing import Any
 
 import psycopg
-from psycopg import Connection
+from psycopg import Connection, sql
 
 from ..config import ClusterConfig
 from ..core.lsn import lag_bytes, parse_lsn
+from ..core.sharding import EMPTY, ShardDirectory
 from ..core.staleness import PositionHistory, staleness_ms
 from ..core.topology import Node, Role, nodes_of
 from .concurrency_sync import Background, Stop
@@ -43,6 +44,7 @@ from .samples import (
     PrimarySample,
     ReplicaSample,
 )
+from .shards_sync import SHARDING_CHANNEL, load_directory, sharding_version
 
 __all__ = ["Monitor"]
 
@@ -75,6 +77,11 @@ class Monitor:
         # Each group's primary positions over the last seconds: a staleness bound
         # that holds even when heartbeats were not written (see core/staleness.py).
         self._history: dict[str, PositionHistory] = {}
+        # The sharding directory: reloaded on NOTIFY, and polled in case one is lost.
+        self.directory: ShardDirectory = EMPTY
+        self.directory_loads = 0
+        self._directory_poll_s = config.policies.shard_map_poll_s
+        self._next_directory_poll = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -108,6 +115,9 @@ class Monitor:
             kwargs = connect_kwargs(node, self.config, connect_timeout=1.0)
             kwargs["application_name"] = "mlscale-monitor"
             conn = Connection.connect(autocommit=True, **kwargs)
+            if node is self._control:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(SHARDING_CHANNEL)))
+                self._next_directory_poll = 0.0  # what was sent while not listening is lost
             self._conns[node.name] = conn
         return conn
 
@@ -137,6 +147,7 @@ class Monitor:
                 )
         if self.rounds % self._bans_every == 0:
             self._read_bans()
+        self._watch_sharding()
         with self._lock:
             self.replicas = replica_samples
             self.primaries = primary_samples
@@ -155,6 +166,24 @@ class Monitor:
             return  # keep the bans last read
         if bans != self.manual_bans:
             self.manual_bans = bans
+
+    def _watch_sharding(self) -> None:
+        """Reload the sharding directory if a change was announced or the poll is due."""
+        now = time.monotonic()
+        try:
+            conn = self._conn(self._control)
+            notified = False
+            for _ in conn.notifies(timeout=0):
+                notified = True
+            if not notified and now < self._next_directory_poll:
+                return
+            self._next_directory_poll = now + self._directory_poll_s
+            if sharding_version(conn) != self.directory.version:
+                self.directory = load_directory(conn)
+                self.directory_loads += 1
+        except (psycopg.Error, OSError) as exc:
+            log.info("could not read the sharding directory: %s", describe_failure(exc))
+            self._drop(self._control)
 
     def _sample_replica(self, node: Node) -> ReplicaSample:
         group = node.group or ""

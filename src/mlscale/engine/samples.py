@@ -17,7 +17,12 @@ __all__ = [
 
 # Key of the session advisory lock whose holder writes a group's heartbeats.
 HEARTBEAT_LOCK = 0x6D6C73_6862  # "mls" "hb"
+# Key of the transaction-level advisory lock around creating objects in schema
+# mlscale: IF NOT EXISTS alone races (two creators can both find it missing).
+MLSCALE_SCHEMA_LOCK = 0x6D6C73_7363  # "mls" "sc"
 HEARTBEAT_DDL = (
+    # One simple query is one implicit transaction: the lock holds to its end.
+    f"SELECT pg_advisory_xact_lock({MLSCALE_SCHEMA_LOCK}); "
     "CREATE SCHEMA IF NOT EXISTS mlscale; "
     "CREATE TABLE IF NOT EXISTS mlscale.heartbeat "
     "(shard_group text PRIMARY KEY, beat timestamptz NOT NULL)"

@@ -1,0 +1,71 @@
+"""The sharding directory a client routes by: maps per key family, sharded tables.
+
+One immutable value per catalog version (``version`` is the catalog's sharding
+counter, bumped by every change), swapped whole when a newer one is loaded, so
+a call sees one consistent directory from start to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import RoutingError
+from .keyroute import ShardedTable
+from .shardmaps import ShardMap
+
+__all__ = ["EMPTY", "ShardDirectory"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardDirectory:
+    """Shard maps by key family, sharded tables by name, and each table's columns."""
+
+    version: int = 0
+    maps: Mapping[str, ShardMap] = field(default_factory=dict)
+    tables: Mapping[str, ShardedTable] = field(default_factory=dict)
+    columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def map_of(self, family: str) -> ShardMap:
+        """The current map of key family ``family``."""
+        try:
+            return self.maps[family]
+        except KeyError:
+            known = ", ".join(sorted(self.maps)) or "none yet"
+            raise RoutingError(
+                f"no shard map for key family {family!r} (known: {known}); "
+                "create one with cluster.create_shard_map(...)"
+            ) from None
+
+    def table(self, name: str) -> ShardedTable:
+        """The sharded table ``name`` (unqualified, as PostgreSQL folds it)."""
+        try:
+            return self.tables[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tables)) or "none yet"
+            raise RoutingError(f"{name!r} is not a sharded table (known: {known})") from None
+
+    def map_of_table(self, name: str) -> ShardMap:
+        return self.map_of(self.table(name).family)
+
+    def locate(self, table_or_family: str, key: Any) -> str:
+        """The shard group of ``key`` in a sharded table's (or a key family's) map."""
+        if table_or_family in self.tables:
+            return self.map_of_table(table_or_family).locate(key)
+        return self.map_of(table_or_family).locate(key)
+
+    def group_keys(self, shard_map: ShardMap, keys: Sequence[Any]) -> dict[str, list[int]]:
+        """Indexes of ``keys`` by the group each maps to, groups in first-seen order."""
+        out: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            out.setdefault(shard_map.locate(_one(key)), []).append(i)
+        return out
+
+
+def _one(key: Any) -> Any:
+    """A one-column key as a scalar (keyroute gives every key as a tuple)."""
+    return key[0] if isinstance(key, tuple) and len(key) == 1 else key
+
+
+EMPTY = ShardDirectory()

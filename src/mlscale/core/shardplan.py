@@ -1,0 +1,196 @@
+"""Where a statement on sharded tables runs: one part per shard group, or a refusal.
+
+Pure: takes what the key router read from the statement (a :data:`KeyRoute`),
+the sharding directory and the caller's ``shard_key`` / ``broadcast``, and
+answers a :class:`ShardPlan` (the statement text and params for each group) or
+None when no sharded table is involved (the statement routes as before).
+
+Rules, in the user's terms:
+
+- a key in the statement (``WHERE key = ...``, ``IN``, ``= ANY``, the rows of an
+  ``INSERT ... VALUES``) places it; keys on several groups split it per group;
+- an explicit ``shard_key=`` places a statement whose key cannot be read;
+- a write with no key runs on every group only with ``broadcast=True``;
+- a read with no key is refused until scatter-gather reads exist;
+- a read split over several groups must be one whose per-group rows can simply
+  be put together (no aggregate, ORDER BY, LIMIT, DISTINCT...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import RoutingError
+from .keyroute import (
+    Broadcast,
+    ByKeys,
+    CopyIn,
+    InsertRows,
+    KeyRoute,
+    NoKey,
+    Params,
+    Refused,
+    Unsharded,
+)
+from .sharding import ShardDirectory
+from .shardmaps import SlotMap
+from .slots import slots_of
+
+__all__ = ["NO_KEY", "Part", "ShardPlan", "plan", "split_copy_rows"]
+
+
+class _NoKey:
+    """The default of ``shard_key=``: no key given (None may be a key's value)."""
+
+    def __repr__(self) -> str:
+        return "NO_KEY"
+
+
+NO_KEY: Any = _NoKey()
+
+_SCATTER_GATHER = (
+    "cross-shard reads arrive with scatter-gather (a later release): pin the shard key "
+    "in the WHERE clause (key = %s, key IN (...), key = ANY(%s)) or pass shard_key="
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """What one shard group runs: statement text and params."""
+
+    group: str
+    sql: str
+    params: Params
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """The parts of a statement on sharded tables, in group order, and why."""
+
+    parts: tuple[Part, ...]
+    reason: str
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(p.group for p in self.parts)
+
+
+def plan(
+    routed: KeyRoute,
+    directory: ShardDirectory,
+    statement: str,
+    params: Params,
+    *,
+    write: bool,
+    all_groups: Sequence[str],
+    shard_key: Any = NO_KEY,
+    broadcast: bool = False,
+) -> ShardPlan | None:
+    """The plan for ``statement`` (with ``params``), which the key router answered
+    ``routed`` for.
+
+    ``write``: whether the statement writes (by the classifier); ``all_groups``:
+    every shard group of the cluster, where broadcasts go. None: not sharded.
+    Raises :class:`RoutingError` with what to do when the statement cannot run.
+    """
+    if isinstance(routed, Refused):
+        raise RoutingError(routed.reason)
+    if isinstance(routed, Unsharded):
+        if shard_key is NO_KEY:
+            return None
+        families = sorted(directory.maps)
+        if len(families) != 1:
+            raise RoutingError(
+                "shard_key= needs the statement to name a sharded table when there is not "
+                f"exactly one key family (there are: {', '.join(families) or 'none'})"
+            )
+        group = directory.map_of(families[0]).locate(shard_key)
+        return ShardPlan((Part(group, statement, params),), f"shard_key= in family {families[0]}")
+    if isinstance(routed, CopyIn):
+        raise RoutingError("COPY FROM into a sharded table goes through cluster.copy(...)")
+    if isinstance(routed, Broadcast | NoKey):
+        if shard_key is not NO_KEY and isinstance(routed, NoKey):
+            family = _family_of(directory, routed.tables)
+            group = directory.map_of(family).locate(shard_key)
+            return ShardPlan((Part(group, statement, params),), f"shard_key= in family {family}")
+        if broadcast:
+            parts = tuple(Part(g, statement, params) for g in all_groups)
+            return ShardPlan(parts, f"broadcast to every shard group: {routed.reason}")
+        if write or isinstance(routed, Broadcast):
+            raise RoutingError(
+                f"{routed.reason}; a write without a shard key runs on every shard group "
+                "only with broadcast=True"
+            )
+        raise RoutingError(f"{routed.reason}; {_SCATTER_GATHER}")
+    shard_map = directory.map_of_table(routed.table.name)
+    if not routed.keys:  # = ANY('{}'): matches nothing, anywhere
+        group = shard_map.groups[0]
+        return ShardPlan((Part(group, routed.sql, routed.params),), "no key value: no row")
+    grouping = directory.group_keys(shard_map, routed.keys)
+    if shard_key is not NO_KEY:
+        given = shard_map.locate(shard_key)
+        if set(grouping) != {given}:
+            raise RoutingError(
+                f"shard_key= places the statement on {given}, but its keys live on "
+                f"{', '.join(grouping)}"
+            )
+    if len(grouping) > 1 and isinstance(routed, ByKeys) and not write and routed.unsplittable:
+        raise RoutingError(
+            f"its keys live on {len(grouping)} shard groups and {routed.unsplittable}; "
+            f"{_SCATTER_GATHER}"
+        )
+    kind = "rows" if isinstance(routed, InsertRows) else "keys"
+    split = routed.split(grouping)
+    parts = tuple(Part(g, text, params) for g, (text, params) in split.items())
+    where = ", ".join(f"{g} ({len(grouping[g])})" for g in grouping)
+    return ShardPlan(parts, f"{len(routed.keys)} {kind} of {routed.table.name} on {where}")
+
+
+def _family_of(directory: ShardDirectory, tables: Sequence[str]) -> str:
+    families = {directory.table(t).family for t in tables if t in directory.tables}
+    if len(families) != 1:
+        raise RoutingError(
+            "shard_key= is ambiguous: the statement touches sharded tables of "
+            f"{len(families)} key families ({', '.join(sorted(families))})"
+        )
+    return families.pop()
+
+
+def split_copy_rows(
+    routed: CopyIn, directory: ShardDirectory, statement: str, rows: Iterable[Sequence[Any]]
+) -> ShardPlan:
+    """The rows of a ``COPY ... FROM STDIN`` into a sharded table, split by shard group.
+
+    With a slot map and a one-column key, slots are computed for all rows at once
+    (numpy); other maps place row by row. Each part carries its rows as params.
+    """
+    data = [tuple(row) for row in rows]
+    shard_map = directory.map_of_table(routed.table.name)
+    width = len(routed.columns)
+    for n, row in enumerate(data):
+        if len(row) != width:
+            raise RoutingError(
+                f"COPY row {n} has {len(row)} values; {routed.table.name} "
+                f"({', '.join(routed.columns)}) takes {width}"
+            )
+    if isinstance(shard_map, SlotMap) and len(routed.key_indexes) == 1 and data:
+        (index,) = routed.key_indexes
+        slots = slots_of([row[index] for row in data], shard_map.key_types[0], shard_map.slots)
+        owners = shard_map.locate_slots(slots)
+        parts = []
+        for g, group in enumerate(shard_map.groups):
+            picked = np.flatnonzero(owners == g)
+            if picked.size:
+                parts.append(Part(group, statement, [data[i] for i in picked]))
+        return ShardPlan(tuple(parts), f"{len(data)} COPY rows by slot")
+    by_group: dict[str, list[tuple[Any, ...]]] = {}
+    for row in data:
+        key = tuple(row[i] for i in routed.key_indexes)
+        group = shard_map.locate(key[0] if len(key) == 1 else key)
+        by_group.setdefault(group, []).append(row)
+    parts = [Part(g, statement, chunk) for g, chunk in by_group.items()]
+    return ShardPlan(tuple(parts), f"{len(data)} COPY rows by key")

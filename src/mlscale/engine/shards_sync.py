@@ -1,0 +1,232 @@
+# Generated from shards_async.py by scripts/async_to_sync.py: do not edit.
+# Change shards_async.py and run the script again.
+"""Sharding in the catalog: shard maps, sharded tables, id generators (async source).
+
+Every change runs in one transaction under the catalog's advisory lock, bumps
+the one-row sharding counter and sends ``NOTIFY mlscale_sharding`` with the new
+value, so clients learn of it at once (and by polling the counter if a
+notification is lost). :func:`load_directory` reads one consistent snapshot.
+
+``shards_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import Connection, sql
+
+from ..core.keyroute import ShardedTable
+from ..core.sharding import EMPTY, ShardDirectory
+from ..core.shardmaps import ShardMap, map_from_spec
+from ..errors import CatalogError, ConfigError
+from .catalog import LOCK_KEY
+from .samples import MLSCALE_SCHEMA_LOCK
+
+__all__ = [
+    "SHARDING_CHANNEL",
+    "allocate_generator",
+    "install_id_generator",
+    "load_directory",
+    "publish_map",
+    "register_table",
+    "sharding_version",
+    "unregister_table",
+]
+
+SHARDING_CHANNEL = "mlscale_sharding"
+_HAS_SHARDING = "SELECT to_regclass('mlscale_catalog.sharding_version') IS NOT NULL"
+_VERSION = "SELECT version FROM mlscale_catalog.sharding_version"
+
+
+def sharding_version(conn: Connection[Any]) -> int:
+    """The catalog's sharding counter (0: nothing sharded, or a catalog from before)."""
+    cur = conn.execute(_HAS_SHARDING)
+    row = cur.fetchone()
+    if not (row and row[0]):
+        return 0
+    cur = conn.execute(_VERSION)
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def load_directory(conn: Connection[Any]) -> ShardDirectory:
+    """Every family's current map and every sharded table, from one snapshot."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        version = sharding_version(conn)
+        if version == 0:
+            return EMPTY
+        cur = conn.execute(
+            "SELECT DISTINCT ON (family) family, spec FROM mlscale_catalog.shard_maps "
+            "ORDER BY family, version DESC"
+        )
+        maps: dict[str, ShardMap] = {}
+        for family, spec in cur.fetchall():
+            try:
+                maps[family] = map_from_spec(spec)
+            except ConfigError as exc:
+                raise CatalogError(f"the catalog's map of family {family!r} is bad: {exc}") from exc
+        cur = conn.execute(
+            "SELECT name, family, key_columns, columns FROM mlscale_catalog.sharded_tables"
+        )
+        tables: dict[str, ShardedTable] = {}
+        columns: dict[str, tuple[str, ...]] = {}
+        for name, family, keys, cols in cur.fetchall():
+            tables[name] = ShardedTable(name, tuple(keys), family)
+            columns[name] = tuple(cols)
+    return ShardDirectory(version, maps, tables, columns)
+
+
+def _bump(conn: Connection[Any]) -> int:
+    cur = conn.execute(
+        "UPDATE mlscale_catalog.sharding_version SET version = version + 1 RETURNING version"
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise CatalogError("the catalog has no sharding counter; run `mlscale catalog migrate`")
+    version = int(row[0])
+    conn.execute("SELECT pg_notify(%s, %s)", (SHARDING_CHANNEL, str(version)))
+    return version
+
+
+def _lock(conn: Connection[Any]) -> None:
+    cur = conn.execute(_HAS_SHARDING)
+    row = cur.fetchone()
+    if not (row and row[0]):
+        raise CatalogError(
+            "the catalog predates sharding (version < 3); run `mlscale catalog migrate`"
+        )
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+
+
+def publish_map(conn: Connection[Any], shard_map: ShardMap, reason: str) -> int:
+    """Make ``shard_map`` its family's current map. Its version must be the next one
+    (1 for a new family). The new sharding counter."""
+    family = shard_map.family
+    with conn.transaction():
+        _lock(conn)
+        cur = conn.execute(
+            "SELECT key_types FROM mlscale_catalog.key_families WHERE name = %s", (family.name,)
+        )
+        row = cur.fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO mlscale_catalog.key_families (name, key_types) VALUES (%s, %s)",
+                (family.name, [str(t) for t in family.key_types]),
+            )
+        elif list(row[0]) != [str(t) for t in family.key_types]:
+            raise ConfigError(
+                f"key family {family.name!r} has key types {', '.join(row[0])}; "
+                "a map cannot change them"
+            )
+        cur = conn.execute(
+            "SELECT coalesce(max(version), 0) FROM mlscale_catalog.shard_maps WHERE family = %s",
+            (family.name,),
+        )
+        row = cur.fetchone()
+        current = int(row[0]) if row else 0
+        if shard_map.version != current + 1:
+            raise ConfigError(
+                f"map version {shard_map.version} of family {family.name!r} is not the next "
+                f"one (the catalog has {current}); derive it from the current map"
+            )
+        conn.execute(
+            "INSERT INTO mlscale_catalog.shard_maps (family, version, strategy, spec, reason) "
+            "VALUES (%s, %s, %s, %s::jsonb, %s)",
+            (
+                family.name,
+                shard_map.version,
+                shard_map.strategy,
+                json.dumps(shard_map.to_spec()),
+                reason,
+            ),
+        )
+        return _bump(conn)
+
+
+def register_table(conn: Connection[Any], table: ShardedTable, columns: Sequence[str]) -> int:
+    """Record ``table`` as sharded on its family's map. The new sharding counter."""
+    with conn.transaction():
+        _lock(conn)
+        cur = conn.execute(
+            "SELECT 1 FROM mlscale_catalog.key_families WHERE name = %s", (table.family,)
+        )
+        if cur.fetchone() is None:
+            raise ConfigError(
+                f"no key family {table.family!r}; create its shard map first "
+                "(cluster.create_shard_map)"
+            )
+        cur = conn.execute(
+            "INSERT INTO mlscale_catalog.sharded_tables (name, family, key_columns, columns) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+            (table.name, table.family, list(table.key_columns), list(columns)),
+        )
+        if cur.rowcount == 0:
+            raise ConfigError(f"{table.name!r} is already a sharded table")
+        return _bump(conn)
+
+
+def unregister_table(conn: Connection[Any], name: str) -> int:
+    """Forget sharded table ``name`` (its rows are the caller's to drop). The new
+    sharding counter; a :class:`ConfigError` if it was not sharded."""
+    with conn.transaction():
+        _lock(conn)
+        cur = conn.execute("DELETE FROM mlscale_catalog.sharded_tables WHERE name = %s", (name,))
+        if cur.rowcount == 0:
+            raise ConfigError(f"{name!r} is not a sharded table")
+        return _bump(conn)
+
+
+def allocate_generator(conn: Connection[Any], group: str) -> int:
+    """Shard group ``group``'s id generator number (0..4095): allocated once, never reused."""
+    with conn.transaction():
+        _lock(conn)
+        cur = conn.execute(
+            "SELECT generator FROM mlscale_catalog.id_generators WHERE shard_group = %s", (group,)
+        )
+        row = cur.fetchone()
+        if row is not None:
+            return int(row[0])
+        cur = conn.execute(
+            "INSERT INTO mlscale_catalog.id_generators (shard_group, generator) "
+            "SELECT %s, coalesce(max(generator) + 1, 0) FROM mlscale_catalog.id_generators "
+            "RETURNING generator",
+            (group,),
+        )
+        row = cur.fetchone()
+        if row is None:  # pragma: no cover - INSERT ... RETURNING always returns a row
+            raise CatalogError("no id generator could be allocated")
+        return int(row[0])
+
+
+# Ids are (sequence value << 12) | generator: a group's ids never collide with
+# another group's, even after rows move between groups, and they grow with time.
+_ID_GENERATOR = (
+    "CREATE SCHEMA IF NOT EXISTS mlscale",
+    "CREATE SEQUENCE IF NOT EXISTS mlscale.id_seq",
+)
+
+
+def install_id_generator(conn: Connection[Any], generator: int) -> None:
+    """Create ``mlscale.next_id()`` on the primary behind ``conn``, for ``generator``."""
+    if not 0 <= generator < 4096:
+        raise CatalogError(f"id generator {generator} is out of range (0..4095)")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MLSCALE_SCHEMA_LOCK,))
+        for statement in _ID_GENERATOR:
+            conn.execute(statement)
+        conn.execute(
+            sql.SQL(
+                "CREATE OR REPLACE FUNCTION mlscale.next_id() RETURNS bigint "
+                "LANGUAGE sql VOLATILE AS {}"
+            ).format(
+                sql.Literal(
+                    sql.SQL("SELECT (nextval('mlscale.id_seq') << 12) | {}")
+                    .format(sql.Literal(generator))
+                    .as_string(conn)
+                )
+            )
+        )

@@ -1,0 +1,316 @@
+"""Sharding against the real 2-group cluster: placement of every write form, reads by
+key, refusals that write nothing, ids, co-location, and map changes seen by others."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from mlscale import Cluster, LocalCluster, RoutingError, SchemaError
+from mlscale.core.shardmaps import KeyFamily, SlotMap
+
+FAMILY = "sh_users"
+EVENTS = "sh_events"
+PROFILES = "sh_profiles"
+
+
+@pytest.fixture(scope="module")
+def sharded(cluster: Cluster) -> Iterator[Cluster]:
+    """sh_events and sh_profiles sharded on user_id (int8) over g0 and g1."""
+    family = KeyFamily.of(FAMILY, "int8")
+    cluster.create_shard_map(SlotMap.even(family, ["g0", "g1"]), reason="test")
+    cluster.create_sharded_table(
+        "CREATE TABLE sh_events (user_id bigint NOT NULL, id bigint NOT NULL "
+        "DEFAULT mlscale.next_id(), body text, PRIMARY KEY (user_id, id))",
+        shard_key="user_id",
+        family=FAMILY,
+    )
+    cluster.create_sharded_table(
+        "CREATE TABLE sh_profiles (user_id bigint PRIMARY KEY, name text NOT NULL)",
+        shard_key="user_id",
+        family=FAMILY,
+    )
+    yield cluster
+
+
+def rows_on(cluster: Cluster, group: str, query: str, params: Any = None) -> list[Any]:
+    """Rows read straight from a group's primary, past the router."""
+    with cluster.connection(cluster.primary_node(group)) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def placement(cluster: Cluster, table: str) -> dict[str, list[int]]:
+    """user_id of every row of ``table``, by the group whose server holds it."""
+    return {
+        g: sorted(
+            r[0]
+            for r in rows_on(
+                cluster, g, sql.SQL("SELECT user_id FROM {}").format(sql.Identifier(table))
+            )
+        )
+        for g in ("g0", "g1")
+    }
+
+
+def assert_placed_by_map(cluster: Cluster, table: str) -> int:
+    """Every row sits on the group its slot maps to, by Python and by SQL. Row count."""
+    shard_map = cluster.shards().map_of(FAMILY)
+    total = 0
+    for group, keys in placement(cluster, table).items():
+        assert all(shard_map.locate(k) == group for k in keys), (group, keys)
+        wrong = rows_on(
+            cluster,
+            group,
+            sql.SQL("SELECT count(*) FROM {} WHERE NOT ({})").format(
+                sql.Identifier(table), shard_map.predicate(group, [sql.Identifier("user_id")])
+            ),
+        )
+        assert wrong == [(0,)]
+        total += len(keys)
+    return total
+
+
+def keys_on_both(cluster: Cluster, n: int, start: int = 1) -> list[int]:
+    """``n`` user ids, at least one on each group."""
+    keys = list(range(start, start + n))
+    groups = {cluster.locate(FAMILY, k) for k in keys}
+    assert groups == {"g0", "g1"}, "pick another key range"
+    return keys
+
+
+def clear(cluster: Cluster) -> None:
+    cluster.execute("DELETE FROM sh_events", broadcast=True)
+    cluster.execute("DELETE FROM sh_profiles", broadcast=True)
+
+
+def test_every_insert_form_lands_on_the_group_of_its_slot(sharded: Cluster) -> None:
+    c = sharded
+    clear(c)
+    keys = keys_on_both(c, 40)
+    c.execute("INSERT INTO sh_events (user_id, body) VALUES (%s, %s)", (keys[0], "one"))
+    c.execute(
+        "INSERT INTO sh_events (user_id, body) VALUES (%(u)s, %(b)s)", {"u": keys[1], "b": "n"}
+    )
+    # A constant key in the text (an int from range(), not user input).
+    c.execute(f"INSERT INTO sh_events (user_id, body) VALUES ({keys[2]}, 'const')")  # noqa: S608
+    values = ", ".join(["(%s, %s)"] * 10)
+    params = [v for k in keys[3:13] for v in (k, f"multi-{k}")]
+    multi = "INSERT INTO sh_events (user_id, body) VALUES " + values  # noqa: S608 -- placeholders
+    assert c.execute(multi, params) == 10
+    # Without a column list: the catalog knows the columns.
+    c.execute("INSERT INTO sh_events VALUES (%s, mlscale.next_id(), %s)", (keys[13], "nocols"))
+    returned = c.fetch_all(
+        "INSERT INTO sh_events (user_id, body) VALUES (%s, 'r'), (%s, 'r') RETURNING user_id",
+        (keys[14], keys[15]),
+    )
+    assert sorted(r[0] for r in returned) == sorted(keys[14:16])
+    copied = [(k, 900 + k, f"copy-{k}") for k in keys[16:40]]
+    assert c.copy("COPY sh_events (user_id, id, body) FROM STDIN", copied) == len(copied)
+    assert assert_placed_by_map(c, EVENTS) == 40
+    both = placement(c, EVENTS)
+    assert both["g0"] and both["g1"]
+
+
+def test_reads_and_writes_by_key_reach_the_right_group(sharded: Cluster) -> None:
+    c = sharded
+    clear(c)
+    keys = keys_on_both(c, 12, start=100)
+    for k in keys:
+        c.execute("INSERT INTO sh_events (user_id, body) VALUES (%s, %s)", (k, f"b{k}"))
+    strong = {"consistency": "strong"}
+    assert c.fetch_value("SELECT body FROM sh_events WHERE user_id = %s", (keys[0],), **strong) == (
+        f"b{keys[0]}"
+    )
+    some = keys[:6]
+    got = c.fetch_all(
+        "SELECT user_id FROM sh_events WHERE user_id IN (%s, %s, %s, %s, %s, %s)", some, **strong
+    )
+    assert sorted(r[0] for r in got) == some
+    got = c.fetch_all("SELECT user_id FROM sh_events WHERE user_id = ANY(%s)", (keys,), **strong)
+    assert sorted(r[0] for r in got) == keys
+    assert c.execute("UPDATE sh_events SET body = 'u' WHERE user_id = ANY(%s)", (keys[:5],)) == 5
+    assert c.execute("DELETE FROM sh_events WHERE user_id = %s", (keys[5],)) == 1
+    assert assert_placed_by_map(c, EVENTS) == 11
+    # An explicit shard key places a statement whose key cannot be read from it.
+    assert c.execute("UPDATE sh_events SET body = 'k' WHERE body = 'u'", shard_key=keys[0]) >= 1
+
+
+def test_co_located_tables_join_on_their_shard(sharded: Cluster) -> None:
+    c = sharded
+    clear(c)
+    keys = keys_on_both(c, 6, start=200)
+    for k in keys:
+        c.execute("INSERT INTO sh_profiles VALUES (%s, %s)", (k, f"user {k}"))
+        c.execute("INSERT INTO sh_events (user_id, body) VALUES (%s, 'e')", (k,))
+    for k in keys:
+        row = c.fetch_one(
+            "SELECT p.name, count(*) FROM sh_events e JOIN sh_profiles p USING (user_id) "
+            "WHERE e.user_id = %s GROUP BY p.name",
+            (k,),
+            consistency="strong",
+        )
+        assert row == (f"user {k}", 1)
+
+
+def counts(cluster: Cluster) -> dict[str, int]:
+    return {g: rows_on(cluster, g, "SELECT count(*) FROM sh_events")[0][0] for g in ("g0", "g1")}
+
+
+def test_refusals_are_clear_and_write_nothing(sharded: Cluster, cluster: Cluster) -> None:
+    c = sharded
+    clear(c)
+    keys = keys_on_both(c, 4, start=300)
+    for k in keys:
+        c.execute("INSERT INTO sh_events (user_id, id, body) VALUES (%s, %s, 'x')", (k, k))
+    before = counts(c)
+    with pytest.raises(RoutingError, match="broadcast=True"):
+        c.execute("DELETE FROM sh_events WHERE body = 'x'")
+    with pytest.raises(RoutingError, match="shard key"):
+        c.execute("UPDATE sh_events SET user_id = user_id + 1 WHERE user_id = %s", (keys[0],))
+    with pytest.raises(RoutingError, match="scatter-gather"):
+        c.fetch_all("SELECT count(*) FROM sh_events")
+    with pytest.raises(RoutingError, match="scatter-gather"):
+        c.fetch_all(
+            "SELECT user_id FROM sh_events WHERE user_id = ANY(%s) ORDER BY user_id LIMIT 2",
+            (keys,),
+        )
+    # A multi-row insert that fails on one group writes on neither.
+    clash = [keys[0], keys[0], keys[-1], 999_001]
+    with pytest.raises(Exception, match="duplicate key"):
+        c.execute(
+            "INSERT INTO sh_events (user_id, id, body) VALUES (%s, %s, 'n'), (%s, 999002, 'n'), "
+            "(%s, 999003, 'n'), (%s, 999004, 'n')",
+            [clash[0], keys[0], clash[2], clash[3], keys[1]],
+        )
+    assert counts(c) == before
+    # Tables the router cannot keep whole on one shard are refused before any DDL runs.
+    with pytest.raises(SchemaError, match="PRIMARY KEY"):
+        c.create_sharded_table(
+            "CREATE TABLE sh_bad (user_id bigint, id bigint PRIMARY KEY)",
+            shard_key="user_id",
+            family=FAMILY,
+        )
+    with pytest.raises(SchemaError, match="UNIQUE"):
+        c.create_sharded_table(
+            "CREATE TABLE sh_bad (user_id bigint PRIMARY KEY, email text UNIQUE)",
+            shard_key="user_id",
+            family=FAMILY,
+        )
+    for g in ("g0", "g1"):
+        assert rows_on(c, g, "SELECT to_regclass('sh_bad')") == [(None,)]
+    with pytest.raises(RoutingError, match="out of range"):
+        c.execute("INSERT INTO sh_events (user_id) VALUES (%s)", (2**70,))
+    assert counts(c) == before
+    # Broadcast writes reach every group.
+    assert c.execute("DELETE FROM sh_events WHERE body = 'x'", broadcast=True) == len(keys)
+    assert counts(c) == {"g0": 0, "g1": 0}
+
+
+def test_ids_stay_unique_across_groups(sharded: Cluster) -> None:
+    c = sharded
+    clear(c)
+    keys = keys_on_both(c, 50, start=400)
+    for _ in range(4):
+        values = ", ".join(["(%s)"] * len(keys))
+        multi = "INSERT INTO sh_events (user_id) VALUES " + values  # noqa: S608 -- placeholders
+        c.execute(multi, keys)
+    ids = {g: [r[0] for r in rows_on(c, g, "SELECT id FROM sh_events")] for g in ("g0", "g1")}
+    everything = ids["g0"] + ids["g1"]
+    assert len(everything) == 200 and len(set(everything)) == 200
+    # Each group stamps its own generator number into the low bits.
+    generators = {g: {i & 0xFFF for i in v} for g, v in ids.items()}
+    assert len(generators["g0"]) == 1 and len(generators["g1"]) == 1
+    assert generators["g0"] != generators["g1"]
+
+
+def test_session_tokens_carry_a_position_per_group(sharded: Cluster) -> None:
+    c = sharded
+    clear(c)
+    keys = keys_on_both(c, 4, start=500)
+    with c.session(consistency="read_your_writes") as s:
+        for k in keys:
+            s.execute("INSERT INTO sh_events (user_id, body) VALUES (%s, 'tok')", (k,))
+        assert set(s.token) == {"g0", "g1"}
+        for k in keys:
+            assert s.fetch_value("SELECT body FROM sh_events WHERE user_id = %s", (k,)) == "tok"
+
+
+_WATCHER = textwrap.dedent(
+    """
+    import json, sys, time
+    from mlscale import Cluster, parse_config
+    from mlscale.config import load_config
+    config = load_config(sys.argv[1])
+    poll = float(sys.argv[2])
+    config = config.model_copy(update={"policies": config.policies.model_copy(
+        update={"shard_map_poll_s": poll})})
+    with Cluster(config) as c:
+        start = c.shards().version
+        print(json.dumps({"ready": start}), flush=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            v = c.shards().version
+            if v > start:
+                print(json.dumps({"seen": v, "at": time.time()}), flush=True)
+                break
+            time.sleep(0.005)
+    """
+)
+
+
+def _watch(local: LocalCluster, poll_s: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WATCHER, str(local.layout.config), str(poll_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert "ready" in json.loads(proc.stdout.readline())
+    time.sleep(0.3)  # its monitor is running and listening
+    return proc
+
+
+def _seen(proc: subprocess.Popen[str]) -> float:
+    out, _ = proc.communicate(timeout=60)
+    return float(json.loads(out.splitlines()[-1])["at"])
+
+
+def test_another_process_sees_a_new_map_by_notify_within_a_second(
+    sharded: Cluster, local_cluster: LocalCluster
+) -> None:
+    proc = _watch(local_cluster, poll_s=60.0)  # only NOTIFY can tell it in time
+    family = KeyFamily.of("sh_notify", "text")
+    published = time.time()
+    sharded.create_shard_map(SlotMap.even(family, ["g0", "g1"]), reason="notify test")
+    assert _seen(proc) - published < 1.0
+
+
+def test_a_lost_notify_is_made_up_for_by_polling(
+    sharded: Cluster, local_cluster: LocalCluster
+) -> None:
+    proc = _watch(local_cluster, poll_s=1.0)
+    silent = SlotMap.even(KeyFamily.of("sh_silent", "int8"), ["g0", "g1"])
+    # Published by hand, without the NOTIFY: as if the notification were lost.
+    with sharded.connection("control") as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO mlscale_catalog.key_families (name, key_types) VALUES (%s, %s)",
+            ("sh_silent", ["int8"]),
+        )
+        conn.execute(
+            "INSERT INTO mlscale_catalog.shard_maps (family, version, strategy, spec, reason) "
+            "VALUES (%s, 1, 'slots', %s::jsonb, 'silent')",
+            ("sh_silent", json.dumps(silent.to_spec())),
+        )
+        conn.execute("UPDATE mlscale_catalog.sharding_version SET version = version + 1")
+    published = time.time()
+    waited = _seen(proc) - published
+    assert waited < 1.0 + 0.5, waited  # the poll period, plus a monitor round and slack
+    assert sharded.refresh_shards().map_of("sh_silent") == silent
