@@ -314,3 +314,90 @@ def test_a_lost_notify_is_made_up_for_by_polling(
     waited = _seen(proc) - published
     assert waited < 1.0 + 0.5, waited  # the poll period, plus a monitor round and slack
     assert sharded.refresh_shards().map_of("sh_silent") == silent
+
+
+def test_scopes_and_transactions_stay_on_their_group(sharded: Cluster) -> None:
+    c = sharded
+    clear(c)
+    k0 = next(k for k in range(600, 700) if c.locate(FAMILY, k) == "g0")
+    k1 = next(k for k in range(600, 700) if c.locate(FAMILY, k) == "g1")
+    insert = "INSERT INTO sh_events (user_id, body) VALUES (%s, 'scoped')"
+    with c.transaction(group="g0") as tx:
+        tx.execute(insert, (k0,))
+        with pytest.raises(RoutingError, match="lives on shard group g1"):
+            tx.execute(insert, (k1,))
+    # The refusal came before anything was sent: the transaction went on and
+    # committed k0's row, and nothing reached g1.
+    assert counts(c) == {"g0": 1, "g1": 0}
+    with pytest.raises(RoutingError, match="lives on shard group g1"):
+        c.primary("g0").execute(insert, (k1,))
+    assert c.group("g1").execute(insert, (k1,)) == 1
+    assert (
+        c.primary("g1").fetch_value("SELECT count(*) FROM sh_events WHERE user_id = %s", (k1,)) == 1
+    )
+    with c.session() as s:
+        s.execute("SET application_name = 'pinned'")  # pins the session to g0's primary
+        assert s.pinned
+        with pytest.raises(RoutingError, match="lives on shard group g1"):
+            s.execute(insert, (k1,))
+        s.execute(insert, (k0,))
+    assert counts(c) == {"g0": 2, "g1": 1}
+
+
+def test_async_cluster_routes_by_key_too(local_cluster: LocalCluster, sharded: Cluster) -> None:
+    import asyncio
+
+    from mlscale import AsyncCluster
+
+    clear(sharded)
+    keys = keys_on_both(sharded, 8, start=700)
+
+    async def main() -> list[Any]:
+        async with AsyncCluster.from_file(local_cluster.layout.config) as ac:
+            assert await ac.locate(FAMILY, keys[0]) == sharded.locate(FAMILY, keys[0])
+            values = ", ".join(["(%s, 'async')"] * len(keys))
+            await ac.execute("INSERT INTO sh_events (user_id, body) VALUES " + values, keys)  # noqa: S608
+            await ac.copy(
+                "COPY sh_profiles (user_id, name) FROM STDIN", [(k, f"a{k}") for k in keys]
+            )
+            rows: list[Any] = await ac.fetch_all(
+                "SELECT user_id FROM sh_events WHERE user_id = ANY(%s)",
+                (keys,),
+                consistency="strong",
+            )
+            return rows
+
+    rows = asyncio.run(main())
+    assert sorted(r[0] for r in rows) == keys
+    assert assert_placed_by_map(sharded, EVENTS) == len(keys)
+
+
+def test_shards_and_locate_commands(sharded: Cluster, local_cluster: LocalCluster) -> None:
+    config = str(local_cluster.layout.config)
+
+    def mlscale(command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mlscale", command, "--config", config, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    shown = mlscale("shards", "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    family = doc["families"][FAMILY]
+    assert family["strategy"] == "slots" and set(family["tables"]) >= {EVENTS, PROFILES}
+    assert sum(family["slot_counts"].values()) == family["slots"] == 4096
+    text = mlscale("shards")
+    assert f"family {FAMILY} (int8)" in text.stdout and "g0:" in text.stdout
+    for key in (0, 42, -7, 2**62):
+        located = mlscale("locate", "--family", FAMILY, "--json", "--", str(key))
+        assert located.returncode == 0, located.stderr
+        answer = json.loads(located.stdout)
+        shard_map = sharded.shards().map_of(FAMILY)
+        assert answer == {"slot": shard_map.slot(key), "shard_group": shard_map.locate(key)}
+    bad = mlscale("locate", "not-a-number", "--family", FAMILY)
+    assert bad.returncode != 0 and "not an integer" in bad.stderr
+    ambiguous = mlscale("locate", "1")
+    assert ambiguous.returncode != 0 and "--family" in ambiguous.stderr

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ async def reset_session(conn: AsyncConnection[Any]) -> None:
         await conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
 
 
-Params = Sequence[Any] | dict[str, Any] | None
+Params = Sequence[Any] | Mapping[str, Any] | None
 # work(conn, statement, params): what a query method does on the connection it got.
 Work = Callable[..., Any]
 # How the results of a statement split over shard groups are put together.
@@ -147,8 +147,10 @@ class _AsyncRunner:
         group ``group`` (None: the runner's own group)."""
         raise NotImplementedError
 
-    async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
-        """The replica for ``c`` if it may take the quick path (see
+    async def _quick(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> str | None:
+        """The replica of ``group`` for ``c`` if it may take the quick path (see
         :meth:`AsyncCluster._quick_replica`), else None."""
         return None
 
@@ -187,7 +189,7 @@ class _AsyncRunner:
     ) -> Any:
         if shard_plan is not None:
             return await self._run_plan(c, shard_plan, options, work, combine)
-        quick = await self._quick(c, options)
+        quick = await self._quick(c, options, None)
         if quick is not None:
             return await self._cluster._run_on_replica(quick, work, query, params)
         async with self._lease(c, options, None) as conn:
@@ -222,6 +224,11 @@ class _AsyncRunner:
     ) -> Any:
         parts = shard_plan.parts
         if len(parts) == 1:
+            quick = await self._quick(c, options, parts[0].group)
+            if quick is not None:
+                return await self._cluster._run_on_replica(
+                    quick, work, parts[0].sql, parts[0].params
+                )
             async with self._lease(c, options, parts[0].group) as conn:
                 return await work(conn, parts[0].sql, parts[0].params)
         if not c.read_only:
@@ -683,8 +690,10 @@ class AsyncCluster(_AsyncRunner):
                 results.append(await work(conn, part.sql, part.params))
         return combine(results)
 
-    async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
-        return await self._quick_replica(c, RouteScope.AUTO, None, options)
+    async def _quick(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> str | None:
+        return await self._quick_replica(c, RouteScope.AUTO, group, options)
 
     async def _quick_replica(
         self, c: Classification, scope: RouteScope, group: str | None, options: ReadOptions
@@ -901,8 +910,12 @@ class AsyncScope(_AsyncRunner):
             _within(self._group, part.group)
         return await self._cluster._write_parts(shard_plan, work, combine)
 
-    async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
-        return await self._cluster._quick_replica(c, self._scope, self._group, options)
+    async def _quick(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> str | None:
+        return await self._cluster._quick_replica(
+            c, self._scope, _within(self._group, group), options
+        )
 
     async def __aenter__(self) -> AsyncScope:
         return self
@@ -985,10 +998,13 @@ class AsyncSession(_AsyncRunner):
         """Whether the session holds a primary connection now."""
         return self._conn is not None
 
-    async def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+    async def _quick(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> str | None:
         if self.monotonic or self.state.needs_pin(c):
             return None
-        return await self._cluster._quick_replica(c, RouteScope.AUTO, self._group, options)
+        target = group if group is not None else self._group
+        return await self._cluster._quick_replica(c, RouteScope.AUTO, target, options)
 
     def _options(
         self,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,7 @@ def reset_session(conn: Connection[Any]) -> None:
         conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
 
 
-Params = Sequence[Any] | dict[str, Any] | None
+Params = Sequence[Any] | Mapping[str, Any] | None
 # work(conn, statement, params): what a query method does on the connection it got.
 Work = Callable[..., Any]
 # How the results of a statement split over shard groups are put together.
@@ -149,8 +149,8 @@ class _Runner:
         group ``group`` (None: the runner's own group)."""
         raise NotImplementedError
 
-    def _quick(self, c: Classification, options: ReadOptions) -> str | None:
-        """The replica for ``c`` if it may take the quick path (see
+    def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
+        """The replica of ``group`` for ``c`` if it may take the quick path (see
         :meth:`Cluster._quick_replica`), else None."""
         return None
 
@@ -189,7 +189,7 @@ class _Runner:
     ) -> Any:
         if shard_plan is not None:
             return self._run_plan(c, shard_plan, options, work, combine)
-        quick = self._quick(c, options)
+        quick = self._quick(c, options, None)
         if quick is not None:
             return self._cluster._run_on_replica(quick, work, query, params)
         with self._lease(c, options, None) as conn:
@@ -224,6 +224,9 @@ class _Runner:
     ) -> Any:
         parts = shard_plan.parts
         if len(parts) == 1:
+            quick = self._quick(c, options, parts[0].group)
+            if quick is not None:
+                return self._cluster._run_on_replica(quick, work, parts[0].sql, parts[0].params)
             with self._lease(c, options, parts[0].group) as conn:
                 return work(conn, parts[0].sql, parts[0].params)
         if not c.read_only:
@@ -679,8 +682,8 @@ class Cluster(_Runner):
                 results.append(work(conn, part.sql, part.params))
         return combine(results)
 
-    def _quick(self, c: Classification, options: ReadOptions) -> str | None:
-        return self._quick_replica(c, RouteScope.AUTO, None, options)
+    def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
+        return self._quick_replica(c, RouteScope.AUTO, group, options)
 
     def _quick_replica(
         self, c: Classification, scope: RouteScope, group: str | None, options: ReadOptions
@@ -897,8 +900,8 @@ class Scope(_Runner):
             _within(self._group, part.group)
         return self._cluster._write_parts(shard_plan, work, combine)
 
-    def _quick(self, c: Classification, options: ReadOptions) -> str | None:
-        return self._cluster._quick_replica(c, self._scope, self._group, options)
+    def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
+        return self._cluster._quick_replica(c, self._scope, _within(self._group, group), options)
 
     def __enter__(self) -> Scope:
         return self
@@ -981,10 +984,11 @@ class Session(_Runner):
         """Whether the session holds a primary connection now."""
         return self._conn is not None
 
-    def _quick(self, c: Classification, options: ReadOptions) -> str | None:
+    def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
         if self.monotonic or self.state.needs_pin(c):
             return None
-        return self._cluster._quick_replica(c, RouteScope.AUTO, self._group, options)
+        target = group if group is not None else self._group
+        return self._cluster._quick_replica(c, RouteScope.AUTO, target, options)
 
     def _options(
         self,
