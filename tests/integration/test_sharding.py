@@ -401,3 +401,74 @@ def test_shards_and_locate_commands(sharded: Cluster, local_cluster: LocalCluste
     assert bad.returncode != 0 and "not an integer" in bad.stderr
     ambiguous = mlscale("locate", "1")
     assert ambiguous.returncode != 0 and "--family" in ambiguous.stderr
+
+
+def _placed_by(cluster: Cluster, table: str, family: str, columns: list[str]) -> int:
+    """Rows of ``table`` on each group satisfy that group's predicate of ``family``'s map,
+    and no other group's. Row count."""
+    shard_map = cluster.shards().map_of(family)
+    cols = [sql.Identifier(c) for c in columns]
+    total = 0
+    for group in ("g0", "g1"):
+        query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE {}) FROM {}").format(
+            shard_map.predicate(group, cols), sql.Identifier(table)
+        )
+        ((n, inside),) = rows_on(cluster, group, query)
+        assert n == inside, (group, n, inside)
+        total += n
+    return total
+
+
+def test_composite_keys_and_other_strategies_route_the_same_way(sharded: Cluster) -> None:
+    from mlscale import GeoMap, KeyRange, RangeMap
+
+    c = sharded
+    # A composite key (tenant, region), hashed as PostgreSQL's hash_record_extended.
+    c.create_shard_map(SlotMap.even(KeyFamily.of("sh_tenant_region", "int8", "text"), ["g0", "g1"]))
+    c.create_sharded_table(
+        "CREATE TABLE sh_usage (tenant bigint, region text, day int, n int, "
+        "PRIMARY KEY (tenant, region, day))",
+        shard_key=("tenant", "region"),
+        family="sh_tenant_region",
+    )
+    keys = [(t, r) for t in range(1, 9) for r in ("eu", "us", "ap")]
+    assert {c.locate("sh_usage", k) for k in keys} == {"g0", "g1"}
+    values = ", ".join(["(%s, %s, 1, 0)"] * len(keys))
+    c.execute("INSERT INTO sh_usage VALUES " + values, [v for k in keys for v in k])  # noqa: S608
+    assert _placed_by(c, "sh_usage", "sh_tenant_region", ["tenant", "region"]) == len(keys)
+    for tenant, region in keys[:6]:
+        assert (
+            c.execute(
+                "UPDATE sh_usage SET n = n + 1 WHERE tenant = %s AND region = %s", (tenant, region)
+            )
+            == 1
+        )
+    with pytest.raises(RoutingError, match="broadcast"):
+        c.execute("UPDATE sh_usage SET n = 0 WHERE tenant = %s", (1,))  # half a key
+
+    # Geographic: region -> group, a default for the rest.
+    c.create_shard_map(GeoMap.of(KeyFamily.of("sh_geo", "text"), {"eu": "g1", "us": "g0"}, "g0"))
+    c.create_sharded_table(
+        "CREATE TABLE sh_geo_users (region text, id bigint, PRIMARY KEY (region, id))",
+        shard_key="region",
+        family="sh_geo",
+    )
+    rows = [(r, i) for i, r in enumerate(["eu", "us", "ap", "eu", "sa", "eu"])]
+    assert c.copy("COPY sh_geo_users (region, id) FROM STDIN", rows) == len(rows)
+    assert _placed_by(c, "sh_geo_users", "sh_geo", ["region"]) == len(rows)
+    eu = rows_on(c, "g1", "SELECT count(*) FROM sh_geo_users")
+    assert eu == [(3,)]
+
+    # Ranges with open ends.
+    ranged = RangeMap(
+        KeyFamily.of("sh_range", "int8"),
+        (KeyRange(None, 1000, "g0"), KeyRange(1000, None, "g1")),
+    )
+    c.create_shard_map(ranged)
+    c.create_sharded_table(
+        "CREATE TABLE sh_ranged (k bigint PRIMARY KEY)", shard_key="k", family="sh_range"
+    )
+    ks = [-5, 0, 999, 1000, 10**12]
+    c.execute("INSERT INTO sh_ranged VALUES (%s), (%s), (%s), (%s), (%s)", ks)
+    assert _placed_by(c, "sh_ranged", "sh_range", ["k"]) == len(ks)
+    assert rows_on(c, "g1", "SELECT k FROM sh_ranged ORDER BY k") == [(1000,), (10**12,)]
