@@ -444,6 +444,19 @@ def map_fields(
     return fields, KeyFamily.from_spec(fields["family"]), check_version(fields["version"])
 
 
+def spec_rows(fields: Mapping[str, Any], what: str, key: str, shape: str) -> list[list[Any]]:
+    """``fields[key]``: a list of lists shaped like ``shape`` (e.g. ``"[key, group]"``);
+    a ConfigError naming the first item that is not."""
+    items = fields[key]
+    if not isinstance(items, list):
+        raise ConfigError(f"{what} spec: {key} must be a list, got {items!r}")
+    width = shape.count(",") + 1
+    for i, item in enumerate(items):
+        if not isinstance(item, list) or len(item) != width:
+            raise ConfigError(f"{what} spec: {key}[{i}] must be {shape}, got {item!r}")
+    return items
+
+
 def check_group_in(group: str, groups: Sequence[str]) -> None:
     """A ValueError unless ``group`` is one of ``groups``."""
     if group not in groups:

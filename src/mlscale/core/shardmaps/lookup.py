@@ -28,6 +28,7 @@ from .base import (
     key_literal,
     keyed_any_of,
     map_fields,
+    spec_rows,
 )
 
 __all__ = ["LookupMap"]
@@ -168,15 +169,8 @@ class LookupMap:
         fields, family, version = map_fields(
             spec, cls.strategy, required=("entries",), optional=("default",)
         )
-        entries = fields["entries"]
-        if not isinstance(entries, list):
-            raise ConfigError(f"lookup map spec: entries must be a list, got {entries!r}")
         pairs = []
-        for i, item in enumerate(entries):
-            if not isinstance(item, list) or len(item) != 2:
-                raise ConfigError(
-                    f"lookup map spec: entries[{i}] must be [key, group], got {item!r}"
-                )
+        for i, item in enumerate(spec_rows(fields, "lookup map", "entries", "[key, group]")):
             key = family.present(decode_key(family, item[0], f"lookup map spec entries[{i}]"))
             pairs.append((key, item[1]))
         return cls(family, tuple(pairs), fields.get("default"), version)

@@ -32,6 +32,7 @@ from .base import (
     key_literal,
     keyed_any_of,
     map_fields,
+    spec_rows,
 )
 
 __all__ = ["KeyRange", "RangeMap"]
@@ -215,15 +216,8 @@ class RangeMap:
         fields, family, version = map_fields(
             spec, cls.strategy, required=("ranges",), optional=("default",)
         )
-        ranges = fields["ranges"]
-        if not isinstance(ranges, list):
-            raise ConfigError(f"range map spec: ranges must be a list, got {ranges!r}")
         parsed = []
-        for i, item in enumerate(ranges):
-            if not isinstance(item, list) or len(item) != 3:
-                raise ConfigError(
-                    f"range map spec: ranges[{i}] must be [low, high, group], got {item!r}"
-                )
+        for i, item in enumerate(spec_rows(fields, "range map", "ranges", "[low, high, group]")):
             low, high = (
                 None if v is None else family.present(decode_key(family, v, f"ranges[{i}]"))
                 for v in item[:2]
