@@ -140,3 +140,36 @@ def test_idle_connections_are_reused_last_in_first_out(local_cluster, reuse: str
 
     apids = asyncio.run(one_async())
     assert len(apids) == 1 if reuse == "lifo" else len(apids) >= 3, apids
+
+
+def test_after_a_restart_only_idempotent_writes_are_retried(scratch_dir) -> None:  # type: ignore[no-untyped-def]
+    """Pooled connections from before a primary restarted are dead: a plain write
+    fails once (it is never repeated behind the caller's back), one marked
+    idempotent is retried on a new connection and succeeds; no write is lost or doubled."""
+    from mlscale import LocalCluster
+
+    local = LocalCluster(scratch_dir / "c")
+    local.up(shards=1, replicas=1, redis=False)
+    config = local.config()
+    config = config.model_copy(update={"pools": config.pools.model_copy(update={"min_size": 3})})
+    with Cluster(config) as cluster:
+        cluster.execute("CREATE TABLE writes (id int PRIMARY KEY)")
+        for i in range(1, 4):
+            cluster.execute("INSERT INTO writes VALUES (%s)", (i,))
+
+        def restart_primary() -> None:
+            assert local.down([cluster.primary_node()]) == [cluster.primary_node()]
+            local.up()
+
+        restart_primary()
+        with pytest.raises(NodeUnavailableError):
+            cluster.execute("INSERT INTO writes VALUES (4)")
+        cluster.execute("INSERT INTO writes VALUES (5)")  # the dead ones were dropped
+
+        restart_primary()
+        assert cluster.execute("INSERT INTO writes VALUES (6)", idempotent=True) == 1
+        assert (
+            cluster.fetch_value("INSERT INTO writes VALUES (7) RETURNING id", idempotent=True) == 7
+        )
+        rows = cluster.fetch_all("SELECT id FROM writes ORDER BY id", consistency="strong")
+    assert [r[0] for r in rows] == [1, 2, 3, 5, 6, 7]

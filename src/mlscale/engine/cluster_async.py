@@ -163,18 +163,22 @@ class _AsyncRunner:
         combine: Combine,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
+        idempotent: bool = False,
     ) -> Any:
-        """``work(conn, query, params)`` where ``query`` must run; a read whose replica
-        fails is retried once elsewhere."""
+        """``work(conn, query, params)`` where ``query`` must run. A read whose replica
+        fails is retried once elsewhere; anything else only if ``idempotent``."""
         c = self._core.classify(query)
         shard_plan = await self._shard_plan(c, query, params, shard_key, broadcast)
         try:
             return await self._attempt(c, query, params, options, work, combine, shard_plan)
         except NodeUnavailableError as exc:
-            if not (c.read_only and exc.node_role == "replica"):
+            if c.read_only and exc.node_role == "replica":
+                self._core.reads.record_retry()
+                log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
+            elif idempotent:
+                log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
+            else:
                 raise
-            self._core.reads.record_retry()
-            log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
         return await self._attempt(c, query, params, options, work, combine, shard_plan)
 
     async def _attempt(
@@ -256,12 +260,15 @@ class _AsyncRunner:
         *,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
+        idempotent: bool = False,
     ) -> int:
         """Run a statement; the number of rows it affected (-1 if not applicable).
 
         On sharded tables the key is read from the statement, or given as
         ``shard_key``; a write without one runs on every shard group only with
-        ``broadcast=True``.
+        ``broadcast=True``. A write whose node is found unavailable (say, a pooled
+        connection left over from before the server restarted) is retried once on a
+        new connection only if ``idempotent``: running it twice must be harmless.
         """
 
         async def work(conn: AsyncConnection[Any], text: str, values: Params) -> int:
@@ -269,7 +276,14 @@ class _AsyncRunner:
             return int(cur.rowcount)
 
         result: int = await self._run(
-            query, params, EVENTUAL, work, _total, shard_key=shard_key, broadcast=broadcast
+            query,
+            params,
+            EVENTUAL,
+            work,
+            _total,
+            shard_key=shard_key,
+            broadcast=broadcast,
+            idempotent=idempotent,
         )
         return result
 
@@ -285,12 +299,13 @@ class _AsyncRunner:
         max_lag_bytes: int | None = None,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
+        idempotent: bool = False,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``)."""
 
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
         rows: list[Any] = await self._fetch(
-            query, params, as_dict, options, one=False, shard_key=shard_key, broadcast=broadcast
+            query, params, as_dict, options, False, shard_key, broadcast, idempotent
         )
         return rows
 
@@ -306,11 +321,12 @@ class _AsyncRunner:
         max_lag_bytes: int | None = None,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
+        idempotent: bool = False,
     ) -> Any:
         """The first row (tuple, or dict with ``as_dict``), or None."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
         return await self._fetch(
-            query, params, as_dict, options, one=True, shard_key=shard_key, broadcast=broadcast
+            query, params, as_dict, options, True, shard_key, broadcast, idempotent
         )
 
     async def _fetch(
@@ -319,10 +335,10 @@ class _AsyncRunner:
         params: Params,
         as_dict: bool,
         options: ReadOptions,
-        *,
         one: bool,
         shard_key: Any,
         broadcast: bool,
+        idempotent: bool,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
@@ -333,7 +349,14 @@ class _AsyncRunner:
 
         combine = _first if one else _concat
         return await self._run(
-            query, params, options, work, combine, shard_key=shard_key, broadcast=broadcast
+            query,
+            params,
+            options,
+            work,
+            combine,
+            shard_key=shard_key,
+            broadcast=broadcast,
+            idempotent=idempotent,
         )
 
     async def fetch_value(
@@ -346,6 +369,7 @@ class _AsyncRunner:
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
         shard_key: Any = NO_KEY,
+        idempotent: bool = False,
     ) -> Any:
         """The first column of the first row, or None if there is no row."""
         row = await self.fetch_one(
@@ -356,6 +380,7 @@ class _AsyncRunner:
             max_lag_ms=max_lag_ms,
             max_lag_bytes=max_lag_bytes,
             shard_key=shard_key,
+            idempotent=idempotent,
         )
         return None if row is None else row[0]
 

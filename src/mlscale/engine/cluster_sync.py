@@ -163,18 +163,22 @@ class _Runner:
         combine: Combine,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
+        idempotent: bool = False,
     ) -> Any:
-        """``work(conn, query, params)`` where ``query`` must run; a read whose replica
-        fails is retried once elsewhere."""
+        """``work(conn, query, params)`` where ``query`` must run. A read whose replica
+        fails is retried once elsewhere; anything else only if ``idempotent``."""
         c = self._core.classify(query)
         shard_plan = self._shard_plan(c, query, params, shard_key, broadcast)
         try:
             return self._attempt(c, query, params, options, work, combine, shard_plan)
         except NodeUnavailableError as exc:
-            if not (c.read_only and exc.node_role == "replica"):
+            if c.read_only and exc.node_role == "replica":
+                self._core.reads.record_retry()
+                log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
+            elif idempotent:
+                log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
+            else:
                 raise
-            self._core.reads.record_retry()
-            log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
         return self._attempt(c, query, params, options, work, combine, shard_plan)
 
     def _attempt(
@@ -254,12 +258,15 @@ class _Runner:
         *,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
+        idempotent: bool = False,
     ) -> int:
         """Run a statement; the number of rows it affected (-1 if not applicable).
 
         On sharded tables the key is read from the statement, or given as
         ``shard_key``; a write without one runs on every shard group only with
-        ``broadcast=True``.
+        ``broadcast=True``. A write whose node is found unavailable (say, a pooled
+        connection left over from before the server restarted) is retried once on a
+        new connection only if ``idempotent``: running it twice must be harmless.
         """
 
         def work(conn: Connection[Any], text: str, values: Params) -> int:
@@ -267,7 +274,14 @@ class _Runner:
             return int(cur.rowcount)
 
         result: int = self._run(
-            query, params, EVENTUAL, work, _total, shard_key=shard_key, broadcast=broadcast
+            query,
+            params,
+            EVENTUAL,
+            work,
+            _total,
+            shard_key=shard_key,
+            broadcast=broadcast,
+            idempotent=idempotent,
         )
         return result
 
@@ -283,12 +297,13 @@ class _Runner:
         max_lag_bytes: int | None = None,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
+        idempotent: bool = False,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``)."""
 
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
         rows: list[Any] = self._fetch(
-            query, params, as_dict, options, one=False, shard_key=shard_key, broadcast=broadcast
+            query, params, as_dict, options, False, shard_key, broadcast, idempotent
         )
         return rows
 
@@ -304,12 +319,11 @@ class _Runner:
         max_lag_bytes: int | None = None,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
+        idempotent: bool = False,
     ) -> Any:
         """The first row (tuple, or dict with ``as_dict``), or None."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        return self._fetch(
-            query, params, as_dict, options, one=True, shard_key=shard_key, broadcast=broadcast
-        )
+        return self._fetch(query, params, as_dict, options, True, shard_key, broadcast, idempotent)
 
     def _fetch(
         self,
@@ -317,10 +331,10 @@ class _Runner:
         params: Params,
         as_dict: bool,
         options: ReadOptions,
-        *,
         one: bool,
         shard_key: Any,
         broadcast: bool,
+        idempotent: bool,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
@@ -331,7 +345,14 @@ class _Runner:
 
         combine = _first if one else _concat
         return self._run(
-            query, params, options, work, combine, shard_key=shard_key, broadcast=broadcast
+            query,
+            params,
+            options,
+            work,
+            combine,
+            shard_key=shard_key,
+            broadcast=broadcast,
+            idempotent=idempotent,
         )
 
     def fetch_value(
@@ -344,6 +365,7 @@ class _Runner:
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
         shard_key: Any = NO_KEY,
+        idempotent: bool = False,
     ) -> Any:
         """The first column of the first row, or None if there is no row."""
         row = self.fetch_one(
@@ -354,6 +376,7 @@ class _Runner:
             max_lag_ms=max_lag_ms,
             max_lag_bytes=max_lag_bytes,
             shard_key=shard_key,
+            idempotent=idempotent,
         )
         return None if row is None else row[0]
 
