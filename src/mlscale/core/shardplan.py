@@ -99,7 +99,16 @@ def plan(
     """
     if isinstance(routed, Refused):
         raise RoutingError(routed.reason)
+    if broadcast and not write:
+        # Rows of every group put together would be a silent union: wrong for a count,
+        # an ORDER BY or a LIMIT. Reads across groups wait for scatter-gather.
+        raise RoutingError(f"broadcast=True is for writes; {_SCATTER_GATHER}")
+    if broadcast and shard_key is not NO_KEY:
+        raise RoutingError("pass shard_key= or broadcast=True, not both")
     if isinstance(routed, Unsharded):
+        if broadcast:  # e.g. DDL of a table every group keeps a copy of
+            parts = tuple(Part(g, statement, params) for g in all_groups)
+            return ShardPlan(parts, "broadcast to every shard group")
         if shard_key is NO_KEY:
             return None
         families = sorted(directory.maps)

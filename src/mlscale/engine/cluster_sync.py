@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -77,6 +78,20 @@ from .shards_sync import (
 from .translate import translate
 
 log = logging.getLogger(__name__)
+
+# Looked up once: attribute access on an enum class costs the hot read path.
+_EVENTUAL_LEVEL = Consistency.EVENTUAL
+_PRIMARY_SCOPE = RouteScope.PRIMARY
+# Every cluster of this process, told when the process forks.
+_CLUSTERS: weakref.WeakSet[Cluster] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cluster in list(_CLUSTERS):
+        cluster._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 __all__ = ["Cluster", "Scope", "Session", "Transaction"]
 
@@ -436,8 +451,14 @@ class Cluster(_Runner):
         self._core: ClusterCore[ConnectionPool[Any]] = ClusterCore(config, self._make_pool)
         self._cluster = self
         self._monitor: Monitor | None = None
-        self._monitor_pid = 0
-        self._shards_pid = 0  # the process that loaded self._core.shards
+        self._shards_loaded = False  # in this process
+        _CLUSTERS.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's monitor thread did not come along, and the
+        directory is reloaded before use (the pools reset themselves: pools.py)."""
+        self._monitor = None
+        self._shards_loaded = False
 
     @classmethod
     def from_file(cls, path: str | Path) -> Cluster:
@@ -639,12 +660,13 @@ class Cluster(_Runner):
             self._core.reads.end(name)
 
     def _monitor_here(self) -> Monitor:
-        # One monitor per process: a forked child starts its own.
-        if self._monitor is None or self._monitor_pid != os.getpid():
-            self._monitor = Monitor(self.config, interval_s=self.config.policies.monitor_interval_s)
-            self._monitor_pid = os.getpid()
-            self._monitor.start()
-        return self._monitor
+        # One monitor per process: a forked child starts its own (see _forked).
+        monitor = self._monitor
+        if monitor is None:
+            monitor = Monitor(self.config, interval_s=self.config.policies.monitor_interval_s)
+            self._monitor = monitor
+            monitor.start()
+        return monitor
 
     def _samples(self) -> dict[str, ReplicaSample]:
         monitor = self._monitor_here()
@@ -654,7 +676,7 @@ class Cluster(_Runner):
     def _directory(self) -> ShardDirectory:
         """The sharding directory to route by: loaded from the catalog on first use in
         this process, then the monitor's whenever it has a newer one."""
-        if self._shards_pid != os.getpid():
+        if not self._shards_loaded:
             self.refresh_shards()
             return self._core.shards
         newer = self._monitor_here().directory
@@ -668,16 +690,15 @@ class Cluster(_Runner):
         self._monitor_here()
         with self._control() as conn:
             directory = load_directory(conn)
-        if self._shards_pid != os.getpid() or directory.version >= self._core.shards.version:
+        if not self._shards_loaded or directory.version >= self._core.shards.version:
             self._core.shards = directory
-        self._shards_pid = os.getpid()
+        self._shards_loaded = True
         return self._core.shards
 
     def _monitor_round(self) -> int:
         """The monitor's round count; -1 if this process has no monitor yet."""
-        if self._monitor is None or self._monitor_pid != os.getpid():
-            return -1
-        return self._monitor.rounds
+        monitor = self._monitor
+        return -1 if monitor is None else monitor.rounds
 
     def _routed(
         self,
@@ -698,6 +719,8 @@ class Cluster(_Runner):
 
     def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
         results = []
+        for part in shard_plan.parts:  # what one call may not do, refused before any runs
+            self._core.check_one_call(self._core.classify(part.sql))
         with ExitStack() as stack:
             for part in shard_plan.parts:
                 conn = stack.enter_context(self._on(self._core.primary_node(part.group)))
@@ -720,8 +743,8 @@ class Cluster(_Runner):
         if not (
             reads.quick
             and c.read_only
-            and options.consistency is Consistency.EVENTUAL
-            and scope is not RouteScope.PRIMARY
+            and options.consistency is _EVENTUAL_LEVEL
+            and scope is not _PRIMARY_SCOPE
         ):
             return None
         name = self._core.group(group)
@@ -871,7 +894,7 @@ class Cluster(_Runner):
     def close(self) -> None:
         """Stop the monitor and close every pool; the cluster cannot be used afterwards."""
         self._core.state = ClusterState.CLOSED
-        if self._monitor is not None and self._monitor_pid == os.getpid():
+        if self._monitor is not None:
             self._monitor.stop()
         for pool in self._core.pools.take_all():
             try:

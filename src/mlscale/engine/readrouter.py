@@ -8,6 +8,7 @@ clusters share one instance type.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -97,7 +98,10 @@ class ReadRouter:
         self._bans_version = 0
         self._catalog_bans: Mapping[str, str] = {}
         self._available: dict[str, tuple[int, int, list[str]]] = {}
-        self._quick_reads: dict[str, int] = {}  # EVENTUAL reads by node, from quick_pick
+        # EVENTUAL reads by node from quick_pick: one dict per thread, summed by snapshot.
+        self._local = threading.local()
+        self._quick_counts: list[dict[str, int]] = []
+        self._quick_turns = itertools.count()  # next() on it is atomic
 
     # -- states and decisions ----------------------------------------------------------
 
@@ -157,10 +161,14 @@ class ReadRouter:
         available = cached[2]
         if not available:
             return None
-        with self._lock:
-            self._turn += 1
-            name = available[self._turn % len(available)]
-            self._quick_reads[name] = self._quick_reads.get(name, 0) + 1
+        name = available[next(self._quick_turns) % len(available)]
+        # Each thread counts into its own dict: no lock on the hot path, no lost counts.
+        counts: dict[str, int] | None = getattr(self._local, "reads", None)
+        if counts is None:
+            counts = self._local.reads = {}
+            with self._lock:
+                self._quick_counts.append(counts)
+        counts[name] = counts.get(name, 0) + 1
         return name
 
     def requirement(
@@ -268,10 +276,13 @@ class ReadRouter:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
+            quick: Counter[str] = Counter()
+            for counts in self._quick_counts:
+                quick.update(dict(counts))  # a copy: its thread may be counting meanwhile
             metrics = replace(
                 self.metrics,
-                reads_by_node=self.metrics.reads_by_node + Counter(self._quick_reads),
+                reads_by_node=self.metrics.reads_by_node + quick,
                 reads_by_consistency=self.metrics.reads_by_consistency
-                + Counter({Consistency.EVENTUAL.value: sum(self._quick_reads.values())}),
+                + Counter({Consistency.EVENTUAL.value: quick.total()}),
             )
             return {**metrics.snapshot(), "outstanding": dict(self.outstanding)}

@@ -1,0 +1,103 @@
+"""Where a statement on sharded tables runs: plans and refusals, without servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mlscale.core.keyroute import KeyRouter, ShardedTable
+from mlscale.core.sharding import ShardDirectory
+from mlscale.core.shardmaps import KeyFamily, SlotMap
+from mlscale.core.shardplan import NO_KEY, plan, split_copy_rows
+from mlscale.errors import RoutingError
+
+GROUPS = ("g0", "g1")
+USERS = SlotMap.even(KeyFamily.of("users", "int8"), GROUPS)
+EVENTS = ShardedTable("events", ("user_id",), "users")
+DIRECTORY = ShardDirectory(
+    1, {"users": USERS}, {"events": EVENTS}, {"events": ("user_id", "id", "body")}
+)
+ROUTER = KeyRouter(DIRECTORY.tables, table_columns=DIRECTORY.columns)
+K0 = next(k for k in range(100) if USERS.locate(k) == "g0")
+K1 = next(k for k in range(100) if USERS.locate(k) == "g1")
+
+
+def run(sql: str, params: Any = None, *, write: bool, **kw: Any) -> Any:
+    return plan(
+        ROUTER.route(sql, params), DIRECTORY, sql, params, write=write, all_groups=GROUPS, **kw
+    )
+
+
+def test_unsharded_statements_route_as_before() -> None:
+    assert run("SELECT 1", write=False) is None
+    assert run("INSERT INTO other VALUES (1)", write=True) is None
+
+
+def test_one_key_one_part_with_the_text_unchanged() -> None:
+    sql = "SELECT * FROM events WHERE user_id = %s"
+    p = run(sql, (K1,), write=False)
+    assert p.groups == ("g1",)
+    assert p.parts[0].sql == sql and p.parts[0].params == (K1,)
+
+
+def test_keys_on_two_groups_split() -> None:
+    p = run("SELECT * FROM events WHERE user_id = ANY(%s)", ([K0, K1],), write=False)
+    assert sorted(p.groups) == ["g0", "g1"]
+    by_group = {part.group: part.params for part in p.parts}
+    assert by_group["g0"] == ([K0],) and by_group["g1"] == ([K1],)
+    rows = run("INSERT INTO events (user_id) VALUES (%s), (%s)", (K0, K1), write=True)
+    assert sorted(rows.groups) == ["g0", "g1"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "write", "kw", "message"),
+    [
+        ("DELETE FROM events WHERE body = 'x'", None, True, {}, "broadcast=True"),
+        ("SELECT * FROM events", None, False, {}, "scatter-gather"),
+        ("SELECT * FROM events", None, False, {"broadcast": True}, "broadcast=True is for"),
+        (
+            "SELECT count(*) FROM events WHERE user_id = ANY(%s)",
+            ([K0, K1],),
+            False,
+            {},
+            "scatter-gather",
+        ),
+        ("UPDATE events SET user_id = 1 WHERE user_id = %s", (K0,), True, {}, "shard key"),
+        (
+            "UPDATE events SET body = 'x' WHERE user_id = %s",
+            (K0,),
+            True,
+            {"shard_key": K1},
+            "places the statement on g1",
+        ),
+        ("DELETE FROM events", None, True, {"broadcast": True, "shard_key": 1}, "not both"),
+        ("ALTER TABLE events ADD COLUMN x int", None, True, {}, "broadcast=True"),
+    ],
+)
+def test_refusals(sql: str, params: Any, write: bool, kw: dict[str, Any], message: str) -> None:
+    with pytest.raises(RoutingError, match=message):
+        run(sql, params, write=write, **kw)
+
+
+def test_explicit_keys_and_broadcasts() -> None:
+    p = run("UPDATE events SET body = 'x' WHERE body = 'y'", write=True, shard_key=K1)
+    assert p.groups == ("g1",)
+    p = run("SELECT my_function()", write=True, shard_key=K0)
+    assert p.groups == ("g0",)
+    assert run("DELETE FROM events", write=True, broadcast=True).groups == GROUPS
+    assert run("ALTER TABLE events ADD COLUMN x int", write=True, broadcast=True).groups == GROUPS
+    assert run("CREATE TABLE countries (c text)", write=True, broadcast=True).groups == GROUPS
+    assert run("SELECT 1", write=False, shard_key=NO_KEY) is None
+
+
+def test_copy_rows_split_by_slot_and_checked() -> None:
+    routed = ROUTER.route("COPY events (user_id, body) FROM STDIN")
+    rows = [(k, f"r{k}") for k in range(200)]
+    p = split_copy_rows(routed, DIRECTORY, "COPY events (user_id, body) FROM STDIN", rows)
+    assert sorted(p.groups) == ["g0", "g1"]
+    for part in p.parts:
+        assert all(USERS.locate(r[0]) == part.group for r in part.params)
+    assert sum(len(part.params) for part in p.parts) == 200
+    with pytest.raises(RoutingError, match="has 1 values"):
+        split_copy_rows(routed, DIRECTORY, "COPY", [(1,)])
