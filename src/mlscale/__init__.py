@@ -11,7 +11,7 @@ Sharding: a key family's map places keys on shard groups; sharded tables route b
 
     cluster.create_shard_map(SlotMap.even(KeyFamily.of("users", "int8"), ["g0", "g1"]))
     cluster.create_sharded_table(
-        "CREATE TABLE events (user_id bigint, id bigint DEFAULT mlscale.next_id(), "
+        "CREATE TABLE events (user_id bigint, id bigint DEFAULT mlscale_sys.next_id(), "
         "PRIMARY KEY (user_id, id))", shard_key="user_id", family="users")
     cluster.execute("INSERT INTO events (user_id) VALUES (%s), (%s)", (1, 2))  # split by key
     cluster.fetch_all("SELECT * FROM events WHERE user_id = %s", (1,))          # one group
@@ -45,6 +45,7 @@ from .errors import (
     MlscaleError,
     NodeStartError,
     NodeUnavailableError,
+    PartialWriteError,
     PortInUseError,
     QueryError,
     ReadOnlyViolation,
@@ -84,6 +85,7 @@ __all__ = [
     "Node",
     "NodeStartError",
     "NodeUnavailableError",
+    "PartialWriteError",
     "PortInUseError",
     "QueryError",
     "RangeMap",

@@ -18,6 +18,7 @@ with ``raise ... from exc`` so the cause is kept::
     │   └── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     └── DatabaseError            a database operation failed
         ├── NodeUnavailableError no connection to a node could be had
+        ├── PartialWriteError    a write split over shard groups committed on some only
         └── QueryError           the server rejected a statement (has .sqlstate, .node)
             ├── IntegrityViolation    a constraint was violated (SQLSTATE class 23)
             ├── TransactionConflict   serialization failure or deadlock (40001, 40P01): retry
@@ -42,6 +43,7 @@ __all__ = [
     "MlscaleError",
     "NodeStartError",
     "NodeUnavailableError",
+    "PartialWriteError",
     "PortInUseError",
     "QueryError",
     "ReadOnlyViolation",
@@ -102,6 +104,15 @@ class NodeUnavailableError(DatabaseError, psycopg.OperationalError):
 
     node: str | None = None
     node_role: str | None = None
+
+
+class PartialWriteError(DatabaseError):
+    """A write split over shard groups was committed on ``committed`` but failed to
+    commit on ``failed`` (and was rolled back on the rest). Never retried: find out
+    what the failed group holds before writing again."""
+
+    committed: tuple[str, ...] = ()
+    failed: str = ""
 
 
 class RoutingError(MlscaleError):

@@ -118,18 +118,18 @@ def test_an_old_heartbeat_does_not_ban_a_replica_that_is_caught_up(scratch_dir: 
         primary = cluster.primary_node()
         with cluster.connection(primary) as conn:
             conn.execute(
-                "CREATE SCHEMA IF NOT EXISTS mlscale; CREATE TABLE IF NOT EXISTS "
-                "mlscale.heartbeat (shard_group text PRIMARY KEY, beat timestamptz NOT NULL)"
+                "CREATE SCHEMA IF NOT EXISTS mlscale_sys; CREATE TABLE IF NOT EXISTS "
+                "mlscale_sys.heartbeat (shard_group text PRIMARY KEY, beat timestamptz NOT NULL)"
             )
             conn.execute(
-                "INSERT INTO mlscale.heartbeat VALUES ('g0', now() - interval '1 hour') "
+                "INSERT INTO mlscale_sys.heartbeat VALUES ('g0', now() - interval '1 hour') "
                 "ON CONFLICT (shard_group) DO UPDATE SET beat = excluded.beat"
             )
         # Let the replica replay the old beat, as it would have long ago.
         replica = cluster.replica_nodes()[0]
         for _ in range(500):
             with cluster.connection(replica) as conn:
-                row = conn.execute("SELECT to_regclass('mlscale.heartbeat')").fetchone()
+                row = conn.execute("SELECT to_regclass('mlscale_sys.heartbeat')").fetchone()
             if row is not None and row[0] is not None:
                 break
             time.sleep(0.01)

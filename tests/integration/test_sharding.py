@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from mlscale import Cluster, LocalCluster, RoutingError, SchemaError
+from mlscale import (
+    Cluster,
+    ConfigError,
+    LocalCluster,
+    PartialWriteError,
+    RoutingError,
+    SchemaError,
+)
 from mlscale.core.shardmaps import KeyFamily, SlotMap
 
 FAMILY = "sh_users"
@@ -29,7 +36,7 @@ def sharded(cluster: Cluster) -> Iterator[Cluster]:
     cluster.create_shard_map(SlotMap.even(family, ["g0", "g1"]), reason="test")
     cluster.create_sharded_table(
         "CREATE TABLE sh_events (user_id bigint NOT NULL, id bigint NOT NULL "
-        "DEFAULT mlscale.next_id(), body text, PRIMARY KEY (user_id, id))",
+        "DEFAULT mlscale_sys.next_id(), body text, PRIMARY KEY (user_id, id))",
         shard_key="user_id",
         family=FAMILY,
     )
@@ -105,8 +112,11 @@ def test_every_insert_form_lands_on_the_group_of_its_slot(sharded: Cluster) -> N
     params = [v for k in keys[3:13] for v in (k, f"multi-{k}")]
     multi = "INSERT INTO sh_events (user_id, body) VALUES " + values  # noqa: S608 -- placeholders
     assert c.execute(multi, params) == 10
-    # Without a column list: the catalog knows the columns.
-    c.execute("INSERT INTO sh_events VALUES (%s, mlscale.next_id(), %s)", (keys[13], "nocols"))
+    # Without a column list the key's position is unknown (DDL made elsewhere could
+    # move it): refused, so name the columns.
+    with pytest.raises(RoutingError, match="without a column list"):
+        c.execute("INSERT INTO sh_events VALUES (%s, mlscale_sys.next_id(), %s)", (keys[13], "x"))
+    c.execute("INSERT INTO sh_events (user_id, body) VALUES (%s, %s)", (keys[13], "named"))
     returned = c.fetch_all(
         "INSERT INTO sh_events (user_id, body) VALUES (%s, 'r'), (%s, 'r') RETURNING user_id",
         (keys[14], keys[15]),
@@ -148,7 +158,7 @@ def test_co_located_tables_join_on_their_shard(sharded: Cluster) -> None:
     clear(c)
     keys = keys_on_both(c, 6, start=200)
     for k in keys:
-        c.execute("INSERT INTO sh_profiles VALUES (%s, %s)", (k, f"user {k}"))
+        c.execute("INSERT INTO sh_profiles (user_id, name) VALUES (%s, %s)", (k, f"user {k}"))
         c.execute("INSERT INTO sh_events (user_id, body) VALUES (%s, 'e')", (k,))
     for k in keys:
         row = c.fetch_one(
@@ -434,7 +444,8 @@ def test_composite_keys_and_other_strategies_route_the_same_way(sharded: Cluster
     keys = [(t, r) for t in range(1, 9) for r in ("eu", "us", "ap")]
     assert {c.locate("sh_usage", k) for k in keys} == {"g0", "g1"}
     values = ", ".join(["(%s, %s, 1, 0)"] * len(keys))
-    c.execute("INSERT INTO sh_usage VALUES " + values, [v for k in keys for v in k])  # noqa: S608
+    insert = "INSERT INTO sh_usage (tenant, region, day, n) VALUES " + values  # noqa: S608
+    c.execute(insert, [v for k in keys for v in k])
     assert _placed_by(c, "sh_usage", "sh_tenant_region", ["tenant", "region"]) == len(keys)
     for tenant, region in keys[:6]:
         assert (
@@ -469,6 +480,86 @@ def test_composite_keys_and_other_strategies_route_the_same_way(sharded: Cluster
         "CREATE TABLE sh_ranged (k bigint PRIMARY KEY)", shard_key="k", family="sh_range"
     )
     ks = [-5, 0, 999, 1000, 10**12]
-    c.execute("INSERT INTO sh_ranged VALUES (%s), (%s), (%s), (%s), (%s)", ks)
+    c.execute("INSERT INTO sh_ranged (k) VALUES (%s), (%s), (%s), (%s), (%s)", ks)
     assert _placed_by(c, "sh_ranged", "sh_range", ["k"]) == len(ks)
     assert rows_on(c, "g1", "SELECT k FROM sh_ranged ORDER BY k") == [(1000,), (10**12,)]
+
+
+def test_ddl_on_sharded_tables(sharded: Cluster) -> None:
+    c = sharded
+    c.execute("CREATE INDEX sh_events_body ON sh_events (body)", broadcast=True)
+    for g in ("g0", "g1"):
+        assert rows_on(c, g, "SELECT to_regclass('sh_events_body') IS NOT NULL") == [(True,)]
+    with pytest.raises(RoutingError, match="broadcast=True"):
+        c.execute("CREATE INDEX sh_events_id ON sh_events (id)")
+    with pytest.raises(SchemaError, match="drop_sharded_table"):
+        c.execute("DROP TABLE sh_events", broadcast=True)
+    with pytest.raises(SchemaError, match="shard key"):
+        c.execute("CREATE UNIQUE INDEX sh_events_u ON sh_events (id)", broadcast=True)
+    for g in ("g0", "g1"):
+        assert rows_on(c, g, "SELECT to_regclass('sh_events_u')") == [(None,)]
+    # A family whose tables hold rows cannot be re-placed by a new map (rows would not move).
+    grown = SlotMap.even(KeyFamily.of(FAMILY, "int8"), ["g0", "g1"], version=2)
+    with pytest.raises(ConfigError, match="online resharding"):
+        c.create_shard_map(grown)
+    # Reference data every group keeps a copy of: broadcast unsharded DDL and writes.
+    c.execute("CREATE TABLE sh_countries (code text PRIMARY KEY)", broadcast=True)
+    c.execute("INSERT INTO sh_countries VALUES ('fr'), ('jp')", broadcast=True)
+    for g in ("g0", "g1"):
+        assert rows_on(c, g, "SELECT count(*) FROM sh_countries") == [(2,)]
+    with pytest.raises(RoutingError, match="broadcast=True is for writes"):
+        c.fetch_all("SELECT * FROM sh_countries", broadcast=True)
+
+
+def test_drop_sharded_table_drops_everywhere_then_forgets(sharded: Cluster) -> None:
+    c = sharded
+    c.create_sharded_table(
+        "CREATE TABLE sh_gone (user_id bigint PRIMARY KEY)", shard_key="user_id", family=FAMILY
+    )
+    c.execute("INSERT INTO sh_gone (user_id) VALUES (%s), (%s)", (1, 2))
+    c.drop_sharded_table("sh_gone")
+    assert "sh_gone" not in c.refresh_shards().tables
+    for g in ("g0", "g1"):
+        assert rows_on(c, g, "SELECT to_regclass('sh_gone')") == [(None,)]
+    with pytest.raises(RoutingError, match="not a sharded table"):
+        c.drop_sharded_table("sh_gone")
+
+
+def test_a_commit_failing_on_one_group_is_reported_as_partial(sharded: Cluster) -> None:
+    """A deferred constraint fails only at COMMIT: the first group has committed by
+    then, and the error says so (two-phase commit will close this window)."""
+    c = sharded
+    c.create_sharded_table(
+        "CREATE TABLE sh_deferred (user_id bigint, id int, code int, "
+        "PRIMARY KEY (user_id, id), "
+        "CONSTRAINT sh_deferred_u UNIQUE (user_id, code) DEFERRABLE INITIALLY DEFERRED)",
+        shard_key="user_id",
+        family=FAMILY,
+    )
+    k0 = next(k for k in range(800, 900) if c.locate(FAMILY, k) == "g0")
+    k1 = next(k for k in range(800, 900) if c.locate(FAMILY, k) == "g1")
+    c.execute("INSERT INTO sh_deferred (user_id, id, code) VALUES (%s, 1, 1)", (k1,))
+    with pytest.raises(PartialWriteError) as caught:
+        c.execute(
+            "INSERT INTO sh_deferred (user_id, id, code) VALUES (%s, 2, 1), (%s, 3, 1)",
+            (k0, k1),
+        )
+    assert caught.value.committed == ("g0",) and caught.value.failed == "g1"
+    assert rows_on(c, "g0", "SELECT count(*) FROM sh_deferred") == [(1,)]
+    assert rows_on(c, "g1", "SELECT count(*) FROM sh_deferred") == [(1,)]
+
+
+def test_copy_into_a_sharded_table_inside_a_transaction(sharded: Cluster) -> None:
+    c = sharded
+    clear(c)
+    keys = [k for k in range(900, 1000) if c.locate(FAMILY, k) == "g1"][:5]
+    k0 = next(k for k in range(900, 1000) if c.locate(FAMILY, k) == "g0")
+    with c.transaction(group="g1") as tx:
+        assert tx.copy("COPY sh_events (user_id, body) FROM STDIN", [(k, "tx") for k in keys]) == 5
+    assert counts(c) == {"g0": 0, "g1": 5}
+    with (
+        pytest.raises(RoutingError, match="spans shard groups g0, g1"),
+        c.transaction(group="g1") as tx,
+    ):
+        tx.copy("COPY sh_events (user_id, body) FROM STDIN", [(k0, "x"), (keys[0], "y")])
+    assert counts(c) == {"g0": 0, "g1": 5}

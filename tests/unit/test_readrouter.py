@@ -88,3 +88,22 @@ def test_tokens_route_to_a_replica_that_has_replayed_or_to_the_primary() -> None
     other = ReadOptions.of(None, CausalToken({"g0": GroupPosition(8, 1, 1)}))
     req = router.requirement(other, "g0", None)
     assert isinstance(router.decide(router.states("g0", NAMES, samples), req), UsePrimary)
+
+
+def test_quick_reads_of_ended_threads_are_folded_not_kept() -> None:
+    import threading
+
+    router = ReadRouter(config())
+    samples = {n: sample(n) for n in NAMES}
+
+    def reads() -> None:
+        for _ in range(10):
+            router.quick_pick("g0", NAMES, lambda: samples, 1)
+
+    for _ in range(50):
+        t = threading.Thread(target=reads)
+        t.start()
+        t.join()
+    reads()  # registering this thread folds the ended ones
+    assert len(router._quick_counts) <= 2
+    assert sum(router.snapshot()["reads_by_node"].values()) == 510

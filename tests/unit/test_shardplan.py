@@ -101,3 +101,25 @@ def test_copy_rows_split_by_slot_and_checked() -> None:
     assert sum(len(part.params) for part in p.parts) == 200
     with pytest.raises(RoutingError, match="has 1 values"):
         split_copy_rows(routed, DIRECTORY, "COPY", [(1,)])
+
+
+def test_unmergeable_reads_are_refused_even_when_classified_as_writes() -> None:
+    # FOR UPDATE makes the classifier call it a write; its rows still need merging.
+    with pytest.raises(RoutingError, match="scatter-gather"):
+        run(
+            "SELECT * FROM events WHERE user_id = ANY(%s) ORDER BY id LIMIT 1 FOR UPDATE",
+            ([K0, K1],),
+            write=True,
+        )
+
+
+def test_parts_come_in_the_clusters_group_order_whatever_the_key_order() -> None:
+    # Every multi-group write takes its groups in one order: no cross-server deadlock.
+    for keys in ([K0, K1], [K1, K0]):
+        p = run("DELETE FROM events WHERE user_id = ANY(%s)", (keys,), write=True)
+        assert p.groups == GROUPS
+        values = "INSERT INTO events (user_id) VALUES (%s), (%s)"
+        assert run(values, tuple(keys), write=True).groups == GROUPS
+    routed = ROUTER.route("COPY events (user_id) FROM STDIN")
+    p = split_copy_rows(routed, DIRECTORY, "COPY", [(K1,), (K0,)], GROUPS)
+    assert p.groups == GROUPS

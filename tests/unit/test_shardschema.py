@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlscale.core.shardschema import check_sharded_table
+from mlscale.core.keyroute import ShardedTable
+from mlscale.core.shardschema import check_sharded_ddl, check_sharded_table
 from mlscale.core.slots import KeyType
 from mlscale.errors import SchemaError
 
@@ -26,7 +27,7 @@ ACCEPTED = [
         ("a", "b"),
         (KeyType.INT8, KeyType.TEXT),
     ),
-    ("CREATE TABLE IF NOT EXISTS app.t (k uuid PRIMARY KEY)", ("k",), (KeyType.UUID,)),
+    ("CREATE TABLE app.t (k uuid PRIMARY KEY)", ("k",), (KeyType.UUID,)),
 ]
 
 REFUSED = [
@@ -53,6 +54,7 @@ REFUSED = [
     ("CREATE INDEX ON t (u)", ("u",), I8, "exactly one CREATE TABLE"),
     ("CREATE TABLE t (u bigint PRIMARY KEY", ("u",), I8, "does not parse"),
     ("CREATE TABLE t (u bigint PRIMARY KEY)", ("u",), (KeyType.INT8, KeyType.TEXT), "type"),
+    ("CREATE TABLE IF NOT EXISTS t (u bigint PRIMARY KEY)", ("u",), I8, "IF NOT EXISTS"),
 ]
 
 
@@ -77,3 +79,42 @@ def test_columns_and_types_in_order() -> None:
     assert table.schema == "s"
     assert table.columns == ("u", "n", "v")
     assert table.column_types == ("int8", "int2", "text")
+
+
+SHARDED = {"t": ShardedTable("t", ("u",), "f")}
+
+
+@pytest.mark.parametrize(
+    ("ddl", "message"),
+    [
+        ("DROP TABLE t", "drop_sharded_table"),
+        ("DROP TABLE IF EXISTS other, public.t", "drop_sharded_table"),
+        ("ALTER TABLE t RENAME TO t2", "renaming"),
+        ("ALTER TABLE t SET SCHEMA archive", "another schema"),
+        ("CREATE UNIQUE INDEX ON t (email)", "must contain its shard key"),
+        ("CREATE INDEX CONCURRENTLY ON t (email)", "CONCURRENTLY"),
+        ("ALTER TABLE t ADD UNIQUE (email)", r"UNIQUE \(email\)"),
+        ("ALTER TABLE t ADD COLUMN email text UNIQUE", r"UNIQUE \(email\)"),
+        ("ALTER TABLE t ADD CONSTRAINT p PRIMARY KEY (id)", "PRIMARY KEY p"),
+    ],
+)
+def test_ddl_that_would_break_sharding_is_refused(ddl: str, message: str) -> None:
+    with pytest.raises(SchemaError, match=message):
+        check_sharded_ddl(ddl, SHARDED)
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "CREATE INDEX ON t (email)",
+        "CREATE UNIQUE INDEX ON t (u, email)",
+        "ALTER TABLE t ADD COLUMN email text",
+        "ALTER TABLE t ADD UNIQUE (u, email)",
+        "DROP TABLE other",
+        "ALTER TABLE other RENAME TO t3",
+        "DROP TABLE archive.t",
+        "not sql at all",
+    ],
+)
+def test_other_ddl_passes(ddl: str) -> None:
+    check_sharded_ddl(ddl, SHARDED)

@@ -117,6 +117,12 @@ def create(
     )
     with connect(nodes_of(config)[0], config) as conn:
         catalog.migrate(conn)
+        existing = load_directory(conn).maps.get(family)
+        if existing is not None:
+            raise MlscaleError(
+                f"key family {family} already has a {existing.strategy} map "
+                f"(v{existing.version}); see `mlscale shards`"
+            )
         version = publish_map(conn, shard_map, "mlscale shards create")
     click.echo(
         f"created family {family}: {slots} slots over {', '.join(names)} "

@@ -354,6 +354,10 @@ class Classifier:
         self.hits = 0
         self.misses = 0
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (a parent thread may have held the old one)."""
+        self._lock = Lock()
+
     def classify(self, sql: str) -> Classification:
         """Where ``sql`` may run and why (cached by its exact text)."""
         with self._lock:

@@ -38,6 +38,7 @@ from .keyroute import (
 )
 from .sharding import ShardDirectory
 from .shardmaps import SlotMap
+from .shardschema import check_sharded_ddl
 from .slots import slots_of
 
 __all__ = ["NO_KEY", "Part", "ShardPlan", "plan", "split_copy_rows"]
@@ -69,7 +70,7 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class ShardPlan:
-    """The parts of a statement on sharded tables, in group order, and why."""
+    """The parts of a statement on sharded tables, in the cluster's group order, and why."""
 
     parts: tuple[Part, ...]
     reason: str
@@ -120,16 +121,27 @@ def plan(
         group = directory.map_of(families[0]).locate(shard_key)
         return ShardPlan((Part(group, statement, params),), f"shard_key= in family {families[0]}")
     if isinstance(routed, CopyIn):
-        raise RoutingError("COPY FROM into a sharded table goes through cluster.copy(...)")
-    if isinstance(routed, Broadcast | NoKey):
-        if shard_key is not NO_KEY and isinstance(routed, NoKey):
+        raise RoutingError(
+            "COPY ... FROM STDIN into a sharded table needs its rows to split them: "
+            "cluster.copy(statement, rows)"
+        )
+    if isinstance(routed, Broadcast):
+        check_sharded_ddl(statement, directory.tables)
+        if not broadcast:
+            raise RoutingError(
+                f"{routed.reason}; it must run on every shard group: pass broadcast=True"
+            )
+        parts = tuple(Part(g, statement, params) for g in all_groups)
+        return ShardPlan(parts, f"broadcast to every shard group: {routed.reason}")
+    if isinstance(routed, NoKey):
+        if shard_key is not NO_KEY:
             family = _family_of(directory, routed.tables)
             group = directory.map_of(family).locate(shard_key)
             return ShardPlan((Part(group, statement, params),), f"shard_key= in family {family}")
         if broadcast:
             parts = tuple(Part(g, statement, params) for g in all_groups)
             return ShardPlan(parts, f"broadcast to every shard group: {routed.reason}")
-        if write or isinstance(routed, Broadcast):
+        if write:
             raise RoutingError(
                 f"{routed.reason}; a write without a shard key runs on every shard group "
                 "only with broadcast=True"
@@ -147,16 +159,28 @@ def plan(
                 f"shard_key= places the statement on {given}, but its keys live on "
                 f"{', '.join(grouping)}"
             )
-    if len(grouping) > 1 and isinstance(routed, ByKeys) and not write and routed.unsplittable:
+    # Checked for writes too: FOR UPDATE, a writing CTE or an unknown function make a
+    # SELECT a "write", and its per-group answers would still need merging.
+    if len(grouping) > 1 and isinstance(routed, ByKeys) and routed.unsplittable:
         raise RoutingError(
             f"its keys live on {len(grouping)} shard groups and {routed.unsplittable}; "
             f"{_SCATTER_GATHER}"
         )
     kind = "rows" if isinstance(routed, InsertRows) else "keys"
     split = routed.split(grouping)
-    parts = tuple(Part(g, text, params) for g, (text, params) in split.items())
+    parts = _in_order(
+        [Part(g, text, params) for g, (text, params) in split.items()], all_groups
+    )
     where = ", ".join(f"{g} ({len(grouping[g])})" for g in grouping)
     return ShardPlan(parts, f"{len(routed.keys)} {kind} of {routed.table.name} on {where}")
+
+
+def _in_order(parts: Sequence[Part], all_groups: Sequence[str]) -> tuple[Part, ...]:
+    """``parts`` in the cluster's group order. Every multi-group write takes its
+    groups' connections and locks in this one order, so two of them cannot wait
+    on each other across servers (a deadlock neither server could see)."""
+    rank = {g: i for i, g in enumerate(all_groups)}
+    return tuple(sorted(parts, key=lambda p: rank.get(p.group, len(rank))))
 
 
 def _family_of(directory: ShardDirectory, tables: Sequence[str]) -> str:
@@ -170,7 +194,11 @@ def _family_of(directory: ShardDirectory, tables: Sequence[str]) -> str:
 
 
 def split_copy_rows(
-    routed: CopyIn, directory: ShardDirectory, statement: str, rows: Iterable[Sequence[Any]]
+    routed: CopyIn,
+    directory: ShardDirectory,
+    statement: str,
+    rows: Iterable[Sequence[Any]],
+    all_groups: Sequence[str] = (),
 ) -> ShardPlan:
     """The rows of a ``COPY ... FROM STDIN`` into a sharded table, split by shard group.
 
@@ -195,11 +223,11 @@ def split_copy_rows(
             picked = np.flatnonzero(owners == g)
             if picked.size:
                 parts.append(Part(group, statement, [data[i] for i in picked]))
-        return ShardPlan(tuple(parts), f"{len(data)} COPY rows by slot")
+        return ShardPlan(_in_order(parts, all_groups), f"{len(data)} COPY rows by slot")
     by_group: dict[str, list[tuple[Any, ...]]] = {}
     for row in data:
         key = tuple(row[i] for i in routed.key_indexes)
         group = shard_map.locate(key[0] if len(key) == 1 else key)
         by_group.setdefault(group, []).append(row)
     parts = [Part(g, statement, chunk) for g, chunk in by_group.items()]
-    return ShardPlan(tuple(parts), f"{len(data)} COPY rows by key")
+    return ShardPlan(_in_order(parts, all_groups), f"{len(data)} COPY rows by key")

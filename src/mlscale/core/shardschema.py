@@ -16,18 +16,19 @@ Pure: the DDL is parsed with PostgreSQL's own grammar (pglast); nothing runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pglast import ast, parse_sql
-from pglast.enums import ConstrType
+from pglast.enums import AlterTableType, ConstrType, ObjectType
 from pglast.parser import ParseError
 
 from ..errors import ConfigError, SchemaError
+from .keyroute import ShardedTable
 from .slots import KeyType
 
-__all__ = ["TableDef", "check_sharded_table"]
+__all__ = ["TableDef", "check_sharded_ddl", "check_sharded_table"]
 
 # Key types a family of each type accepts as a column (equal values hash equally).
 _COMPATIBLE: dict[KeyType, frozenset[KeyType]] = {
@@ -100,6 +101,11 @@ def check_sharded_table(
     stmt: Any = stmts[0].stmt
     rel = stmt.relation
     name = rel.relname
+    if stmt.if_not_exists:
+        raise SchemaError(
+            f"{name}: CREATE TABLE IF NOT EXISTS could adopt an existing table whose rows "
+            "are not placed by the map; drop IF NOT EXISTS"
+        )
     if rel.relpersistence == "t":
         raise SchemaError(f"{name}: a temporary table cannot be sharded")
     if stmt.partbound is not None or stmt.inhRelations:
@@ -163,3 +169,86 @@ def check_sharded_table(
             f"({', '.join(keys)}): rows are moved between shards by it"
         )
     return TableDef(name, rel.schemaname, tuple(columns), tuple(types), keys)
+
+
+_KEYED = (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_EXCLUSION)
+
+
+def _sharded(rel: Any, tables: Mapping[str, ShardedTable]) -> ShardedTable | None:
+    if rel is None or getattr(rel, "schemaname", None) not in (None, "public"):
+        return None
+    return tables.get(rel.relname)
+
+
+def _missing(table: ShardedTable, columns: Sequence[str]) -> list[str]:
+    return [k for k in table.key_columns if k not in columns]
+
+
+def check_sharded_ddl(ddl: str, tables: Mapping[str, ShardedTable]) -> None:
+    """Refuse DDL on sharded tables that would break what sharding relies on.
+
+    Refused with a :class:`SchemaError` saying what to do instead: dropping,
+    renaming or moving a sharded table to another schema (the catalog would
+    still route by it: use ``cluster.drop_sharded_table``); a UNIQUE, PRIMARY
+    KEY or EXCLUDE constraint or a unique index without the shard key (two
+    groups could each accept a duplicate); ``CREATE INDEX CONCURRENTLY`` (the
+    DDL runs in one transaction per group). Other DDL passes.
+    """
+    try:
+        stmts = parse_sql(ddl)
+    except ParseError:
+        return  # the key router has already said what it could of unparsable text
+    for raw in stmts:
+        stmt: Any = raw.stmt
+        if isinstance(stmt, ast.DropStmt) and stmt.removeType == ObjectType.OBJECT_TABLE:
+            for names in stmt.objects or ():
+                parts = [getattr(n, "sval", "") for n in names]
+                if parts[-1] in tables and (len(parts) == 1 or parts[-2] == "public"):
+                    raise SchemaError(
+                        f"{parts[-1]} is sharded: drop it with cluster.drop_sharded_table"
+                        f"({parts[-1]!r}), which also forgets it in the catalog"
+                    )
+        elif isinstance(stmt, ast.RenameStmt | ast.AlterObjectSchemaStmt):
+            kind = getattr(stmt, "renameType", None) or getattr(stmt, "objectType", None)
+            table = _sharded(stmt.relation, tables)
+            if table is not None and kind == ObjectType.OBJECT_TABLE:
+                raise SchemaError(
+                    f"{table.name} is sharded: renaming it or moving it to another schema "
+                    "would leave the catalog routing by the old name"
+                )
+        elif isinstance(stmt, ast.IndexStmt):
+            table = _sharded(stmt.relation, tables)
+            if table is None:
+                continue
+            if stmt.concurrent:
+                raise SchemaError(
+                    f"CREATE INDEX CONCURRENTLY on {table.name}: broadcast DDL runs in one "
+                    "transaction per group; create the index without CONCURRENTLY"
+                )
+            columns = [e.name for e in stmt.indexParams or () if e.name is not None]
+            if stmt.unique and _missing(table, columns):
+                raise SchemaError(
+                    f"a unique index on {table.name} must contain its shard key "
+                    f"({', '.join(table.key_columns)}); two groups could each accept a duplicate"
+                )
+        elif isinstance(stmt, ast.AlterTableStmt):
+            table = _sharded(stmt.relation, tables)
+            if table is None:
+                continue
+            for cmd in stmt.cmds or ():
+                constraints: list[tuple[Any, str | None]] = []
+                if cmd.subtype == AlterTableType.AT_AddConstraint and cmd.def_ is not None:
+                    constraints.append((cmd.def_, None))
+                elif cmd.subtype == AlterTableType.AT_AddColumn and cmd.def_ is not None:
+                    col = cmd.def_
+                    constraints += [(c, col.colname) for c in col.constraints or ()]
+                for constraint, column in constraints:
+                    if constraint.contype not in _KEYED:
+                        continue
+                    cols = _keys(constraint, column)
+                    if _missing(table, cols):
+                        raise SchemaError(
+                            f"{table.name}: {_label(constraint, cols)} does not contain the "
+                            f"shard key ({', '.join(table.key_columns)}); rows on two groups "
+                            "could both pass it"
+                        )

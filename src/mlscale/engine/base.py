@@ -131,15 +131,23 @@ class ClusterCore(Generic[P]):
     def classify(self, statement: str) -> Classification:
         return self.classifier.classify(statement)
 
+    def after_fork(self) -> None:
+        """In a forked child: locks a parent thread may have held at the fork are made
+        anew, and in-flight bookkeeping that only the parent's threads would undo is
+        dropped."""
+        self._turn_lock = threading.Lock()
+        self.classifier.after_fork()
+        self.reads.after_fork()
+        self._key_router = None
+
     def key_router(self, directory: ShardDirectory) -> KeyRouter:
         """The key router for ``directory``'s sharded tables (kept per version: it
         caches what it learned of each statement)."""
         cached = self._key_router
         if cached is None or cached[0] != directory.version:
-            cached = (
-                directory.version,
-                KeyRouter(directory.tables, table_columns=directory.columns),
-            )
+            # No column lists from the catalog: an INSERT or COPY into a sharded table
+            # must name its columns, so DDL made elsewhere can never shift the key.
+            cached = (directory.version, KeyRouter(directory.tables))
             self._key_router = cached
         return cached[1]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -50,6 +51,7 @@ from ..errors import (
     ConfigError,
     MlscaleError,
     NodeUnavailableError,
+    PartialWriteError,
     RoutingError,
     SchemaError,
 )
@@ -184,17 +186,24 @@ class _AsyncRunner:
         fails is retried once elsewhere; anything else only if ``idempotent``."""
         c = self._core.classify(query)
         shard_plan = await self._shard_plan(c, query, params, shard_key, broadcast)
+        # Decided before the attempt: a failure may reset a session's state.
+        may_repeat = idempotent and self._may_repeat(c)
         try:
             return await self._attempt(c, query, params, options, work, combine, shard_plan)
         except NodeUnavailableError as exc:
             if c.read_only and exc.node_role == "replica":
                 self._core.reads.record_retry()
                 log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
-            elif idempotent:
+            elif may_repeat:
                 log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
             else:
                 raise
         return await self._attempt(c, query, params, options, work, combine, shard_plan)
+
+    def _may_repeat(self, c: Classification) -> bool:
+        """Whether ``c`` may run again on a new connection after its node failed: not
+        when it belongs to a transaction or session state the failure took away."""
+        return True
 
     async def _attempt(
         self,
@@ -264,8 +273,8 @@ class _AsyncRunner:
         A failure while committing can leave some groups committed: two-phase
         commit closes that window (a later release)."""
         raise RoutingError(
-            f"a write on {len(shard_plan.parts)} shard groups cannot run inside a session "
-            "or transaction (it needs two-phase commit); run it on the cluster"
+            f"this write spans shard groups {', '.join(shard_plan.groups)}; a session or "
+            "transaction holds one group's connection: run it on the cluster"
         )
 
     async def execute(
@@ -423,6 +432,11 @@ class _AsyncRunner:
 
         if rows is not None:
             split = await self._split_copy(query, rows)
+            if split is not None and len(split.parts) == 1:
+                (part,) = split.parts
+                c = self._core.classify(query)
+                async with self._lease(c, EVENTUAL, part.group) as conn:
+                    return await copy_rows(conn, part.sql, part.params)
             if split is not None:
                 return await self._write_parts(split, copy_rows, _total)
         return await self._run(
@@ -437,7 +451,7 @@ class _AsyncRunner:
         routed = self._core.key_router(directory).route(query, None)
         if not isinstance(routed, CopyIn):
             return None
-        return split_copy_rows(routed, directory, query, rows)
+        return split_copy_rows(routed, directory, query, rows, self._core.group_names)
 
     def _options(
         self,
@@ -457,14 +471,19 @@ class AsyncCluster(_AsyncRunner):
         self._core: ClusterCore[AsyncConnectionPool[Any]] = ClusterCore(config, self._make_pool)
         self._cluster = self
         self._monitor: AsyncMonitor | None = None
-        self._shards_loaded = False  # in this process
+        self._shards_loaded = False
+        # Guards starting the monitor and swapping the directory (threads of a sync
+        # cluster race there on first use); never held across an await.
+        self._lock = threading.Lock()
         _CLUSTERS.add(self)
 
     def _forked(self) -> None:
-        """In a forked child: the parent's monitor thread did not come along, and the
-        directory is reloaded before use (the pools reset themselves: pools.py)."""
+        """In a forked child: the parent's monitor thread did not come along (the child
+        starts its own, which keeps the inherited directory up to date); locks a parent
+        thread held at the fork are made anew (the pools reset themselves: pools.py)."""
         self._monitor = None
-        self._shards_loaded = False
+        self._lock = threading.Lock()
+        self._core.after_fork()
 
     @classmethod
     def from_file(cls, path: str | Path) -> AsyncCluster:
@@ -543,6 +562,15 @@ class AsyncCluster(_AsyncRunner):
         """Publish ``shard_map`` as its key family's current map (its version must be
         the next one). Every client routes by it within about a second. The catalog's
         new sharding version."""
+        directory = await self.refresh_shards()
+        family = shard_map.family.name
+        tables = sorted(t.name for t in directory.tables.values() if t.family == family)
+        if family in directory.maps and tables:
+            raise ConfigError(
+                f"key family {family} has sharded tables ({', '.join(tables)}): a new map "
+                "would place their keys elsewhere without moving their rows; moving rows "
+                "between groups is online resharding (a later release)"
+            )
         unknown = sorted(set(shard_map.groups) - set(self._core.group_names))
         if unknown:
             raise ConfigError(
@@ -560,7 +588,7 @@ class AsyncCluster(_AsyncRunner):
         """Create the table of ``ddl`` (one CREATE TABLE) on every shard group, sharded
         on ``shard_key`` (a column, or columns for a composite key) by key family
         ``family``'s map. The shard key must be in the primary key and in every unique
-        constraint. ``mlscale.next_id()`` is there for ids that stay unique when rows
+        constraint. ``mlscale_sys.next_id()`` is there for ids that stay unique when rows
         move between groups. Nothing is created unless every group accepts the DDL."""
         keys = (shard_key,) if isinstance(shard_key, str) else tuple(shard_key)
         directory = await self.refresh_shards()
@@ -585,16 +613,21 @@ class AsyncCluster(_AsyncRunner):
         return table
 
     async def drop_sharded_table(self, name: str) -> None:
-        """Drop sharded table ``name`` on every shard group and forget it."""
-        directory = await self.refresh_shards()
-        directory.table(name)  # a clear error if it is not sharded
-        async with self._control() as conn:
-            await unregister_table(conn, name)
-        await self.refresh_shards()
+        """Drop sharded table ``name`` on every shard group, then forget it.
+
+        Dropped first, forgotten last: until then clients still route it by key (and
+        fail loudly on a group where it is gone), never as an ordinary table on one
+        group. If a group fails, the table stays registered; call again to finish.
+        """
+        (await self.refresh_shards()).table(name)  # a clear error if it is not sharded
+        # Unqualified, as it was created: the name resolves the same way.
         drop = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name))
         for group in self._core.group_names:
             async with self._on(self._core.primary_node(group)) as conn:
                 await conn.execute(drop)
+        async with self._control() as conn:
+            await unregister_table(conn, name)
+        await self.refresh_shards()
 
     @asynccontextmanager
     async def _control(self) -> AsyncIterator[AsyncConnection[Any]]:
@@ -657,6 +690,10 @@ class AsyncCluster(_AsyncRunner):
                 self._core.reads.end(name, failed="no connection within the pool timeout")
             raise self._core.unavailable(name, exc) from exc
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):  # translated already, for a node nested inside
+                if replica:
+                    self._core.reads.end(name)
+                raise
             raise await self._failed(name, role, pool, exc) from exc
         except BaseException:
             if replica:
@@ -669,9 +706,14 @@ class AsyncCluster(_AsyncRunner):
         # One monitor per process: a forked child starts its own (see _forked).
         monitor = self._monitor
         if monitor is None:
-            monitor = AsyncMonitor(self.config, interval_s=self.config.policies.monitor_interval_s)
-            self._monitor = monitor
-            monitor.start()
+            with self._lock:
+                monitor = self._monitor
+                if monitor is None:
+                    monitor = AsyncMonitor(
+                        self.config, interval_s=self.config.policies.monitor_interval_s
+                    )
+                    monitor.start()
+                    self._monitor = monitor
         return monitor
 
     def _samples(self) -> dict[str, ReplicaSample]:
@@ -687,8 +729,15 @@ class AsyncCluster(_AsyncRunner):
             return self._core.shards
         newer = self._monitor_here().directory
         if newer.version > self._core.shards.version:
-            self._core.shards = newer
+            self._adopt(newer)
         return self._core.shards
+
+    def _adopt(self, directory: ShardDirectory) -> None:
+        """Route by ``directory`` from now on, unless a newer one is already in use."""
+        with self._lock:
+            if not self._shards_loaded or directory.version >= self._core.shards.version:
+                self._core.shards = directory
+            self._shards_loaded = True
 
     async def refresh_shards(self) -> ShardDirectory:
         """Read the sharding directory from the catalog now (clients also learn of
@@ -696,9 +745,7 @@ class AsyncCluster(_AsyncRunner):
         self._monitor_here()
         async with self._control() as conn:
             directory = await load_directory(conn)
-        if not self._shards_loaded or directory.version >= self._core.shards.version:
-            self._core.shards = directory
-        self._shards_loaded = True
+        self._adopt(directory)
         return self._core.shards
 
     def _monitor_round(self) -> int:
@@ -728,12 +775,37 @@ class AsyncCluster(_AsyncRunner):
         for part in shard_plan.parts:  # what one call may not do, refused before any runs
             self._core.check_one_call(self._core.classify(part.sql))
         async with AsyncExitStack() as stack:
-            for part in shard_plan.parts:
-                conn = await stack.enter_async_context(
-                    self._on(self._core.primary_node(part.group))
-                )
-                await stack.enter_async_context(conn.transaction())
-                results.append(await work(conn, part.sql, part.params))
+            conns: list[tuple[str, AsyncConnection[Any]]] = []
+            try:
+                for part in shard_plan.parts:  # in group order: see shardplan._in_order
+                    conn = await stack.enter_async_context(
+                        self._on(self._core.primary_node(part.group))
+                    )
+                    await conn.execute("BEGIN")
+                    conns.append((part.group, conn))
+                    results.append(await work(conn, part.sql, part.params))
+            except BaseException:
+                for _, conn in conns:  # nothing committed yet: undo every group
+                    if not conn.closed:
+                        await conn.execute("ROLLBACK")
+                raise
+            committed: list[str] = []
+            for group, conn in conns:
+                try:
+                    await conn.execute("COMMIT")
+                except psycopg.Error as exc:
+                    for _, rest in conns[len(committed) + 1 :]:
+                        if not rest.closed:
+                            await rest.execute("ROLLBACK")
+                    if not committed:
+                        raise
+                    err = PartialWriteError(
+                        f"the write committed on {', '.join(committed)} but failed to commit "
+                        f"on {group} ({exc}); the remaining groups were rolled back"
+                    )
+                    err.committed, err.failed = tuple(committed), group
+                    raise err from exc
+                committed.append(group)
         return combine(results)
 
     async def _quick(
@@ -982,6 +1054,9 @@ class AsyncTransaction(_AsyncRunner):
         self.dirty = False  # whether a statement left session state on the connection
         self.token: CausalToken | None = None  # set once committed
 
+    def _may_repeat(self, c: Classification) -> bool:
+        return False  # the transaction died with its connection
+
     @asynccontextmanager
     async def _lease(
         self, c: Classification, options: ReadOptions, group: str | None
@@ -997,6 +1072,8 @@ class AsyncTransaction(_AsyncRunner):
         try:
             yield self._conn
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):
+                raise
             raise translate(exc, self.node, "primary") from exc
 
     @asynccontextmanager
@@ -1006,6 +1083,8 @@ class AsyncTransaction(_AsyncRunner):
             async with self._conn.transaction():
                 yield self
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):
+                raise
             raise translate(exc, self.node, "primary") from exc
 
 
@@ -1043,6 +1122,9 @@ class AsyncSession(_AsyncRunner):
     def pinned(self) -> bool:
         """Whether the session holds a primary connection now."""
         return self._conn is not None
+
+    def _may_repeat(self, c: Classification) -> bool:
+        return not self.pinned and not self.state.needs_pin(c)
 
     async def _quick(
         self, c: Classification, options: ReadOptions, group: str | None
@@ -1132,6 +1214,8 @@ class AsyncSession(_AsyncRunner):
         try:
             yield conn
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):
+                raise
             if conn.closed:
                 self.state = SessionState()
                 await self._unpin()
@@ -1156,6 +1240,8 @@ class AsyncSession(_AsyncRunner):
                 yield AsyncTransaction(self._cluster, conn, self._node)
             await self._wrote(conn)
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):
+                raise
             raise translate(exc, self._node, "primary") from exc
         finally:
             if not self.state.pinned:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -52,6 +53,7 @@ from ..errors import (
     ConfigError,
     MlscaleError,
     NodeUnavailableError,
+    PartialWriteError,
     RoutingError,
     SchemaError,
 )
@@ -184,17 +186,24 @@ class _Runner:
         fails is retried once elsewhere; anything else only if ``idempotent``."""
         c = self._core.classify(query)
         shard_plan = self._shard_plan(c, query, params, shard_key, broadcast)
+        # Decided before the attempt: a failure may reset a session's state.
+        may_repeat = idempotent and self._may_repeat(c)
         try:
             return self._attempt(c, query, params, options, work, combine, shard_plan)
         except NodeUnavailableError as exc:
             if c.read_only and exc.node_role == "replica":
                 self._core.reads.record_retry()
                 log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
-            elif idempotent:
+            elif may_repeat:
                 log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
             else:
                 raise
         return self._attempt(c, query, params, options, work, combine, shard_plan)
+
+    def _may_repeat(self, c: Classification) -> bool:
+        """Whether ``c`` may run again on a new connection after its node failed: not
+        when it belongs to a transaction or session state the failure took away."""
+        return True
 
     def _attempt(
         self,
@@ -262,8 +271,8 @@ class _Runner:
         A failure while committing can leave some groups committed: two-phase
         commit closes that window (a later release)."""
         raise RoutingError(
-            f"a write on {len(shard_plan.parts)} shard groups cannot run inside a session "
-            "or transaction (it needs two-phase commit); run it on the cluster"
+            f"this write spans shard groups {', '.join(shard_plan.groups)}; a session or "
+            "transaction holds one group's connection: run it on the cluster"
         )
 
     def execute(
@@ -419,6 +428,11 @@ class _Runner:
 
         if rows is not None:
             split = self._split_copy(query, rows)
+            if split is not None and len(split.parts) == 1:
+                (part,) = split.parts
+                c = self._core.classify(query)
+                with self._lease(c, EVENTUAL, part.group) as conn:
+                    return copy_rows(conn, part.sql, part.params)
             if split is not None:
                 return self._write_parts(split, copy_rows, _total)
         return self._run(query, None, EVENTUAL, given_rows, _total if rows is not None else _concat)
@@ -431,7 +445,7 @@ class _Runner:
         routed = self._core.key_router(directory).route(query, None)
         if not isinstance(routed, CopyIn):
             return None
-        return split_copy_rows(routed, directory, query, rows)
+        return split_copy_rows(routed, directory, query, rows, self._core.group_names)
 
     def _options(
         self,
@@ -451,14 +465,19 @@ class Cluster(_Runner):
         self._core: ClusterCore[ConnectionPool[Any]] = ClusterCore(config, self._make_pool)
         self._cluster = self
         self._monitor: Monitor | None = None
-        self._shards_loaded = False  # in this process
+        self._shards_loaded = False
+        # Guards starting the monitor and swapping the directory (threads of a sync
+        # cluster race there on first use); never held across an await.
+        self._lock = threading.Lock()
         _CLUSTERS.add(self)
 
     def _forked(self) -> None:
-        """In a forked child: the parent's monitor thread did not come along, and the
-        directory is reloaded before use (the pools reset themselves: pools.py)."""
+        """In a forked child: the parent's monitor thread did not come along (the child
+        starts its own, which keeps the inherited directory up to date); locks a parent
+        thread held at the fork are made anew (the pools reset themselves: pools.py)."""
         self._monitor = None
-        self._shards_loaded = False
+        self._lock = threading.Lock()
+        self._core.after_fork()
 
     @classmethod
     def from_file(cls, path: str | Path) -> Cluster:
@@ -537,6 +556,15 @@ class Cluster(_Runner):
         """Publish ``shard_map`` as its key family's current map (its version must be
         the next one). Every client routes by it within about a second. The catalog's
         new sharding version."""
+        directory = self.refresh_shards()
+        family = shard_map.family.name
+        tables = sorted(t.name for t in directory.tables.values() if t.family == family)
+        if family in directory.maps and tables:
+            raise ConfigError(
+                f"key family {family} has sharded tables ({', '.join(tables)}): a new map "
+                "would place their keys elsewhere without moving their rows; moving rows "
+                "between groups is online resharding (a later release)"
+            )
         unknown = sorted(set(shard_map.groups) - set(self._core.group_names))
         if unknown:
             raise ConfigError(
@@ -554,7 +582,7 @@ class Cluster(_Runner):
         """Create the table of ``ddl`` (one CREATE TABLE) on every shard group, sharded
         on ``shard_key`` (a column, or columns for a composite key) by key family
         ``family``'s map. The shard key must be in the primary key and in every unique
-        constraint. ``mlscale.next_id()`` is there for ids that stay unique when rows
+        constraint. ``mlscale_sys.next_id()`` is there for ids that stay unique when rows
         move between groups. Nothing is created unless every group accepts the DDL."""
         keys = (shard_key,) if isinstance(shard_key, str) else tuple(shard_key)
         directory = self.refresh_shards()
@@ -579,16 +607,21 @@ class Cluster(_Runner):
         return table
 
     def drop_sharded_table(self, name: str) -> None:
-        """Drop sharded table ``name`` on every shard group and forget it."""
-        directory = self.refresh_shards()
-        directory.table(name)  # a clear error if it is not sharded
-        with self._control() as conn:
-            unregister_table(conn, name)
-        self.refresh_shards()
+        """Drop sharded table ``name`` on every shard group, then forget it.
+
+        Dropped first, forgotten last: until then clients still route it by key (and
+        fail loudly on a group where it is gone), never as an ordinary table on one
+        group. If a group fails, the table stays registered; call again to finish.
+        """
+        (self.refresh_shards()).table(name)  # a clear error if it is not sharded
+        # Unqualified, as it was created: the name resolves the same way.
         drop = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name))
         for group in self._core.group_names:
             with self._on(self._core.primary_node(group)) as conn:
                 conn.execute(drop)
+        with self._control() as conn:
+            unregister_table(conn, name)
+        self.refresh_shards()
 
     @contextmanager
     def _control(self) -> Iterator[Connection[Any]]:
@@ -651,6 +684,10 @@ class Cluster(_Runner):
                 self._core.reads.end(name, failed="no connection within the pool timeout")
             raise self._core.unavailable(name, exc) from exc
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):  # translated already, for a node nested inside
+                if replica:
+                    self._core.reads.end(name)
+                raise
             raise self._failed(name, role, pool, exc) from exc
         except BaseException:
             if replica:
@@ -663,9 +700,14 @@ class Cluster(_Runner):
         # One monitor per process: a forked child starts its own (see _forked).
         monitor = self._monitor
         if monitor is None:
-            monitor = Monitor(self.config, interval_s=self.config.policies.monitor_interval_s)
-            self._monitor = monitor
-            monitor.start()
+            with self._lock:
+                monitor = self._monitor
+                if monitor is None:
+                    monitor = Monitor(
+                        self.config, interval_s=self.config.policies.monitor_interval_s
+                    )
+                    monitor.start()
+                    self._monitor = monitor
         return monitor
 
     def _samples(self) -> dict[str, ReplicaSample]:
@@ -681,8 +723,15 @@ class Cluster(_Runner):
             return self._core.shards
         newer = self._monitor_here().directory
         if newer.version > self._core.shards.version:
-            self._core.shards = newer
+            self._adopt(newer)
         return self._core.shards
+
+    def _adopt(self, directory: ShardDirectory) -> None:
+        """Route by ``directory`` from now on, unless a newer one is already in use."""
+        with self._lock:
+            if not self._shards_loaded or directory.version >= self._core.shards.version:
+                self._core.shards = directory
+            self._shards_loaded = True
 
     def refresh_shards(self) -> ShardDirectory:
         """Read the sharding directory from the catalog now (clients also learn of
@@ -690,9 +739,7 @@ class Cluster(_Runner):
         self._monitor_here()
         with self._control() as conn:
             directory = load_directory(conn)
-        if not self._shards_loaded or directory.version >= self._core.shards.version:
-            self._core.shards = directory
-        self._shards_loaded = True
+        self._adopt(directory)
         return self._core.shards
 
     def _monitor_round(self) -> int:
@@ -722,10 +769,35 @@ class Cluster(_Runner):
         for part in shard_plan.parts:  # what one call may not do, refused before any runs
             self._core.check_one_call(self._core.classify(part.sql))
         with ExitStack() as stack:
-            for part in shard_plan.parts:
-                conn = stack.enter_context(self._on(self._core.primary_node(part.group)))
-                stack.enter_context(conn.transaction())
-                results.append(work(conn, part.sql, part.params))
+            conns: list[tuple[str, Connection[Any]]] = []
+            try:
+                for part in shard_plan.parts:  # in group order: see shardplan._in_order
+                    conn = stack.enter_context(self._on(self._core.primary_node(part.group)))
+                    conn.execute("BEGIN")
+                    conns.append((part.group, conn))
+                    results.append(work(conn, part.sql, part.params))
+            except BaseException:
+                for _, conn in conns:  # nothing committed yet: undo every group
+                    if not conn.closed:
+                        conn.execute("ROLLBACK")
+                raise
+            committed: list[str] = []
+            for group, conn in conns:
+                try:
+                    conn.execute("COMMIT")
+                except psycopg.Error as exc:
+                    for _, rest in conns[len(committed) + 1 :]:
+                        if not rest.closed:
+                            rest.execute("ROLLBACK")
+                    if not committed:
+                        raise
+                    err = PartialWriteError(
+                        f"the write committed on {', '.join(committed)} but failed to commit "
+                        f"on {group} ({exc}); the remaining groups were rolled back"
+                    )
+                    err.committed, err.failed = tuple(committed), group
+                    raise err from exc
+                committed.append(group)
         return combine(results)
 
     def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
@@ -968,6 +1040,9 @@ class Transaction(_Runner):
         self.dirty = False  # whether a statement left session state on the connection
         self.token: CausalToken | None = None  # set once committed
 
+    def _may_repeat(self, c: Classification) -> bool:
+        return False  # the transaction died with its connection
+
     @contextmanager
     def _lease(
         self, c: Classification, options: ReadOptions, group: str | None
@@ -983,6 +1058,8 @@ class Transaction(_Runner):
         try:
             yield self._conn
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):
+                raise
             raise translate(exc, self.node, "primary") from exc
 
     @contextmanager
@@ -992,6 +1069,8 @@ class Transaction(_Runner):
             with self._conn.transaction():
                 yield self
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):
+                raise
             raise translate(exc, self.node, "primary") from exc
 
 
@@ -1029,6 +1108,9 @@ class Session(_Runner):
     def pinned(self) -> bool:
         """Whether the session holds a primary connection now."""
         return self._conn is not None
+
+    def _may_repeat(self, c: Classification) -> bool:
+        return not self.pinned and not self.state.needs_pin(c)
 
     def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
         if self.monotonic or self.state.needs_pin(c):
@@ -1116,6 +1198,8 @@ class Session(_Runner):
         try:
             yield conn
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):
+                raise
             if conn.closed:
                 self.state = SessionState()
                 self._unpin()
@@ -1140,6 +1224,8 @@ class Session(_Runner):
                 yield Transaction(self._cluster, conn, self._node)
             self._wrote(conn)
         except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):
+                raise
             raise translate(exc, self._node, "primary") from exc
         finally:
             if not self.state.pinned:

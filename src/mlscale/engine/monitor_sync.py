@@ -184,6 +184,10 @@ class Monitor:
         except (psycopg.Error, OSError) as exc:
             log.info("could not read the sharding directory: %s", describe_failure(exc))
             self._drop(self._control)
+        except Exception:  # a bad catalog row must not stop the sampling of replicas
+            log.warning(
+                "could not load the sharding directory; keeping the last one", exc_info=True
+            )
 
     def _sample_replica(self, node: Node) -> ReplicaSample:
         group = node.group or ""

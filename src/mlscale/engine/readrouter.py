@@ -100,7 +100,8 @@ class ReadRouter:
         self._available: dict[str, tuple[int, int, list[str]]] = {}
         # EVENTUAL reads by node from quick_pick: one dict per thread, summed by snapshot.
         self._local = threading.local()
-        self._quick_counts: list[dict[str, int]] = []
+        self._quick_counts: dict[int, dict[str, int]] = {}  # by thread ident
+        self._quick_folded: Counter[str] = Counter()  # of threads that have ended
         self._quick_turns = itertools.count()  # next() on it is atomic
 
     # -- states and decisions ----------------------------------------------------------
@@ -165,11 +166,28 @@ class ReadRouter:
         # Each thread counts into its own dict: no lock on the hot path, no lost counts.
         counts: dict[str, int] | None = getattr(self._local, "reads", None)
         if counts is None:
-            counts = self._local.reads = {}
-            with self._lock:
-                self._quick_counts.append(counts)
+            counts = self._local.reads = self._thread_counts()
         counts[name] = counts.get(name, 0) + 1
         return name
+
+    def _thread_counts(self) -> dict[str, int]:
+        """A new counting dict for the calling thread; the dicts of threads that have
+        ended are folded into one total first, so they do not pile up."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            self._fold_ended()
+            self._quick_counts[threading.get_ident()] = counts
+        return counts
+
+    def _fold_ended(self) -> None:
+        """Fold the counts of threads no longer alive (call with the lock held).
+
+        A new thread may reuse an ended one's ident: its dict replaces the old one
+        only after the old one was folded here.
+        """
+        alive = {t.ident for t in threading.enumerate()} - {threading.get_ident()}
+        for ident in [i for i in self._quick_counts if i not in alive]:
+            self._quick_folded.update(self._quick_counts.pop(ident))
 
     def requirement(
         self, options: ReadOptions, group: str, seen_lsn: int | None
@@ -260,6 +278,12 @@ class ReadRouter:
             self.failures.pop(node, None)
             self._bans_version += 1
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock, no requests in flight, no cached choices."""
+        self._lock = threading.Lock()
+        self.outstanding.clear()
+        self._available = {}
+
     def describe_bans(self) -> dict[str, dict[str, Any]]:
         """Current bans: node -> kind, reason, seconds left (None: until lifted)."""
         now = time.monotonic()
@@ -276,8 +300,8 @@ class ReadRouter:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            quick: Counter[str] = Counter()
-            for counts in self._quick_counts:
+            quick: Counter[str] = Counter(self._quick_folded)
+            for counts in self._quick_counts.values():
                 quick.update(dict(counts))  # a copy: its thread may be counting meanwhile
             metrics = replace(
                 self.metrics,

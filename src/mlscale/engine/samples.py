@@ -17,18 +17,21 @@ __all__ = [
 
 # Key of the session advisory lock whose holder writes a group's heartbeats.
 HEARTBEAT_LOCK = 0x6D6C73_6862  # "mls" "hb"
-# Key of the transaction-level advisory lock around creating objects in schema
-# mlscale: IF NOT EXISTS alone races (two creators can both find it missing).
+# mlscale's own objects on data nodes live in schema mlscale_sys: not "mlscale",
+# which would be the "$user" schema of the local clusters' login user and so
+# capture every table its users create without a schema name.
+# Key of the transaction-level advisory lock around creating objects in that
+# schema: IF NOT EXISTS alone races (two creators can both find it missing).
 MLSCALE_SCHEMA_LOCK = 0x6D6C73_7363  # "mls" "sc"
 HEARTBEAT_DDL = (
     # One simple query is one implicit transaction: the lock holds to its end.
     f"SELECT pg_advisory_xact_lock({MLSCALE_SCHEMA_LOCK}); "
-    "CREATE SCHEMA IF NOT EXISTS mlscale; "
-    "CREATE TABLE IF NOT EXISTS mlscale.heartbeat "
+    "CREATE SCHEMA IF NOT EXISTS mlscale_sys; "
+    "CREATE TABLE IF NOT EXISTS mlscale_sys.heartbeat "
     "(shard_group text PRIMARY KEY, beat timestamptz NOT NULL)"
 )
 HEARTBEAT_WRITE = (
-    "INSERT INTO mlscale.heartbeat (shard_group, beat) VALUES (%s, clock_timestamp()) "
+    "INSERT INTO mlscale_sys.heartbeat (shard_group, beat) VALUES (%s, clock_timestamp()) "
     "ON CONFLICT (shard_group) DO UPDATE SET beat = excluded.beat"
 )
 PRIMARY_SAMPLE = (
@@ -43,7 +46,7 @@ REPLICA_SAMPLE = (
 )
 REPLICA_BEAT = (
     "SELECT extract(epoch FROM clock_timestamp() - beat) * 1000 "
-    "FROM mlscale.heartbeat WHERE shard_group = %s"
+    "FROM mlscale_sys.heartbeat WHERE shard_group = %s"
 )
 
 

@@ -205,13 +205,13 @@ def allocate_generator(conn: Connection[Any], group: str) -> int:
 # Ids are (sequence value << 12) | generator: a group's ids never collide with
 # another group's, even after rows move between groups, and they grow with time.
 _ID_GENERATOR = (
-    "CREATE SCHEMA IF NOT EXISTS mlscale",
-    "CREATE SEQUENCE IF NOT EXISTS mlscale.id_seq",
+    "CREATE SCHEMA IF NOT EXISTS mlscale_sys",
+    "CREATE SEQUENCE IF NOT EXISTS mlscale_sys.id_seq",
 )
 
 
 def install_id_generator(conn: Connection[Any], generator: int) -> None:
-    """Create ``mlscale.next_id()`` on the primary behind ``conn``, for ``generator``."""
+    """Create ``mlscale_sys.next_id()`` on the primary behind ``conn``, for ``generator``."""
     if not 0 <= generator < 4096:
         raise CatalogError(f"id generator {generator} is out of range (0..4095)")
     with conn.transaction():
@@ -220,11 +220,11 @@ def install_id_generator(conn: Connection[Any], generator: int) -> None:
             conn.execute(statement)
         conn.execute(
             sql.SQL(
-                "CREATE OR REPLACE FUNCTION mlscale.next_id() RETURNS bigint "
+                "CREATE OR REPLACE FUNCTION mlscale_sys.next_id() RETURNS bigint "
                 "LANGUAGE sql VOLATILE AS {}"
             ).format(
                 sql.Literal(
-                    sql.SQL("SELECT (nextval('mlscale.id_seq') << 12) | {}")
+                    sql.SQL("SELECT (nextval('mlscale_sys.id_seq') << 12) | {}")
                     .format(sql.Literal(generator))
                     .as_string(conn)
                 )

@@ -31,8 +31,7 @@ def _columns(
     return (
         f"{verb} {table.name} without a column list: the router cannot tell which value is "
         f"the shard key ({', '.join(table.key_columns)}); name the columns, e.g. "
-        f"{verb} {table.name} ({', '.join(table.key_columns)}, ...), or give the router "
-        "the table's columns (table_columns)"
+        f"{verb} {table.name} ({', '.join(table.key_columns)}, ...)"
     )
 
 
