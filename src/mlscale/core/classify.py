@@ -212,12 +212,22 @@ def builtin_read_only_functions() -> frozenset[str]:
     return frozenset(ln.strip() for ln in text.splitlines() if ln.strip() and ln[0] != "#")
 
 
-def _walk(node: Any) -> Iterator[ast.Node]:
-    """Every AST node below (and including) ``node``."""
+def _walk(
+    node: Any, prune: tuple[type[ast.Node], ...] = (), keep_pruned: bool = False
+) -> Iterator[ast.Node]:
+    """Every AST node below (and including) ``node``, depth first.
+
+    Nodes of a ``prune`` type are not entered (and are yielded only with
+    ``keep_pruned``): e.g. an expression's own nodes without its subqueries.
+    """
     stack = [node]
     while stack:
         item = stack.pop()
         if isinstance(item, ast.Node):
+            if prune and isinstance(item, prune):
+                if keep_pruned:
+                    yield item
+                continue
             yield item
             for name in getattr(type(item), "__slots__", ()):
                 value = getattr(item, name, None)

@@ -26,6 +26,7 @@ from pglast.parser import ParseError
 
 from ..errors import ConfigError, SchemaError
 from .keyroute import ShardedTable
+from .keyroute.tree import sharded_name
 from .slots import KeyType
 
 __all__ = ["TableDef", "check_sharded_ddl", "check_sharded_table"]
@@ -174,12 +175,6 @@ def check_sharded_table(
 _KEYED = (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_EXCLUSION)
 
 
-def _sharded(rel: Any, tables: Mapping[str, ShardedTable]) -> ShardedTable | None:
-    if rel is None or getattr(rel, "schemaname", None) not in (None, "public"):
-        return None
-    return tables.get(rel.relname)
-
-
 def _missing(table: ShardedTable, columns: Sequence[str]) -> list[str]:
     return [k for k in table.key_columns if k not in columns]
 
@@ -210,14 +205,14 @@ def check_sharded_ddl(ddl: str, tables: Mapping[str, ShardedTable]) -> None:
                     )
         elif isinstance(stmt, ast.RenameStmt | ast.AlterObjectSchemaStmt):
             kind = getattr(stmt, "renameType", None) or getattr(stmt, "objectType", None)
-            table = _sharded(stmt.relation, tables)
+            table = sharded_name(stmt.relation, tables)
             if table is not None and kind == ObjectType.OBJECT_TABLE:
                 raise SchemaError(
                     f"{table.name} is sharded: renaming it or moving it to another schema "
                     "would leave the catalog routing by the old name"
                 )
         elif isinstance(stmt, ast.IndexStmt):
-            table = _sharded(stmt.relation, tables)
+            table = sharded_name(stmt.relation, tables)
             if table is None:
                 continue
             if stmt.concurrent:
@@ -232,7 +227,7 @@ def check_sharded_ddl(ddl: str, tables: Mapping[str, ShardedTable]) -> None:
                     f"({', '.join(table.key_columns)}); two groups could each accept a duplicate"
                 )
         elif isinstance(stmt, ast.AlterTableStmt):
-            table = _sharded(stmt.relation, tables)
+            table = sharded_name(stmt.relation, tables)
             if table is None:
                 continue
             for cmd in stmt.cmds or ():

@@ -8,6 +8,7 @@ from typing import Any
 from pglast import ast
 from pglast.enums import A_Expr_Kind, BoolExprType
 
+from ..classify import _walk
 from .results import ShardedTable
 
 __all__ = [
@@ -55,18 +56,9 @@ def conjuncts(node: Any) -> list[Any]:
 
 def sublinks(node: Any) -> Iterator[ast.SubLink]:
     """SubLinks in an expression, not those nested inside another SubLink's query."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
+    for item in _walk(node, (ast.SubLink,), keep_pruned=True):
         if isinstance(item, ast.SubLink):
             yield item
-        elif isinstance(item, ast.Node):
-            for name in getattr(type(item), "__slots__", ()):
-                value = getattr(item, name, None)
-                if isinstance(value, ast.Node | tuple | list):
-                    stack.append(value)
-        elif isinstance(item, tuple | list):
-            stack.extend(item)
 
 
 def column_refs(node: Any) -> Iterator[ast.ColumnRef]:
@@ -77,19 +69,7 @@ def column_refs(node: Any) -> Iterator[ast.ColumnRef]:
 
 def walk_expr(node: Any) -> Iterator[Any]:
     """Nodes of an expression, not entering subqueries."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ast.SubLink | ast.SelectStmt):
-            continue
-        if isinstance(item, ast.Node):
-            yield item
-            for name in getattr(type(item), "__slots__", ()):
-                value = getattr(item, name, None)
-                if isinstance(value, ast.Node | tuple | list):
-                    stack.append(value)
-        elif isinstance(item, tuple | list):
-            stack.extend(item)
+    return _walk(node, (ast.SubLink, ast.SelectStmt))
 
 
 def op_name(expr: ast.A_Expr) -> str:
