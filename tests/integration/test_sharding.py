@@ -563,3 +563,11 @@ def test_copy_into_a_sharded_table_inside_a_transaction(sharded: Cluster) -> Non
     ):
         tx.copy("COPY sh_events (user_id, body) FROM STDIN", [(k0, "x"), (keys[0], "y")])
     assert counts(c) == {"g0": 0, "g1": 5}
+
+
+def test_an_empty_key_list_runs_in_the_callers_group(sharded: Cluster) -> None:
+    c = sharded
+    query = "SELECT count(*) FROM sh_events WHERE user_id = ANY(%s)"
+    assert c.fetch_value(query, ([],)) == 0
+    with c.transaction(group="g1") as tx:
+        assert tx.fetch_value(query, ([],)) == 0

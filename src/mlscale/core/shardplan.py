@@ -74,6 +74,9 @@ class ShardPlan:
 
     parts: tuple[Part, ...]
     reason: str
+    # The statement matches no row anywhere (key = ANY of an empty list): any one
+    # group may run it, the caller's own group if it has one.
+    any_group: bool = False
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -150,7 +153,9 @@ def plan(
     shard_map = directory.map_of_table(routed.table.name)
     if not routed.keys:  # = ANY('{}'): matches nothing, anywhere
         group = shard_map.groups[0]
-        return ShardPlan((Part(group, routed.sql, routed.params),), "no key value: no row")
+        return ShardPlan(
+            (Part(group, routed.sql, routed.params),), "no key value: no row", any_group=True
+        )
     grouping = directory.group_keys(shard_map, routed.keys)
     if shard_key is not NO_KEY:
         given = shard_map.locate(shard_key)

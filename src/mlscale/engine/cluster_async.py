@@ -252,13 +252,13 @@ class _AsyncRunner:
     ) -> Any:
         parts = shard_plan.parts
         if len(parts) == 1:
-            quick = await self._quick(c, options, parts[0].group)
+            (part,) = parts
+            group = None if shard_plan.any_group else part.group
+            quick = await self._quick(c, options, group)
             if quick is not None:
-                return await self._cluster._run_on_replica(
-                    quick, work, parts[0].sql, parts[0].params
-                )
-            async with self._lease(c, options, parts[0].group) as conn:
-                return await work(conn, parts[0].sql, parts[0].params)
+                return await self._cluster._run_on_replica(quick, work, part.sql, part.params)
+            async with self._lease(c, options, group) as conn:
+                return await work(conn, part.sql, part.params)
         if not c.read_only:
             return await self._write_parts(shard_plan, work, combine)
         results = []
