@@ -17,6 +17,7 @@ from psycopg import sql
 from mlscale import (
     Cluster,
     ConfigError,
+    IntegrityViolation,
     LocalCluster,
     PartialWriteError,
     RoutingError,
@@ -571,3 +572,63 @@ def test_an_empty_key_list_runs_in_the_callers_group(sharded: Cluster) -> None:
     assert c.fetch_value(query, ([],)) == 0
     with c.transaction(group="g1") as tx:
         assert tx.fetch_value(query, ([],)) == 0
+
+
+@pytest.mark.timeout(180)
+def test_concurrent_split_writes_are_counted_whole_and_never_deadlock(sharded: Cluster) -> None:
+    """8 threads write batches that span both groups, some doomed by a duplicate on
+    one group, while others update the same rows with their keys in opposite orders.
+    Counted afterwards on the servers: every acknowledged row once, on its group;
+    nothing of a refused batch anywhere; and it all finished (no cross-server deadlock)."""
+    import threading
+
+    c = sharded
+    clear(c)
+    k0 = [k for k in range(10_000, 11_000) if c.locate(FAMILY, k) == "g0"][:8]
+    k1 = [k for k in range(10_000, 11_000) if c.locate(FAMILY, k) == "g1"][:8]
+    acked: list[tuple[int, int]] = []
+    refused: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    insert = "INSERT INTO sh_events (user_id, id, body) VALUES (%s, %s, 'c'), (%s, %s, 'c')"
+
+    def writer(t: int) -> None:
+        try:
+            for i in range(40):
+                row_id = t * 1000 + i
+                a, b = k0[t], k1[t]
+                if i % 10 == 9:  # a duplicate of this thread's first row on g1: all refused
+                    rows = [(a, row_id), (b, t * 1000)]
+                    with pytest.raises(IntegrityViolation):
+                        c.execute(insert, [v for r in rows for v in r])
+                    with lock:
+                        refused.append(rows[0])
+                    continue
+                rows = [(a, row_id), (b, row_id)]
+                c.execute(insert, [v for r in rows for v in r])
+                with lock:
+                    acked.extend(rows)
+                # The same two keys, in the thread's own order: both groups, every time.
+                keys = [a, b] if t % 2 else [b, a]
+                c.execute("UPDATE sh_events SET body = 'u' WHERE user_id IN (%s, %s)", keys)
+                shared = [k0[0], k1[0]] if t % 2 else [k1[0], k0[0]]
+                c.execute("UPDATE sh_events SET body = 'v' WHERE user_id IN (%s, %s)", shared)
+        except BaseException as exc:  # reported below, with the thread's own traceback
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=150)
+    assert not any(t.is_alive() for t in threads), "writers hung: a cross-server deadlock"
+    assert errors == [], errors
+    stored = {
+        g: {(r[0], r[1]) for r in rows_on(c, g, "SELECT user_id, id FROM sh_events")}
+        for g in ("g0", "g1")
+    }
+    everything = stored["g0"] | stored["g1"]
+    assert len(everything) == len(stored["g0"]) + len(stored["g1"])  # no row on both
+    assert everything == set(acked)  # each acknowledged row, nothing of a refused batch
+    assert not (set(refused) & everything)
+    assert assert_placed_by_map(c, EVENTS) == len(acked)
