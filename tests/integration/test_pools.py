@@ -173,3 +173,22 @@ def test_after_a_restart_only_idempotent_writes_are_retried(scratch_dir) -> None
         )
         rows = cluster.fetch_all("SELECT id FROM writes ORDER BY id", consistency="strong")
     assert [r[0] for r in rows] == [1, 2, 3, 5, 6, 7]
+
+
+def test_without_the_catalog_one_group_routes_on_and_several_refuse(local_cluster) -> None:  # type: ignore[no-untyped-def]
+    """The control node down (here: a port nobody listens on): with one shard group
+    there is nothing to place, so statements run; with two they fail, naming the
+    control node, rather than guess where a row belongs."""
+    from mlscale.local.ports import port_is_free
+
+    config = local_cluster.config()
+    port = next(p for p in range(29_000, 30_000) if port_is_free(p))
+    dead = config.control.model_copy(update={"port": port})
+    fast = config.pools.model_copy(update={"timeout_s": 1.0, "connect_timeout_s": 0.5})
+    two = config.model_copy(update={"control": dead, "pools": fast})
+    one = two.model_copy(update={"shard_groups": config.shard_groups[:1]})
+    with Cluster(one) as cluster:
+        assert cluster.fetch_value("SELECT 41 + 1", consistency="strong") == 42
+        assert cluster.fetch_value("SELECT 1") == 1  # a replica read too
+    with Cluster(two) as cluster, pytest.raises(NodeUnavailableError, match="node control"):
+        cluster.fetch_value("SELECT 1", consistency="strong")

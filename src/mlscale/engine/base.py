@@ -186,11 +186,13 @@ class ClusterCore(Generic[P]):
         target = Target.PRIMARY if isinstance(chosen, ToPrimary) else Target.REPLICA
         return {"target": target.value, "node": node, "reason": chosen.reason}
 
-    def unavailable(self, name: str, exc: Exception) -> NodeUnavailableError:
+    def unavailable(
+        self, name: str, exc: Exception, timeout_s: float | None = None
+    ) -> NodeUnavailableError:
         node = self.pools.node(name)
+        waited = self.config.pools.timeout_s if timeout_s is None else timeout_s
         err = NodeUnavailableError(
-            f"couldn't get a connection to node {name} at {node.address} after "
-            f"{self.config.pools.timeout_s:.2f} s"
+            f"couldn't get a connection to node {name} at {node.address} after {waited:.2f} s"
         )
         err.node, err.node_role = name, node.role.value
         return err

@@ -674,21 +674,24 @@ class AsyncCluster(_AsyncRunner):
             raise self._core.unavailable(name, exc) from exc
 
     @asynccontextmanager
-    async def _on(self, name: str) -> AsyncIterator[AsyncConnection[Any]]:
-        """A pooled connection to ``name``; driver errors become mlscale errors, and a
-        replica that fails is banned for a while."""
+    async def _on(
+        self, name: str, timeout_s: float | None = None
+    ) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection to ``name`` (waiting at most ``timeout_s``, default the
+        pool's); driver errors become mlscale errors, and a replica that fails is
+        banned for a while."""
         role = self._core.roles[name]
         replica = role == "replica"
         pool = await self._pool(name)
         if replica:
             self._core.reads.begin(name)
         try:
-            async with pool.connection() as conn:
+            async with pool.connection(timeout=timeout_s) as conn:
                 yield conn
         except PoolTimeout as exc:
             if replica:
                 self._core.reads.end(name, failed="no connection within the pool timeout")
-            raise self._core.unavailable(name, exc) from exc
+            raise self._core.unavailable(name, exc, timeout_s) from exc
         except psycopg.Error as exc:
             if isinstance(exc, MlscaleError):  # translated already, for a node nested inside
                 if replica:
@@ -725,7 +728,7 @@ class AsyncCluster(_AsyncRunner):
         """The sharding directory to route by: loaded from the catalog on first use in
         this process, then the monitor's whenever it has a newer one."""
         if not self._shards_loaded:
-            await self.refresh_shards()
+            await self._first_directory()
             return self._core.shards
         newer = self._monitor_here().directory
         if newer.version > self._core.shards.version:
@@ -739,14 +742,30 @@ class AsyncCluster(_AsyncRunner):
                 self._core.shards = directory
             self._shards_loaded = True
 
-    async def refresh_shards(self) -> ShardDirectory:
+    async def refresh_shards(self, timeout_s: float | None = None) -> ShardDirectory:
         """Read the sharding directory from the catalog now (clients also learn of
         changes by themselves: NOTIFY, and a poll every ``shard_map_poll_s``)."""
         self._monitor_here()
-        async with self._control() as conn:
+        async with self._on("control", timeout_s) as conn:
             directory = await load_directory(conn)
         self._adopt(directory)
         return self._core.shards
+
+    async def _first_directory(self) -> None:
+        """The directory a process routes its first call by. With one shard group
+        there is nothing to place, so a catalog that cannot be reached does not stop
+        the data path: routing starts without it (every key lives on that group) and
+        the monitor brings the directory in once the control node answers. With
+        several groups a statement waits for the catalog, or fails: a guess could
+        put a row on the wrong group."""
+        single = len(self._core.group_names) == 1
+        try:
+            await self.refresh_shards(min(self.config.pools.timeout_s, 5.0) if single else None)
+        except NodeUnavailableError as exc:
+            if not single:
+                raise
+            log.warning("no sharding directory yet (%s); one shard group: routing on", exc)
+            self._adopt(self._core.shards)
 
     def _monitor_round(self) -> int:
         """The monitor's round count; -1 if this process has no monitor yet."""
