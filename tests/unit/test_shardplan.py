@@ -15,10 +15,8 @@ from mlscale.errors import RoutingError
 GROUPS = ("g0", "g1")
 USERS = SlotMap.even(KeyFamily.of("users", "int8"), GROUPS)
 EVENTS = ShardedTable("events", ("user_id",), "users")
-DIRECTORY = ShardDirectory(
-    1, {"users": USERS}, {"events": EVENTS}, {"events": ("user_id", "id", "body")}
-)
-ROUTER = KeyRouter(DIRECTORY.tables, table_columns=DIRECTORY.columns)
+DIRECTORY = ShardDirectory(1, {"users": USERS}, {"events": EVENTS})
+ROUTER = KeyRouter(DIRECTORY.tables, table_columns={"events": ("user_id", "id", "body")})
 K0 = next(k for k in range(100) if USERS.locate(k) == "g0")
 K1 = next(k for k in range(100) if USERS.locate(k) == "g1")
 

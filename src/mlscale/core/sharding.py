@@ -20,12 +20,11 @@ __all__ = ["EMPTY", "ShardDirectory"]
 
 @dataclass(frozen=True, slots=True)
 class ShardDirectory:
-    """Shard maps by key family, sharded tables by name, and each table's columns."""
+    """Shard maps by key family, and sharded tables by name."""
 
     version: int = 0
     maps: Mapping[str, ShardMap] = field(default_factory=dict)
     tables: Mapping[str, ShardedTable] = field(default_factory=dict)
-    columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def map_of(self, family: str) -> ShardMap:
         """The current map of key family ``family``."""
@@ -56,16 +55,12 @@ class ShardDirectory:
         return self.map_of(table_or_family).locate(key)
 
     def group_keys(self, shard_map: ShardMap, keys: Sequence[Any]) -> dict[str, list[int]]:
-        """Indexes of ``keys`` by the group each maps to, groups in first-seen order."""
+        """Indexes of ``keys`` (tuples, one value per key column) by the group each
+        maps to, groups in first-seen order."""
         out: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
-            out.setdefault(shard_map.locate(_one(key)), []).append(i)
+            out.setdefault(shard_map.locate(key), []).append(i)
         return out
-
-
-def _one(key: Any) -> Any:
-    """A one-column key as a scalar (keyroute gives every key as a tuple)."""
-    return key[0] if isinstance(key, tuple) and len(key) == 1 else key
 
 
 EMPTY = ShardDirectory()

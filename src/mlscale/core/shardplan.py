@@ -231,8 +231,7 @@ def split_copy_rows(
         return ShardPlan(_in_order(parts, all_groups), f"{len(data)} COPY rows by slot")
     by_group: dict[str, list[tuple[Any, ...]]] = {}
     for row in data:
-        key = tuple(row[i] for i in routed.key_indexes)
-        group = shard_map.locate(key[0] if len(key) == 1 else key)
+        group = shard_map.locate(tuple(row[i] for i in routed.key_indexes))
         by_group.setdefault(group, []).append(row)
     parts = [Part(g, statement, chunk) for g, chunk in by_group.items()]
     return ShardPlan(_in_order(parts, all_groups), f"{len(data)} COPY rows by key")

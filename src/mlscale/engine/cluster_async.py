@@ -260,14 +260,16 @@ class _AsyncRunner:
             async with self._lease(c, options, group) as conn:
                 return await work(conn, part.sql, part.params)
         if not c.read_only:
-            return await self._write_parts(shard_plan, work, combine)
+            return await self._write_parts(c, shard_plan, work, combine)
         results = []
         for part in parts:
             async with self._lease(c, options, part.group) as conn:
                 results.append(await work(conn, part.sql, part.params))
         return combine(results)
 
-    async def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+    async def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
         """A write split over shard groups: each part in a transaction on its group's
         primary, all committed once every part has run (any error rolls back all).
         A failure while committing can leave some groups committed: two-phase
@@ -432,13 +434,13 @@ class _AsyncRunner:
 
         if rows is not None:
             split = await self._split_copy(query, rows)
-            if split is not None and len(split.parts) == 1:
-                (part,) = split.parts
-                c = self._core.classify(query)
-                async with self._lease(c, EVENTUAL, part.group) as conn:
-                    return await copy_rows(conn, part.sql, part.params)
             if split is not None:
-                return await self._write_parts(split, copy_rows, _total)
+                c = self._core.classify(query)
+                if len(split.parts) == 1:
+                    (part,) = split.parts
+                    async with self._lease(c, EVENTUAL, part.group) as conn:
+                        return await copy_rows(conn, part.sql, part.params)
+                return await self._write_parts(c, split, copy_rows, _total)
         return await self._run(
             query, None, EVENTUAL, given_rows, _total if rows is not None else _concat
         )
@@ -789,10 +791,12 @@ class AsyncCluster(_AsyncRunner):
     def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
         return self._routed(c, RouteScope.AUTO, group, options)
 
-    async def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+    async def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
         results = []
-        for part in shard_plan.parts:  # what one call may not do, refused before any runs
-            self._core.check_one_call(self._core.classify(part.sql))
+        # Checked once, before any part runs: every part is a cut of the same statement.
+        self._core.check_one_call(c)
         async with AsyncExitStack() as stack:
             conns: list[tuple[str, AsyncConnection[Any]]] = []
             try:
@@ -1040,12 +1044,14 @@ class AsyncScope(_AsyncRunner):
     def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
         return self._cluster._routed(c, self._scope, _within(self._group, group), options)
 
-    async def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+    async def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
         if self._scope is RouteScope.REPLICA:
             raise RoutingError("a write cannot run in a replica scope")
         for part in shard_plan.parts:
             _within(self._group, part.group)
-        return await self._cluster._write_parts(shard_plan, work, combine)
+        return await self._cluster._write_parts(c, shard_plan, work, combine)
 
     async def _quick(
         self, c: Classification, options: ReadOptions, group: str | None

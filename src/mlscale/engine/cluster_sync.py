@@ -260,14 +260,16 @@ class _Runner:
             with self._lease(c, options, group) as conn:
                 return work(conn, part.sql, part.params)
         if not c.read_only:
-            return self._write_parts(shard_plan, work, combine)
+            return self._write_parts(c, shard_plan, work, combine)
         results = []
         for part in parts:
             with self._lease(c, options, part.group) as conn:
                 results.append(work(conn, part.sql, part.params))
         return combine(results)
 
-    def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+    def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
         """A write split over shard groups: each part in a transaction on its group's
         primary, all committed once every part has run (any error rolls back all).
         A failure while committing can leave some groups committed: two-phase
@@ -430,13 +432,13 @@ class _Runner:
 
         if rows is not None:
             split = self._split_copy(query, rows)
-            if split is not None and len(split.parts) == 1:
-                (part,) = split.parts
-                c = self._core.classify(query)
-                with self._lease(c, EVENTUAL, part.group) as conn:
-                    return copy_rows(conn, part.sql, part.params)
             if split is not None:
-                return self._write_parts(split, copy_rows, _total)
+                c = self._core.classify(query)
+                if len(split.parts) == 1:
+                    (part,) = split.parts
+                    with self._lease(c, EVENTUAL, part.group) as conn:
+                        return copy_rows(conn, part.sql, part.params)
+                return self._write_parts(c, split, copy_rows, _total)
         return self._run(query, None, EVENTUAL, given_rows, _total if rows is not None else _concat)
 
     def _split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
@@ -783,10 +785,12 @@ class Cluster(_Runner):
     def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
         return self._routed(c, RouteScope.AUTO, group, options)
 
-    def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+    def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
         results = []
-        for part in shard_plan.parts:  # what one call may not do, refused before any runs
-            self._core.check_one_call(self._core.classify(part.sql))
+        # Checked once, before any part runs: every part is a cut of the same statement.
+        self._core.check_one_call(c)
         with ExitStack() as stack:
             conns: list[tuple[str, Connection[Any]]] = []
             try:
@@ -1030,12 +1034,14 @@ class Scope(_Runner):
     def _lease(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
         return self._cluster._routed(c, self._scope, _within(self._group, group), options)
 
-    def _write_parts(self, shard_plan: ShardPlan, work: Work, combine: Combine) -> Any:
+    def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
         if self._scope is RouteScope.REPLICA:
             raise RoutingError("a write cannot run in a replica scope")
         for part in shard_plan.parts:
             _within(self._group, part.group)
-        return self._cluster._write_parts(shard_plan, work, combine)
+        return self._cluster._write_parts(c, shard_plan, work, combine)
 
     def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
         return self._cluster._quick_replica(c, self._scope, _within(self._group, group), options)

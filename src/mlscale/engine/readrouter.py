@@ -91,7 +91,6 @@ class ReadRouter:
             w == 1.0 for w in self.weights.values()
         )
         self._lock = threading.Lock()
-        self._turn = 0
         self._rng = random.Random()
         # Bans change -> version bump; available replicas per group, per
         # (monitor round, bans version): the fast path of an EVENTUAL read.
@@ -102,7 +101,7 @@ class ReadRouter:
         self._local = threading.local()
         self._quick_counts: dict[int, dict[str, int]] = {}  # by thread ident
         self._quick_folded: Counter[str] = Counter()  # of threads that have ended
-        self._quick_turns = itertools.count()  # next() on it is atomic
+        self._turns = itertools.count()  # whose turn it is; next() on it is atomic
 
     # -- states and decisions ----------------------------------------------------------
 
@@ -162,7 +161,7 @@ class ReadRouter:
         available = cached[2]
         if not available:
             return None
-        name = available[next(self._quick_turns) % len(available)]
+        name = available[next(self._turns) % len(available)]
         # Each thread counts into its own dict: no lock on the hot path, no lost counts.
         counts: dict[str, int] | None = getattr(self._local, "reads", None)
         if counts is None:
@@ -203,11 +202,13 @@ class ReadRouter:
         )
 
     def decide(self, states: list[ReplicaState], req: ReadRequirement) -> Decision:
-        with self._lock:
-            self._turn += 1
-            turn = self._turn
         return pick_replica(
-            states, req, self.policy, turn=turn, rng=self._rng, primary_reads=self.primary_reads
+            states,
+            req,
+            self.policy,
+            turn=next(self._turns),
+            rng=self._rng,
+            primary_reads=self.primary_reads,
         )
 
     def record(self, decision: Decision, consistency: Consistency, primary: str) -> None:

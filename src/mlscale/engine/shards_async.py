@@ -68,14 +68,12 @@ async def load_directory(conn: AsyncConnection[Any]) -> ShardDirectory:
             except ConfigError as exc:
                 raise CatalogError(f"the catalog's map of family {family!r} is bad: {exc}") from exc
         cur = await conn.execute(
-            "SELECT name, family, key_columns, columns FROM mlscale_catalog.sharded_tables"
+            "SELECT name, family, key_columns FROM mlscale_catalog.sharded_tables"
         )
         tables: dict[str, ShardedTable] = {}
-        columns: dict[str, tuple[str, ...]] = {}
-        for name, family, keys, cols in await cur.fetchall():
+        for name, family, keys in await cur.fetchall():
             tables[name] = ShardedTable(name, tuple(keys), family)
-            columns[name] = tuple(cols)
-    return ShardDirectory(version, maps, tables, columns)
+    return ShardDirectory(version, maps, tables)
 
 
 async def _bump(conn: AsyncConnection[Any]) -> int:

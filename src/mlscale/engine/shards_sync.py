@@ -69,15 +69,11 @@ def load_directory(conn: Connection[Any]) -> ShardDirectory:
                 maps[family] = map_from_spec(spec)
             except ConfigError as exc:
                 raise CatalogError(f"the catalog's map of family {family!r} is bad: {exc}") from exc
-        cur = conn.execute(
-            "SELECT name, family, key_columns, columns FROM mlscale_catalog.sharded_tables"
-        )
+        cur = conn.execute("SELECT name, family, key_columns FROM mlscale_catalog.sharded_tables")
         tables: dict[str, ShardedTable] = {}
-        columns: dict[str, tuple[str, ...]] = {}
-        for name, family, keys, cols in cur.fetchall():
+        for name, family, keys in cur.fetchall():
             tables[name] = ShardedTable(name, tuple(keys), family)
-            columns[name] = tuple(cols)
-    return ShardDirectory(version, maps, tables, columns)
+    return ShardDirectory(version, maps, tables)
 
 
 def _bump(conn: Connection[Any]) -> int:
