@@ -18,32 +18,47 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "src/mlscale/engine"
-# (async source, generated sync twin)
+# concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
+# each written by hand; every other *_async.py has a generated *_sync.py twin.
+HAND_WRITTEN = {"concurrency_async.py"}
 PAIRS = [
-    (ENGINE / "cluster_async.py", ENGINE / "cluster_sync.py"),
-    (ENGINE / "monitor_async.py", ENGINE / "monitor_sync.py"),
-    (ENGINE / "shards_async.py", ENGINE / "shards_sync.py"),
+    (source, source.with_name(source.name.replace("_async.py", "_sync.py")))
+    for source in sorted(ENGINE.glob("*_async.py"))
+    if source.name not in HAND_WRITTEN
 ]
 
 RENAMES = {
+    "AsyncAdmin": "Admin",
+    "AsyncCatalogWatch": "CatalogWatch",
     "AsyncCluster": "Cluster",
+    "AsyncDirectory": "Directory",
+    "AsyncFanout": "Fanout",
     "AsyncMonitor": "Monitor",
-    "concurrency_async": "concurrency_sync",
-    "monitor_async": "monitor_sync",
-    "shards_async": "shards_sync",
+    "AsyncNodes": "Nodes",
+    "AsyncRooms": "Rooms",
+    "AsyncRouter": "Router",
+    "AsyncRunner": "Runner",
     "AsyncScope": "Scope",
     "AsyncSession": "Session",
     "AsyncTransaction": "Transaction",
-    "_AsyncRunner": "_Runner",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",
+    "AsyncCursor": "Cursor",
     "AsyncIterator": "Iterator",
+    "AbstractAsyncContextManager": "AbstractContextManager",
     "asynccontextmanager": "contextmanager",
     "AsyncExitStack": "ExitStack",
     "enter_async_context": "enter_context",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
 }
+# Module names: x_async -> x_sync for every async source (and the primitives).
+RENAMES.update(
+    {
+        source.stem: source.stem.replace("_async", "_sync")
+        for source in sorted(ENGINE.glob("*_async.py"))
+    }
+)
 
 HEADER = (
     "# Generated from {source} by scripts/async_to_sync.py: do not edit.\n"

@@ -17,7 +17,9 @@ Sharding: a key family's map places keys on shard groups; sharded tables route b
     cluster.fetch_all("SELECT * FROM events WHERE user_id = %s", (1,))          # one group
 """
 
-from .config import ClusterConfig, load_config, parse_config
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .core.sharding import ShardDirectory
 from .core.shardmaps import (
     GeoMap,
@@ -31,9 +33,13 @@ from .core.shardmaps import (
 )
 from .core.slots import KeyType
 from .core.topology import Node, Role
-from .engine.base import ClusterState, Isolation
-from .engine.cluster_async import AsyncCluster, AsyncScope, AsyncSession, AsyncTransaction
-from .engine.cluster_sync import Cluster, Scope, Session, Transaction
+from .engine.cluster_async import AsyncCluster
+from .engine.cluster_sync import Cluster
+from .engine.context import ClusterState
+from .engine.scopes_async import AsyncScope, AsyncSession, AsyncTransaction
+from .engine.scopes_sync import Scope, Session, Transaction
+from .engine.statements import Isolation
+from .engine.stats import BanInfo, ClusterStats, RouteExplanation
 from .errors import (
     CatalogError,
     ClusterDirError,
@@ -54,7 +60,10 @@ from .errors import (
     ShardKeyError,
     TransactionConflict,
 )
-from .local.cluster import LocalCluster
+
+if TYPE_CHECKING:
+    from .config import ClusterConfig, load_config, parse_config
+    from .local.cluster import LocalCluster
 
 __version__ = "0.1.0"
 
@@ -63,12 +72,14 @@ __all__ = [
     "AsyncScope",
     "AsyncSession",
     "AsyncTransaction",
+    "BanInfo",
     "CatalogError",
     "Cluster",
     "ClusterConfig",
     "ClusterDirError",
     "ClusterError",
     "ClusterState",
+    "ClusterStats",
     "ConfigError",
     "DatabaseError",
     "GeoMap",
@@ -91,6 +102,7 @@ __all__ = [
     "RangeMap",
     "ReadOnlyViolation",
     "Role",
+    "RouteExplanation",
     "RoutingError",
     "SchemaError",
     "Scope",
@@ -105,3 +117,34 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+# Imported on first use (PEP 562), so that `import mlscale` stays cheap: LocalCluster
+# runs servers on this machine (subprocesses, cgroups, Redis: ~80 ms to load) and a
+# process using an existing cluster never needs it; the config models load pydantic
+# (~70 ms), needed only once a config is read.
+_LAZY = {
+    "ClusterConfig": "config",
+    "load_config": "config",
+    "parse_config": "config",
+    "LocalCluster": "local.cluster",
+}
+
+
+# Hidden from type checkers, which see the imports above instead: a visible module
+# __getattr__ would make them accept any misspelt name as Any.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        """A name of :data:`_LAZY`, imported from its module on first use."""
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups find it without calling this
+        return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazy ones included."""
+    return sorted({*globals(), *__all__})

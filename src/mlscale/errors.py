@@ -102,8 +102,12 @@ class NodeUnavailableError(DatabaseError, psycopg.OperationalError):
     catch it unchanged. ``node`` names the node, ``node_role`` its role.
     """
 
-    node: str | None = None
-    node_role: str | None = None
+    def __init__(
+        self, message: str, *, node: str | None = None, node_role: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.node = node
+        self.node_role = node_role
 
 
 class PartialWriteError(DatabaseError):
@@ -111,8 +115,10 @@ class PartialWriteError(DatabaseError):
     commit on ``failed`` (and was rolled back on the rest). Never retried: find out
     what the failed group holds before writing again."""
 
-    committed: tuple[str, ...] = ()
-    failed: str = ""
+    def __init__(self, message: str, *, committed: tuple[str, ...], failed: str) -> None:
+        super().__init__(message)
+        self.committed = committed
+        self.failed = failed
 
 
 class RoutingError(MlscaleError):
@@ -129,8 +135,12 @@ class QueryError(DatabaseError):
     """The server rejected a statement. ``sqlstate`` is PostgreSQL's error code,
     ``node`` the node that ran it; ``__cause__`` is the driver's error."""
 
-    sqlstate: str | None = None
-    node: str | None = None
+    def __init__(
+        self, message: str, *, sqlstate: str | None = None, node: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.node = node
 
 
 class IntegrityViolation(QueryError):

@@ -111,7 +111,7 @@ def test_reads_go_to_replicas_and_writes_to_the_primary(
     assert rows == [{"id": new_id, "name": token}]
     assert api.fetch_one("SELECT 1 WHERE false") is None
     assert api.fetch_value("SELECT 1 WHERE false") is None
-    assert api.explain_route("SELECT * FROM api_items FOR UPDATE")["target"] == "primary"
+    assert api.explain_route("SELECT * FROM api_items FOR UPDATE").target == "primary"
 
 
 def test_replicas_are_taken_in_turn(api: Any) -> None:

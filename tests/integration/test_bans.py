@@ -10,7 +10,7 @@ from tests.conftest import assert_one_line_error, run_cli
 
 
 def reads_on(cluster: Cluster, node: str) -> int:
-    return int(cluster.stats()["reads"]["reads_by_node"].get(node, 0))
+    return int(cluster.stats().reads.reads_by_node.get(node, 0))
 
 
 def read_for(cluster: Cluster, seconds: float) -> None:
@@ -33,7 +33,7 @@ def test_cli_ban_takes_a_replica_out_of_rotation_for_running_clients(
             read_for(cluster, 1.0)
             assert reads_on(cluster, "g0-replica1") == before[0]
             assert reads_on(cluster, "g0-replica2") > before[1]
-            assert cluster.stats()["bans"]["g0-replica1"]["kind"] == "manual"
+            assert cluster.stats().bans["g0-replica1"].kind == "manual"
             status = json.loads(run_cli("status", "--dir", d, "--json").stdout)
             bans = {n["name"]: n["ban"] for n in status["nodes"] if n["role"] == "replica"}
             assert bans["g0-replica1"] == "manual: disk maintenance"
@@ -44,7 +44,7 @@ def test_cli_ban_takes_a_replica_out_of_rotation_for_running_clients(
         before = reads_on(cluster, "g0-replica1")
         read_for(cluster, 1.0)
         assert reads_on(cluster, "g0-replica1") > before, "the replica never came back"
-        assert "g0-replica1" not in cluster.stats()["bans"]
+        assert "g0-replica1" not in cluster.stats().bans
 
 
 def test_api_ban_is_shared_and_primaries_cannot_be_banned(local_cluster: LocalCluster) -> None:

@@ -12,7 +12,7 @@ from psycopg import sql
 
 from mlscale import CatalogError, LocalCluster
 from mlscale.core.topology import nodes_of
-from mlscale.engine import catalog
+from mlscale.engine import migrations as catalog
 from mlscale.engine.connect import connect
 
 

@@ -97,7 +97,7 @@ def _reader(config: str, tokens: Any, results: Any) -> None:
             )
             reads += 1
             stale += found != 1
-        results.put((reads, stale, cluster.stats()["reads"]["reads_by_node"]))
+        results.put((reads, stale, cluster.stats().reads.reads_by_node))
 
 
 def _replica_share(by_node: dict[str, int]) -> float:
@@ -110,13 +110,13 @@ def test_read_your_writes_counted(delayed: LocalCluster) -> None:
     config = str(delayed.layout.config)
     with Cluster.from_file(config) as cluster:
         stale = _run_threads(cluster, "read_your_writes", PAIRS_PER_THREAD)
-        reads = cluster.stats()["reads"]
+        reads = cluster.stats().reads
         assert stale == 0, f"{stale} stale reads with read-your-writes tokens"
-        by_node = reads["reads_by_node"]
+        by_node = reads.reads_by_node
         assert sum(by_node.values()) >= WORKERS * PAIRS_PER_THREAD
         assert _replica_share(by_node) >= 0.5, by_node
         print(f"read-your-writes in threads: {stale} stale, replica share "
-              f"{_replica_share(by_node):.2f}, {reads['token_waits']} waits, {by_node}")
+              f"{_replica_share(by_node):.2f}, {reads.token_waits} waits, {by_node}")
 
         # Tokens as strings, read in two other processes.
         ctx = multiprocessing.get_context("spawn")
@@ -226,20 +226,20 @@ def test_a_killed_replica_costs_readers_nothing(scratch_dir: Path) -> None:
             os.kill(victim, signal.SIGKILL)
             assert procs.wait_dead(victim, 10)
             time.sleep(2.0)
-            bans = cluster.stats()["bans"]
+            bans = cluster.stats().bans
             samples = cluster.replica_samples()
             assert "g0-replica1" in bans or not samples["g0-replica1"].up, (bans, samples)
             if "g0-replica1" in bans:
-                assert bans["g0-replica1"]["reason"]
-            before = cluster.stats()["reads"]["reads_by_node"].get("g0-replica1", 0)
+                assert bans["g0-replica1"].reason
+            before = cluster.stats().reads.reads_by_node.get("g0-replica1", 0)
             local.up()
             deadline = time.monotonic() + 30
             while (
-                cluster.stats()["reads"]["reads_by_node"].get("g0-replica1", 0) <= before
-                or "g0-replica1" in cluster.stats()["bans"]
+                cluster.stats().reads.reads_by_node.get("g0-replica1", 0) <= before
+                or "g0-replica1" in cluster.stats().bans
             ):
                 assert time.monotonic() < deadline, (
-                    f"the restarted replica was not back in rotation: {cluster.stats()['bans']}"
+                    f"the restarted replica was not back in rotation: {cluster.stats().bans}"
                 )
                 time.sleep(0.1)
         finally:

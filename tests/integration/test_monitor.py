@@ -145,6 +145,6 @@ def test_an_old_heartbeat_does_not_ban_a_replica_that_is_caught_up(scratch_dir: 
     with Cluster(config) as cluster:
         for _ in range(300):
             cluster.replica().fetch_one("SELECT 1")
-        reads = cluster.stats()["reads"]
-    assert reads["fallbacks_by_cause"] == {}, reads
-    assert reads["reads_by_node"] == {"g0-replica1": 300}, reads
+        reads = cluster.stats().reads
+    assert reads.fallbacks_by_cause == {}, reads
+    assert reads.reads_by_node == {"g0-replica1": 300}, reads

@@ -22,7 +22,7 @@ def test_default_pool_size_is_the_formula(cluster: Cluster) -> None:
     assert cluster.pool_size.max_size == 2 * (os.cpu_count() or 1) + 1
     with cluster.connection() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
-    stats = cluster.stats()["pools"][cluster.primary_node()]
+    stats = cluster.stats().pools[cluster.primary_node()]
     assert stats["pool_max"] == cluster.pool_size.max_size
     assert stats["requests_num"] >= 1
 
@@ -58,7 +58,7 @@ def test_pool_survives_fork(cluster: Cluster) -> None:
     # server backends as before the fork) still work.
     for _ in range(10):
         assert backend_pid(cluster, node) in parent_pids
-    assert cluster.stats()["pools"][node].get("connections_lost", 0) == 0
+    assert cluster.stats().pools[node].get("connections_lost", 0) == 0
 
 
 def test_async_cluster_uses_the_same_nodes(local_cluster) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +70,7 @@ def test_async_cluster_uses_the_same_nodes(local_cluster) -> None:  # type: igno
                     cur = await conn.execute("SELECT pg_is_in_recovery()")
                     row = await cur.fetchone()
                     out.append(bool(row and row[0]))
-            assert acluster.stats()["pools"]
+            assert acluster.stats().pools
             return out
 
     assert asyncio.run(main()) == [False, True, True]
@@ -118,7 +118,7 @@ def test_idle_connections_are_reused_last_in_first_out(local_cluster, reuse: str
         node = cluster.primary_node()
         backend_pid(cluster, node)
         deadline = time.monotonic() + 10
-        while cluster.stats()["pools"][node]["pool_available"] < 3:
+        while cluster.stats().pools[node]["pool_available"] < 3:
             assert time.monotonic() < deadline, "the pool never filled to min_size"
             time.sleep(0.01)
         pids = {backend_pid(cluster, node) for _ in range(12)}
@@ -134,7 +134,7 @@ def test_idle_connections_are_reused_last_in_first_out(local_cluster, reuse: str
                     return int(row[0]) if row else 0
 
             await pid()
-            while acluster.stats()["pools"][node]["pool_available"] < 3:
+            while acluster.stats().pools[node]["pool_available"] < 3:
                 await asyncio.sleep(0.01)
             return {await pid() for _ in range(12)}
 

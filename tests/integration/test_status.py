@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 
-from mlscale import LocalCluster
+import tomli_w
+
+from mlscale import Cluster, LocalCluster
 from tests.conftest import run_cli
 
 
@@ -50,3 +53,49 @@ def test_status_from_config_file(local_cluster: LocalCluster) -> None:
     result = run_cli("status", "--config", str(local_cluster.layout.config), "--json")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["nodes"]) == 7
+
+
+def test_status_and_routing_agree_on_a_replica_lagging_past_its_threshold(
+    local_cluster: LocalCluster,
+) -> None:
+    """One replica stops replaying while its primary writes past the lag threshold:
+    routing bans it for lag, and `mlscale status` shows the same ban, by the same
+    policy, for every replica of the cluster."""
+    original = local_cluster.layout.config
+    doc = tomllib.loads(original.read_text())
+    doc.setdefault("policies", {})["max_replica_lag_bytes"] = 256 * 1024
+    config = original.with_name("lagging.toml")  # beside it: the passfile path is relative
+    config.write_text(tomli_w.dumps(doc))
+    victim = "g1-replica2"
+    try:
+        with Cluster.from_file(config) as cluster:
+            with cluster.connection(victim) as conn:
+                conn.execute("SELECT pg_wal_replay_pause()")
+            with cluster.connection(cluster.primary_node("g1")) as conn:
+                conn.execute(
+                    "CREATE TABLE lag_fill AS SELECT g, repeat('x', 200) AS pad "
+                    "FROM generate_series(1, 5000) g"  # about 1.5 MB of WAL
+                )
+            deadline = time.monotonic() + 15
+            while victim not in cluster.stats().bans:
+                assert time.monotonic() < deadline, cluster.replica_samples()
+                cluster.group("g1").fetch_value("SELECT 1")  # reads refresh the verdicts
+                time.sleep(0.1)
+            routed = {name: str(ban) for name, ban in cluster.stats().bans.items()}
+            assert routed[victim].startswith("lag: "), routed
+            for _ in range(20):  # while it lags, no read goes there
+                assert cluster.explain_route("SELECT 1", group="g1").node != victim
+            result = run_cli("status", "--config", str(config), "--json")
+            assert result.returncode == 0, result.stderr
+            nodes = json.loads(result.stdout)["nodes"]
+            shown = {n["name"]: n["ban"] for n in nodes if n["role"] == "replica"}
+            kinds = {name: (ban or "").split(":")[0] for name, ban in shown.items()}
+            assert kinds == {n: routed.get(n, "").split(":")[0] for n in shown}, (shown, routed)
+            print(f"routing: {routed}; status: {shown}")
+    finally:
+        with Cluster.from_file(original) as cluster:
+            with cluster.connection(victim) as conn:
+                conn.execute("SELECT pg_wal_replay_resume()")
+            with cluster.connection(cluster.primary_node("g1")) as conn:
+                conn.execute("DROP TABLE IF EXISTS lag_fill")
+        config.unlink()

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mlscale.bench.results import Verdict
 from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow  # runs `mlscale bench placement`
 
 RING_GATE = "ring (balanced tokens, the default; 256/group): worst group share's distance from 25%"
 RING_MOVED_GATE = "ring (balanced tokens, the default): keys moved when g4 joins, distance from 20%"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import subprocess
+import sys
 
 import psycopg
 
@@ -35,3 +37,16 @@ def test_unavailable_node_is_also_a_driver_operational_error() -> None:
     exc = errors.NodeUnavailableError("no connection")
     assert isinstance(exc, psycopg.OperationalError)
     assert isinstance(exc, errors.DatabaseError)
+
+
+def test_import_loads_neither_local_clusters_nor_benchmarks() -> None:
+    # A fresh interpreter: this one holds whatever the other tests imported.
+    code = (
+        "import sys, mlscale\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[:2] in "
+        "(['mlscale', 'local'], ['mlscale', 'bench'])))\n"
+        "print(mlscale.LocalCluster.__module__)\n"  # the lazy name still resolves
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "mlscale.local.cluster"]

@@ -10,9 +10,11 @@ import pytest
 
 from mlscale import RoutingError, parse_config
 from mlscale.core.classify import Classifier, SessionEffect, Target, TxAction
-from mlscale.core.route import RouteRefused, Scope, ToPrimary, ToReplica, route
+from mlscale.core.route import OnPrimary, OnReplica, RouteRefused, Scope, choose_role
 from mlscale.core.session import SessionState
-from mlscale.engine.base import ClusterCore, Isolation, set_transaction
+from mlscale.engine.balancer import EVENTUAL
+from mlscale.engine.context import ClusterContext
+from mlscale.engine.statements import Isolation, set_transaction
 
 C = Classifier()
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,9 +54,9 @@ def test_session_state_follows_its_statements(
 
 def test_pinned_session_sends_everything_to_its_connection() -> None:
     state = SessionState().after(C.classify("CREATE TEMP TABLE t (x int)"))
-    chosen = route(C.classify("SELECT * FROM t"), session=state)
-    assert isinstance(chosen, ToPrimary) and "temporary table" in chosen.reason
-    assert isinstance(route(C.classify("SELECT 1"), session=SessionState()), ToReplica)
+    chosen = choose_role(C.classify("SELECT * FROM t"), session=state)
+    assert isinstance(chosen, OnPrimary) and "temporary table" in chosen.reason
+    assert isinstance(choose_role(C.classify("SELECT 1"), session=SessionState()), OnReplica)
     # A statement that needs the session's state pins even a fresh session.
     assert SessionState().needs_pin(C.classify("SELECT currval('s')"))
 
@@ -62,26 +64,27 @@ def test_pinned_session_sends_everything_to_its_connection() -> None:
 @pytest.mark.parametrize(
     ("sql", "scope", "has_replicas", "expected"),
     [
-        ("SELECT 1", Scope.AUTO, True, ToReplica),
-        ("SELECT 1", Scope.AUTO, False, ToPrimary),
-        ("SELECT 1", Scope.PRIMARY, True, ToPrimary),
-        ("SELECT 1", Scope.REPLICA, True, ToReplica),
-        ("SELECT 1", Scope.REPLICA, False, ToPrimary),
-        ("INSERT INTO t VALUES (1)", Scope.AUTO, True, ToPrimary),
-        ("INSERT INTO t VALUES (1)", Scope.PRIMARY, True, ToPrimary),
-        ("SELECT mystery(1)", Scope.AUTO, True, ToPrimary),
+        ("SELECT 1", Scope.AUTO, True, OnReplica),
+        ("SELECT 1", Scope.AUTO, False, OnPrimary),
+        ("SELECT 1", Scope.PRIMARY, True, OnPrimary),
+        ("SELECT 1", Scope.REPLICA, True, OnReplica),
+        ("SELECT 1", Scope.REPLICA, False, OnPrimary),
+        ("INSERT INTO t VALUES (1)", Scope.AUTO, True, OnPrimary),
+        ("INSERT INTO t VALUES (1)", Scope.PRIMARY, True, OnPrimary),
+        ("SELECT mystery(1)", Scope.AUTO, True, OnPrimary),
     ],
 )
 def test_route_table(sql: str, scope: Scope, has_replicas: bool, expected: type) -> None:
-    assert isinstance(route(C.classify(sql), scope=scope, has_replicas=has_replicas), expected)
+    chosen = choose_role(C.classify(sql), scope=scope, has_replicas=has_replicas)
+    assert isinstance(chosen, expected)
 
 
 def test_a_write_in_a_replica_scope_is_refused() -> None:
     with pytest.raises(RouteRefused, match="FOR UPDATE"):
-        route(C.classify("SELECT * FROM t FOR UPDATE"), scope=Scope.REPLICA)
+        choose_role(C.classify("SELECT * FROM t FOR UPDATE"), scope=Scope.REPLICA)
 
 
-def _core() -> ClusterCore:  # type: ignore[type-arg]
+def _context() -> ClusterContext:  # type: ignore[type-arg]
     cfg = parse_config({
         "auth": {"password_env": "HOME"},
         "control": {"port": 1},
@@ -89,22 +92,27 @@ def _core() -> ClusterCore:  # type: ignore[type-arg]
                           "replicas": [{"port": 3}, {"port": 4}]}],
         "routing": {"read_only_functions": ["feature_score"]},
     })
-    return ClusterCore(cfg, lambda **kw: None)  # type: ignore[arg-type,return-value]
+    return ClusterContext(cfg, lambda **kw: None)  # type: ignore[arg-type,return-value]
 
 
 def test_one_call_refusals_and_replica_turns() -> None:
-    core = _core()
+    core = _context()
     with pytest.raises(RoutingError, match=r"cluster\.session"):
         core.check_one_call(C.classify("SET work_mem = '1GB'"))
     with pytest.raises(RoutingError, match=r"cluster\.transaction"):
         core.check_one_call(C.classify("BEGIN"))
     core.check_one_call(C.classify("SELECT nextval('ids')"))  # losing currval is harmless
-    picks = [core.route(C.classify("SELECT 1"), Scope.AUTO, None)[1] for _ in range(4)]
+    balancer = core.balancer
+    states = balancer.states("g0", core.replica_nodes("g0"), {})
+    picks = [
+        balancer.decide(states, balancer.requirement(EVENTUAL, "g0", None)).name  # type: ignore[union-attr]
+        for _ in range(4)
+    ]
     assert picks == ["g0-replica1", "g0-replica2", "g0-replica1", "g0-replica2"]
-    assert core.explain("SELECT feature_score(1)")["target"] == Target.REPLICA.value
-    assert core.explain("SELECT other_score(1)")["target"] == Target.PRIMARY.value
+    assert core.classify("SELECT feature_score(1)").target is Target.REPLICA
+    assert core.classify("SELECT other_score(1)").target is Target.PRIMARY
     with pytest.raises(RoutingError, match="cannot run on a replica"):
-        core.route(C.classify("DELETE FROM t"), Scope.REPLICA, None)
+        core.check_role(C.classify("DELETE FROM t"), Scope.REPLICA, None)
 
 
 def test_set_transaction_is_composed_not_formatted() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mlscale.core.keyroute import KeyRouter, ShardedTable
+from mlscale.core.keyroute import KeyReader, ShardedTable
 from mlscale.core.sharding import ShardDirectory
 from mlscale.core.shardmaps import KeyFamily, SlotMap
 from mlscale.core.shardplan import NO_KEY, plan, split_copy_rows
@@ -16,14 +16,14 @@ GROUPS = ("g0", "g1")
 USERS = SlotMap.even(KeyFamily.of("users", "int8"), GROUPS)
 EVENTS = ShardedTable("events", ("user_id",), "users")
 DIRECTORY = ShardDirectory(1, {"users": USERS}, {"events": EVENTS})
-ROUTER = KeyRouter(DIRECTORY.tables, table_columns={"events": ("user_id", "id", "body")})
+ROUTER = KeyReader(DIRECTORY.tables, table_columns={"events": ("user_id", "id", "body")})
 K0 = next(k for k in range(100) if USERS.locate(k) == "g0")
 K1 = next(k for k in range(100) if USERS.locate(k) == "g1")
 
 
 def run(sql: str, params: Any = None, *, write: bool, **kw: Any) -> Any:
     return plan(
-        ROUTER.route(sql, params), DIRECTORY, sql, params, write=write, all_groups=GROUPS, **kw
+        ROUTER.read(sql, params), DIRECTORY, sql, params, write=write, all_groups=GROUPS, **kw
     )
 
 
@@ -90,7 +90,7 @@ def test_explicit_keys_and_broadcasts() -> None:
 
 
 def test_copy_rows_split_by_slot_and_checked() -> None:
-    routed = ROUTER.route("COPY events (user_id, body) FROM STDIN")
+    routed = ROUTER.read("COPY events (user_id, body) FROM STDIN")
     rows = [(k, f"r{k}") for k in range(200)]
     p = split_copy_rows(routed, DIRECTORY, "COPY events (user_id, body) FROM STDIN", rows)
     assert sorted(p.groups) == ["g0", "g1"]
@@ -118,6 +118,6 @@ def test_parts_come_in_the_clusters_group_order_whatever_the_key_order() -> None
         assert p.groups == GROUPS
         values = "INSERT INTO events (user_id) VALUES (%s), (%s)"
         assert run(values, tuple(keys), write=True).groups == GROUPS
-    routed = ROUTER.route("COPY events (user_id) FROM STDIN")
+    routed = ROUTER.read("COPY events (user_id) FROM STDIN")
     p = split_copy_rows(routed, DIRECTORY, "COPY", [(K1,), (K0,)], GROUPS)
     assert p.groups == GROUPS

@@ -253,8 +253,12 @@ def _overhead(ctx: BenchContext, plan: Plan, progress: Progress) -> Overhead:
             title="routed vs raw point reads",
         )
         busy1, total1 = _machine_ticks()
-        reads = cluster.stats()["reads"]
-        routed = {k: reads[k] for k in ("reads_by_node", "fallbacks_by_cause", "retries")}
+        reads = cluster.stats().reads
+        routed = {
+            "reads_by_node": dict(reads.reads_by_node),
+            "fallbacks_by_cause": dict(reads.fallbacks_by_cause),
+            "retries": reads.retries,
+        }
     cpus = os.cpu_count() or 1
     machine = cpus * (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
     return Overhead(runs, replica, routed, machine)

@@ -6,7 +6,7 @@ import click
 
 from ..config import load_config
 from ..core.topology import nodes_of
-from ..engine import catalog as catalog_mod
+from ..engine import migrations as catalog_mod
 from ..engine.connect import connect
 from ..local.cluster import LocalCluster
 from .options import dir_option

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
+from ..config import ClusterConfig, load_config
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -21,3 +23,21 @@ def dir_option(fn: F) -> F:
         type=click.Path(file_okay=True, dir_okay=True),
         help="Cluster directory.",
     )(fn)
+
+
+config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config of the cluster (default: the local cluster's).",
+)
+
+
+def cluster_config(cluster_dir: str, config_file: str | None) -> ClusterConfig:
+    """The config named by ``--config``, else the local cluster's in ``--dir``."""
+    if config_file:
+        return load_config(config_file)
+    from ..local.cluster import LocalCluster  # only when a local cluster is meant
+
+    return LocalCluster(cluster_dir).config()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from ..config import load_config
-from ..core.classify import Classifier
-from ..core.route import ToPrimary, route
+from ..core.classify import Classification, Classifier
+from ..core.route import OnPrimary, choose_role
+from .options import cluster_config, dir_option
 
 
 @click.command("route")
@@ -18,31 +20,74 @@ from ..core.route import ToPrimary, route
     "config_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Use this config's extra read-only functions ([routing]).",
+    help="Use this config's extra read-only functions ([routing]); with --live, its cluster.",
 )
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Ask the running cluster: the groups the shard key places it in and the node a "
+    "call made now would use (bans, samples, consistency).",
+)
+@click.option("--params", default=None, help="With --live: the parameters, as a JSON list.")
+@click.option(
+    "--consistency",
+    default=None,
+    type=click.Choice(["strong", "read_your_writes", "bounded_staleness", "eventual"]),
+    help="With --live: the read's consistency (default eventual).",
+)
+@dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def route_cmd(sql: str, config_file: str | None, as_json: bool) -> None:
+def route_cmd(
+    sql: str,
+    config_file: str | None,
+    live: bool,
+    params: str | None,
+    consistency: str | None,
+    cluster_dir: str,
+    as_json: bool,
+) -> None:
     """Where SQL would go from outside a session (primary or replica), and why."""
-    extra = load_config(config_file).routing.read_only_functions if config_file else []
-    c = Classifier(read_only_functions=extra).classify(sql)
-    chosen = route(c)  # the automatic scope never refuses
-    target = "primary" if isinstance(chosen, ToPrimary) else "replica"
-    effects = sorted(e.value for e in c.creates)
-    doc = {
-        "target": target,
-        "reason": chosen.reason,
-        "statements": c.statements,
-        "creates_session_state": effects,
-        "needs_session": c.needs_session,
-        "transaction": c.transaction.value if c.transaction else None,
-    }
+    if live:
+        doc = _live(sql, cluster_dir, config_file, params, consistency)
+        c = Classifier().classify(sql)
+    else:
+        extra = load_config(config_file).routing.read_only_functions if config_file else []
+        c = Classifier(read_only_functions=extra).classify(sql)
+        role = choose_role(c)  # the automatic scope never refuses
+        target = "primary" if isinstance(role, OnPrimary) else "replica"
+        doc = {"target": target, "reason": role.reason}
+    doc.update(_session_facts(c))
     if as_json:
         click.echo(json.dumps(doc))
         return
-    click.echo(f"{target}: {chosen.reason}")
+    where = f"{doc['target']} ({doc['node']})" if doc.get("node") else doc["target"]
+    click.echo(f"{where}: {doc['reason']}")
+    if live:
+        click.echo(f"  groups: {', '.join(doc['groups'])} ({doc['placed_by']})")
+        if doc["bans"]:
+            bans = "; ".join(f"{n}: {b['kind']}: {b['reason']}" for n, b in doc["bans"].items())
+            click.echo(f"  bans: {bans}")
     if c.creates:
-        click.echo(
-            f"  creates session state: {', '.join(effects)} (pins a session; refused outside one)"
-        )
+        effects = ", ".join(doc["creates_session_state"])
+        click.echo(f"  creates session state: {effects} (pins a session; refused outside one)")
     if c.needs_session:
         click.echo("  reads this session's state: runs on the session's connection")
+
+
+def _session_facts(c: Classification) -> dict[str, Any]:
+    return {
+        "statements": c.statements,
+        "creates_session_state": sorted(e.value for e in c.creates),
+        "needs_session": c.needs_session,
+        "transaction": c.transaction.value if c.transaction else None,
+    }
+
+
+def _live(
+    sql: str, cluster_dir: str, config_file: str | None, params: str | None, consistency: str | None
+) -> dict[str, Any]:
+    from ..engine.cluster_sync import Cluster
+
+    values = json.loads(params) if params else None
+    with Cluster(cluster_config(cluster_dir, config_file)) as cluster:
+        return cluster.explain_route(sql, values, consistency=consistency).to_dict()

@@ -13,12 +13,11 @@ from ..core.sharding import ShardDirectory
 from ..core.shardmaps import KeyFamily, ShardMap, SlotMap
 from ..core.slots import DEFAULT_SLOTS, KeyType
 from ..core.topology import nodes_of
-from ..engine import catalog
+from ..engine import migrations
+from ..engine.catalog_sync import load_directory, publish_map
 from ..engine.connect import connect
-from ..engine.shards_sync import load_directory, publish_map
 from ..errors import MlscaleError
-from .ban_cmds import _config, config_option
-from .options import dir_option
+from .options import cluster_config, config_option, dir_option
 
 
 def _directory(config: ClusterConfig) -> ShardDirectory:
@@ -56,7 +55,7 @@ def shards(ctx: click.Context, as_json: bool, cluster_dir: str, config_file: str
     and counts, and its sharded tables."""
     if ctx.invoked_subcommand is not None:
         return
-    doc = _describe(_directory(_config(cluster_dir, config_file)))
+    doc = _describe(_directory(cluster_config(cluster_dir, config_file)))
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
@@ -103,27 +102,25 @@ def create(
     config_file: str | None,
 ) -> None:
     """Create key family FAMILY with a slot map spreading its slots evenly over the groups."""
-    config = _config(cluster_dir, config_file)
+    config = cluster_config(cluster_dir, config_file)
     names = (
         [g.strip() for g in groups.split(",") if g.strip()]
         if groups
         else [g.name for g in config.shard_groups]
     )
-    unknown = sorted(set(names) - {g.name for g in config.shard_groups})
-    if unknown:
-        raise MlscaleError(f"no shard group named {', '.join(unknown)} in this cluster")
     shard_map = SlotMap.even(
         KeyFamily.of(family, *(KeyType.parse(t) for t in key_types)), names, slots
     )
     with connect(nodes_of(config)[0], config) as conn:
-        catalog.migrate(conn)
+        migrations.migrate(conn)
         existing = load_directory(conn).maps.get(family)
         if existing is not None:
             raise MlscaleError(
                 f"key family {family} already has a {existing.strategy} map "
                 f"(v{existing.version}); see `mlscale shards`"
             )
-        version = publish_map(conn, shard_map, "mlscale shards create")
+        all_groups = [g.name for g in config.shard_groups]
+        version = publish_map(conn, shard_map, "mlscale shards create", all_groups)
     click.echo(
         f"created family {family}: {slots} slots over {', '.join(names)} "
         f"(sharding version {version})"
@@ -183,7 +180,7 @@ def locate(
     config_file: str | None,
 ) -> None:
     """Print the slot and shard group of KEY (one value per key column)."""
-    shard_map = _family_map(_directory(_config(cluster_dir, config_file)), family, table)
+    shard_map = _family_map(_directory(cluster_config(cluster_dir, config_file)), family, table)
     types = shard_map.key_types
     if len(keys) != len(types):
         raise MlscaleError(

@@ -28,16 +28,18 @@ from __future__ import annotations
 import enum
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from threading import Lock
 from typing import Any
 
-from pglast import ast, parse_sql
+from pglast import ast
 from pglast.enums import DiscardMode, ObjectType, TransactionStmtKind, VariableSetKind
 from pglast.parser import ParseError, scan
+
+from .sqltree import parse, statement_label, walk
 
 __all__ = [
     "Classification",
@@ -212,31 +214,6 @@ def builtin_read_only_functions() -> frozenset[str]:
     return frozenset(ln.strip() for ln in text.splitlines() if ln.strip() and ln[0] != "#")
 
 
-def _walk(
-    node: Any, prune: tuple[type[ast.Node], ...] = (), keep_pruned: bool = False
-) -> Iterator[ast.Node]:
-    """Every AST node below (and including) ``node``, depth first.
-
-    Nodes of a ``prune`` type are not entered (and are yielded only with
-    ``keep_pruned``): e.g. an expression's own nodes without its subqueries.
-    """
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, ast.Node):
-            if prune and isinstance(item, prune):
-                if keep_pruned:
-                    yield item
-                continue
-            yield item
-            for name in getattr(type(item), "__slots__", ()):
-                value = getattr(item, name, None)
-                if isinstance(value, ast.Node | tuple | list):
-                    stack.append(value)
-        elif isinstance(item, tuple | list):
-            stack.extend(item)
-
-
 def _name(node: ast.FuncCall) -> tuple[str | None, str]:
     # The parser has already folded unquoted names to lower case; a quoted "Lower"
     # is another function than lower, so the case of what is left must be kept.
@@ -296,20 +273,21 @@ def _numbered_placeholders(sql: str) -> str | None:
     return "".join(out)
 
 
-def _parse(sql: str) -> list[ast.RawStmt]:
+def _parse(sql: str) -> tuple[ast.RawStmt, ...]:
     """Parse ``sql``, reading psycopg placeholders as parameters if it does not parse as is.
 
     Parsing the text as is comes first: ``a %b`` is valid SQL (``a`` modulo
-    column ``b``) when no parameters are passed.
+    column ``b``) when no parameters are passed. Both parses go through the
+    shared cache (:func:`sqltree.parse`), which the key router reads too.
     """
     try:
-        return list(parse_sql(sql))
+        return parse(sql)
     except ParseError as exc:
         numbered = _numbered_placeholders(sql)
         if numbered is None:
             raise
         try:
-            return list(parse_sql(numbered))
+            return parse(numbered)
         except ParseError:
             raise exc from None
 
@@ -434,7 +412,7 @@ class Classifier:
         return v.done()
 
     def _select(self, stmt: ast.Node, v: _Verdict) -> None:
-        for node in _walk(stmt):
+        for node in walk(stmt):
             if isinstance(node, ast.SelectStmt):
                 if node.intoClause is not None:
                     v.write("SELECT INTO creates a table")
@@ -452,7 +430,7 @@ class Classifier:
 
     def _expressions(self, stmt: ast.Node, v: _Verdict) -> None:
         """Function calls anywhere in the statement's tree."""
-        for node in _walk(stmt):
+        for node in walk(stmt):
             if isinstance(node, ast.FuncCall):
                 self._function(node, v)
             elif isinstance(node, ast.SelectStmt) and node is not stmt:
@@ -631,7 +609,7 @@ class Classifier:
         elif isinstance(stmt, ast.DoStmt):
             v.write("DO runs code")
         else:
-            v.write(f"{_label(stmt)} is not a read-only statement")
+            v.write(f"{statement_label(stmt)} is not a read-only statement")
 
     def _discard(self, stmt: ast.DiscardStmt, v: _Verdict) -> None:
         target = getattr(stmt.target, "name", str(stmt.target))
@@ -653,49 +631,6 @@ def _created_relation(stmt: ast.Node) -> Any:
     if isinstance(stmt, ast.CreateSeqStmt):
         return stmt.sequence
     return getattr(stmt, "relation", None)
-
-
-def _label(stmt: ast.Node) -> str:
-    """A statement kind as people write it: ``AlterTableStmt`` -> ``'ALTER TABLE'``."""
-    if isinstance(stmt, ast.GrantStmt):
-        return "GRANT" if stmt.is_grant else "REVOKE"
-    if isinstance(stmt, ast.VacuumStmt):
-        return "VACUUM" if stmt.is_vacuumcmd else "ANALYZE"
-    if isinstance(stmt, ast.CreateFunctionStmt):
-        return "CREATE PROCEDURE" if stmt.is_procedure else "CREATE FUNCTION"
-    if isinstance(stmt, ast.DropStmt):
-        what = getattr(stmt.removeType, "name", "")
-        return f"DROP {_OBJECTS.get(what, what.removeprefix('OBJECT_').replace('_', ' '))}".strip()
-    kind = type(stmt).__name__
-    return _LABELS.get(kind) or _ddl_label(kind.removesuffix("Stmt"))
-
-
-# Statement kinds whose node name is not how people write them.
-_LABELS = {
-    "IndexStmt": "CREATE INDEX",
-    "RefreshMatViewStmt": "REFRESH MATERIALIZED VIEW",
-    "CheckPointStmt": "CHECKPOINT",
-    "CreateTrigStmt": "CREATE TRIGGER",
-    "AlterSeqStmt": "ALTER SEQUENCE",
-    "CreateEnumStmt": "CREATE TYPE",
-    "CompositeTypeStmt": "CREATE TYPE",
-    "CreateRangeStmt": "CREATE TYPE",
-    "SecLabelStmt": "SECURITY LABEL",
-    "CreateStatsStmt": "CREATE STATISTICS",
-    "RenameStmt": "ALTER ... RENAME",
-    "AlterObjectSchemaStmt": "ALTER ... SET SCHEMA",
-}
-_OBJECTS = {"OBJECT_MATVIEW": "MATERIALIZED VIEW", "OBJECT_FOREIGN_TABLE": "FOREIGN TABLE"}
-
-
-def _ddl_label(kind: str) -> str:
-    """``'AlterTable'`` -> ``'ALTER TABLE'``."""
-    out = ""
-    for ch in kind:
-        if ch.isupper() and out:
-            out += " "
-        out += ch
-    return out.upper()
 
 
 def _is_local_set_config(node: ast.FuncCall) -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..config import PoolConfig
+if TYPE_CHECKING:  # only annotations name them; importing config loads pydantic
+    from ..config import PoolConfig
 
 __all__ = ["PoolSize", "formula_size", "pool_size"]
 

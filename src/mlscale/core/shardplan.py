@@ -22,8 +22,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..errors import RoutingError
 from .keyroute import (
     Broadcast,
@@ -225,7 +223,7 @@ def split_copy_rows(
         owners = shard_map.locate_slots(slots)
         parts = []
         for g, group in enumerate(shard_map.groups):
-            picked = np.flatnonzero(owners == g)
+            picked = (owners == g).nonzero()[0]
             if picked.size:
                 parts.append(Part(group, statement, [data[i] for i in picked]))
         return ShardPlan(_in_order(parts, all_groups), f"{len(data)} COPY rows by slot")

@@ -21,13 +21,17 @@ import re
 import struct
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
 from psycopg import sql
 
 from mlscale.errors import ConfigError, ShardKeyError
+
+# numpy takes ~50 ms to import and only the batch functions (hash_keys, slots_of)
+# use it, so they import it themselves and `import mlscale` does not load it.
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_SLOTS",
@@ -279,6 +283,8 @@ def composite_slot_of(
 
 def _int_array(values: Iterable[object], key_type: KeyType) -> npt.NDArray[np.int64]:
     """Validated int64 array of integer keys, without a Python loop for clean input."""
+    import numpy as np
+
     lo, hi = _INT_RANGE[key_type]
     if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
         arr: npt.NDArray[Any] = values.ravel()
@@ -304,6 +310,7 @@ def _final_arrays(
     a: npt.NDArray[np.uint32], b: npt.NDArray[np.uint32], c: npt.NDArray[np.uint32]
 ) -> npt.NDArray[np.int64]:
     """:func:`_final_signed` over uint32 arrays (numpy wraps modulo 2**32)."""
+    import numpy as np
 
     def rot(x: npt.NDArray[np.uint32], k: int) -> npt.NDArray[np.uint32]:
         return (x << np.uint32(k)) | (x >> np.uint32(32 - k))
@@ -320,6 +327,8 @@ def _final_arrays(
 
 def hash_keys(values: Iterable[object], key_type: KeyType) -> npt.NDArray[np.int64]:
     """:func:`hash_key` of many keys as an int64 array; integer keys are hashed in numpy."""
+    import numpy as np
+
     if not key_type.is_integer:
         return np.array([_hash_bytes(_key_bytes(v, key_type)) for v in values], dtype=np.int64)
     v = _int_array(values, key_type)
@@ -334,6 +343,8 @@ def slots_of(
     values: Iterable[object], key_type: KeyType, slots: int = DEFAULT_SLOTS
 ) -> npt.NDArray[np.int64]:
     """:func:`slot_of` of many keys as an int64 array, element-wise equal to it."""
+    import numpy as np
+
     return hash_keys(values, key_type) & np.int64(check_slot_count(slots) - 1)
 
 

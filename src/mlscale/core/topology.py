@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..config import ClusterConfig, NodeConfig
+if TYPE_CHECKING:  # only annotations name them; importing config loads pydantic
+    from ..config import ClusterConfig, NodeConfig
 
 __all__ = [
     "Node",

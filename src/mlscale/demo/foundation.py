@@ -29,8 +29,9 @@ from ..bench.compare import ab_rounds, spread
 from ..bench.histogram import Histogram
 from ..bench.workers import OpFactory, Round, run_threads
 from ..core.topology import find_node
-from ..engine.cluster_sync import Cluster, Scope
+from ..engine.cluster_sync import Cluster
 from ..engine.connect import connect
+from ..engine.scopes_sync import Scope
 from ..errors import MlscaleError
 
 __all__ = ["ChapterResult", "Params", "Row", "run_foundation"]

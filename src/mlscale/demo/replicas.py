@@ -74,9 +74,9 @@ def run_replicas(cluster: Cluster, params: Params, echo: Callable[[str], None]) 
             f"replays {DELAY_MS} ms late) ..."
         )
         stale_eventual, eventual_ms = _pairs(cluster, count, "eventual")
-        before = cluster.stats()["reads"]["reads_by_node"]
+        before = cluster.stats().reads.reads_by_node
         stale_token, token_ms = _pairs(cluster, count, "read_your_writes")
-        after = cluster.stats()["reads"]["reads_by_node"]
+        after = cluster.stats().reads.reads_by_node
     finally:
         _set_delay(cluster, slow, 0)
     served = {n: after.get(n, 0) - before.get(n, 0) for n in after}

@@ -7,13 +7,15 @@ path, an environment password is passed as a separate keyword.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ..config import ClusterConfig
 from ..core.topology import Node
 from ..errors import ConfigError, NodeUnavailableError
+
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
 
 __all__ = ["connect", "connect_kwargs", "describe_failure", "redis_password"]
 
@@ -86,5 +88,7 @@ def connect(
         return psycopg.connect(autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         raise NodeUnavailableError(
-            f"cannot connect to node {node.name} at {node.address}: {describe_failure(exc)}"
+            f"cannot connect to node {node.name} at {node.address}: {describe_failure(exc)}",
+            node=node.name,
+            node_role=node.role.value,
         ) from exc

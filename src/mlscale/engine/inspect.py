@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-import redis
 
-from ..config import ClusterConfig
 from ..core.lsn import lag_bytes, parse_lsn
 from ..core.topology import Node, Role, nodes_of, primary_name
 from ..errors import MlscaleError
-from . import catalog
+from .balancer import ReplicaBalancer
+from .catalog_sync import read_bans
 from .connect import connect, describe_failure, redis_password
+from .monitor_sync import Monitor
+
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
 
 __all__ = ["NodeStatus", "RedisStatus", "inspect_cluster", "inspect_redis"]
 
@@ -123,24 +126,40 @@ def inspect_cluster(config: ClusterConfig, timeout: float = 2.0) -> list[NodeSta
 
 
 def _mark_bans(config: ClusterConfig, replicas: list[NodeStatus], control: NodeStatus) -> None:
-    """Each replica's ban, as a client would see it: manual (from the catalog) or lag."""
+    """Each replica's ban, by the verdict routing acts on: manual bans from the
+    catalog, and lag bans from one round of the monitor's samples judged by the
+    balancer's ban policy. (A client that banned a replica for lag keeps it banned
+    until its lag falls under the threshold times the hysteresis factor; this one
+    round starts from no ban, so within that band a client may still avoid a
+    replica that status shows as unbanned.)"""
     manual: dict[str, str] = {}
     if control.state == "up":
         try:
             with connect(nodes_of(config)[0], config) as conn:
-                manual = catalog.read_bans(conn)
+                manual = read_bans(conn)
         except (MlscaleError, psycopg.Error):
             manual = {}  # no catalog yet, or one from before bans
-    policy = config.policies
+    monitor = Monitor(config, heartbeat=False)
+    try:
+        monitor.sample_once()
+        samples = monitor.snapshot()[1]
+    finally:
+        monitor.stop()
+    balancer = ReplicaBalancer(config)
+    balancer.sync_manual(manual)
+    states = {
+        state.name: state
+        for group in {st.group for st in replicas if st.group is not None}
+        for state in balancer.states(
+            group, [st.name for st in replicas if st.group == group], samples
+        )
+    }
     for st in replicas:
-        if st.name in manual:
-            st.ban = f"manual: {manual[st.name]}"
-        elif st.state != "up":
+        state = states.get(st.name)
+        if state is not None and state.ban is not None:
+            st.ban = str(state.ban)
+        elif st.state != "up" or (state is not None and not state.up):
             st.ban = "error: down"
-        elif st.lag_bytes is not None and st.lag_bytes > policy.max_replica_lag_bytes:
-            st.ban = f"lag: {st.lag_bytes} bytes > {policy.max_replica_lag_bytes}"
-        elif st.lag_ms is not None and st.lag_ms > policy.max_replica_lag_ms:
-            st.ban = f"lag: {st.lag_ms:.0f} ms > {policy.max_replica_lag_ms:.0f}"
         else:
             st.ban = None
 
@@ -150,6 +169,8 @@ def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | 
     rc = config.redis
     if rc is None:
         return None
+    import redis  # only for status: not on the import path of the package
+
     st = RedisStatus(host=rc.host, port=rc.port)
     try:
         client = redis.Redis(

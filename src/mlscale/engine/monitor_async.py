@@ -4,7 +4,8 @@ Every ``interval_s`` (100 ms by default) one loop samples each replica's
 receive and replay LSN and the age of the newest heartbeat it has replayed,
 then each primary's current LSN, system identifier and timeline. Replicas are
 sampled before their primary, so a computed lag can only overstate a delay.
-The router reads these samples; it never queries lag per read.
+The router reads these samples; it never queries lag per read. (What the
+catalog says -- bans, shard maps -- is the catalog watcher's: watch_async.py.)
 
 Heartbeats: replay timestamps stop moving when a primary is idle, so staleness
 in time comes from a row each primary gets every interval. One monitor per
@@ -20,14 +21,12 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 
-from ..config import ClusterConfig
 from ..core.lsn import lag_bytes, parse_lsn
-from ..core.sharding import EMPTY, ShardDirectory
 from ..core.staleness import PositionHistory, staleness_ms
 from ..core.topology import Node, Role, nodes_of
 from .concurrency_async import Background, Stop
@@ -42,7 +41,9 @@ from .samples import (
     PrimarySample,
     ReplicaSample,
 )
-from .shards_async import SHARDING_CHANNEL, load_directory, sharding_version
+
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
 
 __all__ = ["AsyncMonitor"]
 
@@ -58,12 +59,7 @@ class AsyncMonitor:
         self.config = config
         self.interval_s = interval_s
         self.heartbeat = heartbeat
-        every = nodes_of(config)
-        self._nodes = [n for n in every if n.role is not Role.CONTROL]
-        self._control = every[0]
-        # Manual bans from the catalog, re-read about once a second.
-        self.manual_bans: dict[str, str] = {}
-        self._bans_every = max(1, round(1.0 / interval_s))
+        self._nodes = [n for n in nodes_of(config) if n.role is not Role.CONTROL]
         self._conns: dict[str, AsyncConnection[Any]] = {}
         self._writer: set[str] = set()  # groups whose heartbeat this monitor writes
         self._lock = threading.Lock()
@@ -75,11 +71,6 @@ class AsyncMonitor:
         # Each group's primary positions over the last seconds: a staleness bound
         # that holds even when heartbeats were not written (see core/staleness.py).
         self._history: dict[str, PositionHistory] = {}
-        # The sharding directory: reloaded on NOTIFY, and polled in case one is lost.
-        self.directory: ShardDirectory = EMPTY
-        self.directory_loads = 0
-        self._directory_poll_s = config.policies.shard_map_poll_s
-        self._next_directory_poll = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -113,9 +104,6 @@ class AsyncMonitor:
             kwargs = connect_kwargs(node, self.config, connect_timeout=1.0)
             kwargs["application_name"] = "mlscale-monitor"
             conn = await AsyncConnection.connect(autocommit=True, **kwargs)
-            if node is self._control:
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(SHARDING_CHANNEL)))
-                self._next_directory_poll = 0.0  # what was sent while not listening is lost
             self._conns[node.name] = conn
         return conn
 
@@ -143,49 +131,10 @@ class AsyncMonitor:
                 replica_samples[name] = replace(
                     sample, lag_bytes=lag_bytes(primary.lsn, sample.replay_lsn)
                 )
-        if self.rounds % self._bans_every == 0:
-            await self._read_bans()
-        await self._watch_sharding()
         with self._lock:
             self.replicas = replica_samples
             self.primaries = primary_samples
             self.rounds += 1
-
-    async def _read_bans(self) -> None:
-        try:
-            conn = await self._conn(self._control)
-            cur = await conn.execute("SELECT node, reason FROM mlscale_catalog.bans")
-            bans = {str(node): str(reason) for node, reason in await cur.fetchall()}
-        except psycopg.errors.UndefinedTable:
-            bans = {}  # a catalog from before bans existed
-        except (psycopg.Error, OSError) as exc:
-            log.info("could not read bans from the catalog: %s", describe_failure(exc))
-            await self._drop(self._control)
-            return  # keep the bans last read
-        if bans != self.manual_bans:
-            self.manual_bans = bans
-
-    async def _watch_sharding(self) -> None:
-        """Reload the sharding directory if a change was announced or the poll is due."""
-        now = time.monotonic()
-        try:
-            conn = await self._conn(self._control)
-            notified = False
-            async for _ in conn.notifies(timeout=0):
-                notified = True
-            if not notified and now < self._next_directory_poll:
-                return
-            self._next_directory_poll = now + self._directory_poll_s
-            if await sharding_version(conn) != self.directory.version:
-                self.directory = await load_directory(conn)
-                self.directory_loads += 1
-        except (psycopg.Error, OSError) as exc:
-            log.info("could not read the sharding directory: %s", describe_failure(exc))
-            await self._drop(self._control)
-        except Exception:  # a bad catalog row must not stop the sampling of replicas
-            log.warning(
-                "could not load the sharding directory; keeping the last one", exc_info=True
-            )
 
     async def _sample_replica(self, node: Node) -> ReplicaSample:
         group = node.group or ""

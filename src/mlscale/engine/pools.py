@@ -14,15 +14,17 @@ import threading
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from ..config import ClusterConfig
 from ..core.pooling import PoolSize, pool_size
 from ..core.topology import Node, nodes_of
 from ..errors import MlscaleError
 from .connect import connect_kwargs
+
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
 
 __all__ = ["PoolSet", "make_lifo", "pool_parameters", "usable_cpus"]
 
@@ -65,9 +67,9 @@ def make_lifo(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> None:
     if not isinstance(idle, deque) or idle:
         raise MlscaleError(
             "this psycopg_pool version keeps idle connections differently; "
-            "set [pools] reuse = \"fifo\" or install psycopg-pool 3.2-3.3"
+            'set [pools] reuse = "fifo" or install psycopg-pool 3.2-3.3'
         )
-    pool._pool = _Stack()
+    pool._pool = _Stack()  # psycopg_pool has no public hook: the test of rooms allows this one
 
 
 def pool_parameters(node: Node, config: ClusterConfig, size: PoolSize) -> dict[str, Any]:
@@ -111,7 +113,7 @@ class PoolSet(Generic[P]):
                 f"no node named {name!r} in this cluster; known: {', '.join(self.nodes)}"
             ) from None
 
-    def _forked(self) -> None:
+    def after_fork(self) -> None:
         """In a forked child: forget the parent's pools without closing them."""
         _ABANDONED.extend(self._pools.values())
         self._pools = {}
@@ -121,7 +123,7 @@ class PoolSet(Generic[P]):
 
     def _check_pid(self) -> None:
         if self._pid != os.getpid():
-            self._forked()
+            self.after_fork()
 
     def peek(self, name: str) -> P | None:
         """The open pool of node ``name``, if one was published."""
@@ -169,7 +171,7 @@ class PoolSet(Generic[P]):
 
 def _after_fork_in_child() -> None:
     for pools in list(_LIVE):
-        pools._forked()
+        pools.after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 
 from ..errors import (
     DatabaseError,
     IntegrityViolation,
+    MlscaleError,
     NodeUnavailableError,
     QueryError,
     ReadOnlyViolation,
@@ -14,7 +18,7 @@ from ..errors import (
 )
 from .connect import describe_failure
 
-__all__ = ["translate"]
+__all__ = ["translate", "translating"]
 
 
 def _query_error_class(sqlstate: str) -> type[QueryError]:
@@ -32,13 +36,25 @@ def translate(exc: psycopg.Error, node: str, role: str | None = None) -> Databas
     sqlstate = exc.sqlstate
     if sqlstate is None or sqlstate.startswith(("08", "57P")):
         if isinstance(exc, psycopg.OperationalError):
-            lost = NodeUnavailableError(f"lost node {node}: {describe_failure(exc)}")
-            lost.node, lost.node_role = node, role
-            return lost
+            return NodeUnavailableError(
+                f"lost node {node}: {describe_failure(exc)}", node=node, node_role=role
+            )
         return DatabaseError(f"{describe_failure(exc)} (node {node})")
-    err = _query_error_class(sqlstate)(
-        f"{describe_failure(exc)} (node {node}, SQLSTATE {sqlstate})"
+    return _query_error_class(sqlstate)(
+        f"{describe_failure(exc)} (node {node}, SQLSTATE {sqlstate})", sqlstate=sqlstate, node=node
     )
-    err.sqlstate = sqlstate
-    err.node = node
-    return err
+
+
+@contextmanager
+def translating(node: str, role: str | None = "primary") -> Iterator[None]:
+    """Driver errors raised in the block become mlscale errors naming ``node``.
+
+    An mlscale error (already translated, say for a node nested inside) passes
+    through as it is. Works around ``await`` too: the block's exceptions reach it.
+    """
+    try:
+        yield
+    except MlscaleError:
+        raise
+    except psycopg.Error as exc:
+        raise translate(exc, node, role) from exc

@@ -31,7 +31,7 @@ from psycopg import sql
 
 from ..config import ClusterConfig, load_config, parse_config
 from ..core.topology import Node, Role, nodes_of, primary_name, replica_name
-from ..engine import catalog
+from ..engine import migrations
 from ..engine.connect import connect
 from ..engine.inspect import NodeStatus, RedisStatus, inspect_cluster, inspect_redis
 from ..errors import ClusterDirError, ClusterError, MlscaleError, NodeStartError
@@ -553,8 +553,8 @@ class LocalCluster:
         """Migrate the catalog and record the topology; (migrations applied, epoch)."""
         control = nodes_of(config)[0]
         with connect(control, config) as conn:
-            applied = catalog.migrate(conn)
-            epoch = catalog.register_topology(conn, nodes_of(config), "mlscale up")
+            applied = migrations.migrate(conn)
+            epoch = migrations.register_topology(conn, nodes_of(config), "mlscale up")
         return [m.version for m in applied], epoch
 
     def _start_existing(self) -> UpReport:

@@ -1,6 +1,6 @@
 """Shard keys read from SQL, for single-shard routing of sharded tables.
 
-``KeyRouter(tables).route(sql, params)`` answers, for a statement as a psycopg
+``KeyReader(tables).route(sql, params)`` answers, for a statement as a psycopg
 user writes it (``%s``/``%(name)s`` placeholders, or ``$n`` for raw cursors, or
 none), one of a closed set of results:
 
@@ -23,6 +23,7 @@ sources and casts), ``query`` (SELECT/UPDATE/DELETE), ``rows`` (INSERT/COPY),
 (small pglast tree readers).
 """
 
+from .reader import KeyReader, read_keys
 from .results import (
     Broadcast,
     ByKeys,
@@ -36,7 +37,6 @@ from .results import (
     ShardedTable,
     Unsharded,
 )
-from .router import KeyRouter, route_keys
 
 __all__ = [
     "Broadcast",
@@ -44,12 +44,12 @@ __all__ = [
     "CopyIn",
     "InsertRows",
     "Key",
+    "KeyReader",
     "KeyRoute",
-    "KeyRouter",
     "NoKey",
     "Params",
     "Refused",
     "ShardedTable",
     "Unsharded",
-    "route_keys",
+    "read_keys",
 ]

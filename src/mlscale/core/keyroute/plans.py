@@ -2,10 +2,11 @@
 
 A plan is made once per statement text (parsing is the expensive part) and then
 only reads params: a hot ``SELECT ... WHERE id = %s`` costs a dict lookup in the
-router's cache and ``params[0]`` here. Splitting parses the text again (the cached
-plan keeps no tree: trees are mutable and plans are shared between threads),
-rewrites the copy, deparses it with pglast's ``RawStream`` and renders the
-parameters back in the caller's style.
+router's cache and ``params[0]`` here. Splitting takes a tree of its own
+(:func:`~mlscale.core.sqltree.parse_fresh`: the cached plan keeps no tree, and the
+shared parse cache's trees are read-only, while a rewrite and pglast's ``RawStream``
+both write into nodes), rewrites it, deparses it and renders the parameters back
+in the caller's style.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from pglast import ast, parse_sql
+from pglast import ast
 from pglast.stream import RawStream
 
-from ..classify import _walk
+from ..sqltree import parse_fresh, walk
 from .placeholders import Numbered, render
 from .results import (
     ByKeys,
@@ -39,7 +40,7 @@ G = TypeVar("G", bound=Hashable)
 class Plan(Protocol):
     """A compiled statement: answers a route for one call's params."""
 
-    def route(self, sql: str, params: Params) -> KeyRoute: ...
+    def read(self, sql: str, params: Params) -> KeyRoute: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +49,14 @@ class Fixed:
 
     result: KeyRoute
 
-    def route(self, sql: str, params: Params) -> KeyRoute:
+    def read(self, sql: str, params: Params) -> KeyRoute:
         return self.result
 
 
 def _nodes(numbered: Numbered) -> list[ast.Node]:
-    """The statement parsed afresh, its nodes in ``_walk`` order (node 0 is the statement)."""
-    (raw,) = parse_sql(numbered.text)
-    return list(_walk(raw.stmt))
+    """The statement parsed afresh, its nodes in ``walk`` order (node 0 is the statement)."""
+    (raw,) = parse_fresh(numbered.text)
+    return list(walk(raw.stmt))
 
 
 def _value_of(numbered: Numbered, params: Any) -> Any:
@@ -86,7 +87,7 @@ class ByKeysPlan:
     unsplittable: str | None
     tables: tuple[str, ...]
 
-    def route(self, sql: str, params: Params) -> KeyRoute:
+    def read(self, sql: str, params: Params) -> KeyRoute:
         try:
             keys = self.specs[0].keys(params)
             if len(self.specs) > 1:
@@ -189,7 +190,7 @@ class InsertPlan:
     numbered: Numbered
     values_node: int
 
-    def route(self, sql: str, params: Params) -> KeyRoute:
+    def read(self, sql: str, params: Params) -> KeyRoute:
         try:
             keys = tuple(tuple(s.get(params) for s in row) for row in self.rows)
         except ParamsMismatch as exc:

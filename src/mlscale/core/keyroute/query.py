@@ -33,7 +33,7 @@ from typing import Any
 from pglast import ast
 from pglast.enums import A_Expr_Kind, JoinType, SetOperation, SubLinkType
 
-from ..classify import _walk
+from ..sqltree import walk
 from .placeholders import Numbered
 from .plans import ByKeysPlan, Fixed, Plan
 from .results import NoKey, Refused, ShardedTable
@@ -94,13 +94,13 @@ class _Analysis:
     ) -> None:
         self.tables = tables
         self.numbered = numbered
-        self.ordinal = {id(n): i for i, n in enumerate(_walk(root))}
+        self.ordinal = {id(n): i for i, n in enumerate(walk(root))}
         self.param_uses: dict[int, int] = {}
-        for n in _walk(root):
+        for n in walk(root):
             if isinstance(n, ast.ParamRef):
                 number = n.number or 0
                 self.param_uses[number] = self.param_uses.get(number, 0) + 1
-        self.ctes = {n.ctename or "" for n in _walk(root) if isinstance(n, ast.CommonTableExpr)}
+        self.ctes = {n.ctename or "" for n in walk(root) if isinstance(n, ast.CommonTableExpr)}
         self.rels: list[_Rel] = []
         self.seen: set[int] = set()  # ids of RangeVar nodes registered as rels
         self.pins: dict[_Rel, _Pins] = {}
@@ -483,11 +483,11 @@ class _Analysis:
         names = tuple(dict.fromkeys(r.table.name for r in self.rels))
         locked = {  # FOR UPDATE OF names a FROM item, it reads no table of its own
             id(rv)
-            for node in _walk(root)
+            for node in walk(root)
             if isinstance(node, ast.LockingClause)
             for rv in node.lockedRels or ()
         }
-        for node in _walk(root):
+        for node in walk(root):
             if isinstance(node, ast.RangeVar) and id(node) not in self.seen | locked:
                 table = sharded_name(node, self.tables)
                 if table is not None and not (

@@ -159,7 +159,7 @@ class Refused:
 
 
 KeyRoute: TypeAlias = Unsharded | ByKeys | InsertRows | CopyIn | Broadcast | NoKey | Refused
-"""Everything :meth:`~mlscale.core.keyroute.KeyRouter.route` may answer."""
+"""Everything :meth:`~mlscale.core.keyroute.KeyReader.route` may answer."""
 
 
 def _split(

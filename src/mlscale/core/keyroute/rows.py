@@ -7,7 +7,7 @@ from typing import Any
 
 from pglast import ast
 
-from ..classify import _walk
+from ..sqltree import walk
 from .placeholders import Numbered
 from .plans import Fixed, InsertPlan, Plan
 from .results import CopyIn, NoKey, Refused, ShardedTable, Unsharded
@@ -38,8 +38,8 @@ def _columns(
 def _other_sharded(
     root: ast.Node, target: ast.RangeVar | None, tables: Mapping[str, ShardedTable]
 ) -> str | None:
-    ctes = {n.ctename for n in _walk(root) if isinstance(n, ast.CommonTableExpr)}
-    for node in _walk(root):
+    ctes = {n.ctename for n in walk(root) if isinstance(n, ast.CommonTableExpr)}
+    for node in walk(root):
         if isinstance(node, ast.RangeVar) and node is not target:
             table = sharded_name(node, tables)
             if table is not None and not (node.schemaname is None and node.relname in ctes):
@@ -118,7 +118,7 @@ def analyze_insert(
                 return Fixed(Refused(_bad_key(table, key, value, number)))
             row.append(source)
         rows.append(tuple(row))
-    ordinal = next(i for i, n in enumerate(_walk(root)) if n is select)
+    ordinal = next(i for i, n in enumerate(walk(root)) if n is select)
     return InsertPlan(table, tuple(rows), numbered, ordinal)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from pglast import ast
 from pglast.enums import A_Expr_Kind, BoolExprType
 
-from ..classify import _walk
+from ..sqltree import walk
 from .results import ShardedTable
 
 __all__ = [
@@ -56,7 +56,7 @@ def conjuncts(node: Any) -> list[Any]:
 
 def sublinks(node: Any) -> Iterator[ast.SubLink]:
     """SubLinks in an expression, not those nested inside another SubLink's query."""
-    for item in _walk(node, (ast.SubLink,), keep_pruned=True):
+    for item in walk(node, (ast.SubLink,), keep_pruned=True):
         if isinstance(item, ast.SubLink):
             yield item
 
@@ -69,7 +69,7 @@ def column_refs(node: Any) -> Iterator[ast.ColumnRef]:
 
 def walk_expr(node: Any) -> Iterator[Any]:
     """Nodes of an expression, not entering subqueries."""
-    return _walk(node, (ast.SubLink, ast.SelectStmt))
+    return walk(node, (ast.SubLink, ast.SelectStmt))
 
 
 def op_name(expr: ast.A_Expr) -> str:

@@ -174,7 +174,7 @@ def _literal(node: ast.A_Const) -> Any:
 class ListSpread:
     """An ``IN (...)`` list or ``ARRAY[...]``: item ``i`` gives ``columns`` their values.
 
-    ``node`` is the ordinal (in ``classify._walk`` order) of the node whose list the
+    ``node`` is the ordinal (in ``sqltree.walk`` order) of the node whose list the
     split rewrites: an ``A_Expr`` (``IN``) or an ``A_ArrayExpr``.
     """
 

@@ -37,10 +37,8 @@ import enum
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import numpy.typing as npt
 from psycopg import sql
 
 from ...errors import ConfigError
@@ -56,6 +54,12 @@ from .base import (
     keyed_any_of,
     map_fields,
 )
+
+# numpy (~50 ms to import) is imported where maps are built or place keys in bulk,
+# not here, so that `import mlscale` does not load it.
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["DEFAULT_VNODES", "MAX_VNODES", "HashRing", "TokenAllocation"]
 
@@ -112,6 +116,8 @@ class HashRing:
     _intervals: tuple[tuple[int, int, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         if not isinstance(self.family, KeyFamily):
             raise ConfigError(f"hash ring: family must be a KeyFamily, got {self.family!r}")
         groups = check_groups(self.groups, "hash ring groups")
@@ -183,6 +189,8 @@ class HashRing:
 
     def locate_hashes(self, hashes: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """For an array of key hashes (int64), the index in :attr:`groups` of each one's group."""
+        import numpy as np
+
         arr = np.asarray(hashes)
         if arr.dtype.kind not in "iu":
             raise ValueError(f"locate_hashes() needs int64 hashes, got dtype {arr.dtype}")

@@ -13,10 +13,8 @@ import heapq
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import numpy.typing as npt
 from psycopg import sql
 
 from ...errors import ConfigError
@@ -31,6 +29,12 @@ from .base import (
     keyed_any_of,
     map_fields,
 )
+
+# numpy (~50 ms to import) is imported where maps are built or place keys in bulk,
+# not here, so that `import mlscale` does not load it.
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["SlotMap", "SlotMove", "SlotRange", "moves"]
 
@@ -93,6 +97,8 @@ class SlotMap:
     _starts_array: npt.NDArray[np.int64] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         if not isinstance(self.family, KeyFamily):
             raise ConfigError(f"slot map: family must be a KeyFamily, got {self.family!r}")
         _check_slot_count(self.slots)
@@ -148,6 +154,8 @@ class SlotMap:
 
     def locate_slots(self, slots: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """For an array of slots, the index in :attr:`groups` of each slot's group."""
+        import numpy as np
+
         arr = np.asarray(slots)
         if arr.dtype.kind not in "iu":
             raise ValueError(f"locate_slots() needs integer slots, got dtype {arr.dtype}")
@@ -197,6 +205,8 @@ class SlotMap:
         the donors end as even as they can be. Each donor gives up the top of
         its own slots, so the new group gets one contiguous range per donor.
         """
+        import numpy as np
+
         check_name(group, "a shard group name")
         if group in self.groups:
             raise ConfigError(f"slot map already has shard group {group!r}")
@@ -226,6 +236,8 @@ class SlotMap:
         groups first on ties); each recipient gets one contiguous run of the
         removed group's slots.
         """
+        import numpy as np
+
         check_group_in(group, self.groups)
         if len(self.groups) == 1:
             raise ConfigError(f"cannot remove {group!r}, the slot map's only shard group")
@@ -250,10 +262,14 @@ class SlotMap:
 
     def _owners(self) -> npt.NDArray[np.int64]:
         """The group index of every slot."""
+        import numpy as np
+
         sizes = [r.size for r in self.ranges]
         return np.repeat(self._range_index, sizes)
 
     def _from_owners(self, groups: tuple[str, ...], owner: npt.NDArray[np.int64]) -> SlotMap:
+        import numpy as np
+
         starts = [0, *(np.flatnonzero(np.diff(owner)) + 1).tolist()]
         ends = [*(s - 1 for s in starts[1:]), self.slots - 1]
         ranges = tuple(

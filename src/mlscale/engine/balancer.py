@@ -1,9 +1,10 @@
-"""Where a read goes among a group's replicas: the engine's bookkeeping around core/balance.
+"""Which replica takes a read: the engine's bookkeeping around core/balance.
 
 Holds what the pure decision needs between reads -- bans (error, lag, manual),
 consecutive failures, requests in flight, metrics, the turn counter -- and turns
 the monitor's samples into :class:`ReplicaState`. No I/O: the async and sync
-clusters share one instance type.
+clusters share one instance type, and ``mlscale status`` asks it for the same
+lag verdicts routing acts on.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from ..config import ClusterConfig
 from ..core.balance import Decision, Policy, RouterMetrics, pick_replica
 from ..core.causal import CausalToken
 from ..core.consistency import Consistency, ReadRequirement, requirement
@@ -25,8 +25,12 @@ from ..core.replicas import Ban, BanPolicy, ReplicaState, manual_ban
 from ..core.topology import replica_name
 from ..errors import MlscaleError
 from .samples import ReplicaSample
+from .stats import BanInfo
 
-__all__ = ["EVENTUAL", "ReadOptions", "ReadRouter"]
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
+
+__all__ = ["EVENTUAL", "ReadOptions", "ReplicaBalancer", "Seen", "SeenPositions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,29 @@ class ReadOptions:
 EVENTUAL = ReadOptions()
 
 
-class ReadRouter:
+class Seen(Protocol):
+    """What a caller has already read, per shard group (a monotonic session): reads
+    must not go older. Positions are WAL bytes."""
+
+    def seen_lsn(self, group: str) -> int | None:
+        """The newest position read in ``group`` (None: nothing to keep up with)."""
+
+    def saw(self, group: str, lsn: int) -> None:
+        """A read in ``group`` saw data as of ``lsn``."""
+
+
+def ban_policy(config: ClusterConfig) -> BanPolicy:
+    """When replicas leave and rejoin the rotation, by ``config``'s policies."""
+    p = config.policies
+    return BanPolicy(
+        error_backoff_s=p.error_backoff_s,
+        max_backoff_s=max(60.0, p.error_backoff_s),
+        lag_ban_bytes=p.max_replica_lag_bytes,
+        lag_ban_ms=p.max_replica_lag_ms,
+    )
+
+
+class ReplicaBalancer:
     """Bans, in-flight counts, metrics and turns for one cluster's replica reads."""
 
     def __init__(self, config: ClusterConfig) -> None:
@@ -71,12 +97,7 @@ class ReadRouter:
         self.policy = Policy(p.balance)
         self.wait_ms = p.read_wait_ms
         self.primary_reads = p.primary_reads
-        self.ban_policy = BanPolicy(
-            error_backoff_s=p.error_backoff_s,
-            max_backoff_s=max(60.0, p.error_backoff_s),
-            lag_ban_bytes=p.max_replica_lag_bytes,
-            lag_ban_ms=p.max_replica_lag_ms,
-        )
+        self.ban_policy = ban_policy(config)
         self.metrics = RouterMetrics()
         self.weights = {
             replica_name(g.name, i): r.weight
@@ -285,29 +306,48 @@ class ReadRouter:
         self.outstanding.clear()
         self._available = {}
 
-    def describe_bans(self) -> dict[str, dict[str, Any]]:
-        """Current bans: node -> kind, reason, seconds left (None: until lifted)."""
+    def bans_now(self) -> dict[str, BanInfo]:
+        """Current bans by node: kind, reason, seconds left (None: until lifted)."""
         now = time.monotonic()
         with self._lock:
             return {
-                node: {
-                    "kind": ban.kind.value,
-                    "reason": ban.reason,
-                    "seconds_left": None if ban.until is None else max(0.0, ban.until - now),
-                }
+                node: BanInfo(
+                    ban.kind.value,
+                    ban.reason,
+                    None if ban.until is None else max(0.0, ban.until - now),
+                )
                 for node, ban in self.bans.items()
                 if not ban.expired(now)
             }
 
-    def snapshot(self) -> dict[str, Any]:
+    def metrics_now(self) -> tuple[RouterMetrics, dict[str, int]]:
+        """A copy of the read counters (quick-path reads folded in), and requests in
+        flight by node."""
         with self._lock:
             quick: Counter[str] = Counter(self._quick_folded)
             for counts in self._quick_counts.values():
                 quick.update(dict(counts))  # a copy: its thread may be counting meanwhile
+            m = self.metrics
             metrics = replace(
-                self.metrics,
-                reads_by_node=self.metrics.reads_by_node + quick,
-                reads_by_consistency=self.metrics.reads_by_consistency
+                m,
+                reads_by_node=m.reads_by_node + quick,
+                reads_by_consistency=m.reads_by_consistency
                 + Counter({Consistency.EVENTUAL.value: quick.total()}),
+                fallbacks_by_cause=Counter(m.fallbacks_by_cause),
+                refusals_by_cause=Counter(m.refusals_by_cause),
             )
-            return {**metrics.snapshot(), "outstanding": dict(self.outstanding)}
+            return metrics, dict(self.outstanding)
+
+
+class SeenPositions:
+    """A :class:`Seen` that remembers the newest position read per group."""
+
+    def __init__(self) -> None:
+        self.by_group: dict[str, int] = {}
+
+    def seen_lsn(self, group: str) -> int | None:
+        return self.by_group.get(group)
+
+    def saw(self, group: str, lsn: int) -> None:
+        if lsn > self.by_group.get(group, -1):
+            self.by_group[group] = lsn

@@ -1,7 +1,9 @@
-"""The catalog: mlscale's own tables on the control database, versioned by migrations.
+"""The catalog's schema: mlscale's own tables on the control database, versioned by
+migrations, and the topology recorded in them.
 
-Version 1 holds the topology: epochs, shard groups and nodes. Later versions
-add shard maps, leases and logs. Migrations run in one transaction under an
+Version 1 holds the topology: epochs, shard groups and nodes; 2 bans; 3 shard
+maps, sharded tables and id generators. (What clients read and write in those
+tables at run time: catalog_async.py.) Migrations run in one transaction under an
 advisory lock, so concurrent ``mlscale up`` / ``catalog migrate`` calls are safe
 and a failed migration leaves the catalog as it was.
 """
@@ -19,19 +21,14 @@ from ..core.topology import Node, Role, same_topology
 from ..errors import CatalogError
 
 __all__ = [
-    "CLEAR_BAN",
     "LOCK_KEY",
     "MIGRATIONS",
     "SCHEMA",
-    "SET_BAN",
     "Migration",
     "catalog_version",
-    "clear_ban",
     "migrate",
-    "read_bans",
     "read_topology",
     "register_topology",
-    "set_ban",
 ]
 
 SCHEMA = "mlscale_catalog"
@@ -238,30 +235,3 @@ def register_topology(conn: psycopg.Connection[Any], nodes: Sequence[Node], reas
         )
         cur.execute("SELECT pg_notify('mlscale_topology', %s)", (str(epoch),))
     return epoch
-
-
-SET_BAN = (
-    "INSERT INTO mlscale_catalog.bans (node, reason) VALUES (%s, %s) "
-    "ON CONFLICT (node) DO UPDATE SET reason = excluded.reason, banned_at = now()"
-)
-CLEAR_BAN = "DELETE FROM mlscale_catalog.bans WHERE node = %s"
-
-
-def set_ban(conn: psycopg.Connection[Any], node: str, reason: str) -> None:
-    """Ban replica ``node`` from reads for every client, until :func:`clear_ban`."""
-    with conn.transaction():
-        conn.execute(SET_BAN, (node, reason))
-        conn.execute("SELECT pg_notify('mlscale_bans', %s)", (node,))
-
-
-def clear_ban(conn: psycopg.Connection[Any], node: str) -> bool:
-    """Lift the manual ban of ``node``; whether there was one."""
-    with conn.transaction():
-        cur = conn.execute(CLEAR_BAN, (node,))
-        conn.execute("SELECT pg_notify('mlscale_bans', %s)", (node,))
-    return cur.rowcount > 0
-
-
-def read_bans(conn: psycopg.Connection[Any]) -> dict[str, str]:
-    """Manual bans: node -> reason."""
-    return dict(conn.execute("SELECT node, reason FROM mlscale_catalog.bans ORDER BY node"))

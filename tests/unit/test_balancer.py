@@ -8,7 +8,7 @@ from mlscale import parse_config
 from mlscale.core.balance import UsePrimary, UseReplica
 from mlscale.core.causal import CausalToken, GroupPosition
 from mlscale.core.consistency import Consistency
-from mlscale.engine.readrouter import ReadOptions, ReadRouter
+from mlscale.engine.balancer import ReadOptions, ReplicaBalancer
 from mlscale.engine.samples import ReplicaSample
 
 
@@ -31,7 +31,7 @@ def sample(name: str, replay: int = 100, staleness: float = 5.0, up: bool = True
 
 
 def test_weights_share_reads() -> None:
-    router = ReadRouter(config((3.0, 1.0)))
+    router = ReplicaBalancer(config((3.0, 1.0)))
     assert not router.quick
     samples = {n: sample(n) for n in NAMES}
     req = router.requirement(ReadOptions(), "g0", None)
@@ -46,7 +46,7 @@ def test_weights_share_reads() -> None:
 
 
 def test_quick_path_skips_down_and_banned_replicas() -> None:
-    router = ReadRouter(config())
+    router = ReplicaBalancer(config())
     assert router.quick
     samples = {"g0-replica1": sample("g0-replica1", up=False), "g0-replica2": sample("g0-replica2")}
     assert {router.quick_pick("g0", NAMES, lambda: samples, 1) for _ in range(4)} == {"g0-replica2"}
@@ -59,7 +59,7 @@ def test_quick_path_skips_down_and_banned_replicas() -> None:
 
 
 def test_lagging_replica_is_banned_and_manual_bans_follow_the_catalog() -> None:
-    router = ReadRouter(config())
+    router = ReplicaBalancer(config())
     samples = {"g0-replica1": sample("g0-replica1", staleness=5000.0),
                "g0-replica2": sample("g0-replica2")}
     states = router.states("g0", NAMES, samples)
@@ -70,11 +70,11 @@ def test_lagging_replica_is_banned_and_manual_bans_follow_the_catalog() -> None:
     router.sync_manual({})
     assert "g0-replica2" not in router.bans
     router.end("g0-replica2", failed="connection refused")
-    assert router.describe_bans()["g0-replica2"]["kind"] == "error"
+    assert router.bans_now()["g0-replica2"].kind == "error"
 
 
 def test_tokens_route_to_a_replica_that_has_replayed_or_to_the_primary() -> None:
-    router = ReadRouter(config())
+    router = ReplicaBalancer(config())
     samples = {"g0-replica1": sample("g0-replica1", replay=100),
                "g0-replica2": sample("g0-replica2", replay=500)}
     token = CausalToken({"g0": GroupPosition(7, 1, 400)})
@@ -93,7 +93,7 @@ def test_tokens_route_to_a_replica_that_has_replayed_or_to_the_primary() -> None
 def test_quick_reads_of_ended_threads_are_folded_not_kept() -> None:
     import threading
 
-    router = ReadRouter(config())
+    router = ReplicaBalancer(config())
     samples = {n: sample(n) for n in NAMES}
 
     def reads() -> None:
@@ -106,4 +106,4 @@ def test_quick_reads_of_ended_threads_are_folded_not_kept() -> None:
         t.join()
     reads()  # registering this thread folds the ended ones
     assert len(router._quick_counts) <= 2
-    assert sum(router.snapshot()["reads_by_node"].values()) == 510
+    assert sum(router.metrics_now()[0].reads_by_node.values()) == 510

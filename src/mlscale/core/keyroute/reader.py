@@ -1,15 +1,15 @@
-"""The key router: statement text -> compiled plan (cached) -> route for this call's params."""
+"""The key reader: statement text -> compiled plan (cached) -> the keys of this call's params."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from threading import Lock
 
-from pglast import ast, parse_sql
+from pglast import ast
 from pglast.enums import AlterTableType, ObjectType
 from pglast.parser import ParseError, scan
 
-from ..classify import _label, _walk
+from ..sqltree import CACHED_TEXT_MAX, parse, statement_label, walk
 from .placeholders import Numbered, PlaceholderError, number_placeholders
 from .plans import Fixed, Plan
 from .query import analyze_query
@@ -17,15 +17,13 @@ from .results import Broadcast, KeyRoute, NoKey, Params, Refused, ShardedTable, 
 from .rows import analyze_copy, analyze_insert
 from .tree import sharded_name
 
-__all__ = ["KeyRouter", "route_keys"]
+__all__ = ["KeyReader", "read_keys"]
 
 TableColumns = Mapping[str, Sequence[str]]
-# Like psycopg's own statement cache: long texts are generated, not repeated.
-_CACHED_TEXT_MAX = 4096
 _DML = (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
 
 
-class KeyRouter:
+class KeyReader:
     """Reads shard keys from SQL, for single-shard routing of sharded tables.
 
     ``tables`` is the registry of sharded tables (keyed by anything; each entry's
@@ -58,31 +56,31 @@ class KeyRouter:
         """The sharded tables, by name."""
         return self._tables
 
-    def route(self, sql: str, params: Params = None) -> KeyRoute:
+    def read(self, sql: str, params: Params = None) -> KeyRoute:
         """Where ``sql`` with ``params`` goes, as far as shard keys decide it."""
         plans = self._plans[params is None]
         plan = plans.get(sql)
         if plan is None:
             plan = compile_statement(sql, params is not None, self._tables, self._columns)
-            if len(sql) > _CACHED_TEXT_MAX:  # generated texts (long VALUES lists) rarely repeat
-                return plan.route(sql, params)
+            if len(sql) > CACHED_TEXT_MAX:  # generated texts (long VALUES lists) rarely repeat
+                return plan.read(sql, params)
             with self._lock:
                 if len(plans) >= self._cache_size:
                     plans.pop(next(iter(plans)))
                 plans[sql] = plan
-        return plan.route(sql, params)
+        return plan.read(sql, params)
 
 
-def route_keys(
+def read_keys(
     sql: str,
     params: Params,
     tables: Mapping[str, ShardedTable],
     *,
     table_columns: TableColumns | None = None,
 ) -> KeyRoute:
-    """:meth:`KeyRouter.route` without a cache, for one-off decisions."""
+    """:meth:`KeyReader.route` without a cache, for one-off decisions."""
     registry = {t.name: t for t in tables.values()}
-    return compile_statement(sql, params is not None, registry, table_columns).route(sql, params)
+    return compile_statement(sql, params is not None, registry, table_columns).read(sql, params)
 
 
 def compile_statement(
@@ -99,7 +97,7 @@ def compile_statement(
     except PlaceholderError as exc:
         return Fixed(_unreadable(sql, tables, f"psycopg would refuse its placeholders ({exc})"))
     try:
-        raws = parse_sql(numbered.text)
+        raws = parse(numbered.text)
     except ParseError as exc:
         return Fixed(_unreadable(sql, tables, f"it does not parse ({exc})"))
     stmts = [raw.stmt for raw in raws if raw.stmt is not None]
@@ -124,9 +122,9 @@ def _unreadable(sql: str, tables: Mapping[str, ShardedTable], why: str) -> KeyRo
 
 def _sharded_refs(stmt: ast.Node, tables: Mapping[str, ShardedTable]) -> list[str]:
     """Names of sharded tables a statement references (tables, and DROP/COMMENT objects)."""
-    ctes = {n.ctename for n in _walk(stmt) if isinstance(n, ast.CommonTableExpr)}
+    ctes = {n.ctename for n in walk(stmt) if isinstance(n, ast.CommonTableExpr)}
     found: list[tuple[int, str]] = []
-    for node in _walk(stmt):
+    for node in walk(stmt):
         if isinstance(node, ast.RangeVar):
             table = sharded_name(node, tables)
             if table is not None and not (node.schemaname is None and node.relname in ctes):
@@ -221,7 +219,7 @@ def _statement(
 
 def _utility(stmt: ast.Node, names: list[str], tables: Mapping[str, ShardedTable]) -> KeyRoute:
     """DDL and other utility statements on sharded tables: every shard group, or refused."""
-    label = "CREATE TABLE" if isinstance(stmt, ast.CreateStmt) else _label(stmt)
+    label = "CREATE TABLE" if isinstance(stmt, ast.CreateStmt) else statement_label(stmt)
     listed = ", ".join(names)
     if isinstance(stmt, ast.DropStmt | ast.TruncateStmt) and _mixes_unsharded(stmt, tables):
         return Refused(

@@ -1,11 +1,16 @@
-"""Sharding in the catalog: shard maps, sharded tables, id generators (async source).
+"""What clients read and write in the catalog at run time (async source): replica
+bans, shard maps, sharded tables, id generators. The library and the CLI both
+change the catalog through these functions only, so both follow one set of rules.
 
-Every change runs in one transaction under the catalog's advisory lock, bumps
-the one-row sharding counter and sends ``NOTIFY mlscale_sharding`` with the new
-value, so clients learn of it at once (and by polling the counter if a
-notification is lost). :func:`load_directory` reads one consistent snapshot.
+Every change runs in one transaction and sends a NOTIFY that clients listen to
+(their catalog watcher: watch_async.py): ``mlscale_bans`` for bans, and for
+sharding changes -- made under the catalog's advisory lock -- a bump of the
+one-row sharding counter and ``mlscale_sharding`` with its new value (clients
+also poll the counter, in case a notification is lost). :func:`load_directory`
+reads one consistent snapshot. (The catalog's tables and their migrations:
+migrations.py.)
 
-``shards_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+``catalog_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
 
 from __future__ import annotations
@@ -20,21 +25,26 @@ from ..core.keyroute import ShardedTable
 from ..core.sharding import EMPTY, ShardDirectory
 from ..core.shardmaps import ShardMap, map_from_spec
 from ..errors import CatalogError, ConfigError
-from .catalog import LOCK_KEY
+from .migrations import LOCK_KEY
 from .samples import MLSCALE_SCHEMA_LOCK
 
 __all__ = [
+    "BANS_CHANNEL",
     "SHARDING_CHANNEL",
     "allocate_generator",
+    "clear_ban",
     "install_id_generator",
     "load_directory",
     "publish_map",
+    "read_bans",
     "register_table",
+    "set_ban",
     "sharding_version",
     "unregister_table",
 ]
 
 SHARDING_CHANNEL = "mlscale_sharding"
+BANS_CHANNEL = "mlscale_bans"
 _HAS_SHARDING = "SELECT to_regclass('mlscale_catalog.sharding_version') IS NOT NULL"
 _VERSION = "SELECT version FROM mlscale_catalog.sharding_version"
 
@@ -98,12 +108,58 @@ async def _lock(conn: AsyncConnection[Any]) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
 
 
-async def publish_map(conn: AsyncConnection[Any], shard_map: ShardMap, reason: str) -> int:
-    """Make ``shard_map`` its family's current map. Its version must be the next one
-    (1 for a new family). The new sharding counter."""
+async def set_ban(conn: AsyncConnection[Any], node: str, reason: str) -> None:
+    """Ban replica ``node`` from reads for every client, until :func:`clear_ban`."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO mlscale_catalog.bans (node, reason) VALUES (%s, %s) "
+            "ON CONFLICT (node) DO UPDATE SET reason = excluded.reason, banned_at = now()",
+            (node, reason),
+        )
+        await conn.execute("SELECT pg_notify(%s, %s)", (BANS_CHANNEL, node))
+
+
+async def clear_ban(conn: AsyncConnection[Any], node: str) -> bool:
+    """Lift the manual ban of ``node``; whether there was one."""
+    async with conn.transaction():
+        cur = await conn.execute("DELETE FROM mlscale_catalog.bans WHERE node = %s", (node,))
+        await conn.execute("SELECT pg_notify(%s, %s)", (BANS_CHANNEL, node))
+    return cur.rowcount > 0
+
+
+async def read_bans(conn: AsyncConnection[Any]) -> dict[str, str]:
+    """Manual bans: node -> reason."""
+    cur = await conn.execute("SELECT node, reason FROM mlscale_catalog.bans ORDER BY node")
+    return {str(node): str(reason) for node, reason in await cur.fetchall()}
+
+
+async def publish_map(
+    conn: AsyncConnection[Any], shard_map: ShardMap, reason: str, groups: Sequence[str]
+) -> int:
+    """Make ``shard_map`` its family's current map, in a cluster of shard groups
+    ``groups``. Its version must be the next one (1 for a new family); it must place
+    keys on those groups only, and a family with sharded tables cannot get a new map
+    (their rows would stay where the old one put them). The new sharding counter."""
     family = shard_map.family
+    unknown = sorted(set(shard_map.groups) - set(groups))
+    if unknown:
+        raise ConfigError(
+            f"the map places keys on {', '.join(unknown)}, which this cluster does not "
+            f"have (its shard groups: {', '.join(groups)})"
+        )
     async with conn.transaction():
         await _lock(conn)
+        cur = await conn.execute(
+            "SELECT name FROM mlscale_catalog.sharded_tables WHERE family = %s ORDER BY name",
+            (family.name,),
+        )
+        tables = [str(name) for (name,) in await cur.fetchall()]
+        if tables:
+            raise ConfigError(
+                f"key family {family.name} has sharded tables ({', '.join(tables)}): a new "
+                "map would place their keys elsewhere without moving their rows; moving rows "
+                "between groups is online resharding (a later release)"
+            )
         cur = await conn.execute(
             "SELECT key_types FROM mlscale_catalog.key_families WHERE name = %s", (family.name,)
         )

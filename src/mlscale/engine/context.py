@@ -1,0 +1,163 @@
+"""What every room of one cluster shares, with no I/O: nodes, groups, pools, decisions.
+
+The async rooms (``*_async.py``) and their generated sync twins hold the I/O;
+each leans on one :class:`ClusterContext` for what it decides, so the twins
+cannot drift apart in what they decide.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ..core.classify import Classification, Classifier, SessionEffect
+from ..core.keyroute import KeyReader
+from ..core.pooling import PoolSize
+from ..core.route import RouteRefused, Scope, choose_role
+from ..core.sharding import ShardDirectory
+from ..core.topology import Node, Role, primary_name
+from ..errors import MlscaleError, NodeUnavailableError, RoutingError
+from .balancer import ReplicaBalancer
+from .pools import PoolSet
+from .stats import ClassifierStats, ClusterStats
+
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
+
+__all__ = ["ClusterContext", "ClusterState"]
+
+P = TypeVar("P", ConnectionPool[Any], AsyncConnectionPool[Any])
+
+
+class ClusterState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+# State a one-call statement may create without losing anything the caller relies on.
+_HARMLESS_OUTSIDE_SESSION = frozenset({SessionEffect.SEQUENCE})
+
+
+class ClusterContext(Generic[P]):
+    """Nodes, groups, pools, classifier and replica balancing of one cluster."""
+
+    def __init__(self, config: ClusterConfig, factory: Callable[..., P]) -> None:
+        self.config = config
+        self.classifier = Classifier(read_only_functions=config.routing.read_only_functions)
+        self.pools: PoolSet[P] = PoolSet(config, factory)
+        self.balancer = ReplicaBalancer(config)
+        self._groups = frozenset(g.name for g in config.shard_groups)
+        self.roles = {n.name: n.role.value for n in self.pools.nodes.values()}
+        # Per group, computed once: the read path asks on every read. Do not mutate.
+        self._replicas = {
+            g: [n.name for n in self.nodes if n.role is Role.REPLICA and n.group == g]
+            for g in self._groups
+        }
+        self._default_group = config.shard_groups[0].name
+        self.group_names = tuple(g.name for g in config.shard_groups)
+        self._key_router: tuple[int, KeyReader] | None = None
+        self.state = ClusterState.OPEN
+
+    # -- nodes -------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[Node]:
+        return list(self.pools.nodes.values())
+
+    @property
+    def pool_size(self) -> PoolSize:
+        return self.pools.size
+
+    def group(self, group: str | None) -> str:
+        """``group`` checked (None: the first shard group)."""
+        if group is None:
+            return self._default_group
+        if group not in self._groups:
+            known = ", ".join(self.group_names)
+            raise MlscaleError(f"no shard group named {group!r}; known: {known}")
+        return group
+
+    def primary_node(self, group: str | None = None) -> str:
+        """Name of the primary of ``group`` (default: the first shard group)."""
+        return primary_name(self.group(group))
+
+    def replica_nodes(self, group: str | None = None) -> list[str]:
+        """Names of the replicas of ``group`` (default: the first shard group)."""
+        return self._replicas[self.group(group)]
+
+    def unavailable(
+        self, name: str, exc: Exception, timeout_s: float | None = None
+    ) -> NodeUnavailableError:
+        """The error for a node no connection could be had to within ``timeout_s``."""
+        node = self.pools.node(name)
+        waited = self.config.pools.timeout_s if timeout_s is None else timeout_s
+        return NodeUnavailableError(
+            f"couldn't get a connection to node {name} at {node.address} after {waited:.2f} s",
+            node=name,
+            node_role=node.role.value,
+        )
+
+    # -- decisions ----------------------------------------------------------------
+
+    def check_open(self) -> None:
+        if self.state is ClusterState.CLOSED:
+            raise MlscaleError("this cluster is closed; create a new one to keep working")
+
+    def classify(self, statement: str) -> Classification:
+        return self.classifier.classify(statement)
+
+    def after_fork(self) -> None:
+        """In a forked child: locks a parent thread may have held at the fork are made
+        anew, and in-flight bookkeeping that only the parent's threads would undo is
+        dropped."""
+        self.classifier.after_fork()
+        self.balancer.after_fork()
+        self._key_router = None
+
+    def key_reader(self, directory: ShardDirectory) -> KeyReader:
+        """The key reader for ``directory``'s sharded tables (kept per version: it
+        caches what it learned of each statement)."""
+        cached = self._key_router
+        if cached is None or cached[0] != directory.version:
+            # No column lists from the catalog: an INSERT or COPY into a sharded table
+            # must name its columns, so DDL made elsewhere can never shift the key.
+            cached = (directory.version, KeyReader(directory.tables))
+            self._key_router = cached
+        return cached[1]
+
+    def check_one_call(self, c: Classification) -> None:
+        """Refuse what would silently lose its effect outside a session or transaction."""
+        if c.transaction is not None:
+            raise RoutingError(
+                f"{c.reason}: transaction control needs one connection; "
+                "use `with cluster.transaction():` or a session"
+            )
+        lost = c.creates - _HARMLESS_OUTSIDE_SESSION
+        if lost:
+            what = ", ".join(sorted(e.value for e in lost))
+            raise RoutingError(
+                f"{c.reason}: the {what} would be lost when the connection returns to the "
+                "pool; run it inside `with cluster.session():`"
+            )
+
+    def check_role(self, c: Classification, scope: Scope, group: str | None) -> None:
+        """Refuse ``c`` where ``scope`` cannot run it (a write in a replica scope)."""
+        try:
+            choose_role(c, scope=scope, has_replicas=bool(self.replica_nodes(group)))
+        except RouteRefused as exc:
+            raise RoutingError(str(exc)) from None
+
+    def stats(self) -> ClusterStats:
+        """Pool counters per node, the cluster's own counters, reads, bans, classifier."""
+        reads, outstanding = self.balancer.metrics_now()
+        return ClusterStats(
+            pools=self.pools.stats(),
+            cluster=dict(self.pools.counters),
+            classifier=ClassifierStats(self.classifier.hits, self.classifier.misses),
+            reads=reads,
+            outstanding=outstanding,
+            bans=self.balancer.bans_now(),
+        )

@@ -1,0 +1,94 @@
+"""The sharding directory a process routes by (async source).
+
+Loaded from the catalog on first use, then kept current by the catalog watcher
+(NOTIFY, and a poll): a newer directory is adopted before the next call routes.
+
+``directory_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from ..core.sharding import EMPTY, ShardDirectory
+from ..errors import NodeUnavailableError
+from .catalog_async import load_directory
+from .context import ClusterContext
+from .lazy import OnFirstUse
+from .nodes_async import AsyncNodes
+from .watch_async import AsyncCatalogWatch
+
+__all__ = ["AsyncDirectory"]
+
+log = logging.getLogger(__name__)
+
+
+class AsyncDirectory:
+    """The current :class:`ShardDirectory`: maps and sharded tables, versioned."""
+
+    def __init__(
+        self,
+        context: ClusterContext[AsyncConnectionPool[Any]],
+        nodes: AsyncNodes,
+        watch: OnFirstUse[AsyncCatalogWatch],
+    ) -> None:
+        self._context = context
+        self._nodes = nodes
+        self._watch = watch
+        self._current: ShardDirectory = EMPTY
+        self._loaded = False
+        # Guards swapping the directory (threads of a sync cluster race there on
+        # first use); never held across an await.
+        self._lock = threading.Lock()
+
+    async def current(self) -> ShardDirectory:
+        """The directory to route by: loaded from the catalog on first use in this
+        process, then the watcher's whenever it has a newer one."""
+        if not self._loaded:
+            await self._first()
+            return self._current
+        newer = self._watch.get().directory
+        if newer.version > self._current.version:
+            self.adopt(newer)
+        return self._current
+
+    def adopt(self, directory: ShardDirectory) -> None:
+        """Route by ``directory`` from now on, unless a newer one is already in use."""
+        with self._lock:
+            if not self._loaded or directory.version >= self._current.version:
+                self._current = directory
+            self._loaded = True
+
+    async def refresh(self, timeout_s: float | None = None) -> ShardDirectory:
+        """Read the directory from the catalog now (waiting at most ``timeout_s`` for a
+        connection to the control node)."""
+        self._watch.get()
+        async with self._nodes.connect("control", timeout_s) as conn:
+            directory = await load_directory(conn)
+        self.adopt(directory)
+        return self._current
+
+    async def _first(self) -> None:
+        """The directory a process routes its first call by. With one shard group
+        there is nothing to place, so a catalog that cannot be reached does not stop
+        the data path: routing starts without it (every key lives on that group) and
+        the watcher brings the directory in once the control node answers. With
+        several groups a statement waits for the catalog, or fails: a guess could
+        put a row on the wrong group."""
+        single = len(self._context.group_names) == 1
+        limit = min(self._context.config.pools.timeout_s, 5.0) if single else None
+        try:
+            await self.refresh(limit)
+        except NodeUnavailableError as exc:
+            if not single:
+                raise
+            log.warning("no sharding directory yet (%s); one shard group: routing on", exc)
+            self.adopt(self._current)
+
+    def after_fork(self) -> None:
+        """In a forked child: a lock a parent thread held at the fork is made anew."""
+        self._lock = threading.Lock()

@@ -1,0 +1,97 @@
+"""Running one statement's shard plan over several shard groups (async source).
+
+Today: reads whose parts run one after another, and writes split over groups,
+each part in a transaction on its group's primary, committed in group order
+once every part has run. (Scatter-gather with exact merges and two-phase
+commit plug in here.)
+
+``fanout_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from ..core.classify import Classification
+from ..core.shardplan import ShardPlan
+from ..errors import PartialWriteError
+from .context import ClusterContext
+from .nodes_async import AsyncNodes, Work
+
+__all__ = ["AsyncFanout", "Combine"]
+
+# How the results of a statement split over shard groups are put together.
+Combine = Callable[[list[Any]], Any]
+# borrow(group): a connection that runs a part in ``group``.
+Borrow = Callable[[str], AbstractAsyncContextManager[AsyncConnection[Any]]]
+
+
+class AsyncFanout:
+    """Runs the parts of a shard plan, one per shard group."""
+
+    def __init__(
+        self, context: ClusterContext[AsyncConnectionPool[Any]], nodes: AsyncNodes
+    ) -> None:
+        self._context = context
+        self._nodes = nodes
+
+    async def read_parts(
+        self, shard_plan: ShardPlan, borrow: Borrow, work: Work, combine: Combine
+    ) -> Any:
+        """Each part on the connection ``borrow(group)`` lends, results combined."""
+        results = []
+        for part in shard_plan.parts:
+            async with borrow(part.group) as conn:
+                results.append(await work(conn, part.sql, part.params))
+        return combine(results)
+
+    async def write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
+        """A write split over shard groups: each part in a transaction on its group's
+        primary, all committed once every part has run (any error rolls back all).
+        A failure while committing can leave some groups committed
+        (:class:`PartialWriteError`): two-phase commit closes that window (a later
+        release)."""
+        results = []
+        # Checked once, before any part runs: every part is a cut of the same statement.
+        self._context.check_one_call(c)
+        async with AsyncExitStack() as stack:
+            conns: list[tuple[str, AsyncConnection[Any]]] = []
+            try:
+                for part in shard_plan.parts:  # in group order: see shardplan._in_order
+                    conn = await stack.enter_async_context(
+                        self._nodes.connect(self._context.primary_node(part.group))
+                    )
+                    await conn.execute("BEGIN")
+                    conns.append((part.group, conn))
+                    results.append(await work(conn, part.sql, part.params))
+            except BaseException:
+                for _, conn in conns:  # nothing committed yet: undo every group
+                    if not conn.closed:
+                        await conn.execute("ROLLBACK")
+                raise
+            committed: list[str] = []
+            for group, conn in conns:
+                try:
+                    await conn.execute("COMMIT")
+                except psycopg.Error as exc:
+                    for _, rest in conns[len(committed) + 1 :]:
+                        if not rest.closed:
+                            await rest.execute("ROLLBACK")
+                    if not committed:
+                        raise
+                    raise PartialWriteError(
+                        f"the write committed on {', '.join(committed)} but failed to commit "
+                        f"on {group} ({exc}); the remaining groups were rolled back",
+                        committed=tuple(committed),
+                        failed=group,
+                    ) from exc
+                committed.append(group)
+        return combine(results)

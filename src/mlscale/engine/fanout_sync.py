@@ -1,0 +1,97 @@
+# Generated from fanout_async.py by scripts/async_to_sync.py: do not edit.
+# Change fanout_async.py and run the script again.
+"""Running one statement's shard plan over several shard groups (async source).
+
+Today: reads whose parts run one after another, and writes split over groups,
+each part in a transaction on its group's primary, committed in group order
+once every part has run. (Scatter-gather with exact merges and two-phase
+commit plug in here.)
+
+``fanout_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any
+
+import psycopg
+from psycopg import Connection
+from psycopg_pool import ConnectionPool
+
+from ..core.classify import Classification
+from ..core.shardplan import ShardPlan
+from ..errors import PartialWriteError
+from .context import ClusterContext
+from .nodes_sync import Nodes, Work
+
+__all__ = ["Fanout", "Combine"]
+
+# How the results of a statement split over shard groups are put together.
+Combine = Callable[[list[Any]], Any]
+# borrow(group): a connection that runs a part in ``group``.
+Borrow = Callable[[str], AbstractContextManager[Connection[Any]]]
+
+
+class Fanout:
+    """Runs the parts of a shard plan, one per shard group."""
+
+    def __init__(self, context: ClusterContext[ConnectionPool[Any]], nodes: Nodes) -> None:
+        self._context = context
+        self._nodes = nodes
+
+    def read_parts(
+        self, shard_plan: ShardPlan, borrow: Borrow, work: Work, combine: Combine
+    ) -> Any:
+        """Each part on the connection ``borrow(group)`` lends, results combined."""
+        results = []
+        for part in shard_plan.parts:
+            with borrow(part.group) as conn:
+                results.append(work(conn, part.sql, part.params))
+        return combine(results)
+
+    def write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
+        """A write split over shard groups: each part in a transaction on its group's
+        primary, all committed once every part has run (any error rolls back all).
+        A failure while committing can leave some groups committed
+        (:class:`PartialWriteError`): two-phase commit closes that window (a later
+        release)."""
+        results = []
+        # Checked once, before any part runs: every part is a cut of the same statement.
+        self._context.check_one_call(c)
+        with ExitStack() as stack:
+            conns: list[tuple[str, Connection[Any]]] = []
+            try:
+                for part in shard_plan.parts:  # in group order: see shardplan._in_order
+                    conn = stack.enter_context(
+                        self._nodes.connect(self._context.primary_node(part.group))
+                    )
+                    conn.execute("BEGIN")
+                    conns.append((part.group, conn))
+                    results.append(work(conn, part.sql, part.params))
+            except BaseException:
+                for _, conn in conns:  # nothing committed yet: undo every group
+                    if not conn.closed:
+                        conn.execute("ROLLBACK")
+                raise
+            committed: list[str] = []
+            for group, conn in conns:
+                try:
+                    conn.execute("COMMIT")
+                except psycopg.Error as exc:
+                    for _, rest in conns[len(committed) + 1 :]:
+                        if not rest.closed:
+                            rest.execute("ROLLBACK")
+                    if not committed:
+                        raise
+                    raise PartialWriteError(
+                        f"the write committed on {', '.join(committed)} but failed to commit "
+                        f"on {group} ({exc}); the remaining groups were rolled back",
+                        committed=tuple(committed),
+                        failed=group,
+                    ) from exc
+                committed.append(group)
+        return combine(results)

@@ -1,0 +1,201 @@
+# Generated from router_async.py by scripts/async_to_sync.py: do not edit.
+# Change router_async.py and run the script again.
+"""Where a call goes: the primary, or the replica that meets its read guarantee (async source).
+
+A write (or anything in a primary scope) goes to its group's primary. A read
+asks the balancer, with the monitor's latest samples and the catalog's bans,
+for a replica that meets its consistency; a causal token a replica has not
+replayed yet is waited for (up to a bound), else the primary serves it. The
+hot path -- EVENTUAL reads under round robin -- skips the decision and takes
+the next available replica (:meth:`Router.quick_replica`).
+
+``router_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from psycopg import Connection, Cursor
+from psycopg_pool import ConnectionPool
+
+from ..core.balance import NoReplica, UsePrimary, UseReplica, WaitFor
+from ..core.classify import Classification
+from ..core.consistency import Consistency
+from ..core.lsn import format_lsn, parse_lsn
+from ..core.route import OnPrimary, OnReplica, Role
+from ..core.route import Scope as RouteScope
+from ..errors import RoutingError
+from .balancer import ReadOptions, Seen
+from .concurrency_sync import pause
+from .context import ClusterContext
+from .lazy import OnFirstUse
+from .monitor_sync import Monitor
+from .nodes_sync import Nodes
+from .samples import ReplicaSample
+from .watch_sync import CatalogWatch
+
+__all__ = ["Router"]
+
+# Looked up once: attribute access on an enum class costs the hot read path.
+_EVENTUAL_LEVEL = Consistency.EVENTUAL
+_PRIMARY_SCOPE = RouteScope.PRIMARY
+_REPLAYED = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"
+_REPLAY_POSITION = "SELECT pg_last_wal_replay_lsn()::text"
+_PRIMARY_POSITION = "SELECT pg_current_wal_lsn()::text"
+
+
+def _first_value(cur: Cursor[Any]) -> Any:
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+class Router:
+    """Picks the node of each call and lends a connection to it."""
+
+    def __init__(
+        self,
+        context: ClusterContext[ConnectionPool[Any]],
+        nodes: Nodes,
+        monitor: OnFirstUse[Monitor],
+        watch: OnFirstUse[CatalogWatch],
+    ) -> None:
+        self._context = context
+        self._nodes = nodes
+        self._monitor = monitor
+        self._watch = watch
+        self._balancer = context.balancer
+
+    # -- what the background loops know ---------------------------------------------
+
+    def samples(self) -> dict[str, ReplicaSample]:
+        """The monitor's latest replica samples (the monitor and catalog watcher start
+        on first use); the catalog's manual bans applied to the balancer."""
+        monitor = self._monitor.get()
+        self._balancer.sync_manual(self._watch.get().bans)
+        return monitor.snapshot()[1]
+
+    def _round(self) -> int:
+        """The monitor's round count; -1 if this process has no monitor yet."""
+        monitor = self._monitor.peek()
+        return -1 if monitor is None else monitor.rounds
+
+    # -- choosing -----------------------------------------------------------------------
+
+    def connection(
+        self,
+        c: Classification,
+        scope: RouteScope,
+        group: str | None,
+        options: ReadOptions,
+        seen: Seen | None = None,
+    ) -> AbstractContextManager[Connection[Any]]:
+        """A connection to the node that runs ``c`` in ``group`` under ``scope``: a
+        replica meeting ``options`` for a read, else the primary. ``seen``: what the
+        caller has read already (a monotonic session), kept up to date."""
+        if c.read_only and scope is not RouteScope.PRIMARY:
+            return self._read(self._context.group(group), options, seen)
+        self._context.check_one_call(c)
+        self._context.check_role(c, scope, group)  # refuses a write in a replica scope
+        return self._nodes.connect(self._context.primary_node(group))
+
+    def quick_replica(
+        self, c: Classification, scope: RouteScope, group: str | None, options: ReadOptions
+    ) -> str | None:
+        """The replica for an EVENTUAL read under round robin with equal weights,
+        or None for every other call: the hot path of replica reads, which pays
+        a turn counter instead of a balancing decision, and one flat borrow (see
+        :meth:`Nodes.run_on_replica`) instead of nested context managers.
+        The choice is the one the general path would make."""
+        balancer = self._balancer
+        if not (
+            balancer.quick
+            and c.read_only
+            and options.consistency is _EVENTUAL_LEVEL
+            and scope is not _PRIMARY_SCOPE
+        ):
+            return None
+        name = self._context.group(group)
+        return balancer.quick_pick(
+            name, self._context.replica_nodes(name), self.samples, self._round()
+        )
+
+    def explain(
+        self, c: Classification, scope: RouteScope, group: str | None, options: ReadOptions
+    ) -> tuple[Role, str | None]:
+        """The role and node a call of ``c`` made now would get (the node is None when
+        a read would first wait for a replica to replay its token), as the balancer
+        decides it with the bans and samples of this moment."""
+        group = self._context.group(group)
+        primary = self._context.primary_node(group)
+        if not c.read_only or scope is RouteScope.PRIMARY:
+            self._context.check_role(c, scope, group)
+            reason = "primary scope" if scope is RouteScope.PRIMARY else c.reason
+            return OnPrimary(reason), primary
+        balancer = self._balancer
+        states = balancer.states(group, self._context.replica_nodes(group), self.samples())
+        decision = balancer.decide(states, balancer.requirement(options, group, None))
+        if isinstance(decision, UseReplica):
+            return OnReplica(f"{c.reason}; {decision.reason}"), decision.name
+        if isinstance(decision, UsePrimary):
+            return OnPrimary(f"{c.reason}; {decision.reason}"), primary
+        if isinstance(decision, WaitFor):
+            return OnReplica(
+                f"{c.reason}; waits up to {decision.timeout_ms:.0f} ms for "
+                f"{', '.join(decision.replicas)} to replay the token, else the primary"
+            ), None
+        raise RoutingError(f"no node may serve this read: {decision.reason}")
+
+    @contextmanager
+    def _read(
+        self, group: str, options: ReadOptions, seen: Seen | None
+    ) -> Iterator[Connection[Any]]:
+        """A connection for a read in ``group`` that meets ``options``: a replica
+        that has replayed what it must, else (after a bounded wait) the primary."""
+        balancer = self._balancer
+        names = self._context.replica_nodes(group)
+        primary = self._context.primary_node(group)
+        seen_lsn = seen.seen_lsn(group) if seen is not None else None
+        req = balancer.requirement(options, group, seen_lsn)
+        decision = balancer.decide(balancer.states(group, names, self.samples()), req)
+        if isinstance(decision, WaitFor):
+            started = time.monotonic()
+            deadline = started + decision.timeout_ms / 1000
+            while True:
+                for name in decision.replicas:
+                    with self._nodes.connect(name) as conn:
+                        cur = conn.execute(_REPLAYED, (format_lsn(decision.lsn),), prepare=True)
+                        if _first_value(cur):
+                            balancer.record_wait((time.monotonic() - started) * 1000, True)
+                            balancer.record(
+                                UseReplica(name, "replayed"), options.consistency, primary
+                            )
+                            yield conn
+                            self._saw(conn, group, seen, replica=True)
+                            return
+                if time.monotonic() >= deadline:
+                    break
+                pause(0.002)
+            balancer.record_wait((time.monotonic() - started) * 1000, False)
+            decision = balancer.decide(
+                balancer.states(group, names, self.samples()), req.without_wait()
+            )
+        balancer.record(decision, options.consistency, primary)
+        if isinstance(decision, NoReplica):
+            raise RoutingError(f"no node may serve this read: {decision.reason}")
+        node = decision.name if isinstance(decision, UseReplica) else primary
+        with self._nodes.connect(node) as conn:
+            yield conn
+            self._saw(conn, group, seen, replica=node != primary)
+
+    def _saw(self, conn: Connection[Any], group: str, seen: Seen | None, *, replica: bool) -> None:
+        """After a read on ``conn``: tell ``seen`` how new the data was."""
+        if seen is None:
+            return
+        cur = conn.execute(_REPLAY_POSITION if replica else _PRIMARY_POSITION, prepare=True)
+        position = _first_value(cur)
+        if position:
+            seen.saw(group, parse_lsn(position))

@@ -1,0 +1,384 @@
+"""The query methods, written once, over a target that says where a statement runs
+(async source).
+
+``execute / fetch_one / fetch_all / fetch_value / copy`` classify the statement,
+place it on shard groups by its key (sharded tables), and run it where the
+subclass -- a scope, session, transaction, or the cluster itself -- lends a
+connection. A read whose replica fails is retried once elsewhere; a write only
+when the caller marked it idempotent.
+
+``runner_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from ..core.causal import CausalToken
+from ..core.classify import Classification
+from ..core.consistency import Consistency
+from ..core.keyroute import CopyIn
+from ..core.shardplan import NO_KEY, ShardPlan, split_copy_rows
+from ..core.shardplan import plan as plan_shards
+from ..errors import NodeUnavailableError, RoutingError
+from .balancer import EVENTUAL, ReadOptions
+from .context import ClusterContext
+from .directory_async import AsyncDirectory
+from .fanout_async import AsyncFanout, Combine
+from .nodes_async import AsyncNodes, Work
+from .router_async import AsyncRouter
+
+__all__ = ["AsyncRooms", "AsyncRunner", "Params"]
+
+log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncRooms:
+    """The rooms of one cluster, shared by its scopes, sessions and transactions."""
+
+    context: ClusterContext[AsyncConnectionPool[Any]]
+    nodes: AsyncNodes
+    router: AsyncRouter
+    directory: AsyncDirectory
+    fanout: AsyncFanout
+
+
+def _total(counts: list[Any]) -> int:
+    """Rows affected in all groups (-1 if some group could not say)."""
+    return -1 if any(n < 0 for n in counts) else sum(counts)
+
+
+def _concat(results: list[Any]) -> list[Any]:
+    return [row for rows in results for row in rows]
+
+
+def _first(rows: list[Any]) -> Any:
+    return next((row for row in rows if row is not None), None)
+
+
+class AsyncRunner:
+    """The query methods, written once: subclasses say which connection runs a statement.
+
+    Reads take a guarantee per call: ``consistency`` (STRONG, READ_YOUR_WRITES,
+    BOUNDED_STALENESS, EVENTUAL), a causal ``token`` (a :class:`CausalToken` or
+    its string), and for bounded staleness ``max_lag_ms`` / ``max_lag_bytes``.
+    A read whose replica fails is retried once elsewhere; a write never is.
+    """
+
+    def __init__(self, rooms: AsyncRooms) -> None:
+        self._rooms = rooms
+        self._context = rooms.context
+
+    def _borrow(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """The connection that runs ``c`` in shard group ``group`` (None: the
+        runner's own group)."""
+        raise NotImplementedError
+
+    async def _quick(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> str | None:
+        """The replica of ``group`` for ``c`` if it may take the quick path (see
+        :meth:`AsyncRouter.quick_replica`), else None."""
+        return None
+
+    async def _run(
+        self,
+        query: str,
+        params: Params,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+        idempotent: bool = False,
+    ) -> Any:
+        """``work(conn, query, params)`` where ``query`` must run. A read whose replica
+        fails is retried once elsewhere; anything else only if ``idempotent``."""
+        c = self._context.classify(query)
+        shard_plan = await self._shard_plan(c, query, params, shard_key, broadcast)
+        # Decided before the attempt: a failure may reset a session's state.
+        may_repeat = idempotent and self._may_repeat(c)
+        try:
+            return await self._attempt(c, query, params, options, work, combine, shard_plan)
+        except NodeUnavailableError as exc:
+            if c.read_only and exc.node_role == "replica":
+                self._context.balancer.record_retry()
+                log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
+            elif may_repeat:
+                log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
+            else:
+                raise
+        return await self._attempt(c, query, params, options, work, combine, shard_plan)
+
+    def _may_repeat(self, c: Classification) -> bool:
+        """Whether ``c`` may run again on a new connection after its node failed: not
+        when it belongs to a transaction or session state the failure took away."""
+        return True
+
+    async def _attempt(
+        self,
+        c: Classification,
+        query: str,
+        params: Params,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+        shard_plan: ShardPlan | None,
+    ) -> Any:
+        if shard_plan is not None:
+            return await self._run_plan(c, shard_plan, options, work, combine)
+        quick = await self._quick(c, options, None)
+        if quick is not None:
+            return await self._rooms.nodes.run_on_replica(quick, work, query, params)
+        async with self._borrow(c, options, None) as conn:
+            return await work(conn, query, params)
+
+    async def _shard_plan(
+        self, c: Classification, query: str, params: Params, shard_key: Any, broadcast: bool
+    ) -> ShardPlan | None:
+        """Where a statement on sharded tables runs (None: it touches none)."""
+        directory = await self._rooms.directory.current()
+        if not directory.tables and shard_key is NO_KEY and not broadcast:
+            return None
+        routed = self._context.key_reader(directory).read(query, params)
+        return plan_shards(
+            routed,
+            directory,
+            query,
+            params,
+            write=not c.read_only,
+            all_groups=self._context.group_names,
+            shard_key=shard_key,
+            broadcast=broadcast,
+        )
+
+    async def _run_plan(
+        self,
+        c: Classification,
+        shard_plan: ShardPlan,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+    ) -> Any:
+        parts = shard_plan.parts
+        if len(parts) == 1:
+            (part,) = parts
+            group = None if shard_plan.any_group else part.group
+            quick = await self._quick(c, options, group)
+            if quick is not None:
+                return await self._rooms.nodes.run_on_replica(quick, work, part.sql, part.params)
+            async with self._borrow(c, options, group) as conn:
+                return await work(conn, part.sql, part.params)
+        if not c.read_only:
+            return await self._write_parts(c, shard_plan, work, combine)
+        return await self._rooms.fanout.read_parts(
+            shard_plan, lambda group: self._borrow(c, options, group), work, combine
+        )
+
+    async def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
+        """A write split over shard groups (see :meth:`AsyncFanout.write_parts`); refused
+        where the runner holds one group's connection."""
+        raise RoutingError(
+            f"this write spans shard groups {', '.join(shard_plan.groups)}; a session or "
+            "transaction holds one group's connection: run it on the cluster"
+        )
+
+    async def execute(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+        idempotent: bool = False,
+    ) -> int:
+        """Run a statement; the number of rows it affected (-1 if not applicable).
+
+        On sharded tables the key is read from the statement, or given as
+        ``shard_key``; a write without one runs on every shard group only with
+        ``broadcast=True``. A write whose node is found unavailable (say, a pooled
+        connection left over from before the server restarted) is retried once on a
+        new connection only if ``idempotent``: running it twice must be harmless.
+        """
+
+        async def work(conn: AsyncConnection[Any], text: str, values: Params) -> int:
+            cur = await conn.execute(text, values)
+            return int(cur.rowcount)
+
+        result: int = await self._run(
+            query,
+            params,
+            EVENTUAL,
+            work,
+            _total,
+            shard_key=shard_key,
+            broadcast=broadcast,
+            idempotent=idempotent,
+        )
+        return result
+
+    async def fetch_all(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        as_dict: bool = False,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+        idempotent: bool = False,
+    ) -> list[Any]:
+        """Every row, as tuples (or dicts with ``as_dict``)."""
+
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        rows: list[Any] = await self._fetch(
+            query, params, as_dict, options, False, shard_key, broadcast, idempotent
+        )
+        return rows
+
+    async def fetch_one(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        as_dict: bool = False,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+        idempotent: bool = False,
+    ) -> Any:
+        """The first row (tuple, or dict with ``as_dict``), or None."""
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        return await self._fetch(
+            query, params, as_dict, options, True, shard_key, broadcast, idempotent
+        )
+
+    async def _fetch(
+        self,
+        query: str,
+        params: Params,
+        as_dict: bool,
+        options: ReadOptions,
+        one: bool,
+        shard_key: Any,
+        broadcast: bool,
+        idempotent: bool,
+    ) -> Any:
+        """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
+
+        async def work(conn: AsyncConnection[Any], text: str, values: Params) -> Any:
+            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
+            await cur.execute(text, values)
+            return await (cur.fetchone() if one else cur.fetchall())
+
+        combine = _first if one else _concat
+        return await self._run(
+            query,
+            params,
+            options,
+            work,
+            combine,
+            shard_key=shard_key,
+            broadcast=broadcast,
+            idempotent=idempotent,
+        )
+
+    async def fetch_value(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        idempotent: bool = False,
+    ) -> Any:
+        """The first column of the first row, or None if there is no row."""
+        row = await self.fetch_one(
+            query,
+            params,
+            consistency=consistency,
+            token=token,
+            max_lag_ms=max_lag_ms,
+            max_lag_bytes=max_lag_bytes,
+            shard_key=shard_key,
+            idempotent=idempotent,
+        )
+        return None if row is None else row[0]
+
+    async def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
+        """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
+        ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples).
+
+        Into a sharded table, rows are split by their shard key (slots computed in
+        batches) and each group's rows copied in one transaction per group.
+        """
+
+        async def copy_rows(conn: AsyncConnection[Any], text: str, data: Any) -> Any:
+            cur = conn.cursor()
+            async with cur.copy(text) as copy:
+                if data is not None:
+                    count = 0
+                    for row in data:
+                        await copy.write_row(row)
+                        count += 1
+                    return count
+                return [row async for row in copy.rows()]
+
+        async def given_rows(conn: AsyncConnection[Any], text: str, _: Params) -> Any:
+            return await copy_rows(conn, text, rows)
+
+        if rows is not None:
+            split = await self._split_copy(query, rows)
+            if split is not None:
+                c = self._context.classify(query)
+                if len(split.parts) == 1:
+                    (part,) = split.parts
+                    async with self._borrow(c, EVENTUAL, part.group) as conn:
+                        return await copy_rows(conn, part.sql, part.params)
+                return await self._write_parts(c, split, copy_rows, _total)
+        return await self._run(
+            query, None, EVENTUAL, given_rows, _total if rows is not None else _concat
+        )
+
+    async def _split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
+        """COPY FROM into a sharded table as one part per shard group (None: not sharded)."""
+        directory = await self._rooms.directory.current()
+        if not directory.tables:
+            return None
+        routed = self._context.key_reader(directory).read(query, None)
+        if not isinstance(routed, CopyIn):
+            return None
+        return split_copy_rows(routed, directory, query, rows, self._context.group_names)
+
+    def _options(
+        self,
+        consistency: Consistency | str | None,
+        token: CausalToken | str | None,
+        max_lag_ms: float | None,
+        max_lag_bytes: int | None,
+    ) -> ReadOptions:
+        return ReadOptions.of(consistency, token, max_lag_ms, max_lag_bytes)

@@ -1,0 +1,380 @@
+# Generated from runner_async.py by scripts/async_to_sync.py: do not edit.
+# Change runner_async.py and run the script again.
+"""The query methods, written once, over a target that says where a statement runs
+(async source).
+
+``execute / fetch_one / fetch_all / fetch_value / copy`` classify the statement,
+place it on shard groups by its key (sharded tables), and run it where the
+subclass -- a scope, session, transaction, or the cluster itself -- lends a
+connection. A read whose replica fails is retried once elsewhere; a write only
+when the caller marked it idempotent.
+
+``runner_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import ConnectionPool
+
+from ..core.causal import CausalToken
+from ..core.classify import Classification
+from ..core.consistency import Consistency
+from ..core.keyroute import CopyIn
+from ..core.shardplan import NO_KEY, ShardPlan, split_copy_rows
+from ..core.shardplan import plan as plan_shards
+from ..errors import NodeUnavailableError, RoutingError
+from .balancer import EVENTUAL, ReadOptions
+from .context import ClusterContext
+from .directory_sync import Directory
+from .fanout_sync import Combine, Fanout
+from .nodes_sync import Nodes, Work
+from .router_sync import Router
+
+__all__ = ["Rooms", "Runner", "Params"]
+
+log = logging.getLogger(__name__)
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rooms:
+    """The rooms of one cluster, shared by its scopes, sessions and transactions."""
+
+    context: ClusterContext[ConnectionPool[Any]]
+    nodes: Nodes
+    router: Router
+    directory: Directory
+    fanout: Fanout
+
+
+def _total(counts: list[Any]) -> int:
+    """Rows affected in all groups (-1 if some group could not say)."""
+    return -1 if any(n < 0 for n in counts) else sum(counts)
+
+
+def _concat(results: list[Any]) -> list[Any]:
+    return [row for rows in results for row in rows]
+
+
+def _first(rows: list[Any]) -> Any:
+    return next((row for row in rows if row is not None), None)
+
+
+class Runner:
+    """The query methods, written once: subclasses say which connection runs a statement.
+
+    Reads take a guarantee per call: ``consistency`` (STRONG, READ_YOUR_WRITES,
+    BOUNDED_STALENESS, EVENTUAL), a causal ``token`` (a :class:`CausalToken` or
+    its string), and for bounded staleness ``max_lag_ms`` / ``max_lag_bytes``.
+    A read whose replica fails is retried once elsewhere; a write never is.
+    """
+
+    def __init__(self, rooms: Rooms) -> None:
+        self._rooms = rooms
+        self._context = rooms.context
+
+    def _borrow(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> AbstractContextManager[Connection[Any]]:
+        """The connection that runs ``c`` in shard group ``group`` (None: the
+        runner's own group)."""
+        raise NotImplementedError
+
+    def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
+        """The replica of ``group`` for ``c`` if it may take the quick path (see
+        :meth:`Router.quick_replica`), else None."""
+        return None
+
+    def _run(
+        self,
+        query: str,
+        params: Params,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+        idempotent: bool = False,
+    ) -> Any:
+        """``work(conn, query, params)`` where ``query`` must run. A read whose replica
+        fails is retried once elsewhere; anything else only if ``idempotent``."""
+        c = self._context.classify(query)
+        shard_plan = self._shard_plan(c, query, params, shard_key, broadcast)
+        # Decided before the attempt: a failure may reset a session's state.
+        may_repeat = idempotent and self._may_repeat(c)
+        try:
+            return self._attempt(c, query, params, options, work, combine, shard_plan)
+        except NodeUnavailableError as exc:
+            if c.read_only and exc.node_role == "replica":
+                self._context.balancer.record_retry()
+                log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
+            elif may_repeat:
+                log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
+            else:
+                raise
+        return self._attempt(c, query, params, options, work, combine, shard_plan)
+
+    def _may_repeat(self, c: Classification) -> bool:
+        """Whether ``c`` may run again on a new connection after its node failed: not
+        when it belongs to a transaction or session state the failure took away."""
+        return True
+
+    def _attempt(
+        self,
+        c: Classification,
+        query: str,
+        params: Params,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+        shard_plan: ShardPlan | None,
+    ) -> Any:
+        if shard_plan is not None:
+            return self._run_plan(c, shard_plan, options, work, combine)
+        quick = self._quick(c, options, None)
+        if quick is not None:
+            return self._rooms.nodes.run_on_replica(quick, work, query, params)
+        with self._borrow(c, options, None) as conn:
+            return work(conn, query, params)
+
+    def _shard_plan(
+        self, c: Classification, query: str, params: Params, shard_key: Any, broadcast: bool
+    ) -> ShardPlan | None:
+        """Where a statement on sharded tables runs (None: it touches none)."""
+        directory = self._rooms.directory.current()
+        if not directory.tables and shard_key is NO_KEY and not broadcast:
+            return None
+        routed = self._context.key_reader(directory).read(query, params)
+        return plan_shards(
+            routed,
+            directory,
+            query,
+            params,
+            write=not c.read_only,
+            all_groups=self._context.group_names,
+            shard_key=shard_key,
+            broadcast=broadcast,
+        )
+
+    def _run_plan(
+        self,
+        c: Classification,
+        shard_plan: ShardPlan,
+        options: ReadOptions,
+        work: Work,
+        combine: Combine,
+    ) -> Any:
+        parts = shard_plan.parts
+        if len(parts) == 1:
+            (part,) = parts
+            group = None if shard_plan.any_group else part.group
+            quick = self._quick(c, options, group)
+            if quick is not None:
+                return self._rooms.nodes.run_on_replica(quick, work, part.sql, part.params)
+            with self._borrow(c, options, group) as conn:
+                return work(conn, part.sql, part.params)
+        if not c.read_only:
+            return self._write_parts(c, shard_plan, work, combine)
+        return self._rooms.fanout.read_parts(
+            shard_plan, lambda group: self._borrow(c, options, group), work, combine
+        )
+
+    def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
+        """A write split over shard groups (see :meth:`Fanout.write_parts`); refused
+        where the runner holds one group's connection."""
+        raise RoutingError(
+            f"this write spans shard groups {', '.join(shard_plan.groups)}; a session or "
+            "transaction holds one group's connection: run it on the cluster"
+        )
+
+    def execute(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+        idempotent: bool = False,
+    ) -> int:
+        """Run a statement; the number of rows it affected (-1 if not applicable).
+
+        On sharded tables the key is read from the statement, or given as
+        ``shard_key``; a write without one runs on every shard group only with
+        ``broadcast=True``. A write whose node is found unavailable (say, a pooled
+        connection left over from before the server restarted) is retried once on a
+        new connection only if ``idempotent``: running it twice must be harmless.
+        """
+
+        def work(conn: Connection[Any], text: str, values: Params) -> int:
+            cur = conn.execute(text, values)
+            return int(cur.rowcount)
+
+        result: int = self._run(
+            query,
+            params,
+            EVENTUAL,
+            work,
+            _total,
+            shard_key=shard_key,
+            broadcast=broadcast,
+            idempotent=idempotent,
+        )
+        return result
+
+    def fetch_all(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        as_dict: bool = False,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+        idempotent: bool = False,
+    ) -> list[Any]:
+        """Every row, as tuples (or dicts with ``as_dict``)."""
+
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        rows: list[Any] = self._fetch(
+            query, params, as_dict, options, False, shard_key, broadcast, idempotent
+        )
+        return rows
+
+    def fetch_one(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        as_dict: bool = False,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        broadcast: bool = False,
+        idempotent: bool = False,
+    ) -> Any:
+        """The first row (tuple, or dict with ``as_dict``), or None."""
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        return self._fetch(query, params, as_dict, options, True, shard_key, broadcast, idempotent)
+
+    def _fetch(
+        self,
+        query: str,
+        params: Params,
+        as_dict: bool,
+        options: ReadOptions,
+        one: bool,
+        shard_key: Any,
+        broadcast: bool,
+        idempotent: bool,
+    ) -> Any:
+        """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
+
+        def work(conn: Connection[Any], text: str, values: Params) -> Any:
+            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
+            cur.execute(text, values)
+            return cur.fetchone() if one else cur.fetchall()
+
+        combine = _first if one else _concat
+        return self._run(
+            query,
+            params,
+            options,
+            work,
+            combine,
+            shard_key=shard_key,
+            broadcast=broadcast,
+            idempotent=idempotent,
+        )
+
+    def fetch_value(
+        self,
+        query: str,
+        params: Params = None,
+        *,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+        shard_key: Any = NO_KEY,
+        idempotent: bool = False,
+    ) -> Any:
+        """The first column of the first row, or None if there is no row."""
+        row = self.fetch_one(
+            query,
+            params,
+            consistency=consistency,
+            token=token,
+            max_lag_ms=max_lag_ms,
+            max_lag_bytes=max_lag_bytes,
+            shard_key=shard_key,
+            idempotent=idempotent,
+        )
+        return None if row is None else row[0]
+
+    def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
+        """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
+        ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples).
+
+        Into a sharded table, rows are split by their shard key (slots computed in
+        batches) and each group's rows copied in one transaction per group.
+        """
+
+        def copy_rows(conn: Connection[Any], text: str, data: Any) -> Any:
+            cur = conn.cursor()
+            with cur.copy(text) as copy:
+                if data is not None:
+                    count = 0
+                    for row in data:
+                        copy.write_row(row)
+                        count += 1
+                    return count
+                return [row for row in copy.rows()]
+
+        def given_rows(conn: Connection[Any], text: str, _: Params) -> Any:
+            return copy_rows(conn, text, rows)
+
+        if rows is not None:
+            split = self._split_copy(query, rows)
+            if split is not None:
+                c = self._context.classify(query)
+                if len(split.parts) == 1:
+                    (part,) = split.parts
+                    with self._borrow(c, EVENTUAL, part.group) as conn:
+                        return copy_rows(conn, part.sql, part.params)
+                return self._write_parts(c, split, copy_rows, _total)
+        return self._run(query, None, EVENTUAL, given_rows, _total if rows is not None else _concat)
+
+    def _split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
+        """COPY FROM into a sharded table as one part per shard group (None: not sharded)."""
+        directory = self._rooms.directory.current()
+        if not directory.tables:
+            return None
+        routed = self._context.key_reader(directory).read(query, None)
+        if not isinstance(routed, CopyIn):
+            return None
+        return split_copy_rows(routed, directory, query, rows, self._context.group_names)
+
+    def _options(
+        self,
+        consistency: Consistency | str | None,
+        token: CausalToken | str | None,
+        max_lag_ms: float | None,
+        max_lag_bytes: int | None,
+    ) -> ReadOptions:
+        return ReadOptions.of(consistency, token, max_lag_ms, max_lag_bytes)

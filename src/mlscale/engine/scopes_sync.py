@@ -1,0 +1,302 @@
+# Generated from scopes_async.py by scripts/async_to_sync.py: do not edit.
+# Change scopes_async.py and run the script again.
+"""Scopes, transactions and sessions: the ways a caller says where its calls run
+(async source).
+
+- :class:`Scope`: calls with an explicit target (the primary, replicas, or one
+  shard group); the cluster itself is the automatic scope over every group.
+- :class:`Transaction`: statements inside one transaction, on one primary
+  connection.
+- :class:`Session`: calls that share session state, and a read guarantee.
+
+``scopes_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from psycopg import Connection
+
+from ..core.causal import CausalToken, GroupPosition
+from ..core.classify import Classification, TxAction
+from ..core.consistency import Consistency
+from ..core.lsn import parse_lsn
+from ..core.route import Scope as RouteScope
+from ..core.session import SessionState
+from ..core.shardplan import ShardPlan
+from ..errors import DatabaseError, MlscaleError, RoutingError
+from .balancer import ReadOptions, SeenPositions
+from .fanout_sync import Combine
+from .nodes_sync import Work, reset_session
+from .runner_sync import Rooms, Runner
+from .samples import PRIMARY_SAMPLE
+from .statements import Isolation, set_transaction
+from .translate import translating
+
+__all__ = ["Scope", "Session", "Transaction", "open_transaction"]
+
+
+def within(own: str | None, group: str | None) -> str | None:
+    """The shard group a call runs in: the statement's ``group`` (None: not placed by
+    a key), which must be the scope's ``own`` group if it has one."""
+    if group is None:
+        return own
+    if own is not None and own != group:
+        raise RoutingError(
+            f"the statement's shard key lives on shard group {group}, but this scope runs "
+            f"on {own}; open it with group=cluster.locate(table, key)"
+        )
+    return group
+
+
+def position(conn: Connection[Any]) -> GroupPosition:
+    """The primary's WAL position now, read on ``conn`` after its commit returned."""
+    cur = conn.execute(PRIMARY_SAMPLE, prepare=True)
+    row = cur.fetchone()
+    if row is None:
+        raise MlscaleError("the primary returned no WAL position")
+    return GroupPosition(int(row[1]) % 2**64, int(row[2]), parse_lsn(row[0]))
+
+
+class Scope(Runner):
+    """Calls with an explicit target: the primary, replicas, or one shard group."""
+
+    def __init__(self, rooms: Rooms, scope: RouteScope, group: str | None) -> None:
+        super().__init__(rooms)
+        self._scope = scope
+        self._group = group
+
+    def _borrow(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> AbstractContextManager[Connection[Any]]:
+        return self._rooms.router.connection(c, self._scope, within(self._group, group), options)
+
+    def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
+        if self._scope is RouteScope.REPLICA:
+            raise RoutingError("a write cannot run in a replica scope")
+        for part in shard_plan.parts:
+            within(self._group, part.group)
+        return self._rooms.fanout.write_parts(c, shard_plan, work, combine)
+
+    def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
+        return self._rooms.router.quick_replica(c, self._scope, within(self._group, group), options)
+
+    def __enter__(self) -> Scope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class Transaction(Runner):
+    """Statements inside one transaction, on one primary connection."""
+
+    def __init__(self, rooms: Rooms, conn: Connection[Any], node: str) -> None:
+        super().__init__(rooms)
+        self._conn = conn
+        self.node = node
+        self.group = self._context.pools.node(node).group
+        self.dirty = False  # whether a statement left session state on the connection
+        self.token: CausalToken | None = None  # set once committed
+
+    def _may_repeat(self, c: Classification) -> bool:
+        return False  # the transaction died with its connection
+
+    @contextmanager
+    def _borrow(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> Iterator[Connection[Any]]:
+        within(self.group, group)
+        if c.transaction in (TxAction.BEGIN, TxAction.END):
+            raise RoutingError(
+                f"{c.reason}: inside a transaction block, end it by leaving the block "
+                "(or use tx.savepoint())"
+            )
+        if c.creates:
+            self.dirty = True
+        with translating(self.node):
+            yield self._conn
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Transaction]:
+        """A nested transaction (SAVEPOINT): rolled back alone if its block raises."""
+        with translating(self.node):
+            with self._conn.transaction():
+                yield self
+
+
+@contextmanager
+def open_transaction(
+    rooms: Rooms,
+    conn: Connection[Any],
+    node: str,
+    isolation: Isolation | None,
+    readonly: bool,
+    *,
+    reset_dirty: bool = True,
+) -> Iterator[Transaction]:
+    """A transaction on ``conn`` (a connection to primary ``node``): committed if the
+    block ends normally, rolled back if it raises; its token set once committed.
+    With ``reset_dirty``, session state a statement left is discarded afterwards."""
+    tx = Transaction(rooms, conn, node)
+    try:
+        with conn.transaction():
+            options = set_transaction(isolation, readonly)
+            if options is not None:
+                conn.execute(options)
+            yield tx
+        tx.token = CausalToken({rooms.context.group(tx.group): position(conn)})
+    finally:
+        if reset_dirty and tx.dirty:
+            reset_session(conn)
+
+
+class Session(Runner):
+    """Calls that share session state, and a read guarantee.
+
+    Reads go to replicas while the session holds no state. A statement that
+    creates state (SET, PREPARE, CREATE TEMP, nextval, advisory locks, LISTEN,
+    WITH HOLD cursors, BEGIN) pins the session to one primary connection, and
+    every later call runs there until the state is gone or the session ends.
+    The connection is reset (as by DISCARD ALL) before another caller gets it.
+
+    A READ_YOUR_WRITES session keeps ``token`` (a causal token: pass
+    ``str(s.token)`` to another process) at its latest write; a monotonic
+    session remembers the newest position it has read from in each group.
+    """
+
+    def __init__(
+        self, rooms: Rooms, group: str | None, options: ReadOptions, monotonic: bool
+    ) -> None:
+        super().__init__(rooms)
+        self._group = group
+        self._node = self._context.primary_node(group)
+        self.options = options
+        self.token = options.token or CausalToken()
+        self.monotonic = monotonic
+        self._seen = SeenPositions()
+        self.state = SessionState()
+        self._conn: Connection[Any] | None = None
+        self._closed = False
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the session holds a primary connection now."""
+        return self._conn is not None
+
+    @property
+    def seen(self) -> dict[str, int]:
+        """The newest WAL position (bytes) read from in each group (monotonic sessions)."""
+        return dict(self._seen.by_group)
+
+    def _may_repeat(self, c: Classification) -> bool:
+        return not self.pinned and not self.state.needs_pin(c)
+
+    def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
+        if self.monotonic or self.state.needs_pin(c):
+            return None
+        target = group if group is not None else self._group
+        return self._rooms.router.quick_replica(c, RouteScope.AUTO, target, options)
+
+    def _options(
+        self,
+        consistency: Consistency | str | None,
+        token: CausalToken | str | None,
+        max_lag_ms: float | None,
+        max_lag_bytes: int | None,
+    ) -> ReadOptions:
+        call = ReadOptions.of(
+            consistency or self.options.consistency, token, max_lag_ms, max_lag_bytes
+        )
+        merged = self.token.merge(call.token) if call.token else self.token
+        return ReadOptions(call.consistency, merged or None, call.max_lag_ms, call.max_lag_bytes)
+
+    def _wrote(self, conn: Connection[Any], group: str | None = None) -> None:
+        """After a write committed on ``conn`` (a primary of ``group``, default the
+        session's): advance the token and the monotonic mark."""
+        if self.options.consistency is not Consistency.READ_YOUR_WRITES and not self.monotonic:
+            return
+        now = position(conn)
+        group = self._context.group(group if group is not None else self._group)
+        self.token = self.token.merge(CausalToken({group: now}))
+        if self.monotonic:
+            self._seen.saw(group, now.lsn)
+
+    def _pin(self) -> Connection[Any]:
+        if self._closed:
+            raise MlscaleError("this session is closed")
+        if self._conn is None:
+            self._conn = self._rooms.nodes.hold(self._node)
+        return self._conn
+
+    def _unpin(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._rooms.nodes.release(self._node, conn)
+
+    @contextmanager
+    def _borrow(
+        self, c: Classification, options: ReadOptions, group: str | None
+    ) -> Iterator[Connection[Any]]:
+        if not self.state.needs_pin(c):
+            # Unpinned calls may go to any shard group: the token keeps one position per group.
+            target = group if group is not None else self._group
+            router = self._rooms.router
+            if c.read_only:
+                seen = self._seen if self.monotonic else None
+                with router.connection(c, RouteScope.AUTO, target, options, seen) as conn:
+                    yield conn
+                return
+            with router.connection(c, RouteScope.AUTO, target, options) as conn:
+                yield conn
+                self._wrote(conn, target)
+            return
+        within(self._context.group(self._group), group)
+        conn = self._pin()
+        try:
+            with translating(self._node):
+                yield conn
+        except DatabaseError:
+            if conn.closed:  # the state died with the connection
+                self.state = SessionState()
+                self._unpin()
+            raise
+        self.state = self.state.after(c)
+        if not c.read_only and not self.state.in_transaction:
+            self._wrote(conn)
+        if not self.state.pinned:
+            self._unpin()
+
+    @contextmanager
+    def transaction(
+        self, *, isolation: Isolation | None = None, readonly: bool = False
+    ) -> Iterator[Transaction]:
+        """A transaction on the session's (pinned) primary connection."""
+        conn = self._pin()
+        try:
+            with translating(self._node):
+                with open_transaction(
+                    self._rooms, conn, self._node, isolation, readonly, reset_dirty=False
+                ) as tx:
+                    yield tx
+            self._wrote(conn)
+        finally:
+            if not self.state.pinned:
+                self._unpin()
+
+    def close(self) -> None:
+        """End the session: its connection (if any) is reset and goes back to the pool."""
+        self.state = SessionState()
+        self._unpin()
+        self._closed = True
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,94 @@
+"""Typed results of a cluster's inspection calls: stats, bans, explained routes.
+
+Dataclasses, each with ``to_dict()`` for JSON; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..core.balance import RouterMetrics
+from ..core.route import Route
+
+__all__ = ["BanInfo", "ClassifierStats", "ClusterStats", "RouteExplanation"]
+
+
+@dataclass(frozen=True, slots=True)
+class BanInfo:
+    """Why reads avoid a replica: ``kind`` (manual, error, lag), ``reason`` in words,
+    ``seconds_left`` until it expires (None: until lifted, or until caught up)."""
+
+    kind: str
+    reason: str
+    seconds_left: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierStats:
+    """Statement classifications answered from the cache (``hits``) or parsed (``misses``)."""
+
+    hits: int
+    misses: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStats:
+    """One cluster client's counters now.
+
+    ``pools``: per node, psycopg_pool's counters (``pool_size``, ``requests_num``,
+    ...); ``cluster``: the client's own (``pools_opened``, ``fork_resets``);
+    ``reads``: routed reads by node, by consistency, fallbacks, refusals, token
+    waits, retries; ``outstanding``: reads in flight by node (least-outstanding
+    balancing only); ``bans``: replicas out of read rotation, by node.
+    """
+
+    pools: dict[str, dict[str, int]]
+    cluster: dict[str, int]
+    classifier: ClassifierStats
+    reads: RouterMetrics
+    outstanding: dict[str, int] = field(default_factory=dict)
+    bans: dict[str, BanInfo] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pools": self.pools,
+            "cluster": self.cluster,
+            "classifier": asdict(self.classifier),
+            "reads": {**self.reads.snapshot(), "outstanding": self.outstanding},
+            "bans": {node: ban.to_dict() for node, ban in self.bans.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RouteExplanation:
+    """Where a call would run now, and why: its ``route`` (groups and role), the
+    ``node`` a call made now would use in the first of those groups (None when it
+    would be refused), the read's ``consistency``, and the ``bans`` that kept
+    replicas out of the choice."""
+
+    route: Route
+    node: str | None
+    reason: str
+    consistency: str | None = None
+    bans: dict[str, BanInfo] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        """``primary`` or ``replica``: the role of :attr:`node`."""
+        return self.route.target.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.route.to_dict(),
+            "node": self.node,
+            "reason": self.reason,
+            "consistency": self.consistency,
+            "bans": {node: ban.to_dict() for node, ban in self.bans.items()},
+        }

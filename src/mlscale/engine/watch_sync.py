@@ -1,0 +1,138 @@
+# Generated from watch_async.py by scripts/async_to_sync.py: do not edit.
+# Change watch_async.py and run the script again.
+"""The catalog watcher: what the catalog says, kept current in the background.
+
+One loop per process holds a connection to the control node, LISTENs on the
+channels the catalog's writers notify (catalog_sync.py), and reloads what
+changed: the manual bans (``mlscale_bans``) and the sharding directory
+(``mlscale_sharding``). A notification sent while no one listened is lost,
+so both are also re-read on a poll (bans about once a second, the sharding
+counter every ``shard_map_poll_s``). Readers take :attr:`bans` and
+:attr:`directory` as they are: each reload replaces them whole.
+
+``watch_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import Connection, sql
+
+from ..core.sharding import EMPTY, ShardDirectory
+from ..core.topology import nodes_of
+from .catalog_sync import BANS_CHANNEL, SHARDING_CHANNEL, load_directory, read_bans
+from .catalog_sync import sharding_version as read_sharding_version
+from .concurrency_sync import Background, Stop
+from .connect import connect_kwargs, describe_failure
+
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
+
+__all__ = ["CatalogWatch"]
+
+log = logging.getLogger(__name__)
+
+BANS_POLL_S = 1.0
+
+
+class CatalogWatch:
+    """Follows the catalog of ``config``'s control node in the background."""
+
+    def __init__(self, config: ClusterConfig, *, interval_s: float = 0.1) -> None:
+        self.config = config
+        self.interval_s = interval_s
+        self._control = nodes_of(config)[0]
+        self._conn: Connection[Any] | None = None
+        self._stop = Stop()
+        self._loop = Background("mlscale-catalog-watch", self._run)
+        # Manual bans (node -> reason) and the sharding directory, as last read.
+        self.bans: dict[str, str] = {}
+        self.directory: ShardDirectory = EMPTY
+        self.directory_loads = 0
+        self.rounds = 0
+        self._directory_poll_s = config.policies.shard_map_poll_s
+        self._next_bans = 0.0
+        self._next_directory = 0.0
+
+    def start(self) -> None:
+        """Start watching in the background (idempotent)."""
+        if not self._loop.running:
+            self._loop.start()
+
+    def stop(self) -> None:
+        """Stop watching and close the connection."""
+        self._stop.set()
+        self._loop.join(5.0)
+        self._drop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check_once()
+            except Exception:  # the watcher must outlive any one bad round
+                log.warning("catalog watch round failed", exc_info=True)
+                if self._stop.wait(self.interval_s):
+                    return
+
+    def _connect(self) -> Connection[Any]:
+        conn = self._conn
+        if conn is None or conn.closed:
+            kwargs = connect_kwargs(self._control, self.config, connect_timeout=1.0)
+            kwargs["application_name"] = "mlscale-catalog-watch"
+            conn = Connection.connect(autocommit=True, **kwargs)
+            for channel in (SHARDING_CHANNEL, BANS_CHANNEL):
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            # What was sent while no one listened is lost: read everything now.
+            self._next_bans = self._next_directory = 0.0
+            self._conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            conn.close()
+
+    def check_once(self) -> None:
+        """Wait up to one interval for a notification, then reload what changed or is due."""
+        try:
+            conn = self._connect()
+            channels = set()
+            for note in conn.notifies(timeout=self.interval_s if self.rounds else 0):
+                channels.add(note.channel)
+            now = time.monotonic()
+            if BANS_CHANNEL in channels or now >= self._next_bans:
+                self._next_bans = now + BANS_POLL_S
+                self._reload_bans(conn)
+            if SHARDING_CHANNEL in channels or now >= self._next_directory:
+                self._next_directory = now + self._directory_poll_s
+                self._reload_directory(conn)
+        except (psycopg.Error, OSError) as exc:
+            log.info("could not read the catalog: %s", describe_failure(exc))
+            self._drop()
+            self._stop.wait(self.interval_s)
+        finally:
+            self.rounds += 1
+
+    def _reload_bans(self, conn: Connection[Any]) -> None:
+        try:
+            bans = read_bans(conn)
+        except psycopg.errors.UndefinedTable:
+            bans = {}  # a catalog from before bans existed
+        if bans != self.bans:
+            self.bans = bans
+
+    def _reload_directory(self, conn: Connection[Any]) -> None:
+        try:
+            if read_sharding_version(conn) != self.directory.version:
+                self.directory = load_directory(conn)
+                self.directory_loads += 1
+        except psycopg.Error:
+            raise
+        except Exception:  # a bad catalog row must not stop the watching of bans
+            log.warning(
+                "could not load the sharding directory; keeping the last one", exc_info=True
+            )
