@@ -233,3 +233,38 @@ def test_errors_are_translated_with_their_cause(api: Any, table: str) -> None:
     assert info2.value.node is not None and "replica" in info2.value.node
     # After errors the pools still work.
     assert api.fetch_value("SELECT 1") == 1
+
+
+def test_after_commit_hooks_hear_of_committed_writes_only(api: Any, table: str) -> None:
+    events: list[Any] = []
+    api.on_commit(events.append)
+    try:
+        token = uuid.uuid4().hex
+        api.fetch_all("SELECT * FROM api_items WHERE name = %s", (token,))
+        assert events == []  # a read commits nothing
+        insert = "INSERT INTO api_items VALUES (nextval('api_ids'), %s)"
+        api.execute(insert, (token,))
+        assert [(e.groups, e.statement) for e in events] == [(("g0",), insert)]
+        api.group("g1").execute("CREATE TABLE IF NOT EXISTS api_hooked (x int)")
+        assert events[-1].groups == ("g1",)
+        del events[:]
+        with api.transaction() as tx:
+            tx.execute(insert, (token,))
+            assert events == []  # not before the block commits
+        ((done,),) = [(e,) for e in events]
+        assert done.groups == ("g0",) and done.statement is None
+        assert done.token is not None and done.token == tx.token
+        del events[:]
+        with pytest.raises(ZeroDivisionError), api.transaction() as tx:
+            tx.execute(insert, (token,))
+            raise ZeroDivisionError
+        assert events == []  # rolled back: nothing to hear of
+        with api.session(consistency="read_your_writes") as s:
+            s.execute(insert, (token,))
+            assert events[-1].token == s.token
+        api.remove_commit_hook(events.append)
+        api.execute(insert, (token,))
+        assert len(events) == 1
+    finally:
+        api.remove_commit_hook(events.append)
+        api.group("g1").execute("DROP TABLE IF EXISTS api_hooked")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from .balancer import ReadOptions
 from .context import ClusterContext, ClusterState
 from .directory_async import AsyncDirectory
 from .fanout_async import AsyncFanout
+from .hooks import Committed
 from .lazy import OnFirstUse
 from .monitor_async import AsyncMonitor
 from .nodes_async import AsyncNodes
@@ -112,6 +113,7 @@ class AsyncCluster(AsyncScope):
         self._watch.after_fork()
         self._rooms.directory.after_fork()
         self._context.after_fork()
+        self._rooms.hooks.after_fork()
 
     # -- what it is made of --------------------------------------------------------------
 
@@ -242,6 +244,16 @@ class AsyncCluster(AsyncScope):
             yield conn
 
     # -- bans and sharding (recorded in the catalog) -------------------------------------
+
+    def on_commit(self, hook: Callable[[Committed], None]) -> None:
+        """Call ``hook`` with a :class:`Committed` after each write this client runs has
+        committed (in the calling thread or task; keep it quick). Caches, stores and
+        controllers hear of writes this way, without the cluster knowing them."""
+        self._rooms.hooks.add(hook)
+
+    def remove_commit_hook(self, hook: Callable[[Committed], None]) -> None:
+        """Stop calling ``hook`` (see :meth:`on_commit`)."""
+        self._rooms.hooks.remove(hook)
 
     async def ban(self, node: str, reason: str) -> None:
         """Take replica ``node`` out of read rotation for every client, until :meth:`unban`.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from .balancer import ReadOptions
 from .context import ClusterContext, ClusterState
 from .directory_sync import Directory
 from .fanout_sync import Fanout
+from .hooks import Committed
 from .lazy import OnFirstUse
 from .monitor_sync import Monitor
 from .nodes_sync import Nodes
@@ -112,6 +113,7 @@ class Cluster(Scope):
         self._watch.after_fork()
         self._rooms.directory.after_fork()
         self._context.after_fork()
+        self._rooms.hooks.after_fork()
 
     # -- what it is made of --------------------------------------------------------------
 
@@ -240,6 +242,16 @@ class Cluster(Scope):
             yield conn
 
     # -- bans and sharding (recorded in the catalog) -------------------------------------
+
+    def on_commit(self, hook: Callable[[Committed], None]) -> None:
+        """Call ``hook`` with a :class:`Committed` after each write this client runs has
+        committed (in the calling thread or task; keep it quick). Caches, stores and
+        controllers hear of writes this way, without the cluster knowing them."""
+        self._rooms.hooks.add(hook)
+
+    def remove_commit_hook(self, hook: Callable[[Committed], None]) -> None:
+        """Stop calling ``hook`` (see :meth:`on_commit`)."""
+        self._rooms.hooks.remove(hook)
 
     def ban(self, node: str, reason: str) -> None:
         """Take replica ``node`` out of read rotation for every client, until :meth:`unban`.

@@ -24,10 +24,27 @@ from ..errors import PartialWriteError
 from .context import ClusterContext
 from .nodes_async import AsyncNodes, Work
 
-__all__ = ["AsyncFanout", "Combine"]
+__all__ = ["AsyncFanout", "Combine", "concat", "first_row", "total"]
 
 # How the results of a statement split over shard groups are put together.
 Combine = Callable[[list[Any]], Any]
+
+
+def total(counts: list[Any]) -> int:
+    """Rows affected in all groups (-1 if some group could not say)."""
+    return -1 if any(n < 0 for n in counts) else sum(counts)
+
+
+def concat(results: list[Any]) -> list[Any]:
+    """Every group's rows, one group after another."""
+    return [row for rows in results for row in rows]
+
+
+def first_row(rows: list[Any]) -> Any:
+    """The first group's row that is not None."""
+    return next((row for row in rows if row is not None), None)
+
+
 # borrow(group): a connection that runs a part in ``group``.
 Borrow = Callable[[str], AbstractAsyncContextManager[AsyncConnection[Any]]]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -32,7 +32,8 @@ from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
 from .context import ClusterContext
 from .directory_async import AsyncDirectory
-from .fanout_async import AsyncFanout, Combine
+from .fanout_async import AsyncFanout, Combine, concat, first_row, total
+from .hooks import CommitHooks, Committed
 from .nodes_async import AsyncNodes, Work
 from .router_async import AsyncRouter
 
@@ -52,19 +53,7 @@ class AsyncRooms:
     router: AsyncRouter
     directory: AsyncDirectory
     fanout: AsyncFanout
-
-
-def _total(counts: list[Any]) -> int:
-    """Rows affected in all groups (-1 if some group could not say)."""
-    return -1 if any(n < 0 for n in counts) else sum(counts)
-
-
-def _concat(results: list[Any]) -> list[Any]:
-    return [row for rows in results for row in rows]
-
-
-def _first(rows: list[Any]) -> Any:
-    return next((row for row in rows if row is not None), None)
+    hooks: CommitHooks = field(default_factory=CommitHooks)
 
 
 class AsyncRunner:
@@ -112,7 +101,7 @@ class AsyncRunner:
         # Decided before the attempt: a failure may reset a session's state.
         may_repeat = idempotent and self._may_repeat(c)
         try:
-            return await self._attempt(c, query, params, options, work, combine, shard_plan)
+            result = await self._attempt(c, query, params, options, work, combine, shard_plan)
         except NodeUnavailableError as exc:
             if c.read_only and exc.node_role == "replica":
                 self._context.balancer.record_retry()
@@ -121,7 +110,21 @@ class AsyncRunner:
                 log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
             else:
                 raise
-        return await self._attempt(c, query, params, options, work, combine, shard_plan)
+            result = await self._attempt(c, query, params, options, work, combine, shard_plan)
+        if not c.read_only and self._rooms.hooks:
+            self._committed(query, shard_plan)
+        return result
+
+    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+        """Tell the after-commit hooks that ``query`` (placed by ``shard_plan``) has
+        committed: the runner runs each call in its own transaction, unless a
+        subclass says otherwise."""
+        groups = shard_plan.groups if shard_plan is not None else (self._home_group(),)
+        self._rooms.hooks.fire(Committed(groups, query))
+
+    def _home_group(self) -> str:
+        """The group a statement runs in when no shard key places it."""
+        return self._context.group(None)
 
     def _may_repeat(self, c: Classification) -> bool:
         """Whether ``c`` may run again on a new connection after its node failed: not
@@ -225,7 +228,7 @@ class AsyncRunner:
             params,
             EVENTUAL,
             work,
-            _total,
+            total,
             shard_key=shard_key,
             broadcast=broadcast,
             idempotent=idempotent,
@@ -292,7 +295,7 @@ class AsyncRunner:
             await cur.execute(text, values)
             return await (cur.fetchone() if one else cur.fetchall())
 
-        combine = _first if one else _concat
+        combine = first_row if one else concat
         return await self._run(
             query,
             params,
@@ -358,10 +361,14 @@ class AsyncRunner:
                 if len(split.parts) == 1:
                     (part,) = split.parts
                     async with self._borrow(c, EVENTUAL, part.group) as conn:
-                        return await copy_rows(conn, part.sql, part.params)
-                return await self._write_parts(c, split, copy_rows, _total)
+                        count = await copy_rows(conn, part.sql, part.params)
+                else:
+                    count = await self._write_parts(c, split, copy_rows, total)
+                if self._rooms.hooks:
+                    self._committed(query, split)
+                return count
         return await self._run(
-            query, None, EVENTUAL, given_rows, _total if rows is not None else _concat
+            query, None, EVENTUAL, given_rows, total if rows is not None else concat
         )
 
     async def _split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import Connection
@@ -34,7 +34,8 @@ from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
 from .context import ClusterContext
 from .directory_sync import Directory
-from .fanout_sync import Combine, Fanout
+from .fanout_sync import Combine, Fanout, concat, first_row, total
+from .hooks import CommitHooks, Committed
 from .nodes_sync import Nodes, Work
 from .router_sync import Router
 
@@ -54,19 +55,7 @@ class Rooms:
     router: Router
     directory: Directory
     fanout: Fanout
-
-
-def _total(counts: list[Any]) -> int:
-    """Rows affected in all groups (-1 if some group could not say)."""
-    return -1 if any(n < 0 for n in counts) else sum(counts)
-
-
-def _concat(results: list[Any]) -> list[Any]:
-    return [row for rows in results for row in rows]
-
-
-def _first(rows: list[Any]) -> Any:
-    return next((row for row in rows if row is not None), None)
+    hooks: CommitHooks = field(default_factory=CommitHooks)
 
 
 class Runner:
@@ -112,7 +101,7 @@ class Runner:
         # Decided before the attempt: a failure may reset a session's state.
         may_repeat = idempotent and self._may_repeat(c)
         try:
-            return self._attempt(c, query, params, options, work, combine, shard_plan)
+            result = self._attempt(c, query, params, options, work, combine, shard_plan)
         except NodeUnavailableError as exc:
             if c.read_only and exc.node_role == "replica":
                 self._context.balancer.record_retry()
@@ -121,7 +110,21 @@ class Runner:
                 log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
             else:
                 raise
-        return self._attempt(c, query, params, options, work, combine, shard_plan)
+            result = self._attempt(c, query, params, options, work, combine, shard_plan)
+        if not c.read_only and self._rooms.hooks:
+            self._committed(query, shard_plan)
+        return result
+
+    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+        """Tell the after-commit hooks that ``query`` (placed by ``shard_plan``) has
+        committed: the runner runs each call in its own transaction, unless a
+        subclass says otherwise."""
+        groups = shard_plan.groups if shard_plan is not None else (self._home_group(),)
+        self._rooms.hooks.fire(Committed(groups, query))
+
+    def _home_group(self) -> str:
+        """The group a statement runs in when no shard key places it."""
+        return self._context.group(None)
 
     def _may_repeat(self, c: Classification) -> bool:
         """Whether ``c`` may run again on a new connection after its node failed: not
@@ -225,7 +228,7 @@ class Runner:
             params,
             EVENTUAL,
             work,
-            _total,
+            total,
             shard_key=shard_key,
             broadcast=broadcast,
             idempotent=idempotent,
@@ -290,7 +293,7 @@ class Runner:
             cur.execute(text, values)
             return cur.fetchone() if one else cur.fetchall()
 
-        combine = _first if one else _concat
+        combine = first_row if one else concat
         return self._run(
             query,
             params,
@@ -356,9 +359,13 @@ class Runner:
                 if len(split.parts) == 1:
                     (part,) = split.parts
                     with self._borrow(c, EVENTUAL, part.group) as conn:
-                        return copy_rows(conn, part.sql, part.params)
-                return self._write_parts(c, split, copy_rows, _total)
-        return self._run(query, None, EVENTUAL, given_rows, _total if rows is not None else _concat)
+                        count = copy_rows(conn, part.sql, part.params)
+                else:
+                    count = self._write_parts(c, split, copy_rows, total)
+                if self._rooms.hooks:
+                    self._committed(query, split)
+                return count
+        return self._run(query, None, EVENTUAL, given_rows, total if rows is not None else concat)
 
     def _split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
         """COPY FROM into a sharded table as one part per shard group (None: not sharded)."""

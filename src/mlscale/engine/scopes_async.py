@@ -28,6 +28,7 @@ from ..core.shardplan import ShardPlan
 from ..errors import DatabaseError, MlscaleError, RoutingError
 from .balancer import ReadOptions, SeenPositions
 from .fanout_async import Combine
+from .hooks import Committed
 from .nodes_async import Work, reset_session
 from .runner_async import AsyncRooms, AsyncRunner
 from .samples import PRIMARY_SAMPLE
@@ -88,6 +89,9 @@ class AsyncScope(AsyncRunner):
             c, self._scope, within(self._group, group), options
         )
 
+    def _home_group(self) -> str:
+        return self._context.group(self._group)
+
     async def __aenter__(self) -> AsyncScope:
         return self
 
@@ -108,6 +112,9 @@ class AsyncTransaction(AsyncRunner):
 
     def _may_repeat(self, c: Classification) -> bool:
         return False  # the transaction died with its connection
+
+    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+        return None  # nothing commits before the block ends: open_transaction tells
 
     @asynccontextmanager
     async def _borrow(
@@ -152,7 +159,10 @@ async def open_transaction(
             if options is not None:
                 await conn.execute(options)
             yield tx
-        tx.token = CausalToken({rooms.context.group(tx.group): await position(conn)})
+        group = rooms.context.group(tx.group)
+        tx.token = CausalToken({group: await position(conn)})
+        if rooms.hooks:
+            rooms.hooks.fire(Committed((group,), None, tx.token))
     finally:
         if reset_dirty and tx.dirty:
             await reset_session(conn)
@@ -198,6 +208,16 @@ class AsyncSession(AsyncRunner):
 
     def _may_repeat(self, c: Classification) -> bool:
         return not self.pinned and not self.state.needs_pin(c)
+
+    def _home_group(self) -> str:
+        return self._context.group(self._group)
+
+    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+        if self.state.in_transaction:
+            return  # it commits with the session's COMMIT
+        groups = shard_plan.groups if shard_plan is not None else (self._home_group(),)
+        token = self.token if self.options.consistency is Consistency.READ_YOUR_WRITES else None
+        self._rooms.hooks.fire(Committed(groups, query, token or None))
 
     async def _quick(
         self, c: Classification, options: ReadOptions, group: str | None

@@ -30,6 +30,7 @@ from ..core.shardplan import ShardPlan
 from ..errors import DatabaseError, MlscaleError, RoutingError
 from .balancer import ReadOptions, SeenPositions
 from .fanout_sync import Combine
+from .hooks import Committed
 from .nodes_sync import Work, reset_session
 from .runner_sync import Rooms, Runner
 from .samples import PRIMARY_SAMPLE
@@ -86,6 +87,9 @@ class Scope(Runner):
     def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
         return self._rooms.router.quick_replica(c, self._scope, within(self._group, group), options)
 
+    def _home_group(self) -> str:
+        return self._context.group(self._group)
+
     def __enter__(self) -> Scope:
         return self
 
@@ -106,6 +110,9 @@ class Transaction(Runner):
 
     def _may_repeat(self, c: Classification) -> bool:
         return False  # the transaction died with its connection
+
+    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+        return None  # nothing commits before the block ends: open_transaction tells
 
     @contextmanager
     def _borrow(
@@ -150,7 +157,10 @@ def open_transaction(
             if options is not None:
                 conn.execute(options)
             yield tx
-        tx.token = CausalToken({rooms.context.group(tx.group): position(conn)})
+        group = rooms.context.group(tx.group)
+        tx.token = CausalToken({group: position(conn)})
+        if rooms.hooks:
+            rooms.hooks.fire(Committed((group,), None, tx.token))
     finally:
         if reset_dirty and tx.dirty:
             reset_session(conn)
@@ -196,6 +206,16 @@ class Session(Runner):
 
     def _may_repeat(self, c: Classification) -> bool:
         return not self.pinned and not self.state.needs_pin(c)
+
+    def _home_group(self) -> str:
+        return self._context.group(self._group)
+
+    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+        if self.state.in_transaction:
+            return  # it commits with the session's COMMIT
+        groups = shard_plan.groups if shard_plan is not None else (self._home_group(),)
+        token = self.token if self.options.consistency is Consistency.READ_YOUR_WRITES else None
+        self._rooms.hooks.fire(Committed(groups, query, token or None))
 
     def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
         if self.monotonic or self.state.needs_pin(c):
