@@ -7,13 +7,15 @@ an unprivileged OS user that must reach them (pytest's own tmp dirs are 0700).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from mlscale import Cluster, LocalCluster
 from mlscale.local.tempdirs import reachable_tempdir
+from tests.integration.proxy import Proxy
+from tests.integration.sharding_cleanup import restore_sharding
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +40,18 @@ def cluster(local_cluster: LocalCluster) -> Iterator[Cluster]:
 
 
 @pytest.fixture()
+def sharding_restored(cluster: Cluster) -> Iterator[None]:
+    """The session cluster's sharding catalog is put back as the test found it: the
+    sharded tables it created are dropped, the key families and maps it published
+    are forgotten (see sharding_cleanup.py)."""
+    before = cluster.refresh_shards()
+    try:
+        yield
+    finally:
+        restore_sharding(cluster, before)
+
+
+@pytest.fixture()
 def scratch_dir() -> Iterator[Path]:
     base = reachable_tempdir("mlscale-scratch-")
     try:
@@ -46,3 +60,22 @@ def scratch_dir() -> Iterator[Path]:
         if (base / "c" / "mlscale.toml").exists():
             LocalCluster(base / "c").down()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture()
+def tcp_proxy() -> Iterator[Callable[[str, int], Proxy]]:
+    """Start a fault-injection proxy to ``host, port`` (see proxy.py): call it, point a
+    config at the proxy's port, then pause, cut or slow it. Every proxy started is
+    stopped at teardown, whatever state the test left it in."""
+    started: list[Proxy] = []
+
+    def start(host: str, port: int) -> Proxy:
+        proxy = Proxy(host, port).start()
+        started.append(proxy)
+        return proxy
+
+    try:
+        yield start
+    finally:
+        for proxy in started:
+            proxy.stop()

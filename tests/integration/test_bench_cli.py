@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mlscale.bench.results import Verdict
 from mlscale.local.cgroups import detect
 from tests.conftest import assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.slow
 
 
 def test_node_cap_bench_writes_rechecked_verdicts(scratch_dir: Path) -> None:

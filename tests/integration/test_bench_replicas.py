@@ -16,6 +16,8 @@ from mlscale.bench.results import Verdict
 from mlscale.local.cgroups import detect
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.slow
+
 
 def _spread(metrics: dict[str, Any], key: str) -> dict[str, Any]:
     value = metrics[key]

@@ -20,7 +20,7 @@ import pytest
 
 from mlscale import LocalCluster
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DEMO_TIMEOUT_S = 170.0
 STOP_GRACE_S = 45.0

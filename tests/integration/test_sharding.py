@@ -25,6 +25,7 @@ from mlscale import (
     TransactionConflict,
 )
 from mlscale.core.shardmaps import KeyFamily, SlotMap
+from tests.integration.sharding_cleanup import restore_sharding
 
 FAMILY = "sh_users"
 EVENTS = "sh_events"
@@ -33,7 +34,21 @@ PROFILES = "sh_profiles"
 
 @pytest.fixture(scope="module")
 def sharded(cluster: Cluster) -> Iterator[Cluster]:
-    """sh_events and sh_profiles sharded on user_id (int8) over g0 and g1."""
+    """sh_events and sh_profiles sharded on user_id (int8) over g0 and g1; gone from
+    the groups and the catalog after the module."""
+    before = cluster.refresh_shards()
+    try:
+        yield _shard_users(cluster)
+    finally:
+        restore_sharding(cluster, before)
+
+
+@pytest.fixture(autouse=True)
+def _each_test_cleans_up(sharded: Cluster, sharding_restored: None) -> None:
+    """What a test adds to the sharding catalog is gone after it (see conftest.py)."""
+
+
+def _shard_users(cluster: Cluster) -> Cluster:
     family = KeyFamily.of(FAMILY, "int8")
     cluster.create_shard_map(SlotMap.even(family, ["g0", "g1"]), reason="test")
     cluster.create_sharded_table(
@@ -47,7 +62,7 @@ def sharded(cluster: Cluster) -> Iterator[Cluster]:
         shard_key="user_id",
         family=FAMILY,
     )
-    yield cluster
+    return cluster
 
 
 def rows_on(cluster: Cluster, group: str, query: str, params: Any = None) -> list[Any]:
@@ -411,6 +426,11 @@ def test_shards_and_locate_commands(sharded: Cluster, local_cluster: LocalCluste
         assert answer == {"slot": shard_map.slot(key), "shard_group": shard_map.locate(key)}
     bad = mlscale("locate", "not-a-number", "--family", FAMILY)
     assert bad.returncode != 0 and "not an integer" in bad.stderr
+    # One key family: a key needs no --family. Two: it does (the second is this
+    # test's own, and forgotten after it).
+    only = mlscale("locate", "1")
+    assert only.returncode == 0 and "shard group" in only.stdout, only.stderr
+    sharded.create_shard_map(SlotMap.even(KeyFamily.of("sh_other", "text"), ["g0", "g1"]))
     ambiguous = mlscale("locate", "1")
     assert ambiguous.returncode != 0 and "--family" in ambiguous.stderr
 
@@ -506,11 +526,14 @@ def test_ddl_on_sharded_tables(sharded: Cluster) -> None:
         c.create_shard_map(grown)
     # Reference data every group keeps a copy of: broadcast unsharded DDL and writes.
     c.execute("CREATE TABLE sh_countries (code text PRIMARY KEY)", broadcast=True)
-    c.execute("INSERT INTO sh_countries VALUES ('fr'), ('jp')", broadcast=True)
-    for g in ("g0", "g1"):
-        assert rows_on(c, g, "SELECT count(*) FROM sh_countries") == [(2,)]
-    with pytest.raises(RoutingError, match="broadcast=True is for writes"):
-        c.fetch_all("SELECT * FROM sh_countries", broadcast=True)
+    try:
+        c.execute("INSERT INTO sh_countries VALUES ('fr'), ('jp')", broadcast=True)
+        for g in ("g0", "g1"):
+            assert rows_on(c, g, "SELECT count(*) FROM sh_countries") == [(2,)]
+        with pytest.raises(RoutingError, match="broadcast=True is for writes"):
+            c.fetch_all("SELECT * FROM sh_countries", broadcast=True)
+    finally:
+        c.execute("DROP TABLE sh_countries", broadcast=True)
 
 
 def test_drop_sharded_table_drops_everywhere_then_forgets(sharded: Cluster) -> None:
