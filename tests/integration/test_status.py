@@ -99,3 +99,18 @@ def test_status_and_routing_agree_on_a_replica_lagging_past_its_threshold(
             with cluster.connection(cluster.primary_node("g1")) as conn:
                 conn.execute("DROP TABLE IF EXISTS lag_fill")
         config.unlink()
+
+
+def test_route_live_reports_the_running_clusters_decision(local_cluster: LocalCluster) -> None:
+    result = run_cli("route", "--live", "--dir", str(local_cluster.root), "--json", "SELECT 1")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["target"] == "replica" and doc["node"].startswith("g0-replica"), doc
+    assert doc["groups"] == ["g0"] and doc["placement"] == "one"
+    assert doc["consistency"] == "eventual"
+    write = run_cli("route", "--live", "--dir", str(local_cluster.root), "--json",
+                    "--consistency", "strong", "SELECT 1 FOR UPDATE")
+    doc = json.loads(write.stdout)
+    assert doc["target"] == "primary" and doc["node"] == "g0-primary", doc
+    text = run_cli("route", "--live", "--dir", str(local_cluster.root), "SELECT 1").stdout
+    assert text.startswith("replica (g0-replica") and "groups: g0" in text
