@@ -1,6 +1,6 @@
 """Where a statement on sharded tables runs: one part per shard group, or a refusal.
 
-Pure: takes what the key router read from the statement (a :data:`KeyRoute`),
+Pure: takes what the key router read from the statement (a :data:`KeyReading`),
 the sharding directory and the caller's ``shard_key`` / ``broadcast``, and
 answers a :class:`ShardPlan` (the statement text and params for each group) or
 None when no sharded table is involved (the statement routes as before).
@@ -28,7 +28,7 @@ from .keyroute import (
     ByKeys,
     CopyIn,
     InsertRows,
-    KeyRoute,
+    KeyReading,
     NoKey,
     Params,
     Refused,
@@ -82,7 +82,7 @@ class ShardPlan:
 
 
 def plan(
-    routed: KeyRoute,
+    routed: KeyReading,
     directory: ShardDirectory,
     statement: str,
     params: Params,

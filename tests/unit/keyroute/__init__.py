@@ -23,7 +23,7 @@ from mlscale.core.keyroute import (
     CopyIn,
     InsertRows,
     KeyReader,
-    KeyRoute,
+    KeyReading,
     NoKey,
     Params,
     Refused,
@@ -106,7 +106,7 @@ def broadcast(reason: str) -> Want:
 UNSHARDED = Want(Unsharded)
 
 
-def check(r: Row, router: KeyReader = ROUTER) -> KeyRoute:
+def check(r: Row, router: KeyReader = ROUTER) -> KeyReading:
     got = router.read(r.sql, r.params)
     w = r.want
     assert isinstance(got, w.kind), f"{r.sql!r}: {got}"

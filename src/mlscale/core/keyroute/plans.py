@@ -24,7 +24,7 @@ from .results import (
     ByKeys,
     InsertRows,
     Key,
-    KeyRoute,
+    KeyReading,
     NoKey,
     Params,
     Refused,
@@ -40,16 +40,16 @@ G = TypeVar("G", bound=Hashable)
 class Plan(Protocol):
     """A compiled statement: answers a route for one call's params."""
 
-    def read(self, sql: str, params: Params) -> KeyRoute: ...
+    def read(self, sql: str, params: Params) -> KeyReading: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Fixed:
     """A route that does not depend on the params."""
 
-    result: KeyRoute
+    result: KeyReading
 
-    def read(self, sql: str, params: Params) -> KeyRoute:
+    def read(self, sql: str, params: Params) -> KeyReading:
         return self.result
 
 
@@ -87,7 +87,7 @@ class ByKeysPlan:
     unsplittable: str | None
     tables: tuple[str, ...]
 
-    def read(self, sql: str, params: Params) -> KeyRoute:
+    def read(self, sql: str, params: Params) -> KeyReading:
         try:
             keys = self.specs[0].keys(params)
             if len(self.specs) > 1:
@@ -190,7 +190,7 @@ class InsertPlan:
     numbered: Numbered
     values_node: int
 
-    def read(self, sql: str, params: Params) -> KeyRoute:
+    def read(self, sql: str, params: Params) -> KeyReading:
         try:
             keys = tuple(tuple(s.get(params) for s in row) for row in self.rows)
         except ParamsMismatch as exc:

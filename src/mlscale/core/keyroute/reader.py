@@ -13,7 +13,7 @@ from ..sqltree import CACHED_TEXT_MAX, parse, statement_label, walk
 from .placeholders import Numbered, PlaceholderError, number_placeholders
 from .plans import Fixed, Plan
 from .query import analyze_query
-from .results import Broadcast, KeyRoute, NoKey, Params, Refused, ShardedTable, Unsharded
+from .results import Broadcast, KeyReading, NoKey, Params, Refused, ShardedTable, Unsharded
 from .rows import analyze_copy, analyze_insert
 from .tree import sharded_name
 
@@ -56,7 +56,7 @@ class KeyReader:
         """The sharded tables, by name."""
         return self._tables
 
-    def read(self, sql: str, params: Params = None) -> KeyRoute:
+    def read(self, sql: str, params: Params = None) -> KeyReading:
         """Where ``sql`` with ``params`` goes, as far as shard keys decide it."""
         plans = self._plans[params is None]
         plan = plans.get(sql)
@@ -77,7 +77,7 @@ def read_keys(
     tables: Mapping[str, ShardedTable],
     *,
     table_columns: TableColumns | None = None,
-) -> KeyRoute:
+) -> KeyReading:
     """:meth:`KeyReader.route` without a cache, for one-off decisions."""
     registry = {t.name: t for t in tables.values()}
     return compile_statement(sql, params is not None, registry, table_columns).read(sql, params)
@@ -108,7 +108,7 @@ def compile_statement(
     return _statement(stmts[0], stmts[0], sql, tables, numbered, table_columns)
 
 
-def _unreadable(sql: str, tables: Mapping[str, ShardedTable], why: str) -> KeyRoute:
+def _unreadable(sql: str, tables: Mapping[str, ShardedTable], why: str) -> KeyReading:
     """Unparseable text: refused if it names a sharded table, else left to the server."""
     try:
         words = {sql[t.start : t.end + 1].strip('"').lower() for t in scan(sql)}
@@ -217,7 +217,7 @@ def _statement(
     return Fixed(_utility(stmt, names, tables))
 
 
-def _utility(stmt: ast.Node, names: list[str], tables: Mapping[str, ShardedTable]) -> KeyRoute:
+def _utility(stmt: ast.Node, names: list[str], tables: Mapping[str, ShardedTable]) -> KeyReading:
     """DDL and other utility statements on sharded tables: every shard group, or refused."""
     label = "CREATE TABLE" if isinstance(stmt, ast.CreateStmt) else statement_label(stmt)
     listed = ", ".join(names)
@@ -279,9 +279,9 @@ def _several(
     tables: Mapping[str, ShardedTable],
     numbered: Numbered,
     table_columns: TableColumns | None,
-) -> KeyRoute:
+) -> KeyReading:
     """A string of several statements: DDL scripts broadcast; sharded DML refused."""
-    results: list[KeyRoute] = []
+    results: list[KeyReading] = []
     for stmt in stmts:
         plan = _statement(stmt, stmt, "", tables, numbered, table_columns)
         results.append(plan.result if isinstance(plan, Fixed) else NoKey("", ()))

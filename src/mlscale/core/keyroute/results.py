@@ -12,7 +12,7 @@ __all__ = [
     "CopyIn",
     "InsertRows",
     "Key",
-    "KeyRoute",
+    "KeyReading",
     "NoKey",
     "Params",
     "Refused",
@@ -158,7 +158,7 @@ class Refused:
     reason: str
 
 
-KeyRoute: TypeAlias = Unsharded | ByKeys | InsertRows | CopyIn | Broadcast | NoKey | Refused
+KeyReading: TypeAlias = Unsharded | ByKeys | InsertRows | CopyIn | Broadcast | NoKey | Refused
 """Everything :meth:`~mlscale.core.keyroute.KeyReader.route` may answer."""
 
 
