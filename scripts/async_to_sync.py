@@ -71,6 +71,7 @@ def transform(source: str, name: str) -> str:
     text = re.sub(r"\basync (def|with|for)\b", r"\1", source)
     text = re.sub(r"\bawait ", "", text)
     text = re.sub(r"\[row async for ", "[row for ", text)
+    text = re.sub(r"\bAwaitable\[([^\]]*)\]", r"\1", text)
     for old, new in RENAMES.items():
         text = re.sub(rf"\b{re.escape(old)}\b", new, text)
     return HEADER.format(source=name) + text

@@ -15,7 +15,8 @@ with ``raise ... from exc`` so the cause is kept::
     ├── CatalogError             the control database's catalog is unusable
     ├── SchemaError              a table cannot be sharded as declared
     ├── RoutingError             a statement was refused before it was sent
-    │   └── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
+    │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
+    │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
     └── DatabaseError            a database operation failed
         ├── NodeUnavailableError no connection to a node could be had
         ├── PartialWriteError    a write split over shard groups committed on some only
@@ -41,6 +42,7 @@ __all__ = [
     "IntegrityViolation",
     "MissingBinaryError",
     "MlscaleError",
+    "NoReplicaAvailable",
     "NodeStartError",
     "NodeUnavailableError",
     "PartialWriteError",
@@ -125,6 +127,12 @@ class RoutingError(MlscaleError):
     """A statement was refused before it was sent: it cannot run where it was asked to
     (a write in a replica scope, session state outside a session, BEGIN outside a
     transaction block). Nothing was executed."""
+
+
+class NoReplicaAvailable(RoutingError):
+    """A read in an explicit replica scope (``cluster.replica()``) found no replica that
+    may serve it (all down, banned, or behind its guarantee); it never goes to the
+    primary. Unscoped reads fall back to the primary instead."""
 
 
 class ShardKeyError(RoutingError):

@@ -231,6 +231,20 @@ OTHER_CLUSTER = {"system_identifier": SYS + (1 << 32), "replay_lsn": 2**40}
             True,
             UsePrimary(Cause.NOT_REPLAYED, "no replica has replayed 0/5000000 yet: ..."),
         ),
+        # a fresh process: not sampled yet, so the router asks the replica itself
+        (
+            [rs("a", replay_lsn=None, receive_lsn=None, system_identifier=None, timeline=None)],
+            RYW_WAIT,
+            True,
+            WaitFor(TOKEN_LSN, ("a",), 50.0, "a not yet at 0/3000060; waiting up to 50 ms"),
+        ),
+        # ... which needs a bound to wait for: without one, the primary
+        (
+            [rs("a", replay_lsn=None, receive_lsn=None, system_identifier=None, timeline=None)],
+            RYW,
+            True,
+            UsePrimary(Cause.INCOMPARABLE, "..."),
+        ),
         # waiting: the WAL is received but not replayed, or the replica replays within the bound
         (
             [rs("a", replay_lsn=0x3000000, receive_lsn=TOKEN_LSN, lag_ms=900.0)],
@@ -467,3 +481,23 @@ def test_router_metrics_count_decisions_and_pop() -> None:
     assert m.snapshot() == expected
     assert m.pop() == expected
     assert m.snapshot() == RouterMetrics().snapshot()
+
+
+@pytest.mark.parametrize(
+    ("replayed", "system_identifier", "timeline", "serves"),
+    [
+        (True, SYS, 1, True),
+        (False, SYS, 1, False),
+        (None, SYS, 1, False),
+        (True, SYS + 1, 1, False),  # another cluster
+        (True, SYS, 2, False),  # another timeline
+        (True, None, None, False),  # no WAL receiver: history unknown
+    ],
+)
+def test_a_replica_checked_directly_serves_a_token_only_on_its_history(
+    replayed: bool | None, system_identifier: int | None, timeline: int | None, serves: bool
+) -> None:
+    req = requirement(Consistency.READ_YOUR_WRITES, group="g0", token=TOKEN, wait_ms=50.0)
+    assert req.serves(replayed, system_identifier, timeline) is serves
+    eventual = requirement(Consistency.EVENTUAL, group="g0")
+    assert eventual.serves(True, None, None)  # no token: no history to match

@@ -252,6 +252,11 @@ def _about_to_replay(r: ReplicaState, req: ReadRequirement) -> bool:
     return received or (r.lag_ms is not None and r.lag_ms <= req.wait_ms)
 
 
+def _not_sampled(r: ReplicaState) -> bool:
+    # Up, but the monitor has not sampled it yet (a fresh process): ask it directly.
+    return r.replay_lsn is None and r.system_identifier is None
+
+
 def pick_replica(
     replicas: Iterable[ReplicaState],
     requirement: ReadRequirement,
@@ -305,7 +310,8 @@ def pick_replica(
         waiting = tuple(
             r.name
             for r, s in unfit
-            if s.kind is ShortfallKind.NOT_REPLAYED and _about_to_replay(r, req)
+            if (s.kind is ShortfallKind.NOT_REPLAYED and _about_to_replay(r, req))
+            or _not_sampled(r)
         )
         if waiting:
             return WaitFor(

@@ -106,6 +106,15 @@ class ReadRequirement:
         """The same requirement once the wait is spent: read the primary if still unmet."""
         return replace(self, wait_ms=0.0)
 
+    def serves(
+        self, replayed: bool | None, system_identifier: int | None, timeline: int | None
+    ) -> bool:
+        """Whether a replica checked directly may serve: it has ``replayed`` the floor
+        and, for a token, follows the token's history (``system_identifier``,
+        ``timeline``)."""
+        pos = self.position
+        return bool(replayed) and (pos is None or pos.same_history(system_identifier, timeline))
+
     def shortfall(self, replica: ReplicaView) -> Shortfall | None:
         """Why ``replica`` cannot serve this read, or None if it can."""
         if self.primary_only:

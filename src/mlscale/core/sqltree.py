@@ -28,6 +28,7 @@ __all__ = [
     "CACHED_TEXT_MAX",
     "parse",
     "parse_fresh",
+    "references_tables",
     "statement_label",
     "walk",
 ]
@@ -128,6 +129,16 @@ def walk(
                     stack.append(value)
         elif isinstance(item, tuple | list):
             stack.extend(item)
+
+
+def references_tables(text: str) -> bool:
+    """Whether ``text`` names any relation (a table, view or CTE); True if it does not
+    parse. ``SELECT 1`` and ``SELECT now()`` do not."""
+    try:
+        statements = parse(text)
+    except ParseError:
+        return True
+    return any(isinstance(node, ast.RangeVar) for node in walk(statements))
 
 
 def statement_label(stmt: ast.Node) -> str:

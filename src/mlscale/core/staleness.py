@@ -29,6 +29,10 @@ class PositionHistory:
         while len(self._points) > 1 and self._points[0][1] < at - self.keep_s:
             self._points.popleft()
 
+    def latest(self) -> tuple[int, float] | None:
+        """The newest (position, time) sampled, if any."""
+        return self._points[-1] if self._points else None
+
     def caught_up_at(self, replayed: int) -> float | None:
         """The latest sample time whose position ``replayed`` has reached, if any."""
         for lsn, at in reversed(self._points):

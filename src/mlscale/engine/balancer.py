@@ -117,6 +117,8 @@ class ReplicaBalancer:
         # (monitor round, bans version): the fast path of an EVENTUAL read.
         self._bans_version = 0
         self._catalog_bans: Mapping[str, str] = {}
+        # Bans (reason) and unbans (None) made here that the catalog does not show yet.
+        self._pending: dict[str, str | None] = {}
         self._available: dict[str, tuple[int, int, list[str]]] = {}
         # EVENTUAL reads by node from quick_pick: one dict per thread, summed by snapshot.
         self._local = threading.local()
@@ -273,17 +275,26 @@ class ReplicaBalancer:
             self._bans_version += 1
 
     def sync_manual(self, catalog_bans: Mapping[str, str]) -> None:
-        """Make the manual bans those of the catalog (cheap when they did not change)."""
-        if catalog_bans is self._catalog_bans:
+        """Make the manual bans those of the catalog (cheap when they did not change).
+
+        A ban or unban made in this process counts until the catalog shows it: a
+        snapshot read before it was written must not undo it."""
+        if catalog_bans is self._catalog_bans and not self._pending:
             return
         now = time.monotonic()
         with self._lock:
+            for node, want in list(self._pending.items()):
+                if catalog_bans.get(node) == want:  # the catalog caught up
+                    del self._pending[node]
+            wanted = {**catalog_bans, **self._pending}
             for node, ban in list(self.bans.items()):
-                if ban.manual and node not in catalog_bans:
+                if ban.manual and wanted.get(node) is None:
                     del self.bans[node]
-            for node, reason in catalog_bans.items():
+            for node, reason in wanted.items():
                 current = self.bans.get(node)
-                if current is None or not current.manual or current.reason != reason:
+                if reason is not None and (
+                    current is None or not current.manual or current.reason != reason
+                ):
                     self.bans[node] = manual_ban(reason, now)
             self._catalog_bans = catalog_bans
             self._bans_version += 1
@@ -292,12 +303,14 @@ class ReplicaBalancer:
         """Ban ``node`` by hand until :meth:`unban` (never lifted automatically)."""
         with self._lock:
             self.bans[node] = manual_ban(reason, time.monotonic())
+            self._pending[node] = reason
             self._bans_version += 1
 
     def unban(self, node: str) -> None:
         with self._lock:
             self.bans.pop(node, None)
             self.failures.pop(node, None)
+            self._pending[node] = None
             self._bans_version += 1
 
     def after_fork(self) -> None:

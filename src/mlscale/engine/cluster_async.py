@@ -81,10 +81,12 @@ class AsyncCluster(AsyncScope):
         context: ClusterContext[AsyncConnectionPool[Any]] = ClusterContext(
             config, AsyncConnectionPool
         )
-        transport = nodes if nodes is not None else AsyncNodes(context)
         interval_s = config.policies.monitor_interval_s
-        self._monitor = OnFirstUse(lambda: AsyncMonitor(config, interval_s=interval_s))
-        self._watch = OnFirstUse(lambda: AsyncCatalogWatch(config))
+        self._monitor = OnFirstUse(
+            lambda: AsyncMonitor(config, interval_s=interval_s, on_change=transport.observe)
+        )
+        self._watch = OnFirstUse(lambda: AsyncCatalogWatch(config, on_change=transport.observe))
+        transport = nodes if nodes is not None else AsyncNodes(context, self._start_watchers)
         directory = AsyncDirectory(context, transport, self._watch)
         rooms = AsyncRooms(
             context=context,
@@ -96,6 +98,10 @@ class AsyncCluster(AsyncScope):
         super().__init__(rooms, RouteScope.AUTO, None)
         self._admin = AsyncAdmin(context, transport, directory)
         _CLUSTERS.add(self)
+
+    def _start_watchers(self) -> None:
+        self._monitor.get()
+        self._watch.get()
 
     @classmethod
     def from_file(cls, path: str | Path) -> AsyncCluster:
@@ -139,8 +145,14 @@ class AsyncCluster(AsyncScope):
         return list(self._context.replica_nodes(group))
 
     def stats(self) -> ClusterStats:
-        """Pool counters per node, read routing metrics, bans, classifier cache hits."""
-        return self._context.stats()
+        """Pool counters per node, read routing metrics, bans, classifier cache hits, and
+        each primary's last known WAL position (what replicas are measured against
+        while it is down)."""
+        monitor = self._monitor.peek()
+        return self._context.stats(
+            monitor.last_primary_positions() if monitor is not None else {},
+            dict(self._rooms.nodes.down),
+        )
 
     def replica_samples(self) -> dict[str, ReplicaSample]:
         """The monitor's latest sample of every replica (empty before the first read)."""

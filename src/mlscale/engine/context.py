@@ -8,6 +8,7 @@ cannot drift apart in what they decide.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -15,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core.classify import Classification, Classifier, SessionEffect
 from ..core.keyroute import KeyReader
+from ..core.lsn import format_lsn
 from ..core.pooling import PoolSize
 from ..core.route import RouteRefused, Scope, choose_role
 from ..core.sharding import ShardDirectory
@@ -22,7 +24,7 @@ from ..core.topology import Node, Role, primary_name
 from ..errors import MlscaleError, NodeUnavailableError, RoutingError
 from .balancer import ReplicaBalancer
 from .pools import PoolSet
-from .stats import ClassifierStats, ClusterStats
+from .stats import ClassifierStats, ClusterStats, PrimaryPosition
 
 if TYPE_CHECKING:
     from ..config import ClusterConfig
@@ -150,10 +152,20 @@ class ClusterContext(Generic[P]):
         except RouteRefused as exc:
             raise RoutingError(str(exc)) from None
 
-    def stats(self) -> ClusterStats:
-        """Pool counters per node, the cluster's own counters, reads, bans, classifier."""
+    def stats(
+        self, primaries: dict[str, tuple[int, float]], down: dict[str, str]
+    ) -> ClusterStats:
+        """Pool counters per node, the cluster's own counters, reads, bans, classifier;
+        ``primaries``: each group's last known primary position and when it was seen
+        (monotonic s); ``down``: nodes seen down, with why."""
         reads, outstanding = self.balancer.metrics_now()
+        now = time.monotonic()
         return ClusterStats(
+            primaries={
+                group: PrimaryPosition(format_lsn(lsn), round(now - at, 3))
+                for group, (lsn, at) in primaries.items()
+            },
+            down=down,
             pools=self.pools.stats(),
             cluster=dict(self.pools.counters),
             classifier=ClassifierStats(self.classifier.hits, self.classifier.misses),

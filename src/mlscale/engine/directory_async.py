@@ -15,6 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from ..core.sharding import EMPTY, ShardDirectory
+from ..core.sqltree import references_tables
 from ..errors import NodeUnavailableError
 from .catalog_async import load_directory
 from .context import ClusterContext
@@ -55,6 +56,21 @@ class AsyncDirectory:
         if newer.version > self._current.version:
             self.adopt(newer)
         return self._current
+
+    async def for_call(
+        self, query: str, keyed: bool, group_given: bool
+    ) -> ShardDirectory | None:
+        """The directory to place ``query`` by; None if the catalog cannot be reached
+        and the call needs none: it touches no table, or the caller named its group
+        (and gave no shard key: ``keyed``). Anything else might be placed wrongly, so
+        it fails, naming the control node."""
+        try:
+            return await self.current()
+        except NodeUnavailableError as exc:
+            if keyed or not (group_given or not references_tables(query)):
+                raise
+            log.info("no sharding directory (%s); running %r unplaced", exc, query[:60])
+            return None
 
     def adopt(self, directory: ShardDirectory) -> None:
         """Route by ``directory`` from now on, unless a newer one is already in use."""

@@ -10,7 +10,7 @@ commit plug in here.)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
@@ -45,6 +45,8 @@ def first_row(rows: list[Any]) -> Any:
     return next((row for row in rows if row is not None), None)
 
 
+# committed(conn, group): told after ``group``'s part committed on ``conn``.
+AfterCommit = Callable[[AsyncConnection[Any], str], Awaitable[None]]
 # borrow(group): a connection that runs a part in ``group``.
 Borrow = Callable[[str], AbstractAsyncContextManager[AsyncConnection[Any]]]
 
@@ -69,13 +71,19 @@ class AsyncFanout:
         return combine(results)
 
     async def write_parts(
-        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+        self,
+        c: Classification,
+        shard_plan: ShardPlan,
+        work: Work,
+        combine: Combine,
+        committed: AfterCommit | None = None,
     ) -> Any:
         """A write split over shard groups: each part in a transaction on its group's
         primary, all committed once every part has run (any error rolls back all).
         A failure while committing can leave some groups committed
         (:class:`PartialWriteError`): two-phase commit closes that window (a later
-        release)."""
+        release). ``committed(conn, group)`` runs after each group's COMMIT, on its
+        connection (a session reads its causal token there)."""
         results = []
         # Checked once, before any part runs: every part is a cut of the same statement.
         self._context.check_one_call(c)
@@ -94,21 +102,23 @@ class AsyncFanout:
                     if not conn.closed:
                         await conn.execute("ROLLBACK")
                 raise
-            committed: list[str] = []
+            done: list[str] = []
             for group, conn in conns:
                 try:
                     await conn.execute("COMMIT")
                 except psycopg.Error as exc:
-                    for _, rest in conns[len(committed) + 1 :]:
+                    for _, rest in conns[len(done) + 1 :]:
                         if not rest.closed:
                             await rest.execute("ROLLBACK")
-                    if not committed:
+                    if not done:
                         raise
                     raise PartialWriteError(
-                        f"the write committed on {', '.join(committed)} but failed to commit "
+                        f"the write committed on {', '.join(done)} but failed to commit "
                         f"on {group} ({exc}); the remaining groups were rolled back",
-                        committed=tuple(committed),
+                        committed=tuple(done),
                         failed=group,
                     ) from exc
-                committed.append(group)
+                done.append(group)
+                if committed is not None:
+                    await committed(conn, group)
         return combine(results)

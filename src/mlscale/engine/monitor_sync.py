@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,9 +57,18 @@ class Monitor:
     """Samples every node of ``config`` in the background; readers take the latest samples."""
 
     def __init__(
-        self, config: ClusterConfig, *, interval_s: float = 0.1, heartbeat: bool = True
+        self,
+        config: ClusterConfig,
+        *,
+        interval_s: float = 0.1,
+        heartbeat: bool = True,
+        on_change: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self.config = config
+        # on_change(node, error): called when a node is seen going down (with the
+        # error) or coming back (None).
+        self._on_change = on_change
+        self._down: dict[str, str] = {}
         self.interval_s = interval_s
         self.heartbeat = heartbeat
         self._nodes = [n for n in nodes_of(config) if n.role is not Role.CONTROL]
@@ -129,14 +139,54 @@ class Monitor:
         primary_samples = {n.group or "": self._sample_primary(n) for n in primaries}
         for name, sample in replica_samples.items():
             primary = primary_samples.get(sample.group)
-            if primary is not None and primary.lsn is not None and sample.replay_lsn is not None:
+            if primary is None or sample.replay_lsn is None:
+                continue
+            if primary.lsn is not None:
                 replica_samples[name] = replace(
                     sample, lag_bytes=lag_bytes(primary.lsn, sample.replay_lsn)
                 )
+            elif not primary.up:
+                replica_samples[name] = self._without_primary(sample)
+        self._tell_changes([*replica_samples.values(), *primary_samples.values()])
         with self._lock:
             self.replicas = replica_samples
             self.primaries = primary_samples
             self.rounds += 1
+
+    def _without_primary(self, sample: ReplicaSample) -> ReplicaSample:
+        """A replica's lag while its primary is down, measured against the primary's
+        last known position: nothing new commits without a primary, so a replica that
+        has replayed that position holds everything the primary was last seen to have."""
+        last = self._history.get(sample.group)
+        seen = last.latest() if last is not None else None
+        if seen is None or sample.replay_lsn is None:
+            return sample
+        behind = lag_bytes(seen[0], sample.replay_lsn)
+        if behind == 0:
+            return replace(sample, lag_bytes=0, staleness_ms=0.0)
+        return replace(sample, lag_bytes=behind)
+
+    def _tell_changes(self, samples: list[ReplicaSample | PrimarySample]) -> None:
+        """Tell ``on_change`` of every node seen going down (or down for a new reason)
+        or coming back."""
+        for sample in samples:
+            was = self._down.get(sample.node)
+            if not sample.up:
+                error = sample.error or "down"
+                self._down[sample.node] = error
+                if was != error and self._on_change is not None:  # down, or a new cause
+                    self._on_change(sample.node, error)
+            elif was is not None:
+                del self._down[sample.node]
+                if self._on_change is not None:
+                    self._on_change(sample.node, None)
+
+    def last_primary_positions(self) -> dict[str, tuple[int, float]]:
+        """Per group: the primary's last known WAL position (bytes) and when it was
+        seen there (monotonic seconds)."""
+        with self._lock:
+            found = {g: h.latest() for g, h in list(self._history.items())}
+        return {g: seen for g, seen in found.items() if seen is not None}
 
     def _sample_replica(self, node: Node) -> ReplicaSample:
         group = node.group or ""

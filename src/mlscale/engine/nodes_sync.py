@@ -15,6 +15,7 @@ no server.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +27,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import MlscaleError, NodeUnavailableError
 from .context import ClusterContext
+from .pools import quiet_reconnects
 from .statements import RESET_SESSION
 from .translate import translate
 
@@ -55,21 +57,65 @@ def reset_session(conn: Connection[Any]) -> None:
         conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
 
 
-class Nodes:
-    """One pool per node, opened on first use; connections borrowed by node name."""
+# A wait for a pooled connection is cut in slices this long: between two, a node
+# found down meanwhile fails the wait at once instead of at the pool timeout.
+WAIT_SLICE_S = 0.25
 
-    def __init__(self, context: ClusterContext[ConnectionPool[Any]]) -> None:
+
+class Nodes:
+    """One pool per node, opened on first use; connections borrowed by node name.
+
+    What the monitor and the catalog watcher see of each node arrives through
+    :meth:`observe`: a call to a node known to be down fails at once with the
+    cause, and a node that comes back gets a fresh pool (psycopg_pool would
+    otherwise wait out its reconnect backoff, tens of seconds after an outage).
+    """
+
+    def __init__(
+        self,
+        context: ClusterContext[ConnectionPool[Any]],
+        watchers: Callable[[], None] = lambda: None,
+    ) -> None:
         self._context = context
         self._roles = context.roles
         self._balancer = context.balancer
         self._pools = context.pools
+        # watchers(): start what observes the nodes (the monitor), on first use.
+        self._watchers = watchers
+        self.down: dict[str, str] = {}  # node -> why, while it is down
+        self._revived: set[str] = set()
+
+    def observe(self, name: str, error: str | None) -> None:
+        """Node ``name`` was seen down with ``error``, or back up (None)."""
+        if error is not None:
+            self.down[name] = error
+            return
+        if self.down.pop(name, None) is not None:
+            self._revived.add(name)
+            quiet_reconnects.reset(name)
+
+    def _check_up(self, name: str) -> None:
+        error = self.down.get(name)
+        if error is not None:
+            node = self._context.pools.node(name)
+            raise NodeUnavailableError(
+                f"node {name} at {node.address} is down: {error}",
+                node=name,
+                node_role=self._roles[name],
+            )
 
     def pool(self, name: str) -> ConnectionPool[Any]:
         """The open pool of node ``name``."""
         self._context.check_open()
         pool = self._pools.peek(name)
-        if pool is not None:
+        if pool is not None and name not in self._revived:
             return pool
+        if pool is not None:  # back after an outage: a fresh pool, no backoff
+            self._revived.discard(name)
+            old = self._pools.retire(name, pool)
+            if old is not None:
+                old.close(timeout=0.2)
+        self._watchers()
         # Opened before it is shared, so no caller ever sees an unopened pool.
         fresh = self._pools.make(name)
         fresh.open(wait=False)
@@ -90,12 +136,16 @@ class Nodes:
         if replica:
             self._balancer.begin(name)
         try:
-            with pool.connection(timeout=timeout_s) as conn:
-                yield conn
-        except PoolTimeout as exc:
+            conn = self._getconn(name, pool, timeout_s)
+        except NodeUnavailableError as exc:
             if replica:
-                self._balancer.end(name, failed="no connection within the pool timeout")
-            raise self._context.unavailable(name, exc, timeout_s) from exc
+                self._balancer.end(name, failed=str(exc))
+            raise
+        try:
+            try:
+                yield conn
+            finally:
+                pool.putconn(conn)
         except psycopg.Error as exc:
             if isinstance(exc, MlscaleError):  # translated already, for a node nested inside
                 if replica:
@@ -114,25 +164,45 @@ class Nodes:
         """A pooled connection to ``name`` for the caller's own use: whatever session
         state the block leaves is discarded before the pool gets it back."""
         pool = self.pool(name)
+        conn = self._getconn(name, pool, None)
         try:
-            with pool.connection() as conn:
-                try:
-                    yield conn
-                finally:
-                    reset_session(conn)
-        except PoolTimeout as exc:
-            raise self._context.unavailable(name, exc) from exc
+            yield conn
+        finally:
+            try:
+                reset_session(conn)
+            finally:
+                pool.putconn(conn)
+
+    def _getconn(
+        self, name: str, pool: ConnectionPool[Any], timeout_s: float | None
+    ) -> Connection[Any]:
+        """A connection from ``pool`` within ``timeout_s`` (default: the pool's), or
+        :class:`NodeUnavailableError` -- at once if node ``name`` is known down."""
+        self._check_up(name)
+        waited = self._context.config.pools.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + waited
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                conn: Connection[Any] = pool.getconn(timeout=max(0.001, min(WAIT_SLICE_S, left)))
+                return conn
+            except PoolTimeout as exc:
+                self._check_up(name)
+                if time.monotonic() >= deadline:
+                    raise self._context.unavailable(name, exc, timeout_s) from exc
 
     def run_on_replica(self, name: str, work: Work, query: str, params: Any) -> Any:
         """``work(conn, query, params)`` on a pooled connection to replica ``name``:
         what :meth:`connect` does for a replica under round robin, without its
         context managers (the hot path of replica reads)."""
-        pool = self._pools.peek(name) or self.pool(name)
+        pool = self._pools.peek(name)
+        if pool is None or name in self._revived:
+            pool = self.pool(name)
         try:
-            conn = pool.getconn()
-        except PoolTimeout as exc:
-            self._balancer.end(name, failed="no connection within the pool timeout")
-            raise self._context.unavailable(name, exc) from exc
+            conn = self._getconn(name, pool, None)
+        except NodeUnavailableError as exc:
+            self._balancer.end(name, failed=str(exc))
+            raise
         try:
             result = work(conn, query, params)
         except psycopg.Error as exc:
@@ -147,12 +217,7 @@ class Nodes:
 
     def hold(self, name: str) -> Connection[Any]:
         """A connection to ``name`` kept until :meth:`release` (a pinned session's)."""
-        pool = self.pool(name)
-        try:
-            conn: Connection[Any] = pool.getconn()
-            return conn
-        except PoolTimeout as exc:
-            raise self._context.unavailable(name, exc) from exc
+        return self._getconn(name, self.pool(name), None)
 
     def release(self, name: str, conn: Connection[Any]) -> None:
         """Give back a held connection, reset as a new session would find it."""

@@ -9,6 +9,7 @@ pools are made on first use. The parent's connections stay valid.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -152,6 +153,15 @@ class PoolSet(Generic[P]):
             self.counters["pools_opened"] += 1
             return pool
 
+    def retire(self, name: str, pool: P) -> P | None:
+        """Stop sharing ``pool`` as node ``name``'s (the next user makes a new one);
+        it, to close, unless another caller retired it first."""
+        with self._lock:
+            if self._pools.get(name) is not pool:
+                return None
+            del self._pools[name]
+        return pool
+
     def take_all(self) -> list[P]:
         """Close the set: no pool is published after this. Every pool, to close them."""
         self._check_pid()
@@ -175,3 +185,30 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _QuietReconnects(logging.Filter):
+    """psycopg_pool warns on every failed reconnect attempt of a pool, many times a
+    second while a node is down: pass the first warning of each pool, then none until
+    its node is seen back up (:meth:`reset`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._warned: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.msg.startswith("error connecting in"):
+            return True
+        pool = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        if pool in self._warned:
+            return False
+        self._warned.add(pool)
+        return True
+
+    def reset(self, node: str) -> None:
+        """Node ``node`` is back: its pool's next failure is worth a warning again."""
+        self._warned.discard(f"mlscale-{node}")
+
+
+quiet_reconnects = _QuietReconnects()
+logging.getLogger("psycopg.pool").addFilter(quiet_reconnects)

@@ -28,7 +28,7 @@ from ..core.consistency import Consistency
 from ..core.lsn import format_lsn, parse_lsn
 from ..core.route import OnPrimary, OnReplica, Role
 from ..core.route import Scope as RouteScope
-from ..errors import RoutingError
+from ..errors import NoReplicaAvailable, RoutingError
 from .balancer import ReadOptions, Seen
 from .concurrency_sync import pause
 from .context import ClusterContext
@@ -43,7 +43,13 @@ __all__ = ["Router"]
 # Looked up once: attribute access on an enum class costs the hot read path.
 _EVENTUAL_LEVEL = Consistency.EVENTUAL
 _PRIMARY_SCOPE = RouteScope.PRIMARY
-_REPLAYED = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"
+# Whether a standby has replayed a position, and whose history it follows (a token
+# from another cluster or timeline must not be served by it).
+_REPLAYED = (
+    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn, "
+    "(SELECT system_identifier FROM pg_control_system()), "
+    "(SELECT received_tli FROM pg_stat_wal_receiver)"
+)
 _REPLAY_POSITION = "SELECT pg_last_wal_replay_lsn()::text"
 _PRIMARY_POSITION = "SELECT pg_current_wal_lsn()::text"
 
@@ -97,7 +103,8 @@ class Router:
         replica meeting ``options`` for a read, else the primary. ``seen``: what the
         caller has read already (a monotonic session), kept up to date."""
         if c.read_only and scope is not RouteScope.PRIMARY:
-            return self._read(self._context.group(group), options, seen)
+            replica_only = scope is RouteScope.REPLICA
+            return self._read(self._context.group(group), options, seen, replica_only)
         self._context.check_one_call(c)
         self._context.check_role(c, scope, group)  # refuses a write in a replica scope
         return self._nodes.connect(self._context.primary_node(group))
@@ -151,10 +158,11 @@ class Router:
 
     @contextmanager
     def _read(
-        self, group: str, options: ReadOptions, seen: Seen | None
+        self, group: str, options: ReadOptions, seen: Seen | None, replica_only: bool = False
     ) -> Iterator[Connection[Any]]:
         """A connection for a read in ``group`` that meets ``options``: a replica
-        that has replayed what it must, else (after a bounded wait) the primary."""
+        that has replayed what it must, else (after a bounded wait) the primary --
+        never the primary with ``replica_only`` (an explicit replica scope)."""
         balancer = self._balancer
         names = self._context.replica_nodes(group)
         primary = self._context.primary_node(group)
@@ -168,7 +176,8 @@ class Router:
                 for name in decision.replicas:
                     with self._nodes.connect(name) as conn:
                         cur = conn.execute(_REPLAYED, (format_lsn(decision.lsn),), prepare=True)
-                        if _first_value(cur):
+                        row = cur.fetchone()
+                        if row is not None and req.serves(row[0], row[1], row[2]):
                             balancer.record_wait((time.monotonic() - started) * 1000, True)
                             balancer.record(
                                 UseReplica(name, "replayed"), options.consistency, primary
@@ -182,6 +191,13 @@ class Router:
             balancer.record_wait((time.monotonic() - started) * 1000, False)
             decision = balancer.decide(
                 balancer.states(group, names, self.samples()), req.without_wait()
+            )
+        if replica_only and isinstance(decision, UsePrimary):
+            refused = NoReplica(decision.cause, decision.reason)
+            balancer.record(refused, options.consistency, primary)
+            raise NoReplicaAvailable(
+                f"no replica of {group} may serve this read ({decision.reason}); a replica "
+                "scope never reads from the primary"
             )
         balancer.record(decision, options.consistency, primary)
         if isinstance(decision, NoReplica):

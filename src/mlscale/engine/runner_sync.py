@@ -96,16 +96,19 @@ class Runner:
     ) -> Any:
         """``work(conn, query, params)`` where ``query`` must run. A read whose replica
         fails is retried once elsewhere; anything else only if ``idempotent``."""
+        self._check_usable()
         c = self._context.classify(query)
         shard_plan = self._shard_plan(c, query, params, shard_key, broadcast)
-        # Decided before the attempt: a failure may reset a session's state.
-        may_repeat = idempotent and self._may_repeat(c)
+        # Decided before the attempt: a failure may reset a session's state. A read
+        # is safe to repeat (say, on a primary that restarted and left dead pooled
+        # connections behind); a write only if the caller says so.
+        may_repeat = (idempotent or c.read_only) and self._may_repeat(c)
         try:
             result = self._attempt(c, query, params, options, work, combine, shard_plan)
         except NodeUnavailableError as exc:
-            if c.read_only and exc.node_role == "replica":
+            if c.read_only and (exc.node_role == "replica" or may_repeat):
                 self._context.balancer.record_retry()
-                log.info("read failed on %s (%s); retrying once elsewhere", exc.node, exc)
+                log.info("read failed on %s (%s); retrying once", exc.node, exc)
             elif may_repeat:
                 log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
             else:
@@ -125,6 +128,14 @@ class Runner:
     def _home_group(self) -> str:
         """The group a statement runs in when no shard key places it."""
         return self._context.group(None)
+
+    def _check_usable(self) -> None:
+        """Raise if calls can no longer run here (a closed cluster, an ended block)."""
+        self._context.check_open()
+
+    def _group_given(self) -> bool:
+        """Whether the caller named the shard group its calls run in."""
+        return False
 
     def _may_repeat(self, c: Classification) -> bool:
         """Whether ``c`` may run again on a new connection after its node failed: not
@@ -153,8 +164,11 @@ class Runner:
         self, c: Classification, query: str, params: Params, shard_key: Any, broadcast: bool
     ) -> ShardPlan | None:
         """Where a statement on sharded tables runs (None: it touches none)."""
-        directory = self._rooms.directory.current()
-        if not directory.tables and shard_key is NO_KEY and not broadcast:
+        keyed = shard_key is not NO_KEY or broadcast
+        directory = self._rooms.directory.for_call(query, keyed, self._group_given())
+        if directory is None:
+            return None
+        if not directory.tables and not keyed:
             return None
         routed = self._context.key_reader(directory).read(query, params)
         return plan_shards(
@@ -318,16 +332,8 @@ class Runner:
         idempotent: bool = False,
     ) -> Any:
         """The first column of the first row, or None if there is no row."""
-        row = self.fetch_one(
-            query,
-            params,
-            consistency=consistency,
-            token=token,
-            max_lag_ms=max_lag_ms,
-            max_lag_bytes=max_lag_bytes,
-            shard_key=shard_key,
-            idempotent=idempotent,
-        )
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        row = self._fetch(query, params, False, options, True, shard_key, False, idempotent)
         return None if row is None else row[0]
 
     def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
@@ -352,6 +358,7 @@ class Runner:
         def given_rows(conn: Connection[Any], text: str, _: Params) -> Any:
             return copy_rows(conn, text, rows)
 
+        self._check_usable()
         if rows is not None:
             split = self._split_copy(query, rows)
             if split is not None:

@@ -92,6 +92,9 @@ class AsyncScope(AsyncRunner):
     def _home_group(self) -> str:
         return self._context.group(self._group)
 
+    def _group_given(self) -> bool:
+        return self._group is not None
+
     async def __aenter__(self) -> AsyncScope:
         return self
 
@@ -109,6 +112,17 @@ class AsyncTransaction(AsyncRunner):
         self.group = self._context.pools.node(node).group
         self.dirty = False  # whether a statement left session state on the connection
         self.token: CausalToken | None = None  # set once committed
+        self.active = True  # until its block ends: then its connection is someone else's
+
+    def _check_usable(self) -> None:
+        if not self.active:
+            raise MlscaleError(
+                "this transaction's block has ended (committed or rolled back); "
+                "open a new one with cluster.transaction()"
+            )
+
+    def _group_given(self) -> bool:
+        return True  # it runs on one group's primary
 
     def _may_repeat(self, c: Classification) -> bool:
         return False  # the transaction died with its connection
@@ -134,6 +148,7 @@ class AsyncTransaction(AsyncRunner):
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[AsyncTransaction]:
         """A nested transaction (SAVEPOINT): rolled back alone if its block raises."""
+        self._check_usable()
         with translating(self.node):
             async with self._conn.transaction():
                 yield self
@@ -164,6 +179,7 @@ async def open_transaction(
         if rooms.hooks:
             rooms.hooks.fire(Committed((group,), None, tx.token))
     finally:
+        tx.active = False
         if reset_dirty and tx.dirty:
             await reset_session(conn)
 
@@ -206,11 +222,30 @@ class AsyncSession(AsyncRunner):
         """The newest WAL position (bytes) read from in each group (monotonic sessions)."""
         return dict(self._seen.by_group)
 
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise MlscaleError("this session is closed; open a new one with cluster.session()")
+        self._context.check_open()
+
+    def _group_given(self) -> bool:
+        return self._group is not None
+
     def _may_repeat(self, c: Classification) -> bool:
         return not self.pinned and not self.state.needs_pin(c)
 
     def _home_group(self) -> str:
         return self._context.group(self._group)
+
+    async def _write_parts(
+        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
+    ) -> Any:
+        """A write split over groups, when the session holds no connection: run as the
+        cluster runs it, the token advanced in every group it committed in."""
+        if self.pinned or self.state.needs_pin(c):
+            return await super()._write_parts(c, shard_plan, work, combine)
+        return await self._rooms.fanout.write_parts(
+            c, shard_plan, work, combine, committed=self._wrote
+        )
 
     def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
         if self.state.in_transaction:

@@ -11,7 +11,13 @@ from typing import Any
 from ..core.balance import RouterMetrics
 from ..core.route import Route
 
-__all__ = ["BanInfo", "ClassifierStats", "ClusterStats", "RouteExplanation"]
+__all__ = [
+    "BanInfo",
+    "ClassifierStats",
+    "ClusterStats",
+    "PrimaryPosition",
+    "RouteExplanation",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,16 @@ class ClassifierStats:
 
 
 @dataclass(frozen=True, slots=True)
+class PrimaryPosition:
+    """A group's primary as last seen: its WAL position then, and how long ago (s).
+    While a primary is down, replica staleness and bounded-staleness reads are
+    measured against this position (nothing can commit without the primary)."""
+
+    lsn: str
+    seen_s_ago: float
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterStats:
     """One cluster client's counters now.
 
@@ -46,7 +62,8 @@ class ClusterStats:
     ...); ``cluster``: the client's own (``pools_opened``, ``fork_resets``);
     ``reads``: routed reads by node, by consistency, fallbacks, refusals, token
     waits, retries; ``outstanding``: reads in flight by node (least-outstanding
-    balancing only); ``bans``: replicas out of read rotation, by node.
+    balancing only); ``bans``: replicas out of read rotation, by node; ``primaries``:
+    each group's primary position as last seen; ``down``: nodes seen down, with why.
     """
 
     pools: dict[str, dict[str, int]]
@@ -55,9 +72,13 @@ class ClusterStats:
     reads: RouterMetrics
     outstanding: dict[str, int] = field(default_factory=dict)
     bans: dict[str, BanInfo] = field(default_factory=dict)
+    primaries: dict[str, PrimaryPosition] = field(default_factory=dict)
+    down: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "primaries": {g: asdict(p) for g, p in self.primaries.items()},
+            "down": self.down,
             "pools": self.pools,
             "cluster": self.cluster,
             "classifier": asdict(self.classifier),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -40,8 +41,17 @@ BANS_POLL_S = 1.0
 class AsyncCatalogWatch:
     """Follows the catalog of ``config``'s control node in the background."""
 
-    def __init__(self, config: ClusterConfig, *, interval_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        interval_s: float = 0.1,
+        on_change: Callable[[str, str | None], None] | None = None,
+    ) -> None:
         self.config = config
+        # on_change("control", error): the control node seen down, or back (None).
+        self._on_change = on_change
+        self._control_down = False
         self.interval_s = interval_s
         self._control = nodes_of(config)[0]
         self._conn: AsyncConnection[Any] | None = None
@@ -108,10 +118,17 @@ class AsyncCatalogWatch:
             if SHARDING_CHANNEL in channels or now >= self._next_directory:
                 self._next_directory = now + self._directory_poll_s
                 await self._reload_directory(conn)
+            if self._control_down and self._on_change is not None:
+                self._on_change(self._control.name, None)
+            self._control_down = False
         except (psycopg.Error, OSError) as exc:
             log.info("could not read the catalog: %s", describe_failure(exc))
             await self._drop()
+            if not self._control_down and self._on_change is not None:
+                self._on_change(self._control.name, describe_failure(exc))
+            self._control_down = True
             await self._stop.wait(self.interval_s)
+            return
         finally:
             self.rounds += 1
 

@@ -180,7 +180,7 @@ def test_a_read_whose_replica_fails_is_retried_once_elsewhere(rooms: Rooms) -> N
     nodes.down.add("g0-replica1")
     served = {scope.fetch_value("SELECT 1") for _ in range(4)}
     assert served == {"g0-replica2"}  # no error reached the caller
-    assert rooms.context.stats().reads.retries == 1  # one failure, then banned
+    assert rooms.context.stats({}, {}).reads.retries == 1  # one failure, then banned
     assert rooms.context.balancer.bans_now()["g0-replica1"].kind == "error"
     # A second failure in the same call is not retried again.
     nodes.down.update({"g0-replica2", "g0-primary"})

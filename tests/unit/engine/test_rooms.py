@@ -46,7 +46,13 @@ def _reaches(tree: ast.AST) -> list[str]:
             found += [f"import {a.name}" for a in node.names if _private(a.name)]
         elif isinstance(node, ast.Attribute) and _private(node.attr):
             owner = node.value
-            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+            own = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
+            base = (
+                isinstance(owner, ast.Call)
+                and isinstance(owner.func, ast.Name)
+                and owner.func.id == "super"
+            )
+            if not (own or base):
                 found.append(f"{ast.unparse(owner)}.{node.attr} (line {node.lineno})")
     return found
 
