@@ -670,3 +670,24 @@ def test_concurrent_split_writes_are_counted_whole_and_never_deadlock(sharded: C
     assert everything == set(acked)  # each acknowledged row, nothing of a refused batch
     assert not (set(refused) & everything)
     assert assert_placed_by_map(c, EVENTS) == len(acked)
+
+
+def test_a_read_your_writes_session_writes_across_groups_and_reads_them_back(
+    sharded: Cluster,
+) -> None:
+    """An unpinned session runs a write split over groups as the cluster does, and its
+    token then holds a position in every group it committed in."""
+    c = sharded
+    clear(c)
+    k0 = next(k for k in range(1100, 1200) if c.locate(FAMILY, k) == "g0")
+    k1 = next(k for k in range(1100, 1200) if c.locate(FAMILY, k) == "g1")
+    with c.session(consistency="read_your_writes") as s:
+        insert = "INSERT INTO sh_events (user_id, body) VALUES (%s, 'both'), (%s, 'both')"
+        assert s.execute(insert, (k0, k1)) == 2
+        assert set(s.token) == {"g0", "g1"}
+        for k in (k0, k1):
+            assert s.fetch_value("SELECT count(*) FROM sh_events WHERE user_id = %s", (k,)) == 1
+        s.execute("SET application_name = 'pinned'")  # a pinned session holds one group
+        with pytest.raises(RoutingError, match="spans shard groups"):
+            s.execute(insert, (k0, k1))
+    assert counts(c) == {"g0": 1, "g1": 1}
