@@ -6,6 +6,8 @@ says what a caller sees meanwhile; the figures are printed.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import threading
@@ -170,10 +172,27 @@ def test_a_dead_primary_for_a_minute_under_mixed_load(small: LocalCluster) -> No
     )
 
 
-def test_a_down_node_fails_fast_and_is_used_again_at_once(small: LocalCluster) -> None:
+def test_a_down_node_fails_fast_and_is_used_again_at_once(
+    small: LocalCluster, caplog: pytest.LogCaptureFixture
+) -> None:
     with Cluster.from_file(small.layout.config) as cluster:
-        assert cluster.fetch_value("SELECT 1") == 1  # the monitor runs
+        for _ in range(4):
+            assert cluster.fetch_value("SELECT 1") == 1  # the monitor runs, pools open
+        caplog.set_level(logging.WARNING, logger="psycopg.pool")
+
+        def busy() -> None:  # a connection in use when the node dies comes back broken
+            with contextlib.suppress(MlscaleError, psycopg.Error):
+                cluster.replica().fetch_value("SELECT pg_sleep(10)")
+
+        reader = threading.Thread(target=busy)
+        reader.start()
+        time.sleep(0.5)
         _kill(small, "g0-replica1")
+        reader.join(10)
+        time.sleep(4.0)  # psycopg_pool reconnects meanwhile, with a backoff from 1 s
+        warned = [r for r in caplog.records if "error connecting in 'mlscale-g0-replica1'"
+                  in r.getMessage()]
+        assert len(warned) <= 1, [r.getMessage() for r in warned]
         deadline = time.monotonic() + 5
         while "refused" not in cluster.stats().down.get("g0-replica1", ""):
             assert time.monotonic() < deadline, cluster.stats().down
