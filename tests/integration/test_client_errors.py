@@ -1,7 +1,8 @@
 """A client's mistakes are the client's: usage errors, never a lost node, a ban or a retry.
 
 Against the real 2-group cluster: a statement the driver refuses to send (more than
-65,535 parameters) raises QueryError and leaves every replica in rotation.
+65,535 parameters) raises QueryError and leaves every replica in rotation; a sharded
+IN list of 70,000 keys runs (sent as one array parameter).
 """
 
 # ruff: noqa: S608 -- the statements are composed of placeholders and constant names
@@ -11,7 +12,9 @@ from __future__ import annotations
 import pytest
 
 from mlscale import Cluster, NodeUnavailableError, QueryError
+from mlscale.core.shardmaps import KeyFamily, SlotMap
 
+FAMILY = "ce_users"
 N = 70_000  # past the protocol's 65,535 parameters per statement
 
 
@@ -21,6 +24,19 @@ def error_bans(cluster: Cluster) -> dict[str, str]:
 
 def placeholders(n: int) -> str:
     return ", ".join(["%s"] * n)
+
+
+@pytest.fixture()
+def sharded(cluster: Cluster, sharding_restored: None) -> Cluster:
+    """ce_events sharded on user_id (int8) over g0 and g1; gone after the test."""
+    cluster.create_shard_map(SlotMap.even(KeyFamily.of(FAMILY, "int8"), ["g0", "g1"]), reason="t")
+    cluster.create_sharded_table(
+        "CREATE TABLE ce_events (user_id bigint NOT NULL, body text, at timestamptz, "
+        "PRIMARY KEY (user_id))",
+        shard_key="user_id",
+        family=FAMILY,
+    )
+    return cluster
 
 
 # -- more parameters than the protocol takes ---------------------------------------------------
@@ -60,3 +76,34 @@ def test_too_many_parameters_leaves_a_transaction_usable(cluster: Cluster) -> No
         with pytest.raises(QueryError, match="refused by the driver"):
             tx.fetch_value(f"SELECT 1 WHERE 1 IN ({placeholders(N)})", list(range(N)))
         assert tx.fetch_value("SELECT 2") == 2  # nothing reached the server
+
+
+# -- a long sharded IN list ----------------------------------------------------------------------
+
+
+def keys_on(cluster: Cluster, group: str, n: int) -> list[int]:
+    keys: list[int] = []
+    k = 0
+    while len(keys) < n:
+        if cluster.locate(FAMILY, k) == group:
+            keys.append(k)
+        k += 1
+    return keys
+
+
+def test_an_in_list_of_70k_keys_on_one_group_returns_its_rows(sharded: Cluster) -> None:
+    c = sharded
+    keys = keys_on(c, "g0", N)
+    assert c.copy("COPY ce_events (user_id, body) FROM STDIN", [(k, f"b{k}") for k in keys]) == N
+    rows = c.fetch_all(
+        f"SELECT user_id, body FROM ce_events WHERE user_id IN ({placeholders(N)})", keys
+    )
+    assert sorted(rows) == [(k, f"b{k}") for k in keys]
+    # Spread over both groups (each gets its own array) and as a write.
+    mixed = keys[: N // 2] + keys_on(c, "g1", N // 2)
+    c.copy("COPY ce_events (user_id, body) FROM STDIN", [(k, "g1") for k in mixed[N // 2 :]])
+    both = c.fetch_all(f"SELECT user_id FROM ce_events WHERE user_id IN ({placeholders(N)})", mixed)
+    assert sorted(k for (k,) in both) == sorted(mixed)
+    deleted = c.execute(f"DELETE FROM ce_events WHERE user_id IN ({placeholders(N)})", mixed)
+    assert deleted == N
+    assert c.fetch_value("SELECT count(*) FROM ce_events WHERE user_id = %s", (keys[-1],)) == 1
