@@ -2,16 +2,22 @@
 
 Against the real 2-group cluster: a statement the driver refuses to send (more than
 65,535 parameters) raises QueryError and leaves every replica in rotation; a sharded
-IN list of 70,000 keys runs (sent as one array parameter).
+IN list of 70,000 keys runs (sent as one array parameter); COPY honours its FORMAT
+(binary and csv, both ways) or refuses it before anything is sent.
 """
 
 # ruff: noqa: S608 -- the statements are composed of placeholders and constant names
 
 from __future__ import annotations
 
+import datetime
+import decimal
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
-from mlscale import Cluster, NodeUnavailableError, QueryError
+from mlscale import Cluster, NodeUnavailableError, QueryError, RoutingError
 from mlscale.core.shardmaps import KeyFamily, SlotMap
 
 FAMILY = "ce_users"
@@ -24,6 +30,22 @@ def error_bans(cluster: Cluster) -> dict[str, str]:
 
 def placeholders(n: int) -> str:
     return ", ".join(["%s"] * n)
+
+
+@pytest.fixture()
+def items(cluster: Cluster) -> Iterator[str]:
+    """An unsharded table on g0 with a generated column (COPY without a column
+    list skips it)."""
+    p = cluster.primary("g0")
+    p.execute("DROP TABLE IF EXISTS ce_items")
+    p.execute(
+        "CREATE TABLE ce_items (id bigint PRIMARY KEY, name text, amount numeric, "
+        "at timestamptz, tags int4[], twice bigint GENERATED ALWAYS AS (id * 2) STORED)"
+    )
+    try:
+        yield "ce_items"
+    finally:
+        p.execute("DROP TABLE IF EXISTS ce_items")
 
 
 @pytest.fixture()
@@ -107,3 +129,110 @@ def test_an_in_list_of_70k_keys_on_one_group_returns_its_rows(sharded: Cluster) 
     deleted = c.execute(f"DELETE FROM ce_events WHERE user_id IN ({placeholders(N)})", mixed)
     assert deleted == N
     assert c.fetch_value("SELECT count(*) FROM ce_events WHERE user_id = %s", (keys[-1],)) == 1
+
+
+# -- COPY formats -------------------------------------------------------------------------------
+
+UTC = datetime.UTC
+ROWS = [
+    (
+        1,
+        "plain",
+        decimal.Decimal("1.5"),
+        datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+        [1, 2],
+    ),
+    (2, 'a,b "quoted" \\ back\nslash', None, None, None),
+    (3, "", decimal.Decimal("-2"), None, []),
+    (4, "\\.", None, None, [None, 3]),
+    (5, "NULL", decimal.Decimal("0"), None, [7]),
+]
+COLUMNS = "id, name, amount, at, tags"
+
+
+def as_text(cluster: Cluster) -> list[tuple[str | None, ...]]:
+    """The rows of ce_items as the server prints them (text and csv COPY TO give these)."""
+    return cluster.primary("g0").fetch_all(
+        "SELECT id::text, name, amount::text, at::text, tags::text FROM ce_items ORDER BY id"
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "WITH (FORMAT binary)",
+        "WITH (FORMAT csv)",
+        "WITH CSV",
+        "WITH (FORMAT csv, DELIMITER ';', NULL 'NULL', QUOTE '''', ESCAPE '\\')",
+        "",
+    ],
+)
+@pytest.mark.parametrize("column_list", [True, False], ids=["columns", "all"])
+def test_copy_round_trips_in_its_format(
+    cluster: Cluster, items: str, options: str, column_list: bool
+) -> None:
+    p = cluster.primary("g0")
+    columns = f"({COLUMNS})" if column_list else ""
+    assert p.copy(f"COPY ce_items {columns} FROM STDIN {options}", ROWS) == len(ROWS)
+    assert p.fetch_all(f"SELECT {COLUMNS} FROM ce_items ORDER BY id") == ROWS
+    assert p.fetch_all("SELECT twice FROM ce_items ORDER BY id") == [(2 * r[0],) for r in ROWS]
+    out = p.copy(f"COPY (SELECT {COLUMNS} FROM ce_items ORDER BY id) TO STDOUT {options}")
+    table_out = p.copy(f"COPY ce_items {columns} TO STDOUT {options}")
+    if "binary" in options:
+        assert out == ROWS and sorted(table_out) == ROWS
+    else:
+        text = as_text(cluster)
+        assert out == text
+        assert sorted(table_out, key=lambda r: int(r[0] or 0)) == text
+        assert text[1][1] == ROWS[1][1] and text[2][1] == "" and text[1][2] is None
+
+
+def test_binary_and_csv_copy_into_a_sharded_table(sharded: Cluster) -> None:
+    c = sharded
+    at = datetime.datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
+    binary = [(k, f"bin-{k}", at) for k in range(1, 41)]
+    csv = [(k, f'csv, "{k}"\n', None) for k in range(41, 81)]
+    assert c.copy("COPY ce_events (user_id, body, at) FROM STDIN (FORMAT binary)", binary) == 40
+    assert c.copy("COPY ce_events (user_id, body, at) FROM STDIN WITH CSV", csv) == 40
+    rows = c.fetch_all(
+        "SELECT user_id, body, at FROM ce_events WHERE user_id = ANY(%s)", [list(range(1, 81))]
+    )
+    assert sorted(rows) == binary + csv
+    assert {c.locate(FAMILY, k) for k, _, _ in rows} == {"g0", "g1"}
+
+
+@pytest.mark.parametrize(
+    ("statement", "rows", "message"),
+    [
+        (
+            "COPY ce_items (id, name) FROM STDIN (FORMAT csv, HEADER)",
+            [(1, "a")],
+            "leave HEADER out",
+        ),
+        ("COPY ce_items (id, name) FROM STDIN (DELIMITER ',')", [(1, "a")], "use FORMAT csv"),
+        ("COPY ce_items (id, name) FROM STDIN (ENCODING 'LATIN1')", [(1, "a")], "ENCODING"),
+        ("COPY ce_items TO STDOUT", [(1, "a")], "without rows"),
+    ],
+)
+def test_copy_options_it_cannot_honour_are_refused_before_anything_is_sent(
+    cluster: Cluster, items: str, statement: str, rows: Any, message: str
+) -> None:
+    with pytest.raises(RoutingError, match=message):
+        cluster.copy(statement, rows)
+    assert cluster.primary("g0").fetch_value("SELECT count(*) FROM ce_items") == 0
+
+
+def test_binary_copy_of_a_type_without_a_binary_adapter_is_refused(cluster: Cluster) -> None:
+    p = cluster.primary("g0")
+    p.execute("DROP TABLE IF EXISTS ce_moods")
+    p.execute("DROP TYPE IF EXISTS ce_mood")
+    p.execute("CREATE TYPE ce_mood AS ENUM ('ok', 'sad')")
+    p.execute("CREATE TABLE ce_moods (id int PRIMARY KEY, mood ce_mood)")
+    try:
+        with pytest.raises(RoutingError, match="column mood of type ce_mood"):
+            p.copy("COPY ce_moods FROM STDIN (FORMAT binary)", [(1, "ok")])
+        assert p.copy("COPY ce_moods FROM STDIN (FORMAT csv)", [(1, "ok")]) == 1
+        assert p.copy("COPY ce_moods TO STDOUT (FORMAT csv)") == [("1", "ok")]
+    finally:
+        p.execute("DROP TABLE IF EXISTS ce_moods")
+        p.execute("DROP TYPE IF EXISTS ce_mood")
