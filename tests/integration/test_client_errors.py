@@ -117,18 +117,26 @@ def test_an_in_list_of_70k_keys_on_one_group_returns_its_rows(sharded: Cluster) 
     c = sharded
     keys = keys_on(c, "g0", N)
     assert c.copy("COPY ce_events (user_id, body) FROM STDIN", [(k, f"b{k}") for k in keys]) == N
+    # Strong reads: a replica may not have replayed the rows just written.
     rows = c.fetch_all(
-        f"SELECT user_id, body FROM ce_events WHERE user_id IN ({placeholders(N)})", keys
+        f"SELECT user_id, body FROM ce_events WHERE user_id IN ({placeholders(N)})",
+        keys,
+        consistency="strong",
     )
     assert sorted(rows) == [(k, f"b{k}") for k in keys]
     # Spread over both groups (each gets its own array) and as a write.
     mixed = keys[: N // 2] + keys_on(c, "g1", N // 2)
     c.copy("COPY ce_events (user_id, body) FROM STDIN", [(k, "g1") for k in mixed[N // 2 :]])
-    both = c.fetch_all(f"SELECT user_id FROM ce_events WHERE user_id IN ({placeholders(N)})", mixed)
+    both = c.fetch_all(
+        f"SELECT user_id FROM ce_events WHERE user_id IN ({placeholders(N)})",
+        mixed,
+        consistency="strong",
+    )
     assert sorted(k for (k,) in both) == sorted(mixed)
     deleted = c.execute(f"DELETE FROM ce_events WHERE user_id IN ({placeholders(N)})", mixed)
     assert deleted == N
-    assert c.fetch_value("SELECT count(*) FROM ce_events WHERE user_id = %s", (keys[-1],)) == 1
+    left = "SELECT count(*) FROM ce_events WHERE user_id = %s"
+    assert c.fetch_value(left, (keys[-1],), consistency="strong") == 1
 
 
 # -- COPY formats -------------------------------------------------------------------------------
@@ -195,7 +203,9 @@ def test_binary_and_csv_copy_into_a_sharded_table(sharded: Cluster) -> None:
     assert c.copy("COPY ce_events (user_id, body, at) FROM STDIN (FORMAT binary)", binary) == 40
     assert c.copy("COPY ce_events (user_id, body, at) FROM STDIN WITH CSV", csv) == 40
     rows = c.fetch_all(
-        "SELECT user_id, body, at FROM ce_events WHERE user_id = ANY(%s)", [list(range(1, 81))]
+        "SELECT user_id, body, at FROM ce_events WHERE user_id = ANY(%s)",
+        [list(range(1, 81))],
+        consistency="strong",  # a replica may not have replayed the rows just copied
     )
     assert sorted(rows) == binary + csv
     assert {c.locate(FAMILY, k) for k, _, _ in rows} == {"g0", "g1"}
