@@ -43,6 +43,7 @@ RENAMES = {
     "AsyncTransaction": "Transaction",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",
+    "AsyncCopy": "Copy",
     "AsyncCursor": "Cursor",
     "AsyncIterator": "Iterator",
     "AbstractAsyncContextManager": "AbstractContextManager",

@@ -20,7 +20,7 @@ with ``raise ... from exc`` so the cause is kept::
     └── DatabaseError            a database operation failed
         ├── NodeUnavailableError no connection to a node could be had
         ├── PartialWriteError    a write split over shard groups committed on some only
-        └── QueryError           the server rejected a statement (has .sqlstate, .node)
+        └── QueryError           the server or driver rejected a statement (.sqlstate, .node)
             ├── IntegrityViolation    a constraint was violated (SQLSTATE class 23)
             ├── TransactionConflict   serialization failure or deadlock (40001, 40P01): retry
             └── ReadOnlyViolation     a write reached a read-only node (25006)
@@ -141,7 +141,11 @@ class ShardKeyError(RoutingError):
 
 class QueryError(DatabaseError):
     """The server rejected a statement. ``sqlstate`` is PostgreSQL's error code,
-    ``node`` the node that ran it; ``__cause__`` is the driver's error."""
+    ``node`` the node that ran it; ``__cause__`` is the driver's error.
+
+    ``sqlstate`` is None when the driver refused to send the statement (more than
+    65,535 parameters, a value it cannot adapt): the caller's mistake, not the node's,
+    so it bans no replica and is never retried."""
 
     def __init__(
         self, message: str, *, sqlstate: str | None = None, node: str | None = None

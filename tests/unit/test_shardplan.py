@@ -121,3 +121,29 @@ def test_parts_come_in_the_clusters_group_order_whatever_the_key_order() -> None
     routed = ROUTER.read("COPY events (user_id) FROM STDIN")
     p = split_copy_rows(routed, DIRECTORY, "COPY", [(K1,), (K0,)], GROUPS)
     assert p.groups == GROUPS
+
+
+def _items(n: int) -> str:
+    return ", ".join(["%s"] * n)
+
+
+def test_seventy_thousand_keys_on_one_group_are_one_array_parameter() -> None:
+    keys = [k for k in range(200_000) if USERS.locate(k) == "g0"][:70_000]
+    sql = "SELECT user_id FROM events WHERE user_id IN (LIST)".replace("LIST", _items(len(keys)))
+    p = run(sql, keys, write=False)
+    (part,) = p.parts
+    assert part.group == "g0"
+    assert part.sql == "SELECT user_id FROM events WHERE user_id = ANY(CAST(%s AS int8[]))"
+    assert part.params == (keys,)
+
+
+def test_seventy_thousand_keys_on_two_groups_are_an_array_each() -> None:
+    keys = list(range(70_000))
+    sql = "DELETE FROM events WHERE user_id IN (LIST)".replace("LIST", _items(len(keys)))
+    p = run(sql, keys, write=True)
+    assert p.groups == GROUPS
+    by_group = {part.group: part for part in p.parts}
+    for group, part in by_group.items():
+        assert part.sql == "DELETE FROM events WHERE user_id = ANY(CAST(%s AS int8[]))"
+        (values,) = part.params
+        assert values == [k for k in keys if USERS.locate(k) == group]

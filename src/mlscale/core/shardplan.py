@@ -9,6 +9,8 @@ Rules, in the user's terms:
 
 - a key in the statement (``WHERE key = ...``, ``IN``, ``= ANY``, the rows of an
   ``INSERT ... VALUES``) places it; keys on several groups split it per group;
+  a long ``IN`` list of parameters is sent as one array parameter (``= ANY``), so a
+  statement with 70,000 keys never meets the protocol's 65,535-parameter limit;
 - an explicit ``shard_key=`` places a statement whose key cannot be read;
 - a write with no key runs on every group only with ``broadcast=True``;
 - a read with no key is refused until scatter-gather reads exist;
@@ -169,8 +171,10 @@ def plan(
             f"its keys live on {len(grouping)} shard groups and {routed.unsplittable}; "
             f"{_SCATTER_GATHER}"
         )
-    kind = "rows" if isinstance(routed, InsertRows) else "keys"
-    split = routed.split(grouping)
+    if isinstance(routed, InsertRows):
+        kind, split = "rows", routed.split(grouping)
+    else:  # a long IN list goes as one array of the key's type: see ByKeys.split
+        kind, split = "keys", routed.split(grouping, key_types=shard_map.key_types)
     parts = _in_order(
         [Part(g, text, params) for g, (text, params) in split.items()], all_groups
     )

@@ -135,6 +135,7 @@ class AsyncNodes:
         pool = await self.pool(name)
         if replica:
             self._balancer.begin(name)
+        conn: AsyncConnection[Any] | None = None
         try:
             conn = await self._getconn(name, pool, timeout_s)
         except NodeUnavailableError as exc:
@@ -151,7 +152,7 @@ class AsyncNodes:
                 if replica:
                     self._balancer.end(name)
                 raise
-            raise await self._failed(name, role, pool, exc) from exc
+            raise await self._failed(name, role, pool, exc, conn) from exc
         except BaseException:
             if replica:
                 self._balancer.end(name)
@@ -209,7 +210,7 @@ class AsyncNodes:
             result = await work(conn, query, params)
         except psycopg.Error as exc:
             await pool.putconn(conn)
-            raise await self._failed(name, "replica", pool, exc) from exc
+            raise await self._failed(name, "replica", pool, exc, conn) from exc
         except BaseException:
             await pool.putconn(conn)
             raise
@@ -230,12 +231,19 @@ class AsyncNodes:
             await pool.putconn(conn)
 
     async def _failed(
-        self, name: str, role: str, pool: AsyncConnectionPool[Any], exc: psycopg.Error
+        self,
+        name: str,
+        role: str,
+        pool: AsyncConnectionPool[Any],
+        exc: psycopg.Error,
+        conn: AsyncConnection[Any] | None,
     ) -> MlscaleError:
-        """The mlscale error for driver error ``exc`` on node ``name``. A node found
-        unavailable has its other idle connections checked now (they died with it),
-        and a replica is banned for a while."""
-        err = translate(exc, name, role)
+        """The mlscale error for driver error ``exc`` on node ``name``, raised while
+        using ``conn`` (None: before one was had). A node found unavailable has its
+        other idle connections checked now (they died with it), and a replica is
+        banned for a while; an error that left ``conn`` healthy (the driver refusing
+        a statement, say) is the caller's and bans nothing."""
+        err = translate(exc, name, role, conn)
         if isinstance(err, NodeUnavailableError):
             await pool.check()
             if role == "replica":

@@ -135,6 +135,7 @@ class Nodes:
         pool = self.pool(name)
         if replica:
             self._balancer.begin(name)
+        conn: Connection[Any] | None = None
         try:
             conn = self._getconn(name, pool, timeout_s)
         except NodeUnavailableError as exc:
@@ -151,7 +152,7 @@ class Nodes:
                 if replica:
                     self._balancer.end(name)
                 raise
-            raise self._failed(name, role, pool, exc) from exc
+            raise self._failed(name, role, pool, exc, conn) from exc
         except BaseException:
             if replica:
                 self._balancer.end(name)
@@ -207,7 +208,7 @@ class Nodes:
             result = work(conn, query, params)
         except psycopg.Error as exc:
             pool.putconn(conn)
-            raise self._failed(name, "replica", pool, exc) from exc
+            raise self._failed(name, "replica", pool, exc, conn) from exc
         except BaseException:
             pool.putconn(conn)
             raise
@@ -228,12 +229,19 @@ class Nodes:
             pool.putconn(conn)
 
     def _failed(
-        self, name: str, role: str, pool: ConnectionPool[Any], exc: psycopg.Error
+        self,
+        name: str,
+        role: str,
+        pool: ConnectionPool[Any],
+        exc: psycopg.Error,
+        conn: Connection[Any] | None,
     ) -> MlscaleError:
-        """The mlscale error for driver error ``exc`` on node ``name``. A node found
-        unavailable has its other idle connections checked now (they died with it),
-        and a replica is banned for a while."""
-        err = translate(exc, name, role)
+        """The mlscale error for driver error ``exc`` on node ``name``, raised while
+        using ``conn`` (None: before one was had). A node found unavailable has its
+        other idle connections checked now (they died with it), and a replica is
+        banned for a while; an error that left ``conn`` healthy (the driver refusing
+        a statement, say) is the caller's and bans nothing."""
+        err = translate(exc, name, role, conn)
         if isinstance(err, NodeUnavailableError):
             pool.check()
             if role == "replica":

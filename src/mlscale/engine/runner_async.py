@@ -25,12 +25,14 @@ from psycopg_pool import AsyncConnectionPool
 from ..core.causal import CausalToken
 from ..core.classify import Classification
 from ..core.consistency import Consistency
+from ..core.copyformat import read_copy
 from ..core.keyroute import CopyIn
 from ..core.shardplan import NO_KEY, ShardPlan, split_copy_rows
 from ..core.shardplan import plan as plan_shards
 from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
 from .context import ClusterContext
+from .copydata_async import copy_data
 from .directory_async import AsyncDirectory
 from .fanout_async import AsyncFanout, Combine, concat, first_row, total
 from .hooks import CommitHooks, Committed
@@ -340,22 +342,19 @@ class AsyncRunner:
 
     async def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
         """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
-        ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples).
+        ``COPY ... TO STDOUT`` returns the rows it produced (tuples of text, None for
+        NULL; in binary format, of Python values).
 
-        Into a sharded table, rows are split by their shard key (slots computed in
-        batches) and each group's rows copied in one transaction per group.
+        The statement's FORMAT (text, csv, binary) and its DELIMITER, NULL, QUOTE and
+        ESCAPE (csv) are honoured; what cannot be (HEADER with rows, ENCODING) raises
+        :class:`RoutingError` before anything is sent. Into a sharded table, rows are
+        split by their shard key (slots computed in batches) and each group's rows
+        copied in one transaction per group.
         """
+        layout = read_copy(query, with_rows=rows is not None)
 
         async def copy_rows(conn: AsyncConnection[Any], text: str, data: Any) -> Any:
-            cur = conn.cursor()
-            async with cur.copy(text) as copy:
-                if data is not None:
-                    count = 0
-                    for row in data:
-                        await copy.write_row(row)
-                        count += 1
-                    return count
-                return [row async for row in copy.rows()]
+            return await copy_data(conn, text, layout, data)
 
         async def given_rows(conn: AsyncConnection[Any], text: str, _: Params) -> Any:
             return await copy_rows(conn, text, rows)

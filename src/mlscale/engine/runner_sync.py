@@ -27,12 +27,14 @@ from psycopg_pool import ConnectionPool
 from ..core.causal import CausalToken
 from ..core.classify import Classification
 from ..core.consistency import Consistency
+from ..core.copyformat import read_copy
 from ..core.keyroute import CopyIn
 from ..core.shardplan import NO_KEY, ShardPlan, split_copy_rows
 from ..core.shardplan import plan as plan_shards
 from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
 from .context import ClusterContext
+from .copydata_sync import copy_data
 from .directory_sync import Directory
 from .fanout_sync import Combine, Fanout, concat, first_row, total
 from .hooks import CommitHooks, Committed
@@ -338,22 +340,19 @@ class Runner:
 
     def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
         """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
-        ``COPY ... TO STDOUT`` returns the rows it produced (as text tuples).
+        ``COPY ... TO STDOUT`` returns the rows it produced (tuples of text, None for
+        NULL; in binary format, of Python values).
 
-        Into a sharded table, rows are split by their shard key (slots computed in
-        batches) and each group's rows copied in one transaction per group.
+        The statement's FORMAT (text, csv, binary) and its DELIMITER, NULL, QUOTE and
+        ESCAPE (csv) are honoured; what cannot be (HEADER with rows, ENCODING) raises
+        :class:`RoutingError` before anything is sent. Into a sharded table, rows are
+        split by their shard key (slots computed in batches) and each group's rows
+        copied in one transaction per group.
         """
+        layout = read_copy(query, with_rows=rows is not None)
 
         def copy_rows(conn: Connection[Any], text: str, data: Any) -> Any:
-            cur = conn.cursor()
-            with cur.copy(text) as copy:
-                if data is not None:
-                    count = 0
-                    for row in data:
-                        copy.write_row(row)
-                        count += 1
-                    return count
-                return [row for row in copy.rows()]
+            return copy_data(conn, text, layout, data)
 
         def given_rows(conn: Connection[Any], text: str, _: Params) -> Any:
             return copy_rows(conn, text, rows)

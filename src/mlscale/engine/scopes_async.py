@@ -142,14 +142,14 @@ class AsyncTransaction(AsyncRunner):
             )
         if c.creates:
             self.dirty = True
-        with translating(self.node):
+        with translating(self.node, conn=self._conn):
             yield self._conn
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[AsyncTransaction]:
         """A nested transaction (SAVEPOINT): rolled back alone if its block raises."""
         self._check_usable()
-        with translating(self.node):
+        with translating(self.node, conn=self._conn):
             async with self._conn.transaction():
                 yield self
 
@@ -318,7 +318,7 @@ class AsyncSession(AsyncRunner):
         within(self._context.group(self._group), group)
         conn = await self._pin()
         try:
-            with translating(self._node):
+            with translating(self._node, conn=conn):
                 yield conn
         except DatabaseError:
             if conn.closed:  # the state died with the connection
@@ -338,7 +338,7 @@ class AsyncSession(AsyncRunner):
         """A transaction on the session's (pinned) primary connection."""
         conn = await self._pin()
         try:
-            with translating(self._node):
+            with translating(self._node, conn=conn):
                 async with open_transaction(
                     self._rooms, conn, self._node, isolation, readonly, reset_dirty=False
                 ) as tx:

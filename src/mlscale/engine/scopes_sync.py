@@ -140,14 +140,14 @@ class Transaction(Runner):
             )
         if c.creates:
             self.dirty = True
-        with translating(self.node):
+        with translating(self.node, conn=self._conn):
             yield self._conn
 
     @contextmanager
     def savepoint(self) -> Iterator[Transaction]:
         """A nested transaction (SAVEPOINT): rolled back alone if its block raises."""
         self._check_usable()
-        with translating(self.node):
+        with translating(self.node, conn=self._conn):
             with self._conn.transaction():
                 yield self
 
@@ -312,7 +312,7 @@ class Session(Runner):
         within(self._context.group(self._group), group)
         conn = self._pin()
         try:
-            with translating(self._node):
+            with translating(self._node, conn=conn):
                 yield conn
         except DatabaseError:
             if conn.closed:  # the state died with the connection
@@ -332,7 +332,7 @@ class Session(Runner):
         """A transaction on the session's (pinned) primary connection."""
         conn = self._pin()
         try:
-            with translating(self._node):
+            with translating(self._node, conn=conn):
                 with open_transaction(
                     self._rooms, conn, self._node, isolation, readonly, reset_dirty=False
                 ) as tx:

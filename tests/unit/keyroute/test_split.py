@@ -199,3 +199,78 @@ def test_split_argument_errors() -> None:
     single = _route("SELECT * FROM users WHERE id = 1", None)
     with pytest.raises(ValueError, match="one key"):
         single.split({"a": [0], "b": [0]})
+
+
+# -- long key lists: one array parameter --------------------------------------------------------
+
+
+def _listed(template: str, n: int, item: str = "%s") -> str:
+    """``template`` with LIST replaced by ``n`` comma-separated ``item``s."""
+    return template.replace("LIST", ", ".join([item] * n))
+
+
+def test_a_long_in_list_is_sent_as_one_array_even_to_a_group_with_every_key() -> None:
+    # 70,000 parameters cannot be sent at all (the protocol's limit is 65,535).
+    n = 70_000
+    sql = _listed("SELECT * FROM users WHERE name <> %s AND id IN (LIST) AND email = %s", n)
+    params = ("n", *range(n), "e")
+    got = _route(sql, params)
+    (text, values) = got.split({"g": list(range(n))}, key_types=("int8",))["g"]
+    assert text == (
+        "SELECT * FROM users WHERE name <> %s AND id = ANY(CAST(%s AS int8[])) AND email = %s"
+    )
+    assert values == ("n", list(range(n)), "e")
+
+
+def test_a_long_in_list_split_gives_each_group_its_array() -> None:
+    n = 150
+    sql = _listed("DELETE FROM users WHERE id IN (LIST, '7'::int8) RETURNING id", n - 1)
+    got = _route(sql, tuple(range(100, 100 + n - 1)))
+    out = got.split({"a": list(range(0, n, 2)), "b": list(range(1, n, 2))}, key_types=("int8",))
+    assert out["a"][0] == "DELETE FROM users WHERE id = ANY(CAST(%s AS int8[])) RETURNING id"
+    assert out["a"][1] == ([100 + i for i in range(0, n - 1, 2)],)
+    # The literal item keeps its cast value; the last index is the constant 7.
+    assert out["b"][1] == ([*(100 + i for i in range(1, n - 1, 2)), 7],)
+
+
+def test_a_long_array_literal_named_and_raw_params_become_one_array() -> None:
+    n = 120
+    names = ", ".join(f"%(k{i})s" for i in range(n))
+    sql = _listed("SELECT * FROM users WHERE id = ANY(ARRAY[LIST]) AND name = %(k3)s", 1, names)
+    params = {f"k{i}": f"u{i}" for i in range(n)}
+    out = _route(sql, params).split({"a": list(range(n))}, key_types=("text",))
+    assert out["a"] == (
+        "SELECT * FROM users WHERE id = ANY(CAST(%s AS text[])) AND name = %s",
+        ([f"u{i}" for i in range(n)], "u3"),
+    )
+    raw = ", ".join(f"${i + 1}" for i in range(n))
+    sql = _listed("SELECT * FROM users WHERE id IN (LIST) AND name = $3", 1, raw)
+    out = _route(sql, tuple(range(n))).split({"a": [5, 1]}, key_types=("int8",))
+    assert out["a"] == (
+        "SELECT * FROM users WHERE id = ANY(CAST($1 AS int8[])) AND name = $2",
+        ([1, 5], 2),
+    )
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "key_types"),
+    [
+        # Short lists keep the caller's text (and the hot path parses nothing).
+        ("SELECT * FROM users WHERE id IN (%s, %s)", (1, 2), ("int8",)),
+        # Without the key's type nothing is rewritten.
+        (_listed("SELECT * FROM users WHERE id IN (LIST)", 150), tuple(range(150)), ()),
+        # Constants only: no parameter limit to meet.
+        (_listed("SELECT * FROM users WHERE id IN (LIST)", 150, "7"), None, ("int8",)),
+        # A row IN list of a composite key stays a row list.
+        (
+            _listed("SELECT * FROM events WHERE (tenant, id) IN (LIST)", 150, "(%s, %s)"),
+            tuple(x for i in range(150) for x in ("t", i)),
+            ("text", "int8"),
+        ),
+    ],
+)
+def test_lists_that_stay_as_written(sql: str, params: Params, key_types: tuple[str, ...]) -> None:
+    got = _route(sql, params)
+    everything = list(range(len(got.keys)))
+    out = got.split({"g": everything}, key_types=key_types)
+    assert out["g"][0] is sql and out["g"][1] is params

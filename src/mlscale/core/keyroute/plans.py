@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from pglast import ast
+from pglast.enums import A_Expr_Kind
 from pglast.stream import RawStream
 
 from ..sqltree import parse_fresh, walk
-from .placeholders import Numbered, render
+from .placeholders import Numbered, Style, render
 from .results import (
     ByKeys,
     InsertRows,
@@ -32,9 +33,15 @@ from .results import (
 )
 from .values import ArraySpread, KeySpec, ListSpread, ParamsMismatch, Source, array_value
 
-__all__ = ["ByKeysPlan", "Fixed", "InsertPlan", "Plan"]
+__all__ = ["LONG_KEY_LIST", "ByKeysPlan", "Fixed", "InsertPlan", "Plan"]
 
 G = TypeVar("G", bound=Hashable)
+
+LONG_KEY_LIST = 100
+"""A list of more key items than this (``key IN (%s, ...)``, ``key = ANY(ARRAY[%s, ...])``)
+is sent as one array parameter when split: past 65,535 parameters the driver cannot
+send a statement at all, and well before that one array parses faster than a
+parameter per key. Shorter lists keep the text as the caller wrote it."""
 
 
 class Plan(Protocol):
@@ -106,10 +113,27 @@ class ByKeysPlan:
             return ByKeys(self.table, keys, sql, params, self.unsplittable, self)
         return ByKeys(self.table, keys, sql, params)
 
+    def binds_array(self, key_types: Sequence[str]) -> bool:
+        spread = self.specs[0].spread
+        return (
+            isinstance(spread, ListSpread)
+            and spread.size > LONG_KEY_LIST
+            and len(spread.columns) == 1  # a row IN list of a composite key stays as it is
+            and spread.columns[0] < len(key_types)
+            and self.numbered.style is not Style.NONE  # without params there is no limit
+        )
+
     def split(
-        self, sql: str, params: Params, keys: int, groups: Mapping[G, Sequence[int]]
+        self,
+        sql: str,
+        params: Params,
+        keys: int,
+        groups: Mapping[G, Sequence[int]],
+        key_types: Sequence[str] = (),
     ) -> dict[G, tuple[str, Params]]:
         spread = self.specs[0].spread
+        if isinstance(spread, ListSpread) and self.binds_array(key_types):
+            return self._split_as_array(spread, key_types[spread.columns[0]], params, groups)
         if isinstance(spread, ArraySpread):
             values = array_value(spread.param, params)
             if not spread.shared:
@@ -128,6 +152,43 @@ class ByKeysPlan:
         for group, indexes in groups.items():
             setattr(target, spread.attribute, tuple(items[i] for i in _ordered(indexes)))
             out[group] = render(RawStream()(nodes[0]), self.numbered, value_of)
+        return out
+
+    def _split_as_array(
+        self,
+        spread: ListSpread,
+        key_type: str,
+        params: Params,
+        groups: Mapping[G, Sequence[int]],
+    ) -> dict[G, tuple[str, Params]]:
+        # key IN ($1, ..., $n) -> key = ANY($m::type[]) and key = ANY(ARRAY[$1, ...]) ->
+        # key = ANY($m::type[]): the same rows (PostgreSQL plans an IN list as = ANY of
+        # an array). The cast to the key's type lets the server compare what the router
+        # hashed whatever type the driver gives the list (text for strings, say).
+        nodes = _nodes(self.numbered)
+        fresh = len(self.numbered.keys) + 1
+        array = ast.TypeCast(
+            arg=ast.ParamRef(number=fresh),
+            typeName=ast.TypeName(
+                names=(ast.String(sval=str(key_type)),), typemod=-1, arrayBounds=(ast.Integer(-1),)
+            ),
+        )
+        target = nodes[spread.node]
+        expr = target if spread.attribute == "rexpr" else _any_of(nodes, target)
+        if not isinstance(expr, ast.A_Expr):
+            raise RuntimeError("the statement no longer parses as its plan recorded")
+        expr.kind = A_Expr_Kind.AEXPR_OP_ANY
+        expr.rexpr = array
+        text = RawStream()(nodes[0])
+        original = _value_of(self.numbered, params)
+        out: dict[G, tuple[str, Params]] = {}
+        for group, indexes in groups.items():
+            values = [spread.items[i][0].get(params) for i in _ordered(indexes)]
+
+            def value_of(n: int, values: list[Any] = values) -> Any:
+                return values if n == fresh else original(n)
+
+            out[group] = render(text, self.numbered, value_of)
         return out
 
     def _split_shared_array(
@@ -155,6 +216,14 @@ class ByKeysPlan:
 
             out[group] = render(text, self.numbered, value_of)
         return out
+
+
+def _any_of(nodes: Sequence[ast.Node], target: ast.Node) -> ast.A_Expr:
+    """The ``key = ANY(...)`` whose right side is ``target`` (an ``ARRAY[...]``)."""
+    for node in nodes:
+        if isinstance(node, ast.A_Expr) and node.rexpr is target:
+            return node
+    raise RuntimeError("the statement no longer parses as its plan recorded")
 
 
 def _sublist(values: Sequence[Any], indexes: list[int]) -> Any:
@@ -197,8 +266,16 @@ class InsertPlan:
             return Refused(str(exc))
         return InsertRows(self.table, keys, sql, params, self if len(keys) > 1 else None)
 
+    def binds_array(self, key_types: Sequence[str]) -> bool:
+        return False  # each row's values stay in its row
+
     def split(
-        self, sql: str, params: Params, keys: int, groups: Mapping[G, Sequence[int]]
+        self,
+        sql: str,
+        params: Params,
+        keys: int,
+        groups: Mapping[G, Sequence[int]],
+        key_types: Sequence[str] = (),
     ) -> dict[G, tuple[str, Params]]:
         nodes = _nodes(self.numbered)
         values = nodes[self.values_node]

@@ -54,8 +54,18 @@ class Splitter(Protocol):
     """Cuts a statement into per-shard statements (implemented by the compiled plans)."""
 
     def split(
-        self, sql: str, params: Params, keys: int, groups: Mapping[G, Sequence[int]]
+        self,
+        sql: str,
+        params: Params,
+        keys: int,
+        groups: Mapping[G, Sequence[int]],
+        key_types: Sequence[str] = (),
     ) -> dict[G, tuple[str, Params]]: ...
+
+    def binds_array(self, key_types: Sequence[str]) -> bool:
+        """Whether :meth:`split` sends the keys as one array parameter (a long ``IN``
+        list), so that even a group holding every key gets a new text."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +96,24 @@ class ByKeys:
     unsplittable: str | None = None
     splitter: Splitter | None = field(default=None, repr=False, compare=False)
 
-    def split(self, groups: Mapping[G, Sequence[int]]) -> dict[G, tuple[str, Params]]:
+    def split(
+        self, groups: Mapping[G, Sequence[int]], *, key_types: Sequence[str] = ()
+    ) -> dict[G, tuple[str, Params]]:
         """Per group, the statement text and params to send to that group's shard.
 
         ``groups`` maps a caller's shard (any hashable) to indexes into ``keys``. A
         group holding every key gets ``sql``/``params`` unchanged (nothing is parsed);
         otherwise the ``IN`` list or ``ARRAY[...]`` keeps only the group's items, or
         the ``= ANY(%s)`` parameter gets the group's sub-list.
+
+        ``key_types`` (the SQL type of each key column) lets a long list of
+        parameters on one key column (``key IN (%s, %s, ...)``, more than
+        :data:`~mlscale.core.keyroute.plans.LONG_KEY_LIST` items) be sent as one array
+        parameter, ``key = ANY(%s::type[])``, in every group's text: a statement may
+        have at most 65,535 parameters, and one array costs the server less to parse
+        than thousands of parameters.
         """
-        return _split(self.splitter, self.sql, self.params, len(self.keys), groups)
+        return _split(self.splitter, self.sql, self.params, len(self.keys), groups, key_types)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +187,7 @@ def _split(
     params: Params,
     keys: int,
     groups: Mapping[G, Sequence[int]],
+    key_types: Sequence[str] = (),
 ) -> dict[G, tuple[str, Params]]:
     for group, indexes in groups.items():
         if not indexes:
@@ -177,8 +197,8 @@ def _split(
                 raise IndexError(f"key index {i} out of range for {keys} keys")
     if len(groups) == 1:
         ((group, indexes),) = groups.items()
-        if len(set(indexes)) == keys:
+        if len(set(indexes)) == keys and (splitter is None or not splitter.binds_array(key_types)):
             return {group: (sql, params)}
     if splitter is None:  # a single key: one group can only hold it
         raise ValueError("a statement with one key cannot be split into several groups")
-    return splitter.split(sql, params, keys, groups)
+    return splitter.split(sql, params, keys, groups, key_types)
