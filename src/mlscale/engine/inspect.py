@@ -1,4 +1,5 @@
-"""What every node of a cluster is doing now: up or down, WAL positions, replica lag.
+"""What every node of a cluster is doing now: up, down or refusing our login, WAL
+positions, replica lag.
 
 Works for any config, local or remote. Replica positions are sampled before
 their primary's, so a reported lag can only overstate, never hide, a delay.
@@ -14,7 +15,7 @@ import psycopg
 
 from ..core.lsn import lag_bytes, parse_lsn
 from ..core.topology import Node, Role, nodes_of, primary_name
-from ..errors import MlscaleError
+from ..errors import AuthenticationError, MlscaleError
 from .balancer import ReplicaBalancer
 from .catalog_sync import read_bans
 from .connect import connect, describe_failure, redis_password
@@ -28,7 +29,11 @@ __all__ = ["NodeStatus", "RedisStatus", "inspect_cluster", "inspect_redis"]
 
 @dataclass
 class NodeStatus:
-    """One PostgreSQL node as seen now. LSNs in PostgreSQL notation, lag in bytes and ms."""
+    """One PostgreSQL node as seen now. LSNs in PostgreSQL notation, lag in bytes and ms.
+
+    ``state``: ``up``; ``down`` (no answer); ``auth failed`` (it answered, but
+    refused this client's login, so nothing else about it is known).
+    """
 
     name: str
     role: str
@@ -94,6 +99,10 @@ def _probe(node: Node, config: ClusterConfig, timeout: float) -> tuple[NodeStatu
                         "replay": replay_lsn,
                         "lag_ms": float(lag) if lag is not None else None,
                     }
+    except AuthenticationError as exc:
+        # The server answered: it is up, but this client may not look inside.
+        st.state = "auth failed"
+        st.error = describe_failure(exc)
     except (MlscaleError, psycopg.Error) as exc:
         st.error = describe_failure(exc)
     return st, replicas
@@ -159,7 +168,7 @@ def _mark_bans(config: ClusterConfig, replicas: list[NodeStatus], control: NodeS
         if state is not None and state.ban is not None:
             st.ban = str(state.ban)
         elif st.state != "up" or (state is not None and not state.up):
-            st.ban = "error: down"
+            st.ban = f"error: {st.state if st.state != 'up' else 'down'}"
         else:
             st.ban = None
 
