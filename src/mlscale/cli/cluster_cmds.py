@@ -142,7 +142,14 @@ def _table(data: dict[str, Any]) -> str:
         for r in [head, *rows]
     ]
     errors = [f"{n['name']}: {n['error']}" for n in data["nodes"] if n.get("error")]
-    return "\n".join(lines + errors)
+    stalled = [
+        f"{n['name']}: {n['sync_waiting']} commit{'s' if n['sync_waiting'] > 1 else ''} waiting "
+        f"for synchronous replication ({n['sync_standbys']}); they stall until a synchronous "
+        "replica is back"
+        for n in data["nodes"]
+        if n.get("sync_waiting")
+    ]
+    return "\n".join(lines + errors + stalled)
 
 
 @click.command()

@@ -49,6 +49,10 @@ class NodeStatus:
     lag_ms: float | None = None
     streaming: bool | None = None
     sync_state: str | None = None
+    # Primaries: synchronous_standby_names (None if commits wait for no replica), and
+    # how many commits wait for one now (pg_stat_activity's wait event SyncRep).
+    sync_standbys: str | None = None
+    sync_waiting: int | None = None
     error: str | None = None
     ban: str | None = None  # replicas: why reads avoid it (manual, error, lag), if they do
     extra: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +93,13 @@ def _probe(node: Node, config: ClusterConfig, timeout: float) -> tuple[NodeStatu
                 st.receive_lsn, st.replay_lsn = receive_lsn, replay_lsn
                 st.streaming = receiver == "streaming"
             else:
+                waits = conn.execute(
+                    "SELECT current_setting('synchronous_standby_names'), "
+                    "(SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep')"
+                ).fetchone()
+                if waits is not None:
+                    st.sync_standbys = waits[0] or None
+                    st.sync_waiting = int(waits[1])
                 for app, state, sync, replay_lsn, lag in conn.execute(
                     "SELECT application_name, state, sync_state, replay_lsn::text, "
                     "extract(epoch FROM replay_lag) * 1000 FROM pg_stat_replication"

@@ -52,6 +52,11 @@ DEFAULT_DIR = Path(".mlscale")
 MAX_SHARDS = 32
 MAX_REPLICAS = 8
 _T = TypeVar("_T")
+_SINGLE_SYNC_REPLICA = (
+    "--sync-replication with one replica per shard group: while that replica is down, "
+    "every commit of its group stalls until it is back (mlscale status counts the waiting "
+    "commits); use --replicas 2 or more so that commits go on with either"
+)
 
 
 @dataclass
@@ -190,6 +195,9 @@ class LocalCluster:
             self._check_same_shape(
                 shards, replicas, redis, sync_replication, base_port, os_user, node_cpu
             )
+            config = self.config()
+            if sync_replication and any(len(g.replicas) == 1 for g in config.shard_groups):
+                self._warn(_SINGLE_SYNC_REPLICA)
             with portsmod.port_lock():
                 return self._start_existing()
         with portsmod.port_lock():
@@ -264,6 +272,8 @@ class LocalCluster:
             raise ClusterError(f"--replicas must be between 0 and {MAX_REPLICAS}, got {replicas}")
         if sync and replicas == 0:
             raise ClusterError("--sync-replication needs at least one replica (--replicas 1)")
+        if sync and replicas == 1:
+            self._warn(_SINGLE_SYNC_REPLICA)
         if node_cpu is not None and not 0 < node_cpu <= 64:
             raise ClusterError(f"--node-cpu must be a number of CPUs in (0, 64], got {node_cpu}")
         bins = find_postgres(pg_bindir)
@@ -516,6 +526,13 @@ class LocalCluster:
                         )
                     time.sleep(0.1)
 
+    def _warn(self, warning: str) -> None:
+        """Tell the caller of ``up`` once, in its report's warnings (the CLI prints them;
+        the log has them at INFO, so they are not printed twice)."""
+        if warning not in self.warnings:
+            log.info("warning: %s", warning)
+            self.warnings.append(warning)
+
     # -- CPU caps ------------------------------------------------------------------
 
     def _node_cgroups(self, config: ClusterConfig) -> Cgroups | None:
@@ -526,10 +543,7 @@ class LocalCluster:
             self._cgroups = detect()
         cgroups, why = self._cgroups
         if cgroups is None:
-            warning = f"nodes run without a CPU cap: {why}"
-            if warning not in self.warnings:
-                log.warning("%s", warning)
-                self.warnings.append(warning)
+            self._warn(f"nodes run without a CPU cap: {why}")
         return cgroups
 
     def _start_node(self, config: ClusterConfig, node: PgNode) -> None:
