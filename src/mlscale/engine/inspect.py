@@ -65,11 +65,14 @@ class NodeStatus:
 
 @dataclass
 class RedisStatus:
+    """The configured Redis as seen now; ``pid`` only for a local cluster's."""
+
     host: str
     port: int
     state: str = "down"
     used_memory: int | None = None
     error: str | None = None
+    pid: int | None = None
 
 
 def _probe(node: Node, config: ClusterConfig, timeout: float) -> tuple[NodeStatus, dict[str, Any]]:
@@ -190,6 +193,8 @@ def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | 
     if rc is None:
         return None
     import redis  # only for status: not on the import path of the package
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     st = RedisStatus(host=rc.host, port=rc.port)
     try:
@@ -200,6 +205,9 @@ def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | 
             password=redis_password(config),
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
+            # One look, as for the PostgreSQL nodes: redis-py's default retries a
+            # refused connection with backoff, ~5 s of a stopped cluster's status.
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             info = client.info("memory")
