@@ -103,3 +103,18 @@ def test_up_names_the_options_a_cluster_was_made_with(
     with pytest.raises(ClusterError, match=message) as info:
         LocalCluster(root).up(**asked)  # type: ignore[arg-type]
     assert "None" not in str(info.value)
+
+
+def test_one_command_at_a_time_per_directory(tmp_path: Path) -> None:
+    from mlscale.local.locks import cluster_lock
+
+    with cluster_lock(tmp_path / "c", "up") as held:
+        busy = r"another `mlscale up` \(pid \d+\) is working"
+        with pytest.raises(ClusterError, match=busy), cluster_lock(tmp_path / "c", "destroy"):
+            pass
+        with cluster_lock(tmp_path / "other", "down"):  # another directory: its own lock
+            pass
+        held.remove()
+    assert not held.path.exists()
+    with cluster_lock(tmp_path / "c", "down") as again:  # released, made anew
+        assert again.path.exists()

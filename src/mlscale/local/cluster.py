@@ -662,8 +662,9 @@ class LocalCluster:
 
     def destroy(self) -> bool:
         """Stop the cluster and delete its directory; False if there was nothing."""
-        with cluster_lock(self.root, "destroy"):
+        with cluster_lock(self.root, "destroy") as lock:
             if not self.root.exists():
+                lock.remove()
                 return False
             if not (self.layout.is_cluster() or self.layout.is_complete()):
                 raise ClusterDirError(
@@ -673,6 +674,7 @@ class LocalCluster:
             self._down()
             shutil.rmtree(self.root)
             portsmod.forget_ports(self.root)
+            lock.remove()
             return True
 
     # -- status --------------------------------------------------------------------

@@ -47,13 +47,27 @@ def _holder(fd: int) -> str:
         return "mlscale command"
 
 
+class Held:
+    """A held directory lock; :meth:`remove` says its file is to go at release."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.removed = False
+
+    def remove(self) -> None:
+        """Delete the lock file at release (the directory was destroyed). A command
+        that opened it before then still finds it held; one after makes a new one."""
+        self.removed = True
+
+
 @contextlib.contextmanager
-def cluster_lock(root: str | Path, command: str) -> Iterator[None]:
+def cluster_lock(root: str | Path, command: str) -> Iterator[Held]:
     """Hold the lock of cluster directory ``root`` while ``command`` (``up``, ``down``,
     ``destroy``) works on it; a :class:`ClusterError` naming the holder if another
     process holds it. Not reentrant: take it once per command."""
     root = Path(root).absolute()
-    fd = os.open(_lock_file(root), os.O_RDWR | os.O_CREAT, 0o666)
+    held = Held(_lock_file(root))
+    fd = os.open(held.path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         with contextlib.suppress(OSError):
             os.fchmod(fd, 0o666)  # whoever made it, every user may take turns
@@ -67,6 +81,8 @@ def cluster_lock(root: str | Path, command: str) -> Iterator[None]:
         note = json.dumps({"command": command, "pid": os.getpid(), "root": str(root)})
         os.ftruncate(fd, 0)
         os.pwrite(fd, note.encode(), 0)
-        yield
+        yield held
+        if held.removed:
+            held.path.unlink(missing_ok=True)  # while still held: no one else had it
     finally:
         os.close(fd)  # closing releases the lock
