@@ -34,6 +34,7 @@ RENAMES = {
     "AsyncDirectory": "Directory",
     "AsyncFanout": "Fanout",
     "AsyncMonitor": "Monitor",
+    "AsyncNodePool": "NodePool",
     "AsyncNodes": "Nodes",
     "AsyncRooms": "Rooms",
     "AsyncRouter": "Router",

@@ -41,6 +41,7 @@ from .engine.scopes_sync import Scope, Session, Transaction
 from .engine.statements import Isolation
 from .engine.stats import BanInfo, ClusterStats, RouteExplanation
 from .errors import (
+    AuthenticationError,
     CatalogError,
     ClusterDirError,
     ClusterError,
@@ -73,6 +74,7 @@ __all__ = [
     "AsyncScope",
     "AsyncSession",
     "AsyncTransaction",
+    "AuthenticationError",
     "BanInfo",
     "CatalogError",
     "Cluster",

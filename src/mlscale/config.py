@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -62,6 +63,23 @@ __all__ = [
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 _NAME_HINT = "use 1-31 lowercase letters, digits or '_', starting with a letter"
+
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def _server_host(host: str) -> str:
+    """One spelling per machine for ``host``, to tell whether two endpoints are one
+    server: names are case-insensitive, an address has one canonical form, and the
+    loopback's names (``localhost``, ``127.0.0.1``, ``::1``) are one."""
+    name = host.strip("[]").rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return "loopback" if name in _LOOPBACK_NAMES else name
+    if address in (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")):
+        return "loopback"
+    return address.compressed
 
 
 class _Model(BaseModel):
@@ -256,22 +274,24 @@ class ClusterConfig(_Model):
                     f"[{seen[group.name]}].name; give every shard group its own name"
                 )
             seen[group.name] = i
-        endpoints: dict[tuple[str, int], str] = {}
-        for where, node in self._located_nodes():
-            key = (node.host, node.port)
-            if key in endpoints:
-                raise ValueError(
-                    f"{where} and {endpoints[key]} both use {node.host}:{node.port}; "
-                    "every server needs its own host:port"
-                )
-            endpoints[key] = where
+        endpoints: dict[tuple[str, int], tuple[str, str]] = {}
+        located: list[tuple[str, NodeConfig | RedisConfig]] = [*self._located_nodes()]
         if self.redis is not None:
-            key = (self.redis.host, self.redis.port)
+            located.append(("redis", self.redis))
+        for where, server in located:
+            key = (_server_host(server.host), server.port)
             if key in endpoints:
-                raise ValueError(
-                    f"redis and {endpoints[key]} both use {key[0]}:{key[1]}; "
+                other, other_host = endpoints[key]
+                same = "" if other_host == server.host else f" (as {other_host}:{server.port})"
+                fix = (
                     "give redis its own port"
+                    if where == "redis"
+                    else "every server needs its own host:port"
                 )
+                raise ValueError(
+                    f"{where} and {other} both use {server.host}:{server.port}{same}; {fix}"
+                )
+            endpoints[key] = (where, server.host)
         return self
 
     def _located_nodes(self) -> list[tuple[str, NodeConfig]]:

@@ -19,6 +19,7 @@ with ``raise ... from exc`` so the cause is kept::
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
     └── DatabaseError            a database operation failed
         ├── NodeUnavailableError no connection to a node could be had
+        ├── AuthenticationError  a node refused mlscale's login (credentials, pg_hba.conf)
         ├── PartialWriteError    a write split over shard groups committed on some only
         └── QueryError           the server or driver rejected a statement (.sqlstate, .node)
             ├── IntegrityViolation    a constraint was violated (SQLSTATE class 23)
@@ -34,6 +35,7 @@ from __future__ import annotations
 import psycopg
 
 __all__ = [
+    "AuthenticationError",
     "CatalogError",
     "ClusterDirError",
     "ClusterError",
@@ -102,6 +104,25 @@ class NodeUnavailableError(DatabaseError, psycopg.OperationalError):
 
     Also a ``psycopg.OperationalError``, so handlers written for the driver
     catch it unchanged. ``node`` names the node, ``node_role`` its role.
+    """
+
+    def __init__(
+        self, message: str, *, node: str | None = None, node_role: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.node = node
+        self.node_role = node_role
+
+
+class AuthenticationError(DatabaseError, psycopg.OperationalError):
+    """A node refused mlscale's login: a wrong password, a missing or unreadable
+    passfile, an unset password variable, a role or host pg_hba.conf does not admit.
+
+    Reported at once rather than after the pool timeout, and never taken for an
+    outage: it bans no replica and is not retried elsewhere, since another try
+    with the same credentials fails the same way. The message names the node and
+    where the password came from. Also a ``psycopg.OperationalError``, as the
+    driver's own login failure is. ``node`` names the node, ``node_role`` its role.
     """
 
     def __init__(

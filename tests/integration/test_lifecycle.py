@@ -98,7 +98,7 @@ def test_up_with_other_shape_on_existing_cluster_is_refused(scratch_dir: Path) -
     )
     pids = LocalCluster(d).processes()
     assert_one_line_error(
-        run_cli("up", "--dir", d, "--shards", "3"), "created with --shards 1, not 3"
+        run_cli("up", "--dir", d, "--shards", "3"), "created with --shards 1, not with --shards 3"
     )
     assert LocalCluster(d).processes() == pids
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from mlscale import parse_config
 from mlscale.core.balance import UsePrimary, UseReplica
 from mlscale.core.causal import CausalToken, GroupPosition
@@ -107,3 +109,25 @@ def test_quick_reads_of_ended_threads_are_folded_not_kept() -> None:
     reads()  # registering this thread folds the ended ones
     assert len(router._quick_counts) <= 2
     assert sum(router.metrics_now()[0].reads_by_node.values()) == 510
+
+
+def test_read_options_refuse_nonsense_in_the_packages_terms() -> None:
+    from mlscale import Cluster, MlscaleError, RoutingError
+
+    with pytest.raises(RoutingError) as info:
+        ReadOptions.of("bogus", None)
+    message = str(info.value)
+    assert "'bogus'" in message
+    for level in ("strong", "read_your_writes", "bounded_staleness", "eventual"):
+        assert level in message, message
+    with pytest.raises(RoutingError, match="max_lag_ms must be >= 0"):
+        ReadOptions.of("bounded_staleness", None, max_lag_ms=-1.0)
+    assert ReadOptions.of("strong", None).consistency is Consistency.STRONG
+    # Through the public API: refused before anything is sent (no server here).
+    with Cluster(config()) as cluster:
+        with pytest.raises(MlscaleError, match="unknown consistency 'bogus'"):
+            cluster.fetch_value("SELECT 1", consistency="bogus")
+        with pytest.raises(RoutingError, match="unknown consistency"), cluster.session(
+            consistency="sometimes"
+        ):
+            pass

@@ -23,7 +23,7 @@ max_size = 7
 def test_good_config_passes(tmp_path: Path) -> None:
     path = tmp_path / "ok.toml"
     path.write_text(GOOD)
-    result = run_cli("config", "check", str(path))
+    result = run_cli("config", "check", str(path), env={"PGPASSWORD": "set"})
     assert result.returncode == 0, result.stderr
     assert "ok:" in result.stdout and "3 PostgreSQL node(s)" in result.stdout
     assert "1..7 connections per node" in result.stdout

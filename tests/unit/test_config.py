@@ -127,3 +127,44 @@ def test_an_inline_password_is_refused_and_never_echoed(value: object) -> None:
             parse_config(data)
         assert "inline passwords are not accepted" in str(info.value)
         assert "s3cret" not in str(info.value) and "12345678" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("localhost", "127.0.0.1"),
+        ("LOCALHOST", "localhost"),
+        ("::1", "127.0.0.1"),
+        ("0:0:0:0:0:0:0:1", "localhost"),
+        ("127.0.0.1", "127.0.0.1"),
+    ],
+)
+def test_two_names_of_one_server_are_one_server(a: str, b: str) -> None:
+    with pytest.raises(ConfigError, match=r"shard_groups\[0\].primary and control both use"):
+        parse_config(
+            {
+                "control": {"host": a, "port": 5432},
+                "shard_groups": [{"name": "g0", "primary": {"host": b, "port": 5432}}],
+            }
+        )
+    with pytest.raises(ConfigError, match="redis and control both use"):
+        parse_config(
+            {
+                "control": {"host": a, "port": 5432},
+                "shard_groups": [{"name": "g0", "primary": {"port": 5433}}],
+                "redis": {"host": b, "port": 5432},
+            }
+        )
+
+
+def test_other_hosts_or_ports_are_other_servers() -> None:
+    parse_config(
+        {
+            "control": {"host": "localhost", "port": 5432},
+            "shard_groups": [
+                {"name": "g0", "primary": {"host": "127.0.0.2", "port": 5432}},
+                {"name": "g1", "primary": {"host": "localhost", "port": 5433}},
+                {"name": "g2", "primary": {"host": "db.example", "port": 5432}},
+            ],
+        }
+    )

@@ -98,6 +98,10 @@ def destroy(cluster_dir: str) -> None:
         click.echo(f"nothing to destroy at {cluster.root}")
 
 
+# `mlscale status`'s exit status when no PostgreSQL node runs (LSB's "not running").
+EVERY_NODE_DOWN = 3
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -132,7 +136,8 @@ def _table(data: dict[str, Any]) -> str:
                 "cache",
                 str(redis_st["port"]),
                 redis_st["state"],
-                *(["-"] * (len(_COLUMNS) - 4)),
+                _fmt(redis_st.get("pid")),
+                *(["-"] * (len(_COLUMNS) - 5)),
             ]
         )
     head = [h for h, _ in _COLUMNS]
@@ -142,7 +147,14 @@ def _table(data: dict[str, Any]) -> str:
         for r in [head, *rows]
     ]
     errors = [f"{n['name']}: {n['error']}" for n in data["nodes"] if n.get("error")]
-    return "\n".join(lines + errors)
+    stalled = [
+        f"{n['name']}: {n['sync_waiting']} commit{'s' if n['sync_waiting'] > 1 else ''} waiting "
+        f"for synchronous replication ({n['sync_standbys']}); they stall until a synchronous "
+        "replica is back"
+        for n in data["nodes"]
+        if n.get("sync_waiting")
+    ]
+    return "\n".join(lines + errors + stalled)
 
 
 @click.command()
@@ -155,8 +167,13 @@ def _table(data: dict[str, Any]) -> str:
     help="Inspect the servers of this config instead of a local cluster.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(cluster_dir: str, config_file: str | None, as_json: bool) -> None:
-    """Every node: role, port, up/down, WAL positions, replica lag."""
+@click.pass_context
+def status(ctx: click.Context, cluster_dir: str, config_file: str | None, as_json: bool) -> None:
+    """Every node: role, port, up/down, WAL positions, replica lag.
+
+    Exits 3 when every PostgreSQL node is down (as an init script's status does when
+    nothing runs), else 0.
+    """
     if config_file:
         config = load_config(config_file)
         redis_st = inspect_redis(config)
@@ -168,3 +185,5 @@ def status(cluster_dir: str, config_file: str | None, as_json: bool) -> None:
     else:
         data = LocalCluster(cluster_dir).describe()
     click.echo(json.dumps(data, indent=2) if as_json else _table(data))
+    if all(n["state"] == "down" for n in data["nodes"]):
+        ctx.exit(EVERY_NODE_DOWN)

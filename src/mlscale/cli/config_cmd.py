@@ -7,7 +7,9 @@ import click
 from ..config import load_config
 from ..core.pooling import pool_size
 from ..core.topology import nodes_of
+from ..engine.connect import auth_problems
 from ..engine.pools import usable_cpus
+from ..errors import ConfigError
 
 
 @click.group()
@@ -18,8 +20,12 @@ def config() -> None:
 @config.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
 def check(file: str) -> None:
-    """Validate a topology config; one line per problem, exit 1 if any."""
+    """Validate a topology config and that its secrets can be read (the passfile, the
+    password variables); every problem on one error line, exit 1 if any."""
     cfg = load_config(file)
+    problems = auth_problems(cfg)
+    if problems:
+        raise ConfigError(f"{file}: {'; '.join(problems)}")
     nodes = nodes_of(cfg)
     size = pool_size(cfg.pools, usable_cpus())
     click.echo(

@@ -69,7 +69,16 @@ def route_cmd(
             click.echo(f"  bans: {bans}")
     if c.creates:
         effects = ", ".join(doc["creates_session_state"])
-        click.echo(f"  creates session state: {effects} (pins a session; refused outside one)")
+        if c.lost_outside_session:
+            how = "pins a session; refused outside one"
+        else:
+            how = "kept by a session, lost by a call outside one, which still runs it"
+        click.echo(f"  creates session state: {effects} ({how})")
+    if c.transaction is not None:
+        click.echo(
+            "  controls a transaction: refused outside a session; "
+            "use `with cluster.transaction():`"
+        )
     if c.needs_session:
         click.echo("  reads this session's state: runs on the session's connection")
 
@@ -79,6 +88,7 @@ def _session_facts(c: Classification) -> dict[str, Any]:
         "statements": c.statements,
         "creates_session_state": sorted(e.value for e in c.creates),
         "needs_session": c.needs_session,
+        "refused_outside_session": c.refused_outside_session,
         "transaction": c.transaction.value if c.transaction else None,
     }
 

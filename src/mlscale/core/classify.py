@@ -42,6 +42,7 @@ from pglast.parser import ParseError, scan
 from .sqltree import parse, statement_label, walk
 
 __all__ = [
+    "HARMLESS_OUTSIDE_SESSION",
     "Classification",
     "Classifier",
     "SessionEffect",
@@ -68,6 +69,11 @@ class SessionEffect(enum.StrEnum):
     ADVISORY_LOCK = "session advisory lock"
     LISTEN = "LISTEN"
     HOLD_CURSOR = "WITH HOLD cursor"
+
+
+# Session state a one-call statement may create without losing anything the caller
+# relies on: nextval's sequence state feeds only currval/lastval in the same session.
+HARMLESS_OUTSIDE_SESSION = frozenset({SessionEffect.SEQUENCE})
 
 
 class TxAction(enum.StrEnum):
@@ -97,6 +103,18 @@ class Classification:
     @property
     def read_only(self) -> bool:
         return self.target is Target.REPLICA
+
+    @property
+    def lost_outside_session(self) -> frozenset[SessionEffect]:
+        """The session state this statement creates that a call outside a session
+        would lose when its connection goes back to the pool: such a call is refused."""
+        return self.creates - HARMLESS_OUTSIDE_SESSION
+
+    @property
+    def refused_outside_session(self) -> bool:
+        """Whether a call outside a session or transaction refuses this statement: it
+        controls a transaction, or creates state the call would lose."""
+        return self.transaction is not None or bool(self.lost_outside_session)
 
 
 # Functions that write, take session or transaction locks, or cannot run during

@@ -17,6 +17,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from ..errors import RoutingError
 from .causal import U64, CausalToken, GroupPosition, InvalidToken
 from .lsn import format_lsn
 
@@ -29,6 +30,7 @@ __all__ = [
     "ReplicaView",
     "Shortfall",
     "ShortfallKind",
+    "parse_consistency",
     "requirement",
 ]
 
@@ -40,6 +42,15 @@ class Consistency(enum.StrEnum):
     READ_YOUR_WRITES = "read_your_writes"
     BOUNDED_STALENESS = "bounded_staleness"
     EVENTUAL = "eventual"
+
+
+def parse_consistency(value: Consistency | str) -> Consistency:
+    """``value`` as a level; a :class:`RoutingError` naming the levels if it is none."""
+    try:
+        return Consistency(value)
+    except ValueError:
+        levels = ", ".join(level.value for level in Consistency)
+        raise RoutingError(f"unknown consistency {value!r}; use one of {levels}") from None
 
 
 class ReplicaView(Protocol):

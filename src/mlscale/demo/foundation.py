@@ -23,7 +23,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..bench.compare import ab_rounds, spread
 from ..bench.histogram import Histogram
@@ -34,7 +34,10 @@ from ..engine.connect import connect
 from ..engine.scopes_sync import Scope
 from ..errors import MlscaleError
 
-__all__ = ["ChapterResult", "Params", "Row", "run_foundation"]
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
+
+__all__ = ["ChapterResult", "Params", "Row", "needs", "run_foundation"]
 
 log = logging.getLogger(__name__)
 
@@ -410,6 +413,15 @@ def _step_writes(cluster: Cluster, params: Params, result: ChapterResult) -> Non
             "same run; each insert including its commit",
         )
     )
+
+
+def needs(config: ClusterConfig) -> str | None:
+    """What the chapter needs of the cluster that ``config`` lacks, if anything."""
+    if not config.shard_groups[0].replicas:
+        return (
+            f"the foundation chapter needs a replica in shard group {config.shard_groups[0].name}"
+        )
+    return None
 
 
 def run_foundation(cluster: Cluster, params: Params, echo: Echo) -> ChapterResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
@@ -18,7 +19,10 @@ from ..engine.cluster_sync import Cluster
 from ..errors import MlscaleError
 from .foundation import ChapterResult, Params, Row
 
-__all__ = ["DELAY_MS", "run_replicas"]
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
+
+__all__ = ["DELAY_MS", "needs", "run_replicas"]
 
 DELAY_MS = 200
 CREATE = "CREATE TABLE mlscale_demo.events (id bigint PRIMARY KEY, payload text)"
@@ -54,6 +58,18 @@ def _pairs(cluster: Cluster, count: int, consistency: str) -> tuple[int, float]:
         read_s += time.perf_counter() - t0
         stale += found != 1
     return stale, read_s / count * 1000
+
+
+def needs(config: ClusterConfig) -> str | None:
+    """What the chapter needs of the cluster that ``config`` lacks, if anything: one
+    replica to delay and one to read on time, in the first shard group."""
+    group = config.shard_groups[0]
+    if len(group.replicas) < 2:
+        return (
+            f"the read-replicas chapter needs 2 replicas in shard group {group.name} "
+            f"(it has {len(group.replicas)})"
+        )
+    return None
 
 
 def run_replicas(cluster: Cluster, params: Params, echo: Callable[[str], None]) -> ChapterResult:

@@ -24,9 +24,11 @@ from typing import Any
 import psycopg
 
 from ..engine.cluster_sync import Cluster
+from ..errors import ClusterError
 from ..local.cluster import LocalCluster, UpReport
 from ..local.tempdirs import reachable_tempdir
 from ..report.html import write_report
+from . import foundation, replicas, sharding
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
 from .replicas import run_replicas
 from .sharding import drop_sharded, run_sharding
@@ -104,10 +106,22 @@ def _machine(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def _run_chapters(config: Path, params: Params, keep: bool) -> tuple[ChapterResult, dict[str, Any]]:
-    """Every chapter on the cluster of ``config``; (its figures, the machine's description)."""
-    cluster = Cluster.from_file(config)
+def _refuse(local: LocalCluster, unmet: Sequence[str]) -> None:
+    """Stop the demo before it writes anything, if a chapter cannot run on ``local``."""
+    if unmet:
+        raise ClusterError(
+            f"the cluster in {local.root} cannot run the demo: {'; '.join(unmet)}; nothing "
+            "was written (run `mlscale demo` without --dir for a cluster made for it)"
+        )
+
+
+def _run_chapters(
+    local: LocalCluster, params: Params, keep: bool
+) -> tuple[ChapterResult, dict[str, Any]]:
+    """Every chapter on ``local``'s cluster; (its figures, the machine's description)."""
+    cluster = Cluster.from_file(local.layout.config)
     try:
+        _refuse(local, [p for p in [sharding.needs_of_catalog(cluster)] if p])
         machine = _machine(cluster)
         result = run_foundation(cluster, params, echo)
         for run in (run_replicas, run_sharding):
@@ -138,11 +152,15 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     ok = False
     try:
+        if existed:  # checked before a server is started or a row written
+            config = local.config()
+            chapters = (foundation, replicas, sharding)
+            _refuse(local, [p for p in (c.needs(config) for c in chapters) if p])
         echo(f"starting a local cluster in {local.root} ...")
         t0 = time.perf_counter()
         lease.report = local.up() if existed else local.up(shards=2, replicas=2, redis=True)
         start_s = time.perf_counter() - t0
-        result, machine = _run_chapters(local.layout.config, params, keep)
+        result, machine = _run_chapters(local, params, keep)
         ok = True
     finally:
         lease.release(keep=keep, ok=ok)

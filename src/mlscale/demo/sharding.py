@@ -15,6 +15,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
@@ -23,7 +24,10 @@ from ..engine.cluster_sync import Cluster
 from ..errors import MlscaleError, RoutingError
 from .foundation import ChapterResult, Params, Row, user_rows
 
-__all__ = ["FAMILY", "TABLE", "drop_sharded", "run_sharding"]
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
+
+__all__ = ["FAMILY", "TABLE", "drop_sharded", "needs", "needs_of_catalog", "run_sharding"]
 
 FAMILY = "demo_users"
 TABLE = "demo_user_features"
@@ -41,20 +45,39 @@ def md5_mod(key: int, n: int) -> int:
     return int(hashlib.md5(str(key).encode()).hexdigest(), 16) % n
 
 
+def needs(config: ClusterConfig) -> str | None:
+    """What the chapter needs of the cluster that ``config`` lacks, if anything."""
+    if len(config.shard_groups) < 2:
+        return f"the sharding chapter needs 2 shard groups (it has {len(config.shard_groups)})"
+    return None
+
+
+def needs_of_catalog(cluster: Cluster) -> str | None:
+    """What the chapter needs of the running cluster's catalog that it lacks: the demo's
+    key family, if there, must be a slot map over every group. Reads, writes nothing."""
+    groups = [g.name for g in cluster.config.shard_groups]
+    current = cluster.refresh_shards().maps.get(FAMILY)
+    if current is not None and (
+        not isinstance(current, SlotMap) or set(current.groups) != set(groups)
+    ):
+        return (
+            f"key family {FAMILY} exists with another placement; the sharding chapter needs "
+            f"a slot map over {', '.join(groups)}"
+        )
+    return None
+
+
 def _map(cluster: Cluster, groups: Sequence[str]) -> SlotMap:
     """The demo family's slot map over ``groups``: the current one, or a new one."""
-    directory = cluster.refresh_shards()
-    current = directory.maps.get(FAMILY)
-    if current is None:
-        fresh = SlotMap.even(KeyFamily.of(FAMILY, "int8"), groups)
-        cluster.create_shard_map(fresh, reason="mlscale demo")
-        return fresh
-    if not isinstance(current, SlotMap) or set(current.groups) != set(groups):
-        raise MlscaleError(
-            f"key family {FAMILY} exists with another placement; the demo needs a slot map "
-            f"over {', '.join(groups)}"
-        )
-    return current
+    problem = needs_of_catalog(cluster)
+    if problem:
+        raise MlscaleError(problem)
+    current = cluster.refresh_shards().maps.get(FAMILY)
+    if isinstance(current, SlotMap):
+        return current
+    fresh = SlotMap.even(KeyFamily.of(FAMILY, "int8"), groups)
+    cluster.create_shard_map(fresh, reason="mlscale demo")
+    return fresh
 
 
 def drop_sharded(cluster: Cluster) -> None:

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..core.balance import Decision, Policy, RouterMetrics, pick_replica
 from ..core.causal import CausalToken
-from ..core.consistency import Consistency, ReadRequirement, requirement
+from ..core.consistency import Consistency, ReadRequirement, parse_consistency, requirement
 from ..core.replicas import Ban, BanPolicy, ReplicaState, manual_ban
 from ..core.topology import replica_name
-from ..errors import MlscaleError
+from ..errors import MlscaleError, RoutingError
 from .samples import ReplicaSample
 from .stats import BanInfo
 
@@ -50,7 +50,9 @@ class ReadOptions:
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
     ) -> ReadOptions:
-        """Options from what a caller passed (a token may be its string form)."""
+        """Options from what a caller passed (a token may be its string form); a
+        :class:`RoutingError` for an unknown level or a negative bound, before anything
+        is sent."""
         if consistency is None and token is None and max_lag_ms is None and max_lag_bytes is None:
             return EVENTUAL
         if isinstance(token, str):
@@ -58,7 +60,10 @@ class ReadOptions:
                 token = CausalToken.parse(token)
             except ValueError as exc:
                 raise MlscaleError(f"bad causal token: {exc}") from None
-        level = Consistency(consistency) if consistency is not None else None
+        for name, bound in (("max_lag_ms", max_lag_ms), ("max_lag_bytes", max_lag_bytes)):
+            if bound is not None and bound < 0:
+                raise RoutingError(f"{name} must be >= 0, got {bound}")
+        level = parse_consistency(consistency) if consistency is not None else None
         if level is None:
             level = Consistency.READ_YOUR_WRITES if token else Consistency.EVENTUAL
         return cls(level, token, max_lag_ms, max_lag_bytes)

@@ -42,6 +42,7 @@ from .fanout_async import AsyncFanout
 from .hooks import Committed
 from .lazy import OnFirstUse
 from .monitor_async import AsyncMonitor
+from .nodepool_async import AsyncNodePool
 from .nodes_async import AsyncNodes
 from .router_async import AsyncRouter
 from .runner_async import AsyncRooms
@@ -78,9 +79,7 @@ class AsyncCluster(AsyncScope):
 
     def __init__(self, config: ClusterConfig, *, nodes: AsyncNodes | None = None) -> None:
         self.config = config
-        context: ClusterContext[AsyncConnectionPool[Any]] = ClusterContext(
-            config, AsyncConnectionPool
-        )
+        context: ClusterContext[AsyncConnectionPool[Any]] = ClusterContext(config, AsyncNodePool)
         interval_s = config.policies.monitor_interval_s
         self._monitor = OnFirstUse(
             lambda: AsyncMonitor(config, interval_s=interval_s, on_change=transport.observe)

@@ -44,6 +44,7 @@ from .fanout_sync import Fanout
 from .hooks import Committed
 from .lazy import OnFirstUse
 from .monitor_sync import Monitor
+from .nodepool_sync import NodePool
 from .nodes_sync import Nodes
 from .router_sync import Router
 from .runner_sync import Rooms
@@ -80,7 +81,7 @@ class Cluster(Scope):
 
     def __init__(self, config: ClusterConfig, *, nodes: Nodes | None = None) -> None:
         self.config = config
-        context: ClusterContext[ConnectionPool[Any]] = ClusterContext(config, ConnectionPool)
+        context: ClusterContext[ConnectionPool[Any]] = ClusterContext(config, NodePool)
         interval_s = config.policies.monitor_interval_s
         self._monitor = OnFirstUse(
             lambda: Monitor(config, interval_s=interval_s, on_change=transport.observe)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from ..core.classify import Classification, Classifier, SessionEffect
+from ..core.classify import Classification, Classifier
 from ..core.keyroute import KeyReader
 from ..core.lsn import format_lsn
 from ..core.pooling import PoolSize
@@ -37,10 +37,6 @@ P = TypeVar("P", ConnectionPool[Any], AsyncConnectionPool[Any])
 class ClusterState(enum.Enum):
     OPEN = "open"
     CLOSED = "closed"
-
-
-# State a one-call statement may create without losing anything the caller relies on.
-_HARMLESS_OUTSIDE_SESSION = frozenset({SessionEffect.SEQUENCE})
 
 
 class ClusterContext(Generic[P]):
@@ -137,7 +133,7 @@ class ClusterContext(Generic[P]):
                 f"{c.reason}: transaction control needs one connection; "
                 "use `with cluster.transaction():` or a session"
             )
-        lost = c.creates - _HARMLESS_OUTSIDE_SESSION
+        lost = c.lost_outside_session
         if lost:
             what = ", ".join(sorted(e.value for e in lost))
             raise RoutingError(

@@ -1,4 +1,5 @@
-"""What every node of a cluster is doing now: up or down, WAL positions, replica lag.
+"""What every node of a cluster is doing now: up, down or refusing our login, WAL
+positions, replica lag.
 
 Works for any config, local or remote. Replica positions are sampled before
 their primary's, so a reported lag can only overstate, never hide, a delay.
@@ -14,7 +15,7 @@ import psycopg
 
 from ..core.lsn import lag_bytes, parse_lsn
 from ..core.topology import Node, Role, nodes_of, primary_name
-from ..errors import MlscaleError
+from ..errors import AuthenticationError, MlscaleError
 from .balancer import ReplicaBalancer
 from .catalog_sync import read_bans
 from .connect import connect, describe_failure, redis_password
@@ -28,7 +29,11 @@ __all__ = ["NodeStatus", "RedisStatus", "inspect_cluster", "inspect_redis"]
 
 @dataclass
 class NodeStatus:
-    """One PostgreSQL node as seen now. LSNs in PostgreSQL notation, lag in bytes and ms."""
+    """One PostgreSQL node as seen now. LSNs in PostgreSQL notation, lag in bytes and ms.
+
+    ``state``: ``up``; ``down`` (no answer); ``auth failed`` (it answered, but
+    refused this client's login, so nothing else about it is known).
+    """
 
     name: str
     role: str
@@ -44,6 +49,10 @@ class NodeStatus:
     lag_ms: float | None = None
     streaming: bool | None = None
     sync_state: str | None = None
+    # Primaries: synchronous_standby_names (None if commits wait for no replica), and
+    # how many commits wait for one now (pg_stat_activity's wait event SyncRep).
+    sync_standbys: str | None = None
+    sync_waiting: int | None = None
     error: str | None = None
     ban: str | None = None  # replicas: why reads avoid it (manual, error, lag), if they do
     extra: dict[str, Any] = field(default_factory=dict)
@@ -56,11 +65,14 @@ class NodeStatus:
 
 @dataclass
 class RedisStatus:
+    """The configured Redis as seen now; ``pid`` only for a local cluster's."""
+
     host: str
     port: int
     state: str = "down"
     used_memory: int | None = None
     error: str | None = None
+    pid: int | None = None
 
 
 def _probe(node: Node, config: ClusterConfig, timeout: float) -> tuple[NodeStatus, dict[str, Any]]:
@@ -84,6 +96,13 @@ def _probe(node: Node, config: ClusterConfig, timeout: float) -> tuple[NodeStatu
                 st.receive_lsn, st.replay_lsn = receive_lsn, replay_lsn
                 st.streaming = receiver == "streaming"
             else:
+                waits = conn.execute(
+                    "SELECT current_setting('synchronous_standby_names'), "
+                    "(SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep')"
+                ).fetchone()
+                if waits is not None:
+                    st.sync_standbys = waits[0] or None
+                    st.sync_waiting = int(waits[1])
                 for app, state, sync, replay_lsn, lag in conn.execute(
                     "SELECT application_name, state, sync_state, replay_lsn::text, "
                     "extract(epoch FROM replay_lag) * 1000 FROM pg_stat_replication"
@@ -94,6 +113,10 @@ def _probe(node: Node, config: ClusterConfig, timeout: float) -> tuple[NodeStatu
                         "replay": replay_lsn,
                         "lag_ms": float(lag) if lag is not None else None,
                     }
+    except AuthenticationError as exc:
+        # The server answered: it is up, but this client may not look inside.
+        st.state = "auth failed"
+        st.error = describe_failure(exc)
     except (MlscaleError, psycopg.Error) as exc:
         st.error = describe_failure(exc)
     return st, replicas
@@ -159,7 +182,7 @@ def _mark_bans(config: ClusterConfig, replicas: list[NodeStatus], control: NodeS
         if state is not None and state.ban is not None:
             st.ban = str(state.ban)
         elif st.state != "up" or (state is not None and not state.up):
-            st.ban = "error: down"
+            st.ban = f"error: {st.state if st.state != 'up' else 'down'}"
         else:
             st.ban = None
 
@@ -170,6 +193,8 @@ def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | 
     if rc is None:
         return None
     import redis  # only for status: not on the import path of the package
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     st = RedisStatus(host=rc.host, port=rc.port)
     try:
@@ -180,6 +205,9 @@ def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | 
             password=redis_password(config),
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
+            # One look, as for the PostgreSQL nodes: redis-py's default retries a
+            # refused connection with backoff, ~5 s of a stopped cluster's status.
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             info = client.info("memory")

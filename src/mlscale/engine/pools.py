@@ -92,7 +92,11 @@ def pool_parameters(node: Node, config: ClusterConfig, size: PoolSize) -> dict[s
 
 
 class PoolSet(Generic[P]):
-    """The pools of one cluster, one per node, created on first use of each node."""
+    """The pools of one cluster, one per node, created on first use of each node.
+
+    ``factory`` makes a pool from psycopg_pool's keyword arguments plus ``node`` and
+    ``config`` (see :class:`~mlscale.engine.nodepool_async.AsyncNodePool`).
+    """
 
     def __init__(self, config: ClusterConfig, factory: Callable[..., P]) -> None:
         self.config = config
@@ -136,7 +140,10 @@ class PoolSet(Generic[P]):
 
     def make(self, name: str) -> P:
         """A new, unopened pool for node ``name`` (open it, then :meth:`publish` it)."""
-        pool = self._factory(**pool_parameters(self.node(name), self.config, self.size))
+        node = self.node(name)
+        pool = self._factory(
+            node=node, config=self.config, **pool_parameters(node, self.config, self.size)
+        )
         if self.config.pools.reuse == "lifo":
             make_lifo(pool)
         return pool

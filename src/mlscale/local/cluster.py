@@ -10,7 +10,6 @@ started and removes what it wrote.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -22,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,10 +37,12 @@ from . import ports as portsmod
 from .binaries import PgBinaries, find_postgres, find_redis
 from .cgroups import Cgroups, cap_of_process, cluster_id, detect
 from .layout import Layout
+from .locks import cluster_lock
 from .osuser import ServiceUser, check_reachable, resolve_service_user
 from .pgnode import PgNode
 from .redisnode import RedisNode
 from .settings import postgres_settings, quote_conf, replica_settings, sync_standby_names
+from .state import ClusterRecord, read_record, record_of, write_record
 
 __all__ = ["DEFAULT_DIR", "LocalCluster", "UpReport"]
 
@@ -52,6 +52,11 @@ DEFAULT_DIR = Path(".mlscale")
 MAX_SHARDS = 32
 MAX_REPLICAS = 8
 _T = TypeVar("_T")
+_SINGLE_SYNC_REPLICA = (
+    "--sync-replication with one replica per shard group: while that replica is down, "
+    "every commit of its group stalls until it is back (mlscale status counts the waiting "
+    "commits); use --replicas 2 or more so that commits go on with either"
+)
 
 
 @dataclass
@@ -105,6 +110,24 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
+# The two spellings of each on/off option of `up`.
+_SWITCHES = {
+    "--redis": ("--redis", "--no-redis"),
+    "--sync-replication": ("--sync-replication", "--async-replication"),
+}
+
+
+def _as_made(flag: str, value: object) -> str:
+    """How an ``up`` option with ``value`` reads: 'with --no-redis', 'without --node-cpu',
+    'with --shards 2'."""
+    if flag in _SWITCHES:
+        on, off = _SWITCHES[flag]
+        return f"with {on if value else off}"
+    if value is None:
+        return f"without {flag}"
+    return f"with {flag} {value}"
+
+
 class LocalCluster:
     """The cluster in one directory on this machine."""
 
@@ -139,11 +162,11 @@ class LocalCluster:
         return find_postgres(bindir)
 
     def _pg_nodes(
-        self, config: ClusterConfig, bins: PgBinaries | None, user: ServiceUser
+        self, nodes: Iterable[Node], bins: PgBinaries | None, user: ServiceUser
     ) -> list[PgNode]:
         return [
             PgNode(n, self.layout.data_dir(n.name), self.layout.log(n.name), bins, user)
-            for n in nodes_of(config)
+            for n in nodes
         ]
 
     def _redis_node(self, config: ClusterConfig, user: ServiceUser) -> RedisNode | None:
@@ -159,7 +182,7 @@ class LocalCluster:
         """PIDs of every running server process of the cluster, by node name."""
         config = self.config()
         user = self._service_user(config)
-        out = {n.name: n.processes() for n in self._pg_nodes(config, None, user)}
+        out = {n.name: n.processes() for n in self._pg_nodes(nodes_of(config), None, user)}
         if config.redis is not None:
             redis_node = self._redis_node(config, user)
             pid = redis_node.pid() if redis_node else None
@@ -186,23 +209,27 @@ class LocalCluster:
         they are not writable the report carries a warning and nodes run uncapped).
         """
         self.warnings = []
-        if self.layout.is_cluster():
-            self._check_same_shape(
-                shards, replicas, redis, sync_replication, base_port, os_user, node_cpu
-            )
+        with cluster_lock(self.root, "up"):
+            if self.layout.is_cluster():
+                self._check_same_shape(
+                    shards, replicas, redis, sync_replication, base_port, os_user, node_cpu
+                )
+                config = self.config()
+                if sync_replication and any(len(g.replicas) == 1 for g in config.shard_groups):
+                    self._warn(_SINGLE_SYNC_REPLICA)
+                with portsmod.port_lock():
+                    return self._start_existing()
             with portsmod.port_lock():
-                return self._start_existing()
-        with portsmod.port_lock():
-            return self._create(
-                shards=2 if shards is None else shards,
-                replicas=1 if replicas is None else replicas,
-                redis=True if redis is None else redis,
-                sync=bool(sync_replication),
-                base_port=base_port,
-                os_user=os_user,
-                pg_bindir=pg_bindir,
-                node_cpu=node_cpu,
-            )
+                return self._create(
+                    shards=2 if shards is None else shards,
+                    replicas=1 if replicas is None else replicas,
+                    redis=True if redis is None else redis,
+                    sync=bool(sync_replication),
+                    base_port=base_port,
+                    os_user=os_user,
+                    pg_bindir=pg_bindir,
+                    node_cpu=node_cpu,
+                )
 
     def _check_same_shape(
         self,
@@ -242,8 +269,9 @@ class LocalCluster:
         for flag, value in asked.items():
             if value is not None and value != have[flag]:
                 raise ClusterError(
-                    f"the cluster in {self.root} was created with {flag} {have[flag]}, "
-                    f"not {value}; drop the option, or `mlscale destroy` it first"
+                    f"the cluster in {self.root} was created {_as_made(flag, have[flag])}, "
+                    f"not with {_as_made(flag, value).removeprefix('with ')}; drop the option, "
+                    "or `mlscale destroy` it first"
                 )
 
     def _create(
@@ -264,6 +292,8 @@ class LocalCluster:
             raise ClusterError(f"--replicas must be between 0 and {MAX_REPLICAS}, got {replicas}")
         if sync and replicas == 0:
             raise ClusterError("--sync-replication needs at least one replica (--replicas 1)")
+        if sync and replicas == 1:
+            self._warn(_SINGLE_SYNC_REPLICA)
         if node_cpu is not None and not 0 < node_cpu <= 64:
             raise ClusterError(f"--node-cpu must be a number of CPUs in (0, 64], got {node_cpu}")
         bins = find_postgres(pg_bindir)
@@ -278,7 +308,9 @@ class LocalCluster:
             names.extend(replica_name(g, r) for r in range(1, replicas + 1))
         if redis:
             names.append("redis")
-        chosen = portsmod.choose_ports(names, base_port)
+        chosen = portsmod.choose_ports(
+            names, base_port, reserved=portsmod.reserved_ports(self.root)
+        )
         port = dict(zip(names, chosen, strict=True))
         config = parse_config(
             {
@@ -316,7 +348,7 @@ class LocalCluster:
             },
             source=self.layout.config,
         )
-        pg_nodes = self._pg_nodes(config, bins, user)
+        pg_nodes = self._pg_nodes(nodes_of(config), bins, user)
         redis_node = (
             RedisNode(redis_bin, self.layout.redis_dir, port["redis"], user) if redis_bin else None
         )
@@ -326,23 +358,13 @@ class LocalCluster:
             report = UpReport(created=True, config_path=self.layout.config, warnings=self.warnings)
             report.started = [n.name for n in pg_nodes] + (["redis"] if redis_node else [])
             report.migrations, report.epoch = self._register(config)
-            self.layout.state.write_text(
-                json.dumps(
-                    {
-                        "format": 1,
-                        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                        "os_user": user.name,
-                        "postgres_version": bins.version,
-                    },
-                    indent=2,
-                )
-                + "\n"
-            )
+            write_record(self.layout.state, config, bins.version)
+            portsmod.record_ports(self.root, chosen)
             return report
         except BaseException as exc:
             log.info("creation of %s failed; stopping what was started", self.root)
             with _signals_held():
-                self._stop_all(config, pg_nodes, redis_node)
+                self._stop_all(pg_nodes, redis_node, record_of(config).node_cpu)
                 self._remove_created(made_root)
             if isinstance(exc, MlscaleError):
                 # The logs it points at were removed with the directory.
@@ -516,33 +538,38 @@ class LocalCluster:
                         )
                     time.sleep(0.1)
 
+    def _warn(self, warning: str) -> None:
+        """Tell the caller of ``up`` once, in its report's warnings (the CLI prints them;
+        the log has them at INFO, so they are not printed twice)."""
+        if warning not in self.warnings:
+            log.info("warning: %s", warning)
+            self.warnings.append(warning)
+
     # -- CPU caps ------------------------------------------------------------------
 
-    def _node_cgroups(self, config: ClusterConfig) -> Cgroups | None:
-        """The cgroup hierarchy to cap nodes in, if the config asks for caps and it exists."""
-        if config.local is None or config.local.node_cpu is None:
+    def _node_cgroups(self, node_cpu: float | None) -> Cgroups | None:
+        """The cgroup hierarchy to cap nodes in, if nodes are capped and it exists."""
+        if node_cpu is None:
             return None
         if self._cgroups is None:
             self._cgroups = detect()
         cgroups, why = self._cgroups
         if cgroups is None:
-            warning = f"nodes run without a CPU cap: {why}"
-            if warning not in self.warnings:
-                log.warning("%s", warning)
-                self.warnings.append(warning)
+            self._warn(f"nodes run without a CPU cap: {why}")
         return cgroups
 
     def _start_node(self, config: ClusterConfig, node: PgNode) -> None:
-        cgroups = self._node_cgroups(config)
-        if cgroups is None or config.local is None or config.local.node_cpu is None:
+        node_cpu = config.local.node_cpu if config.local else None
+        cgroups = self._node_cgroups(node_cpu)
+        if cgroups is None or node_cpu is None:
             node.start()
             return
         path = cgroups.node_dir(cluster_id(self.root), node.name)
-        cgroups.create(path, config.local.node_cpu)
+        cgroups.create(path, node_cpu)
         node.start(cgroup_procs=cgroups.procs_file(path))
 
-    def _release_cgroups(self, config: ClusterConfig, pg_nodes: Sequence[PgNode]) -> None:
-        cgroups = self._node_cgroups(config)
+    def _release_cgroups(self, node_cpu: float | None, pg_nodes: Sequence[PgNode]) -> None:
+        cgroups = self._node_cgroups(node_cpu)
         if cgroups is None:
             return
         for node in pg_nodes:
@@ -561,7 +588,7 @@ class LocalCluster:
         config = self.config()
         user = self._service_user(config)
         bins = self._bins(config)
-        pg_nodes = self._pg_nodes(config, bins, user)
+        pg_nodes = self._pg_nodes(nodes_of(config), bins, user)
         redis_node = self._redis_node(config, user)
         report = UpReport(created=False, config_path=self.layout.config, warnings=self.warnings)
         down_pg = [n for n in pg_nodes if not n.is_running()]
@@ -583,51 +610,72 @@ class LocalCluster:
             redis_node.start(self._secret())
             report.started.append("redis")
         report.migrations, report.epoch = self._register(config)
+        portsmod.record_ports(self.root, record_of(config).ports)
         return report
 
     # -- down, destroy -------------------------------------------------------
 
     def _stop_all(
-        self, config: ClusterConfig, pg_nodes: Sequence[PgNode], redis_node: RedisNode | None
+        self, pg_nodes: Sequence[PgNode], redis_node: RedisNode | None, node_cpu: float | None
     ) -> list[str]:
         running = [n for n in pg_nodes if n.is_running()]
         # Replicas first, so a primary's shutdown does not wait on their WAL senders.
         _parallel(lambda n: n.stop(), [n for n in running if n.node.role is Role.REPLICA])
         _parallel(lambda n: n.stop(), [n for n in running if n.node.role is not Role.REPLICA])
-        self._release_cgroups(config, pg_nodes)
+        self._release_cgroups(node_cpu, pg_nodes)
         stopped = [n.name for n in running]
         if redis_node is not None and redis_node.is_running():
             redis_node.stop()
             stopped.append("redis")
         return stopped
 
+    def _record(self) -> ClusterRecord:
+        """What stopping the cluster needs: ``state.json``'s record, so that a broken
+        ``mlscale.toml`` cannot keep it running; the config's for a cluster from before
+        records held nodes, or one whose creation did not complete."""
+        record = read_record(self.layout.state)
+        if record is not None:
+            return record
+        self._require_cluster()
+        return record_of(self.config())
+
     def down(self, names: Iterable[str] | None = None) -> list[str]:
         """Stop the cluster's servers (or only ``names``) by PID; the names of those stopped.
 
-        Needs no server binaries, so a cluster whose binaries are gone can still stop.
+        Needs no server binaries and no valid ``mlscale.toml`` (see :meth:`_record`), so
+        a cluster whose binaries are gone or whose config was broken by hand still stops.
         """
-        config = self.config()
-        user = self._service_user(config)
+        with cluster_lock(self.root, "down"):
+            return self._down(names)
+
+    def _down(self, names: Iterable[str] | None = None) -> list[str]:
+        record = self._record()
+        user = resolve_service_user(record.os_user)
         wanted = None if names is None else set(names)
-        pg_nodes = [
-            n for n in self._pg_nodes(config, None, user) if wanted is None or n.name in wanted
-        ]
-        redis_node = self._redis_node(config, user)
-        if wanted is not None and "redis" not in wanted:
-            redis_node = None
-        return self._stop_all(config, pg_nodes, redis_node)
+        pg_nodes = self._pg_nodes(
+            (n for n in record.nodes if wanted is None or n.name in wanted), None, user
+        )
+        redis_node = None
+        if record.redis_port is not None and (wanted is None or "redis" in wanted):
+            redis_node = RedisNode(None, self.layout.redis_dir, record.redis_port, user)
+        return self._stop_all(pg_nodes, redis_node, record.node_cpu)
 
     def destroy(self) -> bool:
         """Stop the cluster and delete its directory; False if there was nothing."""
-        if not self.root.exists():
-            return False
-        if not self.layout.is_cluster():
-            raise ClusterDirError(
-                f"refusing to delete {self.root}: it holds no mlscale cluster (no mlscale.toml)"
-            )
-        self.down()
-        shutil.rmtree(self.root)
-        return True
+        with cluster_lock(self.root, "destroy") as lock:
+            if not self.root.exists():
+                lock.remove()
+                return False
+            if not (self.layout.is_cluster() or self.layout.is_complete()):
+                raise ClusterDirError(
+                    f"refusing to delete {self.root}: it holds no mlscale cluster "
+                    "(no mlscale.toml, no state.json)"
+                )
+            self._down()
+            shutil.rmtree(self.root)
+            portsmod.forget_ports(self.root)
+            lock.remove()
+            return True
 
     # -- status --------------------------------------------------------------------
 
@@ -643,6 +691,9 @@ class LocalCluster:
             if not procs:
                 st.state = "down"
         redis_st = inspect_redis(config)
+        if redis_st is not None:
+            redis_pids = pids.get("redis") or []
+            redis_st.pid = redis_pids[0] if redis_pids else None
         return nodes, redis_st
 
     def describe(self) -> dict[str, Any]:

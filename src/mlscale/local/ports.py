@@ -1,18 +1,37 @@
-"""Loopback TCP ports for local servers."""
+"""Loopback TCP ports for local servers, and the ports stopped clusters will want back.
+
+A port is free while its cluster is stopped, but the cluster wants it back on its
+next ``up``. So a new cluster skips the ports recorded by other clusters: those in
+the machine-wide registry (a JSON file beside the port lock, written by ``up`` and
+cleared by ``destroy``) and those in the config of any cluster in the same parent
+directory (clusters made before the registry existed).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..errors import PortInUseError
 
-__all__ = ["DEFAULT_SCAN_START", "check_free", "choose_ports", "port_is_free", "port_lock"]
+__all__ = [
+    "DEFAULT_SCAN_START",
+    "check_free",
+    "choose_ports",
+    "forget_ports",
+    "port_is_free",
+    "port_lock",
+    "record_ports",
+    "reserved_ports",
+]
 
 # Below Linux's ephemeral range (32768+), so a client socket never takes a
 # port a stopped node will want back when it restarts.
@@ -41,22 +60,37 @@ def check_free(ports: Iterable[tuple[str, int]], host: str = "127.0.0.1") -> Non
             )
 
 
-def choose_ports(owners: list[str], base: int | None = None, host: str = "127.0.0.1") -> list[int]:
+def choose_ports(
+    owners: list[str],
+    base: int | None = None,
+    host: str = "127.0.0.1",
+    reserved: Mapping[int, Path] | None = None,
+) -> list[int]:
     """One port for each of ``owners`` (node names) in a new cluster.
 
     With ``base`` the ports are exactly ``base .. base+count-1`` and must all be
     free; without it, the first free ports from :data:`DEFAULT_SCAN_START` up.
+    ``reserved`` maps ports other clusters recorded to their directories: those
+    are never chosen, even while their cluster is stopped.
     """
     count = len(owners)
+    reserved = reserved or {}
     if base is not None:
         if base < 1 or base + count - 1 > 65535:
             raise PortInUseError(f"--base-port {base} leaves no room for {count} ports")
         wanted = list(range(base, base + count))
+        for owner, port in zip(owners, wanted, strict=True):
+            if port in reserved:
+                raise PortInUseError(
+                    f"port {port} (wanted by {owner}) belongs to the cluster in "
+                    f"{reserved[port]}, which wants it back when it starts; "
+                    "choose other ports (--base-port)"
+                )
         check_free(zip(owners, wanted, strict=True), host)
         return wanted
     out: list[int] = []
     for port in range(DEFAULT_SCAN_START, _SCAN_END):
-        if port_is_free(port, host):
+        if port not in reserved and port_is_free(port, host):
             out.append(port)
             if len(out) == count:
                 return out
@@ -80,3 +114,79 @@ def port_lock() -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+# -- the ports of other clusters ----------------------------------------------------
+
+
+def _registry() -> Path:
+    return Path(tempfile.gettempdir()) / "mlscale-ports.json"
+
+
+@contextlib.contextmanager
+def _registry_open() -> Iterator[dict[str, list[int]]]:
+    """The registry (cluster directory -> its ports), locked; written back on exit."""
+    fd = os.open(_registry(), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            data = json.loads(os.pread(fd, 1 << 22, 0) or b"{}")
+            clusters = {str(k): [int(p) for p in v] for k, v in data["clusters"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            clusters = {}  # absent or damaged: rebuilt from what is recorded next
+        before = dict(clusters)
+        yield clusters
+        if clusters != before:
+            text = json.dumps({"clusters": clusters}, indent=1, sort_keys=True).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, text, 0)
+    finally:
+        os.close(fd)
+
+
+def record_ports(root: Path, ports: Iterable[int]) -> None:
+    """Record that the cluster in ``root`` owns ``ports`` (best effort)."""
+    try:
+        with _registry_open() as clusters:
+            clusters[str(root)] = sorted(set(ports))
+    except OSError:
+        pass  # a registry nobody may write only loses the skipping of stopped clusters
+
+
+def forget_ports(root: Path) -> None:
+    """Forget the ports of the cluster in ``root`` (it was destroyed)."""
+    with contextlib.suppress(OSError), _registry_open() as clusters:
+        clusters.pop(str(root), None)
+
+
+def _config_ports(config: Path) -> list[int]:
+    """The ports a cluster's mlscale.toml names, read leniently (any may be broken)."""
+    try:
+        data: dict[str, Any] = tomllib.loads(config.read_text(encoding="utf-8"))
+        servers = [data.get("control", {}), data.get("redis") or {}]
+        for group in data.get("shard_groups", []):
+            servers += [group.get("primary", {}), *group.get("replicas", [])]
+        return [int(s["port"]) for s in servers if "port" in s]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
+
+
+def reserved_ports(root: Path) -> dict[int, Path]:
+    """Ports of clusters other than ``root``, to their directories: every cluster in
+    the registry whose directory still holds one (the rest are dropped from it), and
+    every cluster beside ``root``."""
+    out: dict[int, Path] = {}
+    with contextlib.suppress(OSError), _registry_open() as clusters:
+        for other, ports in list(clusters.items()):
+            if not (Path(other) / "mlscale.toml").exists():
+                del clusters[other]  # destroyed without us, or never finished
+            elif Path(other) != root:
+                out.update(dict.fromkeys(ports, Path(other)))
+    with contextlib.suppress(OSError):
+        for sibling in root.parent.iterdir():
+            config = sibling / "mlscale.toml"
+            if sibling != root and config.is_file():
+                out.update(dict.fromkeys(_config_ports(config), sibling))
+    return out
