@@ -123,6 +123,10 @@ def test_read_options_refuse_nonsense_in_the_packages_terms() -> None:
     with pytest.raises(RoutingError, match="max_lag_ms must be >= 0"):
         ReadOptions.of("bounded_staleness", None, max_lag_ms=-1.0)
     assert ReadOptions.of("strong", None).consistency is Consistency.STRONG
+    # A bounded-staleness read needs a bound: refused when its requirement is made.
+    no_bound = ReadOptions.of("bounded_staleness", None)
+    with pytest.raises(RoutingError, match="needs max_lag_ms or max_lag_bytes"):
+        ReplicaBalancer(config()).requirement(no_bound, "g0", None)
     # Through the public API: refused before anything is sent (no server here).
     with Cluster(config()) as cluster:
         with pytest.raises(MlscaleError, match="unknown consistency 'bogus'"):

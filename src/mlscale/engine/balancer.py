@@ -219,15 +219,21 @@ class ReplicaBalancer:
     def requirement(
         self, options: ReadOptions, group: str, seen_lsn: int | None
     ) -> ReadRequirement:
-        return requirement(
-            options.consistency,
-            group=group,
-            token=options.token,
-            seen_lsn=seen_lsn,
-            max_lag_ms=options.max_lag_ms,
-            max_lag_bytes=options.max_lag_bytes,
-            wait_ms=self.wait_ms,
-        )
+        """What a read with ``options`` needs in ``group``; a :class:`RoutingError`
+        (before anything is sent) for options that ask nothing coherent, such as
+        bounded staleness without a bound."""
+        try:
+            return requirement(
+                options.consistency,
+                group=group,
+                token=options.token,
+                seen_lsn=seen_lsn,
+                max_lag_ms=options.max_lag_ms,
+                max_lag_bytes=options.max_lag_bytes,
+                wait_ms=self.wait_ms,
+            )
+        except ValueError as exc:
+            raise RoutingError(f"{exc}; nothing was sent") from None
 
     def decide(self, states: list[ReplicaState], req: ReadRequirement) -> Decision:
         return pick_replica(
