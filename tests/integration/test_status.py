@@ -80,7 +80,8 @@ def test_status_and_routing_agree_on_a_replica_lagging_past_its_threshold(
             # moment while it replays): then only the paused one is behind.
             deadline = time.monotonic() + 15
             while set(cluster.stats().bans) != {victim}:
-                assert time.monotonic() < deadline, (cluster.stats().bans, cluster.replica_samples)
+                samples = cluster.replica_samples()
+                assert time.monotonic() < deadline, (cluster.stats().bans, samples)
                 cluster.group("g1").fetch_value("SELECT 1")  # reads refresh the verdicts
                 time.sleep(0.1)
             routed = {name: str(ban) for name, ban in cluster.stats().bans.items()}
