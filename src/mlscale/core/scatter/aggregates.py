@@ -1,0 +1,153 @@
+"""The aggregates a cross-group read can merge exactly, and how.
+
+Each supported aggregate is an :class:`AggregateRule`: the partial aggregates every
+group computes (``avg(x)`` is sent as ``sum(x)`` and ``count(x)``) and the function
+that combines the groups' partial values into the value one server would return.
+Adding an aggregate is adding a rule to :data:`RULES`; the planner refuses names in
+:data:`REFUSED` with their advice, and any call with DISTINCT, WITHIN GROUP or OVER.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from mlscale.core.scatter.pgvalues import DECIMAL_CONTEXT, compare, numeric_div
+
+__all__ = ["REFUSED", "RULES", "AggregateRule"]
+
+# One value per partial column, for one merged group: partials[column][group].
+Partials = Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateRule:
+    """How one aggregate is split across groups and merged back.
+
+    ``partials`` names the aggregate each group computes per partial column, over the
+    call's own argument (``'count'`` for ``avg``'s second column). ``combine`` takes,
+    for each partial column, the values the groups returned for one merged group (NULL
+    included) and returns the merged value.
+    """
+
+    partials: tuple[str, ...]
+    combine: Callable[[Partials], Any]
+
+
+def _present(values: Sequence[Any]) -> list[Any]:
+    return [v for v in values if v is not None]
+
+
+def _sum(values: Sequence[Any]) -> Any:
+    # The groups' sums already carry PostgreSQL's result type: bigint (int) for int2 and
+    # int4, numeric (Decimal, with its scale) for int8 and numeric, float8 for floats.
+    present = _present(values)
+    if not present:
+        return None
+    total = present[0]
+    with decimal.localcontext(DECIMAL_CONTEXT):
+        for value in present[1:]:
+            total = total + value
+    return total
+
+
+def _count(partials: Partials) -> int:
+    return sum(int(v) for v in partials[0] if v is not None)
+
+
+def _avg(partials: Partials) -> Any:
+    # avg(int2/int4/int8/numeric) is numeric_div(sum, count) in numeric.c (int8_avg,
+    # numeric_poly_avg, numeric_avg); avg(float4/float8) is float8 sum / count.
+    total = _sum(partials[0])
+    count = sum(int(v) for v in partials[1] if v is not None)
+    if count == 0 or total is None:
+        return None
+    if isinstance(total, float):
+        return total / count
+    if isinstance(total, bool) or not isinstance(total, int | Decimal):
+        raise TypeError(f"avg over {type(total).__name__} is not merged across groups")
+    return numeric_div(Decimal(total), Decimal(count))
+
+
+def _extreme(sign: int) -> Callable[[Partials], Any]:
+    def combine(partials: Partials) -> Any:
+        best: Any = None
+        for value in _present(partials[0]):
+            if best is None or compare(value, best) * sign > 0:
+                best = value
+        return best
+
+    return combine
+
+
+def _bool(all_true: bool) -> Callable[[Partials], Any]:
+    def combine(partials: Partials) -> Any:
+        present = _present(partials[0])
+        if not present:
+            return None
+        return all(present) if all_true else any(present)
+
+    return combine
+
+
+def _bits(op: str) -> Callable[[Partials], Any]:
+    def one(a: Any, b: Any) -> Any:
+        if isinstance(a, str):  # bit strings, as psycopg returns bit(n) / varbit
+            if len(a) != len(b):
+                raise ValueError("cannot AND/OR/XOR bit strings of different sizes")
+            return "".join(_BIT_CHARS[op](x == "1", y == "1") for x, y in zip(a, b, strict=True))
+        return a & b if op == "and" else (a | b if op == "or" else a ^ b)
+
+    def combine(partials: Partials) -> Any:
+        present = _present(partials[0])
+        if not present:
+            return None
+        result = present[0]
+        for value in present[1:]:
+            result = one(result, value)
+        return result
+
+    return combine
+
+
+_BIT_CHARS: dict[str, Callable[[bool, bool], str]] = {
+    "and": lambda x, y: "1" if x and y else "0",
+    "or": lambda x, y: "1" if x or y else "0",
+    "xor": lambda x, y: "1" if x != y else "0",
+}
+
+RULES: dict[str, AggregateRule] = {
+    "count": AggregateRule(("count",), _count),
+    "sum": AggregateRule(("sum",), lambda p: _sum(p[0])),
+    "avg": AggregateRule(("sum", "count"), _avg),
+    "min": AggregateRule(("min",), _extreme(-1)),
+    "max": AggregateRule(("max",), _extreme(1)),
+    "bool_and": AggregateRule(("bool_and",), _bool(True)),
+    "every": AggregateRule(("bool_and",), _bool(True)),
+    "bool_or": AggregateRule(("bool_or",), _bool(False)),
+    "bit_and": AggregateRule(("bit_and",), _bits("and")),
+    "bit_or": AggregateRule(("bit_or",), _bits("or")),
+    "bit_xor": AggregateRule(("bit_xor",), _bits("xor")),
+}
+
+_LATER = "filter on the shard key so it runs on one group"
+_GATHER = "gather the rows and compute it in the client, or " + _LATER
+# PostgreSQL's other built-in aggregates, with what to do instead: a call to one is
+# refused, never sent as a plain per-group query whose rows would be a silent union.
+REFUSED: dict[str, str] = {
+    **{name: _LATER for name in (
+        "stddev", "stddev_samp", "stddev_pop", "variance", "var_samp", "var_pop",
+        "corr", "covar_pop", "covar_samp", "regr_avgx", "regr_avgy", "regr_count",
+        "regr_intercept", "regr_r2", "regr_slope", "regr_sxx", "regr_sxy", "regr_syy",
+        "any_value", "range_agg", "range_intersect_agg",
+    )},
+    **{name: _GATHER for name in (
+        "array_agg", "string_agg", "json_agg", "jsonb_agg", "json_object_agg",
+        "jsonb_object_agg", "json_agg_strict", "jsonb_agg_strict", "xmlagg",
+        "percentile_cont", "percentile_disc", "mode", "rank", "dense_rank",
+        "percent_rank", "cume_dist",
+    )},
+}

@@ -1,0 +1,93 @@
+"""Turning the shard groups' rows into the rows one PostgreSQL server would return.
+
+:func:`merge_rows` follows a :class:`~mlscale.core.scatter.plan.ScatterPlan`: it
+k-way merges sorted groups (:class:`ConcatMerge`) or combines partial aggregates per
+group key (:class:`AggregateMerge`), with PostgreSQL's value semantics
+(:mod:`mlscale.core.scatter.pgvalues`). Pure: rows in, rows out.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from functools import cmp_to_key
+from typing import Any
+
+from mlscale.core.scatter.aggregates import RULES
+from mlscale.core.scatter.exprs import evaluate
+from mlscale.core.scatter.pgvalues import group_key, sort_compare
+from mlscale.core.scatter.plan import AggregateMerge, ConcatMerge, ScatterPlan, SortKey
+
+__all__ = ["merge_rows"]
+
+Row = tuple[Any, ...]
+GroupRows = Sequence[Sequence[Any]]
+
+
+def merge_rows(plan: ScatterPlan, groups: Sequence[GroupRows]) -> list[Row]:
+    """The result of ``plan``'s statement from each shard group's rows of
+    ``plan.group_sql`` (one sequence of rows per group, in the order they came).
+
+    Raises ``MergeArithmeticError`` where PostgreSQL would raise computing an
+    expression over merged aggregates (division by zero), TypeError on operands it
+    would reject (``round(float8, int)``).
+    """
+    if isinstance(plan.merge, ConcatMerge):
+        return _concat(plan.merge, groups)
+    return _aggregate(plan.merge, groups)
+
+
+def _row_order(order: Sequence[SortKey], value: Callable[[Any, int], Any]) -> Callable[[Any], Any]:
+    def compare(a: Any, b: Any) -> int:
+        for index, key in enumerate(order):
+            result = sort_compare(value(a, index), value(b, index),
+                                  descending=key.descending, nulls_first=key.nulls_first)
+            if result:
+                return result
+        return 0
+
+    return cmp_to_key(compare)
+
+
+def _page(rows: Iterable[Row], limit: int | None, offset: int) -> Iterable[Row]:
+    return itertools.islice(rows, offset, None if limit is None else offset + limit)
+
+
+def _concat(merge: ConcatMerge, groups: Sequence[GroupRows]) -> list[Row]:
+    rows: Iterable[Sequence[Any]]
+    if merge.order:
+        indexes = [key.expr for key in merge.order]
+        key = _row_order(merge.order, lambda row, i: evaluate(indexes[i], row))
+        # Each group sorted its rows the same way: a k-way merge keeps the order.
+        rows = heapq.merge(*groups, key=key)
+    else:
+        rows = itertools.chain.from_iterable(groups)
+    visible = (tuple(row[: len(row) - merge.hidden]) for row in rows)
+    return list(_page(visible, merge.limit, merge.offset))
+
+
+def _aggregate(merge: AggregateMerge, groups: Sequence[GroupRows]) -> list[Row]:
+    width = 1 + max(
+        (*merge.carried, *(c for agg in merge.aggregates for c in agg.columns)), default=-1
+    )
+    buckets: dict[tuple[Any, ...], list[Sequence[Any]]] = {}
+    for row in itertools.chain.from_iterable(groups):
+        key = tuple(group_key(v) for v in row[: merge.key_count])
+        buckets.setdefault(key, []).append(row)
+    if merge.key_count == 0 and not buckets:
+        buckets[()] = []  # an ungrouped aggregate returns one row, even over no groups
+    results: list[tuple[Row, tuple[Any, ...]]] = []
+    for rows in buckets.values():
+        merged = list(rows[0]) if rows else [None] * width
+        for agg in merge.aggregates:
+            partials = [[row[c] for row in rows] for c in agg.columns]
+            merged[agg.columns[0]] = RULES[agg.name].combine(partials)
+        if merge.having is not None and evaluate(merge.having, merged) is not True:
+            continue
+        output = tuple(evaluate(expr, merged) for expr in merge.outputs)
+        sort_values = tuple(evaluate(key.expr, merged) for key in merge.order)
+        results.append((output, sort_values))
+    if merge.order:
+        results.sort(key=_row_order(merge.order, lambda pair, i: pair[1][i]))
+    return list(_page((output for output, _ in results), merge.limit, merge.offset))

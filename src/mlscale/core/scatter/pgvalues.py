@@ -1,0 +1,193 @@
+"""PostgreSQL 15's value semantics for merging rows in Python: ordering, equality,
+arithmetic and numeric division, as one server would apply them.
+
+Values are what psycopg returns: ``int`` (int2/int4/int8), ``Decimal`` (numeric, with
+its display scale kept as the exponent), ``float`` (float4/float8), ``str`` (text, the
+C collation: Python orders str by code point, which is the bytewise order of UTF-8),
+``bool``, dates and times, ``None`` for NULL.
+
+A PostgreSQL type is read from the Python type: ``int`` is taken as bigint, ``Decimal``
+as numeric, ``float`` as float8 (float4 values are compared and added as float8).
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "DECIMAL_CONTEXT",
+    "MergeArithmeticError",
+    "arith",
+    "compare",
+    "group_key",
+    "numeric_div",
+    "pg_round",
+    "sort_compare",
+]
+
+# Sums and products of numerics are exact in PostgreSQL; this context is wide enough
+# for any numeric (131072 digits before the point, 16383 after) and does not trap
+# inf - inf, which PostgreSQL answers with NaN.
+DECIMAL_CONTEXT = decimal.Context(
+    prec=200_000, rounding=decimal.ROUND_HALF_UP, Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN, traps=[decimal.DivisionByZero, decimal.Overflow],
+)
+# numeric.c: NUMERIC_MIN_SIG_DIGITS, DEC_DIGITS, NUMERIC_MAX_DISPLAY_SCALE.
+_MIN_SIG_DIGITS = 16
+_DEC_DIGITS = 4
+_MAX_DISPLAY_SCALE = 1000
+
+
+class MergeArithmeticError(ArithmeticError):
+    """An expression computed after the merge failed as it would have on the server
+    (``division by zero``). The message is PostgreSQL's."""
+
+
+def _is_nan(value: Any) -> bool:
+    return (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, Decimal) and value.is_nan()
+    )
+
+
+def compare(a: Any, b: Any) -> int:
+    """-1, 0 or 1: ``a`` against ``b`` (neither NULL) in PostgreSQL's order: NaN equals
+    NaN and sorts above every number, +/-Infinity as the float values; text in the C
+    collation."""
+    a_nan, b_nan = _is_nan(a), _is_nan(b)
+    if a_nan or b_nan:
+        return int(a_nan) - int(b_nan)
+    return -1 if a < b else (1 if a > b else 0)
+
+
+def sort_compare(a: Any, b: Any, *, descending: bool, nulls_first: bool) -> int:
+    """``compare`` with NULLs and direction, as one ORDER BY item sorts."""
+    if a is None or b is None:
+        if a is None and b is None:
+            return 0
+        a_first = (a is None) == nulls_first
+        return -1 if a_first else 1
+    result = compare(a, b)
+    return -result if descending else result
+
+
+def group_key(value: Any) -> Any:
+    """A hashable stand-in for ``value`` that is equal where GROUP BY sees equal values:
+    NaN groups with NaN (Python's NaN is unequal to itself); 0.0 and -0.0, 1.0 and
+    1.00 are equal in Python too."""
+    if _is_nan(value):
+        return ("NaN",)
+    return value
+
+
+def numeric_div(a: Decimal, b: Decimal) -> Decimal:
+    """``a / b`` as PostgreSQL's numeric_div: the result scale of ``select_div_scale``
+    (at least 16 significant digits, no less than either input's scale), the last digit
+    rounded half away from zero; NaN and infinities as numeric.c."""
+    if a.is_nan() or b.is_nan():
+        return Decimal("NaN")
+    if b.is_zero():
+        raise MergeArithmeticError("division by zero")
+    if a.is_infinite():
+        return Decimal("NaN") if b.is_infinite() else (a if b > 0 else -a)
+    if b.is_infinite():
+        return Decimal(0)
+    rscale = _div_scale(a, b)
+    # Exact integer arithmetic, then one rounding, as div_var(..., round=true).
+    sa, da, ea = a.as_tuple()
+    sb, db, eb = b.as_tuple()
+    ma = int("".join(map(str, da)) or "0")
+    mb = int("".join(map(str, db)) or "0")
+    shift = int(ea) - int(eb) + rscale  # both finite: checked above
+    num, den = (ma * 10**shift, mb) if shift >= 0 else (ma, mb * 10**-shift)
+    quotient, remainder = divmod(num, den)
+    if 2 * remainder >= den:
+        quotient += 1
+    negative = bool(sa) != bool(sb) and quotient != 0
+    return Decimal((int(negative), tuple(int(d) for d in str(quotient)), -rscale))
+
+
+def _display_scale(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _weight_and_first_digit(value: Decimal) -> tuple[int, int]:
+    # numeric.c keeps base-10000 digits aligned on the decimal point: the weight is the
+    # position of the first non-zero one, the first digit its value (1..9999).
+    if value.is_zero():
+        return 0, 0
+    magnitude = abs(value)
+    weight = magnitude.adjusted() // _DEC_DIGITS
+    first = int(magnitude.scaleb(-_DEC_DIGITS * weight, DECIMAL_CONTEXT))
+    return weight, first
+
+
+def _div_scale(a: Decimal, b: Decimal) -> int:
+    weight1, first1 = _weight_and_first_digit(a)
+    weight2, first2 = _weight_and_first_digit(b)
+    qweight = weight1 - weight2
+    if first1 <= first2:
+        qweight -= 1
+    rscale = _MIN_SIG_DIGITS - qweight * _DEC_DIGITS
+    rscale = max(rscale, _display_scale(a), _display_scale(b), 0)
+    return min(rscale, _MAX_DISPLAY_SCALE)
+
+
+def _numeric(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(value)
+
+
+def arith(op: str, a: Any, b: Any) -> Any:
+    """``a op b`` for ``op`` in ``+ - * /`` with PostgreSQL's typing: bigint op bigint is
+    bigint (``/`` truncates toward zero), numeric if either is numeric (``/`` by
+    :func:`numeric_div`), float8 if either is float. NULL in, NULL out."""
+    if a is None or b is None:
+        return None
+    if isinstance(a, bool) or isinstance(b, bool) or not all(
+        isinstance(v, int | float | Decimal) for v in (a, b)
+    ):
+        raise TypeError(f"operator {op} over {type(a).__name__} and {type(b).__name__}")
+    if isinstance(a, float) or isinstance(b, float):
+        x, y = float(a), float(b)
+        if op == "/":
+            if y == 0:
+                raise MergeArithmeticError("division by zero")
+            return x / y
+        return x + y if op == "+" else (x - y if op == "-" else x * y)
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        m, n = _numeric(a), _numeric(b)
+        if op == "/":
+            return numeric_div(m, n)
+        with decimal.localcontext(DECIMAL_CONTEXT):
+            return m + n if op == "+" else (m - n if op == "-" else m * n)
+    if op == "/":
+        if b == 0:
+            raise MergeArithmeticError("division by zero")
+        quotient = abs(a) // abs(b)
+        return quotient if (a >= 0) == (b >= 0) else -quotient
+    return a + b if op == "+" else (a - b if op == "-" else a * b)
+
+
+def pg_round(value: Any, digits: int | None = None) -> Any:
+    """``round(value)`` / ``round(value, digits)``: numeric (and bigint, cast to
+    numeric) rounds half away from zero to ``digits`` places (scale ``max(digits, 0)``);
+    ``round(float8)`` rounds half to even; ``round(float8, n)`` does not exist in
+    PostgreSQL and raises TypeError."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if digits is not None:
+            raise TypeError("function round(double precision, integer) does not exist")
+        return float(round(value)) if math.isfinite(value) else value
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise TypeError(f"function round({type(value).__name__}) does not exist")
+    number = _numeric(value)
+    if not number.is_finite():
+        return number
+    places = digits or 0
+    with decimal.localcontext(DECIMAL_CONTEXT):
+        rounded = number.quantize(Decimal(1).scaleb(-places), decimal.ROUND_HALF_UP)
+        return rounded.quantize(Decimal(1)) if places < 0 else rounded

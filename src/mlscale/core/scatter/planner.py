@@ -1,0 +1,88 @@
+"""Planning a SELECT that reads every shard group: :func:`plan_select`.
+
+See :mod:`mlscale.core.scatter.plan` for the plans it returns.
+"""
+
+from __future__ import annotations
+
+from pglast import ast, enums
+from pglast.parser import ParseError
+
+from mlscale.core.scatter.aggplan import plan_aggregate
+from mlscale.core.scatter.exprs import Ref
+from mlscale.core.scatter.plan import ConcatMerge, ScatterPlan, SortKey
+from mlscale.core.scatter.sqlnodes import (
+    PREFIX,
+    aggregates_in,
+    check_collation,
+    check_statement,
+    check_volatile,
+    int_const,
+    is_star,
+    parse_select,
+    reparse_targets,
+    select_list,
+    sort_flags,
+    target_for,
+    text,
+)
+from mlscale.core.sqltree import parse_fresh
+from mlscale.errors import RoutingError
+
+__all__ = ["plan_select"]
+
+
+def plan_select(sql: str) -> ScatterPlan:
+    """The plan of ``sql``, one SELECT, read on every shard group.
+
+    Raises ``RoutingError`` for a statement that is not one SELECT, and for every
+    construct the merger cannot make exact, naming it and what to do instead.
+    """
+    try:
+        statements = parse_fresh(sql)
+    except ParseError as exc:
+        raise RoutingError(f"{PREFIX}the statement does not parse: {exc}") from exc
+    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.SelectStmt):
+        raise RoutingError(f"{PREFIX}only one SELECT is merged across shard groups")
+    stmt = statements[0].stmt
+    check_statement(stmt)
+    for item in stmt.sortClause or ():
+        check_collation(item)
+    aggregated = bool(stmt.groupClause or stmt.havingClause) or any(
+        aggregates_in(node) for node in (stmt.targetList, stmt.sortClause)
+    )
+    if aggregated:
+        return plan_aggregate(stmt)
+    return _plan_concat(stmt)
+
+
+def _plan_concat(stmt: ast.SelectStmt) -> ScatterPlan:
+    targets = select_list(stmt)
+    star_before = [any(is_star(t) for t in targets[: i + 1]) for i in range(len(targets))]
+    hidden: list[str] = []
+    pending: list[tuple[int | str, bool, bool]] = []
+    for item in stmt.sortClause or ():
+        descending, nulls_first = sort_flags(item)
+        check_volatile(item.node, "ORDER BY")
+        index = target_for(item.node, targets, "ORDER BY")
+        if index is not None and not star_before[index]:
+            pending.append((index, descending, nulls_first))
+            continue
+        expr = targets[index].val if index is not None else item.node
+        hidden.append(f"{text(expr)} AS __mlscale_sort_{len(hidden) + 1}")
+        pending.append((f"h{len(hidden) - 1}", descending, nulls_first))
+    order = tuple(
+        SortKey(Ref(slot if isinstance(slot, int) else int(slot[1:]) - len(hidden)), desc, nf)
+        for slot, desc, nf in pending
+    )
+    limit = int_const(stmt.limitCount, "LIMIT")
+    offset = int_const(stmt.limitOffset, "OFFSET") or 0
+    if hidden:
+        stmt.targetList = tuple(targets) + reparse_targets(hidden)
+    stmt.limitOffset = None
+    stmt.limitCount = None
+    if limit is not None:
+        stmt.limitCount = parse_select(f"SELECT 1 LIMIT {limit + offset}").limitCount
+        stmt.limitOption = enums.LimitOption.LIMIT_OPTION_COUNT
+    merge = ConcatMerge(order=order, hidden=len(hidden), limit=limit, offset=offset)
+    return ScatterPlan(group_sql=text(stmt), merge=merge)
