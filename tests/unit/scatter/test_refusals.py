@@ -1,0 +1,90 @@
+"""What the merger cannot make exact is refused with a RoutingError naming the
+construct and what to do; nothing is sent and no silent union is returned."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlscale.core.scatter import plan_select
+from mlscale.errors import RoutingError
+
+REFUSALS = [
+    # -- window functions ------------------------------------------------------------------
+    ("select a, row_number() over (order by a) from t",
+     "window function row_number() OVER (ORDER BY a)"),
+    ("select sum(x) over (partition by a) from t", "window function sum(x) OVER"),
+    ("select a from t window w as (order by a)", "WINDOW clause"),
+    # -- aggregates not merged yet ---------------------------------------------------------
+    ("select stddev(x) from t", "stddev(x): stddev() is not merged across shard groups yet"),
+    ("select var_pop(x) from t", "var_pop() is not merged"),
+    ("select percentile_cont(0.5) within group (order by x) from t", "percentile_cont()"),
+    ("select string_agg(s, ',') from t", "gather the rows and compute it in the client"),
+    ("select a, array_agg(x) from t group by a", "array_agg()"),
+    ("select count(distinct x) from t", "count(DISTINCT x): DISTINCT inside an aggregate"),
+    ("select sum(distinct x) from t", "DISTINCT inside an aggregate"),
+    ("select mode() within group (order by x) from t", "mode()"),
+    # -- DISTINCT, DISTINCT ON, set operations, CTEs ---------------------------------------
+    ("select distinct on (a) a, count(*) from t group by a", "DISTINCT ON"),
+    ("select distinct a from t", "SELECT DISTINCT is not merged"),
+    ("select a from t union all select a from u", "UNION/INTERSECT/EXCEPT"),
+    ("with c as (select 1) select * from c", "WITH (a common table expression)"),
+    ("select a, count(*) from t group by rollup (a)", "GROUPING SETS/ROLLUP/CUBE"),
+    ("select a from t for update", "FOR UPDATE/SHARE"),
+    # -- subqueries ------------------------------------------------------------------------
+    ("select * from (select a from t limit 5) s", "LIMIT/OFFSET inside a subquery"),
+    ("select a from t where a in (select b from u order by b limit 3)", "inside a subquery"),
+    ("select * from (select a, count(*) from t group by a) s",
+     "a subquery with aggregates, GROUP BY or DISTINCT"),
+    ("select a from t where x > (select avg(x) from t)", "a subquery with aggregates"),
+    # -- volatile functions in merged expressions ------------------------------------------
+    ("select a from t order by random() limit 3", "volatile function random() in ORDER BY"),
+    ("select count(*) + random() from t", "volatile function random() in the select list"),
+    ("select a, sum(x) from t group by a having sum(x) > random()",
+     "volatile function random() in HAVING"),
+    ("select a, clock_timestamp(), count(*) from t group by a", "clock_timestamp()"),
+    # -- expressions over aggregates the merger does not compute ---------------------------
+    ("select sqrt(sum(x)) from t", "sqrt(sum(x)) in the select list is computed over merged"),
+    ("select sum(x)::float8 from t", "CAST(sum(x) AS float8)"),
+    ("select coalesce(sum(x), 0) from t", "COALESCE(sum(x), 0)"),
+    ("select a from t group by a having sum(x) between 1 and 2", "BETWEEN"),
+    # -- ORDER BY / LIMIT forms ------------------------------------------------------------
+    ("select a from t order by a using <", "ORDER BY ... USING"),
+    ('select a from t order by a collate "en_US"', 'COLLATE "en_US"'),
+    ("select a from t limit $1", "LIMIT $1 is not a non-negative integer literal"),
+    ("select a from t offset 1 + 1", "OFFSET 1 + 1"),
+    ("select a from t order by a fetch first 2 rows with ties", "WITH TIES"),
+    ("select a from t order by 3", "ORDER BY position 3 is not in the select list"),
+    # -- GROUP BY forms --------------------------------------------------------------------
+    ("select b as a, count(*) from t group by a",
+     "GROUP BY a names an output column whose expression differs"),
+    ("select *, count(*) from t group by a", "SELECT * with aggregates"),
+    # -- not one SELECT --------------------------------------------------------------------
+    ("update t set a = 1", "only one SELECT"),
+    ("select 1; select 2", "only one SELECT"),
+    ("select from where", "does not parse"),
+]
+
+
+@pytest.mark.parametrize(("sql", "message"), REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_refused(sql: str, message: str) -> None:
+    with pytest.raises(RoutingError) as info:
+        plan_select(sql)
+    text = str(info.value)
+    assert text.startswith("cross-shard read: ")
+    assert message in text, text
+    if "parse" not in message and "only one SELECT" not in message:
+        assert "; " in text, "a refusal says what to do"
+
+
+ALLOWED = [
+    "select a, now() from t order by a",  # now() is stable: one value per statement
+    "select a, count(*) from t where x > now() - interval '1 day' group by a",
+    "select a from t where a in (select b from u)",
+    "select random() from t",  # not merged: each row keeps its own value
+    "select a, count(*) from t group by a order by 2 desc limit 10",
+]
+
+
+@pytest.mark.parametrize("sql", ALLOWED)
+def test_allowed(sql: str) -> None:
+    plan_select(sql)
