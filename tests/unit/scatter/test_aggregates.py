@@ -104,3 +104,9 @@ MERGES = [
                          ids=[m[0] for m in MERGES])
 def test_merge(sql: str, groups: list[list[Row]], expected: list[Row]) -> None:
     assert same(run(sql, groups), expected), run(sql, groups)
+
+
+def test_sum_of_text_values_is_refused_not_concatenated() -> None:
+    # money arrives from psycopg as text: '$1.00' + '$2.00' must not become '$1.00$2.00'.
+    with pytest.raises(TypeError, match="sum over str"):
+        run("select sum(m) from t", [[("$1.00",)], [("$2.00",)]])

@@ -5,6 +5,11 @@ group computes (``avg(x)`` is sent as ``sum(x)`` and ``count(x)``) and the funct
 that combines the groups' partial values into the value one server would return.
 Adding an aggregate is adding a rule to :data:`RULES`; the planner refuses names in
 :data:`REFUSED` with their advice, and any call with DISTINCT, WITHIN GROUP or OVER.
+
+Known gap: float4 (real). A group's ``sum(real)`` is a float4 sum, merged in float8, so
+``sum`` and ``avg`` over real columns may differ from one server in the last bits
+(PostgreSQL accumulates avg(real) in float8). Integers and numeric are exact; float8
+sums differ only by the order of the additions, as in PostgreSQL's parallel aggregation.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +25,7 @@ from mlscale.core.scatter.pgvalues import DECIMAL_CONTEXT, compare, numeric_div
 
 __all__ = ["REFUSED", "RULES", "AggregateRule"]
 
+_SUMMABLE = (int, Decimal, float, timedelta)
 # One value per partial column, for one merged group: partials[column][group].
 Partials = Sequence[Sequence[Any]]
 
@@ -47,6 +54,10 @@ def _sum(values: Sequence[Any]) -> Any:
     present = _present(values)
     if not present:
         return None
+    if any(isinstance(v, bool) or not isinstance(v, _SUMMABLE) for v in present):
+        # e.g. money, which psycopg returns as text: adding texts would concatenate them.
+        kinds = sorted({type(v).__name__ for v in present})
+        raise TypeError(f"sum over {', '.join(kinds)} is not merged across groups")
     total = present[0]
     with decimal.localcontext(DECIMAL_CONTEXT):
         for value in present[1:]:
