@@ -119,6 +119,7 @@ class AsyncCluster(AsyncScope):
         self._rooms.directory.after_fork()
         self._context.after_fork()
         self._rooms.hooks.after_fork()
+        self._rooms.nodes.after_fork()
 
     # -- what it is made of --------------------------------------------------------------
 

@@ -94,6 +94,12 @@ class Nodes:
             self._revived.add(name)
             quiet_reconnects.reset(name)
 
+    def after_fork(self) -> None:
+        """In a forked child: what the parent's monitor saw is forgotten (the child's
+        own monitor tells only of changes it sees, so a stale mark would stay)."""
+        self.down = {}
+        self._revived = set()
+
     def _check_up(self, name: str) -> None:
         error = self.down.get(name)
         if error is not None:

@@ -222,3 +222,22 @@ def test_a_write_is_retried_only_when_marked_idempotent(rooms: Rooms) -> None:
     finally:
         FakeConnection.run = original  # type: ignore[method-assign]
     assert nodes.down == set()
+
+
+def test_a_forked_child_forgets_what_the_parents_monitor_saw() -> None:
+    """The child's monitor tells only of changes it sees itself: a node the parent
+    saw down must not stay marked down in the child."""
+    import os
+
+    from mlscale import Cluster
+
+    with Cluster(CONFIG) as cluster:
+        nodes: Any = cluster._rooms.nodes  # as the monitor would tell it
+        nodes.observe("g0-replica1", "connection refused")
+        assert cluster.stats().down == {"g0-replica1": "connection refused"}
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if the mark is gone
+            os._exit(0 if cluster.stats().down == {} else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        assert cluster.stats().down == {"g0-replica1": "connection refused"}  # the parent's
