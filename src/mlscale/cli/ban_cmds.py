@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..config import ClusterConfig
-from ..core.topology import Role, find_node, nodes_of
+from ..core.topology import check_bannable, find_node, nodes_of
 from ..engine import catalog_sync, migrations
 from ..engine.connect import connect
 from ..errors import MlscaleError
@@ -17,10 +17,7 @@ def _replica(config: ClusterConfig, node: str) -> None:
         found = find_node(nodes_of(config), node)
     except KeyError as exc:
         raise MlscaleError(str(exc).strip("'\"")) from None
-    if found.role is not Role.REPLICA:
-        raise MlscaleError(
-            f"only replicas can be banned from reads; {node} is a {found.role.value}"
-        )
+    check_bannable(found)
 
 
 @click.command()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..config import load_config
 from ..core.topology import nodes_of
 from ..engine import migrations as catalog_mod
 from ..engine.connect import connect
-from ..local.cluster import LocalCluster
-from .options import dir_option
+from .options import cluster_config, config_option, dir_option
 
 
 @click.group()
@@ -19,16 +17,10 @@ def catalog() -> None:
 
 @catalog.command("migrate")
 @dir_option
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Config of the cluster (default: the local cluster's).",
-)
+@config_option
 def migrate(cluster_dir: str, config_file: str | None) -> None:
     """Apply pending catalog migrations and register the config's topology."""
-    cfg = load_config(config_file) if config_file else LocalCluster(cluster_dir).config()
+    cfg = cluster_config(cluster_dir, config_file)
     nodes = nodes_of(cfg)
     with connect(nodes[0], cfg) as conn:
         applied = catalog_mod.migrate(conn)

@@ -7,12 +7,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import MlscaleError
+
 if TYPE_CHECKING:  # only annotations name them; importing config loads pydantic
     from ..config import ClusterConfig, NodeConfig
 
 __all__ = [
     "Node",
     "Role",
+    "check_bannable",
     "find_node",
     "nodes_of",
     "primary_name",
@@ -98,6 +101,15 @@ def find_node(nodes: Iterable[Node], name: str) -> Node:
         if node.name == name:
             return node
     raise KeyError(f"no node named {name!r}; known: {', '.join(n.name for n in nodes)}")
+
+
+def check_bannable(node: Node) -> None:
+    """Refuse to ban ``node`` from reads unless it is a replica (the one rule for the
+    library and the CLI)."""
+    if node.role is not Role.REPLICA:
+        raise MlscaleError(
+            f"only replicas can be banned from reads; {node.name} is a {node.role.value}"
+        )
 
 
 def same_topology(a: Sequence[Node], b: Sequence[Node]) -> bool:

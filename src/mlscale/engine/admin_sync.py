@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool
 from ..core.keyroute import ShardedTable
 from ..core.shardmaps import ShardMap
 from ..core.shardschema import TableDef, check_sharded_table
-from ..core.topology import Role
+from ..core.topology import check_bannable
 from ..errors import MlscaleError, SchemaError
 from .catalog_sync import (
     allocate_generator,
@@ -55,7 +55,7 @@ class Admin:
     def ban(self, node: str, reason: str) -> None:
         """Take replica ``node`` out of read rotation for every client (see
         :meth:`Cluster.ban`); applied in this process at once."""
-        self._check_replica(node)
+        check_bannable(self._context.pools.node(node))
         if not reason.strip():
             raise MlscaleError("a ban needs a reason")
         with self._nodes.connect("control") as conn:
@@ -64,17 +64,10 @@ class Admin:
 
     def unban(self, node: str) -> None:
         """Lift the manual ban of ``node`` (and any error or lag ban in this process)."""
-        self._check_replica(node)
+        check_bannable(self._context.pools.node(node))
         with self._nodes.connect("control") as conn:
             clear_ban(conn, node)
         self._context.balancer.unban(node)
-
-    def _check_replica(self, node: str) -> None:
-        found = self._context.pools.node(node)
-        if found.role is not Role.REPLICA:
-            raise MlscaleError(
-                f"only replicas can be banned from reads; {node} is a {found.role.value}"
-            )
 
     # -- sharding -------------------------------------------------------------------
 
