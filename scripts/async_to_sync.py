@@ -39,6 +39,7 @@ RENAMES = {
     "AsyncRooms": "Rooms",
     "AsyncRouter": "Router",
     "AsyncRunner": "Runner",
+    "AsyncScatter": "Scatter",
     "AsyncScope": "Scope",
     "AsyncSession": "Session",
     "AsyncTransaction": "Transaction",

@@ -20,6 +20,7 @@ Sharding: a key family's map places keys on shard groups; sharded tables route b
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .core.scatter.result import ScatterResult
 from .core.sharding import ShardDirectory
 from .core.shardmaps import (
     GeoMap,
@@ -36,8 +37,10 @@ from .core.topology import Node, Role
 from .engine.cluster_async import AsyncCluster
 from .engine.cluster_sync import Cluster
 from .engine.context import ClusterState
-from .engine.scopes_async import AsyncScope, AsyncSession, AsyncTransaction
-from .engine.scopes_sync import Scope, Session, Transaction
+from .engine.scopes_async import AsyncScope, AsyncTransaction
+from .engine.scopes_sync import Scope, Transaction
+from .engine.session_async import AsyncSession
+from .engine.session_sync import Session
 from .engine.statements import Isolation
 from .engine.stats import BanInfo, ClusterStats, RouteExplanation
 from .errors import (
@@ -59,6 +62,7 @@ from .errors import (
     ReadOnlyViolation,
     RoutingError,
     SchemaError,
+    ShardGroupError,
     ShardKeyError,
     TransactionConflict,
 )
@@ -108,10 +112,12 @@ __all__ = [
     "Role",
     "RouteExplanation",
     "RoutingError",
+    "ScatterResult",
     "SchemaError",
     "Scope",
     "Session",
     "ShardDirectory",
+    "ShardGroupError",
     "ShardKeyError",
     "ShardMap",
     "SlotMap",

@@ -21,6 +21,7 @@ with ``raise ... from exc`` so the cause is kept::
         ├── NodeUnavailableError no connection to a node could be had
         ├── AuthenticationError  a node refused mlscale's login (credentials, pg_hba.conf)
         ├── PartialWriteError    a write split over shard groups committed on some only
+        ├── ShardGroupError      a cross-shard read lost groups (failed, timed out: .groups)
         └── QueryError           the server or driver rejected a statement (.sqlstate, .node)
             ├── IntegrityViolation    a constraint was violated (SQLSTATE class 23)
             ├── TransactionConflict   serialization failure or deadlock (40001, 40P01): retry
@@ -53,6 +54,7 @@ __all__ = [
     "ReadOnlyViolation",
     "RoutingError",
     "SchemaError",
+    "ShardGroupError",
     "ShardKeyError",
     "TransactionConflict",
 ]
@@ -142,6 +144,17 @@ class PartialWriteError(DatabaseError):
         super().__init__(message)
         self.committed = committed
         self.failed = failed
+
+
+class ShardGroupError(DatabaseError):
+    """A read across shard groups lost ``groups``: they failed or did not answer within
+    the call's timeout. The other groups' queries were cancelled and nothing was
+    returned; ``allow_partial=True`` returns what the other groups hold instead,
+    marked partial. ``__cause__`` is the first group's error (None on a timeout)."""
+
+    def __init__(self, message: str, *, groups: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.groups = groups
 
 
 class RoutingError(MlscaleError):

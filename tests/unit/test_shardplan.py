@@ -52,15 +52,7 @@ def test_keys_on_two_groups_split() -> None:
     ("sql", "params", "write", "kw", "message"),
     [
         ("DELETE FROM events WHERE body = 'x'", None, True, {}, "broadcast=True"),
-        ("SELECT * FROM events", None, False, {}, "scatter-gather"),
         ("SELECT * FROM events", None, False, {"broadcast": True}, "broadcast=True is for"),
-        (
-            "SELECT count(*) FROM events WHERE user_id = ANY(%s)",
-            ([K0, K1],),
-            False,
-            {},
-            "scatter-gather",
-        ),
         ("UPDATE events SET user_id = 1 WHERE user_id = %s", (K0,), True, {}, "shard key"),
         (
             "UPDATE events SET body = 'x' WHERE user_id = %s",
@@ -103,12 +95,26 @@ def test_copy_rows_split_by_slot_and_checked() -> None:
 
 def test_unmergeable_reads_are_refused_even_when_classified_as_writes() -> None:
     # FOR UPDATE makes the classifier call it a write; its rows still need merging.
-    with pytest.raises(RoutingError, match="scatter-gather"):
+    with pytest.raises(RoutingError, match="a write is split by key"):
         run(
             "SELECT * FROM events WHERE user_id = ANY(%s) ORDER BY id LIMIT 1 FOR UPDATE",
             ([K0, K1],),
             write=True,
         )
+
+
+def test_reads_that_need_merging_become_merged_plans() -> None:
+    # No key: every group of the map, the statement whole on each, merged.
+    keyless = run("SELECT * FROM events", None, write=False)
+    assert keyless.merged and keyless.groups == GROUPS and keyless.directory is DIRECTORY
+    assert all(part.sql == "SELECT * FROM events" for part in keyless.parts)
+    # Keys on several groups but an aggregate: only those groups, the statement whole.
+    counted = run("SELECT count(*) FROM events WHERE user_id = ANY(%s)", ([K0, K1],), write=False)
+    assert counted.merged and counted.groups == GROUPS
+    assert all(part.params == ([K0, K1],) for part in counted.parts)
+    # Keys on one group: no merge needed.
+    one = run("SELECT count(*) FROM events WHERE user_id = %s", (K0,), write=False)
+    assert not one.merged and len(one.parts) == 1
 
 
 def test_parts_come_in_the_clusters_group_order_whatever_the_key_order() -> None:

@@ -55,7 +55,7 @@ def route_cmd(
         c = Classifier(read_only_functions=extra).classify(sql)
         role = choose_role(c)  # the automatic scope never refuses
         target = "primary" if isinstance(role, OnPrimary) else "replica"
-        doc = {"target": target, "reason": role.reason}
+        doc = {"target": target, "reason": role.reason, "cross_shard": _cross_shard(sql)}
     doc.update(_session_facts(c))
     if as_json:
         click.echo(json.dumps(doc))
@@ -64,6 +64,10 @@ def route_cmd(
     click.echo(f"{where}: {doc['reason']}")
     if live:
         click.echo(f"  groups: {', '.join(doc['groups'])} ({doc['placed_by']})")
+        if doc["fanout"]:
+            for group, text in doc["fanout"]["group_sql"].items():
+                click.echo(f"  on {group}: {text}")
+            click.echo(f"  merge: {', '.join(doc['fanout']['plan']['steps'])}")
         if doc["bans"]:
             bans = "; ".join(f"{n}: {b['kind']}: {b['reason']}" for n, b in doc["bans"].items())
             click.echo(f"  bans: {bans}")
@@ -81,6 +85,23 @@ def route_cmd(
         )
     if c.needs_session:
         click.echo("  reads this session's state: runs on the session's connection")
+
+
+def _cross_shard(sql: str) -> dict[str, Any]:
+    """How the statement would be merged if it read sharded tables on several groups
+    (``--live`` adds the groups and the slots each one reads)."""
+    from ..core.keyroute.placeholders import PlaceholderError, number_placeholders
+    from ..core.scatter import plan_select
+    from ..errors import RoutingError
+
+    try:
+        text = number_placeholders(sql, with_params=True).text
+    except PlaceholderError:
+        text = sql
+    try:
+        return plan_select(text).to_dict()
+    except RoutingError as exc:
+        return {"refused": str(exc)}
 
 
 def _session_facts(c: Classification) -> dict[str, Any]:

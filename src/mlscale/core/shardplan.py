@@ -13,9 +13,10 @@ Rules, in the user's terms:
   statement with 70,000 keys never meets the protocol's 65,535-parameter limit;
 - an explicit ``shard_key=`` places a statement whose key cannot be read;
 - a write with no key runs on every group only with ``broadcast=True``;
-- a read with no key is refused until scatter-gather reads exist;
-- a read split over several groups must be one whose per-group rows can simply
-  be put together (no aggregate, ORDER BY, LIMIT, DISTINCT...).
+- a read with no key runs on every group of its tables' map, and a read whose keys
+  live on several groups but cannot be split by key (an aggregate, ORDER BY, LIMIT,
+  DISTINCT...) runs whole on each of those groups: both are *merged* plans, whose
+  rows the scatter room (engine/scatter) merges into what one server would return.
 """
 
 from __future__ import annotations
@@ -53,10 +54,7 @@ class _NoKey:
 
 NO_KEY: Any = _NoKey()
 
-_SCATTER_GATHER = (
-    "cross-shard reads arrive with scatter-gather (a later release): pin the shard key "
-    "in the WHERE clause (key = %s, key IN (...), key = ANY(%s)) or pass shard_key="
-)
+_CROSS_SHARD = "a read with no shard key runs on every group and is merged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +75,10 @@ class ShardPlan:
     # The statement matches no row anywhere (key = ANY of an empty list): any one
     # group may run it, the caller's own group if it has one.
     any_group: bool = False
+    # Every part runs the whole statement and the rows are merged (a cross-shard
+    # read), each group reading only the slots it owns in ``directory``'s maps.
+    merged: bool = False
+    directory: ShardDirectory | None = None
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -105,8 +107,8 @@ def plan(
         raise RoutingError(routed.reason)
     if broadcast and not write:
         # Rows of every group put together would be a silent union: wrong for a count,
-        # an ORDER BY or a LIMIT. Reads across groups wait for scatter-gather.
-        raise RoutingError(f"broadcast=True is for writes; {_SCATTER_GATHER}")
+        # an ORDER BY or a LIMIT.
+        raise RoutingError(f"broadcast=True is for writes; {_CROSS_SHARD}: leave it out")
     if broadcast and shard_key is not NO_KEY:
         raise RoutingError("pass shard_key= or broadcast=True, not both")
     if isinstance(routed, Unsharded):
@@ -149,7 +151,8 @@ def plan(
                 f"{routed.reason}; a write without a shard key runs on every shard group "
                 "only with broadcast=True"
             )
-        raise RoutingError(f"{routed.reason}; {_SCATTER_GATHER}")
+        groups = _groups_of(directory, routed.tables)
+        return _merged(groups, statement, params, directory, all_groups, _CROSS_SHARD)
     shard_map = directory.map_of_table(routed.table.name)
     if not routed.keys:  # = ANY('{}'): matches nothing, anywhere
         group = shard_map.groups[0]
@@ -167,10 +170,13 @@ def plan(
     # Checked for writes too: FOR UPDATE, a writing CTE or an unknown function make a
     # SELECT a "write", and its per-group answers would still need merging.
     if len(grouping) > 1 and isinstance(routed, ByKeys) and routed.unsplittable:
-        raise RoutingError(
-            f"its keys live on {len(grouping)} shard groups and {routed.unsplittable}; "
-            f"{_SCATTER_GATHER}"
-        )
+        if write:
+            raise RoutingError(
+                f"its keys live on {len(grouping)} shard groups and {routed.unsplittable}: "
+                "a write is split by key, so pin keys of one group"
+            )
+        why = f"its keys live on {len(grouping)} groups and {routed.unsplittable}: merged"
+        return _merged(list(grouping), statement, params, directory, all_groups, why)
     if isinstance(routed, InsertRows):
         kind, split = "rows", routed.split(grouping)
     else:  # a long IN list goes as one array of the key's type: see ByKeys.split
@@ -188,6 +194,30 @@ def _in_order(parts: Sequence[Part], all_groups: Sequence[str]) -> tuple[Part, .
     on each other across servers (a deadlock neither server could see)."""
     rank = {g: i for i, g in enumerate(all_groups)}
     return tuple(sorted(parts, key=lambda p: rank.get(p.group, len(rank))))
+
+
+def _merged(
+    groups: Sequence[str],
+    statement: str,
+    params: Params,
+    directory: ShardDirectory,
+    all_groups: Sequence[str],
+    reason: str,
+) -> ShardPlan:
+    parts = _in_order([Part(g, statement, params) for g in groups], all_groups)
+    return ShardPlan(parts, reason, merged=True, directory=directory)
+
+
+def _groups_of(directory: ShardDirectory, tables: Sequence[str]) -> list[str]:
+    """Every group of the one key family's map the sharded ``tables`` belong to."""
+    families = {directory.table(t).family for t in tables if t in directory.tables}
+    if len(families) != 1:
+        raise RoutingError(
+            "cross-shard read: the statement reads sharded tables of "
+            f"{len(families)} key families ({', '.join(sorted(families))}), whose rows are "
+            "placed by different maps; read each family in its own statement"
+        )
+    return list(directory.map_of(families.pop()).groups)
 
 
 def _family_of(directory: ShardDirectory, tables: Sequence[str]) -> str:

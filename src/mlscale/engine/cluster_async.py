@@ -47,9 +47,11 @@ from .nodes_async import AsyncNodes
 from .router_async import AsyncRouter
 from .runner_async import AsyncRooms
 from .samples import ReplicaSample
-from .scopes_async import AsyncScope, AsyncSession, AsyncTransaction, open_transaction
+from .scatter_async import AsyncScatter
+from .scopes_async import AsyncScope, AsyncTransaction, open_transaction
+from .session_async import AsyncSession
 from .statements import Isolation
-from .stats import ClusterStats, RouteExplanation
+from .stats import ClusterStats, FanOut, RouteExplanation
 from .watch_async import AsyncCatalogWatch
 
 if TYPE_CHECKING:
@@ -93,6 +95,7 @@ class AsyncCluster(AsyncScope):
             router=AsyncRouter(context, transport, self._monitor, self._watch),
             directory=directory,
             fanout=AsyncFanout(context, transport),
+            scatter=AsyncScatter(context),
         )
         super().__init__(rooms, RouteScope.AUTO, None)
         self._admin = AsyncAdmin(context, transport, directory)
@@ -184,12 +187,17 @@ class AsyncCluster(AsyncScope):
             self._context.check_one_call(c)
         role, node = self._rooms.router.explain(c, RouteScope.AUTO, groups[0], options)
         chosen = route(role, groups, self._context.group_names, placed_by)
+        fanout = None
+        if plan is not None and plan.merged:
+            planned = self._rooms.scatter.planned(plan)
+            fanout = FanOut(planned.queries(params), planned.plan)
         return RouteExplanation(
             chosen,
             node,
             role.reason,
             options.consistency.value if c.read_only else None,
             self._context.balancer.bans_now(),
+            fanout,
         )
 
     # -- scopes, sessions, transactions ----------------------------------------------------

@@ -49,9 +49,11 @@ from .nodes_sync import Nodes
 from .router_sync import Router
 from .runner_sync import Rooms
 from .samples import ReplicaSample
-from .scopes_sync import Scope, Session, Transaction, open_transaction
+from .scatter_sync import Scatter
+from .scopes_sync import Scope, Transaction, open_transaction
+from .session_sync import Session
 from .statements import Isolation
-from .stats import ClusterStats, RouteExplanation
+from .stats import ClusterStats, FanOut, RouteExplanation
 from .watch_sync import CatalogWatch
 
 if TYPE_CHECKING:
@@ -95,6 +97,7 @@ class Cluster(Scope):
             router=Router(context, transport, self._monitor, self._watch),
             directory=directory,
             fanout=Fanout(context, transport),
+            scatter=Scatter(context),
         )
         super().__init__(rooms, RouteScope.AUTO, None)
         self._admin = Admin(context, transport, directory)
@@ -186,12 +189,17 @@ class Cluster(Scope):
             self._context.check_one_call(c)
         role, node = self._rooms.router.explain(c, RouteScope.AUTO, groups[0], options)
         chosen = route(role, groups, self._context.group_names, placed_by)
+        fanout = None
+        if plan is not None and plan.merged:
+            planned = self._rooms.scatter.planned(plan)
+            fanout = FanOut(planned.queries(params), planned.plan)
         return RouteExplanation(
             chosen,
             node,
             role.reason,
             options.consistency.value if c.read_only else None,
             self._context.balancer.bans_now(),
+            fanout,
         )
 
     # -- scopes, sessions, transactions ----------------------------------------------------

@@ -5,12 +5,82 @@ The thread twin of ``concurrency_async.py`` (same names, same behaviour).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
-__all__ = ["Background", "Stop", "pause"]
+from .concurrency_async import Outcome
+
+__all__ = ["Background", "Outcome", "Stop", "gather_all", "pause"]
+
+T = TypeVar("T")
+
+# The threads every sync cluster of the process runs its parallel calls on (the
+# groups of a cross-shard read): made on first use, forgotten in a forked child.
+WORKERS = 16
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _workers() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="mlscale-gather")
+        return _executor
+
+
+def _forget_workers() -> None:
+    global _executor, _executor_lock
+    _executor, _executor_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_workers)
+
+
+def gather_all(
+    calls: Sequence[Callable[[], T]],
+    *,
+    timeout: float | None,
+    fatal: Callable[[BaseException], bool],
+    on_abort: Callable[[], None],
+) -> list[Outcome[T]]:
+    """Run ``calls`` at once on the shared worker threads; each one's
+    :class:`Outcome`, in order. Stops waiting at ``timeout`` seconds or as soon as a
+    call fails with an error ``fatal`` says ends them all; then ``on_abort`` is
+    called (a thread cannot be cancelled: it cancels their queries on the server)
+    and the calls still running are left to end by themselves."""
+    futures = [_workers().submit(call) for call in calls]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending: set[Future[T]] = set(futures)
+    while pending:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+        if not done or any(_failed(future, fatal) for future in done):
+            break
+    if pending:
+        for future in pending:
+            future.cancel()
+        on_abort()
+    outcomes: list[Outcome[T]] = []
+    for future in futures:
+        if future in pending or future.cancelled():
+            outcomes.append(Outcome())
+        elif future.exception() is not None:
+            outcomes.append(Outcome(error=future.exception(), finished=True))
+        else:
+            outcomes.append(Outcome(value=future.result(), finished=True))
+    return outcomes
+
+
+def _failed(future: Future[Any], fatal: Callable[[BaseException], bool]) -> bool:
+    if future.cancelled():
+        return False
+    error = future.exception()
+    return error is not None and fatal(error)
 
 
 def pause(seconds: float) -> None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from ..core.keyroute import CopyIn
 from ..core.sharding import EMPTY, ShardDirectory
+from ..core.shardplan import ShardPlan, split_copy_rows
 from ..core.sqltree import references_tables
 from ..errors import NodeUnavailableError
 from .catalog_async import load_directory
@@ -71,6 +74,16 @@ class AsyncDirectory:
                 raise
             log.info("no sharding directory (%s); running %r unplaced", exc, query[:60])
             return None
+
+    async def split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
+        """COPY FROM into a sharded table as one part per shard group (None: not sharded)."""
+        directory = await self.current()
+        if not directory.tables:
+            return None
+        routed = self._context.key_reader(directory).read(query, None)
+        if not isinstance(routed, CopyIn):
+            return None
+        return split_copy_rows(routed, directory, query, rows, self._context.group_names)
 
     def adopt(self, directory: ShardDirectory) -> None:
         """Route by ``directory`` from now on, unless a newer one is already in use."""

@@ -1,9 +1,9 @@
 """Running one statement's shard plan over several shard groups (async source).
 
-Today: reads whose parts run one after another, and writes split over groups,
-each part in a transaction on its group's primary, committed in group order
-once every part has run. (Scatter-gather with exact merges and two-phase
-commit plug in here.)
+Reads split by key whose parts are simply put together (run one after another),
+and writes split over groups, each part in a transaction on its group's primary,
+committed in group order once every part has run. (Two-phase commit plugs in
+here.) Reads whose rows must be merged run in the scatter room.
 
 ``fanout_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -19,12 +20,13 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from ..core.classify import Classification
+from ..core.scatter.result import ScatterResult
 from ..core.shardplan import ShardPlan
 from ..errors import PartialWriteError
 from .context import ClusterContext
 from .nodes_async import AsyncNodes, Work
 
-__all__ = ["AsyncFanout", "Combine", "concat", "first_row", "total"]
+__all__ = ["AsyncFanout", "Combine", "How", "Present", "concat", "first_row", "total"]
 
 # How the results of a statement split over shard groups are put together.
 Combine = Callable[[list[Any]], Any]
@@ -43,6 +45,24 @@ def concat(results: list[Any]) -> list[Any]:
 def first_row(rows: list[Any]) -> Any:
     """The first group's row that is not None."""
     return next((row for row in rows if row is not None), None)
+
+
+# present(result): what a call returns for a cross-shard read's merged rows.
+Present = Callable[[ScatterResult], Any]
+
+
+def _rows(result: ScatterResult) -> list[Any]:
+    return result.rows
+
+
+@dataclass(frozen=True, slots=True)
+class How:
+    """What a call runs on a connection (``work``) and how results are put together:
+    ``combine`` for a statement split by key, ``present`` for a cross-shard read."""
+
+    work: Work
+    combine: Combine
+    present: Present = _rows
 
 
 # committed(conn, group): told after ``group``'s part committed on ``conn``.

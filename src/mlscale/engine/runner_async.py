@@ -26,18 +26,19 @@ from ..core.causal import CausalToken
 from ..core.classify import Classification
 from ..core.consistency import Consistency
 from ..core.copyformat import read_copy
-from ..core.keyroute import CopyIn
-from ..core.shardplan import NO_KEY, ShardPlan, split_copy_rows
+from ..core.scatter.result import ScatterResult
+from ..core.shardplan import NO_KEY, ShardPlan
 from ..core.shardplan import plan as plan_shards
 from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
 from .context import ClusterContext
 from .copydata_async import copy_data
 from .directory_async import AsyncDirectory
-from .fanout_async import AsyncFanout, Combine, concat, first_row, total
+from .fanout_async import AsyncFanout, Borrow, Combine, How, concat, first_row, total
 from .hooks import CommitHooks, Committed
 from .nodes_async import AsyncNodes, Work
 from .router_async import AsyncRouter
+from .scatter_async import AsyncScatter
 
 __all__ = ["AsyncRooms", "AsyncRunner", "Params"]
 
@@ -55,6 +56,7 @@ class AsyncRooms:
     router: AsyncRouter
     directory: AsyncDirectory
     fanout: AsyncFanout
+    scatter: AsyncScatter
     hooks: CommitHooks = field(default_factory=CommitHooks)
 
 
@@ -90,14 +92,13 @@ class AsyncRunner:
         query: str,
         params: Params,
         options: ReadOptions,
-        work: Work,
-        combine: Combine,
+        how: How,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
         idempotent: bool = False,
     ) -> Any:
-        """``work(conn, query, params)`` where ``query`` must run. A read whose replica
-        fails is retried once elsewhere; anything else only if ``idempotent``."""
+        """``how.work(conn, query, params)`` where ``query`` must run. A read whose
+        replica fails is retried once elsewhere; anything else only if ``idempotent``."""
         self._check_usable()
         c = self._context.classify(query)
         shard_plan = await self._shard_plan(c, query, params, shard_key, broadcast)
@@ -106,7 +107,7 @@ class AsyncRunner:
         # connections behind); a write only if the caller says so.
         may_repeat = (idempotent or c.read_only) and self._may_repeat(c)
         try:
-            result = await self._attempt(c, query, params, options, work, combine, shard_plan)
+            result = await self._attempt(c, query, params, options, how, shard_plan)
         except NodeUnavailableError as exc:
             if c.read_only and (exc.node_role == "replica" or may_repeat):
                 self._context.balancer.record_retry()
@@ -115,7 +116,7 @@ class AsyncRunner:
                 log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
             else:
                 raise
-            result = await self._attempt(c, query, params, options, work, combine, shard_plan)
+            result = await self._attempt(c, query, params, options, how, shard_plan)
         if not c.read_only and self._rooms.hooks:
             self._committed(query, shard_plan)
         return result
@@ -150,12 +151,12 @@ class AsyncRunner:
         query: str,
         params: Params,
         options: ReadOptions,
-        work: Work,
-        combine: Combine,
+        how: How,
         shard_plan: ShardPlan | None,
     ) -> Any:
+        work = how.work
         if shard_plan is not None:
-            return await self._run_plan(c, shard_plan, options, work, combine)
+            return await self._run_plan(c, shard_plan, options, how)
         quick = await self._quick(c, options, None)
         if quick is not None:
             return await self._rooms.nodes.run_on_replica(quick, work, query, params)
@@ -189,10 +190,12 @@ class AsyncRunner:
         c: Classification,
         shard_plan: ShardPlan,
         options: ReadOptions,
-        work: Work,
-        combine: Combine,
+        how: How,
     ) -> Any:
-        parts = shard_plan.parts
+        work, parts = how.work, shard_plan.parts
+        if shard_plan.merged:
+            borrow = self._borrower(c, options)
+            return how.present(await self._rooms.scatter.read(shard_plan, borrow))
         if len(parts) == 1:
             (part,) = parts
             group = None if shard_plan.any_group else part.group
@@ -202,10 +205,13 @@ class AsyncRunner:
             async with self._borrow(c, options, group) as conn:
                 return await work(conn, part.sql, part.params)
         if not c.read_only:
-            return await self._write_parts(c, shard_plan, work, combine)
+            return await self._write_parts(c, shard_plan, work, how.combine)
         return await self._rooms.fanout.read_parts(
-            shard_plan, lambda group: self._borrow(c, options, group), work, combine
+            shard_plan, self._borrower(c, options), work, how.combine
         )
+
+    def _borrower(self, c: Classification, options: ReadOptions) -> Borrow:
+        return lambda group: self._borrow(c, options, group)
 
     async def _write_parts(
         self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
@@ -243,8 +249,7 @@ class AsyncRunner:
             query,
             params,
             EVENTUAL,
-            work,
-            total,
+            How(work, total, lambda merged: len(merged.rows)),
             shard_key=shard_key,
             broadcast=broadcast,
             idempotent=idempotent,
@@ -311,13 +316,16 @@ class AsyncRunner:
             await cur.execute(text, values)
             return await (cur.fetchone() if one else cur.fetchall())
 
-        combine = first_row if one else concat
+        def present(result: ScatterResult) -> Any:
+            rows = result.as_dicts() if as_dict else result.rows
+            return (rows[0] if rows else None) if one else rows
+
+        how = How(work, first_row if one else concat, present)
         return await self._run(
             query,
             params,
             options,
-            work,
-            combine,
+            how,
             shard_key=shard_key,
             broadcast=broadcast,
             idempotent=idempotent,
@@ -361,7 +369,7 @@ class AsyncRunner:
 
         self._check_usable()
         if rows is not None:
-            split = await self._split_copy(query, rows)
+            split = await self._rooms.directory.split_copy(query, rows)
             if split is not None:
                 c = self._context.classify(query)
                 if len(split.parts) == 1:
@@ -374,18 +382,8 @@ class AsyncRunner:
                     self._committed(query, split)
                 return count
         return await self._run(
-            query, None, EVENTUAL, given_rows, total if rows is not None else concat
+            query, None, EVENTUAL, How(given_rows, total if rows is not None else concat)
         )
-
-    async def _split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
-        """COPY FROM into a sharded table as one part per shard group (None: not sharded)."""
-        directory = await self._rooms.directory.current()
-        if not directory.tables:
-            return None
-        routed = self._context.key_reader(directory).read(query, None)
-        if not isinstance(routed, CopyIn):
-            return None
-        return split_copy_rows(routed, directory, query, rows, self._context.group_names)
 
     def _options(
         self,

@@ -28,18 +28,19 @@ from ..core.causal import CausalToken
 from ..core.classify import Classification
 from ..core.consistency import Consistency
 from ..core.copyformat import read_copy
-from ..core.keyroute import CopyIn
-from ..core.shardplan import NO_KEY, ShardPlan, split_copy_rows
+from ..core.scatter.result import ScatterResult
+from ..core.shardplan import NO_KEY, ShardPlan
 from ..core.shardplan import plan as plan_shards
 from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
 from .context import ClusterContext
 from .copydata_sync import copy_data
 from .directory_sync import Directory
-from .fanout_sync import Combine, Fanout, concat, first_row, total
+from .fanout_sync import Borrow, Combine, Fanout, How, concat, first_row, total
 from .hooks import CommitHooks, Committed
 from .nodes_sync import Nodes, Work
 from .router_sync import Router
+from .scatter_sync import Scatter
 
 __all__ = ["Rooms", "Runner", "Params"]
 
@@ -57,6 +58,7 @@ class Rooms:
     router: Router
     directory: Directory
     fanout: Fanout
+    scatter: Scatter
     hooks: CommitHooks = field(default_factory=CommitHooks)
 
 
@@ -90,14 +92,13 @@ class Runner:
         query: str,
         params: Params,
         options: ReadOptions,
-        work: Work,
-        combine: Combine,
+        how: How,
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
         idempotent: bool = False,
     ) -> Any:
-        """``work(conn, query, params)`` where ``query`` must run. A read whose replica
-        fails is retried once elsewhere; anything else only if ``idempotent``."""
+        """``how.work(conn, query, params)`` where ``query`` must run. A read whose
+        replica fails is retried once elsewhere; anything else only if ``idempotent``."""
         self._check_usable()
         c = self._context.classify(query)
         shard_plan = self._shard_plan(c, query, params, shard_key, broadcast)
@@ -106,7 +107,7 @@ class Runner:
         # connections behind); a write only if the caller says so.
         may_repeat = (idempotent or c.read_only) and self._may_repeat(c)
         try:
-            result = self._attempt(c, query, params, options, work, combine, shard_plan)
+            result = self._attempt(c, query, params, options, how, shard_plan)
         except NodeUnavailableError as exc:
             if c.read_only and (exc.node_role == "replica" or may_repeat):
                 self._context.balancer.record_retry()
@@ -115,7 +116,7 @@ class Runner:
                 log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
             else:
                 raise
-            result = self._attempt(c, query, params, options, work, combine, shard_plan)
+            result = self._attempt(c, query, params, options, how, shard_plan)
         if not c.read_only and self._rooms.hooks:
             self._committed(query, shard_plan)
         return result
@@ -150,12 +151,12 @@ class Runner:
         query: str,
         params: Params,
         options: ReadOptions,
-        work: Work,
-        combine: Combine,
+        how: How,
         shard_plan: ShardPlan | None,
     ) -> Any:
+        work = how.work
         if shard_plan is not None:
-            return self._run_plan(c, shard_plan, options, work, combine)
+            return self._run_plan(c, shard_plan, options, how)
         quick = self._quick(c, options, None)
         if quick is not None:
             return self._rooms.nodes.run_on_replica(quick, work, query, params)
@@ -189,10 +190,12 @@ class Runner:
         c: Classification,
         shard_plan: ShardPlan,
         options: ReadOptions,
-        work: Work,
-        combine: Combine,
+        how: How,
     ) -> Any:
-        parts = shard_plan.parts
+        work, parts = how.work, shard_plan.parts
+        if shard_plan.merged:
+            borrow = self._borrower(c, options)
+            return how.present(self._rooms.scatter.read(shard_plan, borrow))
         if len(parts) == 1:
             (part,) = parts
             group = None if shard_plan.any_group else part.group
@@ -202,10 +205,13 @@ class Runner:
             with self._borrow(c, options, group) as conn:
                 return work(conn, part.sql, part.params)
         if not c.read_only:
-            return self._write_parts(c, shard_plan, work, combine)
+            return self._write_parts(c, shard_plan, work, how.combine)
         return self._rooms.fanout.read_parts(
-            shard_plan, lambda group: self._borrow(c, options, group), work, combine
+            shard_plan, self._borrower(c, options), work, how.combine
         )
+
+    def _borrower(self, c: Classification, options: ReadOptions) -> Borrow:
+        return lambda group: self._borrow(c, options, group)
 
     def _write_parts(
         self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
@@ -243,8 +249,7 @@ class Runner:
             query,
             params,
             EVENTUAL,
-            work,
-            total,
+            How(work, total, lambda merged: len(merged.rows)),
             shard_key=shard_key,
             broadcast=broadcast,
             idempotent=idempotent,
@@ -309,13 +314,16 @@ class Runner:
             cur.execute(text, values)
             return cur.fetchone() if one else cur.fetchall()
 
-        combine = first_row if one else concat
+        def present(result: ScatterResult) -> Any:
+            rows = result.as_dicts() if as_dict else result.rows
+            return (rows[0] if rows else None) if one else rows
+
+        how = How(work, first_row if one else concat, present)
         return self._run(
             query,
             params,
             options,
-            work,
-            combine,
+            how,
             shard_key=shard_key,
             broadcast=broadcast,
             idempotent=idempotent,
@@ -359,7 +367,7 @@ class Runner:
 
         self._check_usable()
         if rows is not None:
-            split = self._split_copy(query, rows)
+            split = self._rooms.directory.split_copy(query, rows)
             if split is not None:
                 c = self._context.classify(query)
                 if len(split.parts) == 1:
@@ -371,17 +379,9 @@ class Runner:
                 if self._rooms.hooks:
                     self._committed(query, split)
                 return count
-        return self._run(query, None, EVENTUAL, given_rows, total if rows is not None else concat)
-
-    def _split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
-        """COPY FROM into a sharded table as one part per shard group (None: not sharded)."""
-        directory = self._rooms.directory.current()
-        if not directory.tables:
-            return None
-        routed = self._context.key_reader(directory).read(query, None)
-        if not isinstance(routed, CopyIn):
-            return None
-        return split_copy_rows(routed, directory, query, rows, self._context.group_names)
+        return self._run(
+            query, None, EVENTUAL, How(given_rows, total if rows is not None else concat)
+        )
 
     def _options(
         self,

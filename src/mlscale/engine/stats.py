@@ -10,11 +10,14 @@ from typing import Any
 
 from ..core.balance import RouterMetrics
 from ..core.route import Route
+from ..core.scatter.plan import ScatterPlan
+from ..core.scatter.prepare import GroupQuery
 
 __all__ = [
     "BanInfo",
     "ClassifierStats",
     "ClusterStats",
+    "FanOut",
     "PrimaryPosition",
     "RouteExplanation",
 ]
@@ -88,6 +91,22 @@ class ClusterStats:
 
 
 @dataclass(frozen=True, slots=True)
+class FanOut:
+    """How a cross-shard read runs: the query each group sends (restricted to the slots
+    it owns in the map version used, parameters bound) and the merge ``plan``."""
+
+    queries: tuple[GroupQuery, ...]
+    plan: ScatterPlan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": [q.group for q in self.queries],
+            "group_sql": {q.group: q.sql for q in self.queries},
+            "plan": self.plan.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RouteExplanation:
     """Where a call would run now, and why: its ``route`` (groups and role), the
     ``node`` a call made now would use in the first of those groups (None when it
@@ -99,6 +118,7 @@ class RouteExplanation:
     reason: str
     consistency: str | None = None
     bans: dict[str, BanInfo] = field(default_factory=dict)
+    fanout: FanOut | None = None  # a cross-shard read's queries and merge
 
     @property
     def target(self) -> str:
@@ -112,4 +132,5 @@ class RouteExplanation:
             "reason": self.reason,
             "consistency": self.consistency,
             "bans": {node: ban.to_dict() for node, ban in self.bans.items()},
+            "fanout": None if self.fanout is None else self.fanout.to_dict(),
         }

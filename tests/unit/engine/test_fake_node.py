@@ -25,7 +25,9 @@ from mlscale.engine.lazy import OnFirstUse
 from mlscale.engine.router_sync import Router
 from mlscale.engine.runner_sync import Rooms
 from mlscale.engine.samples import ReplicaSample
-from mlscale.engine.scopes_sync import Scope, Session
+from mlscale.engine.scatter_sync import Scatter
+from mlscale.engine.scopes_sync import Scope
+from mlscale.engine.session_sync import Session
 from mlscale.engine.translate import translating
 
 CONFIG = parse_config(
@@ -145,7 +147,7 @@ def rooms() -> Rooms:
     directory = Directory(context, nodes, watch)
     directory.adopt(EMPTY)
     router = Router(context, nodes, OnFirstUse(FakeMonitor), watch)  # type: ignore[arg-type]
-    return Rooms(context, nodes, router, directory, Fanout(context, nodes))
+    return Rooms(context, nodes, router, directory, Fanout(context, nodes), Scatter(context))
 
 
 def _ran(rooms: Rooms, text: str) -> list[tuple[str, int]]:
