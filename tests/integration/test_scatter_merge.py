@@ -89,6 +89,9 @@ QUERIES = [
     "group (order by f desc) from t where f = f and abs(f) < 1e300",
     "select mode() within group (order by s), mode() within group (order by v desc), "
     "mode() within group (order by nx) from t",
+    # ids 0..199: id % 3 is 0 and 1 67 times each, 2 66 times: a tie, won by the first
+    "select mode() within group (order by id % 3), mode() within group (order by id % 3 desc), "
+    "mode() within group (order by id % 4 desc) from t",
     "select k, count(*) filter (where b), array_agg(id order by id) filter (where v > 2), "
     "percentile_cont(0.9) within group (order by n) filter (where b), stddev(n) from t "
     "group by k order by k",
