@@ -35,6 +35,9 @@ REFUSALS = [
     # -- DISTINCT, DISTINCT ON, set operations, CTEs ---------------------------------------
     ("select distinct on (a) a, count(*) from t group by a", "DISTINCT ON is not merged"),
     ("select distinct on (a) a, b from t order by a, b", "DISTINCT ON is not merged"),
+    ("select distinct a from t order by b", "ORDER BY expressions must appear in select list (b)"),
+    ("select distinct k, count(*) from t group by k order by max(x)",
+     "must appear in select list (max(x))"),
     ("select count(*) from (select distinct on (a) a, b from t) s",
      "a subquery with DISTINCT ON would keep one row per key on each shard group"),
     ("select a from t union all select a from u", "UNION/INTERSECT/EXCEPT"),

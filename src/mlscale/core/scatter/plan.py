@@ -134,7 +134,9 @@ class ScatterPlan:
                 "step": "combine partials per key",
                 "group_keys": merge.key_count,
                 "aggregates": [
-                    {"sql": a.sql, "gathered": a.gather is not None} for a in merge.aggregates
+                    {"sql": a.sql, "gathered": a.gather is not None}
+                    | ({} if a.gather is None else {"gather": a.gather.to_dict()})
+                    for a in merge.aggregates
                 ],
             })
             if merge.having is not None:

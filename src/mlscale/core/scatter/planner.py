@@ -15,6 +15,7 @@ from mlscale.core.scatter.sqlnodes import (
     PREFIX,
     aggregates_in,
     check_collation,
+    check_distinct_order,
     check_statement,
     check_volatile,
     int_const,
@@ -53,6 +54,7 @@ def plan_select(sql: str, *, gather_limit: int = 1_000_000) -> ScatterPlan:
         raise RoutingError(f"{PREFIX}only one SELECT is merged across shard groups")
     stmt = statements[0].stmt
     check_statement(stmt)
+    check_distinct_order(stmt)
     for item in stmt.sortClause or ():
         check_collation(item)
     functions = plain_functions(stmt)

@@ -204,6 +204,19 @@ def target_for(node: Any, targets: list[ast.ResTarget], clause: str) -> int | No
     return None
 
 
+def check_distinct_order(stmt: ast.SelectStmt) -> None:
+    """PostgreSQL rejects a SELECT DISTINCT whose ORDER BY is not in its select list; a
+    hidden sort column would make the groups' DISTINCT wider, so say it here."""
+    if not stmt.distinctClause:
+        return
+    targets = select_list(stmt)
+    shown = {text(t.val) for t in targets}
+    for item in stmt.sortClause or ():
+        if target_for(item.node, targets, "ORDER BY") is None and text(item.node) not in shown:
+            raise refuse(f"for SELECT DISTINCT, ORDER BY expressions must appear in select list "
+                         f"({text(item.node)})", "add it to the select list")
+
+
 def reparse_targets(texts: list[str]) -> tuple[ast.ResTarget, ...]:
     return tuple(parse_select("SELECT " + ", ".join(texts)).targetList or ())
 
