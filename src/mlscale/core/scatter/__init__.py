@@ -4,6 +4,7 @@
 :func:`merge_rows` turns the groups' rows into the result. Both are pure (no I/O).
 """
 
+from mlscale.core.scatter.gather import GatherSpec
 from mlscale.core.scatter.merge import merge_rows
 from mlscale.core.scatter.plan import (
     AggregateMerge,
@@ -17,6 +18,7 @@ from mlscale.core.scatter.planner import plan_select
 __all__ = [
     "AggregateMerge",
     "ConcatMerge",
+    "GatherSpec",
     "MergedAggregate",
     "ScatterPlan",
     "SortKey",

@@ -4,7 +4,8 @@ Each supported aggregate is an :class:`AggregateRule`: the partial aggregates ev
 group computes (``avg(x)`` is sent as ``sum(x)`` and ``count(x)``) and the function
 that combines the groups' partial values into the value one server would return.
 Adding an aggregate is adding a rule to :data:`RULES`; the planner refuses names in
-:data:`REFUSED` with their advice, and any call with DISTINCT, WITHIN GROUP or OVER.
+:data:`REFUSED` with their advice. COUNT/SUM/AVG(DISTINCT), ARRAY_AGG, STRING_AGG,
+percentiles and mode() are gathered instead (:mod:`mlscale.core.scatter.gather`).
 
 Known gap: float4 (real). A group's ``sum(real)`` is a float4 sum, merged in float8, so
 ``sum`` and ``avg`` over real columns may differ from one server in the last bits
@@ -22,8 +23,9 @@ from decimal import Decimal
 from typing import Any
 
 from mlscale.core.scatter.pgvalues import DECIMAL_CONTEXT, compare, numeric_div
+from mlscale.core.scatter.variance import PARTIALS, variance_combiner
 
-__all__ = ["REFUSED", "RULES", "AggregateRule"]
+__all__ = ["REFUSED", "RULES", "AggregateRule", "add_values", "average"]
 
 _SUMMABLE = (int, Decimal, float, timedelta)
 # One value per partial column, for one merged group: partials[column][group].
@@ -35,7 +37,9 @@ class AggregateRule:
     """How one aggregate is split across groups and merged back.
 
     ``partials`` names the aggregate each group computes per partial column, over the
-    call's own argument (``'count'`` for ``avg``'s second column). ``combine`` takes,
+    call's own argument (``'count'`` for ``avg``'s second column), or is a template
+    over the argument ``{x}`` and the call's FILTER clause ``{f}`` (see
+    :mod:`mlscale.core.scatter.variance`). ``combine`` takes,
     for each partial column, the values the groups returned for one merged group (NULL
     included) and returns the merged value.
     """
@@ -48,7 +52,9 @@ def _present(values: Sequence[Any]) -> list[Any]:
     return [v for v in values if v is not None]
 
 
-def _sum(values: Sequence[Any]) -> Any:
+def add_values(values: Sequence[Any]) -> Any:
+    """The sum of ``values`` (NULLs skipped; all NULL: NULL) in their own type, added
+    in the given order."""
     # The groups' sums already carry PostgreSQL's result type: bigint (int) for int2 and
     # int4, numeric (Decimal, with its scale) for int8 and numeric, float8 for floats.
     present = _present(values)
@@ -72,8 +78,14 @@ def _count(partials: Partials) -> int:
 def _avg(partials: Partials) -> Any:
     # avg(int2/int4/int8/numeric) is numeric_div(sum, count) in numeric.c (int8_avg,
     # numeric_poly_avg, numeric_avg); avg(float4/float8) is float8 sum / count.
-    total = _sum(partials[0])
+    total = add_values(partials[0])
     count = sum(int(v) for v in partials[1] if v is not None)
+    return average(total, count)
+
+
+def average(total: Any, count: int) -> Any:
+    """avg from a sum in PostgreSQL's sum type and a count: numeric_div for integer and
+    numeric sums, float8 division for float sums; NULL over no rows."""
     if count == 0 or total is None:
         return None
     if isinstance(total, float):
@@ -132,7 +144,7 @@ _BIT_CHARS: dict[str, Callable[[bool, bool], str]] = {
 
 RULES: dict[str, AggregateRule] = {
     "count": AggregateRule(("count",), _count),
-    "sum": AggregateRule(("sum",), lambda p: _sum(p[0])),
+    "sum": AggregateRule(("sum",), lambda p: add_values(p[0])),
     "avg": AggregateRule(("sum", "count"), _avg),
     "min": AggregateRule(("min",), _extreme(-1)),
     "max": AggregateRule(("max",), _extreme(1)),
@@ -142,6 +154,12 @@ RULES: dict[str, AggregateRule] = {
     "bit_and": AggregateRule(("bit_and",), _bits("and")),
     "bit_or": AggregateRule(("bit_or",), _bits("or")),
     "bit_xor": AggregateRule(("bit_xor",), _bits("xor")),
+    "var_samp": AggregateRule(PARTIALS, variance_combiner(sample=True, root=False)),
+    "variance": AggregateRule(PARTIALS, variance_combiner(sample=True, root=False)),
+    "var_pop": AggregateRule(PARTIALS, variance_combiner(sample=False, root=False)),
+    "stddev_samp": AggregateRule(PARTIALS, variance_combiner(sample=True, root=True)),
+    "stddev": AggregateRule(PARTIALS, variance_combiner(sample=True, root=True)),
+    "stddev_pop": AggregateRule(PARTIALS, variance_combiner(sample=False, root=True)),
 }
 
 _LATER = "filter on the shard key so it runs on one group"
@@ -150,15 +168,13 @@ _GATHER = "gather the rows and compute it in the client, or " + _LATER
 # refused, never sent as a plain per-group query whose rows would be a silent union.
 REFUSED: dict[str, str] = {
     **{name: _LATER for name in (
-        "stddev", "stddev_samp", "stddev_pop", "variance", "var_samp", "var_pop",
         "corr", "covar_pop", "covar_samp", "regr_avgx", "regr_avgy", "regr_count",
         "regr_intercept", "regr_r2", "regr_slope", "regr_sxx", "regr_sxy", "regr_syy",
         "any_value", "range_agg", "range_intersect_agg",
     )},
     **{name: _GATHER for name in (
-        "array_agg", "string_agg", "json_agg", "jsonb_agg", "json_object_agg",
-        "jsonb_object_agg", "json_agg_strict", "jsonb_agg_strict", "xmlagg",
-        "percentile_cont", "percentile_disc", "mode", "rank", "dense_rank",
+        "json_agg", "jsonb_agg", "json_object_agg",
+        "jsonb_object_agg", "json_agg_strict", "jsonb_agg_strict", "xmlagg", "rank", "dense_rank",
         "percent_rank", "cume_dist",
     )},
 }

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cmp_to_key
 from typing import Any
 
 from mlscale.core.scatter.aggregates import RULES
 from mlscale.core.scatter.exprs import evaluate
+from mlscale.core.scatter.gather import combine_gathered
 from mlscale.core.scatter.pgvalues import group_key, sort_compare
 from mlscale.core.scatter.plan import AggregateMerge, ConcatMerge, ScatterPlan, SortKey
+from mlscale.core.scatter.sqlnodes import ONE_GROUP, refuse
 
 __all__ = ["merge_rows"]
 
@@ -31,11 +33,35 @@ def merge_rows(plan: ScatterPlan, groups: Sequence[GroupRows]) -> list[Row]:
 
     Raises ``MergeArithmeticError`` where PostgreSQL would raise computing an
     expression over merged aggregates (division by zero), TypeError on operands it
-    would reject (``round(float8, int)``).
+    would reject (``round(float8, int)``), and ``RoutingError`` when a gathering plan
+    got more rows than its ``gather_limit`` from one group or from all of them.
     """
+    if plan.gathers and plan.gather_limit is not None:
+        _check_gather(plan.gather_limit, groups)
     if isinstance(plan.merge, ConcatMerge):
         return _concat(plan.merge, groups)
     return _aggregate(plan.merge, groups)
+
+
+def _check_gather(bound: int, groups: Sequence[GroupRows]) -> None:
+    sizes = [len(rows) for rows in groups]
+    where = next((f"shard group #{i + 1} returned {n}" for i, n in enumerate(sizes) if n > bound),
+                 None)
+    if where is None and sum(sizes) > bound:
+        where = f"the shard groups returned {sum(sizes)}"
+    if where is not None:
+        raise refuse(f"the gathered aggregate needs more than gather_limit={bound} value rows "
+                     f"({where}{'+' if max(sizes) > bound else ''})",
+                     f"raise plan_select(..., gather_limit=) above it, or {ONE_GROUP}")
+
+
+def _distinct(rows: Iterable[Row]) -> Iterator[Row]:
+    seen: set[tuple[Any, ...]] = set()
+    for row in rows:
+        key = tuple(group_key(v) for v in row)
+        if key not in seen:
+            seen.add(key)
+            yield row
 
 
 def _row_order(order: Sequence[SortKey], value: Callable[[Any, int], Any]) -> Callable[[Any], Any]:
@@ -63,7 +89,9 @@ def _concat(merge: ConcatMerge, groups: Sequence[GroupRows]) -> list[Row]:
         rows = heapq.merge(*groups, key=key)
     else:
         rows = itertools.chain.from_iterable(groups)
-    visible = (tuple(row[: len(row) - merge.hidden]) for row in rows)
+    visible: Iterable[Row] = (tuple(row[: len(row) - merge.hidden]) for row in rows)
+    if merge.distinct:
+        visible = _distinct(visible)
     return list(_page(visible, merge.limit, merge.offset))
 
 
@@ -78,16 +106,30 @@ def _aggregate(merge: AggregateMerge, groups: Sequence[GroupRows]) -> list[Row]:
     if merge.key_count == 0 and not buckets:
         buckets[()] = []  # an ungrouped aggregate returns one row, even over no groups
     results: list[tuple[Row, tuple[Any, ...]]] = []
+    slots = sum(1 for agg in merge.aggregates if agg.slot is not None)
     for rows in buckets.values():
-        merged = list(rows[0]) if rows else [None] * width
+        merged = (list(rows[0]) if rows else [None] * width) + [None] * slots
         for agg in merge.aggregates:
             partials = [[row[c] for row in rows] for c in agg.columns]
-            merged[agg.columns[0]] = RULES[agg.name].combine(partials)
+            if agg.gather is not None:
+                value = combine_gathered(agg.gather, partials)
+            else:
+                value = RULES[agg.name].combine(partials)
+            merged[agg.columns[0] if agg.slot is None else agg.slot] = value
         if merge.having is not None and evaluate(merge.having, merged) is not True:
             continue
         output = tuple(evaluate(expr, merged) for expr in merge.outputs)
         sort_values = tuple(evaluate(key.expr, merged) for key in merge.order)
         results.append((output, sort_values))
+    if merge.distinct:
+        seen: set[tuple[Any, ...]] = set()
+        unique = []
+        for output, sort_values in results:
+            key = tuple(group_key(v) for v in output)
+            if key not in seen:
+                seen.add(key)
+                unique.append((output, sort_values))
+        results = unique
     if merge.order:
         results.sort(key=_row_order(merge.order, lambda pair, i: pair[1][i]))
     return list(_page((output for output, _ in results), merge.limit, merge.offset))

@@ -76,9 +76,14 @@ def sort_compare(a: Any, b: Any, *, descending: bool, nulls_first: bool) -> int:
 def group_key(value: Any) -> Any:
     """A hashable stand-in for ``value`` that is equal where GROUP BY sees equal values:
     NaN groups with NaN (Python's NaN is unequal to itself); 0.0 and -0.0, 1.0 and
-    1.00 are equal in Python too."""
+    1.00 are equal in Python too. Arrays (lists) become tuples, json objects their
+    sorted items."""
     if _is_nan(value):
         return ("NaN",)
+    if isinstance(value, list | tuple):
+        return tuple(group_key(v) for v in value)
+    if isinstance(value, dict):
+        return ("{}", tuple(sorted((k, repr(group_key(v))) for k, v in value.items())))
     return value
 
 

@@ -15,11 +15,13 @@ from mlscale.core.scatter.sqlnodes import (
     PREFIX,
     aggregates_in,
     check_collation,
+    check_distinct_order,
     check_statement,
     check_volatile,
     int_const,
     is_star,
     parse_select,
+    plain_functions,
     reparse_targets,
     select_list,
     sort_flags,
@@ -32,12 +34,18 @@ from mlscale.errors import RoutingError
 __all__ = ["plan_select"]
 
 
-def plan_select(sql: str) -> ScatterPlan:
+def plan_select(sql: str, *, gather_limit: int = 1_000_000) -> ScatterPlan:
     """The plan of ``sql``, one SELECT, read on every shard group.
+
+    ``gather_limit``: the most rows a gathering plan (COUNT(DISTINCT), ARRAY_AGG,
+    percentiles, ...) takes from one group, and from all groups together; the merger
+    refuses a read past it rather than hold an unbounded gather in memory.
 
     Raises ``RoutingError`` for a statement that is not one SELECT, and for every
     construct the merger cannot make exact, naming it and what to do instead.
     """
+    if gather_limit < 0:
+        raise ValueError("gather_limit must not be negative")
     try:
         statements = parse_fresh(sql)
     except ParseError as exc:
@@ -46,17 +54,22 @@ def plan_select(sql: str) -> ScatterPlan:
         raise RoutingError(f"{PREFIX}only one SELECT is merged across shard groups")
     stmt = statements[0].stmt
     check_statement(stmt)
+    check_distinct_order(stmt)
     for item in stmt.sortClause or ():
         check_collation(item)
+    functions = plain_functions(stmt)
     aggregated = bool(stmt.groupClause or stmt.havingClause) or any(
         aggregates_in(node) for node in (stmt.targetList, stmt.sortClause)
     )
     if aggregated:
-        return plan_aggregate(stmt)
-    return _plan_concat(stmt)
+        return plan_aggregate(stmt, gather_limit=gather_limit, functions=functions)
+    return _plan_concat(stmt, functions)
 
 
-def _plan_concat(stmt: ast.SelectStmt) -> ScatterPlan:
+def _plan_concat(stmt: ast.SelectStmt, functions: frozenset[str]) -> ScatterPlan:
+    # SELECT DISTINCT stays on each group (fewer rows to send); the merger drops the
+    # rows another group also returned. LIMIT n OFFSET m still goes down as n+m: the
+    # first n+m distinct rows overall are among each group's first n+m distinct rows.
     targets = select_list(stmt)
     star_before = [any(is_star(t) for t in targets[: i + 1]) for i in range(len(targets))]
     hidden: list[str] = []
@@ -84,5 +97,6 @@ def _plan_concat(stmt: ast.SelectStmt) -> ScatterPlan:
     if limit is not None:
         stmt.limitCount = parse_select(f"SELECT 1 LIMIT {limit + offset}").limitCount
         stmt.limitOption = enums.LimitOption.LIMIT_OPTION_COUNT
-    merge = ConcatMerge(order=order, hidden=len(hidden), limit=limit, offset=offset)
-    return ScatterPlan(group_sql=text(stmt), merge=merge)
+    merge = ConcatMerge(order=order, hidden=len(hidden), limit=limit, offset=offset,
+                        distinct=bool(stmt.distinctClause))
+    return ScatterPlan(group_sql=text(stmt), merge=merge, functions=functions)

@@ -15,6 +15,7 @@ from pglast.stream import RawStream
 
 from mlscale.core.scatter.aggregates import REFUSED, RULES
 from mlscale.core.scatter.exprs import Const
+from mlscale.core.scatter.gather import GATHERED
 from mlscale.core.sqltree import parse_fresh, walk
 from mlscale.errors import RoutingError
 
@@ -47,7 +48,8 @@ def func_name(call: ast.FuncCall) -> str:
 
 def is_aggregate(call: ast.FuncCall) -> bool:
     return call.over is None and (
-        func_name(call) in RULES or func_name(call) in REFUSED or bool(
+        func_name(call) in RULES or func_name(call) in REFUSED or func_name(call) in GATHERED
+        or bool(
             call.agg_star or call.agg_distinct or call.agg_within_group or call.agg_filter
         )
     )
@@ -99,10 +101,10 @@ def check_statement(stmt: ast.SelectStmt) -> None:
     ):
         if present:
             raise refuse(what)
-    if stmt.distinctClause:
-        if stmt.distinctClause[0] is not None:
-            raise refuse("DISTINCT ON is not merged across shard groups yet")
-        raise refuse("SELECT DISTINCT is not merged across shard groups yet")
+    if stmt.distinctClause and stmt.distinctClause[0] is not None:
+        raise refuse("DISTINCT ON is not merged across shard groups (each group would keep "
+                     "its own first row per key)",
+                     "use DISTINCT or GROUP BY, or " + ONE_GROUP)
     if stmt.limitOption == enums.LimitOption.LIMIT_OPTION_WITH_TIES:
         raise refuse("FETCH ... WITH TIES is not merged across shard groups yet",
                       "use LIMIT, or " + ONE_GROUP)
@@ -116,6 +118,10 @@ def check_statement(stmt: ast.SelectStmt) -> None:
 
 
 def check_subquery(sub: ast.SelectStmt) -> None:
+    if sub.distinctClause and sub.distinctClause[0] is not None:
+        raise refuse("a subquery with DISTINCT ON would keep one row per key on each shard "
+                     "group, so aggregates over it would count a key once per group",
+                     "use GROUP BY in the subquery, or " + ONE_GROUP)
     if sub.limitCount is not None or sub.limitOffset is not None:
         raise refuse("LIMIT/OFFSET inside a subquery would apply on each shard group, not once",
                       "move the LIMIT to the outer query, or " + ONE_GROUP)
@@ -123,6 +129,14 @@ def check_subquery(sub: ast.SelectStmt) -> None:
         raise refuse("a subquery with aggregates, GROUP BY or DISTINCT would be computed "
                      "per shard group",
                       "compute it in an outer query, or " + ONE_GROUP)
+
+
+def plain_functions(node: Any) -> frozenset[str]:
+    """The names of the calls under ``node`` read as plain functions, not aggregates."""
+    return frozenset(
+        func_name(n) for n in walk(node)
+        if isinstance(n, ast.FuncCall) and n.over is None and not is_aggregate(n)
+    )
 
 
 def check_volatile(node: Any, where: str) -> None:
@@ -188,6 +202,19 @@ def target_for(node: Any, targets: list[ast.ResTarget], clause: str) -> int | No
         if name is not None and target.name == name:
             return index
     return None
+
+
+def check_distinct_order(stmt: ast.SelectStmt) -> None:
+    """PostgreSQL rejects a SELECT DISTINCT whose ORDER BY is not in its select list; a
+    hidden sort column would make the groups' DISTINCT wider, so say it here."""
+    if not stmt.distinctClause:
+        return
+    targets = select_list(stmt)
+    shown = {text(t.val) for t in targets}
+    for item in stmt.sortClause or ():
+        if target_for(item.node, targets, "ORDER BY") is None and text(item.node) not in shown:
+            raise refuse(f"for SELECT DISTINCT, ORDER BY expressions must appear in select list "
+                         f"({text(item.node)})", "add it to the select list")
 
 
 def reparse_targets(texts: list[str]) -> tuple[ast.ResTarget, ...]:
