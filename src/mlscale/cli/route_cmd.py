@@ -67,7 +67,7 @@ def route_cmd(
         if doc["fanout"]:
             for group, text in doc["fanout"]["group_sql"].items():
                 click.echo(f"  on {group}: {text}")
-            click.echo(f"  merge: {', '.join(doc['fanout']['plan']['steps'])}")
+            click.echo(f"  merge: {', '.join(s['step'] for s in doc['fanout']['plan']['steps'])}")
         if doc["bans"]:
             bans = "; ".join(f"{n}: {b['kind']}: {b['reason']}" for n, b in doc["bans"].items())
             click.echo(f"  bans: {bans}")

@@ -102,7 +102,7 @@ def plan_read(
         def predicate(table: ShardedTable, columns: Sequence[sql.Composable]) -> sql.Composable:
             return directory.map_of(table.family).predicate(group, columns)
 
-        return owned_rows_sql(plan.group_sql, fanout, predicate)
+        return owned_rows_sql(plan.group_sql, fanout.refs, predicate)
 
     texts = tuple((group, owned_by(group)) for group in groups)
     return PlannedRead(plan, numbered, texts, plan.functions, statement)
