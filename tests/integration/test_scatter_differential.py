@@ -15,6 +15,8 @@ group's primary and the merger, no fan-out executor (to test the planner and mer
 before, or apart from, the executor).
 """
 
+# ruff: noqa: S608 -- the SQL is assembled from fixed pieces here and in scatter_queries.py
+
 from __future__ import annotations
 
 import math
@@ -28,7 +30,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from psycopg import sql
 
 from mlscale import Cluster, LocalCluster, RoutingError
@@ -54,13 +56,36 @@ GROUPS = ("g0", "g1", "g2", "g3")
 FAMILY = "scatter_diff_id"
 REFERENCE_DB = "scatter_reference"
 REFUSAL_PREFIX = "cross-shard read: "
-EXAMPLES = 420
+EXAMPLES = 600
 MIN_DISTINCT_QUERIES = 300
 MIN_COMPARED = 250
 MIN_COMPARED_PER_CONSTRUCT = 3
 REL_TOL = 1e-12
 
 Rows = list[tuple[Any, ...]]
+
+
+def _edge(sql: str, *constructs: str, ordered: bool = False) -> Query:
+    return Query(sql, ordered, (), frozenset(constructs))
+
+
+# Run on every run besides the generated queries: cases where a merger computing in
+# Python types parts from PostgreSQL (integer overflow raises, NaN / 0 is NaN, an
+# integer literal past int4 is int8, NaN counted once by COUNT(DISTINCT)).
+EDGE_CASES = (
+    _edge(f"SELECT max(i4) - min(i4) FROM {TABLE}", "agg_expr", "max", "min"),
+    _edge(f"SELECT k, -min(i2), max(i2) + max(i2) FROM {TABLE} GROUP BY k ORDER BY k",
+          "agg_expr", "min", "max", "group_by", "order_by", ordered=True),
+    _edge(f"SELECT sum(i4) * sum(i4) FROM {TABLE}", "agg_expr", "sum"),
+    _edge(f"SELECT sum(i2) * 100000000000 FROM {TABLE}", "agg_expr", "sum"),
+    _edge(f"SELECT sum(f) / 0 FROM {TABLE}", "agg_expr", "sum"),
+    _edge(f"SELECT count(DISTINCT f), count(DISTINCT n) FROM {TABLE}", "count_distinct"),
+    _edge(f"SELECT b, stddev(f), var_pop(n), stddev_samp(i8) FROM {TABLE} WHERE f < 1e9 "
+          "GROUP BY b", "stddev", "variance", "group_by", "where"),
+    _edge(f"SELECT mode() WITHIN GROUP (ORDER BY f), percentile_disc(0.5) WITHIN GROUP "
+          f"(ORDER BY f), percentile_cont(0.5) WITHIN GROUP (ORDER BY f) FROM {TABLE}",
+          "mode", "percentile_disc", "percentile_cont"),
+)
 
 
 @dataclass
@@ -111,13 +136,13 @@ def _load(cluster: Cluster, reference: psycopg.Connection[Any], rows: Rows) -> N
     per_group = {}
     for group in GROUPS:
         with cluster.connection(cluster.primary_node(group)) as conn:
-            per_group[group] = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]  # noqa: S608
+            per_group[group] = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchall()[0][0]
             # date_trunc and timestamptz text depend on the session time zone.
-            zone = conn.execute("SHOW TimeZone").fetchone()[0]
-            assert zone == reference.execute("SHOW TimeZone").fetchone()[0], group
+            zone = conn.execute("SHOW TimeZone").fetchall()
+            assert zone == reference.execute("SHOW TimeZone").fetchall(), group
     assert sum(per_group.values()) == len(rows), per_group
     assert all(count > len(rows) // 8 for count in per_group.values()), per_group
-    assert reference.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (len(rows),)  # noqa: S608
+    assert reference.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (len(rows),)
 
 
 def standin_fetch_all(cluster: Cluster) -> Callable[[str], Rows]:
@@ -150,7 +175,7 @@ def same_value(got: Any, want: Any) -> bool:
     if isinstance(want, Decimal):
         if want.is_nan() or got.is_nan():
             return want.is_nan() and got.is_nan()
-        return got.as_tuple() == want.as_tuple()
+        return bool(got.as_tuple() == want.as_tuple())
     if isinstance(want, list):
         return len(got) == len(want) and all(map(same_value, got, want))
     return bool(got == want)
@@ -224,6 +249,7 @@ class Tally:
     refused_by_construct: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 def _reference_rows(reference: psycopg.Connection[Any], query: str) -> Rows | Exception:
@@ -248,11 +274,12 @@ def check(env: Env, query: Query, tally: Tally) -> None:
     want = _reference_rows(env.reference, query.sql)
     try:
         got: Rows | Exception = env.fetch(query.sql)
-    except Exception as exc:  # noqa: BLE001 -- every outcome is classified below
+    except Exception as exc:  # every outcome is classified below
         got = exc
     if isinstance(want, Exception):
         if isinstance(got, Exception):
             tally.both_errored += 1
+            tally.errors.append(f"{query.sql}\n  reference: {want!r}\n  cluster: {got!r}")
         else:
             tally.failures.append(f"{query.sql}\n  reference raised: {want!r}\n  cluster: {got!r}")
         return
@@ -288,6 +315,8 @@ def test_cross_shard_reads_equal_one_server_or_refuse(env: Env) -> None:
     def run(query: Query) -> None:
         check(env, query, tally)
 
+    for edge in EDGE_CASES:
+        run = example(query=edge)(run)
     run()
     print(f"\ncompared {tally.compared}, refused {tally.refused}, "
           f"both-errored {tally.both_errored}, differing {len(tally.failures)} "
@@ -296,6 +325,8 @@ def test_cross_shard_reads_equal_one_server_or_refuse(env: Env) -> None:
     print("refused by construct:", dict(sorted(tally.refused_by_construct.items())))
     for reason, count in tally.refusals.most_common():
         print(f"  refused {count}x: {reason}")
+    for error in tally.errors:
+        print("both errored:", error)
     for failure in tally.failures:
         print("DIFFERS:", failure)
 
@@ -306,3 +337,37 @@ def test_cross_shard_reads_equal_one_server_or_refuse(env: Env) -> None:
     thin = {c: tally.compared_by_construct[c] for c in CONSTRUCTS
             if tally.compared_by_construct[c] < MIN_COMPARED_PER_CONSTRUCT}
     assert not thin, f"constructs compared fewer than {MIN_COMPARED_PER_CONSTRUCT} times: {thin}"
+
+
+def naive_union_fetch_all(cluster: Cluster) -> Callable[[str], Rows]:
+    """What sharding layers that lie return: the statement run as written on every
+    group, the rows concatenated."""
+
+    def fetch(query: str) -> Rows:
+        rows: Rows = []
+        for group in GROUPS:
+            with cluster.connection(cluster.primary_node(group)) as conn:
+                rows.extend(conn.execute(query).fetchall())
+        return rows
+
+    return fetch
+
+
+def test_the_comparison_catches_a_silent_union(env: Env) -> None:
+    """The harness itself: a union of per-group rows differs from the reference on
+    most generated queries (else the main test could pass without merging)."""
+    tally = Tally()
+    union = Env(env.cluster, env.reference, naive_union_fetch_all(env.cluster))
+
+    @settings(max_examples=80, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                     HealthCheck.function_scoped_fixture])
+    @given(query=queries())
+    def run(query: Query) -> None:
+        check(union, query, tally)
+
+    run()
+    print(f"\nsilent union: {len(tally.failures)} differ, {tally.compared} equal "
+          f"(of {len(tally.seen)} distinct queries)")
+    assert tally.refused == 0
+    assert len(tally.failures) >= 2 * tally.compared
