@@ -219,6 +219,11 @@ class PolicyConfig(_Model):
     ``monitor_interval_s``: how often replicas are sampled (and heartbeats written).
     ``shard_map_poll_s``: how often clients check the catalog for a new shard map
     when no notification came (NOTIFY is the fast path; this covers a lost one).
+    ``ownership_filter``: when a cross-shard read keeps each group to the rows its
+    map gives it: ``moves`` while its key family has a move open (rows may then be on
+    two groups; see ``cluster.begin_move``), ``always`` on every read (a hash per row).
+    ``gather_limit``: most rows a cross-shard read may gather from the groups to
+    compute COUNT(DISTINCT), percentiles, mode() or ARRAY_AGG/STRING_AGG exactly.
     """
 
     max_replica_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
@@ -229,6 +234,8 @@ class PolicyConfig(_Model):
     monitor_interval_s: float = Field(default=0.1, gt=0)
     error_backoff_s: float = Field(default=1.0, gt=0)
     shard_map_poll_s: float = Field(default=5.0, gt=0)
+    ownership_filter: Literal["moves", "always"] = "moves"
+    gather_limit: int = Field(default=1_000_000, ge=0)
 
 
 class RoutingConfig(_Model):

@@ -21,7 +21,7 @@ from mlscale import (
     ShardGroupError,
 )
 from mlscale.core.shardmaps import KeyFamily, SlotMap
-from mlscale.core.slots import slot_of
+from mlscale.core.slots import KeyType, slot_of
 from mlscale.core.topology import find_node, nodes_of
 from mlscale.engine.connect import connect_kwargs
 from mlscale.local.tempdirs import reachable_tempdir
@@ -65,9 +65,9 @@ def cluster(local: LocalCluster) -> Iterator[Cluster]:
             shard_key="user_id",
             family=FAMILY,
         )
-        c.copy("COPY sc_events FROM STDIN", _rows())
+        c.copy("COPY sc_events (user_id, id, amount, score, kind) FROM STDIN", _rows())
         c.copy(
-            "COPY sc_profiles FROM STDIN",
+            "COPY sc_profiles (user_id, country) FROM STDIN",
             [(u, ("fr", "de", "us")[u % 3]) for u in range(1, 121)],
         )
         yield c
@@ -154,28 +154,47 @@ def test_what_cannot_be_merged_exactly_is_refused(cluster: Cluster, sql: str, me
     assert str(caught.value).startswith("cross-shard read: ")
 
 
-def test_a_user_defined_aggregate_is_refused_not_unioned(cluster: Cluster) -> None:
+def test_a_user_defined_aggregate_is_refused_not_unioned(
+    cluster: Cluster, local: LocalCluster
+) -> None:
     cluster.execute(
         "CREATE AGGREGATE sc_product(float8) (SFUNC = float8mul, STYPE = float8)",
         broadcast=True,
     )
     try:
-        with pytest.raises(RoutingError, match="sc_product"):
+        # Unknown to the classifier, it may write: refused without a shard key.
+        with pytest.raises(RoutingError, match="broadcast=True"):
             cluster.fetch_all("SELECT sc_product(score) FROM sc_events")
+        # Declared read-only, it reaches the merger, which asks the server what it is.
+        config = local.config()
+        routing = config.routing.model_copy(update={"read_only_functions": ["sc_product"]})
+        with Cluster(config.model_copy(update={"routing": routing})) as told:
+            with pytest.raises(RoutingError, match="sc_product is an aggregate") as caught:
+                told.fetch_all("SELECT kind, sc_product(score) FROM sc_events GROUP BY kind")
+            assert str(caught.value).startswith("cross-shard read: ")
+            # A plain function of the same statement shape is merged as usual.
+            rows = told.fetch_all("SELECT count(*), max(abs(score)) FROM sc_events", **STRONG)
+            assert rows == [(len(_rows()), max(abs(r[3]) for r in _rows()))]
     finally:
         cluster.execute("DROP AGGREGATE sc_product(float8)", broadcast=True)
 
 
 def test_a_slot_on_two_groups_during_a_move_is_counted_once(cluster: Cluster) -> None:
-    """The rows of one slot of g0 copied to g1 (as a move does before the map switches):
-    every group reads only the slots it owns in the map the read used."""
+    """The rows of one slot of g0 copied to g1 (as a move does before the map switches),
+    the move recorded: every group reads only the slots it owns in the map the read
+    used. Outside a move the filter is left out (a hash per row)."""
     directory = cluster.refresh_shards()
     shard_map = directory.map_of(FAMILY)
     assert isinstance(shard_map, SlotMap)
     users = [u for u in range(1, 121) if cluster.locate("sc_events", u) == "g0"]
-    slot = slot_of(users[0], "int8", shard_map.slots)
-    moving = [r for r in _rows() if slot_of(r[0], "int8", shard_map.slots) == slot]
+    slot = slot_of(users[0], KeyType.INT8, shard_map.slots)
+    moving = [r for r in _rows() if slot_of(r[0], KeyType.INT8, shard_map.slots) == slot]
     assert moving
+    unfiltered = cluster.explain_route("SELECT count(*) FROM sc_events").fanout
+    assert unfiltered is not None and "hashint8extended" not in unfiltered.queries[0].sql
+    move = cluster.begin_move(FAMILY, "test: one slot of g0 copied to g1")
+    filtered = cluster.explain_route("SELECT count(*) FROM sc_events").fanout
+    assert filtered is not None and all("hashint8extended" in q.sql for q in filtered.queries)
     with (
         cluster.connection(cluster.primary_node("g1")) as conn,
         conn.cursor().copy("COPY sc_events FROM STDIN") as copy,
@@ -205,6 +224,8 @@ def test_a_slot_on_two_groups_during_a_move_is_counted_once(cluster: Cluster) ->
             conn.execute(
                 "DELETE FROM sc_events WHERE user_id = ANY(%s)", ([r[0] for r in moving],)
             )
+        cluster.end_move(move)
+    assert cluster.refresh_shards().moving == frozenset()
 
 
 def test_a_timeout_names_the_group_and_cancels_its_query(

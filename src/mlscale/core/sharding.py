@@ -20,11 +20,14 @@ __all__ = ["EMPTY", "ShardDirectory"]
 
 @dataclass(frozen=True, slots=True)
 class ShardDirectory:
-    """Shard maps by key family, and sharded tables by name."""
+    """Shard maps by key family, sharded tables by name, and the families with a move
+    open (``moving``): their rows may exist on two groups at once, so a read across
+    groups must keep each group to the rows its map gives it."""
 
     version: int = 0
     maps: Mapping[str, ShardMap] = field(default_factory=dict)
     tables: Mapping[str, ShardedTable] = field(default_factory=dict)
+    moving: frozenset[str] = frozenset()
 
     def map_of(self, family: str) -> ShardMap:
         """The current map of key family ``family``."""

@@ -21,7 +21,9 @@ from ..core.topology import check_bannable
 from ..errors import MlscaleError, SchemaError
 from .catalog_async import (
     allocate_generator,
+    begin_move,
     clear_ban,
+    end_move,
     install_id_generator,
     publish_map,
     register_table,
@@ -68,6 +70,21 @@ class AsyncAdmin:
         self._context.balancer.unban(node)
 
     # -- sharding -------------------------------------------------------------------
+
+    async def begin_move(self, family: str, reason: str) -> int:
+        """Open a move of ``family`` (see :meth:`AsyncCluster.begin_move`)."""
+        if not reason.strip():
+            raise MlscaleError("a move needs a reason")
+        async with self._nodes.connect("control") as conn:
+            move = await begin_move(conn, family, reason)
+        await self._directory.refresh()
+        return move
+
+    async def end_move(self, move: int) -> None:
+        """Close move ``move`` (see :meth:`AsyncCluster.end_move`)."""
+        async with self._nodes.connect("control") as conn:
+            await end_move(conn, move)
+        await self._directory.refresh()
 
     async def create_shard_map(self, shard_map: ShardMap, reason: str) -> int:
         """Publish ``shard_map`` (see :meth:`AsyncCluster.create_shard_map`)."""

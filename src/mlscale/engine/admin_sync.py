@@ -23,7 +23,9 @@ from ..core.topology import check_bannable
 from ..errors import MlscaleError, SchemaError
 from .catalog_sync import (
     allocate_generator,
+    begin_move,
     clear_ban,
+    end_move,
     install_id_generator,
     publish_map,
     register_table,
@@ -70,6 +72,21 @@ class Admin:
         self._context.balancer.unban(node)
 
     # -- sharding -------------------------------------------------------------------
+
+    def begin_move(self, family: str, reason: str) -> int:
+        """Open a move of ``family`` (see :meth:`Cluster.begin_move`)."""
+        if not reason.strip():
+            raise MlscaleError("a move needs a reason")
+        with self._nodes.connect("control") as conn:
+            move = begin_move(conn, family, reason)
+        self._directory.refresh()
+        return move
+
+    def end_move(self, move: int) -> None:
+        """Close move ``move`` (see :meth:`Cluster.end_move`)."""
+        with self._nodes.connect("control") as conn:
+            end_move(conn, move)
+        self._directory.refresh()
 
     def create_shard_map(self, shard_map: ShardMap, reason: str) -> int:
         """Publish ``shard_map`` (see :meth:`Cluster.create_shard_map`)."""

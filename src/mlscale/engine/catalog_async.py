@@ -32,7 +32,9 @@ __all__ = [
     "BANS_CHANNEL",
     "SHARDING_CHANNEL",
     "allocate_generator",
+    "begin_move",
     "clear_ban",
+    "end_move",
     "install_id_generator",
     "load_directory",
     "publish_map",
@@ -47,6 +49,8 @@ SHARDING_CHANNEL = "mlscale_sharding"
 BANS_CHANNEL = "mlscale_bans"
 _HAS_SHARDING = "SELECT to_regclass('mlscale_catalog.sharding_version') IS NOT NULL"
 _VERSION = "SELECT version FROM mlscale_catalog.sharding_version"
+_HAS_MOVES = "SELECT to_regclass('mlscale_catalog.moves') IS NOT NULL"
+_OPEN_MOVES = "SELECT DISTINCT family FROM mlscale_catalog.moves WHERE ended_at IS NULL"
 
 
 async def sharding_version(conn: AsyncConnection[Any]) -> int:
@@ -83,7 +87,57 @@ async def load_directory(conn: AsyncConnection[Any]) -> ShardDirectory:
         tables: dict[str, ShardedTable] = {}
         for name, family, keys in await cur.fetchall():
             tables[name] = ShardedTable(name, tuple(keys), family)
-    return ShardDirectory(version, maps, tables)
+        moving: frozenset[str] = frozenset()
+        cur = await conn.execute(_HAS_MOVES)
+        row = await cur.fetchone()
+        if row and row[0]:  # else a catalog from before moves: none open
+            cur = await conn.execute(_OPEN_MOVES)
+            moving = frozenset(str(family) for (family,) in await cur.fetchall())
+    return ShardDirectory(version, maps, tables, moving)
+
+
+async def begin_move(conn: AsyncConnection[Any], family: str, reason: str) -> int:
+    """Record that rows of ``family`` may from now on exist on two groups (a copy
+    under way, a source not yet cleaned); the move's id."""
+    async with conn.transaction():
+        await _lock(conn)
+        await _require_moves(conn)
+        cur = await conn.execute(
+            "SELECT 1 FROM mlscale_catalog.key_families WHERE name = %s", (family,)
+        )
+        if await cur.fetchone() is None:
+            raise ConfigError(f"no key family {family!r}")
+        cur = await conn.execute(
+            "INSERT INTO mlscale_catalog.moves (family, reason) VALUES (%s, %s) RETURNING id",
+            (family, reason),
+        )
+        row = await cur.fetchone()
+        await _bump(conn)
+    assert row is not None
+    return int(row[0])
+
+
+async def end_move(conn: AsyncConnection[Any], move: int) -> None:
+    """Close move ``move``: its family's rows are each on one group again."""
+    async with conn.transaction():
+        await _lock(conn)
+        await _require_moves(conn)
+        cur = await conn.execute(
+            "UPDATE mlscale_catalog.moves SET ended_at = now() WHERE id = %s AND ended_at IS NULL",
+            (move,),
+        )
+        if cur.rowcount == 0:
+            raise ConfigError(f"no open move {move}")
+        await _bump(conn)
+
+
+async def _require_moves(conn: AsyncConnection[Any]) -> None:
+    cur = await conn.execute(_HAS_MOVES)
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        raise CatalogError(
+            "the catalog predates moves (version < 4); run `mlscale catalog migrate`"
+        )
 
 
 async def _bump(conn: AsyncConnection[Any]) -> int:

@@ -34,7 +34,9 @@ __all__ = [
     "BANS_CHANNEL",
     "SHARDING_CHANNEL",
     "allocate_generator",
+    "begin_move",
     "clear_ban",
+    "end_move",
     "install_id_generator",
     "load_directory",
     "publish_map",
@@ -49,6 +51,8 @@ SHARDING_CHANNEL = "mlscale_sharding"
 BANS_CHANNEL = "mlscale_bans"
 _HAS_SHARDING = "SELECT to_regclass('mlscale_catalog.sharding_version') IS NOT NULL"
 _VERSION = "SELECT version FROM mlscale_catalog.sharding_version"
+_HAS_MOVES = "SELECT to_regclass('mlscale_catalog.moves') IS NOT NULL"
+_OPEN_MOVES = "SELECT DISTINCT family FROM mlscale_catalog.moves WHERE ended_at IS NULL"
 
 
 def sharding_version(conn: Connection[Any]) -> int:
@@ -83,7 +87,55 @@ def load_directory(conn: Connection[Any]) -> ShardDirectory:
         tables: dict[str, ShardedTable] = {}
         for name, family, keys in cur.fetchall():
             tables[name] = ShardedTable(name, tuple(keys), family)
-    return ShardDirectory(version, maps, tables)
+        moving: frozenset[str] = frozenset()
+        cur = conn.execute(_HAS_MOVES)
+        row = cur.fetchone()
+        if row and row[0]:  # else a catalog from before moves: none open
+            cur = conn.execute(_OPEN_MOVES)
+            moving = frozenset(str(family) for (family,) in cur.fetchall())
+    return ShardDirectory(version, maps, tables, moving)
+
+
+def begin_move(conn: Connection[Any], family: str, reason: str) -> int:
+    """Record that rows of ``family`` may from now on exist on two groups (a copy
+    under way, a source not yet cleaned); the move's id."""
+    with conn.transaction():
+        _lock(conn)
+        _require_moves(conn)
+        cur = conn.execute("SELECT 1 FROM mlscale_catalog.key_families WHERE name = %s", (family,))
+        if cur.fetchone() is None:
+            raise ConfigError(f"no key family {family!r}")
+        cur = conn.execute(
+            "INSERT INTO mlscale_catalog.moves (family, reason) VALUES (%s, %s) RETURNING id",
+            (family, reason),
+        )
+        row = cur.fetchone()
+        _bump(conn)
+    assert row is not None
+    return int(row[0])
+
+
+def end_move(conn: Connection[Any], move: int) -> None:
+    """Close move ``move``: its family's rows are each on one group again."""
+    with conn.transaction():
+        _lock(conn)
+        _require_moves(conn)
+        cur = conn.execute(
+            "UPDATE mlscale_catalog.moves SET ended_at = now() WHERE id = %s AND ended_at IS NULL",
+            (move,),
+        )
+        if cur.rowcount == 0:
+            raise ConfigError(f"no open move {move}")
+        _bump(conn)
+
+
+def _require_moves(conn: Connection[Any]) -> None:
+    cur = conn.execute(_HAS_MOVES)
+    row = cur.fetchone()
+    if not (row and row[0]):
+        raise CatalogError(
+            "the catalog predates moves (version < 4); run `mlscale catalog migrate`"
+        )
 
 
 def _bump(conn: Connection[Any]) -> int:

@@ -307,6 +307,18 @@ class Cluster(Scope):
         new sharding version."""
         return self._admin.create_shard_map(shard_map, reason)
 
+    def begin_move(self, family: str, reason: str) -> int:
+        """Record that rows of key family ``family`` may exist on two groups from now on
+        (a copy to a new group under way, a source not yet cleaned), until
+        :meth:`end_move`; the move's id. Meanwhile every client's cross-shard reads of
+        the family keep each group to the rows its map gives it, so no row is counted
+        twice (otherwise that filter is skipped: it costs a hash per row)."""
+        return self._admin.begin_move(family, reason)
+
+    def end_move(self, move: int) -> None:
+        """Close move ``move``: each row of its family is on one group again."""
+        self._admin.end_move(move)
+
     def create_sharded_table(
         self, ddl: str, *, shard_key: str | Sequence[str], family: str
     ) -> TableDef:

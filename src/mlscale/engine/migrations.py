@@ -2,7 +2,8 @@
 migrations, and the topology recorded in them.
 
 Version 1 holds the topology: epochs, shard groups and nodes; 2 bans; 3 shard
-maps, sharded tables and id generators. (What clients read and write in those
+maps, sharded tables and id generators; 4 moves (rows of a key family on two
+groups at once). (What clients read and write in those
 tables at run time: catalog_async.py.) Migrations run in one transaction under an
 advisory lock, so concurrent ``mlscale up`` / ``catalog migrate`` calls are safe
 and a failed migration leaves the catalog as it was.
@@ -120,6 +121,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE TABLE mlscale_catalog.id_generators (
                    shard_group text PRIMARY KEY,
                    generator   integer NOT NULL UNIQUE CHECK (generator BETWEEN 0 AND 4095)
+               )""",
+        ),
+    ),
+    Migration(
+        4,
+        "moves: key families whose rows may exist on two groups at once",
+        (
+            # While a family has an open move, cross-shard reads filter every group to
+            # the rows it owns (see core/scatter/prepare.py); ended moves stay as history.
+            """CREATE TABLE mlscale_catalog.moves (
+                   id         bigserial PRIMARY KEY,
+                   family     text NOT NULL REFERENCES mlscale_catalog.key_families (name),
+                   reason     text NOT NULL,
+                   started_at timestamptz NOT NULL DEFAULT now(),
+                   ended_at   timestamptz
                )""",
         ),
     ),

@@ -140,30 +140,28 @@ class AsyncScatter:
         """The groups that answered (with their rows) and those lost; raises the
         statement's own error (a server rejecting it is no lost group), or
         :class:`ShardGroupError` when groups were lost and that is not allowed."""
-        for outcome in outcomes:
+        pairs = list(zip(queries, outcomes, strict=True))
+        for _, outcome in pairs:
             if outcome.error is not None and not _lost(outcome.error):
                 raise outcome.error
         answered = [
-            (q.group, o.value)
-            for q, o in zip(queries, outcomes, strict=True)
-            if o.finished and o.error is None and o.value is not None
+            (q.group, o.value) for q, o in pairs if o.finished and o.value is not None
         ]
-        lost = tuple(
-            q.group for q, o in zip(queries, outcomes, strict=True) if o.error or not o.finished
-        )
+        failed = [(q.group, o.error) for q, o in pairs if o.error is not None]
+        silent = tuple(q.group for q, o in pairs if not o.finished)
+        cause = failed[0][1] if failed else None
+        if failed and not allow_partial:  # the unfinished ones were stopped for them
+            lost = tuple(g for g, _ in failed)
+            why = f"failed ({cause})"
+        else:
+            lost = tuple(g for g, _ in failed) + silent
+            why = f"did not answer within {timeout} s" if not failed else f"were lost ({cause})"
         if lost and (not allow_partial or not answered):
-            first = next((o.error for o in outcomes if o.error is not None), None)
-            timed_out = [q.group for q, o in zip(queries, outcomes, strict=True) if not o.finished]
-            why = (
-                f"did not answer within {timeout} s"
-                if timed_out and first is None
-                else (f"failed ({first})")
-            )
             raise ShardGroupError(
                 f"cross-shard read: shard group(s) {', '.join(lost)} {why}; the other groups' "
                 "queries were cancelled (allow_partial=True returns the rest, marked partial)",
                 groups=lost,
-            ) from first
+            ) from cause
         if lost:
             log.warning("cross-shard read partial: %s missing", ", ".join(lost))
         return answered, lost

@@ -84,10 +84,17 @@ def plan_read(
     with_params: bool,
     groups: Sequence[str],
     directory: ShardDirectory,
+    *,
+    always_filter: bool = False,
+    gather_limit: int = 1_000_000,
 ) -> PlannedRead:
     """Plan ``statement`` (one SELECT, psycopg placeholders when ``with_params``) to run
-    on ``groups``, each reading the slots it owns in ``directory``'s maps.
+    on ``groups``, each reading only the rows it owns in ``directory``'s maps.
 
+    That ownership filter (a hash of the key per row) is added while the tables' key
+    family has a move open (``directory.moving``: its rows may then exist on two
+    groups), or with ``always_filter``; outside a move each row is on one group only.
+    ``gather_limit`` bounds the rows gathered for exact DISTINCT-like aggregates.
     Raises :class:`RoutingError` naming what cannot be merged exactly, or a join the
     groups cannot answer on their own.
     """
@@ -95,10 +102,14 @@ def plan_read(
         numbered = number_placeholders(statement, with_params)
     except PlaceholderError as exc:
         raise RoutingError(f"cross-shard read: {exc}") from exc
-    plan = plan_select(numbered.text)
+    plan = plan_select(numbered.text, gather_limit=gather_limit)
     fanout = check_fanout(numbered.text, directory.tables)
+    filtered = always_filter or fanout.family in directory.moving
 
     def owned_by(group: str) -> str:
+        if not filtered:
+            return plan.group_sql
+
         def predicate(table: ShardedTable, columns: Sequence[sql.Composable]) -> sql.Composable:
             return directory.map_of(table.family).predicate(group, columns)
 
