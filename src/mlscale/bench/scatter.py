@@ -121,7 +121,7 @@ class Plan:
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:
-            return cls(rows_per_group=20_000, stream_rows_per_group=25_000, rounds=5, reps=3)
+            return cls(rows_per_group=50_000, stream_rows_per_group=25_000, rounds=5, reps=2)
         return cls(rows_per_group=250_000, stream_rows_per_group=500_000, rounds=7, reps=1)
 
 

@@ -128,6 +128,7 @@ def _run_chapters(
         for run in (run_replicas, run_sharding, run_crossshard):
             chapter = run(cluster, params, echo)
             result.metrics.update(chapter.metrics)
+            result.rounds.update(chapter.rounds)
             result.rows += chapter.rows
             result.notes += chapter.notes
         if not keep:
