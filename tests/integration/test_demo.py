@@ -98,6 +98,11 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             "rows on the wrong group",
             "keys moved adding a group, slots",
             "keys moved adding a group, md5 % N",
+            "cross-shard GROUP BY, parallel fan-out",
+            "cross-shard GROUP BY, sequential loop",
+            "cross-shard fan-out / sequential loop",
+            "fan-out answer equals the loop's",
+            "window function across groups refused",
         ):
             assert label in stdout, stdout
         assert "no CPU caps" in stdout, stdout
@@ -142,7 +147,20 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
         assert metrics["keyless_write_refused"] is True
         assert 0.28 < metrics["moved_on_add_slots"] < 0.39
         assert metrics["moved_on_add_md5_mod_n"] > 0.6
-        for variant in ("reads_pooled", "reads_unpooled", "reads_replicas", "reads_primary"):
+        # Chapter 4: the fan-out answers what the tutorials' loop adds up; a window
+        # function across groups is refused, the construct named.
+        assert metrics["crossshard_answers_equal"] is True
+        assert metrics["crossshard_refused"] is True
+        assert "window function" in metrics["crossshard_refusal"]
+        assert "crossshard_fanout_over_loop" in metrics
+        for variant in (
+            "reads_pooled",
+            "reads_unpooled",
+            "reads_replicas",
+            "reads_primary",
+            "crossshard_fanout",
+            "crossshard_loop",
+        ):
             rounds = doc["rounds"][variant]
             assert len(rounds) >= 5, (variant, rounds)
             assert all(r["ops"] > 0 and r["per_s"] > 0 for r in rounds), (variant, rounds)

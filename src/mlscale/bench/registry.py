@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "node-cap": "mlscale.bench.node_cap",
     "placement": "mlscale.bench.placement",
     "replicas": "mlscale.bench.replicas",
+    "scatter": "mlscale.bench.scatter",
 }
 
 

@@ -37,7 +37,7 @@ from ..errors import MlscaleError
 if TYPE_CHECKING:
     from ..config import ClusterConfig
 
-__all__ = ["ChapterResult", "Params", "Row", "needs", "run_foundation"]
+__all__ = ["ChapterResult", "Params", "Row", "compare_rates", "needs", "run_foundation"]
 
 log = logging.getLogger(__name__)
 
@@ -339,26 +339,31 @@ def _step_visibility(cluster: Cluster, params: Params, result: ChapterResult) ->
     )
 
 
-def _step_compare(
+def compare_rates(
     result: ChapterResult,
     params: Params,
     ratio: tuple[str, str, str],
     variants: dict[str, tuple[str, OpFactory]],
+    *,
+    threads: int | None = None,
+    unit: str = "reads/s",
 ) -> None:
-    """Two read variants in alternating rounds: rates, their ratio, the client's CPU use.
+    """Two variants in alternating rounds: rates, their ratio, the client's CPU use.
 
     ``ratio`` is (metric key, table label, how measured); the ratio is the
-    first variant's median over the second's.
+    first variant's median over the second's. ``threads`` defaults to
+    ``params.threads``; ``unit`` names what the rates count.
     """
+    threads = params.threads if threads is None else threads
     runs = {
-        name: partial(run_threads, make, threads=params.threads, duration_s=params.round_s)
+        name: partial(run_threads, make, threads=threads, duration_s=params.round_s)
         for name, (_, make) in variants.items()
     }
     for _, make in variants.values():  # fill the pools, warm the caches; not counted
-        run_threads(make, threads=params.threads, duration_s=params.warmup_s)
+        run_threads(make, threads=threads, duration_s=params.warmup_s)
     rounds = ab_rounds(runs, rounds=params.rounds, warmup=False)
     how = f"median (min..max) of {params.rounds} alternating rounds of {params.round_s:g} s, "
-    how += f"{params.threads} threads"
+    how += f"{threads} thread{'s' if threads != 1 else ''}"
     medians, cpus = [], []
     machine_cpus = os.cpu_count() or 1
     for name, (label, _) in variants.items():
@@ -368,7 +373,7 @@ def _step_compare(
         result.metrics[f"{name}_client_cpu_per_s"] = cpu.as_dict()
         result.rounds[name] = [_round_dict(r) for r in rounds[name]]
         value = f"{_fmt(rates.median)} ({_fmt(rates.low)}..{_fmt(rates.high)})"
-        result.rows.append(Row(label, value, "reads/s", how))
+        result.rows.append(Row(label, value, unit, how))
         medians.append(rates.median)
         cpus.append(f"{cpu.median:.2f}")
         if cpu.median >= CLIENT_HEAVY * machine_cpus:
@@ -438,7 +443,7 @@ def run_foundation(cluster: Cluster, params: Params, echo: Echo) -> ChapterResul
     _step_visibility(cluster, params, result)
 
     echo("point reads: a new connection per read vs the pool ...")
-    _step_compare(
+    compare_rates(
         result,
         params,
         ("pooled_over_unpooled", "pooled / new-connection reads", "ratio of medians, same run"),
@@ -455,7 +460,7 @@ def run_foundation(cluster: Cluster, params: Params, echo: Echo) -> ChapterResul
     )
 
     echo(f"point reads: {len(replicas)} replicas vs the primary ...")
-    _step_compare(
+    compare_rates(
         result,
         params,
         (

@@ -1,0 +1,100 @@
+"""`mlscale bench scatter --quick` writes measured figures and verdicts anyone can recheck.
+
+Structure only: whether a gate passes is what the benchmark measures, not what a
+test may assert (and the quick run's tables are too small to be CPU-bound).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlscale.bench.results import Verdict
+from mlscale.local.cgroups import detect
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+VARIANTS = ("fanout", "sequential", "single_node", "ceiling", "unfiltered")
+
+
+def _spread(metrics: dict[str, Any], key: str, rounds: int) -> dict[str, Any]:
+    value = metrics[key]
+    assert isinstance(value, dict), key
+    assert {"median", "min", "max", "n"} <= value.keys(), key
+    assert value["n"] == rounds, key
+    assert 0 <= value["min"] <= value["median"] <= value["max"], key
+    return value
+
+
+def _recheck(verdict: dict[str, Any]) -> None:
+    """``passed`` follows from value, op and target alone."""
+    value = verdict["value"]
+    if value is None:
+        assert verdict["passed"] is False
+        return
+    again = Verdict(verdict["name"], float(value), verdict["op"], float(verdict["target"]))
+    assert verdict["passed"] == again.passed
+
+
+def test_scatter_bench_writes_measured_figures(scratch_dir: Path) -> None:
+    out = scratch_dir / "results"
+    result = run_cli("bench", "scatter", "--quick", "--out", str(out), "-q", timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "results written to" in result.stdout
+    doc = json.loads((out / "scatter.json").read_text())
+    assert doc["name"] == "scatter" and doc["quick"] is True
+    params, metrics = doc["params"], doc["metrics"]
+    assert params["groups"] == 4 and params["replicas"] == 0 and params["node_cpu"] == 0.2
+
+    gates = {g["name"]: g for g in doc["gates"]}
+    (goal,) = doc["goals"]
+    assert set(gates) == {"parallel_vs_sequential_ratio", "stream_rss_growth_mb"}
+    assert gates["parallel_vs_sequential_ratio"]["op"] == ">="
+    assert gates["parallel_vs_sequential_ratio"]["target"] == pytest.approx(3.0)
+    assert gates["stream_rss_growth_mb"]["op"] == "<="
+    assert gates["stream_rss_growth_mb"]["target"] == pytest.approx(200.0)
+    assert goal["name"] == "scatter_vs_single_ratio"
+    assert goal["op"] == "<=" and goal["target"] == pytest.approx(0.5)
+    for verdict in (*gates.values(), goal):
+        _recheck(verdict)
+    if detect()[0] is None:
+        assert all(v["value"] is None for v in (*gates.values(), goal))
+        assert any("CPU caps" in n for n in doc["notes"])
+        return
+
+    # Every variant was timed in every round, with the client's CPU beside it.
+    rounds = params["rounds"]
+    assert rounds >= 5
+    ms = {v: _spread(metrics, f"{v}_query_ms", rounds) for v in VARIANTS}
+    for v in VARIANTS:
+        assert ms[v]["median"] > 0
+        _spread(metrics, f"{v}_client_cpu_ms_per_query", rounds)
+    # The verdicts are the ratios of those medians.
+    assert gates["parallel_vs_sequential_ratio"]["value"] == pytest.approx(
+        ms["sequential"]["median"] / ms["fanout"]["median"], rel=1e-9
+    )
+    assert goal["value"] == pytest.approx(
+        ms["fanout"]["median"] / ms["single_node"]["median"], rel=1e-9
+    )
+    assert metrics["ownership_filter_ratio"] == pytest.approx(
+        ms["ceiling"]["median"] / ms["unfiltered"]["median"], rel=1e-9
+    )
+    # Every variant answered what the one node holding all rows answered.
+    assert metrics["answers_equal"] is True and metrics["answer_rows"] == 8
+    assert sum(metrics["rows_by_group"].values()) == params["rows"]
+    assert all(n > 0 for n in metrics["rows_by_group"].values())
+
+    # The stream read every row, in order, in a process of its own.
+    stream = metrics["stream"]
+    assert stream["how"] == "stream" and stream["ordered"] is True
+    assert stream["rows"] == params["stream_rows"] == metrics["fetchall"]["rows"]
+    assert gates["stream_rss_growth_mb"]["value"] == pytest.approx(stream["rss_growth_mb"])
+    assert stream["rss_before_mb"] > 0 and stream["rss_growth_mb"] >= 0
+    assert stream["wall_s"] > 0
+    # Nodes were capped as the parameters say.
+    caps = doc["machine"]["node_cpu_caps"]
+    assert len(caps) == 5 and all(c == pytest.approx(0.2) for c in caps.values())
