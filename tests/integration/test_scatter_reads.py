@@ -43,8 +43,13 @@ def local() -> Iterator[LocalCluster]:
 
 def _rows() -> list[tuple[Any, ...]]:
     return [
-        (user, n, Decimal(f"{(user * 7 + n) % 50}.{n % 10}5"), float(user % 9) - 2.5,
-         KINDS[(user + n) % 4])
+        (
+            user,
+            n,
+            Decimal(f"{(user * 7 + n) % 50}.{n % 10}5"),
+            float(user % 9) - 2.5,
+            KINDS[(user + n) % 4],
+        )
         for user in range(1, 121)
         for n in range(3)
     ]
@@ -221,9 +226,7 @@ def test_a_slot_on_two_groups_during_a_move_is_counted_once(cluster: Cluster) ->
         assert extra is not None and extra[0] == len(moving)
     finally:
         with cluster.connection(cluster.primary_node("g1")) as conn:
-            conn.execute(
-                "DELETE FROM sc_events WHERE user_id = ANY(%s)", ([r[0] for r in moving],)
-            )
+            conn.execute("DELETE FROM sc_events WHERE user_id = ANY(%s)", ([r[0] for r in moving],))
         cluster.end_move(move)
     assert cluster.refresh_shards().moving == frozenset()
 
@@ -231,9 +234,7 @@ def test_a_slot_on_two_groups_during_a_move_is_counted_once(cluster: Cluster) ->
 def test_a_timeout_names_the_group_and_cancels_its_query(
     cluster: Cluster, local: LocalCluster
 ) -> None:
-    locker = psycopg.connect(
-        **_direct_kwargs(cluster, cluster.primary_node("g0")), autocommit=True
-    )
+    locker = psycopg.connect(**_direct_kwargs(cluster, cluster.primary_node("g0")), autocommit=True)
     try:
         locker.execute("BEGIN")
         locker.execute("LOCK TABLE sc_events IN ACCESS EXCLUSIVE MODE")
@@ -300,3 +301,45 @@ def test_streaming_yields_the_merged_order_and_releases_on_early_exit(
 
 def _direct_kwargs(cluster: Cluster, node: str) -> dict[str, Any]:
     return connect_kwargs(find_node(nodes_of(cluster.config), node), cluster.config)
+
+
+def test_an_async_stream_and_scatter_match_the_sync_ones(
+    cluster: Cluster, local: LocalCluster
+) -> None:
+    sql = "SELECT kind, user_id, id FROM sc_events ORDER BY kind NULLS FIRST, user_id DESC, id"
+    whole = cluster.fetch_all(sql, **STRONG)
+
+    async def main() -> tuple[list[Any], Any]:
+        async with AsyncCluster.from_file(local.layout.config) as c:
+            rows = [row async for row in c.stream(sql, batch_size=11, consistency="strong")]
+            result = await c.scatter(
+                "SELECT count(*) FROM sc_events", allow_partial=True, timeout=5
+            )
+            return rows, result
+
+    rows, result = asyncio.run(main())
+    assert rows == whole
+    assert result.rows == [(len(_rows()),)] and not result.partial
+
+
+def test_a_cross_shard_read_is_refused_where_one_group_is_held(cluster: Cluster) -> None:
+    with cluster.transaction() as tx, pytest.raises(RoutingError, match="cross-shard read"):
+        tx.fetch_all("SELECT count(*) FROM sc_events")
+    with pytest.raises(RoutingError, match="run it on the cluster"):
+        cluster.group("g1").fetch_all("SELECT count(*) FROM sc_events")
+    # A scope without a group fans out on its role: every group's primary.
+    assert cluster.primary().fetch_value("SELECT count(*) FROM sc_events") == len(_rows())
+
+
+def test_explain_route_shows_each_groups_query_and_the_merge(cluster: Cluster) -> None:
+    explained = cluster.explain_route(
+        "SELECT kind, avg(amount) FROM sc_events WHERE score > %s GROUP BY kind", (0.0,)
+    ).to_dict()
+    assert explained["groups"] == ["g0", "g1"]
+    fanout = explained["fanout"]
+    assert fanout["groups"] == ["g0", "g1"]
+    assert all(
+        "sum(amount)" in text and "count(amount)" in text for text in fanout["group_sql"].values()
+    )
+    steps = [step["step"] for step in fanout["plan"]["steps"]]
+    assert steps[0] == "combine partials per key" and "outputs" in steps

@@ -194,6 +194,9 @@ class AsyncRunner:
     ) -> Any:
         work, parts = how.work, shard_plan.parts
         if shard_plan.merged:
+            if self._group_given() and set(shard_plan.groups) != {self._home_group()}:
+                where = f"groups {', '.join(shard_plan.groups)}, but this runs on one group"
+                raise RoutingError(f"cross-shard read: it reads {where}: run it on the cluster")
             borrow = self._borrower(c, options)
             return how.present(await self._rooms.scatter.read(shard_plan, borrow))
         if len(parts) == 1:
