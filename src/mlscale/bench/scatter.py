@@ -614,7 +614,7 @@ def _report(
         f"the gate and the goal are the fan-out with no move open, which sends each group the "
         f"query without the ownership filter; its ceiling is those per-group queries from 4 raw "
         f"threads ({CEILING!r}): {ceiling.median:.1f} ms, so loop / ceiling is "
-        f"{ratio_of_medians(loop, ceiling):.2f}x, the most the fan-out could reach here; "
+        f"{ratio_of_medians(loop, ceiling):.2f}x, about the most the fan-out could reach here; "
         f"the fan-out takes {ratio_of_medians(fan, ceiling):.2f}x its ceiling's time",
         f"during a move (filter on; measured with policies.ownership_filter = 'always', no move "
         f"opened) the fan-out's ceiling is {CEILING_MOVE!r}: {ceiling_move.median:.1f} ms; "
