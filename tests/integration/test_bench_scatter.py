@@ -18,7 +18,14 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-VARIANTS = ("fanout", "sequential", "single_node", "ceiling", "unfiltered")
+VARIANTS = (
+    "fanout",
+    "fanout_move",
+    "sequential",
+    "single_node",
+    "raw_parallel",
+    "raw_parallel_filtered",
+)
 
 
 def _spread(metrics: dict[str, Any], key: str, rounds: int) -> dict[str, Any]:
@@ -80,9 +87,33 @@ def test_scatter_bench_writes_measured_figures(scratch_dir: Path) -> None:
     assert goal["value"] == pytest.approx(
         ms["fanout"]["median"] / ms["single_node"]["median"], rel=1e-9
     )
-    assert metrics["ownership_filter_ratio"] == pytest.approx(
-        ms["ceiling"]["median"] / ms["unfiltered"]["median"], rel=1e-9
+    # The ownership filter's cost: the fan-out during a move vs the default fan-out, and
+    # the raw per-group queries with vs without it; each fan-out against its own ceiling.
+    derived = {
+        "ownership_filter_ratio": ("fanout_move", "fanout"),
+        "ownership_filter_raw_ratio": ("raw_parallel_filtered", "raw_parallel"),
+        "fanout_over_ceiling": ("fanout", "raw_parallel"),
+        "fanout_move_over_ceiling": ("fanout_move", "raw_parallel_filtered"),
+        "ceiling_vs_sequential_ratio": ("sequential", "raw_parallel"),
+    }
+    for key, (top, bottom) in derived.items():
+        assert metrics[key] == pytest.approx(
+            ms[top]["median"] / ms[bottom]["median"], rel=1e-9
+        ), key
+        _spread(metrics, f"{key}_per_round", rounds)
+    assert metrics["ownership_filter_extra_ms"] == pytest.approx(
+        ms["fanout_move"]["median"] - ms["fanout"]["median"]
     )
+    assert metrics["ownership_filter_raw_extra_ms"] == pytest.approx(
+        ms["raw_parallel_filtered"]["median"] - ms["raw_parallel"]["median"]
+    )
+    # Outside a move the fan-out sends the plain query; the move variant filters.
+    sent = metrics["group_sql_sent"]
+    assert "hashint8extended" not in sent["fanout"]
+    assert "hashint8extended" in sent["fanout_move"]
+    assert {"fanout", "fanout_move", "raw_parallel", "raw_parallel_filtered"} <= params.keys()
+    assert any("ceiling" in n and "raw parallel, unfiltered" in n for n in doc["notes"])
+    assert any("raw parallel, filtered" in n for n in doc["notes"])
     # Every variant answered what the one node holding all rows answered.
     assert metrics["answers_equal"] is True and metrics["answer_rows"] == 8
     assert sum(metrics["rows_by_group"].values()) == params["rows"]

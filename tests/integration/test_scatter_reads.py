@@ -231,6 +231,21 @@ def test_a_slot_on_two_groups_during_a_move_is_counted_once(cluster: Cluster) ->
     assert cluster.refresh_shards().moving == frozenset()
 
 
+def test_the_always_policy_filters_outside_a_move(cluster: Cluster) -> None:
+    """``policies.ownership_filter = "always"`` keeps each group to its own rows on every
+    read, with no move open; the answer is the same."""
+    config = cluster.config
+    always = config.model_copy(
+        update={"policies": config.policies.model_copy(update={"ownership_filter": "always"})}
+    )
+    assert cluster.refresh_shards().moving == frozenset()
+    query = "SELECT kind, count(*) FROM sc_events GROUP BY kind ORDER BY kind NULLS LAST"
+    with Cluster(always) as filtering:
+        fanout = filtering.explain_route(query).fanout
+        assert fanout is not None and all("hashint8extended" in q.sql for q in fanout.queries)
+        assert filtering.fetch_all(query, **STRONG) == cluster.fetch_all(query, **STRONG)
+
+
 def test_a_timeout_names_the_group_and_cancels_its_query(
     cluster: Cluster, local: LocalCluster
 ) -> None:

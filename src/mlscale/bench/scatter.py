@@ -7,25 +7,38 @@ its rows: that is "one node holding all the data" (caps on the data nodes add up
 to 5 x 0.2 = 1 CPU). Every node runs one backend per query (parallel query off:
 under a cap, workers share the cap and add only their start-up).
 
+The ownership filter (the map's slot predicate in each group's WHERE: a hash of
+the key per row) is what keeps a slot copied to a second group from being read
+twice. mlscale adds it only while the table's key family has a move open
+(``cluster.begin_move``), or on every read with ``policies.ownership_filter =
+"always"``; outside a move each row is on one group and the fan-out leaves it out.
+
 In alternating rounds, the same GROUP BY (count, sum, max per country):
 
-- ``fan-out``: ``cluster.fetch_all`` — mlscale plans it, runs it on the 4 groups
-  in parallel, each restricted to the slots it owns, and merges;
+- ``fan-out``: ``cluster.fetch_all`` with no move open — mlscale plans it, runs
+  it on the 4 groups in parallel (no ownership filter) and merges;
+- ``fan-out during a move``: the same through a second ``Cluster`` whose policies
+  say ``ownership_filter = "always"``, so each group reads only the slots it owns,
+  as every read of the family does while a move is open (no real move is opened:
+  it would turn the filter on for the other variants too);
 - ``sequential loop``: the tutorials' loop (lecture 05, "Cross-Shard Queries"):
   the same SQL on each group's primary one after another, over connections held
   open (as an SQLAlchemy engine pools them), counts and sums added up in Python;
 - ``one node``: the same SQL on the control node, which holds every row;
-- ``raw parallel, filtered``: each group's query with the ownership filter (the
-  map's slot predicate in its WHERE), sent by raw psycopg from 4 threads at
-  once: the machine's ceiling for the fan-out (all of its server work, none of
-  its planning or merging);
-- ``raw parallel, unfiltered``: the same without the filter: with the previous
-  variant, what the ownership filter costs.
+- ``raw parallel, unfiltered``: each group's query as the fan-out sends it outside
+  a move, by raw psycopg from 4 threads at once: the machine's ceiling for the
+  fan-out (all of its server work, none of its planning or merging);
+- ``raw parallel, filtered``: the same with the ownership filter: the ceiling of
+  the fan-out during a move.
 
 Gate ``parallel_vs_sequential_ratio`` (loop time / fan-out time) >= 3; goal
-``scatter_vs_single_ratio`` (fan-out time / one-node time) <= 0.5. Before the
-rounds, every variant's answer is checked equal to the one node's. The
-client's CPU time is measured per query in every round.
+``scatter_vs_single_ratio`` (fan-out time / one-node time) <= 0.5; both are the
+fan-out with no move open. The ownership filter's cost: the fan-out during a
+move / the fan-out (``ownership_filter_ratio``), and the raw per-group queries
+with / without it (``ownership_filter_raw_ratio``). Before the rounds, both
+fan-outs' per-group SQL is checked to be filtered (or not) as said, and every
+variant's answer equal to the one node's. The client's CPU time is measured per
+query in every round.
 
 Then, in a fresh process (:mod:`mlscale.bench.stream_probe`), an ORDER BY over
 a second sharded table (2M rows in the full run) is read with
@@ -96,16 +109,18 @@ STREAM_WARM_QUERY = (
 STREAM_BATCH = 2000
 
 FANOUT = "fan-out (mlscale)"
+FANOUT_MOVE = "fan-out during a move (filter on)"
 LOOP = "sequential loop (tutorials)"
 SINGLE = "one node, all rows"
-CEILING = "raw parallel, filtered"
-UNFILTERED = "raw parallel, unfiltered"
+CEILING = "raw parallel, unfiltered"
+CEILING_MOVE = "raw parallel, filtered"
 KEYS = {
     FANOUT: "fanout",
+    FANOUT_MOVE: "fanout_move",
     LOOP: "sequential",
     SINGLE: "single_node",
-    CEILING: "ceiling",
-    UNFILTERED: "unfiltered",
+    CEILING: "raw_parallel",
+    CEILING_MOVE: "raw_parallel_filtered",
 }
 
 
@@ -259,9 +274,10 @@ def _timed(query: Callable[[], Answer], reps: int) -> Callable[[], Timing]:
 
 @dataclass
 class Variants:
-    """The five ways to answer the GROUP BY, each returning its answer."""
+    """The six ways to answer the GROUP BY, each returning its answer."""
 
-    cluster: Cluster
+    cluster: Cluster  # no move open: the fan-out leaves the ownership filter out
+    filtering: Cluster  # policies.ownership_filter = "always": as during a move
     groups: dict[str, psycopg.Connection[Any]]  # group -> connection to its primary
     control: psycopg.Connection[Any]
     pool: ThreadPoolExecutor
@@ -270,6 +286,9 @@ class Variants:
 
     def fanout(self) -> Answer:
         return [tuple(r) for r in self.cluster.fetch_all(QUERY, consistency="strong")]
+
+    def fanout_move(self) -> Answer:
+        return [tuple(r) for r in self.filtering.fetch_all(QUERY, consistency="strong")]
 
     def loop(self) -> Answer:
         return combine([conn.execute(QUERY).fetchall() for conn in self.groups.values()])
@@ -283,20 +302,41 @@ class Variants:
         ]
         return combine([f.result() for f in futures])
 
-    def ceiling(self) -> Answer:
-        return self._parallel(self.filtered)
-
-    def raw_unfiltered(self) -> Answer:
+    def raw(self) -> Answer:
         return self._parallel(dict.fromkeys(self.groups, self.unfiltered))
+
+    def raw_filtered(self) -> Answer:
+        return self._parallel(self.filtered)
 
     def named(self) -> dict[str, Callable[[], Answer]]:
         return {
             FANOUT: self.fanout,
+            FANOUT_MOVE: self.fanout_move,
             LOOP: self.loop,
             SINGLE: self.single,
-            CEILING: self.ceiling,
-            UNFILTERED: self.raw_unfiltered,
+            CEILING: self.raw,
+            CEILING_MOVE: self.raw_filtered,
         }
+
+    def check_filters(self) -> dict[str, str]:
+        """The first group's SQL as each fan-out sends it. Raises unless the fan-out
+        sends every group the same unfiltered query and the move variant sends each
+        group its own slot predicate: the figures would mean something else otherwise
+        (a move left open, a policy not applied)."""
+        plain = self.cluster.explain_route(QUERY, consistency="strong").fanout
+        owned = self.filtering.explain_route(QUERY, consistency="strong").fanout
+        if plain is None or owned is None:
+            raise MlscaleError(f"the bench query is not a cross-shard read: {QUERY}")
+        plain_sql = {q.sql for q in plain.queries}
+        owned_sql = [q.sql for q in owned.queries]
+        per_group = len(set(owned_sql)) == len(owned_sql)  # each its own slot predicate
+        if len(plain_sql) != 1 or not per_group or plain_sql & set(owned_sql):
+            raise MlscaleError(
+                "expected the fan-out unfiltered (no move open) and the move variant filtered "
+                f"per group; the fan-out sends {sorted(plain_sql)!r}, the move variant "
+                f"{owned_sql!r}"
+            )
+        return {"fanout": plain.queries[0].sql, "fanout_move": owned_sql[0]}
 
 
 def _same(a: Answer, b: Answer) -> bool:
@@ -311,6 +351,10 @@ def _same(a: Answer, b: Answer) -> bool:
 
 @contextmanager
 def _variants(cluster: Cluster, control: Node, shard_map: SlotMap) -> Iterator[Variants]:
+    config = cluster.config
+    always = config.model_copy(
+        update={"policies": config.policies.model_copy(update={"ownership_filter": "always"})}
+    )
     with ExitStack() as stack:
         groups = {
             g: stack.enter_context(
@@ -322,6 +366,7 @@ def _variants(cluster: Cluster, control: Node, shard_map: SlotMap) -> Iterator[V
         key = [sql.Identifier("id")]
         yield Variants(
             cluster=cluster,
+            filtering=stack.enter_context(Cluster(always)),
             groups=groups,
             control=stack.enter_context(connect(control, cluster.config)),
             pool=pool,
@@ -358,7 +403,8 @@ def run(ctx: BenchContext) -> BenchResult:
         name="scatter",
         title=(
             f"Cross-shard GROUP BY over {GROUPS} groups at {NODE_CPU} CPU each: parallel fan-out "
-            "vs the tutorials' sequential loop and vs one node holding all rows"
+            "vs the tutorials' sequential loop and vs one node holding all rows; the ownership "
+            "filter's cost during a move"
         ),
     )
     plan = Plan.of(ctx.quick)
@@ -375,7 +421,14 @@ def run(ctx: BenchContext) -> BenchResult:
         "parallel_query": "off on every node (max_parallel_workers_per_gather = 0)",
         "loop": "raw psycopg, one held-open connection per group primary, one group after "
         "another, combined in Python",
-        "ceiling": "raw psycopg, the per-group query with the ownership filter, 4 threads",
+        "fanout": "cluster.fetch_all, no move open: per-group queries without the ownership "
+        "filter",
+        "fanout_move": "cluster.fetch_all through a Cluster with policies.ownership_filter = "
+        "'always': per-group queries with the ownership filter, as during a move (none opened)",
+        "raw_parallel": "raw psycopg, the per-group query without the ownership filter, 4 "
+        "threads: the ceiling of fanout",
+        "raw_parallel_filtered": "raw psycopg, the per-group query with the ownership filter, "
+        "4 threads: the ceiling of fanout_move",
         "stream_query": STREAM_QUERY,
         "stream_rows": plan.stream_rows_per_group * GROUPS,
         "stream_batch_size": STREAM_BATCH,
@@ -415,6 +468,7 @@ def run(ctx: BenchContext) -> BenchResult:
             phase.step("loaded")
 
         variants = stack.enter_context(_variants(cluster, control, shard_map))
+        sent = variants.check_filters()
         answers = {name: query() for name, query in variants.named().items()}
         reference = answers[SINGLE]
         wrong = [name for name, answer in answers.items() if not _same(answer, reference)]
@@ -428,7 +482,7 @@ def run(ctx: BenchContext) -> BenchResult:
             {name: _timed(query, plan.reps) for name, query in variants.named().items()},
             rounds=plan.rounds,
             progress=progress,
-            title="fan-out vs loop vs one node vs raw",
+            title="fan-out (with and without the filter) vs loop vs one node vs raw",
         )
         with progress.phase("streaming ORDER BY, client memory", 2) as phase:
             stream = _probe(local.layout.config, "stream")
@@ -443,6 +497,7 @@ def run(ctx: BenchContext) -> BenchResult:
             "load_s": load_s,
             "answers_equal": True,
             "answer_rows": len(reference),
+            "group_sql_sent": sent,
         }
     )
     result.machine = {"node_cpu_caps": caps, "cgroup_version": cgroups.version}
@@ -463,16 +518,21 @@ def _report(
         KEYS[k]: Spread.of([t.cpu_s / t.wall_s for t in v if t.wall_s > 0]) for k, v in runs.items()
     }
     fan, loop, one = ms["fanout"], ms["sequential"], ms["single_node"]
-    ceiling, unfiltered = ms["ceiling"], ms["unfiltered"]
+    fan_move = ms["fanout_move"]
+    # Each fan-out's ceiling: the same per-group queries it sends, from raw threads.
+    ceiling, ceiling_move = ms["raw_parallel"], ms["raw_parallel_filtered"]
     speedup = ratio_of_medians(loop, fan)
     vs_single = ratio_of_medians(fan, one)
-    filter_ratio = ratio_of_medians(ceiling, unfiltered)
+    filter_ratio = ratio_of_medians(fan_move, fan)
+    raw_filter_ratio = ratio_of_medians(ceiling_move, ceiling)
     per_round = {
         "parallel_vs_sequential_ratio": paired_ratios(loop.values, fan.values),
         "scatter_vs_single_ratio": paired_ratios(fan.values, one.values),
-        "ownership_filter_ratio": paired_ratios(ceiling.values, unfiltered.values),
+        "ownership_filter_ratio": paired_ratios(fan_move.values, fan.values),
+        "ownership_filter_raw_ratio": paired_ratios(ceiling_move.values, ceiling.values),
         "ceiling_vs_sequential_ratio": paired_ratios(loop.values, ceiling.values),
         "fanout_over_ceiling": paired_ratios(fan.values, ceiling.values),
+        "fanout_move_over_ceiling": paired_ratios(fan_move.values, ceiling_move.values),
     }
     growth = float(stream["rss_growth_mb"])
     result.metrics.update(
@@ -483,10 +543,13 @@ def _report(
             "parallel_vs_sequential_ratio": speedup,
             "scatter_vs_single_ratio": vs_single,
             "ownership_filter_ratio": filter_ratio,
-            "ownership_filter_extra_ms": ceiling.median - unfiltered.median,
+            "ownership_filter_extra_ms": fan_move.median - fan.median,
+            "ownership_filter_raw_ratio": raw_filter_ratio,
+            "ownership_filter_raw_extra_ms": ceiling_move.median - ceiling.median,
             "ceiling_vs_sequential_ratio": ratio_of_medians(loop, ceiling),
             "ceiling_vs_single_ratio": ratio_of_medians(ceiling, one),
             "fanout_over_ceiling": ratio_of_medians(fan, ceiling),
+            "fanout_move_over_ceiling": ratio_of_medians(fan_move, ceiling_move),
             **{f"{k}_per_round": v.as_dict() for k, v in per_round.items()},
             "stream_rss_growth_mb": growth,
             "stream": dict(stream),
@@ -511,7 +574,9 @@ def _report(
             {
                 "per round": {
                     "loop / fan-out": per_round["parallel_vs_sequential_ratio"],
-                    "loop / raw parallel (ceiling)": per_round["ceiling_vs_sequential_ratio"],
+                    "loop / raw parallel, unfiltered (ceiling)": per_round[
+                        "ceiling_vs_sequential_ratio"
+                    ],
                 }
             },
             target=PARALLEL_GATE,
@@ -521,6 +586,16 @@ def _report(
             "x",
             {"per round": {"fan-out / one node": per_round["scatter_vs_single_ratio"]}},
             target=SINGLE_GOAL,
+        ),
+        chart(
+            "Ownership filter: time with / without, same query",
+            "x",
+            {
+                "per round": {
+                    "fan-out during a move / fan-out": per_round["ownership_filter_ratio"],
+                    "raw parallel filtered / unfiltered": per_round["ownership_filter_raw_ratio"],
+                }
+            },
         ),
         chart(
             "Client CPU per query",
@@ -536,13 +611,21 @@ def _report(
     cpus = os.cpu_count() or 1
     busy = [KEYS[k] for k in runs if cpu_per_s[KEYS[k]].median >= CLIENT_BUSY_SHARE * cpus]
     result.notes += [
-        f"the gate's ceiling: the same per-group queries (ownership filter included) from 4 raw "
-        f"threads take {ceiling.median:.1f} ms, so loop / ceiling is "
-        f"{ratio_of_medians(loop, ceiling):.2f}x, the most the fan-out could reach here; "
-        f"the fan-out takes {ratio_of_medians(fan, ceiling):.2f}x the ceiling's time",
-        f"ownership filter: {ceiling.median:.1f} ms with vs {unfiltered.median:.1f} ms without "
-        f"(x{filter_ratio:.3f}), the same per-group query on all 4 groups at once",
-        f"client CPU per query: fan-out {cpu_ms['fanout'].median:.2f} ms, loop "
+        f"the gate and the goal are the fan-out with no move open, which sends each group the "
+        f"query without the ownership filter; its ceiling is those per-group queries from 4 raw "
+        f"threads ({CEILING!r}): {ceiling.median:.1f} ms, so loop / ceiling is "
+        f"{ratio_of_medians(loop, ceiling):.2f}x, about the most the fan-out could reach here; "
+        f"the fan-out takes {ratio_of_medians(fan, ceiling):.2f}x its ceiling's time",
+        f"during a move (filter on; measured with policies.ownership_filter = 'always', no move "
+        f"opened) the fan-out's ceiling is {CEILING_MOVE!r}: {ceiling_move.median:.1f} ms; "
+        f"the fan-out during a move takes {fan_move.median:.1f} ms, "
+        f"{ratio_of_medians(fan_move, ceiling_move):.2f}x that ceiling's time",
+        f"ownership filter's cost: the fan-out takes {fan_move.median:.1f} ms with it (during a "
+        f"move) vs {fan.median:.1f} ms without (x{filter_ratio:.3f}); the raw per-group queries "
+        f"{ceiling_move.median:.1f} vs {ceiling.median:.1f} ms (x{raw_filter_ratio:.3f}); same "
+        "query, same run",
+        f"client CPU per query: fan-out {cpu_ms['fanout'].median:.2f} ms (during a move "
+        f"{cpu_ms['fanout_move'].median:.2f} ms), loop "
         f"{cpu_ms['sequential'].median:.2f} ms, one node {cpu_ms['single_node'].median:.2f} ms; "
         + (
             f"CLIENT-LIMITED (client >= {CLIENT_BUSY_SHARE * cpus:.1f} CPUs): {', '.join(busy)}"
@@ -567,11 +650,12 @@ def _print_figures(result: BenchResult) -> None:
         s = m[f"{key}_query_ms"]
         return f"{s['median']:.1f} ms ({s['min']:.1f}..{s['max']:.1f})"
 
-    lines = [f"  {name:<28} {fmt(key)}" for name, key in KEYS.items()]
+    lines = [f"  {name:<34} {fmt(key)}" for name, key in KEYS.items()]
     lines.append(
         f"  loop / fan-out {m['parallel_vs_sequential_ratio']:.2f}x   "
         f"fan-out / one node {m['scatter_vs_single_ratio']:.2f}x   "
-        f"filter x{m['ownership_filter_ratio']:.3f}   "
+        f"filter: fan-out x{m['ownership_filter_ratio']:.3f}, "
+        f"raw x{m['ownership_filter_raw_ratio']:.3f}   "
         f"stream RSS +{m['stream_rss_growth_mb']:.1f} MB ({m['stream']['rows']:,} rows)"
     )
     print("\n".join(lines))

@@ -3,12 +3,13 @@
 Users and their sessions per country, over the sharding chapter's table, asked
 two ways in alternating rounds: the tutorials' loop (each group's primary one
 after another, counts and sums added up in Python) and mlscale's fan-out
-(``cluster.fetch_all``: every group at once, each restricted to the slots it
-owns, merged as one PostgreSQL server would answer). Both answers are checked
-equal. Then a query whose answer no merge of per-group rows can make exact (a
-window function ranking users across groups) is sent, and the error it is
-refused with printed: a sharding layer that answered it would return a silent
-union of per-group rankings.
+(``cluster.fetch_all``: every group at once, merged as one PostgreSQL server
+would answer). No move is open here, so each row is on one group and the fan-out
+sends each group the plain query; during a move it would also keep each group to
+the slots it owns. Both answers are checked equal. Then a query whose answer no
+merge of per-group rows can make exact (a window function ranking users across
+groups) is sent, and the error it is refused with printed: a sharding layer that
+answered it would return a silent union of per-group rankings.
 """
 
 from __future__ import annotations

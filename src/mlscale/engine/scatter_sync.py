@@ -3,15 +3,18 @@
 """Reads across shard groups (async source): every group's query at once, merged
 into what one PostgreSQL server holding all the rows would return.
 
-The plan (core/scatter) says what each group runs -- restricted to the slots the
-group owns in the map version the plan used, so a slot copied to a second group
-during a move is read once -- and how the rows merge. Groups run in parallel
-(asyncio tasks; the sync twin uses a small shared thread pool), each on the
-connection the caller's consistency picks in that group. A group that fails or
-does not answer within the call's timeout stops the others (their queries are
-cancelled) and raises :class:`ShardGroupError` naming it; with ``allow_partial``
-the other groups' rows come back, marked partial. :meth:`Scatter.stream`
-k-way merges server-side cursors, so a large ordered result is never held whole.
+The plan (core/scatter) says what each group runs and how the rows merge. While
+the tables' key family has a move open (or with ``policies.ownership_filter =
+"always"``) each group's query is restricted to the slots the group owns in the map
+version the plan used, so a slot copied to a second group is read once; outside a
+move each row is on one group only and that filter (a hash per row) is left out.
+Groups run in parallel (asyncio tasks; the sync twin uses a small shared thread
+pool), each on the connection the caller's consistency picks in that group. A
+group that fails or does not answer within the call's timeout stops the others
+(their queries are cancelled) and raises :class:`ShardGroupError` naming it;
+with ``allow_partial`` the other groups' rows come back, marked partial.
+:meth:`Scatter.stream` k-way merges server-side cursors, so a large ordered
+result is never held whole.
 
 ``scatter_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
@@ -80,7 +83,15 @@ class Scatter:
             if found is not None:
                 self._plans.move_to_end(key)
                 return found
-        planned = plan_read(part.sql, part.params is not None, shard_plan.groups, directory)
+        policies = self._context.config.policies
+        planned = plan_read(
+            part.sql,
+            part.params is not None,
+            shard_plan.groups,
+            directory,
+            always_filter=policies.ownership_filter == "always",
+            gather_limit=policies.gather_limit,
+        )
         with self._lock:
             self._plans[key] = planned
             while len(self._plans) > _PLANS:
