@@ -228,3 +228,25 @@ def test_literal_past_int4_planned_as_an_integer() -> None:
         "($0 * 100000000000)", "($0 * -9223372036854775808)",
         "($0 * Decimal('9223372036854775808'))",
     ]
+
+
+def test_limit_0_computes_nothing_and_limit_stops_computing() -> None:
+    overflow = [[(1, -32768)], [(2, 1)]]  # -min(i2) overflows for key 1 only
+    sql = "select k, -min(i2) from t group by k"
+    assert typed_run(sql + " limit 0", [INT4, INT2], overflow) == []
+    assert typed_run(sql + " order by 1 limit 0", [INT4, INT2], overflow) == []
+    # no ORDER BY: only the rows LIMIT reads are computed (here key 2, met first)
+    assert typed_run(sql + " limit 1", [INT4, INT2], overflow[::-1]) == [(2, -1)]
+    with pytest.raises(MergeArithmeticError, match="smallint out of range"):
+        typed_run(sql + " order by 1 limit 1", [INT4, INT2], overflow[::-1])
+
+
+@pytest.mark.parametrize(("sql", "groups"), [
+    ("select round(avg(n), 0) from t", [[(D("-0.001"), 1)]]),
+    ("select sum(n) * -1 from t", [[(D("0.00"),)]]),
+])
+def test_numeric_has_no_negative_zero(sql: str, groups: list[list[Row]]) -> None:
+    types = [NUMERIC, INT8][: len(groups[0][0])]
+    (value,) = typed_run(sql, types, groups)[0]
+    assert not value.is_signed()
+    assert not run_untyped(sql, groups)[0][0].is_signed()

@@ -126,6 +126,8 @@ def _merged_types(
 def _aggregate(
     merge: AggregateMerge, groups: Sequence[GroupRows], column_types: Sequence[int | None] | None
 ) -> list[Row]:
+    if merge.limit == 0:
+        return []  # PostgreSQL's Limit node reads nothing: no aggregate, no expression runs
     width = 1 + max(
         (*merge.carried, *(c for agg in merge.aggregates for c in agg.columns)), default=-1
     )
@@ -135,32 +137,40 @@ def _aggregate(
         buckets.setdefault(key, []).append(row)
     if merge.key_count == 0 and not buckets:
         buckets[()] = []  # an ungrouped aggregate returns one row, even over no groups
-    results: list[tuple[Row, tuple[Any, ...]]] = []
     slots = sum(1 for agg in merge.aggregates if agg.slot is not None)
     types = None if column_types is None else _merged_types(merge, width, slots, column_types)
-    for rows in buckets.values():
-        merged = (list(rows[0]) if rows else [None] * width) + [None] * slots
-        for agg in merge.aggregates:
-            partials = [[row[c] for row in rows] for c in agg.columns]
-            if agg.gather is not None:
-                value = combine_gathered(agg.gather, partials)
-            else:
-                value = RULES[agg.name].combine(partials)
-            merged[agg.columns[0] if agg.slot is None else agg.slot] = value
-        if merge.having is not None and evaluate(merge.having, merged, types) is not True:
-            continue
-        output = tuple(evaluate(expr, merged, types) for expr in merge.outputs)
-        sort_values = tuple(evaluate(key.expr, merged, types) for key in merge.order)
-        results.append((output, sort_values))
+
+    def computed() -> Iterator[tuple[Row, tuple[Any, ...]]]:
+        # Lazily: without ORDER BY, PostgreSQL computes HAVING and the select list only
+        # for the rows LIMIT reads, so an error past them is never raised.
+        for rows in buckets.values():
+            merged = (list(rows[0]) if rows else [None] * width) + [None] * slots
+            for agg in merge.aggregates:
+                partials = [[row[c] for row in rows] for c in agg.columns]
+                if agg.gather is not None:
+                    value = combine_gathered(agg.gather, partials)
+                else:
+                    value = RULES[agg.name].combine(partials)
+                merged[agg.columns[0] if agg.slot is None else agg.slot] = value
+            if merge.having is not None and evaluate(merge.having, merged, types) is not True:
+                continue
+            output = tuple(evaluate(expr, merged, types) for expr in merge.outputs)
+            yield output, tuple(evaluate(key.expr, merged, types) for key in merge.order)
+
+    results: Iterable[tuple[Row, tuple[Any, ...]]] = computed()
     if merge.distinct:
-        seen: set[tuple[Any, ...]] = set()
-        unique = []
-        for output, sort_values in results:
-            key = tuple(group_key(v) for v in output)
-            if key not in seen:
-                seen.add(key)
-                unique.append((output, sort_values))
-        results = unique
+        results = _distinct_outputs(results)
     if merge.order:
-        results.sort(key=_row_order(merge.order, lambda pair, i: pair[1][i]))
+        results = sorted(results, key=_row_order(merge.order, lambda pair, i: pair[1][i]))
     return list(_page((output for output, _ in results), merge.limit, merge.offset))
+
+
+def _distinct_outputs(
+    results: Iterable[tuple[Row, tuple[Any, ...]]],
+) -> Iterator[tuple[Row, tuple[Any, ...]]]:
+    seen: set[tuple[Any, ...]] = set()
+    for output, sort_values in results:
+        key = tuple(group_key(v) for v in output)
+        if key not in seen:
+            seen.add(key)
+            yield output, sort_values

@@ -19,19 +19,16 @@ except for a NaN dividend (float8 and numeric both return NaN).
 
 from __future__ import annotations
 
-import decimal
 import math
 import struct
 from decimal import Decimal
 from typing import Any
 
 from mlscale.core.scatter.pgvalues import (
-    DECIMAL_CONTEXT,
     DIVISION_BY_ZERO,
     OUT_OF_RANGE,
     MergeArithmeticError,
-    numeric_div,
-    numeric_mod,
+    numeric_arith,
     pg_round,
 )
 
@@ -125,16 +122,6 @@ def _to_numeric(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(value)
 
 
-def _numeric_arith(op: str, a: Any, b: Any) -> Decimal:
-    m, n = _to_numeric(a), _to_numeric(b)
-    if op == "/":
-        return numeric_div(m, n)
-    if op == "%":
-        return numeric_mod(m, n)
-    with decimal.localcontext(DECIMAL_CONTEXT):
-        return m + n if op == "+" else (m - n if op == "-" else m * n)
-
-
 def _to_float(value: Any) -> float:
     result = float(value)
     if math.isinf(result) and isinstance(value, Decimal) and value.is_finite():
@@ -178,7 +165,7 @@ def typed_arith(op: str, a: Any, left: int, b: Any, right: int) -> tuple[Any, in
     if oid in _FLOATS:
         return _float_arith(op, _to_float(a), _to_float(b), oid), oid
     if oid == NUMERIC:
-        return _numeric_arith(op, a, b), oid
+        return numeric_arith(op, _to_numeric(a), _to_numeric(b)), oid
     return _int_arith(op, int(a), int(b), oid), oid
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "arith",
     "compare",
     "group_key",
+    "numeric_arith",
     "numeric_div",
     "numeric_mod",
     "pg_round",
@@ -141,7 +142,7 @@ def numeric_mod(a: Decimal, b: Decimal) -> Decimal:
         return a
     with decimal.localcontext(DECIMAL_CONTEXT):
         remainder = a % b
-    return remainder.copy_abs() if remainder.is_zero() else remainder  # no -0 in numeric
+    return _unsigned_zero(remainder)
 
 
 def _display_scale(value: Decimal) -> int:
@@ -175,6 +176,23 @@ def _numeric(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(value)
 
 
+def numeric_arith(op: str, a: Decimal, b: Decimal) -> Decimal:
+    """``a op b`` over numerics for ``op`` in ``+ - * / %``: exact, except ``/``
+    (:func:`numeric_div`); zero is never negative (``-1 * 0`` is ``0``)."""
+    if op == "/":
+        return numeric_div(a, b)
+    if op == "%":
+        return numeric_mod(a, b)
+    with decimal.localcontext(DECIMAL_CONTEXT):
+        result = a + b if op == "+" else (a - b if op == "-" else a * b)
+    return _unsigned_zero(result)
+
+
+def _unsigned_zero(value: Decimal) -> Decimal:
+    # numeric has no negative zero; Python's Decimal keeps the sign of -1 * 0.
+    return value.copy_abs() if value.is_zero() else value
+
+
 def arith(op: str, a: Any, b: Any) -> Any:
     """``a op b`` for ``op`` in ``+ - * / %`` with types read from the Python values:
     bigint op bigint is bigint (``/`` truncates toward zero, ``%`` takes the dividend's
@@ -199,13 +217,7 @@ def arith(op: str, a: Any, b: Any) -> Any:
             return x / y
         return x + y if op == "+" else (x - y if op == "-" else x * y)
     if isinstance(a, Decimal) or isinstance(b, Decimal):
-        m, n = _numeric(a), _numeric(b)
-        if op == "/":
-            return numeric_div(m, n)
-        if op == "%":
-            return numeric_mod(m, n)
-        with decimal.localcontext(DECIMAL_CONTEXT):
-            return m + n if op == "+" else (m - n if op == "-" else m * n)
+        return numeric_arith(op, _numeric(a), _numeric(b))
     if op in ("/", "%"):
         if b == 0:
             raise MergeArithmeticError("division by zero", sqlstate=DIVISION_BY_ZERO)
@@ -235,4 +247,4 @@ def pg_round(value: Any, digits: int | None = None) -> Any:
     places = digits or 0
     with decimal.localcontext(DECIMAL_CONTEXT):
         rounded = number.quantize(Decimal(1).scaleb(-places), decimal.ROUND_HALF_UP)
-        return rounded.quantize(Decimal(1)) if places < 0 else rounded
+        return _unsigned_zero(rounded.quantize(Decimal(1)) if places < 0 else rounded)
