@@ -153,10 +153,13 @@ def standin_fetch_all(cluster: Cluster) -> Callable[[str], Rows]:
     def fetch(query: str) -> Rows:
         plan = plan_select(query)
         per_group = []
+        types: list[int] = []
         for group in GROUPS:
             with cluster.connection(cluster.primary_node(group)) as conn:
-                per_group.append(conn.execute(plan.group_sql).fetchall())
-        return merge_rows(plan, per_group)
+                cur = conn.execute(plan.group_sql)
+                per_group.append(cur.fetchall())
+                types = [d.type_code for d in cur.description or ()]
+        return merge_rows(plan, per_group, column_types=types)
 
     return fetch
 

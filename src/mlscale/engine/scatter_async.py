@@ -57,6 +57,7 @@ _AGGREGATES = (
 class _GroupRows:
     rows: list[Any]
     columns: tuple[str, ...]
+    types: tuple[int, ...]  # the group query's column type OIDs, for the merger
 
 
 class AsyncScatter:
@@ -138,7 +139,8 @@ class AsyncScatter:
                 columns = first.columns[: len(first.columns) - hidden]
                 with self._lock:
                     self._columns[planned.statement] = columns
-        rows = _merge(planned, [group_rows.rows for _, group_rows in answered])
+        rows = _merge(planned, [group_rows.rows for _, group_rows in answered],
+                      answered[0][1].types)
         return ScatterResult(rows, columns, tuple(g for g, _ in answered), missing)
 
     def _sort_out(
@@ -195,10 +197,11 @@ class AsyncScatter:
                         await cur.execute(query.sql, query.params)
                         rows = await cur.fetchall()
                         names = tuple(d.name for d in cur.description or ())
+                        types = tuple(d.type_code for d in cur.description or ())
                         if describe is not None:
                             await cur.execute(describe[0], describe[1])
                             names = tuple(d.name for d in cur.description or ())
-                        return _GroupRows(rows, names)
+                        return _GroupRows(rows, names, types)
                     finally:
                         inflight.pop(query.group, None)
             except NodeUnavailableError as exc:
@@ -272,11 +275,11 @@ class AsyncScatter:
                     yield row
 
 
-def _merge(planned: PlannedRead, groups: list[list[Any]]) -> list[Any]:
+def _merge(planned: PlannedRead, groups: list[list[Any]], types: Sequence[int]) -> list[Any]:
     try:
-        return merge_rows(planned.plan, groups)
+        return merge_rows(planned.plan, groups, column_types=types)
     except MergeArithmeticError as exc:  # as the server would have raised it
-        raise QueryError(str(exc), sqlstate="22012") from exc
+        raise QueryError(str(exc), sqlstate=exc.sqlstate) from exc
     except TypeError as exc:  # an operand the server would have rejected
         raise QueryError(f"cross-shard read: {exc}") from exc
 

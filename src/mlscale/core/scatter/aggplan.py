@@ -10,6 +10,7 @@ from pglast import ast, enums
 
 from mlscale.core.scatter.aggregates import REFUSED, RULES
 from mlscale.core.scatter.exprs import (
+    Abs,
     Arith,
     BoolOp,
     Compare,
@@ -42,7 +43,7 @@ from mlscale.core.scatter.sqlnodes import (
 
 __all__ = ["plan_aggregate"]
 
-_ARITH = frozenset({"+", "-", "*", "/"})
+_ARITH = frozenset({"+", "-", "*", "/", "%"})
 _COMPARE = frozenset({"=", "<>", "<", ">", "<=", ">="})
 
 
@@ -118,8 +119,11 @@ def _merged_expr(node: Any, columns: _Columns, where: str) -> Expr:
             and node.args and len(node.args) <= 2):
         digits = _merged_expr(node.args[1], columns, where) if len(node.args) == 2 else None
         return Round(_merged_expr(node.args[0], columns, where), digits)
+    if isinstance(node, ast.FuncCall) and func_name(node) == "abs" and len(node.args or ()) == 1:
+        (arg,) = node.args or ()
+        return Abs(_merged_expr(arg, columns, where))
     raise refuse(f"{text(node)} in {where} is computed over merged aggregates, which supports "
-                  "only + - * /, unary -, round(), comparisons, AND/OR/NOT and IS NULL",
+                  "only + - * / %, unary -, abs(), round(), comparisons, AND/OR/NOT and IS NULL",
                   "compute the rest in the client, or " + ONE_GROUP)
 
 

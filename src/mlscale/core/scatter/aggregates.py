@@ -22,10 +22,11 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from mlscale.core.scatter.pgtypes import BOOL, FLOAT4, FLOAT8, INT8, NUMERIC
 from mlscale.core.scatter.pgvalues import DECIMAL_CONTEXT, compare, numeric_div
 from mlscale.core.scatter.variance import PARTIALS, variance_combiner
 
-__all__ = ["REFUSED", "RULES", "AggregateRule", "add_values", "average"]
+__all__ = ["REFUSED", "RULES", "AggregateRule", "add_values", "average", "mean_type"]
 
 _SUMMABLE = (int, Decimal, float, timedelta)
 # One value per partial column, for one merged group: partials[column][group].
@@ -41,11 +42,14 @@ class AggregateRule:
     over the argument ``{x}`` and the call's FILTER clause ``{f}`` (see
     :mod:`mlscale.core.scatter.variance`). ``combine`` takes,
     for each partial column, the values the groups returned for one merged group (NULL
-    included) and returns the merged value.
+    included) and returns the merged value. ``result_type`` gives the merged value's
+    PostgreSQL type (an OID, None if unknown) from the partial columns' types; by
+    default the first partial's (``sum(int4)`` is already bigint on each group).
     """
 
     partials: tuple[str, ...]
     combine: Callable[[Partials], Any]
+    result_type: Callable[[Sequence[int | None]], int | None] = lambda types: types[0]
 
 
 def _present(values: Sequence[Any]) -> list[Any]:
@@ -142,24 +146,45 @@ _BIT_CHARS: dict[str, Callable[[bool, bool], str]] = {
     "xor": lambda x, y: "1" if x != y else "0",
 }
 
+def mean_type(sum_type: int | None) -> int | None:
+    """The type of avg/variance/stddev given the type of ``sum`` over the same
+    argument: float8 over floats, numeric over integers and numeric."""
+    if sum_type in (FLOAT4, FLOAT8):
+        return FLOAT8
+    return NUMERIC if sum_type in (INT8, NUMERIC) else None
+
+
+def _typed(oid: int) -> Callable[[Sequence[int | None]], int | None]:
+    return lambda types: oid
+
+
+_MEAN = AggregateRule(("sum", "count"), _avg, lambda types: mean_type(types[0]))
+
+
+def _spread(sample: bool, root: bool) -> AggregateRule:
+    # PARTIALS[1] is sum(x): its type says float8 or numeric.
+    return AggregateRule(PARTIALS, variance_combiner(sample=sample, root=root),
+                         lambda types: mean_type(types[1]))
+
+
 RULES: dict[str, AggregateRule] = {
-    "count": AggregateRule(("count",), _count),
+    "count": AggregateRule(("count",), _count, _typed(INT8)),
     "sum": AggregateRule(("sum",), lambda p: add_values(p[0])),
-    "avg": AggregateRule(("sum", "count"), _avg),
+    "avg": _MEAN,
     "min": AggregateRule(("min",), _extreme(-1)),
     "max": AggregateRule(("max",), _extreme(1)),
-    "bool_and": AggregateRule(("bool_and",), _bool(True)),
-    "every": AggregateRule(("bool_and",), _bool(True)),
-    "bool_or": AggregateRule(("bool_or",), _bool(False)),
+    "bool_and": AggregateRule(("bool_and",), _bool(True), _typed(BOOL)),
+    "every": AggregateRule(("bool_and",), _bool(True), _typed(BOOL)),
+    "bool_or": AggregateRule(("bool_or",), _bool(False), _typed(BOOL)),
     "bit_and": AggregateRule(("bit_and",), _bits("and")),
     "bit_or": AggregateRule(("bit_or",), _bits("or")),
     "bit_xor": AggregateRule(("bit_xor",), _bits("xor")),
-    "var_samp": AggregateRule(PARTIALS, variance_combiner(sample=True, root=False)),
-    "variance": AggregateRule(PARTIALS, variance_combiner(sample=True, root=False)),
-    "var_pop": AggregateRule(PARTIALS, variance_combiner(sample=False, root=False)),
-    "stddev_samp": AggregateRule(PARTIALS, variance_combiner(sample=True, root=True)),
-    "stddev": AggregateRule(PARTIALS, variance_combiner(sample=True, root=True)),
-    "stddev_pop": AggregateRule(PARTIALS, variance_combiner(sample=False, root=True)),
+    "var_samp": _spread(sample=True, root=False),
+    "variance": _spread(sample=True, root=False),
+    "var_pop": _spread(sample=False, root=False),
+    "stddev_samp": _spread(sample=True, root=True),
+    "stddev": _spread(sample=True, root=True),
+    "stddev_pop": _spread(sample=False, root=True),
 }
 
 _LATER = "filter on the shard key so it runs on one group"

@@ -4,6 +4,13 @@ list and HAVING over merged aggregates, and the sort keys.
 A closed set of small frozen nodes, evaluated with PostgreSQL's semantics
 (:mod:`mlscale.core.scatter.pgvalues`); anything else in a merged expression is
 refused by the planner. ``str(expr)`` is a readable form for plans shown to users.
+
+Every value computed carries its PostgreSQL type (an OID, or None when unknown): a
+:class:`Ref` takes the type of its column in the merged row, a :class:`Const` the
+type PostgreSQL gives the literal, an operator the type PostgreSQL's operator
+resolution gives (:mod:`mlscale.core.scatter.pgtypes`), so ``max(i4) - min(i4)``
+raises ``integer out of range`` where the server would. Where a type is unknown the
+Python value's own type decides (:func:`mlscale.core.scatter.pgvalues.arith`).
 """
 
 from __future__ import annotations
@@ -12,9 +19,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlscale.core.scatter.pgtypes import (
+    BOOL,
+    arith_type,
+    float_compare_operands,
+    literal_type,
+    number_type,
+    typed_abs,
+    typed_arith,
+    typed_neg,
+    typed_round,
+)
 from mlscale.core.scatter.pgvalues import arith, compare, pg_round
 
 __all__ = [
+    "Abs",
     "Arith",
     "BoolOp",
     "Compare",
@@ -41,7 +60,8 @@ class Ref:
 
 @dataclass(frozen=True, slots=True)
 class Const:
-    """A literal: int, Decimal (a literal with a point is numeric), float, str, bool or None."""
+    """A literal: int (int4 if it fits, else int8), Decimal (numeric: a literal with a
+    point, or an integer past int8), float, str, bool or None."""
 
     value: Any
 
@@ -51,7 +71,7 @@ class Const:
 
 @dataclass(frozen=True, slots=True)
 class Arith:
-    """``left op right`` for ``op`` in ``+ - * /``."""
+    """``left op right`` for ``op`` in ``+ - * / %``."""
 
     op: str
     left: Expr
@@ -69,6 +89,16 @@ class Neg:
 
     def __str__(self) -> str:
         return f"-{self.arg}"
+
+
+@dataclass(frozen=True, slots=True)
+class Abs:
+    """``abs(arg)``."""
+
+    arg: Expr
+
+    def __str__(self) -> str:
+        return f"abs({self.arg})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +156,7 @@ class IsNull:
         return f"{self.arg} IS {'NOT ' if self.negated else ''}NULL"
 
 
-Expr = Ref | Const | Arith | Neg | Round | Compare | BoolOp | Not | IsNull
+Expr = Ref | Const | Arith | Neg | Abs | Round | Compare | BoolOp | Not | IsNull
 
 _COMPARISONS = {
     "=": lambda c: c == 0, "<>": lambda c: c != 0, "<": lambda c: c < 0,
@@ -134,36 +164,63 @@ _COMPARISONS = {
 }
 
 
-def evaluate(expr: Expr, row: Sequence[Any]) -> Any:
-    """The value of ``expr`` over ``row``; raises MergeArithmeticError where PostgreSQL
-    raises (division by zero) and TypeError on operands PostgreSQL would not accept."""
+Typed = tuple[Any, int | None]  # a value and its type's OID (None: not known)
+
+
+def evaluate(
+    expr: Expr, row: Sequence[Any], types: Sequence[int | None] | None = None
+) -> Any:
+    """The value of ``expr`` over ``row``, whose values have the PostgreSQL types
+    ``types`` (OIDs, None where unknown; no ``types``: none known). Raises
+    MergeArithmeticError where PostgreSQL raises (division by zero, integer out of
+    range) and TypeError on operands PostgreSQL would not accept."""
+    return _typed(expr, row, types)[0]
+
+
+def _typed(expr: Expr, row: Sequence[Any], types: Sequence[int | None] | None) -> Typed:
     if isinstance(expr, Ref):
-        return row[expr.index]
+        return row[expr.index], None if types is None else types[expr.index]
     if isinstance(expr, Const):
-        return expr.value
+        return expr.value, literal_type(expr.value)
     if isinstance(expr, Arith):
-        return arith(expr.op, evaluate(expr.left, row), evaluate(expr.right, row))
-    if isinstance(expr, Neg):
-        value = evaluate(expr.arg, row)
-        return None if value is None else -value
+        (a, left), (b, right) = _typed(expr.left, row, types), _typed(expr.right, row, types)
+        left, right = number_type(left), number_type(right)
+        if left is not None and right is not None:
+            if a is None or b is None:
+                return None, arith_type(expr.op, left, right)
+            return typed_arith(expr.op, a, left, b, right)
+        return arith(expr.op, a, b), None
+    if isinstance(expr, Neg | Abs):
+        value, oid = _typed(expr.arg, row, types)
+        if value is None:
+            return None, oid
+        if isinstance(expr, Abs):
+            return typed_abs(value, number_type(oid)), oid
+        return typed_neg(value, number_type(oid)), oid
     if isinstance(expr, Round):
-        digits = None if expr.digits is None else evaluate(expr.digits, row)
-        if expr.digits is not None and digits is None:
-            return None
-        return pg_round(evaluate(expr.arg, row), digits)
+        value, oid = _typed(expr.arg, row, types)
+        digits, digits_oid = (None, None) if expr.digits is None else _typed(
+            expr.digits, row, types)
+        if value is None or (expr.digits is not None and digits is None):
+            return None, None
+        number = number_type(oid)
+        if number is not None:
+            return typed_round(value, number, digits, digits_oid)
+        return pg_round(value, digits), None
     if isinstance(expr, Compare):
-        left, right = evaluate(expr.left, row), evaluate(expr.right, row)
-        if left is None or right is None:
-            return None
-        return _COMPARISONS[expr.op](compare(left, right))
+        (a, left), (b, right) = _typed(expr.left, row, types), _typed(expr.right, row, types)
+        if a is None or b is None:
+            return None, BOOL
+        a, b = float_compare_operands(a, number_type(left), b, number_type(right))
+        return _COMPARISONS[expr.op](compare(a, b)), BOOL
     if isinstance(expr, BoolOp):
-        values = [evaluate(arg, row) for arg in expr.args]
+        values = [_typed(arg, row, types)[0] for arg in expr.args]
         decisive = expr.op == "or"  # True decides an OR, False an AND
         if decisive in values:
-            return decisive
-        return None if None in values else not decisive
+            return decisive, BOOL
+        return (None if None in values else not decisive), BOOL
     if isinstance(expr, Not):
-        value = evaluate(expr.arg, row)
-        return None if value is None else not value
-    value = evaluate(expr.arg, row)
-    return (value is not None) if expr.negated else (value is None)
+        value = _typed(expr.arg, row, types)[0]
+        return (None if value is None else not value), BOOL
+    value = _typed(expr.arg, row, types)[0]
+    return ((value is not None) if expr.negated else (value is None)), BOOL

@@ -32,9 +32,10 @@ from decimal import Decimal
 from functools import cmp_to_key
 from typing import Any
 
+from mlscale.core.scatter.pgtypes import FLOAT8, INT8, number_type
 from mlscale.core.scatter.pgvalues import MergeArithmeticError, compare, group_key, sort_compare
 
-__all__ = ["GATHERED", "GatherSpec", "combine_gathered"]
+__all__ = ["GATHERED", "GatherSpec", "combine_gathered", "gathered_type"]
 
 # The aggregates merged by gathering (COUNT, SUM and AVG only with DISTINCT).
 GATHERED = frozenset({
@@ -237,6 +238,24 @@ def _mode(spec: GatherSpec, entries: list[_Entry]) -> Any:
         if candidate[1] > best[1]:  # strictly: a tie keeps the first in sort order
             best = candidate
     return best[0]
+
+
+def gathered_type(spec: GatherSpec, types: Sequence[int | None]) -> int | None:
+    """The PostgreSQL type (OID, None if unknown) of the gathered aggregate ``spec``
+    from its columns' types: count is bigint, sum/avg(DISTINCT) as the typed
+    ``sum(DISTINCT x)`` column says, percentile_cont float8 over numbers,
+    percentile_disc and mode() their argument's type; arrays and strings unknown."""
+    from mlscale.core.scatter.aggregates import mean_type
+
+    if spec.kind == "count":
+        return INT8
+    if spec.kind in ("sum", "avg"):
+        return types[-2] if spec.kind == "sum" else mean_type(types[-2])
+    if spec.array or spec.kind not in ("percentile_cont", "percentile_disc", "mode"):
+        return None
+    if spec.kind == "percentile_cont":
+        return FLOAT8 if number_type(types[0]) is not None else None
+    return types[0]
 
 
 def combine_gathered(spec: GatherSpec, partials: Sequence[Sequence[Any]]) -> Any:

@@ -6,8 +6,10 @@ its display scale kept as the exponent), ``float`` (float4/float8), ``str`` (tex
 C collation: Python orders str by code point, which is the bytewise order of UTF-8),
 ``bool``, dates and times, ``None`` for NULL.
 
-A PostgreSQL type is read from the Python type: ``int`` is taken as bigint, ``Decimal``
-as numeric, ``float`` as float8 (float4 values are compared and added as float8).
+:func:`arith` reads a PostgreSQL type from the Python type (``int`` as bigint,
+``Decimal`` as numeric, ``float`` as float8): the fallback when a merged value's type
+is not known. With types known, :mod:`mlscale.core.scatter.pgtypes` computes as the
+server does (int2/int4 results, overflow errors).
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from typing import Any
 
 __all__ = [
     "DECIMAL_CONTEXT",
+    "DIVISION_BY_ZERO",
+    "OUT_OF_RANGE",
     "MergeArithmeticError",
     "arith",
     "compare",
     "group_key",
+    "numeric_arith",
     "numeric_div",
+    "numeric_mod",
     "pg_round",
     "sort_compare",
 ]
@@ -41,9 +47,19 @@ _DEC_DIGITS = 4
 _MAX_DISPLAY_SCALE = 1000
 
 
+# SQLSTATEs of the errors the merger raises as the server would.
+DIVISION_BY_ZERO = "22012"
+OUT_OF_RANGE = "22003"
+
+
 class MergeArithmeticError(ArithmeticError):
     """An expression computed after the merge failed as it would have on the server
-    (``division by zero``). The message is PostgreSQL's."""
+    (``division by zero``, ``integer out of range``). The message is PostgreSQL's,
+    ``sqlstate`` its error code."""
+
+    def __init__(self, message: str, *, sqlstate: str = OUT_OF_RANGE) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 def _is_nan(value: Any) -> bool:
@@ -94,7 +110,7 @@ def numeric_div(a: Decimal, b: Decimal) -> Decimal:
     if a.is_nan() or b.is_nan():
         return Decimal("NaN")
     if b.is_zero():
-        raise MergeArithmeticError("division by zero")
+        raise MergeArithmeticError("division by zero", sqlstate=DIVISION_BY_ZERO)
     if a.is_infinite():
         return Decimal("NaN") if b.is_infinite() else (a if b > 0 else -a)
     if b.is_infinite():
@@ -112,6 +128,21 @@ def numeric_div(a: Decimal, b: Decimal) -> Decimal:
         quotient += 1
     negative = bool(sa) != bool(sb) and quotient != 0
     return Decimal((int(negative), tuple(int(d) for d in str(quotient)), -rscale))
+
+
+def numeric_mod(a: Decimal, b: Decimal) -> Decimal:
+    """``a % b`` as numeric.c's numeric_mod: the sign of ``a``, the larger scale."""
+    if a.is_nan() or b.is_nan():
+        return Decimal("NaN")
+    if b.is_zero() and not b.is_nan():
+        raise MergeArithmeticError("division by zero", sqlstate=DIVISION_BY_ZERO)
+    if a.is_infinite():
+        return Decimal("NaN")
+    if b.is_infinite():
+        return a
+    with decimal.localcontext(DECIMAL_CONTEXT):
+        remainder = a % b
+    return _unsigned_zero(remainder)
 
 
 def _display_scale(value: Decimal) -> int:
@@ -145,10 +176,29 @@ def _numeric(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(value)
 
 
+def numeric_arith(op: str, a: Decimal, b: Decimal) -> Decimal:
+    """``a op b`` over numerics for ``op`` in ``+ - * / %``: exact, except ``/``
+    (:func:`numeric_div`); zero is never negative (``-1 * 0`` is ``0``)."""
+    if op == "/":
+        return numeric_div(a, b)
+    if op == "%":
+        return numeric_mod(a, b)
+    with decimal.localcontext(DECIMAL_CONTEXT):
+        result = a + b if op == "+" else (a - b if op == "-" else a * b)
+    return _unsigned_zero(result)
+
+
+def _unsigned_zero(value: Decimal) -> Decimal:
+    # numeric has no negative zero; Python's Decimal keeps the sign of -1 * 0.
+    return value.copy_abs() if value.is_zero() else value
+
+
 def arith(op: str, a: Any, b: Any) -> Any:
-    """``a op b`` for ``op`` in ``+ - * /`` with PostgreSQL's typing: bigint op bigint is
-    bigint (``/`` truncates toward zero), numeric if either is numeric (``/`` by
-    :func:`numeric_div`), float8 if either is float. NULL in, NULL out."""
+    """``a op b`` for ``op`` in ``+ - * / %`` with types read from the Python values:
+    bigint op bigint is bigint (``/`` truncates toward zero, ``%`` takes the dividend's
+    sign), numeric if either is numeric (``/`` by :func:`numeric_div`), float8 if either
+    is float (no ``%``). No range checks: the fallback when the types are not known
+    (see :mod:`mlscale.core.scatter.pgtypes`). NULL in, NULL out."""
     if a is None or b is None:
         return None
     if isinstance(a, bool) or isinstance(b, bool) or not all(
@@ -156,21 +206,23 @@ def arith(op: str, a: Any, b: Any) -> Any:
     ):
         raise TypeError(f"operator {op} over {type(a).__name__} and {type(b).__name__}")
     if isinstance(a, float) or isinstance(b, float):
+        if op == "%":
+            raise TypeError("operator does not exist: double precision % numeric")
         x, y = float(a), float(b)
         if op == "/":
             if y == 0:
-                raise MergeArithmeticError("division by zero")
+                if math.isnan(x):  # float8div: only a non-NaN dividend fails
+                    return x
+                raise MergeArithmeticError("division by zero", sqlstate=DIVISION_BY_ZERO)
             return x / y
         return x + y if op == "+" else (x - y if op == "-" else x * y)
     if isinstance(a, Decimal) or isinstance(b, Decimal):
-        m, n = _numeric(a), _numeric(b)
-        if op == "/":
-            return numeric_div(m, n)
-        with decimal.localcontext(DECIMAL_CONTEXT):
-            return m + n if op == "+" else (m - n if op == "-" else m * n)
-    if op == "/":
+        return numeric_arith(op, _numeric(a), _numeric(b))
+    if op in ("/", "%"):
         if b == 0:
-            raise MergeArithmeticError("division by zero")
+            raise MergeArithmeticError("division by zero", sqlstate=DIVISION_BY_ZERO)
+        if op == "%":
+            return -(abs(a) % abs(b)) if a < 0 else abs(a) % abs(b)
         quotient = abs(a) // abs(b)
         return quotient if (a >= 0) == (b >= 0) else -quotient
     return a + b if op == "+" else (a - b if op == "-" else a * b)
@@ -195,4 +247,4 @@ def pg_round(value: Any, digits: int | None = None) -> Any:
     places = digits or 0
     with decimal.localcontext(DECIMAL_CONTEXT):
         rounded = number.quantize(Decimal(1).scaleb(-places), decimal.ROUND_HALF_UP)
-        return rounded.quantize(Decimal(1)) if places < 0 else rounded
+        return _unsigned_zero(rounded.quantize(Decimal(1)) if places < 0 else rounded)

@@ -7,6 +7,7 @@ Only trees from ``parse_fresh`` are passed here: printing a node writes its
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +28,7 @@ VOLATILE_FUNCTIONS = frozenset({
     "uuid_generate_v1mc", "uuid_generate_v4", "txid_current", "pg_sleep",
 })
 PREFIX = "cross-shard read: "
+_INTEGER = re.compile(r"-?[0-9]+")
 ONE_GROUP = "filter on the shard key so it runs on one group"
 
 
@@ -78,7 +80,12 @@ def constant(node: ast.A_Const) -> Const:
     if isinstance(val, ast.Integer):
         return Const(int(val.ival or 0))
     if isinstance(val, ast.Float):
-        return Const(Decimal(str(val.fval)))  # a literal with a point or exponent is numeric
+        # The parser makes an integer past int4 a Float; PostgreSQL then types it int8
+        # if it fits (make_const), numeric if not. A point or an exponent is numeric.
+        literal = str(val.fval)
+        if _INTEGER.fullmatch(literal) and -(2**63) <= int(literal) < 2**63:
+            return Const(int(literal))
+        return Const(Decimal(literal))
     if isinstance(val, ast.Boolean):
         return Const(bool(val.boolval))
     if isinstance(val, ast.String):
