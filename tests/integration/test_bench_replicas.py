@@ -8,33 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mlscale.bench.results import Verdict
 from mlscale.local.cgroups import detect
 from tests.conftest import run_cli
+from tests.integration.bench_checks import recheck, spread
 
 pytestmark = pytest.mark.slow
-
-
-def _spread(metrics: dict[str, Any], key: str) -> dict[str, Any]:
-    value = metrics[key]
-    assert isinstance(value, dict), key
-    assert {"median", "min", "max", "n"} <= value.keys(), key
-    assert value["min"] <= value["median"] <= value["max"], key
-    return value
-
-
-def _recheck(verdict: dict[str, Any]) -> None:
-    """``passed`` follows from value, op and target alone."""
-    value = verdict["value"]
-    if value is None:
-        assert verdict["passed"] is False
-        return
-    again = Verdict(verdict["name"], float(value), verdict["op"], float(verdict["target"]))
-    assert verdict["passed"] == again.passed
 
 
 def test_replicas_bench_writes_rechecked_verdicts(scratch_dir: Path) -> None:
@@ -49,30 +30,30 @@ def test_replicas_bench_writes_rechecked_verdicts(scratch_dir: Path) -> None:
     (gate,) = doc["gates"]
     assert gate["name"] == "routed_overhead_ratio"
     assert gate["op"] == "<=" and gate["target"] == pytest.approx(1.10)
-    routed = _spread(metrics, "routed_read_p50_us")
-    raw = _spread(metrics, "raw_read_p50_us")
+    routed = spread(metrics, "routed_read_p50_us")
+    raw = spread(metrics, "raw_read_p50_us")
     assert routed["n"] >= 5 and raw["n"] >= 5
     assert gate["value"] == pytest.approx(routed["median"] / raw["median"], rel=1e-9)
     assert metrics["routed_overhead_ratio"] == pytest.approx(gate["value"], rel=1e-9)
     assert metrics["routed_overhead_us"] == pytest.approx(routed["median"] - raw["median"])
     # The routed reads really went to the replica the raw pool reads from.
     assert set(metrics["overhead_routed_reads"]["reads_by_node"]) == {metrics["overhead_replica"]}
-    _recheck(gate)
+    recheck(gate)
 
     (goal,) = doc["goals"]
     assert goal["name"] == "read_scaling_ratio"
     assert goal["op"] == ">=" and goal["target"] == pytest.approx(3.0)
-    _recheck(goal)
+    recheck(goal)
     if detect()[0] is None:
         assert goal["value"] is None and any("CPU caps" in n for n in doc["notes"])
         return
-    alone = _spread(metrics, "primary_only_reads_per_s")
-    four = _spread(metrics, "four_nodes_reads_per_s")
+    alone = spread(metrics, "primary_only_reads_per_s")
+    four = spread(metrics, "four_nodes_reads_per_s")
     assert alone["n"] >= 5 and four["n"] >= 5
     assert goal["value"] == pytest.approx(four["median"] / alone["median"], rel=1e-9)
     assert metrics["errors"] == {"primary_only": 0, "four_nodes": 0}
     for key in ("ceiling_primary_tps", "ceiling_4_nodes_tps"):
-        assert _spread(metrics, key)["median"] > 0
+        assert spread(metrics, key)["median"] > 0
     assert metrics["ceiling_ratio"] == pytest.approx(
         metrics["ceiling_4_nodes_tps"]["median"] / metrics["ceiling_primary_tps"]["median"]
     )

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mlscale.bench.results import Verdict
 from mlscale.local.cgroups import detect
 from tests.conftest import run_cli
+from tests.integration.bench_checks import recheck, spread
 
 pytestmark = pytest.mark.slow
 
@@ -26,25 +25,6 @@ VARIANTS = (
     "raw_parallel",
     "raw_parallel_filtered",
 )
-
-
-def _spread(metrics: dict[str, Any], key: str, rounds: int) -> dict[str, Any]:
-    value = metrics[key]
-    assert isinstance(value, dict), key
-    assert {"median", "min", "max", "n"} <= value.keys(), key
-    assert value["n"] == rounds, key
-    assert 0 <= value["min"] <= value["median"] <= value["max"], key
-    return value
-
-
-def _recheck(verdict: dict[str, Any]) -> None:
-    """``passed`` follows from value, op and target alone."""
-    value = verdict["value"]
-    if value is None:
-        assert verdict["passed"] is False
-        return
-    again = Verdict(verdict["name"], float(value), verdict["op"], float(verdict["target"]))
-    assert verdict["passed"] == again.passed
 
 
 def test_scatter_bench_writes_measured_figures(scratch_dir: Path) -> None:
@@ -67,7 +47,7 @@ def test_scatter_bench_writes_measured_figures(scratch_dir: Path) -> None:
     assert goal["name"] == "scatter_vs_single_ratio"
     assert goal["op"] == "<=" and goal["target"] == pytest.approx(0.5)
     for verdict in (*gates.values(), goal):
-        _recheck(verdict)
+        recheck(verdict)
     if detect()[0] is None:
         assert all(v["value"] is None for v in (*gates.values(), goal))
         assert any("CPU caps" in n for n in doc["notes"])
@@ -76,10 +56,11 @@ def test_scatter_bench_writes_measured_figures(scratch_dir: Path) -> None:
     # Every variant was timed in every round, with the client's CPU beside it.
     rounds = params["rounds"]
     assert rounds >= 5
-    ms = {v: _spread(metrics, f"{v}_query_ms", rounds) for v in VARIANTS}
+    ms = {v: spread(metrics, f"{v}_query_ms", rounds) for v in VARIANTS}
+    assert all(timing["min"] > 0 for timing in ms.values())
     for v in VARIANTS:
         assert ms[v]["median"] > 0
-        _spread(metrics, f"{v}_client_cpu_ms_per_query", rounds)
+        spread(metrics, f"{v}_client_cpu_ms_per_query", rounds)
     # The verdicts are the ratios of those medians.
     assert gates["parallel_vs_sequential_ratio"]["value"] == pytest.approx(
         ms["sequential"]["median"] / ms["fanout"]["median"], rel=1e-9
@@ -100,7 +81,7 @@ def test_scatter_bench_writes_measured_figures(scratch_dir: Path) -> None:
         assert metrics[key] == pytest.approx(
             ms[top]["median"] / ms[bottom]["median"], rel=1e-9
         ), key
-        _spread(metrics, f"{key}_per_round", rounds)
+        spread(metrics, f"{key}_per_round", rounds)
     assert metrics["ownership_filter_extra_ms"] == pytest.approx(
         ms["fanout_move"]["median"] - ms["fanout"]["median"]
     )
