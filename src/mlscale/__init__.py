@@ -45,6 +45,8 @@ from .engine.statements import Isolation
 from .engine.stats import BanInfo, ClusterStats, RouteExplanation
 from .errors import (
     AuthenticationError,
+    CacheError,
+    CacheValueTooLarge,
     CatalogError,
     ClusterDirError,
     ClusterError,
@@ -79,6 +81,8 @@ __all__ = [
     "AsyncSession",
     "AsyncTransaction",
     "AuthenticationError",
+    "CacheError",
+    "CacheValueTooLarge",
     "BanInfo",
     "CatalogError",
     "Cluster",

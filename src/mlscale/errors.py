@@ -14,6 +14,8 @@ with ``raise ... from exc`` so the cause is kept::
     │   └── NodeStartError       a server did not start or stop
     ├── CatalogError             the control database's catalog is unusable
     ├── SchemaError              a table cannot be sharded as declared
+    ├── CacheError               the cache refused a value or cannot serve a call
+    │   └── CacheValueTooLarge   a value over the cache's size limit (nothing stored)
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -37,6 +39,8 @@ import psycopg
 
 __all__ = [
     "AuthenticationError",
+    "CacheError",
+    "CacheValueTooLarge",
     "CatalogError",
     "ClusterDirError",
     "ClusterError",
@@ -95,6 +99,15 @@ class CatalogError(MlscaleError):
 class SchemaError(MlscaleError):
     """A table cannot be sharded as declared (its keys, constraints or types); the
     message says what to change."""
+
+
+class CacheError(MlscaleError):
+    """The cache refused a value or cannot serve a call (its Redis is down and the
+    cache is configured to raise rather than read through to the database)."""
+
+
+class CacheValueTooLarge(CacheError):
+    """A value is larger than the cache's limit once encoded; nothing was stored."""
 
 
 class DatabaseError(MlscaleError):
