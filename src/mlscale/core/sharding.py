@@ -15,7 +15,14 @@ from ..errors import RoutingError
 from .keyroute import ShardedTable
 from .shardmaps import ShardMap
 
-__all__ = ["EMPTY", "ShardDirectory"]
+__all__ = ["EMPTY", "MOVE_GRACE_S", "UNCONFIRMED_S", "ShardDirectory"]
+
+# A process whose directory the catalog has not confirmed for this long may have
+# missed a move being opened: its cross-shard reads filter every group by ownership.
+UNCONFIRMED_S = 1.0
+# How long opening a move waits before it returns (and rows may be copied): every
+# process then has either seen the move or stopped trusting its directory.
+MOVE_GRACE_S = UNCONFIRMED_S + 0.5
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from ..core.keyroute import ShardedTable
+from ..core.sharding import MOVE_GRACE_S
 from ..core.shardmaps import ShardMap
 from ..core.shardschema import TableDef, check_sharded_table
 from ..core.topology import check_bannable
@@ -30,6 +31,7 @@ from .catalog_async import (
     set_ban,
     unregister_table,
 )
+from .concurrency_async import pause
 from .context import ClusterContext
 from .directory_async import AsyncDirectory
 from .nodes_async import AsyncNodes
@@ -78,6 +80,8 @@ class AsyncAdmin:
         async with self._nodes.connect("control") as conn:
             move = await begin_move(conn, family, reason)
         await self._directory.refresh()
+        # Every client has now seen the move (NOTIFY) or stopped trusting its directory.
+        await pause(MOVE_GRACE_S)
         return move
 
     async def end_move(self, move: int) -> None:

@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from ..core.keyroute import ShardedTable
+from ..core.sharding import MOVE_GRACE_S
 from ..core.shardmaps import ShardMap
 from ..core.shardschema import TableDef, check_sharded_table
 from ..core.topology import check_bannable
@@ -32,6 +33,7 @@ from .catalog_sync import (
     set_ban,
     unregister_table,
 )
+from .concurrency_sync import pause
 from .context import ClusterContext
 from .directory_sync import Directory
 from .nodes_sync import Nodes
@@ -80,6 +82,8 @@ class Admin:
         with self._nodes.connect("control") as conn:
             move = begin_move(conn, family, reason)
         self._directory.refresh()
+        # Every client has now seen the move (NOTIFY) or stopped trusting its directory.
+        pause(MOVE_GRACE_S)
         return move
 
     def end_move(self, move: int) -> None:

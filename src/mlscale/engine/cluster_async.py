@@ -95,7 +95,7 @@ class AsyncCluster(AsyncScope):
             router=AsyncRouter(context, transport, self._monitor, self._watch),
             directory=directory,
             fanout=AsyncFanout(context, transport),
-            scatter=AsyncScatter(context),
+            scatter=AsyncScatter(context, directory),
         )
         super().__init__(rooms, RouteScope.AUTO, None)
         self._admin = AsyncAdmin(context, transport, directory)
@@ -312,7 +312,10 @@ class AsyncCluster(AsyncScope):
         (a copy to a new group under way, a source not yet cleaned), until
         :meth:`end_move`; the move's id. Meanwhile every client's cross-shard reads of
         the family keep each group to the rows its map gives it, so no row is counted
-        twice (otherwise that filter is skipped: it costs a hash per row)."""
+        twice (otherwise that filter is skipped: it costs a hash per row). Returns after
+        a grace of 1.5 s, once every client has seen the move by NOTIFY or, its catalog
+        watcher not having confirmed the directory for a second, filters every
+        cross-shard read anyway: rows may be copied from then on."""
         return await self._admin.begin_move(family, reason)
 
     async def end_move(self, move: int) -> None:

@@ -9,7 +9,9 @@ Loaded from the catalog on first use, then kept current by the catalog watcher
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -45,6 +47,7 @@ class AsyncDirectory:
         self._watch = watch
         self._current: ShardDirectory = EMPTY
         self._loaded = False
+        self._confirmed_at = 0.0  # when a refresh last read the catalog
         # Guards swapping the directory (threads of a sync cluster race there on
         # first use); never held across an await.
         self._lock = threading.Lock()
@@ -85,6 +88,13 @@ class AsyncDirectory:
             return None
         return split_copy_rows(routed, directory, query, rows, self._context.group_names)
 
+    def unconfirmed_s(self) -> float:
+        """Seconds since the catalog last confirmed the directory (read by a refresh,
+        or a watcher round that read every notification sent before it); inf: never."""
+        watch = self._watch.peek()
+        latest = max(self._confirmed_at, watch.confirmed_at if watch is not None else 0.0)
+        return time.monotonic() - latest if latest else math.inf
+
     def adopt(self, directory: ShardDirectory) -> None:
         """Route by ``directory`` from now on, unless a newer one is already in use."""
         with self._lock:
@@ -97,8 +107,10 @@ class AsyncDirectory:
         connection to the control node)."""
         self._watch.get()
         async with self._nodes.connect("control", timeout_s) as conn:
+            started = time.monotonic()
             directory = await load_directory(conn)
         self.adopt(directory)
+        self._confirmed_at = started
         return self._current
 
     async def _first(self) -> None:

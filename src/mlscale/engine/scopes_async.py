@@ -15,7 +15,7 @@ Sessions (calls that share session state) are in ``session_async.py``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -27,7 +27,7 @@ from ..core.consistency import Consistency
 from ..core.lsn import parse_lsn
 from ..core.route import Scope as RouteScope
 from ..core.scatter.result import ScatterResult
-from ..core.shardplan import NO_KEY, ShardPlan
+from ..core.shardplan import NO_KEY, Part, ShardPlan
 from ..errors import MlscaleError, RoutingError
 from .balancer import ReadOptions
 from .fanout_async import Borrow, Combine
@@ -147,8 +147,9 @@ class AsyncScope(AsyncRunner):
         )
         scatter = self._rooms.scatter
         rows = scatter.stream(shard_plan, borrow, batch_size=batch_size, timeout=timeout)
-        async for row in rows:  # noqa: RUF100, UP028 (async: no "yield from")
-            yield row
+        async with aclosing(rows):  # leaving early closes the groups' cursors now
+            async for row in rows:  # noqa: RUF100, UP028 (async: no "yield from")
+                yield row
 
     async def _merged(
         self, query: str, params: Params, options: ReadOptions
@@ -164,9 +165,10 @@ class AsyncScope(AsyncRunner):
             raise RoutingError(
                 "cross-shard read: the statement reads no sharded table; use fetch_all()"
             )
-        if not shard_plan.merged:
+        if not shard_plan.merged:  # split by key: each part has its own text and keys
             directory = await self._rooms.directory.current()
-            shard_plan = replace(shard_plan, merged=True, directory=directory)
+            parts = tuple(Part(p.group, query, params) for p in shard_plan.parts)
+            shard_plan = replace(shard_plan, parts=parts, merged=True, directory=directory)
         return shard_plan, self._borrower(c, options)
 
     async def __aenter__(self) -> AsyncScope:

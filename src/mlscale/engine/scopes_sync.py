@@ -17,7 +17,7 @@ Sessions (calls that share session state) are in ``session_sync.py``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +29,7 @@ from ..core.consistency import Consistency
 from ..core.lsn import parse_lsn
 from ..core.route import Scope as RouteScope
 from ..core.scatter.result import ScatterResult
-from ..core.shardplan import NO_KEY, ShardPlan
+from ..core.shardplan import NO_KEY, Part, ShardPlan
 from ..errors import MlscaleError, RoutingError
 from .balancer import ReadOptions
 from .fanout_sync import Borrow, Combine
@@ -145,8 +145,9 @@ class Scope(Runner):
         )
         scatter = self._rooms.scatter
         rows = scatter.stream(shard_plan, borrow, batch_size=batch_size, timeout=timeout)
-        for row in rows:  # noqa: RUF100, UP028 (async: no "yield from")
-            yield row
+        with closing(rows):  # leaving early closes the groups' cursors now
+            for row in rows:  # noqa: RUF100, UP028 (async: no "yield from")
+                yield row
 
     def _merged(self, query: str, params: Params, options: ReadOptions) -> tuple[ShardPlan, Borrow]:
         """The merged plan of a read of sharded tables (one group's, if its keys place
@@ -160,9 +161,10 @@ class Scope(Runner):
             raise RoutingError(
                 "cross-shard read: the statement reads no sharded table; use fetch_all()"
             )
-        if not shard_plan.merged:
+        if not shard_plan.merged:  # split by key: each part has its own text and keys
             directory = self._rooms.directory.current()
-            shard_plan = replace(shard_plan, merged=True, directory=directory)
+            parts = tuple(Part(p.group, query, params) for p in shard_plan.parts)
+            shard_plan = replace(shard_plan, parts=parts, merged=True, directory=directory)
         return shard_plan, self._borrower(c, options)
 
     def __enter__(self) -> Scope:

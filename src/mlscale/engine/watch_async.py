@@ -62,6 +62,8 @@ class AsyncCatalogWatch:
         self.directory: ShardDirectory = EMPTY
         self.directory_loads = 0
         self.rounds = 0
+        # When a round last succeeded: every notification sent before it was read.
+        self.confirmed_at = 0.0
         self._directory_poll_s = config.policies.shard_map_poll_s
         self._next_bans = 0.0
         self._next_directory = 0.0
@@ -121,6 +123,7 @@ class AsyncCatalogWatch:
             if self._control_down and self._on_change is not None:
                 self._on_change(self._control.name, None)
             self._control_down = False
+            self.confirmed_at = now
         except (psycopg.Error, OSError) as exc:
             log.info("could not read the catalog: %s", describe_failure(exc))
             await self._drop()

@@ -147,7 +147,8 @@ def rooms() -> Rooms:
     directory = Directory(context, nodes, watch)
     directory.adopt(EMPTY)
     router = Router(context, nodes, OnFirstUse(FakeMonitor), watch)  # type: ignore[arg-type]
-    return Rooms(context, nodes, router, directory, Fanout(context, nodes), Scatter(context))
+    scatter = Scatter(context, directory)
+    return Rooms(context, nodes, router, directory, Fanout(context, nodes), scatter)
 
 
 def _ran(rooms: Rooms, text: str) -> list[tuple[str, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlscale.core.scatter import AggregateMerge, plan_select
+from mlscale.core.scatter import AggregateMerge, merge_rows, plan_select
 
 from . import Row, run, same
 
@@ -55,3 +55,13 @@ MERGES = [
                          ids=[m[0] for m in MERGES])
 def test_merge(sql: str, groups: list[list[Row]], expected: list[Row]) -> None:
     assert same(run(sql, groups), expected), run(sql, groups)
+
+
+def test_and_stops_at_the_deciding_value() -> None:
+    # count(x) is 0 for key 2: its AND is false before sum(y) / count(x) is computed.
+    plan = plan_select(
+        "SELECT k FROM t GROUP BY k HAVING count(x) > 0 AND sum(y) / count(x) > 1 ORDER BY k"
+    )
+    assert plan.group_sql == "SELECT k, count(x), sum(y) FROM t GROUP BY k"
+    groups: list[list[Row]] = [[(1, 4, 10)], [(2, 0, 5)]]  # key 2: 5 / 0 if computed
+    assert merge_rows(plan, groups) == [(1,)]

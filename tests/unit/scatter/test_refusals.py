@@ -32,6 +32,11 @@ REFUSALS = [
     ("select percentile_disc(1.5) within group (order by x) from t",
      "percentile value 1.5 is not between 0 and 1"),
     ('select array_agg(x order by s collate "en_US") from t', 'COLLATE "en_US"'),
+    # -- positions PostgreSQL counts after expanding * ---------------------------------------
+    ("select *, k from t order by 2 limit 10", "ORDER BY position 2 after a *"),
+    ("select * from t order by 1", "ORDER BY position 1 after a *"),
+    # -- a row one server returns over no rows, that no group would carry ----------------
+    ("select count(distinct x), 2 + 3 from t", "an expression outside the aggregates next to"),
     # -- DISTINCT, DISTINCT ON, set operations, CTEs ---------------------------------------
     ("select distinct on (a) a, count(*) from t group by a", "DISTINCT ON is not merged"),
     ("select distinct on (a) a, b from t order by a, b", "DISTINCT ON is not merged"),

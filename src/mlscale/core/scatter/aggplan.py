@@ -299,6 +299,13 @@ def plan_aggregate(
     offset = int_const(stmt.limitOffset, "OFFSET") or 0
     grouping = columns.texts[:key_count] + list(columns.gathered)
     gathers = columns.multiplicity is not None
+    if gathers and key_count == 0 and columns.carried:
+        # Over no rows no group returns a row to carry them, yet one server returns one.
+        raise refuse(
+            "an expression outside the aggregates next to a DISTINCT, ordered-set or "
+            "ARRAY/STRING_AGG aggregate without GROUP BY",
+            "compute it in the client, or " + ONE_GROUP,
+        )
     group_query = parse_select(
         "SELECT " + ", ".join(columns.texts)
         + (" GROUP BY " + ", ".join(grouping) if grouping else "")

@@ -214,11 +214,16 @@ def _typed(expr: Expr, row: Sequence[Any], types: Sequence[int | None] | None) -
         a, b = float_compare_operands(a, number_type(left), b, number_type(right))
         return _COMPARISONS[expr.op](compare(a, b)), BOOL
     if isinstance(expr, BoolOp):
-        values = [_typed(arg, row, types)[0] for arg in expr.args]
+        # Left to right, stopping at the deciding value, as PostgreSQL evaluates them
+        # in practice: `count(x) > 0 AND sum(y) / count(x) > 1` does not divide by 0.
         decisive = expr.op == "or"  # True decides an OR, False an AND
-        if decisive in values:
-            return decisive, BOOL
-        return (None if None in values else not decisive), BOOL
+        unknown = False
+        for arg in expr.args:
+            value = _typed(arg, row, types)[0]
+            if value is decisive:
+                return decisive, BOOL
+            unknown = unknown or value is None
+        return (None if unknown else not decisive), BOOL
     if isinstance(expr, Not):
         value = _typed(expr.arg, row, types)[0]
         return (None if value is None else not value), BOOL

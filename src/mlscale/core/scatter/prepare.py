@@ -73,7 +73,8 @@ class PlannedRead:
             key = keys[n - 1]
             if isinstance(params, Mapping):
                 return params[str(key)]
-            assert params is not None and isinstance(key, int)
+            if params is None or not isinstance(key, int):
+                raise RoutingError("cross-shard read: the parameters do not match the statement")
             return params[key]
 
         return render(text, self.numbered, value_of)

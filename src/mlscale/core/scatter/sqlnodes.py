@@ -200,6 +200,10 @@ def target_for(node: Any, targets: list[ast.ResTarget], clause: str) -> int | No
     alias), or None if it is an expression of its own."""
     position = position_of(node)
     if position is not None:
+        if any(is_star(t) for t in targets[:position]):
+            # PostgreSQL counts positions after expanding *, which only it can do.
+            raise refuse(f"{clause} position {position} after a * in the select list",
+                         "name the columns, or order by a name")
         if not 1 <= position <= len(targets):
             raise refuse(f"{clause} position {position} is not in the select list",
                          "fix the position")
