@@ -19,7 +19,11 @@ def test_status_lists_every_node_up_and_replicas_streaming(local_cluster: LocalC
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
         replicas = [n for n in data["nodes"] if n["role"] == "replica"]
-        settled = all(n["lag_bytes"] is not None and n["lag_bytes"] <= 64 * 1024 for n in replicas)
+        # lag_ms is NULL for a moment when a standby had caught up and a new write came.
+        settled = all(
+            n["lag_bytes"] is not None and n["lag_bytes"] <= 64 * 1024 and n["lag_ms"] is not None
+            for n in replicas
+        )
         if settled or time.monotonic() > deadline:
             break
         time.sleep(0.5)
