@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis.cluster import ClusterNode
 
 from mlscale.cache.remote import (
     CacheUnavailable,
@@ -252,8 +251,13 @@ def test_racing_write_through_never_leaves_an_older_version(server: Server) -> N
         start = threading.Barrier(2)
         results: list[bool] = []
 
-        def writer(i: int, versions: list[int] = versions, delays: list[float] = delays,
-                   start: threading.Barrier = start, results: list[bool] = results) -> None:
+        def writer(
+            i: int,
+            versions: list[int] = versions,
+            delays: list[float] = delays,
+            start: threading.Barrier = start,
+            results: list[bool] = results,
+        ) -> None:
             start.wait()
             time.sleep(delays[i])
             v = versions[i]
@@ -315,7 +319,11 @@ def test_get_many_of_100_keys_is_one_script_call(server: Server, cache: RemoteCa
     for i, g in enumerate(got):
         assert g.key == keys[i]
         if i % 2 == 0:
-            assert (g.state, g.value, g.version) == (EntryState.VALUE, f"v{i // 2}".encode(), i // 2)
+            assert (g.state, g.value, g.version) == (
+                EntryState.VALUE,
+                f"v{i // 2}".encode(),
+                i // 2,
+            )
         else:
             assert g.state is EntryState.MISS
 
@@ -390,8 +398,12 @@ def test_redis_stopped_raises_cache_unavailable_quickly(own_redis: Server) -> No
     key = fresh("down")
     assert cache.set(key, b"v", 1)
     own_redis.stop()
-    for call in (lambda: cache.get(key), lambda: cache.lease_get(key),
-                 lambda: cache.get_many([key, fresh()]), lambda: cache.invalidate([key])):
+    for call in (
+        lambda: cache.get(key),
+        lambda: cache.lease_get(key),
+        lambda: cache.get_many([key, fresh()]),
+        lambda: cache.invalidate([key]),
+    ):
         t0 = time.monotonic()
         with pytest.raises(CacheUnavailable):
             call()

@@ -518,6 +518,10 @@ def default_retry() -> Retry:
 AnyRedis = redis.Redis | redis.RedisCluster
 
 
+def _blocking_pool(opts: dict[str, Any]) -> redis.BlockingConnectionPool:
+    return redis.BlockingConnectionPool(**opts)  # type: ignore[no-untyped-call]
+
+
 class RemoteCache:
     """The Redis tier over a sync ``redis.Redis`` or ``redis.RedisCluster``.
 
@@ -568,7 +572,7 @@ class RemoteCache:
                     connection_pool_class=redis.BlockingConnectionPool,
                 )
                 if cluster
-                else redis.Redis(connection_pool=redis.BlockingConnectionPool(**opts))
+                else redis.Redis(connection_pool=_blocking_pool(opts))
             )
         return cls(client, settings=settings)
 

@@ -149,8 +149,11 @@ class LocalRedisCluster:
         except BaseException:
             self.stop()
             raise
-        log.info("started a %s-master redis cluster on ports %s", self.masters,
-                 [n.port for n in self.nodes])
+        log.info(
+            "started a %s-master redis cluster on ports %s",
+            self.masters,
+            [n.port for n in self.nodes],
+        )
         return self
 
     def _env(self) -> dict[str, str]:
@@ -166,7 +169,9 @@ class LocalRedisCluster:
         with os.fdopen(fd, "w") as f:
             f.write(
                 cluster_node_conf_text(
-                    port=node.port, bus_port=node.bus_port, workdir=node.workdir,
+                    port=node.port,
+                    bus_port=node.bus_port,
+                    workdir=node.workdir,
                     password=self.password,
                 )
             )
@@ -198,8 +203,11 @@ class LocalRedisCluster:
         what: str,
     ) -> None:
         client = redis.Redis(
-            host="127.0.0.1", port=node.port, password=self.password,
-            socket_connect_timeout=1.0, socket_timeout=1.0,
+            host="127.0.0.1",
+            port=node.port,
+            password=self.password,
+            socket_connect_timeout=1.0,
+            socket_timeout=1.0,
         )
         deadline = time.monotonic() + timeout
         try:
@@ -221,9 +229,13 @@ class LocalRedisCluster:
     def _create(self, cli: Path, timeout: float) -> None:
         done = subprocess.run(
             [
-                str(cli), "--cluster", "create",
+                str(cli),
+                "--cluster",
+                "create",
                 *[f"127.0.0.1:{n.port}" for n in self.nodes],
-                "--cluster-replicas", "0", "--cluster-yes",
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
             ],
             capture_output=True,
             text=True,
