@@ -7,6 +7,7 @@ after racing writers, script calls per batch (INFO commandstats), time to fail.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -30,6 +31,7 @@ from mlscale.cache.remote import (
     RemoteCache,
     RemoteSettings,
 )
+from mlscale.cache.remote_async import AsyncRemoteCache
 from mlscale.errors import CacheValueTooLarge
 from mlscale.local import ports as portsmod
 from mlscale.local.osuser import resolve_service_user
@@ -426,3 +428,61 @@ def test_a_frozen_redis_times_out_instead_of_hanging(own_redis: Server) -> None:
     finally:
         os.kill(pid, signal.SIGCONT)
     assert cache.get(key).value == b"v"  # and it recovers once Redis answers again
+
+
+# -- asyncio --------------------------------------------------------------------------------
+
+
+def _async_cache(server: Server) -> AsyncRemoteCache:
+    return AsyncRemoteCache.connect(
+        "127.0.0.1", server.ports[0], password=server.password, cluster=server.kind == "cluster"
+    )
+
+
+def test_async_one_lease_among_200_tasks_and_the_stale_set(server: Server) -> None:
+    async def scenario() -> tuple[list[LeaseOutcome], bool, bool]:
+        async with _async_cache(server) as cache:
+            key = fresh("astampede")
+            got = await asyncio.gather(*[cache.lease_get(key) for _ in range(200)])
+            outcomes = [g.outcome for g in got]
+            token = next(g.token for g in got if g.token)
+            await cache.invalidate([key], "tok")
+            refused = not await cache.lease_set(key, token, b"old", 1)
+            again = await cache.lease_get(key)
+            assert again.token and again.causal_token == "tok"
+            stored = bool(await cache.lease_set(key, again.token, b"new", 2))
+            return outcomes, refused, stored
+
+    outcomes, refused, stored = asyncio.run(scenario())
+    assert outcomes.count(LeaseOutcome.GRANTED) == 1
+    assert outcomes.count(LeaseOutcome.WAIT) == 199
+    assert refused and stored
+
+
+def test_async_batches_and_tags(server: Server) -> None:
+    async def scenario() -> list[EntryState]:
+        async with _async_cache(server) as cache:
+            tag = f"t:{uuid.uuid4().hex}"
+            keys = [fresh("abatch") for _ in range(50)]
+            stored = await cache.set_many(
+                [Entry(k, k.encode(), 1, tags=[tag] if i < 10 else ()) for i, k in enumerate(keys)]
+            )
+            assert all(stored)
+            assert await cache.invalidate_tag(tag) == 10
+            return [g.state for g in await cache.get_many(keys)]
+
+    states = asyncio.run(scenario())
+    assert states == [EntryState.MISS] * 10 + [EntryState.VALUE] * 40
+
+
+def test_async_redis_stopped_raises_cache_unavailable_quickly(own_redis: Server) -> None:
+    async def scenario() -> float:
+        async with _async_cache(own_redis) as cache:
+            assert await cache.set(fresh("adown"), b"v", 1)
+            own_redis.stop()
+            t0 = time.monotonic()
+            with pytest.raises(CacheUnavailable):
+                await cache.get(fresh("adown"))
+            return time.monotonic() - t0
+
+    assert asyncio.run(scenario()) < 1.0
