@@ -1,0 +1,224 @@
+"""The Redis tier for asyncio: :class:`AsyncRemoteCache`, the twin of
+:class:`~mlscale.cache.remote.RemoteCache` over ``redis.asyncio``.
+
+Only the sending differs: every decision (script calls, slot groups, phases,
+reading replies, validation) comes from the same :class:`RemotePlans`, and errors
+are translated by the same :func:`translated`. Semantics: see :mod:`.remote`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+
+from ..errors import CacheError
+from . import scripts
+from .remote import (
+    Call,
+    Entry,
+    Got,
+    LeaseGet,
+    Plan,
+    RemotePlans,
+    RemoteSettings,
+    Stored,
+    check_replies,
+    translated,
+)
+
+__all__ = ["AsyncRemoteCache"]
+
+T = TypeVar("T")
+
+AnyAsyncRedis = aioredis.Redis | aioredis.RedisCluster
+
+
+def _blocking_pool(opts: dict[str, Any]) -> aioredis.BlockingConnectionPool:
+    return aioredis.BlockingConnectionPool(**opts)
+
+
+class AsyncRemoteCache:
+    """The Redis tier over ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``.
+
+    Give it a client whose socket timeouts are set (``connect`` does). Safe to
+    share across the tasks of one event loop.
+    """
+
+    def __init__(self, client: AnyAsyncRedis, *, settings: RemoteSettings | None = None) -> None:
+        self.client = client
+        self.plans = RemotePlans(
+            settings or RemoteSettings(), cluster=isinstance(client, aioredis.RedisCluster)
+        )
+        self._closed = False
+
+    @classmethod
+    def connect(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        *,
+        password: str | None = None,
+        cluster: bool = False,
+        connect_timeout_s: float = 0.5,
+        timeout_s: float = 1.0,
+        max_connections: int = 64,
+        settings: RemoteSettings | None = None,
+    ) -> AsyncRemoteCache:
+        """A cache over a new client with timeouts set (no I/O until the first call);
+        ``cluster`` for Redis Cluster (``host:port`` is any node). Seconds for the
+        timeouts; ``max_connections`` per node (standalone callers beyond it wait
+        up to ``timeout_s`` for a connection)."""
+        opts: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "password": password,
+            "socket_connect_timeout": connect_timeout_s,
+            "socket_timeout": timeout_s,
+            # As the sync default_retry(), in the asyncio Retry class.
+            "retry": AsyncRetry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+            "max_connections": max_connections,
+        }
+        with translated():
+            client: AnyAsyncRedis = (
+                aioredis.RedisCluster(**opts)
+                if cluster
+                else aioredis.Redis(connection_pool=_blocking_pool({**opts, "timeout": timeout_s}))
+            )
+        return cls(client, settings=settings)
+
+    # -- sending ------------------------------------------------------------------
+
+    async def _send(self, calls: list[Call]) -> list[Any]:
+        if len(calls) == 1:
+            c = calls[0]
+            try:
+                return [await self.client.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)]
+            except redis.exceptions.NoScriptError as exc:
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for c in calls:
+            pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _load_scripts(self) -> None:
+        for script in scripts.ALL_SCRIPTS:
+            await self.client.script_load(script.source)
+
+    async def _run(self, plan: Plan[T]) -> T:
+        if self._closed:
+            raise CacheError("this AsyncRemoteCache is closed")
+        phases = plan.phases if self.plans.cluster else [[c for p in plan.phases for c in p]]
+        replies: list[Any] = []
+        with translated():
+            for phase in phases:
+                got = await self._send(phase) if phase else []
+                missing = check_replies(got)
+                if missing:
+                    await self._load_scripts()
+                    again = await self._send([phase[i] for i in missing])
+                    if check_replies(again):
+                        raise CacheError("Redis did not keep the cache's Lua scripts")
+                    for i, reply in zip(missing, again, strict=True):
+                        got[i] = reply
+                replies += got
+        return plan.finish(replies)
+
+    # -- the API (documented on RemoteCache) ------------------------------------------
+
+    async def get(self, key: str) -> Got:
+        """The fresh value or cached absence of ``key``, or a miss."""
+        return (await self._run(self.plans.get_many([key])))[0]
+
+    async def get_many(self, keys: Sequence[str]) -> list[Got]:
+        """``get`` of every key in one round trip per node; in the order of ``keys``."""
+        return await self._run(self.plans.get_many(keys))
+
+    async def lease_get(
+        self,
+        key: str,
+        *,
+        lease_ttl_ms: int | None = None,
+        allow_stale: bool = False,
+        tags: Sequence[str] = (),
+    ) -> LeaseGet:
+        """A hit, or a lease to fill the key (exactly one caller at a time), or WAIT."""
+        return await self._run(
+            self.plans.lease_get(key, lease_ttl_ms=lease_ttl_ms, allow_stale=allow_stale, tags=tags)
+        )
+
+    async def lease_set(
+        self,
+        key: str,
+        token: str,
+        value: bytes | None,
+        version: int,
+        *,
+        ttl_ms: int | None = None,
+        tags: Sequence[str] = (),
+    ) -> Stored:
+        """Fill ``key`` with the lease ``token``; refused if voided, expired or older."""
+        return await self._run(
+            self.plans.lease_set(key, token, value, version, ttl_ms=ttl_ms, tags=tags)
+        )
+
+    async def set(
+        self,
+        key: str,
+        value: bytes | None,
+        version: int,
+        *,
+        ttl_ms: int | None = None,
+        tags: Sequence[str] = (),
+    ) -> Stored:
+        """Write-through: store unless a newer version is or was cached; voids leases."""
+        plan = self.plans.set_many([Entry(key, value, version, ttl_ms, tags)])
+        return (await self._run(plan))[0]
+
+    async def set_many(self, entries: Sequence[Entry]) -> list[Stored]:
+        """``set`` of many entries in one round trip per node (two with tags on a cluster)."""
+        return await self._run(self.plans.set_many(entries))
+
+    async def invalidate(
+        self,
+        keys: Iterable[str],
+        causal_token: str | None = None,
+        *,
+        version: int | None = None,
+        tombstone_ttl_ms: int | None = None,
+    ) -> int:
+        """Remove values, void leases, leave tombstones; how many held a fresh value."""
+        return await self._run(
+            self.plans.invalidate(
+                keys, causal_token, version=version, tombstone_ttl_ms=tombstone_ttl_ms
+            )
+        )
+
+    async def invalidate_tag(
+        self,
+        tag: str,
+        causal_token: str | None = None,
+        *,
+        version: int | None = None,
+        tombstone_ttl_ms: int | None = None,
+    ) -> int:
+        """``invalidate`` every member of ``tag``; how many held a fresh value."""
+        members = await self._run(self.plans.tag_members(tag))
+        return await self.invalidate(
+            members, causal_token, version=version, tombstone_ttl_ms=tombstone_ttl_ms
+        )
+
+    async def aclose(self) -> None:
+        """Close the client's connections; later calls raise CacheError."""
+        self._closed = True
+        await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncRemoteCache:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
