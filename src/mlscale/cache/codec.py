@@ -266,7 +266,12 @@ class _Decoder:
 
     def unpack(self, payload: bytes | memoryview) -> Any:
         return msgpack.unpackb(
-            payload, ext_hook=self.ext_hook, raw=False, strict_map_key=False, use_list=True
+            payload,
+            ext_hook=self.ext_hook,
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+            timestamp=3,  # msgpack's own ext -1 (never written here): a plain datetime
         )
 
     def _array(self, head: bytes) -> np.ndarray[Any, Any]:
