@@ -314,8 +314,10 @@ class LocalCache:
             old = None
         if old is None:
             old = self._pinned.get(key)
-        if old is not None and old.version is not None and (
-            version is None or version < old.version
+        if (
+            old is not None
+            and old.version is not None
+            and (version is None or version < old.version)
         ):
             self._sets_ignored += 1
             return SetResult(SetOutcome.OLDER_VERSION, old.version)

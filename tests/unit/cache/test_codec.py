@@ -21,7 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mlscale.cache.codec import FORMAT_VERSION, MAGIC, CorruptEntry, UnsupportedValue, decode, encode
+from mlscale.cache.codec import (
+    FORMAT_VERSION,
+    MAGIC,
+    CorruptEntry,
+    UnsupportedValue,
+    decode,
+    encode,
+)
 from mlscale.errors import CacheError, CacheValueTooLarge
 
 # -- exact comparison: same types, same bits --------------------------------------
@@ -256,8 +263,19 @@ def _decodes_or_corrupt(data: bytes) -> None:
     stack = [value]
     while stack:
         item = stack.pop()
-        assert isinstance(item, (*_PLAIN, decimal.Decimal, dt.date, dt.time, dt.timedelta,
-                                 uuid.UUID, np.ndarray, np.generic)), type(item)
+        assert isinstance(
+            item,
+            (
+                *_PLAIN,
+                decimal.Decimal,
+                dt.date,
+                dt.time,
+                dt.timedelta,
+                uuid.UUID,
+                np.ndarray,
+                np.generic,
+            ),
+        ), type(item)
         if isinstance(item, list | tuple):
             stack.extend(item)
         elif isinstance(item, dict):
@@ -304,22 +322,24 @@ def test_malformed_payload_behind_a_valid_checksum_is_corrupt_never_another_erro
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.recursive(
-    st.one_of(
-        st.none(), st.integers(-(2**63), 2**64 - 1), st.binary(max_size=8), st.text(max_size=4)
-    ),
-    lambda c: st.one_of(
-        st.lists(c, max_size=4),
-        st.builds(msgpack.ExtType, st.integers(0, 12), st.binary(max_size=24)),
-        st.builds(msgpack.Timestamp, st.integers(0, 2**32 - 1), st.integers(0, 10**9 - 1)),
-        st.builds(
-            lambda code, inner: msgpack.ExtType(code, msgpack.packb(inner)),
-            st.integers(1, 10),
-            st.lists(c, max_size=10),
+@given(
+    st.recursive(
+        st.one_of(
+            st.none(), st.integers(-(2**63), 2**64 - 1), st.binary(max_size=8), st.text(max_size=4)
         ),
-    ),
-    max_leaves=12,
-))
+        lambda c: st.one_of(
+            st.lists(c, max_size=4),
+            st.builds(msgpack.ExtType, st.integers(0, 12), st.binary(max_size=24)),
+            st.builds(msgpack.Timestamp, st.integers(0, 2**32 - 1), st.integers(0, 10**9 - 1)),
+            st.builds(
+                lambda code, inner: msgpack.ExtType(code, msgpack.packb(inner)),
+                st.integers(1, 10),
+                st.lists(c, max_size=10),
+            ),
+        ),
+        max_leaves=12,
+    )
+)
 def test_well_formed_msgpack_with_bogus_extensions_is_corrupt_never_another_error(
     payload: Any,
 ) -> None:
@@ -343,10 +363,18 @@ def test_well_formed_msgpack_with_bogus_extensions_is_corrupt_never_another_erro
         _wrap(msgpack.packb(1) + b"\x01"),
     ],
     ids=[
-        "json", "empty", "text", "bare-msgpack",
+        "json",
+        "empty",
+        "text",
+        "bare-msgpack",
         *(f"pickle-{p}" for p in range(pickle.HIGHEST_PROTOCOL + 1)),
-        "object-dtype", "array-past-end", "negative-shape", "bad-dtype", "unknown-ext",
-        "unaccounted-tail", "extra-msgpack",
+        "object-dtype",
+        "array-past-end",
+        "negative-shape",
+        "bad-dtype",
+        "unknown-ext",
+        "unaccounted-tail",
+        "extra-msgpack",
     ],
 )
 def test_foreign_and_forged_entries_are_corrupt(entry: bytes) -> None:
