@@ -97,6 +97,9 @@ class KeyBuilder:
         return f"{_PREFIX}:{ns}:v{self.version}:"
 
     def _tail(self, parts: tuple[KeyPart, ...], group: KeyPart | None) -> str:
+        if not parts:
+            # key() would equal key(""): refuse rather than alias two entries.
+            raise ValueError("a cache key needs at least one part")
         escaped = ":".join(_escape(p) for p in parts)
         if group is None:
             return escaped
@@ -104,7 +107,7 @@ class KeyBuilder:
         if not tag:
             # "{}" is not a hash tag to Redis: the whole name would be hashed instead.
             raise ValueError("a cache key group must not be empty")
-        return f"{{{tag}}}:{escaped}" if parts else f"{{{tag}}}"
+        return f"{{{tag}}}:{escaped}"
 
     def _base(self, group: KeyPart | None) -> str:
         # With a group the group is the tag, so the namespace must not be braced:
@@ -113,7 +116,8 @@ class KeyBuilder:
         return f"{_PREFIX}:{ns}:v{self.version}:"
 
     def key(self, *parts: KeyPart, group: KeyPart | None = None) -> str:
-        """The entry key for ``parts`` (str or int each), e.g. ``mls:ns:v1:user:42``.
+        """The entry key for ``parts`` (one or more, str or int each), e.g.
+        ``mls:ns:v1:user:42``.
 
         ``group``: a value put in a hash tag, so every key built with the same group
         (in any namespace) lands in one Redis Cluster slot; it overrides ``hash_tag``.
