@@ -1,0 +1,500 @@
+"""The L1 tier: an in-process cache bounded by entries and by bytes, TTL + LRU.
+
+Every method is plain (no ``await``), O(1) per key, and takes one
+``threading.Lock`` for a few dictionary operations only: sizing a value (which
+may encode it), reading the clock and drawing jitter all happen before the lock
+is taken, and nothing under the lock does I/O. So the same instance serves many
+threads and many asyncio tasks; an event loop is never blocked for longer than
+a dictionary update.
+
+Values are stored as given, not copied: callers share them and must treat them as
+immutable (arrays decoded by :mod:`mlscale.cache.codec` are read-only already).
+
+Misses and cached ``None``: :meth:`LocalCache.get` returns a :class:`Hit` or
+``None``. A cached ``None`` (negative caching: "the loader found nothing") is a
+``Hit`` whose ``negative`` is true, so it cannot be confused with a miss;
+``negative_ttl`` caps how long such an entry lives.
+
+Pinning keeps write-behind data safe: a pinned ("dirty") entry is never evicted
+for space and never expires, until :meth:`LocalCache.unpin` is called as often
+as :meth:`LocalCache.pin` was. When pinned entries alone would overflow a bound,
+a set is refused with :class:`LocalCacheFull` instead of evicting dirty data.
+Explicit deletion is not eviction: :meth:`LocalCache.delete` removes a pinned
+entry too (the caller said the entry is wrong), while :meth:`LocalCache.clear`
+keeps pinned entries unless told otherwise.
+
+Pinned entries are kept apart from the LRU list, so eviction pops the least
+recently used unpinned entry in O(1) however many entries are pinned.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import CacheError, CacheValueTooLarge
+from .codec import encode
+
+__all__ = [
+    "EvictionReason",
+    "Hit",
+    "LocalCache",
+    "LocalCacheFull",
+    "LocalStats",
+    "SetOutcome",
+    "SetResult",
+]
+
+
+class LocalCacheFull(CacheError):
+    """A set was refused because pinned (not yet flushed) entries alone would exceed
+    the L1 cache's bounds; nothing was evicted and the value was not cached."""
+
+
+class EvictionReason(enum.StrEnum):
+    """Why an entry left the cache without being deleted."""
+
+    EXPIRED = "expired"  # its TTL had passed
+    ENTRIES = "entries"  # least recently used, removed to stay within max_entries
+    BYTES = "bytes"  # least recently used, removed to stay within max_bytes
+
+
+class SetOutcome(enum.StrEnum):
+    """What a :meth:`LocalCache.set` did."""
+
+    STORED = "stored"
+    OLDER_VERSION = "older_version"  # ignored: the cached entry has a newer version
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A cached entry as :meth:`LocalCache.get` found it.
+
+    ``value`` is ``None`` for a negative entry (see ``negative``). ``version`` is the
+    version it was set with, if any. ``expires_at`` is on the cache's clock (seconds;
+    ``math.inf`` for no expiry); a pinned entry is served past it. ``size`` is the
+    number of bytes the entry counts against ``max_bytes``.
+    """
+
+    value: Any
+    version: int | None
+    expires_at: float
+    size: int
+
+    @property
+    def negative(self) -> bool:
+        """Whether this is a cached "nothing" (the value None), not a value."""
+        return self.value is None
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    """The result of :meth:`LocalCache.set`.
+
+    ``version`` is the version cached under the key after the call (the newer one
+    when the set was ignored); ``evicted`` counts entries evicted to make room.
+    """
+
+    outcome: SetOutcome
+    version: int | None
+    evicted: int = 0
+
+    @property
+    def stored(self) -> bool:
+        """Whether the value is now cached."""
+        return self.outcome is SetOutcome.STORED
+
+
+@dataclass(frozen=True, slots=True)
+class LocalStats:
+    """Counters of one :class:`LocalCache` since it was created.
+
+    ``hits`` counts lookups served from the cache, negative hits included;
+    ``negative_hits`` is the part of them that served a cached None; every lookup
+    is either a hit or a miss. ``entries`` and ``bytes`` include the pinned ones.
+    """
+
+    hits: int
+    misses: int
+    negative_hits: int
+    evicted_expired: int
+    evicted_entries: int
+    evicted_bytes: int
+    sets: int
+    sets_ignored_older: int
+    sets_refused: int
+    deletes: int
+    entries: int
+    bytes: int
+    pinned_entries: int
+    pinned_bytes: int
+    max_entries: int
+    max_bytes: int
+
+    @property
+    def lookups(self) -> int:
+        """Keys looked up: ``hits + misses``."""
+        return self.hits + self.misses
+
+    @property
+    def hit_ratio(self) -> float:
+        """``hits / lookups``, 0.0 before the first lookup."""
+        return self.hits / self.lookups if self.lookups else 0.0
+
+    @property
+    def evictions(self) -> int:
+        """Entries evicted for any reason."""
+        return self.evicted_expired + self.evicted_entries + self.evicted_bytes
+
+    def to_dict(self) -> dict[str, int | float]:
+        """The counters and the derived ratios as one flat dict (for JSON results)."""
+        out: dict[str, int | float] = asdict(self)
+        out.update(lookups=self.lookups, hit_ratio=self.hit_ratio, evictions=self.evictions)
+        return out
+
+
+class _Entry:
+    __slots__ = ("expires_at", "pins", "size", "value", "version")
+
+    def __init__(
+        self, value: Any, version: int | None, expires_at: float, size: int, pins: int
+    ) -> None:
+        self.value = value
+        self.version = version
+        self.expires_at = expires_at
+        self.size = size
+        self.pins = pins
+
+
+class LocalCache:
+    """An in-process cache: TTL per entry, LRU eviction, bounded by entries and bytes.
+
+    ``max_entries`` and ``max_bytes`` bound the cache; an entry's bytes are the size
+    its caller gives, or else the length of its :func:`~mlscale.cache.codec.encode`
+    encoding (bookkeeping overhead, about 200 bytes per entry, is bounded through
+    ``max_entries`` instead). ``jitter`` (a fraction in [0, 1)) shortens each TTL by a
+    random share of up to that fraction, so entries filled together do not all expire
+    together; it never lengthens a TTL, which callers rely on as a staleness bound.
+    ``negative_ttl`` (seconds) caps the TTL of cached ``None`` values. ``clock``
+    (seconds, monotonic) and ``rng`` (uniform in [0, 1)) are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        jitter: float = 0.0,
+        negative_ttl: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if type(max_entries) is not int or max_entries < 1:
+            raise ValueError(f"max_entries must be an int >= 1, not {max_entries!r}")
+        if type(max_bytes) is not int or max_bytes < 1:
+            raise ValueError(f"max_bytes must be an int >= 1, not {max_bytes!r}")
+        _check_jitter(jitter)
+        if negative_ttl is not None:
+            _check_ttl(negative_ttl, "negative_ttl")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.jitter = jitter
+        self.negative_ttl = negative_ttl
+        self._clock = clock
+        self._random = rng
+        self._lock = threading.Lock()
+        self._lru: OrderedDict[str, _Entry] = OrderedDict()  # unpinned, oldest use first
+        self._pinned: dict[str, _Entry] = {}
+        self._bytes = 0  # all entries, pinned included
+        self._pinned_bytes = 0
+        self._hits = self._misses = self._negative_hits = 0
+        self._evicted = dict.fromkeys(EvictionReason, 0)
+        self._sets = self._sets_ignored = self._sets_refused = self._deletes = 0
+
+    # -- reads -------------------------------------------------------------------
+
+    def get(self, key: str) -> Hit | None:
+        """The live entry under ``key`` as a :class:`Hit` (marked most recently used),
+        or ``None`` on a miss. A cached ``None`` value is a Hit, not a miss."""
+        now = self._clock()
+        with self._lock:
+            return self._lookup(key, now)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Hit]:
+        """The hits among ``keys`` (misses are absent), under one lock acquisition."""
+        now = self._clock()
+        out: dict[str, Hit] = {}
+        with self._lock:
+            for key in keys:
+                hit = self._lookup(key, now)
+                if hit is not None:
+                    out[key] = hit
+        return out
+
+    def _lookup(self, key: str, now: float) -> Hit | None:
+        entry = self._lru.get(key)
+        if entry is not None:
+            if entry.expires_at <= now:
+                self._drop_unpinned(key, entry, EvictionReason.EXPIRED)
+                entry = None
+            else:
+                self._lru.move_to_end(key)
+        else:
+            entry = self._pinned.get(key)
+        if entry is None:
+            self._misses += 1
+            return None
+        self._hits += 1
+        if entry.value is None:
+            self._negative_hits += 1
+        return Hit(entry.value, entry.version, entry.expires_at, entry.size)
+
+    # -- writes ------------------------------------------------------------------
+
+    def set(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float,
+        version: int | None = None,
+        size: int | None = None,
+        jitter: float | None = None,
+        pin: bool = False,
+    ) -> SetResult:
+        """Cache ``value`` under ``key`` for ``ttl`` seconds (``math.inf``: no expiry).
+
+        Version guard: when the live entry has a version, a set without one or with
+        an older one is ignored (outcome ``OLDER_VERSION``); an equal version
+        replaces it (a refresh). ``size`` (bytes) defaults to the encoded length;
+        ``jitter`` overrides the cache's fraction for this entry; ``pin=True`` stores
+        and pins in one step, so the entry cannot be evicted in between.
+
+        Raises :class:`~mlscale.errors.CacheValueTooLarge` if ``size`` alone exceeds
+        ``max_bytes``, and :class:`LocalCacheFull` if pinned entries leave no room. In
+        both cases an older unpinned entry under ``key`` is dropped, so it cannot be
+        served in place of the newer value; an older pinned entry is kept.
+        """
+        _check_ttl(ttl, "ttl")
+        if version is not None and type(version) is not int:
+            raise ValueError(f"version must be an int or None, not {version!r}")
+        if size is None:
+            size = len(encode(value))
+        elif type(size) is not int or size < 0:
+            raise ValueError(f"size must be an int >= 0 (bytes), not {size!r}")
+        if value is None and self.negative_ttl is not None:
+            ttl = min(ttl, self.negative_ttl)
+        share = self.jitter if jitter is None else _check_jitter(jitter)
+        if share and math.isfinite(ttl):
+            ttl *= 1.0 - share * self._random()
+        now = self._clock()
+        with self._lock:
+            return self._store(key, value, now + ttl, version, size, pin, now)
+
+    def _store(
+        self,
+        key: str,
+        value: Any,
+        expires_at: float,
+        version: int | None,
+        size: int,
+        pin: bool,
+        now: float,
+    ) -> SetResult:
+        old = self._lru.get(key)
+        if old is not None and old.expires_at <= now:
+            self._drop_unpinned(key, old, EvictionReason.EXPIRED)
+            old = None
+        if old is None:
+            old = self._pinned.get(key)
+        if (
+            old is not None
+            and old.version is not None
+            and (version is None or version < old.version)
+        ):
+            self._sets_ignored += 1
+            return SetResult(SetOutcome.OLDER_VERSION, old.version)
+        old_pinned = old is not None and old.pins > 0
+        if size > self.max_bytes:
+            self._refuse(key, old)
+            raise CacheValueTooLarge(
+                f"value for {key!r} is {size:,} bytes, over the L1 cache's "
+                f"max_bytes of {self.max_bytes:,}"
+            )
+        other_pinned = len(self._pinned) - old_pinned
+        old_pinned_bytes = old.size if old is not None and old_pinned else 0
+        other_pinned_bytes = self._pinned_bytes - old_pinned_bytes
+        if other_pinned + 1 > self.max_entries or other_pinned_bytes + size > self.max_bytes:
+            self._refuse(key, old)
+            raise LocalCacheFull(
+                f"L1 cache cannot take {key!r} ({size:,} bytes): {other_pinned:,} pinned "
+                f"entries hold {other_pinned_bytes:,} bytes of max {self.max_bytes:,} bytes "
+                f"and max {self.max_entries:,} entries, and pinned entries are never evicted"
+            )
+        pins = (old.pins if old is not None else 0) + pin
+        if old is not None:
+            self._remove(key, old)
+        entry = _Entry(value, version, expires_at, size, pins)
+        if pins:
+            self._pinned[key] = entry
+            self._pinned_bytes += size
+        else:
+            self._lru[key] = entry
+        self._bytes += size
+        self._sets += 1
+        evicted = self._evict(now)
+        return SetResult(SetOutcome.STORED, version, evicted)
+
+    def _refuse(self, key: str, old: _Entry | None) -> None:
+        self._sets_refused += 1
+        if old is not None and old.pins == 0:
+            self._remove(key, old)
+
+    def _evict(self, now: float) -> int:
+        # Feasibility was checked before storing: unpinned entries other than the new
+        # one (which sits at the most-recent end) suffice to get back within bounds.
+        evicted = 0
+        while len(self._lru) + len(self._pinned) > self.max_entries or self._bytes > self.max_bytes:
+            key, entry = next(iter(self._lru.items()))
+            if entry.expires_at <= now:
+                reason = EvictionReason.EXPIRED
+            elif self._bytes > self.max_bytes:
+                reason = EvictionReason.BYTES
+            else:
+                reason = EvictionReason.ENTRIES
+            self._drop_unpinned(key, entry, reason)
+            evicted += 1
+        return evicted
+
+    def _drop_unpinned(self, key: str, entry: _Entry, reason: EvictionReason) -> None:
+        del self._lru[key]
+        self._bytes -= entry.size
+        self._evicted[reason] += 1
+
+    def _remove(self, key: str, entry: _Entry) -> None:
+        if entry.pins:
+            del self._pinned[key]
+            self._pinned_bytes -= entry.size
+        else:
+            del self._lru[key]
+        self._bytes -= entry.size
+
+    def delete(self, key: str) -> bool:
+        """Remove the entry under ``key``, pinned or not (its pins go with it);
+        whether there was one."""
+        with self._lock:
+            return self._delete(key)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove the entries under ``keys`` (see :meth:`delete`); how many there were."""
+        with self._lock:
+            return sum(self._delete(key) for key in keys)
+
+    def _delete(self, key: str) -> bool:
+        entry = self._lru.get(key) or self._pinned.get(key)
+        if entry is None:
+            return False
+        self._remove(key, entry)
+        self._deletes += 1
+        return True
+
+    def clear(self, *, keep_pinned: bool = True) -> int:
+        """Drop every entry, except pinned ones unless ``keep_pinned=False``; how many
+        were dropped. Called when the connection to Redis drops, since invalidations
+        sent meanwhile are lost; pinned entries are this process's own unflushed
+        writes, which no invalidation could have made stale."""
+        with self._lock:
+            dropped = len(self._lru)
+            self._lru.clear()
+            self._bytes = self._pinned_bytes
+            if not keep_pinned:
+                dropped += len(self._pinned)
+                self._pinned.clear()
+                self._bytes = self._pinned_bytes = 0
+            return dropped
+
+    # -- pins --------------------------------------------------------------------
+
+    def pin(self, key: str) -> bool:
+        """Pin the live entry under ``key`` (pins nest); False if there is none.
+        A pinned entry is never evicted and never expires. Prefer ``set(..., pin=True)``
+        for a new entry, which cannot lose a race with eviction."""
+        now = self._clock()
+        with self._lock:
+            entry = self._pinned.get(key)
+            if entry is not None:
+                entry.pins += 1
+                return True
+            entry = self._lru.get(key)
+            if entry is None:
+                return False
+            if entry.expires_at <= now:
+                self._drop_unpinned(key, entry, EvictionReason.EXPIRED)
+                return False
+            del self._lru[key]
+            entry.pins = 1
+            self._pinned[key] = entry
+            self._pinned_bytes += entry.size
+            return True
+
+    def unpin(self, key: str) -> bool:
+        """Undo one :meth:`pin`; after the last one the entry is evictable again (as
+        the most recently used) and expires as set. False if ``key`` is not pinned."""
+        with self._lock:
+            entry = self._pinned.get(key)
+            if entry is None:
+                return False
+            entry.pins -= 1
+            if entry.pins == 0:
+                del self._pinned[key]
+                self._pinned_bytes -= entry.size
+                self._lru[key] = entry
+            return True
+
+    # -- introspection -----------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Entries held, pinned included (expired ones not yet noticed too)."""
+        with self._lock:
+            return len(self._lru) + len(self._pinned)
+
+    def stats(self) -> LocalStats:
+        """A consistent snapshot of the counters (taken under the lock)."""
+        with self._lock:
+            return LocalStats(
+                hits=self._hits,
+                misses=self._misses,
+                negative_hits=self._negative_hits,
+                evicted_expired=self._evicted[EvictionReason.EXPIRED],
+                evicted_entries=self._evicted[EvictionReason.ENTRIES],
+                evicted_bytes=self._evicted[EvictionReason.BYTES],
+                sets=self._sets,
+                sets_ignored_older=self._sets_ignored,
+                sets_refused=self._sets_refused,
+                deletes=self._deletes,
+                entries=len(self._lru) + len(self._pinned),
+                bytes=self._bytes,
+                pinned_entries=len(self._pinned),
+                pinned_bytes=self._pinned_bytes,
+                max_entries=self.max_entries,
+                max_bytes=self.max_bytes,
+            )
+
+
+def _check_ttl(ttl: float, name: str) -> float:
+    if not isinstance(ttl, int | float) or isinstance(ttl, bool) or not ttl > 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, not {ttl!r}")
+    return ttl
+
+
+def _check_jitter(jitter: float) -> float:
+    if not isinstance(jitter, int | float) or isinstance(jitter, bool) or not 0 <= jitter < 1:
+        raise ValueError(f"jitter must be a fraction in [0, 1), not {jitter!r}")
+    return jitter
