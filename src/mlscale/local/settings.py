@@ -12,6 +12,7 @@ from psycopg.conninfo import make_conninfo
 
 __all__ = [
     "HBA",
+    "REDIS_APPENDFSYNC",
     "conf_text",
     "postgres_settings",
     "quote_conf",
@@ -100,8 +101,20 @@ def conf_text(settings: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def redis_conf_text(*, port: int, workdir: Path, password: str) -> str:
-    """A Redis config: loopback, password, append-only file synced every second."""
+REDIS_APPENDFSYNC = ("always", "everysec", "no")
+
+
+def redis_conf_text(
+    *, port: int, workdir: Path, password: str, appendfsync: str = "everysec"
+) -> str:
+    """A Redis config: loopback, password, append-only file.
+
+    ``appendfsync`` is ``everysec`` for the cache (a crash loses up to about 2 s of
+    cache writes, which a cache can afford) or ``always`` for a Redis that journals
+    write-behind writes (:mod:`mlscale.cache.journal`): each reply waits for fsync.
+    """
+    if appendfsync not in REDIS_APPENDFSYNC:
+        raise ValueError(f"appendfsync must be one of {REDIS_APPENDFSYNC}, not {appendfsync!r}")
     return "\n".join(
         [
             "# written by mlscale",
@@ -114,7 +127,7 @@ def redis_conf_text(*, port: int, workdir: Path, password: str) -> str:
             f"dir {workdir}",
             f"requirepass {password}",
             "appendonly yes",
-            "appendfsync everysec",
+            f"appendfsync {appendfsync}",
             'save ""',
             "",
         ]
