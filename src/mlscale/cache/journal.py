@@ -375,6 +375,8 @@ def _outcome_guard() -> Iterator[None]:
         yield
     except CacheError:
         raise
+    except redis.exceptions.BusyLoadingError as exc:  # refused while loading: not run
+        raise CacheUnavailable(f"the write-behind journal's Redis is loading: {exc}") from exc
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         if _before_send(exc):
             raise CacheUnavailable(

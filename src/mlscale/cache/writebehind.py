@@ -232,7 +232,8 @@ class WriteBehindStats:
     the server (0.0: no acknowledged write can be lost). Writer: ``writes`` acked,
     ``write_failures`` (not sent or outcome unknown), ``l1_refused`` acknowledged
     values L1 had no room to pin, ``pinned`` L1 pins not yet released. Flusher:
-    ``batches``, ``flushed_entries``, ``flushed_rows``, ``applied``, ``skipped_not_newer``, ``flush_errors`` and the ``last_error``.
+    ``batches``, ``flushed_entries``, ``flushed_rows``, ``applied``,
+    ``skipped_not_newer``, ``flush_errors`` and the ``last_error``.
     """
 
     queue_depth: int
