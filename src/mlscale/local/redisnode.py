@@ -41,12 +41,16 @@ class RedisNode:
     def log_file(self) -> Path:
         return self.workdir / "redis.log"
 
-    def write_conf(self, password: str) -> None:
+    def write_conf(self, password: str, appendfsync: str = "everysec") -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.user.own(self.workdir)
         fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(redis_conf_text(port=self.port, workdir=self.workdir, password=password))
+            f.write(
+                redis_conf_text(
+                    port=self.port, workdir=self.workdir, password=password, appendfsync=appendfsync
+                )
+            )
         self.user.own(self.conf)
 
     def pid(self) -> int | None:

@@ -100,8 +100,14 @@ def conf_text(settings: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def redis_conf_text(*, port: int, workdir: Path, password: str) -> str:
-    """A Redis config: loopback, password, append-only file synced every second."""
+def redis_conf_text(
+    *, port: int, workdir: Path, password: str, appendfsync: str = "everysec"
+) -> str:
+    """A Redis config: loopback, password, append-only file synced per ``appendfsync``
+    (``everysec``: up to a second of acknowledged writes may be lost in a crash;
+    ``always``: each write is fsynced before Redis replies)."""
+    if appendfsync not in ("always", "everysec"):
+        raise ValueError(f"appendfsync must be 'always' or 'everysec', not {appendfsync!r}")
     return "\n".join(
         [
             "# written by mlscale",
@@ -114,7 +120,7 @@ def redis_conf_text(*, port: int, workdir: Path, password: str) -> str:
             f"dir {workdir}",
             f"requirepass {password}",
             "appendonly yes",
-            "appendfsync everysec",
+            f"appendfsync {appendfsync}",
             'save ""',
             "",
         ]
