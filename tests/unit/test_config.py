@@ -192,7 +192,7 @@ def test_redis_cluster_section_is_validated() -> None:
         parse_config(_with_redis_cluster([three[0], {"port": 17000}, three[2]]))
     with pytest.raises(ConfigError, match=r"redis_cluster.nodes\[0\] and redis both use"):
         parse_config(_with_redis_cluster([{"port": 6379}, *three[1:]]))
-    with pytest.raises(ConfigError, match=r"inline passwords are not accepted in \[redis_cluster\]"):
+    with pytest.raises(ConfigError, match=r"inline passwords are not accepted in \[redis_clu"):
         parse_config(_with_redis_cluster(three, password="x"))
     with pytest.raises(ConfigError, match="either password_env or password_file"):
         parse_config(_with_redis_cluster(three, password_env="P", password_file="f"))
@@ -203,5 +203,5 @@ def test_local_redis_fsync_is_always_or_everysec() -> None:
     for given, expected in (({}, "everysec"), ({"redis_fsync": "always"}, "always")):
         local = parse_config({**base, "local": given}).local
         assert local is not None and local.redis_fsync == expected
-    with pytest.raises(ConfigError, match="local.redis_fsync"):
+    with pytest.raises(ConfigError, match=r"local\.redis_fsync"):
         parse_config({**base, "local": {"redis_fsync": "no"}})
