@@ -30,6 +30,11 @@ Example::
     port = 6379
     password_env = "REDIS_PASSWORD"
 
+    [redis_cluster]              # optional: a Redis Cluster for the cache tier
+    nodes = [{ host = "10.0.0.30", port = 6379 }, { host = "10.0.0.31", port = 6379 },
+             { host = "10.0.0.32", port = 6379 }]
+    password_env = "REDIS_PASSWORD"
+
     [pools]
     max_size = 17                # default: 2 x cores + spindles
 """
@@ -54,6 +59,8 @@ __all__ = [
     "NodeConfig",
     "PolicyConfig",
     "PoolConfig",
+    "RedisClusterConfig",
+    "RedisClusterNodeConfig",
     "RedisConfig",
     "RoutingConfig",
     "ShardGroupConfig",
@@ -179,6 +186,38 @@ class RedisConfig(_Model):
         return self
 
 
+class RedisClusterNodeConfig(_Model):
+    """One master of a Redis Cluster. ``bus_port`` is its cluster-bus port, recorded
+    for a local cluster (``mlscale up --redis-cluster N``) so that no other server is
+    given it; clients do not need it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    bus_port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class RedisClusterConfig(_Model):
+    """A Redis Cluster for the cache tier: its masters (any one lets a client find the
+    rest; all are listed so each is inspected) and the password source."""
+
+    nodes: list[RedisClusterNodeConfig] = Field(min_length=3)
+    password_env: str | None = None
+    password_file: Path | None = None
+    password: str | None = None
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _no_password(cls, value: object) -> None:
+        _refuse_inline_password(value, "[redis_cluster]", "password_file")
+        return None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RedisClusterConfig:
+        if self.password_env and self.password_file:
+            raise ValueError("set either password_env or password_file, not both")
+        return self
+
+
 class PoolConfig(_Model):
     """Per-node connection pools. Sizes are connections; times are seconds.
 
@@ -249,12 +288,17 @@ class LocalConfig(_Model):
     """Present when ``mlscale up`` made the cluster: how its servers are run.
 
     ``node_cpu`` caps every PostgreSQL node at that many CPUs (cgroups).
+    ``redis_fsync`` is the ``appendfsync`` of its Redis servers (all run with
+    ``appendonly yes``): ``everysec`` may lose the last second of acknowledged
+    writes when the machine or Redis dies; ``always`` fsyncs each write before its
+    reply (what a durable write-behind journal needs).
     """
 
     os_user: str | None = None
     sync_replication: bool = False
     pg_bindir: Path | None = None
     node_cpu: float | None = Field(default=None, gt=0, le=64)
+    redis_fsync: Literal["always", "everysec"] = "everysec"
 
 
 class ClusterConfig(_Model):
@@ -265,6 +309,7 @@ class ClusterConfig(_Model):
     control: NodeConfig
     shard_groups: list[ShardGroupConfig] = Field(min_length=1)
     redis: RedisConfig | None = None
+    redis_cluster: RedisClusterConfig | None = None
     pools: PoolConfig = Field(default_factory=PoolConfig)
     policies: PolicyConfig = Field(default_factory=PolicyConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
@@ -282,23 +327,28 @@ class ClusterConfig(_Model):
                 )
             seen[group.name] = i
         endpoints: dict[tuple[str, int], tuple[str, str]] = {}
-        located: list[tuple[str, NodeConfig | RedisConfig]] = [*self._located_nodes()]
+        located: list[tuple[str, str, int]] = [
+            (where, n.host, n.port) for where, n in self._located_nodes()
+        ]
         if self.redis is not None:
-            located.append(("redis", self.redis))
-        for where, server in located:
-            key = (_server_host(server.host), server.port)
+            located.append(("redis", self.redis.host, self.redis.port))
+        if self.redis_cluster is not None:
+            for i, rn in enumerate(self.redis_cluster.nodes):
+                located.append((f"redis_cluster.nodes[{i}]", rn.host, rn.port))
+                if rn.bus_port is not None:
+                    located.append((f"redis_cluster.nodes[{i}].bus_port", rn.host, rn.bus_port))
+        for where, host, port in located:
+            key = (_server_host(host), port)
             if key in endpoints:
                 other, other_host = endpoints[key]
-                same = "" if other_host == server.host else f" (as {other_host}:{server.port})"
+                same = "" if other_host == host else f" (as {other_host}:{port})"
                 fix = (
                     "give redis its own port"
                     if where == "redis"
                     else "every server needs its own host:port"
                 )
-                raise ValueError(
-                    f"{where} and {other} both use {server.host}:{server.port}{same}; {fix}"
-                )
-            endpoints[key] = (where, server.host)
+                raise ValueError(f"{where} and {other} both use {host}:{port}{same}; {fix}")
+            endpoints[key] = (where, host)
         return self
 
     def _located_nodes(self) -> list[tuple[str, NodeConfig]]:

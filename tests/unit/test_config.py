@@ -168,3 +168,40 @@ def test_other_hosts_or_ports_are_other_servers() -> None:
             ],
         }
     )
+
+
+def _with_redis_cluster(nodes: list[dict[str, object]], **extra: object) -> dict[str, object]:
+    return {
+        "control": {"port": 5432},
+        "shard_groups": [{"name": "g0", "primary": {"port": 5433}}],
+        "redis": {"port": 6379},
+        "redis_cluster": {"nodes": nodes, **extra},
+    }
+
+
+def test_redis_cluster_section_is_validated() -> None:
+    three = [{"port": 7000, "bus_port": 17000}, {"port": 7001}, {"port": 7002}]
+    cfg = parse_config(_with_redis_cluster(three, password_file="secret"))
+    assert cfg.redis_cluster is not None
+    assert [n.port for n in cfg.redis_cluster.nodes] == [7000, 7001, 7002]
+    assert cfg.redis_cluster.nodes[0].bus_port == 17000
+    with pytest.raises(ConfigError, match=r"redis_cluster.nodes: List should have at least 3"):
+        parse_config(_with_redis_cluster(three[:2]))
+    # A bus port is a port like any other: two servers cannot share it.
+    with pytest.raises(ConfigError, match=r"redis_cluster.nodes\[1\] and redis_cluster.nodes"):
+        parse_config(_with_redis_cluster([three[0], {"port": 17000}, three[2]]))
+    with pytest.raises(ConfigError, match=r"redis_cluster.nodes\[0\] and redis both use"):
+        parse_config(_with_redis_cluster([{"port": 6379}, *three[1:]]))
+    with pytest.raises(ConfigError, match=r"inline passwords are not accepted in \[redis_clu"):
+        parse_config(_with_redis_cluster(three, password="x"))
+    with pytest.raises(ConfigError, match="either password_env or password_file"):
+        parse_config(_with_redis_cluster(three, password_env="P", password_file="f"))
+
+
+def test_local_redis_fsync_is_always_or_everysec() -> None:
+    base = {"control": {"port": 5432}, "shard_groups": [{"name": "g0", "primary": {"port": 5433}}]}
+    for given, expected in (({}, "everysec"), ({"redis_fsync": "always"}, "always")):
+        local = parse_config({**base, "local": given}).local
+        assert local is not None and local.redis_fsync == expected
+    with pytest.raises(ConfigError, match=r"local\.redis_fsync"):
+        parse_config({**base, "local": {"redis_fsync": "no"}})

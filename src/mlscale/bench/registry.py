@@ -22,6 +22,7 @@ __all__ = ["BENCHMARKS", "BenchContext", "Benchmark", "run_benchmark"]
 
 # name -> module defining BENCHMARK
 BENCHMARKS: dict[str, str] = {
+    "cache": "mlscale.bench.cache",
     "node-cap": "mlscale.bench.node_cap",
     "placement": "mlscale.bench.placement",
     "replicas": "mlscale.bench.replicas",

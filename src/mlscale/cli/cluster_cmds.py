@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..config import load_config
-from ..engine.inspect import inspect_cluster, inspect_redis
+from ..engine.inspect import inspect_cluster, inspect_redis, inspect_redis_cluster
 from ..local.cluster import LocalCluster
 from .options import dir_option
 
@@ -20,6 +20,20 @@ from .options import dir_option
     "--replicas", type=int, default=None, help="Streaming replicas per shard group [default: 1]."
 )
 @click.option("--redis/--no-redis", default=None, help="Start a Redis too [default: yes].")
+@click.option(
+    "--redis-cluster",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Also start a Redis Cluster of N masters (N >= 3) on loopback.",
+)
+@click.option(
+    "--redis-fsync",
+    type=click.Choice(["always", "everysec"]),
+    default=None,
+    help="AOF fsync policy of the Redis servers: 'always' loses no acknowledged write, "
+    "'everysec' up to a second of them in a crash [default: everysec].",
+)
 @click.option(
     "--sync-replication/--async-replication",
     default=None,
@@ -48,6 +62,8 @@ def up(
     shards: int | None,
     replicas: int | None,
     redis: bool | None,
+    redis_cluster: int | None,
+    redis_fsync: str | None,
     sync_replication: bool | None,
     base_port: int | None,
     os_user: str | None,
@@ -63,6 +79,8 @@ def up(
         base_port=base_port,
         os_user=os_user,
         node_cpu=node_cpu,
+        redis_cluster=redis_cluster,
+        redis_fsync=redis_fsync,
     )
     for warning in report.warnings:
         click.echo(f"mlscale: warning: {warning}", err=True)
@@ -128,12 +146,15 @@ _COLUMNS = (
 
 def _table(data: dict[str, Any]) -> str:
     rows = [[_fmt(n.get(key)) for _, key in _COLUMNS] for n in data["nodes"]]
-    redis_st = data.get("redis")
-    if redis_st:
+    redis_rows = ([data["redis"]] if data.get("redis") else []) + list(
+        data.get("redis_cluster") or []
+    )
+    for redis_st in redis_rows:
+        cluster_state = redis_st.get("cluster_state")
         rows.append(
             [
-                "redis",
-                "cache",
+                redis_st.get("name", "redis"),
+                "cache" if cluster_state is None else f"cache cluster:{cluster_state}",
                 str(redis_st["port"]),
                 redis_st["state"],
                 _fmt(redis_st.get("pid")),
@@ -181,6 +202,7 @@ def status(ctx: click.Context, cluster_dir: str, config_file: str | None, as_jso
             "config": config_file,
             "nodes": [n.as_dict() for n in inspect_cluster(config)],
             "redis": None if redis_st is None else vars(redis_st),
+            "redis_cluster": [vars(st) for st in inspect_redis_cluster(config)],
         }
     else:
         data = LocalCluster(cluster_dir).describe()

@@ -16,7 +16,7 @@ from ..core.topology import Node
 from ..errors import AuthenticationError, ConfigError, NodeUnavailableError
 
 if TYPE_CHECKING:
-    from ..config import ClusterConfig
+    from ..config import ClusterConfig, RedisClusterConfig, RedisConfig
 
 __all__ = [
     "auth_problems",
@@ -24,6 +24,7 @@ __all__ = [
     "connect_kwargs",
     "describe_failure",
     "login_refused",
+    "redis_cluster_password",
     "redis_password",
     "refused_login_error",
 ]
@@ -68,23 +69,36 @@ def connect_kwargs(
     return kwargs
 
 
-def redis_password(config: ClusterConfig) -> str | None:
-    """The Redis password from its env var or file, if one is configured."""
-    rc = config.redis
+def _redis_secret(config: ClusterConfig, section: str) -> str | None:
+    """The password of the ``[redis]`` or ``[redis_cluster]`` section, from its env var
+    or file, if one is configured."""
+    rc: RedisConfig | RedisClusterConfig | None = getattr(config, section)
     if rc is None:
         return None
     if rc.password_env:
         value = os.environ.get(rc.password_env)
         if value is None:
-            raise ConfigError(f"redis.password_env names ${rc.password_env}, which is not set")
+            raise ConfigError(f"{section}.password_env names ${rc.password_env}, which is not set")
         return value
     if rc.password_file is not None:
         path = config.resolve(rc.password_file)
         try:
             return path.read_text().strip() if path else None
         except OSError as exc:
-            raise ConfigError(f"redis.password_file {path}: cannot read ({exc.strerror})") from exc
+            raise ConfigError(
+                f"{section}.password_file {path}: cannot read ({exc.strerror})"
+            ) from exc
     return None
+
+
+def redis_password(config: ClusterConfig) -> str | None:
+    """The Redis password from its env var or file, if one is configured."""
+    return _redis_secret(config, "redis")
+
+
+def redis_cluster_password(config: ClusterConfig) -> str | None:
+    """The Redis Cluster's password from its env var or file, if one is configured."""
+    return _redis_secret(config, "redis_cluster")
 
 
 def _passfile_problem(path: os.PathLike[str] | str) -> str | None:
@@ -117,13 +131,14 @@ def auth_problems(config: ClusterConfig) -> list[str]:
             problems.append(f"auth.passfile {path} {problem}")
     elif auth.password_env and auth.password_env not in os.environ:
         problems.append(f"auth.password_env names ${auth.password_env}, which is not set")
-    rc = config.redis
-    if rc is not None and rc.password_env and rc.password_env not in os.environ:
-        problems.append(f"redis.password_env names ${rc.password_env}, which is not set")
-    if rc is not None and rc.password_file is not None:
-        path = config.resolve(rc.password_file)
-        if path is not None and not os.access(path, os.R_OK):
-            problems.append(f"redis.password_file {path} cannot be read")
+    for section in ("redis", "redis_cluster"):
+        rc: RedisConfig | RedisClusterConfig | None = getattr(config, section)
+        if rc is not None and rc.password_env and rc.password_env not in os.environ:
+            problems.append(f"{section}.password_env names ${rc.password_env}, which is not set")
+        if rc is not None and rc.password_file is not None:
+            path = config.resolve(rc.password_file)
+            if path is not None and not os.access(path, os.R_OK):
+                problems.append(f"{section}.password_file {path} cannot be read")
     return problems
 
 

@@ -18,13 +18,19 @@ from ..core.topology import Node, Role, nodes_of, primary_name
 from ..errors import AuthenticationError, MlscaleError
 from .balancer import ReplicaBalancer
 from .catalog_sync import read_bans
-from .connect import connect, describe_failure, redis_password
+from .connect import connect, describe_failure, redis_cluster_password, redis_password
 from .monitor_sync import Monitor
 
 if TYPE_CHECKING:
     from ..config import ClusterConfig
 
-__all__ = ["NodeStatus", "RedisStatus", "inspect_cluster", "inspect_redis"]
+__all__ = [
+    "NodeStatus",
+    "RedisStatus",
+    "inspect_cluster",
+    "inspect_redis",
+    "inspect_redis_cluster",
+]
 
 
 @dataclass
@@ -65,7 +71,9 @@ class NodeStatus:
 
 @dataclass
 class RedisStatus:
-    """The configured Redis as seen now; ``pid`` only for a local cluster's."""
+    """The configured Redis (or one Redis Cluster master) as seen now; ``pid`` only
+    for a local cluster's. ``cluster_state`` is a Cluster master's ``ok``/``fail``;
+    ``appendfsync`` its AOF fsync policy when it answers (None if AOF is off)."""
 
     host: str
     port: int
@@ -73,6 +81,9 @@ class RedisStatus:
     used_memory: int | None = None
     error: str | None = None
     pid: int | None = None
+    name: str = "redis"
+    cluster_state: str | None = None
+    appendfsync: str | None = None
 
 
 def _probe(node: Node, config: ClusterConfig, timeout: float) -> tuple[NodeStatus, dict[str, Any]]:
@@ -187,24 +198,22 @@ def _mark_bans(config: ClusterConfig, replicas: list[NodeStatus], control: NodeS
             st.ban = None
 
 
-def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | None:
-    """Whether the configured Redis answers, or None if none is configured."""
-    rc = config.redis
-    if rc is None:
-        return None
+def _probe_redis(
+    st: RedisStatus, password: str | None, db: int, timeout: float, cluster: bool
+) -> RedisStatus:
     import redis  # only for status: not on the import path of the package
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    st = RedisStatus(host=rc.host, port=rc.port)
     try:
         client = redis.Redis(
-            host=rc.host,
-            port=rc.port,
-            db=rc.db,
-            password=redis_password(config),
+            host=st.host,
+            port=st.port,
+            db=db,
+            password=password,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
+            decode_responses=True,
             # One look, as for the PostgreSQL nodes: redis-py's default retries a
             # refused connection with backoff, ~5 s of a stopped cluster's status.
             retry=Retry(NoBackoff(), 0),
@@ -213,8 +222,45 @@ def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | 
             info = client.info("memory")
             st.state = "up"
             st.used_memory = int(info.get("used_memory", 0))
+            if client.info("persistence").get("aof_enabled"):
+                st.appendfsync = str(client.config_get("appendfsync").get("appendfsync"))
+            if cluster:
+                st.cluster_state = str(client.cluster("INFO").get("cluster_state"))
         finally:
             client.close()
     except (redis.RedisError, MlscaleError) as exc:
         st.error = describe_failure(exc)
     return st
+
+
+def inspect_redis(config: ClusterConfig, timeout: float = 2.0) -> RedisStatus | None:
+    """Whether the configured Redis answers, or None if none is configured."""
+    rc = config.redis
+    if rc is None:
+        return None
+    st = RedisStatus(host=rc.host, port=rc.port)
+    try:
+        password = redis_password(config)
+    except MlscaleError as exc:
+        st.error = describe_failure(exc)
+        return st
+    return _probe_redis(st, password, rc.db, timeout, cluster=False)
+
+
+def inspect_redis_cluster(config: ClusterConfig, timeout: float = 2.0) -> list[RedisStatus]:
+    """Each configured Redis Cluster master: up or down, and its ``cluster_state``;
+    empty if no Redis Cluster is configured."""
+    rc = config.redis_cluster
+    if rc is None:
+        return []
+    out = [
+        RedisStatus(host=n.host, port=n.port, name=f"redis-cluster-{i}")
+        for i, n in enumerate(rc.nodes)
+    ]
+    try:
+        password = redis_cluster_password(config)
+    except MlscaleError as exc:
+        for st in out:
+            st.error = describe_failure(exc)
+        return out
+    return [_probe_redis(st, password, 0, timeout, cluster=True) for st in out]

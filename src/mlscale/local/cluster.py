@@ -2,10 +2,10 @@
 
 ``LocalCluster(dir).up(...)`` builds a control database, S shard groups of a
 primary and R streaming replicas (pg_basebackup over physical replication
-slots) and a Redis on free loopback ports, writes the topology config for it,
-and registers the topology in the catalog. On a directory that already holds
-a cluster it only starts what is down. A creation that fails stops whatever it
-started and removes what it wrote.
+slots), a Redis and optionally an N-master Redis Cluster on free loopback ports,
+writes the topology config for it, and registers the topology in the catalog.
+On a directory that already holds a cluster it only starts what is down. A
+creation that fails stops whatever it started and removes what it wrote.
 """
 
 from __future__ import annotations
@@ -31,15 +31,23 @@ from ..config import ClusterConfig, load_config, parse_config
 from ..core.topology import Node, Role, nodes_of, primary_name, replica_name
 from ..engine import migrations
 from ..engine.connect import connect
-from ..engine.inspect import NodeStatus, RedisStatus, inspect_cluster, inspect_redis
+from ..engine.inspect import (
+    NodeStatus,
+    RedisStatus,
+    inspect_cluster,
+    inspect_redis,
+    inspect_redis_cluster,
+)
 from ..errors import ClusterDirError, ClusterError, MlscaleError, NodeStartError
 from . import ports as portsmod
+from . import procs
 from .binaries import PgBinaries, find_postgres, find_redis
 from .cgroups import Cgroups, cap_of_process, cluster_id, detect
 from .layout import Layout
 from .locks import cluster_lock
 from .osuser import ServiceUser, check_reachable, resolve_service_user
 from .pgnode import PgNode
+from .rediscluster import LocalRedisCluster, RedisClusterNode
 from .redisnode import RedisNode
 from .settings import postgres_settings, quote_conf, replica_settings, sync_standby_names
 from .state import ClusterRecord, read_record, record_of, write_record
@@ -51,6 +59,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = Path(".mlscale")
 MAX_SHARDS = 32
 MAX_REPLICAS = 8
+MAX_REDIS_MASTERS = 16
 _T = TypeVar("_T")
 _SINGLE_SYNC_REPLICA = (
     "--sync-replication with one replica per shard group: while that replica is down, "
@@ -70,6 +79,17 @@ class UpReport:
     epoch: int = 0
     config_path: Path | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def redis_cluster_name(index: int) -> str:
+    """The name (in ``processes()``, ``status``, ``down``) of the Redis Cluster's
+    master number ``index``, in the order of ``[redis_cluster].nodes``."""
+    return f"redis-cluster-{index}"
+
+
+def _masters(rcluster: LocalRedisCluster | None) -> list[tuple[str, RedisClusterNode]]:
+    """The Redis Cluster's masters with their names, in config order."""
+    return [(redis_cluster_name(i), n) for i, n in enumerate(rcluster.nodes if rcluster else ())]
 
 
 def _parallel(fn: Callable[[_T], object], items: Iterable[_T]) -> None:
@@ -175,6 +195,22 @@ class LocalCluster:
             return None
         return RedisNode(None, self.layout.redis_dir, config.redis.port, user)
 
+    def _redis_cluster(
+        self, ports: Sequence[tuple[int, int]], user: ServiceUser, appendfsync: str = "everysec"
+    ) -> LocalRedisCluster | None:
+        """The cluster's Redis Cluster (masters' client and bus ports), or None. The
+        password is read only when a master must be started or waited for."""
+        if not ports:
+            return None
+        password = self._secret() if self.layout.secret.exists() else None
+        return LocalRedisCluster(
+            self.layout.redis_cluster_dir,
+            password=password,
+            user=user,
+            ports=ports,
+            appendfsync=appendfsync,
+        )
+
     def _secret(self) -> str:
         return self.layout.secret.read_text().strip()
 
@@ -187,6 +223,9 @@ class LocalCluster:
             redis_node = self._redis_node(config, user)
             pid = redis_node.pid() if redis_node else None
             out["redis"] = [pid] if pid else []
+        for name, master in _masters(self._redis_cluster(record_of(config).redis_cluster, user)):
+            pid = master.pid()
+            out[name] = [pid] if pid else []
         return out
 
     # -- up ----------------------------------------------------------------------
@@ -202,17 +241,32 @@ class LocalCluster:
         os_user: str | None = None,
         pg_bindir: str | Path | None = None,
         node_cpu: float | None = None,
+        redis_cluster: int | None = None,
+        redis_fsync: str | None = None,
     ) -> UpReport:
         """Create the cluster, or start whichever of its servers are down.
 
         ``node_cpu`` caps each PostgreSQL node at that many CPUs (cgroups; where
         they are not writable the report carries a warning and nodes run uncapped).
+        ``redis_cluster`` (>= 3) adds a Redis Cluster of that many masters;
+        ``redis_fsync`` (``always`` | ``everysec``, default ``everysec``) is the AOF
+        fsync policy of every Redis server of the cluster.
         """
         self.warnings = []
         with cluster_lock(self.root, "up"):
             if self.layout.is_cluster():
                 self._check_same_shape(
-                    shards, replicas, redis, sync_replication, base_port, os_user, node_cpu
+                    {
+                        "--shards": shards,
+                        "--replicas": replicas,
+                        "--redis": redis,
+                        "--sync-replication": sync_replication,
+                        "--base-port": base_port,
+                        "--os-user": os_user,
+                        "--node-cpu": node_cpu,
+                        "--redis-cluster": redis_cluster,
+                        "--redis-fsync": redis_fsync,
+                    }
                 )
                 config = self.config()
                 if sync_replication and any(len(g.replicas) == 1 for g in config.shard_groups):
@@ -229,18 +283,13 @@ class LocalCluster:
                     os_user=os_user,
                     pg_bindir=pg_bindir,
                     node_cpu=node_cpu,
+                    redis_cluster=redis_cluster,
+                    redis_fsync=redis_fsync or "everysec",
                 )
 
-    def _check_same_shape(
-        self,
-        shards: int | None,
-        replicas: int | None,
-        redis: bool | None,
-        sync: bool | None,
-        base_port: int | None,
-        os_user: str | None,
-        node_cpu: float | None,
-    ) -> None:
+    def _check_same_shape(self, asked: dict[str, object]) -> None:
+        """Refuse options of ``up`` (flag -> value, None when not given) that differ
+        from how the existing cluster was made."""
         if not self.layout.is_complete():
             raise ClusterDirError(
                 f"the cluster in {self.root} was never completely created (its creation was "
@@ -256,15 +305,8 @@ class LocalCluster:
             "--base-port": config.control.port,
             "--os-user": local.os_user if local else None,
             "--node-cpu": local.node_cpu if local else None,
-        }
-        asked = {
-            "--shards": shards,
-            "--replicas": replicas,
-            "--redis": redis,
-            "--sync-replication": sync,
-            "--base-port": base_port,
-            "--os-user": os_user,
-            "--node-cpu": node_cpu,
+            "--redis-cluster": len(config.redis_cluster.nodes) if config.redis_cluster else None,
+            "--redis-fsync": local.redis_fsync if local else "everysec",
         }
         for flag, value in asked.items():
             if value is not None and value != have[flag]:
@@ -285,6 +327,8 @@ class LocalCluster:
         os_user: str | None,
         pg_bindir: str | Path | None,
         node_cpu: float | None,
+        redis_cluster: int | None,
+        redis_fsync: str,
     ) -> UpReport:
         if not 1 <= shards <= MAX_SHARDS:
             raise ClusterError(f"--shards must be between 1 and {MAX_SHARDS}, got {shards}")
@@ -296,8 +340,15 @@ class LocalCluster:
             self._warn(_SINGLE_SYNC_REPLICA)
         if node_cpu is not None and not 0 < node_cpu <= 64:
             raise ClusterError(f"--node-cpu must be a number of CPUs in (0, 64], got {node_cpu}")
+        if redis_cluster is not None and not 3 <= redis_cluster <= MAX_REDIS_MASTERS:
+            raise ClusterError(
+                f"--redis-cluster must be between 3 and {MAX_REDIS_MASTERS} masters "
+                f"(Redis Cluster needs 3 at least), got {redis_cluster}"
+            )
+        if redis_fsync not in ("always", "everysec"):
+            raise ClusterError(f"--redis-fsync must be always or everysec, got {redis_fsync!r}")
         bins = find_postgres(pg_bindir)
-        redis_bin = find_redis() if redis else None
+        redis_bin = find_redis() if redis or redis_cluster else None
         user = resolve_service_user(os_user)
         check_reachable(self.root, user)
 
@@ -308,6 +359,8 @@ class LocalCluster:
             names.extend(replica_name(g, r) for r in range(1, replicas + 1))
         if redis:
             names.append("redis")
+        masters = [redis_cluster_name(i) for i in range(redis_cluster or 0)]
+        names += masters + [f"{m}-bus" for m in masters]
         chosen = portsmod.choose_ports(
             names, base_port, reserved=portsmod.reserved_ports(self.root)
         )
@@ -339,24 +392,40 @@ class LocalCluster:
                     if redis
                     else {}
                 ),
+                **(
+                    {
+                        "redis_cluster": {
+                            "nodes": [
+                                {"host": "127.0.0.1", "port": port[m], "bus_port": port[f"{m}-bus"]}
+                                for m in masters
+                            ],
+                            "password_file": "secret",
+                        }
+                    }
+                    if masters
+                    else {}
+                ),
                 "local": {
                     "os_user": user.name,
                     "sync_replication": sync,
                     "pg_bindir": str(bins.bindir),
                     **({"node_cpu": node_cpu} if node_cpu else {}),
+                    "redis_fsync": redis_fsync,
                 },
             },
             source=self.layout.config,
         )
         pg_nodes = self._pg_nodes(nodes_of(config), bins, user)
         redis_node = (
-            RedisNode(redis_bin, self.layout.redis_dir, port["redis"], user) if redis_bin else None
+            RedisNode(redis_bin, self.layout.redis_dir, port["redis"], user) if redis else None
         )
+        rcluster = self._redis_cluster(record_of(config).redis_cluster, user, redis_fsync)
         made_root = self._claim_directory(user)
         try:
-            self._build(config, bins, user, pg_nodes, redis_node, sync)
+            self._build(config, bins, user, pg_nodes, redis_node, rcluster, sync)
             report = UpReport(created=True, config_path=self.layout.config, warnings=self.warnings)
             report.started = [n.name for n in pg_nodes] + (["redis"] if redis_node else [])
+            report.started += masters
             report.migrations, report.epoch = self._register(config)
             write_record(self.layout.state, config, bins.version)
             portsmod.record_ports(self.root, chosen)
@@ -364,7 +433,9 @@ class LocalCluster:
         except BaseException as exc:
             log.info("creation of %s failed; stopping what was started", self.root)
             with _signals_held():
-                self._stop_all(pg_nodes, redis_node, record_of(config).node_cpu)
+                self._stop_all(
+                    pg_nodes, redis_node, _masters(rcluster), record_of(config).node_cpu
+                )
                 self._remove_created(made_root)
             if isinstance(exc, MlscaleError):
                 # The logs it points at were removed with the directory.
@@ -430,6 +501,7 @@ class LocalCluster:
         user: ServiceUser,
         pg_nodes: list[PgNode],
         redis_node: RedisNode | None,
+        rcluster: LocalRedisCluster | None,
         sync: bool,
     ) -> None:
         layout = self.layout
@@ -494,9 +566,13 @@ class LocalCluster:
                 settings["synchronous_standby_names"] = quote_conf(sync_standby_names(names))
                 node.configure(settings)
                 node.reload()
+        fsync = config.local.redis_fsync if config.local else "everysec"
         if redis_node is not None:
-            redis_node.write_conf(secret)
+            redis_node.write_conf(secret, fsync)
             redis_node.start(secret)
+        if rcluster is not None:
+            rcluster.password = secret
+            rcluster.start()
 
     def _prepare_databases(self, node: Node, config: ClusterConfig, preload: Sequence[str]) -> None:
         with connect(node, config, dbname="postgres") as conn:
@@ -590,16 +666,21 @@ class LocalCluster:
         bins = self._bins(config)
         pg_nodes = self._pg_nodes(nodes_of(config), bins, user)
         redis_node = self._redis_node(config, user)
+        rcluster = self._redis_cluster(record_of(config).redis_cluster, user)
+        rc_down = [(name, n) for name, n in _masters(rcluster) if n.pid() is None]
         report = UpReport(created=False, config_path=self.layout.config, warnings=self.warnings)
         down_pg = [n for n in pg_nodes if not n.is_running()]
         report.already_running = [n.name for n in pg_nodes if n not in down_pg]
         redis_down = redis_node is not None and not redis_node.is_running()
         if redis_node is not None and not redis_down:
             report.already_running.append("redis")
+        report.already_running += [name for name, n in _masters(rcluster) if n.pid() is not None]
         # Refuse before starting anything if a port we need was taken meanwhile.
         wanted = [(n.name, n.node.port) for n in down_pg]
         if redis_node is not None and redis_down:
             wanted.append(("redis", redis_node.port))
+        for name, rnode in rc_down:
+            wanted += [(name, rnode.port), (f"{name} (cluster bus)", rnode.bus_port)]
         portsmod.check_free(wanted)
         order = [Role.CONTROL, Role.PRIMARY, Role.REPLICA]
         for role in order:
@@ -609,6 +690,9 @@ class LocalCluster:
         if redis_node is not None and redis_down:
             redis_node.start(self._secret())
             report.started.append("redis")
+        if rcluster is not None:
+            rcluster.restart()  # waits for cluster_state:ok even when none was down
+            report.started += [name for name, _ in rc_down]
         report.migrations, report.epoch = self._register(config)
         portsmod.record_ports(self.root, record_of(config).ports)
         return report
@@ -616,7 +700,11 @@ class LocalCluster:
     # -- down, destroy -------------------------------------------------------
 
     def _stop_all(
-        self, pg_nodes: Sequence[PgNode], redis_node: RedisNode | None, node_cpu: float | None
+        self,
+        pg_nodes: Sequence[PgNode],
+        redis_node: RedisNode | None,
+        masters: Sequence[tuple[str, RedisClusterNode]],
+        node_cpu: float | None,
     ) -> list[str]:
         running = [n for n in pg_nodes if n.is_running()]
         # Replicas first, so a primary's shutdown does not wait on their WAL senders.
@@ -627,6 +715,12 @@ class LocalCluster:
         if redis_node is not None and redis_node.is_running():
             redis_node.stop()
             stopped.append("redis")
+        for name, master in masters:
+            pid = master.pid()
+            if pid is not None:
+                procs.terminate(pid, signal.SIGTERM, 30.0)
+                log.info("stopped %s (pid %s)", name, pid)
+                stopped.append(name)
         return stopped
 
     def _record(self) -> ClusterRecord:
@@ -658,7 +752,12 @@ class LocalCluster:
         redis_node = None
         if record.redis_port is not None and (wanted is None or "redis" in wanted):
             redis_node = RedisNode(None, self.layout.redis_dir, record.redis_port, user)
-        return self._stop_all(pg_nodes, redis_node, record.node_cpu)
+        masters = [
+            (name, node)
+            for name, node in _masters(self._redis_cluster(record.redis_cluster, user))
+            if wanted is None or name in wanted
+        ]
+        return self._stop_all(pg_nodes, redis_node, masters, record.node_cpu)
 
     def destroy(self) -> bool:
         """Stop the cluster and delete its directory; False if there was nothing."""
@@ -685,16 +784,27 @@ class LocalCluster:
         nodes = inspect_cluster(config)
         pids = self.processes()
         for st in nodes:
-            procs = pids.get(st.name) or []
-            st.extra["pid"] = procs[0] if procs else None
-            st.extra["cpu_cap"] = cap_of_process(procs[0])[1] if procs else None
-            if not procs:
+            found = pids.get(st.name) or []
+            st.extra["pid"] = found[0] if found else None
+            st.extra["cpu_cap"] = cap_of_process(found[0])[1] if found else None
+            if not found:
                 st.state = "down"
         redis_st = inspect_redis(config)
         if redis_st is not None:
             redis_pids = pids.get("redis") or []
             redis_st.pid = redis_pids[0] if redis_pids else None
         return nodes, redis_st
+
+    def redis_cluster_status(self) -> list[RedisStatus]:
+        """Each Redis Cluster master as seen now (with its PID); empty without one."""
+        config = self.config()
+        masters = inspect_redis_cluster(config)
+        pids = self.processes()
+        for i, st in enumerate(masters):
+            st.name = redis_cluster_name(i)
+            found = pids.get(st.name) or []
+            st.pid = found[0] if found else None
+        return masters
 
     def describe(self) -> dict[str, Any]:
         """Status as plain data (what ``mlscale status --json`` prints)."""
@@ -703,4 +813,5 @@ class LocalCluster:
             "cluster": str(self.root),
             "nodes": [n.as_dict() for n in nodes],
             "redis": None if redis_st is None else vars(redis_st),
+            "redis_cluster": [vars(st) for st in self.redis_cluster_status()],
         }

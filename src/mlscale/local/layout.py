@@ -20,6 +20,7 @@ class Layout:
     nodes/NAME/data     a PostgreSQL data directory
     nodes/NAME/postgres.log
     redis/              Redis config, AOF, log and pid file
+    redis-cluster/node-PORT/  one Redis Cluster master each (``--redis-cluster N``)
     """
 
     root: Path
@@ -52,6 +53,10 @@ class Layout:
     @property
     def redis_dir(self) -> Path:
         return self.root / "redis"
+
+    @property
+    def redis_cluster_dir(self) -> Path:
+        return self.root / "redis-cluster"
 
     def is_cluster(self) -> bool:
         return self.config.exists()

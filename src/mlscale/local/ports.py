@@ -168,7 +168,11 @@ def _config_ports(config: Path) -> list[int]:
         servers = [data.get("control", {}), data.get("redis") or {}]
         for group in data.get("shard_groups", []):
             servers += [group.get("primary", {}), *group.get("replicas", [])]
-        return [int(s["port"]) for s in servers if "port" in s]
+        buses = [n for n in (data.get("redis_cluster") or {}).get("nodes", [])]
+        servers += buses
+        return [int(s["port"]) for s in servers if "port" in s] + [
+            int(n["bus_port"]) for n in buses if "bus_port" in n
+        ]
     except (OSError, ValueError, TypeError, AttributeError):
         return []
 

@@ -6,7 +6,8 @@ port and an explicit cluster-bus port (``cluster-port``), both chosen below Linu
 ephemeral range like the other local servers. Nodes are stopped by the PID in their
 pid file, checked against the process's command line, never by name.
 
-Not wired into ``mlscale up`` yet (issue 13 item 7 will do that).
+``mlscale up --redis-cluster N`` runs one beside a local cluster (ports chosen with
+the cluster's, recorded in its config); tests and benchmarks start their own.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +36,13 @@ __all__ = ["LocalRedisCluster", "RedisClusterNode", "cluster_node_conf_text"]
 log = logging.getLogger(__name__)
 
 
-def cluster_node_conf_text(*, port: int, bus_port: int, workdir: Path, password: str) -> str:
+def cluster_node_conf_text(
+    *, port: int, bus_port: int, workdir: Path, password: str, appendfsync: str = "everysec"
+) -> str:
     """The config of one cluster node: loopback, password (also for node-to-node
-    links), its own nodes.conf, AOF synced every second."""
+    links), its own nodes.conf, AOF synced per ``appendfsync`` (always | everysec)."""
+    if appendfsync not in ("always", "everysec"):
+        raise ValueError(f"appendfsync must be 'always' or 'everysec', not {appendfsync!r}")
     return "\n".join(
         [
             "# written by mlscale (local Redis Cluster node)",
@@ -56,7 +61,7 @@ def cluster_node_conf_text(*, port: int, bus_port: int, workdir: Path, password:
             f"requirepass {password}",
             f"masterauth {password}",
             "appendonly yes",
-            "appendfsync everysec",
+            f"appendfsync {appendfsync}",
             'save ""',
             "",
         ]
@@ -90,6 +95,10 @@ class LocalRedisCluster:
     slots spread evenly) and waits until every node reports ``cluster_state:ok``;
     ``stop()`` stops every node it finds by PID. The password is generated unless
     given; ``startup_nodes`` is what a ``redis.RedisCluster`` client needs.
+
+    ``ports`` gives each master's (client port, bus port) when the caller chose them
+    (under its own port lock); otherwise ``start()`` chooses free ones. A cluster
+    formed earlier is found again with ``ports`` and brought back by ``restart()``.
     """
 
     def __init__(
@@ -100,16 +109,30 @@ class LocalRedisCluster:
         password: str | None = None,
         user: ServiceUser | None = None,
         binary: Path | None = None,
+        ports: Sequence[tuple[int, int]] | None = None,
+        appendfsync: str = "everysec",
     ) -> None:
+        if ports is not None:
+            masters = len(ports)
         if masters < 3:
             # redis-cli --cluster create refuses fewer than 3 masters.
             raise ValueError(f"a Redis Cluster needs at least 3 masters, not {masters}")
+        if appendfsync not in ("always", "everysec"):
+            raise ValueError(f"appendfsync must be 'always' or 'everysec', not {appendfsync!r}")
         self.workdir = workdir
         self.masters = masters
         self.password = password or secrets.token_urlsafe(18)
         self.user = user or resolve_service_user()
         self.binary = binary
-        self.nodes: list[RedisClusterNode] = []
+        self.appendfsync = appendfsync
+        self._given_ports = ports is not None
+        self.nodes: list[RedisClusterNode] = [
+            RedisClusterNode(port, bus, self.node_dir(port)) for port, bus in ports or ()
+        ]
+
+    def node_dir(self, port: int) -> Path:
+        """The directory of the master on client port ``port``."""
+        return self.workdir / f"node-{port}"
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
@@ -130,20 +153,24 @@ class LocalRedisCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.user.own(self.workdir)
         try:
-            with portsmod.port_lock():
-                owners = [f"redis-cluster-{i}" for i in range(self.masters)]
-                chosen = portsmod.choose_ports(
-                    owners + [f"{o}-bus" for o in owners],
-                    reserved=portsmod.reserved_ports(self.workdir),
-                )
-                self.nodes = [
-                    RedisClusterNode(
-                        chosen[i], chosen[self.masters + i], self.workdir / f"node-{chosen[i]}"
-                    )
-                    for i in range(self.masters)
-                ]
+            if self._given_ports:
                 for node in self.nodes:
                     self._start_node(binary, node, timeout)
+            else:
+                with portsmod.port_lock():
+                    owners = [f"redis-cluster-{i}" for i in range(self.masters)]
+                    chosen = portsmod.choose_ports(
+                        owners + [f"{o}-bus" for o in owners],
+                        reserved=portsmod.reserved_ports(self.workdir),
+                    )
+                    self.nodes = [
+                        RedisClusterNode(
+                            chosen[i], chosen[self.masters + i], self.node_dir(chosen[i])
+                        )
+                        for i in range(self.masters)
+                    ]
+                    for node in self.nodes:
+                        self._start_node(binary, node, timeout)
             self._create(Path(cli), timeout)
             self._wait_ok(timeout)
         except BaseException:
@@ -155,6 +182,18 @@ class LocalRedisCluster:
             [n.port for n in self.nodes],
         )
         return self
+
+    def restart(self, timeout: float = 30.0) -> list[RedisClusterNode]:
+        """Start the masters of a cluster formed earlier that are down, from their own
+        config and nodes.conf (they rejoin it), and wait until every master reports
+        ``cluster_state:ok``; the masters started."""
+        down = [n for n in self.nodes if n.pid() is None]
+        if down:
+            binary = self.binary or find_redis()
+            for node in down:
+                self._launch(binary, node, timeout)
+        self._wait_ok(timeout)
+        return down
 
     def _env(self) -> dict[str, str]:
         # Nothing of the caller's environment; the password reaches redis-cli through
@@ -173,9 +212,18 @@ class LocalRedisCluster:
                     bus_port=node.bus_port,
                     workdir=node.workdir,
                     password=self.password,
+                    appendfsync=self.appendfsync,
                 )
             )
         self.user.own(conf)
+        self._launch(binary, node, timeout)
+
+    def _launch(self, binary: Path, node: RedisClusterNode, timeout: float) -> None:
+        """Run ``redis-server`` on the node's config (it daemonizes); wait for PING."""
+        conf = node.workdir / "redis.conf"
+        stale = node.workdir / "redis.pid"
+        if stale.exists() and node.pid() is None:
+            stale.unlink()
         done = subprocess.run(
             [str(binary), str(conf)],
             cwd=node.workdir,

@@ -41,7 +41,7 @@ class RedisNode:
     def log_file(self) -> Path:
         return self.workdir / "redis.log"
 
-    def write_conf(self, password: str, *, appendfsync: str = "everysec") -> None:
+    def write_conf(self, password: str, appendfsync: str = "everysec") -> None:
         """Write redis.conf; ``appendfsync`` as in :func:`.settings.redis_conf_text`."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.user.own(self.workdir)

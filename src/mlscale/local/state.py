@@ -1,7 +1,8 @@
 """``state.json``: what a local cluster records of itself when its creation completes.
 
 Besides marking the creation complete, it holds what stopping the cluster needs --
-its OS user, its nodes and ports, its Redis port, its CPU cap -- so that ``down``
+its OS user, its nodes and ports, its Redis port, its Redis Cluster's ports, its
+CPU cap -- so that ``down``
 and ``destroy`` work from it alone, even when a hand-edited ``mlscale.toml`` no
 longer parses. (Clusters made before this file held nodes are read from the config.)
 """
@@ -32,11 +33,17 @@ class ClusterRecord:
     nodes: tuple[Node, ...]
     redis_port: int | None
     node_cpu: float | None
+    # (client port, bus port) of each Redis Cluster master; empty without one.
+    redis_cluster: tuple[tuple[int, int], ...] = ()
 
     @property
     def ports(self) -> list[int]:
-        """Every port the cluster's servers listen on."""
-        return [n.port for n in self.nodes] + ([self.redis_port] if self.redis_port else [])
+        """Every port the cluster's servers listen on (Redis Cluster buses included)."""
+        return (
+            [n.port for n in self.nodes]
+            + ([self.redis_port] if self.redis_port else [])
+            + [p for pair in self.redis_cluster for p in pair]
+        )
 
 
 def record_of(config: ClusterConfig) -> ClusterRecord:
@@ -47,6 +54,10 @@ def record_of(config: ClusterConfig) -> ClusterRecord:
         nodes=tuple(nodes_of(config)),
         redis_port=config.redis.port if config.redis else None,
         node_cpu=local.node_cpu if local else None,
+        redis_cluster=tuple(
+            (n.port, n.bus_port if n.bus_port is not None else n.port + 10000)
+            for n in (config.redis_cluster.nodes if config.redis_cluster else ())
+        ),
     )
 
 
@@ -72,6 +83,7 @@ def write_record(path: Path, config: ClusterConfig, postgres_version: int) -> No
         ],
         "redis_port": record.redis_port,
         "node_cpu": record.node_cpu,
+        "redis_cluster": [{"port": p, "bus_port": b} for p, b in record.redis_cluster],
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -102,6 +114,9 @@ def read_record(path: Path) -> ClusterRecord | None:
             nodes=nodes,
             redis_port=int(redis_port) if redis_port is not None else None,
             node_cpu=float(node_cpu) if node_cpu is not None else None,
+            redis_cluster=tuple(
+                (int(n["port"]), int(n["bus_port"])) for n in doc.get("redis_cluster") or ()
+            ),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
