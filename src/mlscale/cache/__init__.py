@@ -7,4 +7,6 @@ tested; the policies over them (cache-aside, write-through, write-behind) are no
 - :mod:`.local`: the L1 tier (TTL + LRU, bounded by entries and bytes, pins).
 - :mod:`.remote` / :mod:`.remote_async` and :mod:`.scripts`: the L2 tier on Redis or
   Redis Cluster (leases, tombstones with causal tokens, version-guarded sets, tags).
+- :mod:`.broadcast`: L1 coherence across processes (invalidations over Redis pub/sub,
+  L1 flushed and bypassed while the subscription is down, epochs against late fills).
 """

@@ -25,6 +25,15 @@ keeps pinned entries unless told otherwise.
 
 Pinned entries are kept apart from the LRU list, so eviction pops the least
 recently used unpinned entry in O(1) however many entries are pinned.
+
+Epochs close the race between a fill and a lost invalidation: a caller may stamp a
+set with the epoch it read *before* loading (``set(..., epoch=e)``); once
+:meth:`LocalCache.retire_epochs_below` has raised the floor past ``e`` (the
+cross-process broadcast does so when its Redis subscription dropped, see
+:mod:`.broadcast`), such a set is ignored and entries stamped below the floor are
+gone, so a value loaded before the gap can never be served after it. Unstamped
+entries are not affected (the broadcast clears them); pinned ones are exempt, as
+from :meth:`LocalCache.clear`.
 """
 
 from __future__ import annotations
@@ -71,6 +80,7 @@ class SetOutcome(enum.StrEnum):
 
     STORED = "stored"
     OLDER_VERSION = "older_version"  # ignored: the cached entry has a newer version
+    OLDER_EPOCH = "older_epoch"  # ignored: stamped with an epoch the cache has retired
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +140,7 @@ class LocalStats:
     sets: int
     sets_ignored_older: int
     sets_refused: int
+    sets_ignored_epoch: int
     deletes: int
     entries: int
     bytes: int
@@ -161,16 +172,23 @@ class LocalStats:
 
 
 class _Entry:
-    __slots__ = ("expires_at", "pins", "size", "value", "version")
+    __slots__ = ("epoch", "expires_at", "pins", "size", "value", "version")
 
     def __init__(
-        self, value: Any, version: int | None, expires_at: float, size: int, pins: int
+        self,
+        value: Any,
+        version: int | None,
+        expires_at: float,
+        size: int,
+        pins: int,
+        epoch: int | None = None,
     ) -> None:
         self.value = value
         self.version = version
         self.expires_at = expires_at
         self.size = size
         self.pins = pins
+        self.epoch = epoch
 
 
 class LocalCache:
@@ -217,6 +235,8 @@ class LocalCache:
         self._hits = self._misses = self._negative_hits = 0
         self._evicted = dict.fromkeys(EvictionReason, 0)
         self._sets = self._sets_ignored = self._sets_refused = self._deletes = 0
+        self._epoch_floor = 0
+        self._sets_ignored_epoch = 0
 
     # -- reads -------------------------------------------------------------------
 
@@ -268,6 +288,7 @@ class LocalCache:
         size: int | None = None,
         jitter: float | None = None,
         pin: bool = False,
+        epoch: int | None = None,
     ) -> SetResult:
         """Cache ``value`` under ``key`` for ``ttl`` seconds (``math.inf``: no expiry).
 
@@ -275,7 +296,10 @@ class LocalCache:
         an older one is ignored (outcome ``OLDER_VERSION``); an equal version
         replaces it (a refresh). ``size`` (bytes) defaults to the encoded length;
         ``jitter`` overrides the cache's fraction for this entry; ``pin=True`` stores
-        and pins in one step, so the entry cannot be evicted in between.
+        and pins in one step, so the entry cannot be evicted in between. ``epoch``
+        stamps the entry with the epoch the caller read before loading the value: an
+        unpinned set stamped below the floor of :meth:`retire_epochs_below` is ignored
+        (outcome ``OLDER_EPOCH``).
 
         Raises :class:`~mlscale.errors.CacheValueTooLarge` if ``size`` alone exceeds
         ``max_bytes``, and :class:`LocalCacheFull` if pinned entries leave no room. In
@@ -294,9 +318,15 @@ class LocalCache:
         share = self.jitter if jitter is None else _check_jitter(jitter)
         if share and math.isfinite(ttl):
             ttl *= 1.0 - share * self._random()
+        if epoch is not None and type(epoch) is not int:
+            raise ValueError(f"epoch must be an int or None, not {epoch!r}")
         now = self._clock()
         with self._lock:
-            return self._store(key, value, now + ttl, version, size, pin, now)
+            if epoch is not None and epoch < self._epoch_floor and not pin:
+                # Loaded before a gap in which invalidations may have been lost.
+                self._sets_ignored_epoch += 1
+                return SetResult(SetOutcome.OLDER_EPOCH, None)
+            return self._store(key, value, now + ttl, version, size, pin, now, epoch)
 
     def _store(
         self,
@@ -307,6 +337,7 @@ class LocalCache:
         size: int,
         pin: bool,
         now: float,
+        epoch: int | None,
     ) -> SetResult:
         old = self._lru.get(key)
         if old is not None and old.expires_at <= now:
@@ -341,7 +372,7 @@ class LocalCache:
         pins = (old.pins if old is not None else 0) + pin
         if old is not None:
             self._remove(key, old)
-        entry = _Entry(value, version, expires_at, size, pins)
+        entry = _Entry(value, version, expires_at, size, pins, epoch)
         if pins:
             self._pinned[key] = entry
             self._pinned_bytes += size
@@ -420,6 +451,26 @@ class LocalCache:
                 self._bytes = self._pinned_bytes = 0
             return dropped
 
+    def retire_epochs_below(self, epoch: int) -> int:
+        """Raise the epoch floor to ``epoch`` (it never goes down): drop the unpinned
+        entries stamped with an older epoch and ignore later sets stamped with one.
+        How many entries were dropped. Atomic with respect to every get and set."""
+        if type(epoch) is not int:
+            raise ValueError(f"epoch must be an int, not {epoch!r}")
+        with self._lock:
+            if epoch <= self._epoch_floor:
+                return 0
+            self._epoch_floor = epoch
+            old = [k for k, e in self._lru.items() if e.epoch is not None and e.epoch < epoch]
+            for key in old:
+                self._remove(key, self._lru[key])
+            return len(old)
+
+    @property
+    def epoch_floor(self) -> int:
+        """The lowest epoch a stamped set may carry (0 until first raised)."""
+        return self._epoch_floor
+
     # -- pins --------------------------------------------------------------------
 
     def pin(self, key: str) -> bool:
@@ -478,6 +529,7 @@ class LocalCache:
                 sets=self._sets,
                 sets_ignored_older=self._sets_ignored,
                 sets_refused=self._sets_refused,
+                sets_ignored_epoch=self._sets_ignored_epoch,
                 deletes=self._deletes,
                 entries=len(self._lru) + len(self._pinned),
                 bytes=self._bytes,
