@@ -39,7 +39,7 @@ def serve(
         heartbeat_timeout_s=heartbeat_timeout_s,
     )
     conn.send(("started", bc.start(wait_s=10.0)))
-    pending: dict[str, int] = {}  # key -> epoch read when its (slow) fill began
+    pending: dict[str, tuple[int, int]] = {}  # key -> (epoch, generation) at fill start
 
     def served(keys: list[str]) -> list[str]:
         return [k for k in keys if bc.l1_trusted and local.get(k) is not None]
@@ -53,11 +53,12 @@ def serve(
                 epoch = bc.epoch
                 reply = [local.set(k, value, ttl=600, epoch=epoch).stored for k in keys]
             elif cmd == "begin_fill":
-                pending[args[0]] = bc.epoch
-                reply = pending[args[0]]
+                pending[args[0]] = (bc.epoch, local.generation)
+                reply = bc.epoch
             elif cmd == "finish_fill":
                 key, value = args
-                reply = local.set(key, value, ttl=600, epoch=pending.pop(key)).outcome.value
+                epoch, since = pending.pop(key)
+                reply = local.set(key, value, ttl=600, epoch=epoch, since=since).outcome.value
             elif cmd == "served":
                 reply = served(args[0])
             elif cmd == "await_drop":

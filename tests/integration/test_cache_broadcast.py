@@ -31,7 +31,7 @@ import pytest
 from mlscale.cache.broadcast import L1Broadcast
 from mlscale.cache.keys import KeyBuilder
 from mlscale.cache.local import LocalCache
-from mlscale.cache.remote import RemoteCache
+from mlscale.cache.remote import CacheUnavailable, RemoteCache
 from mlscale.local import ports as portsmod
 from mlscale.local.osuser import resolve_service_user
 from mlscale.local.redisnode import RedisNode
@@ -214,17 +214,26 @@ def test_invalidation_reaches_the_other_process_within_the_bound(
         latencies_ms.append((t_drop - t0) / 1e6)
         listener_ms.append(peer.status()[2]["last_latency_ms"])
 
+    # The stale fill: B loads the old value, A invalidates, B's listener applies it,
+    # and only then B's fill lands. It must be refused.
+    slow = keys.key("user", 44)
+    peer.ask("begin_fill", slow)
+    received = peer.status()[2]["messages_received"]
+    bc.publish([slow])
+    peer.wait_for(lambda _t, _e, st: st["messages_received"] == received + 1, 5.0)
+    assert peer.ask("finish_fill", slow, "old") == "invalidated"
+
     trusted, _, stats = peer.status()
-    assert peer.ask("served", [key, other]) == [other]
+    assert peer.ask("served", [key, other, slow]) == [other]
     assert trusted and stats["drops"] == 0
-    assert stats["messages_received"] == ROUNDS and stats["keys_dropped"] == ROUNDS
-    assert stats["sharded"] is cluster and bc.stats().messages_published == ROUNDS
+    assert stats["messages_received"] == ROUNDS + 1 and stats["keys_dropped"] == ROUNDS
+    assert stats["sharded"] is cluster and bc.stats().messages_published == ROUNDS + 1
     # A hears its own messages too (its listener may still be reading the last ones),
     # and ignores them.
     deadline = time.monotonic() + 5
-    while bc.stats().messages_received < ROUNDS and time.monotonic() < deadline:
+    while bc.stats().messages_received < ROUNDS + 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert bc.stats().messages_received == bc.stats().own_messages_ignored == ROUNDS
+    assert bc.stats().messages_received == bc.stats().own_messages_ignored == ROUNDS + 1
 
     summary = _summary(latencies_ms)
     _write_result(
@@ -324,6 +333,9 @@ def test_after_a_redis_restart_no_entry_older_than_the_restart_is_served(
     gap = keys.key("gap")
     peer.ask("begin_fill", gap)  # a fill started during the gap, landing later
     assert peer.ask("finish_fill", gap, "old") == "stored"  # held, not served, until ...
+    with pytest.raises(CacheUnavailable):  # an invalidation cannot be sent: said so
+        bc.publish([gap])
+    assert bc.stats().publish_failures == 1 and not bc.l1_trusted
 
     own_redis.node.start(own_redis.password)
     reconnect_s = peer.wait_for(lambda trusted, *_: trusted, 15.0)

@@ -26,9 +26,10 @@ Pub/sub loses messages while a subscriber is disconnected, so the safety rules a
 Protocol for the cache façade (``tiered.py``)::
 
     if bc.l1_trusted: serve local.get(key) if it hits
-    epoch = bc.epoch                   # read BEFORE loading from L2 or the database
+    epoch, since = bc.epoch, local.generation   # read BEFORE loading from L2 or the DB
     value = load()
-    local.set(key, value, ttl=..., epoch=epoch)   # ignored if a gap happened meanwhile
+    local.set(key, value, ttl=..., epoch=epoch, since=since)
+    # ignored if a gap happened meanwhile, or if the key was invalidated meanwhile
     ...
     remote.invalidate(keys); local.delete_many(keys); bc.publish(keys)
 
@@ -524,7 +525,7 @@ class L1Broadcast:
                 c.messages_received += 1
                 c.own_messages_ignored += 1
             return
-        dropped = self.local.delete_many(inv.keys)
+        dropped = self.local.invalidate_many(inv.keys)
         latency_ms = (time.time_ns() - inv.sent_at_ns) / 1e6
         with c.lock:
             c.messages_received += 1

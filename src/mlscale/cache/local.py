@@ -34,6 +34,14 @@ cross-process broadcast does so when its Redis subscription dropped, see
 gone, so a value loaded before the gap can never be served after it. Unstamped
 entries are not affected (the broadcast clears them); pinned ones are exempt, as
 from :meth:`LocalCache.clear`.
+
+The same race exists per key: a fill reads the old value from L2, another process
+invalidates the key, the broadcast deletes it here, and only then the fill lands.
+:meth:`LocalCache.invalidate_many` (what the broadcast calls) marks each key with a
+new generation; a set given ``since=`` the :attr:`LocalCache.generation` read before
+loading is ignored if the key was invalidated since (outcome ``INVALIDATED``). The
+marks are bounded (``max_marks``, oldest forgotten first); once one is forgotten,
+every set that began before it is refused, which is safe, only less efficient.
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ class SetOutcome(enum.StrEnum):
     STORED = "stored"
     OLDER_VERSION = "older_version"  # ignored: the cached entry has a newer version
     OLDER_EPOCH = "older_epoch"  # ignored: stamped with an epoch the cache has retired
+    INVALIDATED = "invalidated"  # ignored: the key was invalidated after the load began
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,7 @@ class LocalStats:
     sets_ignored_older: int
     sets_refused: int
     sets_ignored_epoch: int
+    sets_ignored_invalidated: int
     deletes: int
     entries: int
     bytes: int
@@ -202,6 +212,8 @@ class LocalCache:
     together; it never lengthens a TTL, which callers rely on as a staleness bound.
     ``negative_ttl`` (seconds) caps the TTL of cached ``None`` values. ``clock``
     (seconds, monotonic) and ``rng`` (uniform in [0, 1)) are injectable for tests.
+    ``max_marks`` bounds the keys remembered by :meth:`invalidate_many` (about 100
+    bytes each) to refuse fills that began before their invalidation.
     """
 
     def __init__(
@@ -213,6 +225,7 @@ class LocalCache:
         negative_ttl: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        max_marks: int = 100_000,
     ) -> None:
         if type(max_entries) is not int or max_entries < 1:
             raise ValueError(f"max_entries must be an int >= 1, not {max_entries!r}")
@@ -225,6 +238,9 @@ class LocalCache:
         self.max_bytes = max_bytes
         self.jitter = jitter
         self.negative_ttl = negative_ttl
+        if type(max_marks) is not int or max_marks < 1:
+            raise ValueError(f"max_marks must be an int >= 1, not {max_marks!r}")
+        self.max_marks = max_marks
         self._clock = clock
         self._random = rng
         self._lock = threading.Lock()
@@ -237,6 +253,10 @@ class LocalCache:
         self._sets = self._sets_ignored = self._sets_refused = self._deletes = 0
         self._epoch_floor = 0
         self._sets_ignored_epoch = 0
+        self._generation = 0
+        self._marks: OrderedDict[str, int] = OrderedDict()  # key -> generation, oldest first
+        self._marks_floor = 0  # generation of the newest mark forgotten
+        self._sets_ignored_invalidated = 0
 
     # -- reads -------------------------------------------------------------------
 
@@ -289,6 +309,7 @@ class LocalCache:
         jitter: float | None = None,
         pin: bool = False,
         epoch: int | None = None,
+        since: int | None = None,
     ) -> SetResult:
         """Cache ``value`` under ``key`` for ``ttl`` seconds (``math.inf``: no expiry).
 
@@ -299,7 +320,9 @@ class LocalCache:
         and pins in one step, so the entry cannot be evicted in between. ``epoch``
         stamps the entry with the epoch the caller read before loading the value: an
         unpinned set stamped below the floor of :meth:`retire_epochs_below` is ignored
-        (outcome ``OLDER_EPOCH``).
+        (outcome ``OLDER_EPOCH``). ``since``: the :attr:`generation` the caller read
+        before loading; the set is ignored if :meth:`invalidate_many` named the key
+        after that (outcome ``INVALIDATED``).
 
         Raises :class:`~mlscale.errors.CacheValueTooLarge` if ``size`` alone exceeds
         ``max_bytes``, and :class:`LocalCacheFull` if pinned entries leave no room. In
@@ -326,6 +349,9 @@ class LocalCache:
                 # Loaded before a gap in which invalidations may have been lost.
                 self._sets_ignored_epoch += 1
                 return SetResult(SetOutcome.OLDER_EPOCH, None)
+            if since is not None and not pin and self._invalidated_since(key, since):
+                self._sets_ignored_invalidated += 1
+                return SetResult(SetOutcome.INVALIDATED, None)
             return self._store(key, value, now + ttl, version, size, pin, now, epoch)
 
     def _store(
@@ -422,6 +448,30 @@ class LocalCache:
         whether there was one."""
         with self._lock:
             return self._delete(key)
+
+    @property
+    def generation(self) -> int:
+        """The count of :meth:`invalidate_many` calls: read it before loading a value,
+        pass it to ``set(..., since=)``."""
+        return self._generation
+
+    def invalidate_many(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` (see :meth:`delete`) and mark them, so a set whose load began
+        before this call is ignored; how many entries there were."""
+        with self._lock:
+            self._generation += 1
+            n = 0
+            for key in keys:
+                n += self._delete(key)
+                self._marks[key] = self._generation
+                self._marks.move_to_end(key)
+            while len(self._marks) > self.max_marks:
+                _, gen = self._marks.popitem(last=False)
+                self._marks_floor = max(self._marks_floor, gen)
+            return n
+
+    def _invalidated_since(self, key: str, since: int) -> bool:
+        return since < self._marks_floor or self._marks.get(key, 0) > since
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove the entries under ``keys`` (see :meth:`delete`); how many there were."""
@@ -530,6 +580,7 @@ class LocalCache:
                 sets_ignored_older=self._sets_ignored,
                 sets_refused=self._sets_refused,
                 sets_ignored_epoch=self._sets_ignored_epoch,
+                sets_ignored_invalidated=self._sets_ignored_invalidated,
                 deletes=self._deletes,
                 entries=len(self._lru) + len(self._pinned),
                 bytes=self._bytes,

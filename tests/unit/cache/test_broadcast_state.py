@@ -186,3 +186,22 @@ def test_retire_drops_older_stamps_only_and_keeps_pins_and_unstamped() -> None:
     assert local.stats().sets_ignored_epoch == 1
     with pytest.raises(ValueError):
         local.set("x", 1, ttl=60, epoch="1")  # type: ignore[arg-type]
+
+
+def test_a_fill_that_began_before_its_keys_invalidation_is_ignored() -> None:
+    local = LocalCache(max_marks=3)
+    since = local.generation  # a fill of "k" begins, reads the old value ...
+    assert local.invalidate_many(["k"]) == 0  # ... the invalidation arrives first ...
+    late = local.set("k", "old", ttl=60, since=since)  # ... then the fill lands
+    assert late.outcome is SetOutcome.INVALIDATED and local.get("k") is None
+    assert local.set("other", 1, ttl=60, since=since).stored  # other keys are unaffected
+    fresh = local.generation
+    assert local.set("k", "new", ttl=60, since=fresh).stored  # a fill begun after: fine
+    assert local.invalidate_many(["k", "other"]) == 2 and len(local) == 0
+    assert local.set("k", "d", ttl=math.inf, since=since, pin=True).stored  # own write
+    # Forgetting marks beyond max_marks refuses every fill that began before them.
+    before = local.generation
+    local.invalidate_many(["a", "b", "c", "d"])  # "k" and "other" forgotten
+    assert local.set("other", 2, ttl=60, since=before).outcome is SetOutcome.INVALIDATED
+    assert local.set("other", 2, ttl=60, since=local.generation).stored
+    assert local.stats().sets_ignored_invalidated == 2
