@@ -11,4 +11,6 @@ write-through are not yet).
 - :mod:`.journal` and :mod:`.writebehind`: durable write-behind (a Redis Stream journal
   fsynced before each acknowledgement; a flusher upserting batches into PostgreSQL with
   a version guard, so a replay after a crash takes effect once; dirty L1 entries pinned).
+- :mod:`.broadcast`: L1 coherence across processes (invalidations over Redis pub/sub,
+  L1 flushed and bypassed while the subscription is down, epochs against late fills).
 """

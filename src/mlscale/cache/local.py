@@ -25,6 +25,23 @@ keeps pinned entries unless told otherwise.
 
 Pinned entries are kept apart from the LRU list, so eviction pops the least
 recently used unpinned entry in O(1) however many entries are pinned.
+
+Epochs close the race between a fill and a lost invalidation: a caller may stamp a
+set with the epoch it read *before* loading (``set(..., epoch=e)``); once
+:meth:`LocalCache.retire_epochs_below` has raised the floor past ``e`` (the
+cross-process broadcast does so when its Redis subscription dropped, see
+:mod:`.broadcast`), such a set is ignored and entries stamped below the floor are
+gone, so a value loaded before the gap can never be served after it. Unstamped
+entries are not affected (the broadcast clears them); pinned ones are exempt, as
+from :meth:`LocalCache.clear`.
+
+The same race exists per key: a fill reads the old value from L2, another process
+invalidates the key, the broadcast deletes it here, and only then the fill lands.
+:meth:`LocalCache.invalidate_many` (what the broadcast calls) marks each key with a
+new generation; a set given ``since=`` the :attr:`LocalCache.generation` read before
+loading is ignored if the key was invalidated since (outcome ``INVALIDATED``). The
+marks are bounded (``max_marks``, oldest forgotten first); once one is forgotten,
+every set that began before it is refused, which is safe, only less efficient.
 """
 
 from __future__ import annotations
@@ -71,6 +88,8 @@ class SetOutcome(enum.StrEnum):
 
     STORED = "stored"
     OLDER_VERSION = "older_version"  # ignored: the cached entry has a newer version
+    OLDER_EPOCH = "older_epoch"  # ignored: stamped with an epoch the cache has retired
+    INVALIDATED = "invalidated"  # ignored: the key was invalidated after the load began
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +149,8 @@ class LocalStats:
     sets: int
     sets_ignored_older: int
     sets_refused: int
+    sets_ignored_epoch: int
+    sets_ignored_invalidated: int
     deletes: int
     entries: int
     bytes: int
@@ -161,16 +182,23 @@ class LocalStats:
 
 
 class _Entry:
-    __slots__ = ("expires_at", "pins", "size", "value", "version")
+    __slots__ = ("epoch", "expires_at", "pins", "size", "value", "version")
 
     def __init__(
-        self, value: Any, version: int | None, expires_at: float, size: int, pins: int
+        self,
+        value: Any,
+        version: int | None,
+        expires_at: float,
+        size: int,
+        pins: int,
+        epoch: int | None = None,
     ) -> None:
         self.value = value
         self.version = version
         self.expires_at = expires_at
         self.size = size
         self.pins = pins
+        self.epoch = epoch
 
 
 class LocalCache:
@@ -184,6 +212,8 @@ class LocalCache:
     together; it never lengthens a TTL, which callers rely on as a staleness bound.
     ``negative_ttl`` (seconds) caps the TTL of cached ``None`` values. ``clock``
     (seconds, monotonic) and ``rng`` (uniform in [0, 1)) are injectable for tests.
+    ``max_marks`` bounds the keys remembered by :meth:`invalidate_many` (about 100
+    bytes each) to refuse fills that began before their invalidation.
     """
 
     def __init__(
@@ -195,6 +225,7 @@ class LocalCache:
         negative_ttl: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        max_marks: int = 100_000,
     ) -> None:
         if type(max_entries) is not int or max_entries < 1:
             raise ValueError(f"max_entries must be an int >= 1, not {max_entries!r}")
@@ -207,6 +238,9 @@ class LocalCache:
         self.max_bytes = max_bytes
         self.jitter = jitter
         self.negative_ttl = negative_ttl
+        if type(max_marks) is not int or max_marks < 1:
+            raise ValueError(f"max_marks must be an int >= 1, not {max_marks!r}")
+        self.max_marks = max_marks
         self._clock = clock
         self._random = rng
         self._lock = threading.Lock()
@@ -217,6 +251,12 @@ class LocalCache:
         self._hits = self._misses = self._negative_hits = 0
         self._evicted = dict.fromkeys(EvictionReason, 0)
         self._sets = self._sets_ignored = self._sets_refused = self._deletes = 0
+        self._epoch_floor = 0
+        self._sets_ignored_epoch = 0
+        self._generation = 0
+        self._marks: OrderedDict[str, int] = OrderedDict()  # key -> generation, oldest first
+        self._marks_floor = 0  # generation of the newest mark forgotten
+        self._sets_ignored_invalidated = 0
 
     # -- reads -------------------------------------------------------------------
 
@@ -268,6 +308,8 @@ class LocalCache:
         size: int | None = None,
         jitter: float | None = None,
         pin: bool = False,
+        epoch: int | None = None,
+        since: int | None = None,
     ) -> SetResult:
         """Cache ``value`` under ``key`` for ``ttl`` seconds (``math.inf``: no expiry).
 
@@ -275,7 +317,12 @@ class LocalCache:
         an older one is ignored (outcome ``OLDER_VERSION``); an equal version
         replaces it (a refresh). ``size`` (bytes) defaults to the encoded length;
         ``jitter`` overrides the cache's fraction for this entry; ``pin=True`` stores
-        and pins in one step, so the entry cannot be evicted in between.
+        and pins in one step, so the entry cannot be evicted in between. ``epoch``
+        stamps the entry with the epoch the caller read before loading the value: an
+        unpinned set stamped below the floor of :meth:`retire_epochs_below` is ignored
+        (outcome ``OLDER_EPOCH``). ``since``: the :attr:`generation` the caller read
+        before loading; the set is ignored if :meth:`invalidate_many` named the key
+        after that (outcome ``INVALIDATED``).
 
         Raises :class:`~mlscale.errors.CacheValueTooLarge` if ``size`` alone exceeds
         ``max_bytes``, and :class:`LocalCacheFull` if pinned entries leave no room. In
@@ -294,9 +341,18 @@ class LocalCache:
         share = self.jitter if jitter is None else _check_jitter(jitter)
         if share and math.isfinite(ttl):
             ttl *= 1.0 - share * self._random()
+        if epoch is not None and type(epoch) is not int:
+            raise ValueError(f"epoch must be an int or None, not {epoch!r}")
         now = self._clock()
         with self._lock:
-            return self._store(key, value, now + ttl, version, size, pin, now)
+            if epoch is not None and epoch < self._epoch_floor and not pin:
+                # Loaded before a gap in which invalidations may have been lost.
+                self._sets_ignored_epoch += 1
+                return SetResult(SetOutcome.OLDER_EPOCH, None)
+            if since is not None and not pin and self._invalidated_since(key, since):
+                self._sets_ignored_invalidated += 1
+                return SetResult(SetOutcome.INVALIDATED, None)
+            return self._store(key, value, now + ttl, version, size, pin, now, epoch)
 
     def _store(
         self,
@@ -307,6 +363,7 @@ class LocalCache:
         size: int,
         pin: bool,
         now: float,
+        epoch: int | None,
     ) -> SetResult:
         old = self._lru.get(key)
         if old is not None and old.expires_at <= now:
@@ -341,7 +398,7 @@ class LocalCache:
         pins = (old.pins if old is not None else 0) + pin
         if old is not None:
             self._remove(key, old)
-        entry = _Entry(value, version, expires_at, size, pins)
+        entry = _Entry(value, version, expires_at, size, pins, epoch)
         if pins:
             self._pinned[key] = entry
             self._pinned_bytes += size
@@ -392,6 +449,30 @@ class LocalCache:
         with self._lock:
             return self._delete(key)
 
+    @property
+    def generation(self) -> int:
+        """The count of :meth:`invalidate_many` calls: read it before loading a value,
+        pass it to ``set(..., since=)``."""
+        return self._generation
+
+    def invalidate_many(self, keys: Iterable[str]) -> int:
+        """Delete ``keys`` (see :meth:`delete`) and mark them, so a set whose load began
+        before this call is ignored; how many entries there were."""
+        with self._lock:
+            self._generation += 1
+            n = 0
+            for key in keys:
+                n += self._delete(key)
+                self._marks[key] = self._generation
+                self._marks.move_to_end(key)
+            while len(self._marks) > self.max_marks:
+                _, gen = self._marks.popitem(last=False)
+                self._marks_floor = max(self._marks_floor, gen)
+            return n
+
+    def _invalidated_since(self, key: str, since: int) -> bool:
+        return since < self._marks_floor or self._marks.get(key, 0) > since
+
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove the entries under ``keys`` (see :meth:`delete`); how many there were."""
         with self._lock:
@@ -419,6 +500,26 @@ class LocalCache:
                 self._pinned.clear()
                 self._bytes = self._pinned_bytes = 0
             return dropped
+
+    def retire_epochs_below(self, epoch: int) -> int:
+        """Raise the epoch floor to ``epoch`` (it never goes down): drop the unpinned
+        entries stamped with an older epoch and ignore later sets stamped with one.
+        How many entries were dropped. Atomic with respect to every get and set."""
+        if type(epoch) is not int:
+            raise ValueError(f"epoch must be an int, not {epoch!r}")
+        with self._lock:
+            if epoch <= self._epoch_floor:
+                return 0
+            self._epoch_floor = epoch
+            old = [k for k, e in self._lru.items() if e.epoch is not None and e.epoch < epoch]
+            for key in old:
+                self._remove(key, self._lru[key])
+            return len(old)
+
+    @property
+    def epoch_floor(self) -> int:
+        """The lowest epoch a stamped set may carry (0 until first raised)."""
+        return self._epoch_floor
 
     # -- pins --------------------------------------------------------------------
 
@@ -478,6 +579,8 @@ class LocalCache:
                 sets=self._sets,
                 sets_ignored_older=self._sets_ignored,
                 sets_refused=self._sets_refused,
+                sets_ignored_epoch=self._sets_ignored_epoch,
+                sets_ignored_invalidated=self._sets_ignored_invalidated,
                 deletes=self._deletes,
                 entries=len(self._lru) + len(self._pinned),
                 bytes=self._bytes,
