@@ -399,20 +399,23 @@ class CacheCore:
         ttl_s: float,
         epoch: int | None,
         size: int | None,
-    ) -> None:
+    ) -> bool:
         """Put a value read or loaded since ``epoch`` into L1, unless an invalidation
         happened meanwhile (it may have removed this very value: the fill would bring
         it back) or a newer version is there (L1's version guard). ``epoch`` None: a
-        write-through's own value, which is guarded by its version alone."""
+        write-through's own value, which is guarded by its version alone.
+        Whether the value is now in L1."""
         if self.local is None:
-            return
+            return False
         if epoch is not None and epoch != self._epoch:
-            return
+            return False
         ttl = min(ttl_s, self.policy.local_ttl_s)
-        self.local.set(name, value, ttl=ttl, version=version, size=size, jitter=self.policy.jitter)
+        done = self.local.set(name, value, ttl=ttl, version=version, size=size, jitter=0.0)
         if epoch is not None and epoch != self._epoch:
             # An invalidation ran while we stored: it may have found nothing to drop.
             self.local.delete(name)
+            return False
+        return done.stored
 
     def bump(self) -> int:
         """Void the L1 fills in flight (see :meth:`fill_local`); the new epoch."""
@@ -585,6 +588,11 @@ def takes_token(fn: Callable[..., Any]) -> bool:
     if p is not None:
         return p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     return any(q.kind is q.VAR_KEYWORD for q in params.values())
+
+
+def blob_size(blob: bytes | None) -> int | None:
+    """The L1 size of an encoded value (None: let L1 size it)."""
+    return len(blob) if blob is not None else None
 
 
 def unwrap(loaded: Any) -> tuple[Any, int]:

@@ -70,6 +70,7 @@ from .policy import (
     KeyLocks,
     Versioned,
     WriteResult,
+    blob_size,
     call_key,
     causal_text,
     default_namespace,
@@ -219,7 +220,7 @@ class Cache:
             value, version = self._load(loader, None)
             blob = core.encode(value)
             core.fill_local(
-                name, value, version, core.ttl(value, ttl, negative_ttl), epoch, _size(blob)
+                name, value, version, core.ttl(value, ttl, negative_ttl), epoch, blob_size(blob)
             )
             core.add_local_tags(name, core.tag_names(tags))
             return value
@@ -273,7 +274,7 @@ class Cache:
                     core.unavailable(exc, "a fill")
                     return value
                 if stored:
-                    core.fill_local(name, value, version, ttl_s, epoch, _size(blob))
+                    core.fill_local(name, value, version, ttl_s, epoch, blob_size(blob))
                 else:
                     core.count("fills_refused")
                 return value
@@ -382,11 +383,14 @@ class Cache:
                 core.forget_local(names)  # this process's L1 may now be older than L2
                 core.unavailable(exc, "a set")
                 return 0
-        for (name, value, version, blob, t), ok in zip(rows, stored, strict=True):
-            if ok:
-                core.fill_local(name, value, version, core.ttl(value, t, t), epoch, _size(blob))
-                core.add_local_tags(name, tag_names)
-            else:
+        for i, (name, value, version, blob, t) in enumerate(rows):
+            if stored[i]:
+                ttl_s = core.ttl(value, t, t)
+                in_l1 = core.fill_local(name, value, version, ttl_s, epoch, blob_size(blob))
+                if self.remote is None:
+                    stored[i] = in_l1
+                    core.add_local_tags(name, tag_names)
+            if not stored[i]:
                 core.count("fills_refused")
         self._publish(names)
         return sum(stored)
@@ -595,7 +599,3 @@ class Cache:
             return wrapper
 
         return decorate
-
-
-def _size(blob: bytes | None) -> int | None:
-    return len(blob) if blob is not None else None
