@@ -288,6 +288,7 @@ _COUNTERS = (
 )
 
 _MISSING = object()
+_STRIPES = 1024
 
 
 class CacheCore:
@@ -313,9 +314,10 @@ class CacheCore:
         self._lock = threading.Lock()
         self._n: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self._load_time = 0.0
-        # Bumped by every invalidation this process makes or hears of: an L1 fill
-        # decided before the bump may carry the invalidated value, so it is skipped.
-        self._epoch = 0
+        # Epochs of key stripes, bumped by every invalidation and write this process
+        # makes or hears of: an L1 fill decided before the bump may carry the old
+        # value, so it is dropped. Striped so a bump voids few unrelated fills.
+        self._epochs = [0] * _STRIPES
         self._last_warning = -math.inf
         self._unwarned = 0
         # L1-only caches keep tag memberships here (with L2 they live in Redis).
@@ -371,10 +373,9 @@ class CacheCore:
 
     # -- L1 -------------------------------------------------------------------------
 
-    @property
-    def epoch(self) -> int:
-        """The invalidation epoch now (see :meth:`fill_local`)."""
-        return self._epoch
+    def epoch(self, name: str) -> int:
+        """The invalidation epoch of ``name`` now (see :meth:`fill_local`)."""
+        return self._epochs[hash(name) % _STRIPES]
 
     def get_local(self, name: str, *, recheck: bool = False) -> Any:
         """The L1 value of ``name`` (None for a cached None), or ``_MISSING``; counted.
@@ -397,42 +398,48 @@ class CacheCore:
         value: Any,
         version: int,
         ttl_s: float,
-        epoch: int | None,
+        epoch: int,
         size: int | None,
     ) -> bool:
-        """Put a value read or loaded since ``epoch`` into L1, unless an invalidation
-        happened meanwhile (it may have removed this very value: the fill would bring
-        it back) or a newer version is there (L1's version guard). ``epoch`` None: a
-        write-through's own value, which is guarded by its version alone.
-        Whether the value is now in L1."""
+        """Put a value read, loaded or written since ``epoch`` (of ``name``) into L1,
+        unless the key was invalidated or written meanwhile, or a newer version is
+        there (L1's version guard). Whether the value is now in L1.
+
+        A fill that comes too late does not just skip: it drops the key from L1 and
+        bumps its epoch, so no other fill decided before it lands either. Two racing
+        write-throughs of one process could otherwise leave the older in L1: the
+        newer one's fill skipped for the older one's bump, the older one's fill done.
+        """
         if self.local is None:
             return False
-        if epoch is not None and epoch != self._epoch:
+        if epoch != self.epoch(name):
+            self.forget_local([name])
             return False
         ttl = min(ttl_s, self.policy.local_ttl_s)
         done = self.local.set(name, value, ttl=ttl, version=version, size=size, jitter=0.0)
-        if epoch is not None and epoch != self._epoch:
-            # An invalidation ran while we stored: it may have found nothing to drop.
-            self.local.delete(name)
+        if epoch != self.epoch(name):
+            # Invalidated while we stored: the invalidation may have found nothing to drop.
+            self.forget_local([name])
             return False
         return done.stored
 
-    def bump(self) -> int:
-        """Void the L1 fills in flight (see :meth:`fill_local`); the new epoch."""
+    def bump(self, names: Sequence[str]) -> None:
+        """Void the L1 fills of ``names`` in flight (see :meth:`fill_local`)."""
         with self._lock:
-            self._epoch += 1
-            return self._epoch
+            for name in names:
+                self._epochs[hash(name) % _STRIPES] += 1
 
     def forget_local(self, names: Sequence[str]) -> int:
-        """Drop ``names`` from L1 and void L1 fills in flight; how many were there.
-        The broadcast listener should call this (rather than ``LocalCache.delete``)
-        for keys others changed."""
-        self.bump()
+        """Drop ``names`` from L1 and void their L1 fills in flight; how many were
+        there. The broadcast listener should call this (rather than
+        ``LocalCache.delete``) for keys others changed."""
+        self.bump(names)
         return self.local.delete_many(names) if self.local is not None else 0
 
     def clear_local(self) -> None:
-        """Drop every unpinned L1 entry and void L1 fills in flight."""
-        self.bump()
+        """Drop every unpinned L1 entry and void every L1 fill in flight."""
+        with self._lock:
+            self._epochs = [e + 1 for e in self._epochs]
         if self.local is not None:
             self.local.clear()
 

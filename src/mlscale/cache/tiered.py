@@ -37,9 +37,10 @@ instead); a corrupt or foreign L2 entry is a counted miss (and is replaced); a
 value over ``max_value_bytes`` raises CacheValueTooLarge before anything is
 stored (before ``write`` runs, for write_through).
 
-L1 coherence: every invalidation and write bumps an epoch, and an L1 fill decided
-before the bump is dropped, so a value read just before an invalidation is not
-put back into L1. Other processes' L1 hear of changes through ``broadcast`` (its
+L1 coherence: every invalidation and write bumps the key's epoch, and an L1 fill
+decided before the bump is dropped (and drops the key), so a value read just before
+an invalidation, or the older of two racing writes, is not put back into L1.
+Other processes' L1 hear of changes through ``broadcast`` (its
 listener should call :meth:`Cache.forget_local`); ``local_ttl_s`` bounds what a
 lost message can cost.
 """
@@ -146,7 +147,7 @@ class Cache:
         expired or invalidated value if L2 kept one (``stale_ms`` of its settings).
         """
         name = self.core.name(key)
-        epoch = self.core.epoch
+        epoch = self.core.epoch(name)
         value = self.core.get_local(name)
         if value is not MISSING:
             return value
@@ -214,7 +215,7 @@ class Cache:
         deadline: float,
     ) -> Any:
         core = self.core
-        epoch = core.epoch
+        epoch = core.epoch(name)
         if self.remote is None:
             core.count("misses")
             value, version = self._load(loader, None)
@@ -310,7 +311,7 @@ class Cache:
         wanted = [(k, core.name(k)) for k in keys]
         out: dict[Key, Any] = {}
         rest: list[tuple[Key, str]] = []
-        epoch = core.epoch
+        epochs = {name: core.epoch(name) for _, name in wanted}
         for key, name in wanted:
             value = core.get_local(name)
             if value is MISSING:
@@ -328,7 +329,7 @@ class Cache:
                 if value is not MISSING:
                     out[key] = value
                     ttl_s = core.ttl(value, None, None)
-                    core.fill_local(name, value, got.version or 0, ttl_s, epoch, None)
+                    core.fill_local(name, value, got.version or 0, ttl_s, epochs[name], None)
         core.count("misses", len(wanted) - len(out))
         return out
 
@@ -370,7 +371,9 @@ class Cache:
             value, version = unwrap(item)
             rows.append((core.name(key), value, version, core.encode(value), ttl))
         names = [r[0] for r in rows]
-        epoch = core.bump()
+        # Drop the old L1 copies first: a fill skipped below must not leave them.
+        core.forget_local(names)
+        epochs = [core.epoch(name) for name in names]
         stored = [True] * len(rows)
         if self.remote is not None:
             entries = [
@@ -386,7 +389,7 @@ class Cache:
         for i, (name, value, version, blob, t) in enumerate(rows):
             if stored[i]:
                 ttl_s = core.ttl(value, t, t)
-                in_l1 = core.fill_local(name, value, version, ttl_s, epoch, blob_size(blob))
+                in_l1 = core.fill_local(name, value, version, ttl_s, epochs[i], blob_size(blob))
                 if self.remote is None:
                     stored[i] = in_l1
                     core.add_local_tags(name, tag_names)

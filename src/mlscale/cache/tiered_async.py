@@ -112,7 +112,7 @@ class AsyncCache:
         expired or invalidated value if L2 kept one (``stale_ms`` of its settings).
         """
         name = self.core.name(key)
-        epoch = self.core.epoch
+        epoch = self.core.epoch(name)
         value = self.core.get_local(name)
         if value is not MISSING:
             return value
@@ -186,7 +186,7 @@ class AsyncCache:
         deadline: float,
     ) -> Any:
         core = self.core
-        epoch = core.epoch
+        epoch = core.epoch(name)
         if self.remote is None:
             core.count("misses")
             value, version = await self._load(loader, None)
@@ -284,7 +284,7 @@ class AsyncCache:
         wanted = [(k, core.name(k)) for k in keys]
         out: dict[Key, Any] = {}
         rest: list[tuple[Key, str]] = []
-        epoch = core.epoch
+        epochs = {name: core.epoch(name) for _, name in wanted}
         for key, name in wanted:
             value = core.get_local(name)
             if value is MISSING:
@@ -302,7 +302,7 @@ class AsyncCache:
                 if value is not MISSING:
                     out[key] = value
                     ttl_s = core.ttl(value, None, None)
-                    core.fill_local(name, value, got.version or 0, ttl_s, epoch, None)
+                    core.fill_local(name, value, got.version or 0, ttl_s, epochs[name], None)
         core.count("misses", len(wanted) - len(out))
         return out
 
@@ -344,7 +344,9 @@ class AsyncCache:
             value, version = unwrap(item)
             rows.append((core.name(key), value, version, core.encode(value), ttl))
         names = [r[0] for r in rows]
-        epoch = core.bump()
+        # Drop the old L1 copies first: a fill skipped below must not leave them.
+        core.forget_local(names)
+        epochs = [core.epoch(name) for name in names]
         stored = [True] * len(rows)
         if self.remote is not None:
             entries = [
@@ -360,7 +362,7 @@ class AsyncCache:
         for i, (name, value, version, blob, t) in enumerate(rows):
             if stored[i]:
                 ttl_s = core.ttl(value, t, t)
-                in_l1 = core.fill_local(name, value, version, ttl_s, epoch, blob_size(blob))
+                in_l1 = core.fill_local(name, value, version, ttl_s, epochs[i], blob_size(blob))
                 if self.remote is None:
                     stored[i] = in_l1
                     core.add_local_tags(name, tag_names)
