@@ -9,6 +9,7 @@ reads served from the database while Redis is down, corrupt entries.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import threading
 import time
@@ -20,6 +21,8 @@ import pytest
 
 from mlscale import Cluster, LocalCluster
 from mlscale.cache import (
+    AsyncCache,
+    AsyncRemoteCache,
     Cache,
     CachePolicy,
     CacheUnavailable,
@@ -370,3 +373,41 @@ def test_writes_through_the_cluster_invalidate_after_commit_with_their_token(
         assert cache.get(("item", 1), load) == "new"
     finally:
         cache.close()
+
+
+def test_async_cache_over_l2_read_through_stale_set_and_write_through(server: Server) -> None:
+    async def scenario() -> None:
+        async with AsyncRemoteCache.connect(
+            "127.0.0.1",
+            server.ports[0],
+            password=server.password,
+            cluster=server.kind == "cluster",
+        ) as remote:
+            cache = AsyncCache(ns(), local=LocalCache(), remote=remote)
+            loading, release = asyncio.Event(), asyncio.Event()
+            tokens: list[str | None] = []
+
+            async def slow(token: str | None = None) -> str:
+                tokens.append(token)
+                loading.set()
+                await release.wait()
+                return "old"
+
+            reader = asyncio.create_task(cache.get("k", slow))
+            await loading.wait()
+            await cache.invalidate(["k"], token="tok")
+            release.set()
+            assert await reader == "old"
+            assert cache.stats().fills_refused == 1
+
+            async def fresh(token: str | None = None) -> str:
+                tokens.append(token)
+                return "new"
+
+            assert await cache.get("k", fresh) == "new"
+            assert tokens == [None, "tok"]
+            assert (await cache.write_through("k", "v9", 9)).cached
+            assert not (await cache.write_through("k", "v8", 8)).cached
+            assert await cache.get("k") == "v9"
+
+    asyncio.run(scenario())

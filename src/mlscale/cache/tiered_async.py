@@ -344,8 +344,10 @@ class AsyncCache:
             value, version = unwrap(item)
             rows.append((core.name(key), value, version, core.encode(value), ttl))
         names = [r[0] for r in rows]
-        # Drop the old L1 copies first: a fill skipped below must not leave them.
-        core.forget_local(names)
+        if self.remote is not None:
+            # L2 arbitrates between writers: drop the old L1 copies first, so a fill
+            # skipped below cannot leave them. (L1 alone keeps the newer by itself.)
+            core.forget_local(names)
         epochs = [core.epoch(name) for name in names]
         stored = [True] * len(rows)
         if self.remote is not None:
