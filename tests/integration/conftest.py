@@ -6,7 +6,9 @@ an unprivileged OS user that must reach them (pytest's own tmp dirs are 0700).
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from mlscale import Cluster, LocalCluster
 from mlscale.local.tempdirs import reachable_tempdir
 from tests.integration.proxy import Proxy
+from tests.integration.redis_servers import Server, cluster_server, standalone_server
 from tests.integration.sharding_cleanup import restore_sharding
 
 
@@ -79,3 +82,42 @@ def tcp_proxy() -> Iterator[Callable[[str, int], Proxy]]:
     finally:
         for proxy in started:
             proxy.stop()
+
+
+@pytest.fixture(scope="module", params=["standalone", "cluster"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A Redis for the cache tests: standalone, then a 3-master Redis Cluster."""
+    base = reachable_tempdir("mlscale-cache-it-")
+    srv: Server | None = None
+    try:
+        srv = standalone_server(base) if request.param == "standalone" else cluster_server(base)
+        yield srv
+    finally:
+        try:
+            if srv is not None:
+                for c in srv.caches:
+                    c.close()
+                srv.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture()
+def own_redis() -> Iterator[Server]:
+    """A standalone Redis of this test only, to stop or freeze."""
+    base = reachable_tempdir("mlscale-cache-fault-")
+    srv: Server | None = None
+    try:
+        srv = standalone_server(base)
+        yield srv
+    finally:
+        try:
+            if srv is not None:
+                pid = srv.pid()
+                if pid is not None:
+                    os.kill(pid, signal.SIGCONT)  # in case the test left it frozen
+                for c in srv.caches:
+                    c.close()
+                srv.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)

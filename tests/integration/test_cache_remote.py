@@ -1,5 +1,5 @@
 """The Redis tier (mlscale.cache.remote) against real Redis: a standalone server and a
-3-master Redis Cluster, both started here on free loopback ports.
+3-master Redis Cluster on free loopback ports (fixtures in conftest.py).
 
 Counted: leases granted among concurrent callers, refused stale sets, cached versions
 after racing writers, script calls per batch (INFO commandstats), time to fail.
@@ -10,17 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-import redis
 
 from mlscale.cache.remote import (
     CacheUnavailable,
@@ -33,87 +28,9 @@ from mlscale.cache.remote import (
 )
 from mlscale.cache.remote_async import AsyncRemoteCache
 from mlscale.errors import CacheValueTooLarge
-from mlscale.local import ports as portsmod
-from mlscale.local.osuser import resolve_service_user
-from mlscale.local.rediscluster import LocalRedisCluster
-from mlscale.local.redisnode import RedisNode
-from mlscale.local.tempdirs import reachable_tempdir
+from tests.integration.redis_servers import Server
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Server:
-    """A running Redis (standalone or cluster) and how to reach and count it."""
-
-    kind: str
-    ports: list[int]
-    password: str
-    stop: Callable[[], None]
-    pid: Callable[[], int | None] = lambda: None
-    caches: list[RemoteCache] = field(default_factory=list)
-
-    def cache(self, settings: RemoteSettings | None = None, timeout_s: float = 1.0) -> RemoteCache:
-        c = RemoteCache.connect(
-            "127.0.0.1",
-            self.ports[0],
-            password=self.password,
-            cluster=self.kind == "cluster",
-            timeout_s=timeout_s,
-            settings=settings,
-        )
-        self.caches.append(c)
-        return c
-
-    def _nodes(self) -> list[redis.Redis]:
-        return [redis.Redis(port=p, password=self.password, socket_timeout=2.0) for p in self.ports]
-
-    def reset_stats(self) -> None:
-        for n in self._nodes():
-            n.config_resetstat()
-            n.close()
-
-    def calls(self, command: str) -> int:
-        """Calls of ``command`` summed over every node since ``reset_stats``."""
-        total = 0
-        for n in self._nodes():
-            stats = n.info("commandstats")
-            total += int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
-            n.close()
-        return total
-
-
-def _standalone(base: Path) -> Server:
-    user = resolve_service_user()
-    with portsmod.port_lock():
-        (port,) = portsmod.choose_ports(["redis-test"], reserved=portsmod.reserved_ports(base))
-        node = RedisNode(None, base / "redis", port, user)
-        password = uuid.uuid4().hex
-        node.write_conf(password)
-        node.start(password)
-    return Server("standalone", [port], password, node.stop, node.pid)
-
-
-def _cluster(base: Path) -> Server:
-    rc = LocalRedisCluster(base / "rc", masters=3).start()
-    return Server("cluster", [n.port for n in rc.nodes], rc.password, rc.stop)
-
-
-@pytest.fixture(scope="module", params=["standalone", "cluster"])
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    base = reachable_tempdir("mlscale-cache-it-")
-    srv: Server | None = None
-    try:
-        srv = _standalone(base) if request.param == "standalone" else _cluster(base)
-        yield srv
-    finally:
-        try:
-            if srv is not None:
-                for c in srv.caches:
-                    c.close()
-                srv.stop()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture()
@@ -372,27 +289,6 @@ def test_oversize_value_is_refused_and_nothing_stored(server: Server) -> None:
 
 
 # -- faults -------------------------------------------------------------------------------
-
-
-@pytest.fixture()
-def own_redis() -> Iterator[Server]:
-    """A standalone Redis of this test only, to stop or freeze."""
-    base = reachable_tempdir("mlscale-cache-fault-")
-    srv: Server | None = None
-    try:
-        srv = _standalone(base)
-        yield srv
-    finally:
-        try:
-            if srv is not None:
-                pid = srv.pid()
-                if pid is not None:
-                    os.kill(pid, signal.SIGCONT)  # in case the test left it frozen
-                for c in srv.caches:
-                    c.close()
-                srv.stop()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def test_redis_stopped_raises_cache_unavailable_quickly(own_redis: Server) -> None:

@@ -695,10 +695,14 @@ class RemoteCache:
         tombstone_ttl_ms: int | None = None,
     ) -> int:
         """``invalidate`` every member of ``tag``; how many held a fresh value."""
-        members = self._run(self.plans.tag_members(tag))
+        members = self.tag_members(tag)
         return self.invalidate(
             members, causal_token, version=version, tombstone_ttl_ms=tombstone_ttl_ms
         )
+
+    def tag_members(self, tag: str) -> list[str]:
+        """The keys whose membership of ``tag`` is not over (e.g. to drop them from L1)."""
+        return self._run(self.plans.tag_members(tag))
 
     def close(self) -> None:
         """Close the client's connections; later calls raise CacheError."""

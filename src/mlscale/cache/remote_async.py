@@ -207,10 +207,14 @@ class AsyncRemoteCache:
         tombstone_ttl_ms: int | None = None,
     ) -> int:
         """``invalidate`` every member of ``tag``; how many held a fresh value."""
-        members = await self._run(self.plans.tag_members(tag))
+        members = await self.tag_members(tag)
         return await self.invalidate(
             members, causal_token, version=version, tombstone_ttl_ms=tombstone_ttl_ms
         )
+
+    async def tag_members(self, tag: str) -> list[str]:
+        """The keys whose membership of ``tag`` is not over (e.g. to drop them from L1)."""
+        return await self._run(self.plans.tag_members(tag))
 
     async def aclose(self) -> None:
         """Close the client's connections; later calls raise CacheError."""
