@@ -37,7 +37,7 @@ from mlscale.local.osuser import resolve_service_user
 from mlscale.local.redisnode import RedisNode
 from mlscale.local.tempdirs import reachable_tempdir
 from tests.integration import l1_peer
-from tests.integration.test_cache_remote import Server, _cluster, _standalone
+from tests.integration.redis_servers import Server, cluster_server, standalone_server
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     base = reachable_tempdir("mlscale-bcast-it-")
     srv: Server | None = None
     try:
-        srv = _standalone(base) if request.param == "standalone" else _cluster(base)
+        srv = standalone_server(base) if request.param == "standalone" else cluster_server(base)
         yield srv
     finally:
         try:
