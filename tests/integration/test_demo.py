@@ -103,8 +103,19 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             "cross-shard fan-out / sequential loop",
             "fan-out answer equals the loop's",
             "window function across groups refused",
+            "user read p50, tutorials' cache (GET/SETEX)",
+            "user read p50, mlscale Cache (L1 + L2)",
+            "read p50, tutorials' / mlscale",
+            "database queries saved, tutorials' cache (GET/SETEX)",
+            "database queries saved, mlscale Cache (L1 + L2)",
         ):
             assert label in stdout, stdout
+        # Chapter 5's stale read: the tutorials' cache served the old row, mlscale's not.
+        lines = stdout.splitlines()
+        naive = [x for x in lines if x.startswith("stale read after a write, tutorials' cache")]
+        ours = [x for x in lines if x.startswith("stale read after a write, mlscale Cache")]
+        assert len(naive) == 1 and "served old" in naive[0], stdout
+        assert len(ours) == 1 and "served new" in ours[0], stdout
         assert "no CPU caps" in stdout, stdout
         assert str(out / "demo.json") in stdout, stdout
         assert str(out / "report.html") in stdout, stdout
@@ -153,6 +164,26 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
         assert metrics["crossshard_refused"] is True
         assert "window function" in metrics["crossshard_refusal"]
         assert "crossshard_fanout_over_loop" in metrics
+        # Chapter 5: both caches on the same requests, queries counted by the database;
+        # after the slow reader's fill, the tutorials' cache serves the old row and
+        # mlscale's refuses the fill and serves the new one.
+        for name in ("tutorial", "mlscale"):
+            for key in ("read_p50_ms", "reads_per_s", "db_queries", "db_queries_saved"):
+                assert f"cache_{name}_{key}" in metrics, sorted(metrics)
+            assert 0 < metrics[f"cache_{name}_db_queries_saved_share"] < 1
+        assert metrics["cache_read_p50_tutorial_over_mlscale"] > 0
+        stale = metrics["cache_stale_read"]
+        assert metrics["cache_stale_tutorial_served_old"] is True
+        assert stale["tutorial"]["served_ctr"] == stale["tutorial"]["old_ctr"]
+        assert stale["tutorial"]["served_ctr"] != stale["tutorial"]["new_ctr"]
+        assert metrics["cache_stale_mlscale_served_old"] is False
+        assert stale["mlscale"]["served_ctr"] == stale["mlscale"]["new_ctr"]
+        assert stale["mlscale"]["old_ctr"] != stale["mlscale"]["new_ctr"]
+        assert metrics["cache_stale_mlscale_fills_refused"] == 1
+        for variant in ("cache_tutorial", "cache_mlscale"):
+            rounds = doc["rounds"][variant]
+            assert len(rounds) >= 5, (variant, rounds)
+            assert all(0 < r["db_queries"] < r["ops"] for r in rounds), (variant, rounds)
         for variant in (
             "reads_pooled",
             "reads_unpooled",

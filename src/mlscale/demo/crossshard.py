@@ -33,9 +33,7 @@ QUERY = (
     f"SELECT country, count(*) AS users, sum(sessions_7d) AS sessions "  # noqa: S608
     f"FROM {TABLE} GROUP BY country ORDER BY country"
 )
-REFUSED = (
-    f"SELECT user_id, rank() OVER (ORDER BY ctr DESC) AS ctr_rank FROM {TABLE}"  # noqa: S608
-)
+REFUSED = f"SELECT user_id, rank() OVER (ORDER BY ctr DESC) AS ctr_rank FROM {TABLE}"  # noqa: S608
 
 Answer = list[tuple[Any, ...]]
 
@@ -43,9 +41,7 @@ Answer = list[tuple[Any, ...]]
 def needs(config: ClusterConfig) -> str | None:
     """What the chapter needs of the cluster that ``config`` lacks, if anything."""
     if len(config.shard_groups) < 2:
-        return (
-            f"the cross-shard chapter needs 2 shard groups (it has {len(config.shard_groups)})"
-        )
+        return f"the cross-shard chapter needs 2 shard groups (it has {len(config.shard_groups)})"
     return None
 
 
@@ -74,9 +70,7 @@ def _op(query: Callable[[Cluster], Answer], cluster: Cluster) -> OpFactory:
     return make
 
 
-def run_crossshard(
-    cluster: Cluster, params: Params, echo: Callable[[str], None]
-) -> ChapterResult:
+def run_crossshard(cluster: Cluster, params: Params, echo: Callable[[str], None]) -> ChapterResult:
     """Loop vs fan-out on the sharding chapter's table, answers compared; one refusal."""
     groups = [g.name for g in cluster.config.shard_groups]
     if len(groups) < 2:

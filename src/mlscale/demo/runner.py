@@ -28,7 +28,8 @@ from ..errors import ClusterError
 from ..local.cluster import LocalCluster, UpReport
 from ..local.tempdirs import reachable_tempdir
 from ..report.html import write_report
-from . import crossshard, foundation, replicas, sharding
+from . import caching, crossshard, foundation, replicas, sharding
+from .caching import run_caching
 from .crossshard import run_crossshard
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
 from .replicas import run_replicas
@@ -125,7 +126,7 @@ def _run_chapters(
         _refuse(local, [p for p in [sharding.needs_of_catalog(cluster)] if p])
         machine = _machine(cluster)
         result = run_foundation(cluster, params, echo)
-        for run in (run_replicas, run_sharding, run_crossshard):
+        for run in (run_replicas, run_sharding, run_crossshard, run_caching):
             chapter = run(cluster, params, echo)
             result.metrics.update(chapter.metrics)
             result.rounds.update(chapter.rounds)
@@ -156,7 +157,7 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
     try:
         if existed:  # checked before a server is started or a row written
             config = local.config()
-            chapters = (foundation, replicas, sharding, crossshard)
+            chapters = (foundation, replicas, sharding, crossshard, caching)
             _refuse(local, [p for p in (c.needs(config) for c in chapters) if p])
         echo(f"starting a local cluster in {local.root} ...")
         t0 = time.perf_counter()
