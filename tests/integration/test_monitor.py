@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import psycopg
+
 from mlscale import LocalCluster
 from mlscale.engine.cluster_sync import Cluster
 from mlscale.engine.monitor_async import AsyncMonitor
@@ -117,10 +119,19 @@ def test_an_old_heartbeat_does_not_ban_a_replica_that_is_caught_up(scratch_dir: 
     with Cluster(config) as cluster:
         primary = cluster.primary_node()
         with cluster.connection(primary) as conn:
-            conn.execute(
-                "CREATE SCHEMA IF NOT EXISTS mlscale_sys; CREATE TABLE IF NOT EXISTS "
-                "mlscale_sys.heartbeat (shard_group text PRIMARY KEY, beat timestamptz NOT NULL)"
-            )
+            for attempt in range(3):
+                try:
+                    conn.execute(
+                        "CREATE SCHEMA IF NOT EXISTS mlscale_sys; CREATE TABLE IF NOT EXISTS "
+                        "mlscale_sys.heartbeat (shard_group text PRIMARY KEY, "
+                        "beat timestamptz NOT NULL)"
+                    )
+                    break
+                except psycopg.errors.UniqueViolation:
+                    # The cluster's monitor created them at the same moment (IF NOT
+                    # EXISTS is not safe against a concurrent CREATE): they exist now.
+                    if attempt == 2:
+                        raise
             conn.execute(
                 "INSERT INTO mlscale_sys.heartbeat VALUES ('g0', now() - interval '1 hour') "
                 "ON CONFLICT (shard_group) DO UPDATE SET beat = excluded.beat"
