@@ -69,6 +69,8 @@ class How:
     combine: Combine
     present: Present = _rows
     committed: AfterCommit | None = None
+
+
 # borrow(group): a connection that runs a part in ``group``.
 Borrow = Callable[[str], AbstractAsyncContextManager[AsyncConnection[Any]]]
 
