@@ -179,7 +179,8 @@ class Cluster(Scope):
         balancer would pick with this moment's bans and samples."""
         c = self._context.classify(query)
         options = ReadOptions.of(consistency, token)
-        plan = self._shard_plan(c, query, params, shard_key, False)
+        directory = self._rooms.directory
+        plan = directory.plan(c, query, params, shard_key, False, self._group_given())
         placed_by = "not sharded: the caller's group"
         groups = [self._context.group(group)]
         if plan is not None:

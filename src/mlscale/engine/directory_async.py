@@ -17,9 +17,11 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from ..core.classify import Classification
 from ..core.keyroute import CopyIn
 from ..core.sharding import EMPTY, ShardDirectory
-from ..core.shardplan import ShardPlan, split_copy_rows
+from ..core.shardplan import NO_KEY, ShardPlan, split_copy_rows
+from ..core.shardplan import plan as plan_shards
 from ..core.sqltree import references_tables
 from ..errors import NodeUnavailableError
 from .catalog_async import load_directory
@@ -77,6 +79,33 @@ class AsyncDirectory:
                 raise
             log.info("no sharding directory (%s); running %r unplaced", exc, query[:60])
             return None
+
+    async def plan(
+        self,
+        c: Classification,
+        query: str,
+        params: Any,
+        shard_key: Any,
+        broadcast: bool,
+        group_given: bool,
+    ) -> ShardPlan | None:
+        """Where a statement on sharded tables runs (None: it touches none, or the
+        caller named its group and the catalog cannot be reached: see :meth:`for_call`)."""
+        keyed = shard_key is not NO_KEY or broadcast
+        directory = await self.for_call(query, keyed, group_given)
+        if directory is None or (not directory.tables and not keyed):
+            return None
+        routed = self._context.key_reader(directory).read(query, params)
+        return plan_shards(
+            routed,
+            directory,
+            query,
+            params,
+            write=not c.read_only,
+            all_groups=self._context.group_names,
+            shard_key=shard_key,
+            broadcast=broadcast,
+        )
 
     async def split_copy(self, query: str, rows: Iterable[Sequence[Any]]) -> ShardPlan | None:
         """COPY FROM into a sharded table as one part per shard group (None: not sharded)."""

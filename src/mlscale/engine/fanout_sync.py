@@ -57,18 +57,22 @@ def _rows(result: ScatterResult) -> list[Any]:
     return result.rows
 
 
+# committed(conn, group): told after ``group``'s part committed on ``conn``.
+AfterCommit = Callable[[Connection[Any], str], None]
+
+
 @dataclass(frozen=True, slots=True)
 class How:
     """What a call runs on a connection (``work``) and how results are put together:
-    ``combine`` for a statement split by key, ``present`` for a cross-shard read."""
+    ``combine`` for a statement split by key, ``present`` for a cross-shard read;
+    ``committed`` is told after each group's COMMIT of a write split over groups."""
 
     work: Work
     combine: Combine
     present: Present = _rows
+    committed: AfterCommit | None = None
 
 
-# committed(conn, group): told after ``group``'s part committed on ``conn``.
-AfterCommit = Callable[[Connection[Any], str], None]
 # borrow(group): a connection that runs a part in ``group``.
 Borrow = Callable[[str], AbstractContextManager[Connection[Any]]]
 

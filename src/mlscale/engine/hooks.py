@@ -25,8 +25,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Committed:
     """A write that committed: the shard ``groups`` it changed, its ``statement``
-    (None for a transaction block), and its causal ``token`` where the client read
-    one anyway (transactions; writes of read-your-writes sessions), else None."""
+    (None for a transaction block), and its causal ``token``: the WAL position each
+    group reached, read on the writing connection after its commit returned (for a
+    plain write only because hooks are registered: see ``commits_async``), or None
+    where the write's connection was still inside a transaction afterwards."""
 
     groups: tuple[str, ...]
     statement: str | None = None

@@ -28,15 +28,15 @@ from ..core.consistency import Consistency
 from ..core.copyformat import read_copy
 from ..core.scatter.result import ScatterResult
 from ..core.shardplan import NO_KEY, ShardPlan
-from ..core.shardplan import plan as plan_shards
 from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
+from .commits_async import CommitMarks
 from .context import ClusterContext
 from .copydata_async import copy_data
 from .directory_async import AsyncDirectory
-from .fanout_async import AsyncFanout, Borrow, Combine, How, concat, first_row, total
+from .fanout_async import AsyncFanout, Borrow, How, concat, first_row, total
 from .hooks import CommitHooks, Committed
-from .nodes_async import AsyncNodes, Work
+from .nodes_async import AsyncNodes
 from .router_async import AsyncRouter
 from .scatter_async import AsyncScatter
 
@@ -101,11 +101,14 @@ class AsyncRunner:
         replica fails is retried once elsewhere; anything else only if ``idempotent``."""
         self._check_usable()
         c = self._context.classify(query)
-        shard_plan = await self._shard_plan(c, query, params, shard_key, broadcast)
+        shard_plan = await self._rooms.directory.plan(
+            c, query, params, shard_key, broadcast, self._group_given()
+        )
         # Decided before the attempt: a failure may reset a session's state. A read
         # is safe to repeat (say, on a primary that restarted and left dead pooled
         # connections behind); a write only if the caller says so.
         may_repeat = (idempotent or c.read_only) and self._may_repeat(c)
+        how, marks = self._marking(c, shard_plan, how)
         try:
             result = await self._attempt(c, query, params, options, how, shard_plan)
         except NodeUnavailableError as exc:
@@ -117,16 +120,37 @@ class AsyncRunner:
             else:
                 raise
             result = await self._attempt(c, query, params, options, how, shard_plan)
-        if not c.read_only and self._rooms.hooks:
-            self._committed(query, shard_plan)
+        if marks is not None:
+            self._committed(query, shard_plan, marks.token)
         return result
 
-    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+    def _marking(
+        self, c: Classification, shard_plan: ShardPlan | None, how: How
+    ) -> tuple[How, CommitMarks | None]:
+        """``how``, made to read the causal token of the write it runs when after-commit
+        hooks will hear of it (else unchanged: no extra round trip)."""
+        if c.read_only or not self._rooms.hooks:
+            return how, None
+        marks = CommitMarks()
+        if not self._marks_writes():
+            return how, marks
+        group = self._home_group()  # no shard key, or no row to place: the home group
+        if shard_plan is not None and not shard_plan.any_group:
+            group = shard_plan.parts[0].group  # split: read after each group's COMMIT
+        return marks.wrap(how, group), marks
+
+    def _marks_writes(self) -> bool:
+        """Whether a write reads its position for the hooks (no: read anyway, or later)."""
+        return True
+
+    def _committed(
+        self, query: str, shard_plan: ShardPlan | None, token: CausalToken | None
+    ) -> None:
         """Tell the after-commit hooks that ``query`` (placed by ``shard_plan``) has
-        committed: the runner runs each call in its own transaction, unless a
-        subclass says otherwise."""
+        committed, having reached ``token``: the runner runs each call in its own
+        transaction, unless a subclass says otherwise."""
         groups = shard_plan.groups if shard_plan is not None else (self._home_group(),)
-        self._rooms.hooks.fire(Committed(groups, query))
+        self._rooms.hooks.fire(Committed(groups, query, token))
 
     def _home_group(self) -> str:
         """The group a statement runs in when no shard key places it."""
@@ -163,28 +187,6 @@ class AsyncRunner:
         async with self._borrow(c, options, None) as conn:
             return await work(conn, query, params)
 
-    async def _shard_plan(
-        self, c: Classification, query: str, params: Params, shard_key: Any, broadcast: bool
-    ) -> ShardPlan | None:
-        """Where a statement on sharded tables runs (None: it touches none)."""
-        keyed = shard_key is not NO_KEY or broadcast
-        directory = await self._rooms.directory.for_call(query, keyed, self._group_given())
-        if directory is None:
-            return None
-        if not directory.tables and not keyed:
-            return None
-        routed = self._context.key_reader(directory).read(query, params)
-        return plan_shards(
-            routed,
-            directory,
-            query,
-            params,
-            write=not c.read_only,
-            all_groups=self._context.group_names,
-            shard_key=shard_key,
-            broadcast=broadcast,
-        )
-
     async def _run_plan(
         self,
         c: Classification,
@@ -208,7 +210,7 @@ class AsyncRunner:
             async with self._borrow(c, options, group) as conn:
                 return await work(conn, part.sql, part.params)
         if not c.read_only:
-            return await self._write_parts(c, shard_plan, work, how.combine)
+            return await self._write_parts(c, shard_plan, how)
         return await self._rooms.fanout.read_parts(
             shard_plan, self._borrower(c, options), work, how.combine
         )
@@ -216,9 +218,7 @@ class AsyncRunner:
     def _borrower(self, c: Classification, options: ReadOptions) -> Borrow:
         return lambda group: self._borrow(c, options, group)
 
-    async def _write_parts(
-        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
-    ) -> Any:
+    async def _write_parts(self, c: Classification, shard_plan: ShardPlan, how: How) -> Any:
         """A write split over shard groups (see :meth:`AsyncFanout.write_parts`); refused
         where the runner holds one group's connection."""
         raise RoutingError(
@@ -375,14 +375,15 @@ class AsyncRunner:
             split = await self._rooms.directory.split_copy(query, rows)
             if split is not None:
                 c = self._context.classify(query)
+                how, marks = self._marking(c, split, How(copy_rows, total))
                 if len(split.parts) == 1:
                     (part,) = split.parts
                     async with self._borrow(c, EVENTUAL, part.group) as conn:
-                        count = await copy_rows(conn, part.sql, part.params)
+                        count = await how.work(conn, part.sql, part.params)
                 else:
-                    count = await self._write_parts(c, split, copy_rows, total)
-                if self._rooms.hooks:
-                    self._committed(query, split)
+                    count = await self._write_parts(c, split, how)
+                if marks is not None:
+                    self._committed(query, split, marks.token)
                 return count
         return await self._run(
             query, None, EVENTUAL, How(given_rows, total if rows is not None else concat)

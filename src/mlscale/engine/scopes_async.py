@@ -21,24 +21,23 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from ..core.causal import CausalToken, GroupPosition
+from ..core.causal import CausalToken
 from ..core.classify import Classification, TxAction
 from ..core.consistency import Consistency
-from ..core.lsn import parse_lsn
 from ..core.route import Scope as RouteScope
 from ..core.scatter.result import ScatterResult
 from ..core.shardplan import NO_KEY, Part, ShardPlan
 from ..errors import MlscaleError, RoutingError
 from .balancer import ReadOptions
-from .fanout_async import Borrow, Combine
+from .commits_async import position
+from .fanout_async import Borrow, How
 from .hooks import Committed
-from .nodes_async import Work, reset_session
+from .nodes_async import reset_session
 from .runner_async import AsyncRooms, AsyncRunner, Params
-from .samples import PRIMARY_SAMPLE
 from .statements import Isolation, set_transaction
 from .translate import translating
 
-__all__ = ["AsyncScope", "AsyncTransaction", "open_transaction", "position", "within"]
+__all__ = ["AsyncScope", "AsyncTransaction", "open_transaction", "within"]
 
 
 def within(own: str | None, group: str | None) -> str | None:
@@ -54,15 +53,6 @@ def within(own: str | None, group: str | None) -> str | None:
     return group
 
 
-async def position(conn: AsyncConnection[Any]) -> GroupPosition:
-    """The primary's WAL position now, read on ``conn`` after its commit returned."""
-    cur = await conn.execute(PRIMARY_SAMPLE, prepare=True)
-    row = await cur.fetchone()
-    if row is None:
-        raise MlscaleError("the primary returned no WAL position")
-    return GroupPosition(int(row[1]) % 2**64, int(row[2]), parse_lsn(row[0]))
-
-
 class AsyncScope(AsyncRunner):
     """Calls with an explicit target: the primary, replicas, or one shard group."""
 
@@ -76,14 +66,13 @@ class AsyncScope(AsyncRunner):
     ) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         return self._rooms.router.connection(c, self._scope, within(self._group, group), options)
 
-    async def _write_parts(
-        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
-    ) -> Any:
+    async def _write_parts(self, c: Classification, shard_plan: ShardPlan, how: How) -> Any:
         if self._scope is RouteScope.REPLICA:
             raise RoutingError("a write cannot run in a replica scope")
         for part in shard_plan.parts:
             within(self._group, part.group)
-        return await self._rooms.fanout.write_parts(c, shard_plan, work, combine)
+        fanout = self._rooms.fanout
+        return await fanout.write_parts(c, shard_plan, how.work, how.combine, how.committed)
 
     async def _quick(
         self, c: Classification, options: ReadOptions, group: str | None
@@ -160,7 +149,10 @@ class AsyncScope(AsyncRunner):
         c = self._context.classify(query)
         if not c.read_only:
             raise RoutingError(f"{c.reason}: scatter() and stream() are for reads")
-        shard_plan = await self._shard_plan(c, query, params, NO_KEY, False)
+        rooms = self._rooms
+        shard_plan = await rooms.directory.plan(
+            c, query, params, NO_KEY, False, self._group_given()
+        )
         if shard_plan is None:
             raise RoutingError(
                 "cross-shard read: the statement reads no sharded table; use fetch_all()"
@@ -203,7 +195,12 @@ class AsyncTransaction(AsyncRunner):
     def _may_repeat(self, c: Classification) -> bool:
         return False  # the transaction died with its connection
 
-    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+    def _marks_writes(self) -> bool:
+        return False  # its token is read once the block commits
+
+    def _committed(
+        self, query: str, shard_plan: ShardPlan | None, token: CausalToken | None
+    ) -> None:
         return None  # nothing commits before the block ends: open_transaction tells
 
     @asynccontextmanager

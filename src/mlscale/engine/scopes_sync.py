@@ -23,24 +23,23 @@ from typing import Any
 
 from psycopg import Connection
 
-from ..core.causal import CausalToken, GroupPosition
+from ..core.causal import CausalToken
 from ..core.classify import Classification, TxAction
 from ..core.consistency import Consistency
-from ..core.lsn import parse_lsn
 from ..core.route import Scope as RouteScope
 from ..core.scatter.result import ScatterResult
 from ..core.shardplan import NO_KEY, Part, ShardPlan
 from ..errors import MlscaleError, RoutingError
 from .balancer import ReadOptions
-from .fanout_sync import Borrow, Combine
+from .commits_sync import position
+from .fanout_sync import Borrow, How
 from .hooks import Committed
-from .nodes_sync import Work, reset_session
+from .nodes_sync import reset_session
 from .runner_sync import Params, Rooms, Runner
-from .samples import PRIMARY_SAMPLE
 from .statements import Isolation, set_transaction
 from .translate import translating
 
-__all__ = ["Scope", "Transaction", "open_transaction", "position", "within"]
+__all__ = ["Scope", "Transaction", "open_transaction", "within"]
 
 
 def within(own: str | None, group: str | None) -> str | None:
@@ -56,15 +55,6 @@ def within(own: str | None, group: str | None) -> str | None:
     return group
 
 
-def position(conn: Connection[Any]) -> GroupPosition:
-    """The primary's WAL position now, read on ``conn`` after its commit returned."""
-    cur = conn.execute(PRIMARY_SAMPLE, prepare=True)
-    row = cur.fetchone()
-    if row is None:
-        raise MlscaleError("the primary returned no WAL position")
-    return GroupPosition(int(row[1]) % 2**64, int(row[2]), parse_lsn(row[0]))
-
-
 class Scope(Runner):
     """Calls with an explicit target: the primary, replicas, or one shard group."""
 
@@ -78,14 +68,13 @@ class Scope(Runner):
     ) -> AbstractContextManager[Connection[Any]]:
         return self._rooms.router.connection(c, self._scope, within(self._group, group), options)
 
-    def _write_parts(
-        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
-    ) -> Any:
+    def _write_parts(self, c: Classification, shard_plan: ShardPlan, how: How) -> Any:
         if self._scope is RouteScope.REPLICA:
             raise RoutingError("a write cannot run in a replica scope")
         for part in shard_plan.parts:
             within(self._group, part.group)
-        return self._rooms.fanout.write_parts(c, shard_plan, work, combine)
+        fanout = self._rooms.fanout
+        return fanout.write_parts(c, shard_plan, how.work, how.combine, how.committed)
 
     def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
         return self._rooms.router.quick_replica(c, self._scope, within(self._group, group), options)
@@ -156,7 +145,8 @@ class Scope(Runner):
         c = self._context.classify(query)
         if not c.read_only:
             raise RoutingError(f"{c.reason}: scatter() and stream() are for reads")
-        shard_plan = self._shard_plan(c, query, params, NO_KEY, False)
+        rooms = self._rooms
+        shard_plan = rooms.directory.plan(c, query, params, NO_KEY, False, self._group_given())
         if shard_plan is None:
             raise RoutingError(
                 "cross-shard read: the statement reads no sharded table; use fetch_all()"
@@ -199,7 +189,12 @@ class Transaction(Runner):
     def _may_repeat(self, c: Classification) -> bool:
         return False  # the transaction died with its connection
 
-    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+    def _marks_writes(self) -> bool:
+        return False  # its token is read once the block commits
+
+    def _committed(
+        self, query: str, shard_plan: ShardPlan | None, token: CausalToken | None
+    ) -> None:
         return None  # nothing commits before the block ends: open_transaction tells
 
     @contextmanager

@@ -19,11 +19,11 @@ from ..core.session import SessionState
 from ..core.shardplan import ShardPlan
 from ..errors import DatabaseError, MlscaleError
 from .balancer import ReadOptions, SeenPositions
-from .fanout_async import Combine
+from .commits_async import position
+from .fanout_async import How
 from .hooks import Committed
-from .nodes_async import Work
 from .runner_async import AsyncRooms, AsyncRunner
-from .scopes_async import AsyncTransaction, open_transaction, position, within
+from .scopes_async import AsyncTransaction, open_transaction, within
 from .statements import Isolation
 from .translate import translating
 
@@ -82,22 +82,34 @@ class AsyncSession(AsyncRunner):
     def _home_group(self) -> str:
         return self._context.group(self._group)
 
-    async def _write_parts(
-        self, c: Classification, shard_plan: ShardPlan, work: Work, combine: Combine
-    ) -> Any:
+    async def _write_parts(self, c: Classification, shard_plan: ShardPlan, how: How) -> Any:
         """A write split over groups, when the session holds no connection: run as the
-        cluster runs it, the token advanced in every group it committed in."""
+        cluster runs it, the token advanced in every group it committed in (and the
+        hooks' marks told, if any)."""
         if self.pinned or self.state.needs_pin(c):
-            return await super()._write_parts(c, shard_plan, work, combine)
-        return await self._rooms.fanout.write_parts(
-            c, shard_plan, work, combine, committed=self._wrote
-        )
+            return await super()._write_parts(c, shard_plan, how)
+        marked = how.committed
 
-    def _committed(self, query: str, shard_plan: ShardPlan | None) -> None:
+        async def committed(conn: AsyncConnection[Any], group: str) -> None:
+            await self._wrote(conn, group)
+            if marked is not None:
+                await marked(conn, group)
+
+        fanout = self._rooms.fanout
+        return await fanout.write_parts(c, shard_plan, how.work, how.combine, committed)
+
+    def _marks_writes(self) -> bool:
+        # A read-your-writes session reads its position after each write anyway.
+        return self.options.consistency is not Consistency.READ_YOUR_WRITES
+
+    def _committed(
+        self, query: str, shard_plan: ShardPlan | None, token: CausalToken | None
+    ) -> None:
         if self.state.in_transaction:
             return  # it commits with the session's COMMIT
         groups = shard_plan.groups if shard_plan is not None else (self._home_group(),)
-        token = self.token if self.options.consistency is Consistency.READ_YOUR_WRITES else None
+        if self.options.consistency is Consistency.READ_YOUR_WRITES:
+            token = self.token
         self._rooms.hooks.fire(Committed(groups, query, token or None))
 
     async def _quick(

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 
 from mlscale import NodeUnavailableError, parse_config
 from mlscale.core.route import Scope as RouteScope
@@ -21,10 +22,11 @@ from mlscale.engine.balancer import EVENTUAL, ReadOptions
 from mlscale.engine.context import ClusterContext
 from mlscale.engine.directory_sync import Directory
 from mlscale.engine.fanout_sync import Fanout
+from mlscale.engine.hooks import Committed
 from mlscale.engine.lazy import OnFirstUse
 from mlscale.engine.router_sync import Router
 from mlscale.engine.runner_sync import Rooms
-from mlscale.engine.samples import ReplicaSample
+from mlscale.engine.samples import PRIMARY_SAMPLE, ReplicaSample
 from mlscale.engine.scatter_sync import Scatter
 from mlscale.engine.scopes_sync import Scope
 from mlscale.engine.session_sync import Session
@@ -58,20 +60,35 @@ class FakeCursor:
         return self.rows
 
 
+class FakeInfo:
+    def __init__(self) -> None:
+        self.transaction_status = TransactionStatus.IDLE
+
+
 class FakeConnection:
-    """Answers every statement with its node's name; fails while its node is down."""
+    """Answers every statement with its node's name (the WAL sample with a position
+    that grows by one per statement); fails while its node is down. Autocommit, as
+    the pools' connections are: BEGIN ... COMMIT / ROLLBACK is the only transaction."""
 
     def __init__(self, nodes: FakeNodes, node: str, number: int) -> None:
         self._nodes = nodes
         self.node = node
         self.number = number
         self.closed = False
+        self.info = FakeInfo()
 
     def run(self, text: str) -> tuple[list[Any], int]:
         if self.node in self._nodes.down:
             self.closed = True
             raise psycopg.OperationalError(f"server closed the connection ({self.node})")
         self._nodes.log.append((self.node, self.number, text))
+        if text in ("BEGIN", "COMMIT", "ROLLBACK"):
+            intrans = text == "BEGIN"
+            self.info.transaction_status = (
+                TransactionStatus.INTRANS if intrans else TransactionStatus.IDLE
+            )
+        if text == PRIMARY_SAMPLE:
+            return [(f"0/{len(self._nodes.log):X}", 7, 1)], 1
         return [(self.node,)], 1
 
     def execute(self, text: Any, params: Any = None, *, prepare: Any = None) -> FakeCursor:
@@ -244,3 +261,56 @@ def test_a_forked_child_forgets_what_the_parents_monitor_saw() -> None:
         _, status = os.waitpid(pid, 0)
         assert os.WEXITSTATUS(status) == 0
         assert cluster.stats().down == {"g0-replica1": "connection refused"}  # the parent's
+
+
+def test_a_plain_write_tells_the_hooks_its_position_read_after_it_committed(
+    rooms: Rooms,
+) -> None:
+    nodes: Any = rooms.nodes
+    scope = Scope(rooms, RouteScope.AUTO, None)
+    events: list[Committed] = []
+    rooms.hooks.add(events.append)
+    scope.execute("UPDATE t SET x = 1")
+    ((event,),) = [(e,) for e in events]
+    assert event.groups == ("g0",) and event.statement == "UPDATE t SET x = 1"
+    assert event.token is not None and set(event.token) == {"g0"}
+    # Read on the same connection, right after the statement (the log's next line).
+    assert [t for _, _, t in nodes.log] == ["UPDATE t SET x = 1", PRIMARY_SAMPLE]
+    assert len({number for _, number, _ in nodes.log}) == 1
+    assert event.token["g0"].lsn == 2  # the sample answers len(log)
+    assert event.token["g0"].system_identifier == 7
+    # A read commits nothing: no sample, no event.
+    scope.fetch_value("SELECT 1")
+    assert len(events) == 1 and [t for _, _, t in nodes.log].count(PRIMARY_SAMPLE) == 1
+
+
+def test_without_hooks_a_write_costs_no_extra_statement(rooms: Rooms) -> None:
+    nodes: Any = rooms.nodes
+    scope = Scope(rooms, RouteScope.AUTO, None)
+    for _ in range(5):
+        scope.execute("UPDATE t SET x = 1")
+    with Session(rooms, None, EVENTUAL, monotonic=False) as s:
+        s.execute("UPDATE t SET x = 9")
+    assert PRIMARY_SAMPLE not in [t for _, _, t in nodes.log]
+    assert len(nodes.log) == 6  # the writes themselves, one statement each
+    rooms.hooks.add(lambda e: None)
+    scope.execute("UPDATE t SET x = 10")
+    assert [t for _, _, t in nodes.log][-2:] == ["UPDATE t SET x = 10", PRIMARY_SAMPLE]
+
+
+def test_writes_in_sessions_and_transactions_carry_one_token_read_once(rooms: Rooms) -> None:
+    nodes: Any = rooms.nodes
+    events: list[Committed] = []
+    rooms.hooks.add(events.append)
+    with Session(rooms, None, EVENTUAL, monotonic=False) as s:
+        s.execute("UPDATE t SET x = 1")  # an eventual session: marked for the hooks
+        assert events[-1].token is not None
+        s.execute("BEGIN")
+        s.execute("UPDATE t SET x = 2")  # inside its own transaction: not yet committed
+        assert len(events) == 1
+    with Session(rooms, None, ReadOptions.of("read_your_writes", None), monotonic=False) as s:
+        s.execute("UPDATE t SET x = 3")
+        assert events[-1].token == s.token  # the session's own token, read once
+    texts = [t for _, _, t in nodes.log]
+    at = texts.index("UPDATE t SET x = 3")
+    assert texts[at:] == ["UPDATE t SET x = 3", PRIMARY_SAMPLE]
