@@ -530,6 +530,55 @@ class CacheCore:
             self.count("hits")
         return value
 
+    def lookup_local_many(
+        self, wanted: Sequence[tuple[Key, str]]
+    ) -> tuple[dict[Key, Any], list[tuple[Key, str]]]:
+        """The L1 hits among ``wanted`` (key, name) pairs, and the rest; counted."""
+        out: dict[Key, Any] = {}
+        local = self.local
+        if local is None:
+            return out, list(wanted)
+        rest: list[tuple[Key, str]] = []
+        value_of, tally = local.value, self.tally
+        for key, name in wanted:
+            value = value_of(name, _MISSING, tally)
+            if value is _MISSING:
+                rest.append((key, name))
+            else:
+                out[key] = value
+        return out, rest
+
+    def epochs(self, wanted: Sequence[tuple[Key, str]]) -> list[int] | None:
+        """The epochs of ``wanted`` names, read before L2 is (None without an L1)."""
+        if self.local is None:
+            return None
+        return [self.epoch(name) for _, name in wanted]
+
+    def took_remote_many(
+        self,
+        wanted: Sequence[tuple[Key, str]],
+        gots: Sequence[Got],
+        epochs: Sequence[int] | None,
+        out: dict[Key, Any],
+    ) -> None:
+        """Decode a ``get_many`` reply of ``wanted`` into ``out``, count the L2 hits
+        and misses (one lock for the batch), and fill L1 from the hits."""
+        hits = 0
+        for i, ((key, name), got) in enumerate(zip(wanted, gots, strict=False)):
+            value = self.decode(name, got.state, got.value)
+            if value is _MISSING:
+                continue
+            hits += 1
+            out[key] = value
+            if epochs is not None:
+                self.fill_local(
+                    name, value, got.version or 0, self.ttl(value, None, None), epochs[i], None
+                )
+        with self._lock:
+            self._n["l2_hits"] += hits
+            self._n["l2_misses"] += len(gots) - hits
+            self._n["hits"] += hits
+
     def hit_value(self, lease: LeaseGet) -> Any:
         """:meth:`decode` of a lease_get HIT (``_MISSING`` if corrupt)."""
         return self.decode(lease.key, lease.state, lease.value)

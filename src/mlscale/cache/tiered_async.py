@@ -287,27 +287,15 @@ class AsyncCache:
         L1 first, then one L2 round trip per node for the rest."""
         core = self.core
         wanted = [(k, core.name(k)) for k in keys]
-        out: dict[Key, Any] = {}
-        rest: list[tuple[Key, str]] = []
-        epochs = {name: core.epoch(name) for _, name in wanted}
-        for key, name in wanted:
-            value = core.get_local(name)
-            if value is MISSING:
-                rest.append((key, name))
-            else:
-                out[key] = value
+        out, rest = core.lookup_local_many(wanted)
         if rest and self.remote is not None:
+            epochs = core.epochs(rest)  # before L2 is read: see fill_local
             try:
                 gots = await self.remote.get_many([name for _, name in rest])
             except CacheUnavailable as exc:
                 core.unavailable(exc, "a get_many")
                 gots = []
-            for (key, name), got in zip(rest, gots, strict=False):
-                value = core.got_value(got)
-                if value is not MISSING:
-                    out[key] = value
-                    ttl_s = core.ttl(value, None, None)
-                    core.fill_local(name, value, got.version or 0, ttl_s, epochs[name], None)
+            core.took_remote_many(rest, gots, epochs, out)
         core.count("misses", len(wanted) - len(out))
         return out
 
