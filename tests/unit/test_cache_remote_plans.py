@@ -73,6 +73,16 @@ def test_lease_and_store_replies() -> None:
     assert a and not b and b.refusal is Refusal.OLDER_VERSION
 
 
+def test_a_single_get_reads_its_one_entry() -> None:
+    plan = RemotePlans(cluster=True).get("{u}:a")
+    assert [[(c.script, c.keys) for c in p] for p in plan.phases] == [[(scripts.GET, (b"{u}:a",))]]
+    got = plan.finish([packed([[b"v", b"3", b"A"]])])
+    assert (got.key, got.state, got.value, got.version) == ("{u}:a", EntryState.VALUE, b"A", 3)
+    assert plan.finish([packed([0])]).state is EntryState.MISS
+    with pytest.raises(CacheError, match="2 entries"):
+        plan.finish([packed([0, 0])])
+
+
 @pytest.mark.parametrize("reply", [[0], b"\xc1", 7])
 def test_a_reply_that_is_not_one_packed_string_is_an_error(reply: Any) -> None:
     with pytest.raises(CacheError, match="reply"):

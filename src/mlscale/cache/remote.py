@@ -314,6 +314,12 @@ class RemotePlans:
 
     # -- reads --------------------------------------------------------------------
 
+    def get(self, key: str) -> Plan[Got]:
+        """One GET script call for one key: :meth:`get_many`'s plan without grouping
+        (the L2 hit of a single key is the tier's hottest call)."""
+        call = Call(scripts.GET, (key.encode(),), ())
+        return Plan([[call]], lambda replies: _got_one(key, replies[0]))
+
     def get_many(self, keys: Sequence[str]) -> Plan[list[Got]]:
         """One GET script call per slot group; results in the order of ``keys``."""
         keys = list(keys)
@@ -440,6 +446,13 @@ def _unpacked(reply: Any) -> Any:
         return msgpack.unpackb(reply, raw=True, use_list=True)
     except (ValueError, msgpack.UnpackException) as exc:
         raise CacheError(f"unreadable reply from the cache's script: {exc}") from exc
+
+
+def _got_one(key: str, reply: Any) -> Got:
+    items = _unpacked(reply)
+    if len(items) != 1:
+        raise CacheError(f"the cache's GET script answered {len(items)} entries for one key")
+    return _got(key, items[0])
 
 
 def _got(key: str, item: Any) -> Got:
@@ -627,7 +640,7 @@ class RemoteCache:
 
     def get(self, key: str) -> Got:
         """The fresh value or cached absence of ``key``, or a miss."""
-        return self._run(self.plans.get_many([key]))[0]
+        return self._run(self.plans.get(key))
 
     def get_many(self, keys: Sequence[str]) -> list[Got]:
         """``get`` of every key in one round trip per node; in the order of ``keys``."""
