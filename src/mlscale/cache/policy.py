@@ -525,9 +525,12 @@ class CacheCore:
     def got_value(self, got: Got) -> Any:
         """:meth:`decode` of a ``get`` reply; counts the L2 hit or miss."""
         value = self.decode(got.key, got.state, got.value)
-        self.count("l2_misses" if value is _MISSING else "l2_hits")
-        if value is not _MISSING:
-            self.count("hits")
+        with self._lock:
+            if value is _MISSING:
+                self._n["l2_misses"] += 1
+            else:
+                self._n["l2_hits"] += 1
+                self._n["hits"] += 1
         return value
 
     def lookup_local_many(
