@@ -18,9 +18,11 @@ pytestmark = pytest.mark.slow
 
 VARIANTS = (
     "l1_hit",
+    "l1_hit_decorated",
     "l2_hit",
     "l2_hit_async",
     "db_read",
+    "db_read_mlscale",
     "naive_hit",
     "naive_batch_100",
     "l2_batch_100",
@@ -63,6 +65,15 @@ def test_cache_bench_writes_measured_figures(scratch_dir: Path) -> None:
     assert gates["l1_hit_vs_db_ratio"]["value"] == pytest.approx(
         p50["db_read"]["median"] / p50["l1_hit"]["median"], rel=1e-9
     )
+    assert metrics["l1_hit_vs_db_mlscale_ratio"] == pytest.approx(
+        p50["db_read_mlscale"]["median"] / p50["l1_hit"]["median"], rel=1e-9
+    )
+    # Where an L1 hit's time goes: every step measured, the rest what the steps leave.
+    prof = {k: spread(metrics["l1_hit_profile_ns"], k, rounds) for k in
+            ("timer", "name", "lookup", "get", "rest_of_get")}  # fmt: skip
+    for k in ("timer", "name", "lookup", "get"):
+        assert prof[k]["min"] > 0, k
+    assert any("where an L1 hit's time goes" in n for n in doc["notes"])
     # The load cut adds up, and the database's own count agrees with the client's.
     cut = spread(metrics, "db_load_cut_per_round", rounds)
     assert gates["db_load_cut"]["value"] == pytest.approx(cut["median"])

@@ -16,6 +16,7 @@ import time
 import uuid
 
 import pytest
+import redis
 
 from mlscale.cache.remote import (
     CacheUnavailable,
@@ -382,3 +383,44 @@ def test_async_redis_stopped_raises_cache_unavailable_quickly(own_redis: Server)
             return time.monotonic() - t0
 
     assert asyncio.run(scenario()) < 1.0
+
+
+def test_async_callers_beyond_the_bound_queue_then_give_up_in_time(own_redis: Server) -> None:
+    """``connect`` bounds calls in flight to ``max_connections``: 200 tasks share 2
+    connections (none fails); with Redis frozen, the 2 in flight time out on their
+    sockets and the third gives up waiting for a connection after ``timeout_s``."""
+    pid = own_redis.pid()
+    assert pid is not None
+    counter = redis.Redis(port=own_redis.ports[0], password=own_redis.password)
+
+    async def scenario() -> tuple[int, list[str], float]:
+        cache = AsyncRemoteCache.connect(
+            "127.0.0.1", own_redis.ports[0], password=own_redis.password,
+            max_connections=2, timeout_s=0.3,
+        )  # fmt: skip
+        async with cache:
+            key = fresh("abound")
+            assert await cache.set(key, b"v", 1)
+            got = await asyncio.gather(*[cache.get(key) for _ in range(200)])
+            assert all(g.value == b"v" for g in got)
+            clients = int(counter.info("clients")["connected_clients"]) - 1  # less our own
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                errors = await asyncio.gather(
+                    *[cache.get(key) for _ in range(3)], return_exceptions=True
+                )
+                spent = time.monotonic() - t0
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert (await cache.get(key)).value == b"v"  # recovers
+        return clients, [str(e) for e in errors if isinstance(e, CacheUnavailable)], spent
+
+    try:
+        clients, errors, spent = asyncio.run(scenario())
+    finally:
+        counter.close()
+    assert clients <= 2
+    assert len(errors) == 3
+    assert sum("no Redis connection came free" in e for e in errors) == 1
+    assert spent < 2.0  # socket timeout and one retry, not a hang

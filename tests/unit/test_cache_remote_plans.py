@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import msgpack
 import pytest
 from redis.crc import key_slot
 
@@ -17,13 +19,18 @@ from mlscale.cache.remote import (
     RemoteSettings,
     jittered,
 )
-from mlscale.errors import CacheValueTooLarge
+from mlscale.errors import CacheError, CacheValueTooLarge
+
+
+def packed(reply: Any) -> bytes:
+    """A GET or LEASE_GET reply as the scripts send it: one cmsgpack string."""
+    return msgpack.packb(reply, use_bin_type=False)
 
 
 def test_standalone_get_many_is_one_call_in_key_order() -> None:
     plan = RemotePlans().get_many(["a", "b", "c"])
     assert [[c.keys for c in p] for p in plan.phases] == [[(b"a", b"b", b"c")]]
-    got = plan.finish([[0, [b"v", b"3", b"A"], [b"n", b"4"]]])
+    got = plan.finish([packed([0, [b"v", b"3", b"A"], [b"n", b"4"]])])
     assert [(g.key, g.state, g.value, g.version) for g in got] == [
         ("a", EntryState.MISS, None, None),
         ("b", EntryState.VALUE, b"A", 3),
@@ -38,7 +45,7 @@ def test_cluster_get_many_groups_by_slot_and_restores_order() -> None:
     for c in calls:
         assert len({key_slot(k) for k in c.keys}) == 1
     assert len(calls) == len({key_slot(k.encode()) for k in keys})
-    replies = [[[b"v", b"1", k] for k in c.keys] for c in calls]
+    replies = [packed([[b"v", b"1", k] for k in c.keys]) for c in calls]
     assert [g.value for g in plan.finish(replies)] == [k.encode() for k in keys]
 
 
@@ -51,10 +58,10 @@ def test_tag_memberships_go_first_and_alone_only_across_slots() -> None:
 
 def test_lease_and_store_replies() -> None:
     plan = RemotePlans().lease_get("k", allow_stale=True)
-    got = plan.finish([[b"granted", b"7", b"0", b"old", b"1", b"0/1A"]])
+    got = plan.finish([packed([b"granted", b"7", b"0", b"old", b"1", b"0/1A"])])
     assert got.outcome is LeaseOutcome.GRANTED and got.token
     assert (got.value, got.version, got.stale, got.causal_token) == (b"old", 7, True, "0/1A")
-    wait = plan.finish([[b"wait", b"", b"0", b"", b"1", b""]])
+    wait = plan.finish([packed([b"wait", b"", b"0", b"", b"1", b""])])
     assert (wait.token, wait.state, wait.tombstone, wait.causal_token) == (
         None,
         EntryState.MISS,
@@ -64,6 +71,22 @@ def test_lease_and_store_replies() -> None:
     stored = RemotePlans().set_many([Entry("a", b"x", 1), Entry("b", None, 2)])
     a, b = stored.finish([b"ok", b"version"])
     assert a and not b and b.refusal is Refusal.OLDER_VERSION
+
+
+def test_a_single_get_reads_its_one_entry() -> None:
+    plan = RemotePlans(cluster=True).get("{u}:a")
+    assert [[(c.script, c.keys) for c in p] for p in plan.phases] == [[(scripts.GET, (b"{u}:a",))]]
+    got = plan.finish([packed([[b"v", b"3", b"A"]])])
+    assert (got.key, got.state, got.value, got.version) == ("{u}:a", EntryState.VALUE, b"A", 3)
+    assert plan.finish([packed([0])]).state is EntryState.MISS
+    with pytest.raises(CacheError, match="2 entries"):
+        plan.finish([packed([0, 0])])
+
+
+@pytest.mark.parametrize("reply", [[0], b"\xc1", 7])
+def test_a_reply_that_is_not_one_packed_string_is_an_error(reply: Any) -> None:
+    with pytest.raises(CacheError, match="reply"):
+        RemotePlans().get_many(["a"]).finish([reply])
 
 
 @pytest.mark.parametrize(

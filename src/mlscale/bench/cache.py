@@ -8,35 +8,44 @@ few rows are hot and most are cold, as in the seeds' workloads.
 
 In alternating rounds (same key draws, same machine state), one client thread,
 each operation timed on its own (p50 and p99 of the round, throughput = ops /
-round wall time):
+round wall time). Every mlscale variant is what an application calls, the façade
+(:class:`~mlscale.cache.Cache` / :class:`~mlscale.cache.AsyncCache`) with its
+default policy (but for TTLs long enough to keep the warm set for the run):
 
-- ``l1_hit``: ``LocalCache.get`` of a warm key (the L1 holds decoded values; the
-  codec sized them when they were set);
-- ``l2_hit``: ``RemoteCache.get`` (one EVALSHA) + ``codec.decode``;
-- ``l2_hit_async``: the same through ``AsyncRemoteCache`` on an event loop (the
+- ``l1_hit``: ``cache.get(("item", i), lambda: load(i))`` of a key warm in L1 (a
+  cache over L1 + L2; the L1 holds decoded values);
+- ``l1_hit_decorated``: the same hit through ``@cache.cached`` (``item(i)``);
+- ``l2_hit``: ``cache.get(("item", i))`` on a cache with L2 only (one EVALSHA,
+  the decode, the counters);
+- ``l2_hit_async``: the same through ``AsyncCache`` on an event loop (the
   like-for-like comparison with cashews, which is asyncio only);
-- ``db_read``: the raw driver: ``SELECT ... WHERE id = %s`` on a held-open
-  psycopg connection to the primary;
+- ``db_read``: the raw driver, the machine's ceiling for a database read:
+  ``SELECT ... WHERE id = %s`` on a held-open psycopg connection to the primary
+  (prepared after its first executions, as psycopg does);
+- ``db_read_mlscale``: the same read through mlscale (``cluster.fetch_one``,
+  routed);
 - ``naive_hit``: the tutorials' cache hit (reference 000 and 003): redis-py
   ``GET`` + ``json.loads``;
 - ``cashews_hit``: ``await cache.get`` with cashews' defaults, in a subprocess
   running in its own venv (installed on demand for the benchmark only);
 - ``naive_batch_100`` vs ``l2_batch_100``: 100 keys the tutorials' way (the
-  cache-aside per key: GET, json.loads, SETEX on a miss) vs ``get_many`` (one
-  round trip) + decode;
+  cache-aside per key: GET, json.loads, SETEX on a miss) vs ``cache.get_many`` on
+  the L2-only cache (one round trip, the decodes);
 - ``redis_ping`` and ``db_select_1``: the machine's ceilings: a Redis round trip
   and a database round trip that do no work.
 
 Gates: ``l2_batch_vs_naive_ratio`` (naive per-key loop p50 / batch p50, per 100
-keys) >= 3; ``l1_hit_vs_db_ratio`` (database read p50 / L1 hit p50) >= 50;
-``db_load_cut`` >= 0.8: the share of database reads a cache-aside over L1 + L2
-avoids on a Zipf stream of requests, from cold caches, counted by the client
-and checked against ``pg_stat_statements``. Goal: mlscale's L2 hit p50 <=
-cashews' on the same Redis (the async client against cashews' async client).
+keys) >= 3; ``l1_hit_vs_db_ratio`` (raw database read p50 / L1 hit p50) >= 50,
+reported beside ``l1_hit_vs_db_mlscale_ratio`` (the read through mlscale);
+``db_load_cut`` >= 0.8: the share of database reads ``cache.get(key, loader)``
+over L1 + L2 avoids on a Zipf stream of requests, from cold caches, the loader
+reading PostgreSQL through mlscale; counted by the façade's stats and by
+``pg_stat_statements``. Goal: mlscale's L2 hit p50 <= cashews' on the same Redis
+(the async façade against cashews' async client).
 
-The cache-aside loop here is built from the L1/L2 pieces directly (L1 get; L2
-``lease_get``; on a miss a database read, ``lease_set``, L1 set) until the
-façade (``mlscale.cache.tiered``) lands; the coordinator switches it over then.
+Where an L1 hit's time goes is measured too (``l1_hit_profile_ns``: the timer
+itself, building the key's name, the L1 lookup, the rest of ``Cache.get``), so a
+missed L1 gate comes with its explanation.
 """
 
 from __future__ import annotations
@@ -58,13 +67,16 @@ import numpy as np
 import psycopg
 import redis
 
-from ..cache.codec import decode, encode
 from ..cache.keys import KeyBuilder
 from ..cache.local import LocalCache
-from ..cache.remote import Entry, EntryState, LeaseOutcome, RemoteCache
+from ..cache.policy import MISSING, CachePolicy, Versioned
+from ..cache.remote import RemoteCache
 from ..cache.remote_async import AsyncRemoteCache
+from ..cache.tiered import Cache
+from ..cache.tiered_async import AsyncCache
 from ..config import ClusterConfig
 from ..core.topology import find_node, nodes_of
+from ..engine.cluster_sync import Cluster
 from ..engine.connect import connect, redis_password
 from ..errors import MlscaleError
 from ..local.cluster import LocalCluster
@@ -96,6 +108,10 @@ LOAD = (
 READ = f"SELECT id, name, score, features FROM {TABLE} WHERE id = %s"  # noqa: S608
 NAIVE_PREFIX = "naive:item:"  # the tutorials' key: f"user_features:{user_id}"
 CASHEWS_VENV_ENV = "MLSCALE_BENCH_VENVS"
+# The façade's defaults but for the TTLs: the warm set must last the whole run (the
+# default local_ttl_s of 60 s would expire L1 between rounds) and no jitter, so no
+# entry of the warm set expires early.
+POLICY = CachePolicy(ttl_s=TTL_S, local_ttl_s=TTL_S, jitter=0.0)
 
 Row = dict[str, Any]
 
@@ -270,17 +286,25 @@ class Bench:
 
     plan: Plan
     db: psycopg.Connection[Any]
+    cluster: Cluster
     naive: redis.Redis
-    l1: LocalCache
     l2: RemoteCache
-    l2_async: AsyncRemoteCache
     loop: asyncio.AbstractEventLoop
     keys: KeyBuilder
+    cache: Cache  # L1 + L2, every row warm in both
+    l2_cache: Cache  # L2 only
+    l2_cache_async: AsyncCache  # L2 only
     rng: np.random.Generator
     cashews: CashewsProbe | None = None
 
     def db_read(self, i: int) -> Row:
         rec = self.db.execute(READ, (i,)).fetchone()
+        if rec is None:
+            raise MlscaleError(f"row {i} is missing from {TABLE}")
+        return _row(rec)
+
+    def db_read_mlscale(self, i: int) -> Row:
+        rec = self.cluster.fetch_one(READ, (i,))
         if rec is None:
             raise MlscaleError(f"row {i} is missing from {TABLE}")
         return _row(rec)
@@ -298,15 +322,14 @@ class Bench:
         return row
 
     def fill(self, rows: Mapping[int, Row]) -> None:
-        """Every row in L1, in L2 (version 1) and in the tutorials' cache."""
+        """Every row in L1 and L2 (version 1, by the façade's set_many) and in the
+        tutorials' cache."""
         items = list(rows.items())
-        for i, row in items:
-            self.l1.set(self.keys.key("item", i), row, ttl=TTL_S, version=1)
         for j in range(0, len(items), 500):
             chunk = items[j : j + 500]
-            self.l2.set_many(
-                [Entry(self.keys.key("item", i), encode(r), 1, int(TTL_S * 1000)) for i, r in chunk]
-            )
+            stored = self.cache.set_many({("item", i): Versioned(r, 1) for i, r in chunk})
+            if stored != len(chunk):
+                raise MlscaleError(f"the cache stored {stored} of {len(chunk)} rows")
             pipe = self.naive.pipeline(transaction=False)
             for i, r in chunk:
                 pipe.setex(f"{NAIVE_PREFIX}{i}", int(TTL_S), json.dumps(r))
@@ -317,31 +340,67 @@ class Bench:
 
     # -- single-key variants ----------------------------------------------------------------
 
+    def _no_misses(self, cache: Cache | AsyncCache, misses: int, what: str) -> None:
+        if cache.stats().misses != misses:
+            raise MlscaleError(f"{what}: {cache.stats().misses - misses} warm keys missed")
+
     def l1_hit(self) -> Timing:
-        get, key = self.l1.get, self.keys.key
+        """``cache.get(key, loader)`` as an application writes it, the key warm in L1.
+        Timed inline (no wrapper call between the timer reads)."""
+        keys = self.draw(self.plan.ops)
+        get, load = self.cache.get, self.db_read
+        misses = self.cache.stats().misses
+        perf = time.perf_counter
+        lat: list[float] = []
+        t0 = perf()
+        for i in keys:
+            s = perf()
+            get(("item", i), lambda: load(i))  # noqa: B023 (called at once, if at all)
+            lat.append(perf() - s)
+        wall = perf() - t0
+        self._no_misses(self.cache, misses, "l1_hit")
+        return timing_of(lat, wall)
 
-        def op(i: int) -> object:
-            hit = get(key("item", i))
-            if hit is None:
-                raise MlscaleError(f"L1 lost warm key {i}")
-            return hit.value
+    def l1_hit_decorated(self) -> Timing:
+        """The same hit through ``@cache.cached`` (its keys are ``("item", i)`` too)."""
+        load = self.db_read
 
-        return _timed(op, self.draw(self.plan.ops))
+        @self.cache.cached(namespace="item")
+        def item(i: int) -> Row:
+            return load(i)
+
+        keys = self.draw(self.plan.ops)
+        misses = self.cache.stats().misses
+        perf = time.perf_counter
+        lat: list[float] = []
+        t0 = perf()
+        for i in keys:
+            s = perf()
+            item(i)
+            lat.append(perf() - s)
+        wall = perf() - t0
+        self._no_misses(self.cache, misses, "l1_hit_decorated")
+        return timing_of(lat, wall)
 
     def l2_hit(self) -> Timing:
-        get, key = self.l2.get, self.keys.key
-
-        def op(i: int) -> object:
-            got = get(key("item", i))
-            if got.value is None:
-                raise MlscaleError(f"L2 lost warm key {i}")
-            return decode(got.value)
-
-        return _timed(op, self.draw(self.plan.ops))
+        keys = self.draw(self.plan.ops)
+        get = self.l2_cache.get
+        misses = self.l2_cache.stats().misses
+        perf = time.perf_counter
+        lat: list[float] = []
+        t0 = perf()
+        for i in keys:
+            s = perf()
+            get(("item", i))
+            lat.append(perf() - s)
+        wall = perf() - t0
+        self._no_misses(self.l2_cache, misses, "l2_hit")
+        return timing_of(lat, wall)
 
     def l2_hit_async(self) -> Timing:
         keys = self.draw(self.plan.ops)
-        get, key = self.l2_async.get, self.keys.key
+        get = self.l2_cache_async.get
+        misses = self.l2_cache_async.stats().misses
 
         async def rounds() -> Timing:
             perf = time.perf_counter
@@ -349,17 +408,19 @@ class Bench:
             t0 = perf()
             for i in keys:
                 s = perf()
-                got = await get(key("item", i))
-                if got.value is None:
-                    raise MlscaleError(f"L2 lost warm key {i}")
-                decode(got.value)
+                await get(("item", i))
                 lat.append(perf() - s)
             return timing_of(lat, perf() - t0)
 
-        return self.loop.run_until_complete(rounds())
+        timing = self.loop.run_until_complete(rounds())
+        self._no_misses(self.l2_cache_async, misses, "l2_hit_async")
+        return timing
 
     def database(self) -> Timing:
         return _timed(self.db_read, self.draw(self.plan.ops))
+
+    def database_mlscale(self) -> Timing:
+        return _timed(self.db_read_mlscale, self.draw(self.plan.ops))
 
     def naive_hit(self) -> Timing:
         return _timed(self.naive_get, self.draw(self.plan.ops))
@@ -396,20 +457,24 @@ class Bench:
         return self._batches(lambda ids: [self.naive_get(i) for i in ids])
 
     def l2_batch(self) -> Timing:
-        def op(ids: list[int]) -> list[Any]:
-            got = self.l2.get_many([self.keys.key("item", i) for i in ids])
-            if any(g.value is None for g in got):
+        get_many = self.l2_cache.get_many
+
+        def op(ids: list[int]) -> dict[Any, Any]:
+            got = get_many([("item", i) for i in ids])
+            if len(got) != len(set(ids)):
                 raise MlscaleError("L2 lost warm keys of a batch")
-            return [decode(g.value) for g in got if g.value is not None]
+            return got
 
         return self._batches(op)
 
     def variants(self) -> dict[str, Callable[[], Timing]]:
         out: dict[str, Callable[[], Timing]] = {
             "l1_hit": self.l1_hit,
+            "l1_hit_decorated": self.l1_hit_decorated,
             "l2_hit": self.l2_hit,
             "l2_hit_async": self.l2_hit_async,
             "db_read": self.database,
+            "db_read_mlscale": self.database_mlscale,
             "naive_hit": self.naive_hit,
             "naive_batch_100": self.naive_batch,
             "l2_batch_100": self.l2_batch,
@@ -420,36 +485,73 @@ class Bench:
             out["cashews_hit"] = self.cashews_hit
         return out
 
+    # -- where an L1 hit's time goes ----------------------------------------------------------
+
+    def l1_profile(self) -> dict[str, float]:
+        """Mean ns per call over the same kind of draws, each step alone: the timer
+        pair every timed op pays, building the key's name (remembered), the L1 lookup
+        by name, and the whole ``cache.get`` hit (the rest is the façade's call)."""
+        keys = self.draw(self.plan.ops)
+        cache, core = self.cache, self.cache.core
+        local = core.local
+        if local is None:
+            raise MlscaleError("the L1 cache has no local tier")
+        names = [core.name(("item", i)) for i in keys]
+        perf = time.perf_counter
+        name_of, value_of, get, load = core.name, local.value, cache.get, self.db_read
+
+        def timer() -> None:
+            for _ in keys:
+                perf()
+                perf()
+
+        def name() -> None:
+            for i in keys:
+                name_of(("item", i))
+
+        def lookup() -> None:
+            for n in names:
+                value_of(n, MISSING)
+
+        def whole() -> None:
+            for i in keys:
+                get(("item", i), lambda: load(i))  # noqa: B023
+
+        out = {}
+        for label, fn in (("timer", timer), ("name", name), ("lookup", lookup),
+                          ("get", whole)):  # fmt: skip
+            best = math.inf
+            for _ in range(3):
+                t0 = perf()
+                fn()
+                best = min(best, perf() - t0)
+            out[label] = best / len(keys) * 1e9
+        out["rest_of_get"] = out["get"] - out["name"] - out["lookup"]
+        return out
+
     # -- the load cut -------------------------------------------------------------------------
 
     def load_cut(self, round_no: int) -> LoadCut:
-        """A cache-aside over L1 + L2 from cold caches (a fresh L1 and a key version
-        no entry has yet) serving ``plan.requests`` Zipf requests; where each was served.
-
-        Built from the pieces until the façade (``mlscale.cache.tiered``) lands: L1
-        get; L2 lease_get; on a miss the database, then lease_set and L1 set."""
-        keys = KeyBuilder("bench-cache-aside", version=1000 + round_no)
-        l1 = LocalCache(max_entries=self.plan.l1_entries)
+        """``cache.get(key, loader)`` over L1 + L2 from cold caches (a fresh L1 and a
+        key version no entry has yet) serving ``plan.requests`` Zipf requests, the
+        loader reading PostgreSQL through mlscale; where each was served, by the
+        façade's stats, and the loads also counted by the database."""
+        cache = Cache(
+            KeyBuilder("bench-cache-aside", version=1000 + round_no),
+            local=LocalCache(max_entries=self.plan.l1_entries, max_bytes=1 << 30),
+            remote=self.l2,
+            policy=POLICY,
+        )
+        load = self.db_read_mlscale
         before = self._server_reads()
-        l1_hits = l2_hits = db_reads = 0
         for i in self.draw(self.plan.requests):
-            key = keys.key("item", i)
-            if l1.get(key) is not None:
-                l1_hits += 1
-                continue
-            got = self.l2.lease_get(key)
-            if got.outcome is LeaseOutcome.HIT and got.state is EntryState.VALUE and got.value:
-                l2_hits += 1
-                l1.set(key, decode(got.value), ttl=TTL_S, version=got.version)
-                continue
-            row = self.db_read(i)
-            db_reads += 1
-            if got.token is not None:
-                self.l2.lease_set(key, got.token, encode(row), 1, ttl_ms=int(TTL_S * 1000))
-            l1.set(key, row, ttl=TTL_S, version=1)
+            cache.get(("item", i), lambda: load(i))  # noqa: B023
         after = self._server_reads()
+        stats = cache.stats()
+        if stats.l1 is None or stats.l2 is None:
+            raise MlscaleError("the cache-aside lost a tier")
         server = None if before is None or after is None else after - before
-        return LoadCut(self.plan.requests, l1_hits, l2_hits, db_reads, server)
+        return LoadCut(self.plan.requests, stats.l1.hits, stats.l2.hits, stats.loads, server)
 
     def _server_reads(self) -> int | None:
         """How many times the database ran READ, by pg_stat_statements (None without it)."""
@@ -490,11 +592,15 @@ def _bench(config: ClusterConfig, plan: Plan, workdir: Path, notes: list[str]
         stack.callback(loop.close)
         l2_async = AsyncRemoteCache.connect(rc.host, rc.port, password=password)
         stack.callback(lambda: loop.run_until_complete(l2_async.aclose()))
+        cluster = stack.enter_context(Cluster(config))
+        keys = KeyBuilder("bench-cache")
         bench = Bench(
-            plan=plan, db=db, naive=naive,
-            l1=LocalCache(max_entries=plan.rows + 1, max_bytes=1 << 30),
-            l2=l2, l2_async=l2_async, loop=loop,
-            keys=KeyBuilder("bench-cache"), rng=np.random.default_rng(20261113),
+            plan=plan, db=db, cluster=cluster, naive=naive, l2=l2, loop=loop, keys=keys,
+            cache=Cache(keys, local=LocalCache(max_entries=plan.rows + 1, max_bytes=1 << 30),
+                        remote=l2, policy=POLICY),
+            l2_cache=Cache(keys, remote=l2, policy=POLICY),
+            l2_cache_async=AsyncCache(keys, remote=l2_async, policy=POLICY),
+            rng=np.random.default_rng(20261113),
         )  # fmt: skip
         bench.fill(rows)
         python, how = cashews_python()
@@ -537,17 +643,23 @@ def run(ctx: BenchContext) -> BenchResult:
         "cluster": "1 shard group, no replica, Redis (appendfsync everysec), all on loopback",
         "client": "one thread (the async variant one task), each operation timed alone",
         "value": "a row: id, name, score, 8 float features (about 150 bytes encoded)",
-        "l1_hit": "LocalCache.get of a warm key; the L1 holds decoded values",
-        "l2_hit": "RemoteCache.get (one EVALSHA) + codec.decode",
-        "l2_hit_async": "AsyncRemoteCache.get + codec.decode on one event loop",
-        "db_read": f"raw psycopg, held-open connection: {READ}",
+        "policy": "CachePolicy defaults but ttl_s = local_ttl_s = 3600 s and jitter 0 (the "
+        "warm set must last the run)",
+        "l1_hit": "Cache.get(('item', i), lambda: load(i)) of a key warm in L1 (cache over "
+        "L1 + L2); the L1 holds decoded values; timed inline",
+        "l1_hit_decorated": "the same hit through @cache.cached: item(i)",
+        "l2_hit": "Cache.get(('item', i)) on a cache with L2 only: one EVALSHA, decode, counters",
+        "l2_hit_async": "AsyncCache.get(('item', i)), L2 only, on one event loop",
+        "db_read": f"raw psycopg, held-open connection (the ceiling): {READ}",
+        "db_read_mlscale": "the same read through mlscale: cluster.fetch_one (routed)",
         "naive_hit": "redis-py GET + json.loads (the tutorials' cache hit)",
         "cashews_hit": "cashews defaults, await cache.get, own process and venv",
         "naive_batch_100": "100 keys, per key GET + json.loads (SETEX on a miss)",
-        "l2_batch_100": "RemoteCache.get_many of 100 keys (one round trip) + decode",
+        "l2_batch_100": "Cache.get_many of 100 keys on the L2-only cache (one round trip, "
+        "the decodes)",
         "ceilings": "redis_ping (PING), db_select_1 (SELECT 1): round trips doing no work",
-        "load_cut": "cache-aside over L1 + L2 from cold caches; built from the pieces until "
-        "the façade lands",
+        "load_cut": "Cache.get(key, loader) over L1 + L2 from cold caches; the loader reads "
+        "PostgreSQL through cluster.fetch_one",
     }
     progress = Progress(quiet=ctx.quiet)
     with ExitStack() as stack:
@@ -556,32 +668,33 @@ def run(ctx: BenchContext) -> BenchResult:
             stack.callback(local.destroy)
             local.up(shards=1, replicas=0, redis=True)
             phase.step("up")
-            bench, _ = stack.enter_context(
-                _bench(local.config(), plan, ctx.workdir, result.notes)
-            )
+            bench, _ = stack.enter_context(_bench(local.config(), plan, ctx.workdir, result.notes))
             phase.step("loaded")
         runs = ab_rounds(
             bench.variants(), rounds=plan.rounds, progress=progress,
             title="L1, L2, database, naive, cashews, batches, ceilings",
         )  # fmt: skip
+        profiles = [bench.l1_profile() for _ in range(plan.rounds)]
         counter = iter(range(1_000_000))
         cuts = ab_rounds(
             {"cache_aside": lambda: bench.load_cut(next(counter))},
             rounds=plan.rounds, warmup=False, progress=progress,
             title="cache-aside load cut from cold caches",
         )["cache_aside"]  # fmt: skip
-    _report(result, runs, cuts)
+    _report(result, runs, cuts, profiles)
     _print_figures(result)
     return result
 
 
 def _report(result: BenchResult, runs: Mapping[str, Sequence[Timing]],
-            cuts: Sequence[LoadCut]) -> None:  # fmt: skip
+            cuts: Sequence[LoadCut], profiles: Sequence[Mapping[str, float]]) -> None:  # fmt: skip
     p50 = {k: Spread.of([t.p50_us for t in v]) for k, v in runs.items()}
     p99 = {k: Spread.of([t.p99_us for t in v]) for k, v in runs.items()}
     rate = {k: Spread.of([t.ops_per_s for t in v]) for k, v in runs.items()}
     batch_ratio = ratio_of_medians(p50["naive_batch_100"], p50["l2_batch_100"])
     l1_ratio = ratio_of_medians(p50["db_read"], p50["l1_hit"])
+    l1_mlscale_ratio = ratio_of_medians(p50["db_read_mlscale"], p50["l1_hit"])
+    profile = {k: Spread.of([p[k] for p in profiles]) for k in profiles[0]}
     cut = Spread.of([c.cut for c in cuts])
     metrics: dict[str, Any] = {
         **spread_metrics(p50, "_p50_us", with_values=True),
@@ -595,6 +708,12 @@ def _report(result: BenchResult, runs: Mapping[str, Sequence[Timing]],
         "l1_hit_vs_db_ratio_per_round": paired_ratios(
             p50["db_read"].values, p50["l1_hit"].values
         ).as_dict(),
+        "l1_hit_vs_db_mlscale_ratio": l1_mlscale_ratio,
+        "l1_hit_vs_db_mlscale_ratio_per_round": paired_ratios(
+            p50["db_read_mlscale"].values, p50["l1_hit"].values
+        ).as_dict(),
+        "l1_hit_decorated_vs_db_ratio": ratio_of_medians(p50["db_read"], p50["l1_hit_decorated"]),
+        "l1_hit_profile_ns": {k: v.as_dict() for k, v in profile.items()},
         "l2_hit_vs_db_ratio": ratio_of_medians(p50["db_read"], p50["l2_hit"]),
         "l2_hit_vs_naive_hit_ratio": ratio_of_medians(p50["l2_hit"], p50["naive_hit"]),
         "db_load_cut": cut.median,
@@ -645,9 +764,17 @@ def _report(result: BenchResult, runs: Mapping[str, Sequence[Timing]],
     mismatched = [c for c in cuts if c.db_reads_server not in (None, c.db_reads)]
     ping, sel = p50["redis_ping"].median, p50["db_select_1"].median
     result.notes += [
-        "the cache-aside of db_load_cut is built in the bench from L1 get, L2 lease_get/"
-        "lease_set and a database read, until the façade (mlscale.cache.tiered) lands; the "
-        "coordinator switches it to the façade",
+        "every mlscale variant goes through the façade (Cache / AsyncCache) as an application "
+        "calls it: key names built from tuples, counters kept, misses checked after each round",
+        f"the L1 gate compares an L1 hit ({p50['l1_hit'].median:.2f} µs p50) with the raw "
+        f"driver's read ({p50['db_read'].median:.1f} µs, the machine's ceiling for a database "
+        f"read): {l1_ratio:.0f}x; with the same read through mlscale "
+        f"({p50['db_read_mlscale'].median:.1f} µs) it is {l1_mlscale_ratio:.0f}x",
+        "where an L1 hit's time goes (mean ns per call, each step timed alone, median of "
+        f"rounds): the timer pair every timed op pays {profile['timer'].median:.0f}, the key's "
+        f"name {profile['name'].median:.0f}, the L1 lookup {profile['lookup'].median:.0f}, "
+        f"the rest of Cache.get (call, tuple and loader lambda) "
+        f"{profile['rest_of_get'].median:.0f}; the whole get {profile['get'].median:.0f}",
         f"db_load_cut counts a cold start: a round of {served.requests:,} Zipf requests served "
         f"{served.l1_hits:,} from L1 (bounded to {result.params['load_cut_l1_entries']:,} "
         f"entries), {served.l2_hits:,} from L2 and {served.db_reads:,} from the database; "
@@ -657,7 +784,7 @@ def _report(result: BenchResult, runs: Mapping[str, Sequence[Timing]],
         f"({p50['l2_hit'].median / ping:.2f}x PING), a database read "
         f"{p50['db_read'].median:.1f} µs ({p50['db_read'].median / sel:.2f}x SELECT 1)",
         f"a batch of {BATCH} keys: the tutorials' loop is {BATCH} round trips "
-        f"({p50['naive_batch_100'].median:.0f} µs, about {BATCH} x PING), get_many one "
+        f"({p50['naive_batch_100'].median:.0f} µs, about {BATCH} x PING), Cache.get_many one "
         f"({p50['l2_batch_100'].median:.0f} µs)",
         f"all on one {os.cpu_count()}-CPU machine over loopback, client and servers sharing it",
     ]

@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import msgpack
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
@@ -313,6 +314,12 @@ class RemotePlans:
 
     # -- reads --------------------------------------------------------------------
 
+    def get(self, key: str) -> Plan[Got]:
+        """One GET script call for one key: :meth:`get_many`'s plan without grouping
+        (the L2 hit of a single key is the tier's hottest call)."""
+        call = Call(scripts.GET, (key.encode(),), ())
+        return Plan([[call]], lambda replies: _got_one(key, replies[0]))
+
     def get_many(self, keys: Sequence[str]) -> Plan[list[Got]]:
         """One GET script call per slot group; results in the order of ``keys``."""
         keys = list(keys)
@@ -322,7 +329,7 @@ class RemotePlans:
         def finish(replies: list[Any]) -> list[Got]:
             out: list[Got | None] = [None] * len(keys)
             for group, reply in zip(groups, replies, strict=True):
-                for i, item in zip(group, reply, strict=True):
+                for i, item in zip(group, _unpacked(reply), strict=True):
                     out[i] = _got(keys[i], item)
             return [g for g in out if g is not None]
 
@@ -431,17 +438,33 @@ class RemotePlans:
         return Plan([[call]], lambda replies: [_text(m) for m in replies[0]])
 
 
+def _unpacked(reply: Any) -> Any:
+    """A script's cmsgpack reply (GET, LEASE_GET) as lists of bytes and ints."""
+    if not isinstance(reply, bytes):
+        raise CacheError(f"unexpected reply from the cache's script: {reply!r:.80}")
+    try:
+        return msgpack.unpackb(reply, raw=True, use_list=True)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise CacheError(f"unreadable reply from the cache's script: {exc}") from exc
+
+
+def _got_one(key: str, reply: Any) -> Got:
+    items = _unpacked(reply)
+    if len(items) != 1:
+        raise CacheError(f"the cache's GET script answered {len(items)} entries for one key")
+    return _got(key, items[0])
+
+
 def _got(key: str, item: Any) -> Got:
     if item == 0 or item is None:
         return Got(key, EntryState.MISS)
-    kind = _text(item[0])
-    if kind == "n":
+    if item[0] == b"n":
         return Got(key, EntryState.ABSENT, None, int(item[1]))
     return Got(key, EntryState.VALUE, bytes(item[2]), int(item[1]))
 
 
 def _lease_get(key: str, token: str, reply: Any) -> LeaseGet:
-    kind, ver, negative, value, tomb, ttok = reply
+    kind, ver, negative, value, tomb, ttok = _unpacked(reply)
     outcome = LeaseOutcome(_text(kind))
     has_value = _text(ver) != ""
     state = (
@@ -617,7 +640,7 @@ class RemoteCache:
 
     def get(self, key: str) -> Got:
         """The fresh value or cached absence of ``key``, or a miss."""
-        return self._run(self.plans.get_many([key]))[0]
+        return self._run(self.plans.get(key))
 
     def get_many(self, keys: Sequence[str]) -> list[Got]:
         """``get`` of every key in one round trip per node; in the order of ``keys``."""

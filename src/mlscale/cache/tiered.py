@@ -66,13 +66,13 @@ from .policy import (
     CacheCore,
     CachePolicy,
     CacheStats,
+    CallKeys,
     Declared,
     Key,
     KeyLocks,
     Versioned,
     WriteResult,
     blob_size,
-    call_key,
     causal_text,
     default_namespace,
     log,
@@ -146,13 +146,18 @@ class Cache:
         entry carries. ``allow_stale``: while another caller fills, answer with the
         expired or invalidated value if L2 kept one (``stale_ms`` of its settings).
         """
-        name = self.core.name(key)
-        epoch = self.core.epoch(name)
-        value = self.core.get_local(name)
-        if value is not MISSING:
-            return value
+        core = self.core
+        name = core.name(key)
+        local = core.local
+        if local is not None:
+            # CacheCore.get_local, inlined: this is the L1 hit, the hottest path.
+            value = local.value(name, MISSING, core.tally)
+            if value is not MISSING:
+                return value
         if loader is None:
-            value = self._get_remote(name, epoch)
+            # The epoch is read before L2 is: a fill of what L2 said then is dropped
+            # if the key is invalidated meanwhile.
+            value = self._get_remote(name, self.core.epoch(name))
             if value is MISSING:
                 self.core.count("misses")
                 return default
@@ -309,27 +314,15 @@ class Cache:
         L1 first, then one L2 round trip per node for the rest."""
         core = self.core
         wanted = [(k, core.name(k)) for k in keys]
-        out: dict[Key, Any] = {}
-        rest: list[tuple[Key, str]] = []
-        epochs = {name: core.epoch(name) for _, name in wanted}
-        for key, name in wanted:
-            value = core.get_local(name)
-            if value is MISSING:
-                rest.append((key, name))
-            else:
-                out[key] = value
+        out, rest = core.lookup_local_many(wanted)
         if rest and self.remote is not None:
+            epochs = core.epochs(rest)  # before L2 is read: see fill_local
             try:
                 gots = self.remote.get_many([name for _, name in rest])
             except CacheUnavailable as exc:
                 core.unavailable(exc, "a get_many")
                 gots = []
-            for (key, name), got in zip(rest, gots, strict=False):
-                value = core.got_value(got)
-                if value is not MISSING:
-                    out[key] = value
-                    ttl_s = core.ttl(value, None, None)
-                    core.fill_local(name, value, got.version or 0, ttl_s, epochs[name], None)
+            core.took_remote_many(rest, gots, epochs, out)
         core.count("misses", len(wanted) - len(out))
         return out
 
@@ -561,40 +554,57 @@ class Cache:
         ``key(*args, **kwargs)`` if given, else the str/int arguments themselves.
         The decorated function gains ``cache_key(*args, **kwargs)`` and
         ``invalidate(*args, **kwargs)``. An async function's cache calls run in a
-        worker thread (this is the sync cache); prefer :class:`AsyncCache` there.
+        worker thread (this is the sync cache) unless L1 has the value; prefer
+        :class:`AsyncCache` there.
         """
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             ns = namespace or default_namespace(fn)
-            opts: dict[str, Any] = {
-                "ttl": ttl,
-                "negative_ttl": negative_ttl,
-                "tags": tags,
-                "allow_stale": allow_stale,
-            }
+            keys_of = CallKeys(fn, ns, key)
             wrapper: Callable[..., Any]
             if inspect.iscoroutinefunction(fn):
 
                 @functools.wraps(fn)
                 async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                    parts = call_key(fn, ns, key, args, kwargs)
+                    parts = keys_of(args, kwargs)
+                    # An L1 lookup never blocks (a lock held for dict updates only):
+                    # answer a hit here rather than hop to a thread for it (a miss is
+                    # counted once, by the get in the thread).
+                    value = self.core.get_local(self.core.name(parts), recheck=True)
+                    if value is not MISSING:
+                        return value
                     loop = asyncio.get_running_loop()
 
                     def load() -> Any:
                         coro = fn(*args, **kwargs)
                         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
-                    return await asyncio.to_thread(self.get, parts, load, **opts)
+                    return await asyncio.to_thread(
+                        self.get,
+                        parts,
+                        load,
+                        ttl=ttl,
+                        negative_ttl=negative_ttl,
+                        tags=tags,
+                        allow_stale=allow_stale,
+                    )
 
             else:
 
                 @functools.wraps(fn)
                 def wrapper(*args: Any, **kwargs: Any) -> Any:
-                    parts = call_key(fn, ns, key, args, kwargs)
-                    return self.get(parts, lambda: fn(*args, **kwargs), **opts)
+                    parts = keys_of(args, kwargs)
+                    return self.get(
+                        parts,
+                        lambda: fn(*args, **kwargs),
+                        ttl=ttl,
+                        negative_ttl=negative_ttl,
+                        tags=tags,
+                        allow_stale=allow_stale,
+                    )
 
             def cache_key(*args: Any, **kwargs: Any) -> tuple[KeyPart, ...]:
-                return call_key(fn, ns, key, args, kwargs)
+                return keys_of(args, kwargs)
 
             def invalidate(*args: Any, **kwargs: Any) -> bool:
                 return self.delete(cache_key(*args, **kwargs))

@@ -31,13 +31,13 @@ from .policy import (
     CacheCore,
     CachePolicy,
     CacheStats,
+    CallKeys,
     Declared,
     Key,
     KeyLocks,
     Versioned,
     WriteResult,
     blob_size,
-    call_key,
     causal_text,
     default_namespace,
     log,
@@ -111,13 +111,18 @@ class AsyncCache:
         entry carries. ``allow_stale``: while another caller fills, answer with the
         expired or invalidated value if L2 kept one (``stale_ms`` of its settings).
         """
-        name = self.core.name(key)
-        epoch = self.core.epoch(name)
-        value = self.core.get_local(name)
-        if value is not MISSING:
-            return value
+        core = self.core
+        name = core.name(key)
+        local = core.local
+        if local is not None:
+            # CacheCore.get_local, inlined: this is the L1 hit, the hottest path.
+            value = local.value(name, MISSING, core.tally)
+            if value is not MISSING:
+                return value
         if loader is None:
-            value = await self._get_remote(name, epoch)
+            # The epoch is read before L2 is: a fill of what L2 said then is dropped
+            # if the key is invalidated meanwhile.
+            value = await self._get_remote(name, self.core.epoch(name))
             if value is MISSING:
                 self.core.count("misses")
                 return default
@@ -282,27 +287,15 @@ class AsyncCache:
         L1 first, then one L2 round trip per node for the rest."""
         core = self.core
         wanted = [(k, core.name(k)) for k in keys]
-        out: dict[Key, Any] = {}
-        rest: list[tuple[Key, str]] = []
-        epochs = {name: core.epoch(name) for _, name in wanted}
-        for key, name in wanted:
-            value = core.get_local(name)
-            if value is MISSING:
-                rest.append((key, name))
-            else:
-                out[key] = value
+        out, rest = core.lookup_local_many(wanted)
         if rest and self.remote is not None:
+            epochs = core.epochs(rest)  # before L2 is read: see fill_local
             try:
                 gots = await self.remote.get_many([name for _, name in rest])
             except CacheUnavailable as exc:
                 core.unavailable(exc, "a get_many")
                 gots = []
-            for (key, name), got in zip(rest, gots, strict=False):
-                value = core.got_value(got)
-                if value is not MISSING:
-                    out[key] = value
-                    ttl_s = core.ttl(value, None, None)
-                    core.fill_local(name, value, got.version or 0, ttl_s, epochs[name], None)
+            core.took_remote_many(rest, gots, epochs, out)
         core.count("misses", len(wanted) - len(out))
         return out
 
@@ -539,12 +532,7 @@ class AsyncCache:
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             ns = namespace or default_namespace(fn)
-            opts: dict[str, Any] = {
-                "ttl": ttl,
-                "negative_ttl": negative_ttl,
-                "tags": tags,
-                "allow_stale": allow_stale,
-            }
+            keys_of = CallKeys(fn, ns, key)
             if not inspect.iscoroutinefunction(fn):
                 raise TypeError(
                     f"AsyncCache.cached decorates async functions; {fn.__qualname__} is not "
@@ -553,11 +541,18 @@ class AsyncCache:
 
             @functools.wraps(fn)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                parts = call_key(fn, ns, key, args, kwargs)
-                return await self.get(parts, lambda: fn(*args, **kwargs), **opts)
+                parts = keys_of(args, kwargs)
+                return await self.get(
+                    parts,
+                    lambda: fn(*args, **kwargs),
+                    ttl=ttl,
+                    negative_ttl=negative_ttl,
+                    tags=tags,
+                    allow_stale=allow_stale,
+                )
 
             def cache_key(*args: Any, **kwargs: Any) -> tuple[KeyPart, ...]:
-                return call_key(fn, ns, key, args, kwargs)
+                return keys_of(args, kwargs)
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:
                 return await self.delete(cache_key(*args, **kwargs))
