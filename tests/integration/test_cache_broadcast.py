@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from mlscale.cache import Cache
 from mlscale.cache.broadcast import L1Broadcast
 from mlscale.cache.keys import KeyBuilder
 from mlscale.cache.local import LocalCache
@@ -36,7 +37,7 @@ from mlscale.local import ports as portsmod
 from mlscale.local.osuser import resolve_service_user
 from mlscale.local.redisnode import RedisNode
 from mlscale.local.tempdirs import reachable_tempdir
-from tests.integration import l1_peer
+from tests.integration import cache_peer, l1_peer
 from tests.integration.redis_servers import Server, cluster_server, standalone_server
 
 pytestmark = pytest.mark.integration
@@ -432,3 +433,117 @@ def test_publish_async_reaches_the_other_process(
     assert stats["messages_received"] == 3 and stats["keys_dropped"] == len(keys)
     with pytest.raises(TypeError):
         bc.publish("one-key-as-str")
+
+
+# -- the façade: two processes, each with a Cache over L1 + L2 + L1Broadcast -----------------
+
+FACADE_ROUNDS = 200
+
+
+@pytest.fixture()
+def start_cache_peer() -> Iterator[Callable[[int, str, str], Peer]]:
+    """Process B holding a Cache (tests/integration/cache_peer.py)."""
+    ctx = multiprocessing.get_context("spawn")
+    peers: list[Peer] = []
+
+    def start(port: int, password: str, namespace: str) -> Peer:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=cache_peer.serve, args=(child, port, password, namespace), daemon=True
+        )
+        proc.start()
+        peer = Peer(parent, proc)
+        peers.append(peer)
+        assert peer.recv(timeout_s=60) == ("started", True)
+        return peer
+
+    yield start
+    for peer in peers:
+        try:
+            if peer.proc.is_alive():
+                peer.ask("stop")
+        except (OSError, EOFError, TimeoutError):
+            pass
+        peer.proc.join(10)
+        if peer.proc.is_alive():
+            peer.proc.kill()  # our own child, by its handle
+            peer.proc.join(5)
+
+
+def test_facade_invalidation_reaches_the_other_process_cache_within_the_bound(
+    own_redis: OwnRedis, start_cache_peer: Callable[[int, str, str], Peer]
+) -> None:
+    namespace = f"bcf-{uuid.uuid4().hex[:8]}"
+    peer = start_cache_peer(own_redis.port, own_redis.password, namespace)
+    remote = own_redis.cache()
+    local = LocalCache()
+    bc = L1Broadcast(remote.client, KeyBuilder(namespace), local)
+    cache = Cache(namespace, local=local, remote=remote, broadcast=bc)
+    assert bc.on_invalidate == cache.forget_local
+    assert bc.start(wait_s=10.0)
+    truth = f"truth:{namespace}:item"  # the "database" of B's loader
+    try:
+        remote.client.set(truth, 0)
+        stale_after_bound = 0
+        latencies_ms: list[float] = []
+        for n in range(FACADE_ROUNDS):
+            assert peer.ask("get", "item") == n  # B serves n (from its L1 after round 0)
+            remote.client.set(truth, n + 1)  # the write, then its invalidation
+            cache.invalidate(["item"])
+            done_ns = time.time_ns()
+            fresh_at, stale = peer.ask(
+                "await_fresh", "item", n + 1, done_ns + int(BOUND_P99_MS * 1e6), 2.0
+            )
+            assert fresh_at is not None, f"round {n}: B never served the new value"
+            stale_after_bound += stale
+            latencies_ms.append(max(0, fresh_at - done_ns) / 1e6)
+        trusted, _, stats = peer.status()
+    finally:
+        bc.stop()
+    _write_result(
+        "facade_latency_standalone",
+        {
+            "rounds": FACADE_ROUNDS,
+            "bound_ms": BOUND_P99_MS,
+            "stale_serves_after_bound": stale_after_bound,
+            "invalidate_returned_to_fresh_serve_ms": _summary(latencies_ms),
+        },
+    )
+    assert stale_after_bound == 0
+    assert trusted and stats["drops"] == 0
+    # B's listener applied every round through its façade, and B really served L1.
+    assert stats["messages_received"] == FACADE_ROUNDS
+    assert stats["keys_dropped"] >= FACADE_ROUNDS - 1
+    assert stats["cache"]["l1"]["hits"] >= FACADE_ROUNDS - 1
+
+
+def test_facade_serves_nothing_filled_before_a_redis_restart(
+    own_redis: OwnRedis, start_cache_peer: Callable[[int, str, str], Peer]
+) -> None:
+    namespace = f"bcf-{uuid.uuid4().hex[:8]}"
+    peer = start_cache_peer(own_redis.port, own_redis.password, namespace)
+    keys = [f"pre{i}" for i in range(100)]
+    assert peer.ask("get_many", keys, "old") == ["old"] * len(keys)
+    assert peer.ask("get_many", keys, "unused") == ["old"] * len(keys)  # cached
+
+    own_redis.kill()
+    peer.wait_for(lambda trusted, entries, _: not trusted and entries == 0, 5.0)
+    during = peer.ask("get_many", keys, "gap")  # L2 down: served from the loader
+    own_redis.node.start(own_redis.password)
+    # The restart may replay L2 entries from the AOF; those are L2's, not L1's: drop
+    # them, so any "old" served below can only come from B's L1.
+    own_redis.cache().client.flushall()
+    peer.wait_for(lambda trusted, *_: trusted, 15.0)
+    after = peer.ask("get_many", keys, "new")
+    _, _, stats = peer.status()
+    _write_result(
+        "facade_redis_restart",
+        {
+            "entries_filled_before_restart": len(keys),
+            "served_old_during_gap": during.count("old"),
+            "served_old_after_restart": after.count("old"),
+        },
+    )
+    assert during == ["gap"] * len(keys)
+    assert after == ["new"] * len(keys)
+    assert stats["drops"] == 1 and stats["cache"]["unavailable"] >= len(keys)

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from mlscale import Cluster, LocalCluster
+from mlscale.cache import Cache, RemoteCache
 from mlscale.cache.journal import (
     Append,
     DurabilityMode,
@@ -43,6 +44,7 @@ from mlscale.cache.journal import (
 from mlscale.cache.local import LocalCache
 from mlscale.cache.remote import CacheUnavailable
 from mlscale.cache.writebehind import FlushResult, PostgresSink, Target, WriteBehind
+from mlscale.errors import CacheError
 from mlscale.local import ports as portsmod
 from mlscale.local.osuser import resolve_service_user
 from mlscale.local.redisnode import RedisNode
@@ -540,3 +542,66 @@ def test_crash_kill9_redis_mid_run(pg: Pg, jredis: JournalRedis, table: str) -> 
     )
     assert writers.ledger.n_acked + len(writers.ledger.in_doubt) == N
     assert_exact(v)
+
+
+# -- through the cache façade -------------------------------------------------------------
+
+
+def test_write_behind_through_the_cache(pg: Pg, jredis: JournalRedis, table: str) -> None:
+    l1 = LocalCache(max_entries=50)
+    remote = RemoteCache.connect("127.0.0.1", jredis.port, password=jredis.password)
+    wb = make_wb(pg, jredis.journal(f"wb:{table}"), table, batch_size=10, poll_s=0.01)
+    cache = Cache(f"wbc-{table}", local=l1, remote=remote, write_behind=wb)
+    assert wb.l1 is l1  # the façade's L1, and its key names below
+    before = cache.stats().write_behind
+    assert before is not None and before.queue_depth == 0 and before.loss_window_s == 0.0
+
+    # Writer-supplied versions (a row version column): L2 holds them too.
+    acks = [
+        cache.write_behind(table, k, {"val": k, "seq": k + 1}, version=1000 + k) for k in range(29)
+    ]
+    # A journal-assigned version (past L2's 2**53): L2's old value is invalidated.
+    assert cache.set((table, 29), {"val": -1, "seq": -1})
+    acks.append(cache.write_behind(table, 29, {"val": 29, "seq": 30}))
+    assert acks[-1].version > 2**53
+    assert Cache(f"wbc-{table}", remote=remote).get((table, 29)) is None
+
+    def never() -> None:
+        raise AssertionError("a write-behind value must be served without loading")
+
+    # Before the flush: served from L1 (pinned, at the ack's version) and from L2.
+    for i in range(200):  # L1 filled far past its bound: no dirty entry goes
+        cache.set(("other", i), i)
+    for k, ack in enumerate(acks):
+        hit = l1.get(cache.name((table, k)))
+        assert hit is not None and hit.version == ack.version
+        assert cache.get((table, k), never) == {"val": k, "seq": k + 1}
+    other = Cache(f"wbc-{table}", remote=remote)  # another process's view: L2 only
+    assert other.get((table, 7)) == {"val": 7, "seq": 8}
+    assert pg.cluster.fetch_one(f"SELECT count(*) FROM {table}")[0] == 0
+    st = cache.stats().write_behind
+    assert st is not None and st.queue_depth == 30 and st.pinned == 30
+    assert st.journal_bytes > 0 and st.lag_s >= 0.0 and st.writes == 30
+    assert l1.stats().pinned_entries == 30
+
+    wb.start()  # the flusher drains the journal into PostgreSQL
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        st = cache.stats().write_behind
+        assert st is not None
+        if st.queue_depth == 0 and st.pinned == 0:
+            break
+        time.sleep(0.02)
+    assert st.queue_depth == 0 and st.pinned == 0 and st.flushed_entries == 30
+    assert l1.stats().pinned_entries == 0  # unpinned once flushed, still served
+    assert cache.get((table, 3), never) == {"val": 3, "seq": 4}
+    rows = pg.cluster.fetch_all(f"SELECT id, val, seq, version FROM {table} ORDER BY id")
+    assert [tuple(r) for r in rows] == [(k, k, k + 1, ack.version) for k, ack in enumerate(acks)]
+    assert cache.stats().to_dict()["write_behind"]["queue_depth"] == 0
+
+    plain = Cache(f"wbc-{table}", local=LocalCache())
+    assert plain.stats().write_behind is None
+    with pytest.raises(CacheError, match="no write-behind"):
+        plain.write_behind(table, 1, {"val": 1, "seq": 1})
+    wb.close()
+    remote.close()

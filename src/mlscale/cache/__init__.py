@@ -1,6 +1,5 @@
 """The cache tier (ARCHITECTURE.md decision 8): an in-process L1 and a Redis L2 kept
-coherent with writes (issue 13: built and tested piece by piece; the façade does not
-yet drive the cross-process broadcast or the write-behind, see below).
+coherent with writes (issue 13).
 
 Start with :class:`Cache` (or :class:`AsyncCache`): cache-aside and read-through with
 leases (one load per cold key across processes), write-through, invalidation by key,
@@ -17,11 +16,13 @@ typed :class:`CacheStats`. The pieces under it:
 - :mod:`.journal` and :mod:`.writebehind`: durable write-behind (a Redis Stream journal
   fsynced before each acknowledgement; a flusher upserting batches into PostgreSQL with
   a version guard, so a replay after a crash takes effect once; dirty L1 entries pinned).
-  Used on its own for now, not yet through :class:`Cache`.
+  Through :class:`Cache`: ``Cache(..., write_behind=...)`` and ``cache.write_behind``
+  (not yet through :class:`AsyncCache`).
 - :mod:`.broadcast`: L1 coherence across processes (invalidations over Redis pub/sub,
   L1 flushed and bypassed while the subscription is down, epochs against late fills).
-  :class:`Cache` takes it as its ``broadcast`` (publish after invalidations); its
-  listener does not yet go through ``Cache.forget_local``.
+  :class:`Cache` takes it as its ``broadcast``: publishes after invalidations, serves
+  L1 only while it is trusted, stamps fills with its epoch, and hears invalidations
+  through ``Cache.forget_local``.
 """
 
 from .codec import CorruptEntry
@@ -29,10 +30,13 @@ from .keys import KeyBuilder
 from .local import LocalCache
 from .policy import (
     AsyncBroadcaster,
+    AsyncCoherentBroadcaster,
     Broadcaster,
     CachePolicy,
     CacheStats,
+    CoherentBroadcaster,
     Key,
+    L1Coherence,
     OnUnavailable,
     TierStats,
     Versioned,
@@ -46,15 +50,18 @@ from .tiered_async import AsyncCache
 __all__ = [
     "AsyncBroadcaster",
     "AsyncCache",
+    "AsyncCoherentBroadcaster",
     "AsyncRemoteCache",
     "Broadcaster",
     "Cache",
     "CachePolicy",
     "CacheStats",
     "CacheUnavailable",
+    "CoherentBroadcaster",
     "CorruptEntry",
     "Key",
     "KeyBuilder",
+    "L1Coherence",
     "LocalCache",
     "OnUnavailable",
     "RemoteCache",

@@ -32,6 +32,10 @@ Protocol for the cache façade (``tiered.py``)::
     # ignored if a gap happened meanwhile, or if the key was invalidated meanwhile
     ...
     remote.invalidate(keys); local.delete_many(keys); bc.publish(keys)
+    # and the listener's deletions go through the façade (on_invalidate)
+
+:class:`~.tiered.Cache` and :class:`~.tiered_async.AsyncCache` do all of this when
+given an L1Broadcast over their own L1 as ``broadcast``.
 
 Why pub/sub rather than RESP3 client-side tracking: tracking's default mode only
 tracks keys read *on the tracking connection* (our L2 reads go through a pool, and
@@ -292,6 +296,11 @@ class L1Broadcast:
     publisher updates its own L1). ``reconnect_backoff``: redis-py backoff between
     subscription attempts (default 20 ms doubling to 1 s, jittered).
 
+    ``on_invalidate``: what the listener calls with the keys another process
+    invalidated; how many L1 entries it dropped. None (the default):
+    ``local.invalidate_many``. A :class:`~.tiered.Cache` given this broadcast sets
+    it to its ``forget_local``, which also voids the façade's fills in flight.
+
     Lifecycle: :meth:`start` (the L1 is untrusted until the first subscription),
     :meth:`stop` (untrusted again, L1 cleared). Not restartable.
     """
@@ -327,6 +336,7 @@ class L1Broadcast:
         # Polling period of the listener: bounds how late stop() and a heartbeat act;
         # messages are read as soon as they arrive, whatever it is.
         self._tick = min(0.05, heartbeat_s / 4)
+        self.on_invalidate: Callable[[Sequence[str]], int] | None = None
 
     # -- public API ---------------------------------------------------------------
 
@@ -525,7 +535,8 @@ class L1Broadcast:
                 c.messages_received += 1
                 c.own_messages_ignored += 1
             return
-        dropped = self.local.invalidate_many(inv.keys)
+        forget = self.on_invalidate
+        dropped = forget(inv.keys) if forget is not None else self.local.invalidate_many(inv.keys)
         latency_ms = (time.time_ns() - inv.sent_at_ns) / 1e6
         with c.lock:
             c.messages_received += 1

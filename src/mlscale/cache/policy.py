@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from ..core.causal import CausalToken
 from ..engine.hooks import Committed
@@ -33,20 +33,29 @@ from .local import LocalCache, LocalStats, LookupTally
 from .remote import CacheUnavailable, EntryState, Got, LeaseGet
 from .remote import RemoteSettings as _RemoteSettings
 
+if TYPE_CHECKING:
+    from .writebehind import WriteBehindStats
+
 __all__ = [
     "AsyncBroadcaster",
+    "AsyncCoherentBroadcaster",
     "Broadcaster",
     "CacheCore",
     "CachePolicy",
     "CacheStats",
     "CallKeys",
+    "CoherentBroadcaster",
     "Declared",
     "Key",
+    "L1Coherence",
     "LeaseWait",
     "OnUnavailable",
+    "Stamp",
     "TierStats",
     "Versioned",
     "WriteResult",
+    "coherence_of",
+    "write_behind_key",
 ]
 
 log = logging.getLogger("mlscale.cache")
@@ -155,6 +164,47 @@ class AsyncBroadcaster(Protocol):
         """Announce that ``keys`` (full key names) changed."""
 
 
+@runtime_checkable
+class L1Coherence(Protocol):
+    """Whether this process's L1 may be served, and the epoch its fills are stamped
+    with (:class:`~.broadcast.L1Broadcast`: see its module docstring). A façade
+    given a broadcast offering these serves L1 only while ``l1_trusted``, and
+    stamps each fill with ``epoch`` and ``LocalCache.generation`` as read before
+    the value was loaded, so a fill that raced a lost subscription or another
+    process's invalidation is refused."""
+
+    @property
+    def l1_trusted(self) -> bool:
+        """Whether L1 reads may be served now."""
+
+    @property
+    def epoch(self) -> int:
+        """The epoch to stamp a fill with (read before loading)."""
+
+
+@runtime_checkable
+class CoherentBroadcaster(Broadcaster, L1Coherence, Protocol):
+    """A :class:`Broadcaster` that also says when L1 may be trusted. If it has an
+    ``on_invalidate`` attribute, :class:`~.tiered.Cache` sets it to its
+    ``forget_local``, so the invalidations it hears also void the façade's fills in
+    flight."""
+
+
+@runtime_checkable
+class AsyncCoherentBroadcaster(AsyncBroadcaster, L1Coherence, Protocol):
+    """:class:`CoherentBroadcaster` with an awaitable ``publish``."""
+
+
+class Stamp(NamedTuple):
+    """What an L1 fill read before its value was loaded: ``key`` the façade's epoch
+    of the key's stripe, ``epoch`` the broadcast's epoch and ``since`` the L1's
+    generation (both None without an :class:`L1Coherence` broadcast)."""
+
+    key: int
+    epoch: int | None
+    since: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class TierStats:
     """Lookups of one tier by the façade: ``hits`` (cached ``None`` included) and
@@ -185,6 +235,9 @@ class CacheStats:
     ``fills_refused``: fills and write-through sets refused by a lease or version
     guard. ``invalidations``: keys invalidated; ``invalidations_failed``: keys whose
     invalidation did not reach Redis. ``evictions``: L1 evictions (from ``local``).
+    ``write_behind``: the attached write-behind's journal (``queue_depth``,
+    ``lag_s``, ``journal_bytes``, ``loss_window_s``, ...); None without one, or when
+    its journal could not be read.
     """
 
     l1: TierStats | None
@@ -204,6 +257,7 @@ class CacheStats:
     invalidations_failed: int
     evictions: int
     local: LocalStats | None = None
+    write_behind: WriteBehindStats | None = None
 
     @property
     def hit_ratio(self) -> float:
@@ -225,6 +279,8 @@ class CacheStats:
                 out[tier]["hit_ratio"] = stats.hit_ratio
         if self.local is not None:
             out["local"] = self.local.to_dict()
+        if self.write_behind is not None:
+            out["write_behind"] = self.write_behind.to_dict()
         out.update(hit_ratio=self.hit_ratio, mean_load_s=self.mean_load_s)
         return out
 
@@ -314,12 +370,15 @@ class CacheCore:
         policy: CachePolicy,
         has_remote: bool,
         remote_settings: _RemoteSettings | None = None,
+        coherence: L1Coherence | None = None,
     ) -> None:
         self.keys = keys
         self.local = local
         self.policy = policy
         self.has_remote = has_remote
         self.remote_settings = remote_settings
+        # L1 is served only while this says so; fills carry its epoch (see Stamp).
+        self.coherence = coherence if local is not None else None
         self._lock = threading.Lock()
         self._n: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         # L1 lookups of the hot path, counted under L1's own lock (no second lock).
@@ -361,8 +420,8 @@ class CacheCore:
         with self._lock:
             self._n[name] += n
 
-    def stats(self) -> CacheStats:
-        """A snapshot of the counters."""
+    def stats(self, write_behind: WriteBehindStats | None = None) -> CacheStats:
+        """A snapshot of the counters (with ``write_behind``'s, if given)."""
         local = self.local.stats() if self.local is not None else None
         with self._lock:
             n = dict(self._n)
@@ -390,13 +449,27 @@ class CacheCore:
             invalidations_failed=n["invalidations_failed"],
             evictions=local.evictions if local is not None else 0,
             local=local,
+            write_behind=write_behind,
         )
 
     # -- L1 -------------------------------------------------------------------------
 
-    def epoch(self, name: str) -> int:
-        """The invalidation epoch of ``name`` now (see :meth:`fill_local`)."""
-        return self._epochs[hash(name) % _STRIPES]
+    def stamp(self, name: str) -> Stamp:
+        """What a fill of ``name`` must read before loading (see :meth:`fill_local`):
+        the key's invalidation epoch, and the broadcast's epoch and L1's generation."""
+        coherence, key = self.coherence, self._epochs[hash(name) % _STRIPES]
+        if coherence is None or self.local is None:
+            return Stamp(key, None, None)
+        # The generation first: an invalidation heard between the two reads then
+        # refuses the fill (the other order could miss it).
+        since = self.local.generation
+        return Stamp(key, coherence.epoch, since)
+
+    def trusted(self) -> bool:
+        """Whether L1 may be read and filled now (always, without a broadcast that
+        says otherwise)."""
+        coherence = self.coherence
+        return coherence is None or coherence.l1_trusted
 
     def get_local(self, name: str, *, recheck: bool = False) -> Any:
         """The L1 value of ``name`` (None for a cached None), or ``_MISSING``; counted.
@@ -405,7 +478,7 @@ class CacheCore:
 
         The hot path of every façade read: no allocation, no lock but L1's own."""
         local = self.local
-        if local is None:
+        if local is None or not self.trusted():
             return _MISSING
         if not recheck:
             return local.value(name, _MISSING, self.tally)
@@ -422,26 +495,37 @@ class CacheCore:
         value: Any,
         version: int,
         ttl_s: float,
-        epoch: int,
+        stamp: Stamp,
         size: int | None,
     ) -> bool:
-        """Put a value read, loaded or written since ``epoch`` (of ``name``) into L1,
-        unless the key was invalidated or written meanwhile, or a newer version is
-        there (L1's version guard). Whether the value is now in L1.
+        """Put a value read, loaded or written since ``stamp`` (of ``name``) into L1,
+        unless the key was invalidated or written meanwhile (here or, as the
+        broadcast heard, elsewhere), a newer version is there (L1's version guard),
+        the broadcast's subscription dropped since (``stamp.epoch`` retired), or L1 is
+        not trusted now. Whether the value is now in L1.
 
         A fill that comes too late does not just skip: it drops the key from L1 and
         bumps its epoch, so no other fill decided before it lands either. Two racing
         write-throughs of one process could otherwise leave the older in L1: the
         newer one's fill skipped for the older one's bump, the older one's fill done.
         """
-        if self.local is None:
+        if self.local is None or not self.trusted():
             return False
-        if epoch != self.epoch(name):
+        if stamp.key != self._epochs[hash(name) % _STRIPES]:
             self.forget_local([name])
             return False
         ttl = min(ttl_s, self.policy.local_ttl_s)
-        done = self.local.set(name, value, ttl=ttl, version=version, size=size, jitter=0.0)
-        if epoch != self.epoch(name):
+        done = self.local.set(
+            name,
+            value,
+            ttl=ttl,
+            version=version,
+            size=size,
+            jitter=0.0,
+            epoch=stamp.epoch,
+            since=stamp.since,
+        )
+        if stamp.key != self._epochs[hash(name) % _STRIPES]:
             # Invalidated while we stored: the invalidation may have found nothing to drop.
             self.forget_local([name])
             return False
@@ -455,10 +539,11 @@ class CacheCore:
 
     def forget_local(self, names: Sequence[str]) -> int:
         """Drop ``names`` from L1 and void their L1 fills in flight; how many were
-        there. The broadcast listener should call this (rather than
-        ``LocalCache.delete``) for keys others changed."""
+        there. The broadcast listener calls this (through ``Cache.forget_local``)
+        for keys others changed. L1 marks them too (``LocalCache.invalidate_many``),
+        so a fill stamped before now is refused however it reached L1."""
         self.bump(names)
-        return self.local.delete_many(names) if self.local is not None else 0
+        return self.local.invalidate_many(names) if self.local is not None else 0
 
     def clear_local(self) -> None:
         """Drop every unpinned L1 entry and void every L1 fill in flight."""
@@ -539,7 +624,7 @@ class CacheCore:
         """The L1 hits among ``wanted`` (key, name) pairs, and the rest; counted."""
         out: dict[Key, Any] = {}
         local = self.local
-        if local is None:
+        if local is None or not self.trusted():
             return out, list(wanted)
         rest: list[tuple[Key, str]] = []
         value_of, tally = local.value, self.tally
@@ -551,17 +636,17 @@ class CacheCore:
                 out[key] = value
         return out, rest
 
-    def epochs(self, wanted: Sequence[tuple[Key, str]]) -> list[int] | None:
-        """The epochs of ``wanted`` names, read before L2 is (None without an L1)."""
+    def stamps(self, wanted: Sequence[tuple[Key, str]]) -> list[Stamp] | None:
+        """The stamps of ``wanted`` names, read before L2 is (None without an L1)."""
         if self.local is None:
             return None
-        return [self.epoch(name) for _, name in wanted]
+        return [self.stamp(name) for _, name in wanted]
 
     def took_remote_many(
         self,
         wanted: Sequence[tuple[Key, str]],
         gots: Sequence[Got],
-        epochs: Sequence[int] | None,
+        stamps: Sequence[Stamp] | None,
         out: dict[Key, Any],
     ) -> None:
         """Decode a ``get_many`` reply of ``wanted`` into ``out``, count the L2 hits
@@ -573,9 +658,9 @@ class CacheCore:
                 continue
             hits += 1
             out[key] = value
-            if epochs is not None:
+            if stamps is not None:
                 self.fill_local(
-                    name, value, got.version or 0, self.ttl(value, None, None), epochs[i], None
+                    name, value, got.version or 0, self.ttl(value, None, None), stamps[i], None
                 )
         with self._lock:
             self._n["l2_hits"] += hits
@@ -659,6 +744,30 @@ class CacheCore:
     def declared(owner: object) -> list[Declared]:
         """The declarations of ``owner`` active in the current context."""
         return [d for d in _DECLARED.get() if d.owner is owner]
+
+
+def coherence_of(
+    broadcast: object, local: LocalCache | None, forget: Callable[[Sequence[str]], int]
+) -> L1Coherence | None:
+    """The façade's view of ``broadcast``: itself if it says when L1 may be trusted
+    (:class:`L1Coherence`), else None. When it has an ``on_invalidate`` hook (as
+    :class:`~.broadcast.L1Broadcast` does), the invalidations it hears from other
+    processes go to ``forget`` (the façade's ``forget_local``) from now on, so they
+    also void the façade's fills in flight. Its L1 must be the façade's."""
+    if local is None or not isinstance(broadcast, L1Coherence):
+        return None
+    theirs = getattr(broadcast, "local", local)
+    if theirs is not local:
+        raise ValueError("the broadcast keeps another L1 than this cache's local tier")
+    if hasattr(broadcast, "on_invalidate"):
+        broadcast.on_invalidate = forget
+    return broadcast
+
+
+def write_behind_key(table: str, key: Any) -> tuple[KeyPart, ...]:
+    """The cache key of a write-behind row: ``(table, key)``, or ``(table, *key)``
+    for a composite key. ``cache.get(write_behind_key("t", 42))`` reads it back."""
+    return (table, *key) if isinstance(key, tuple | list) else (table, key)
 
 
 def takes_token(fn: Callable[..., Any]) -> bool:

@@ -40,9 +40,17 @@ stored (before ``write`` runs, for write_through).
 L1 coherence: every invalidation and write bumps the key's epoch, and an L1 fill
 decided before the bump is dropped (and drops the key), so a value read just before
 an invalidation, or the older of two racing writes, is not put back into L1.
-Other processes' L1 hear of changes through ``broadcast`` (its
-listener should call :meth:`Cache.forget_local`); ``local_ttl_s`` bounds what a
-lost message can cost.
+Other processes' L1 hear of changes through ``broadcast``. Given an
+:class:`~.broadcast.L1Broadcast` (any :class:`~.policy.L1Coherence`), the façade
+serves L1 only while it is ``l1_trusted``, stamps each fill with the broadcast's
+epoch and L1's generation read before loading (a fill that raced a lost
+subscription or another process's invalidation is refused), and its listener
+goes through :meth:`Cache.forget_local`. ``local_ttl_s`` bounds what a lost
+message can cost without one.
+
+**write-behind**: ``Cache(..., write_behind=WriteBehind(...))`` and
+``cache.write_behind(table, key, row)``: acknowledged once journaled, pinned in
+L1 until the flusher has written it to PostgreSQL, and in ``stats()``.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ..core.causal import CausalToken
 from ..engine.hooks import Committed
+from ..errors import CacheError
 from .keys import KeyBuilder, KeyPart
 from .local import LocalCache
 from .policy import (
@@ -70,15 +79,19 @@ from .policy import (
     Declared,
     Key,
     KeyLocks,
+    Stamp,
     Versioned,
     WriteResult,
     blob_size,
     causal_text,
+    coherence_of,
     default_namespace,
     log,
     unwrap,
+    write_behind_key,
 )
-from .remote import CacheUnavailable, Entry, LeaseOutcome, RemoteCache
+from .remote import MAX_VERSION, CacheUnavailable, Entry, LeaseOutcome, RemoteCache
+from .writebehind import Ack, WriteBehind
 
 __all__ = ["Cache"]
 
@@ -101,14 +114,22 @@ class Cache:
         remote: RemoteCache | None = None,
         broadcast: Broadcaster | None = None,
         policy: CachePolicy | None = None,
+        write_behind: WriteBehind | None = None,
     ) -> None:
         if local is None and remote is None:
             raise ValueError("a Cache needs a local (L1) tier, a remote (L2) tier, or both")
         keys = namespace if isinstance(namespace, KeyBuilder) else KeyBuilder(namespace)
         settings = remote.plans.settings if remote is not None else None
-        self.core = CacheCore(keys, local, policy or CachePolicy(), remote is not None, settings)
+        coherence = coherence_of(broadcast, local, self.forget_local)
+        self.core = CacheCore(
+            keys, local, policy or CachePolicy(), remote is not None, settings, coherence
+        )
         self.remote = remote
         self.broadcast = broadcast
+        self._write_behind = write_behind
+        if write_behind is not None and local is not None:
+            # Its pins are this cache's L1 entries, under this cache's names.
+            write_behind.bind_l1(local, lambda table, key: self.name(write_behind_key(table, key)))
         self._flights = KeyLocks()
         self._watching: list[Any] = []
 
@@ -122,8 +143,15 @@ class Cache:
         return self.core.name(key)
 
     def stats(self) -> CacheStats:
-        """Counters since creation (see :class:`CacheStats`)."""
-        return self.core.stats()
+        """Counters since creation (see :class:`CacheStats`); with a write-behind
+        attached, its journal too (one Redis round trip)."""
+        wb = None
+        if self._write_behind is not None:
+            try:
+                wb = self._write_behind.stats()
+            except CacheError as exc:
+                log.warning("cache: the write-behind journal could not be read: %s", exc)
+        return self.core.stats(wb)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -151,20 +179,22 @@ class Cache:
         local = core.local
         if local is not None:
             # CacheCore.get_local, inlined: this is the L1 hit, the hottest path.
-            value = local.value(name, MISSING, core.tally)
-            if value is not MISSING:
-                return value
+            coherence = core.coherence
+            if coherence is None or coherence.l1_trusted:
+                value = local.value(name, MISSING, core.tally)
+                if value is not MISSING:
+                    return value
         if loader is None:
-            # The epoch is read before L2 is: a fill of what L2 said then is dropped
+            # The stamp is read before L2 is: a fill of what L2 said then is dropped
             # if the key is invalidated meanwhile.
-            value = self._get_remote(name, self.core.epoch(name))
+            value = self._get_remote(name, self.core.stamp(name))
             if value is MISSING:
                 self.core.count("misses")
                 return default
             return value
         return self._read_through(name, loader, ttl, negative_ttl, tags, allow_stale)
 
-    def _get_remote(self, name: str, epoch: int) -> Any:
+    def _get_remote(self, name: str, stamp: Stamp) -> Any:
         if self.remote is None:
             return MISSING
         try:
@@ -175,7 +205,7 @@ class Cache:
         value = self.core.got_value(got)
         if value is not MISSING:
             self.core.fill_local(
-                name, value, got.version or 0, self.core.ttl(value, None, None), epoch, None
+                name, value, got.version or 0, self.core.ttl(value, None, None), stamp, None
             )
         return value
 
@@ -220,13 +250,13 @@ class Cache:
         deadline: float,
     ) -> Any:
         core = self.core
-        epoch = core.epoch(name)
+        stamp = core.stamp(name)
         if self.remote is None:
             core.count("misses")
             value, version = self._load(loader, None)
             blob = core.encode(value)
             core.fill_local(
-                name, value, version, core.ttl(value, ttl, negative_ttl), epoch, blob_size(blob)
+                name, value, version, core.ttl(value, ttl, negative_ttl), stamp, blob_size(blob)
             )
             core.add_local_tags(name, core.tag_names(tags))
             return value
@@ -249,7 +279,7 @@ class Cache:
                 if value is not MISSING:
                     core.count("hits")
                     core.fill_local(
-                        name, value, lease.version or 0, core.ttl(value, None, None), epoch, None
+                        name, value, lease.version or 0, core.ttl(value, None, None), stamp, None
                     )
                     return value
                 if not repaired:
@@ -280,7 +310,7 @@ class Cache:
                     core.unavailable(exc, "a fill")
                     return value
                 if stored:
-                    core.fill_local(name, value, version, ttl_s, epoch, blob_size(blob))
+                    core.fill_local(name, value, version, ttl_s, stamp, blob_size(blob))
                 else:
                     core.count("fills_refused")
                 return value
@@ -316,13 +346,13 @@ class Cache:
         wanted = [(k, core.name(k)) for k in keys]
         out, rest = core.lookup_local_many(wanted)
         if rest and self.remote is not None:
-            epochs = core.epochs(rest)  # before L2 is read: see fill_local
+            stamps = core.stamps(rest)  # before L2 is read: see fill_local
             try:
                 gots = self.remote.get_many([name for _, name in rest])
             except CacheUnavailable as exc:
                 core.unavailable(exc, "a get_many")
                 gots = []
-            core.took_remote_many(rest, gots, epochs, out)
+            core.took_remote_many(rest, gots, stamps, out)
         core.count("misses", len(wanted) - len(out))
         return out
 
@@ -368,7 +398,7 @@ class Cache:
             # L2 arbitrates between writers: drop the old L1 copies first, so a fill
             # skipped below cannot leave them. (L1 alone keeps the newer by itself.)
             core.forget_local(names)
-        epochs = [core.epoch(name) for name in names]
+        stamps = [core.stamp(name) for name in names]
         stored = [True] * len(rows)
         if self.remote is not None:
             entries = [
@@ -384,7 +414,7 @@ class Cache:
         for i, (name, value, version, blob, t) in enumerate(rows):
             if stored[i]:
                 ttl_s = core.ttl(value, t, t)
-                in_l1 = core.fill_local(name, value, version, ttl_s, epochs[i], blob_size(blob))
+                in_l1 = core.fill_local(name, value, version, ttl_s, stamps[i], blob_size(blob))
                 if self.remote is None:
                     stored[i] = in_l1
                     core.add_local_tags(name, tag_names)
@@ -413,6 +443,51 @@ class Cache:
         result = write() if write is not None else None
         cached = self.set(key, value, version=version, ttl=ttl, tags=tags)
         return WriteResult(result, cached)
+
+    def write_behind(
+        self,
+        table: str,
+        key: Any,
+        row: Mapping[str, Any],
+        *,
+        version: int | None = None,
+        ttl: float | None = None,
+    ) -> Ack:
+        """Journal ``row`` for ``table``'s row ``key`` through the attached
+        :class:`~.writebehind.WriteBehind`: durable when this returns (the Ack's
+        ``version`` is the row's), written to PostgreSQL later by its flusher.
+
+        The row (a dict) is then cached under ``write_behind_key(table, key)``:
+        pinned in L1 until flushed (read back with ``get((table, key))``), set in
+        L2 at its version (a writer-supplied ``version`` up to 2**53-1; with the
+        journal's own versions, which are larger, L2's old value is invalidated
+        instead), and other processes' L1 told to drop their copy. Raises
+        what ``WriteBehind.write`` raises (CacheUnavailable: nothing journaled;
+        WriteOutcomeUnknown); once journaled, an unreachable L2 is only counted."""
+        wb = self._write_behind
+        if wb is None:
+            raise CacheError("this Cache has no write-behind: give write_behind= to Cache()")
+        core = self.core
+        name = core.name(write_behind_key(table, key))
+        value = dict(row)
+        blob = core.encode(value)  # refuse an oversize value before journaling it
+        ack = wb.write(table, key, row, version=version)
+        core.bump([name])  # a fill of the old value in flight must not land now
+        if self.remote is not None:
+            try:
+                if ack.version <= MAX_VERSION:
+                    entry = Entry(name, blob, ack.version, core.ttl_ms(core.ttl(value, ttl, ttl)))
+                    if not self.remote.set_many([entry])[0]:
+                        core.count("fills_refused")
+                else:
+                    # A journal-assigned version (ms << 20) is beyond what L2's
+                    # version guard holds: drop the old L2 value instead.
+                    self.remote.invalidate([name])
+            except CacheUnavailable as exc:
+                core.count("unavailable")
+                log.warning("cache: a journaled write-behind row did not reach L2: %s", exc)
+        self._publish([name])
+        return ack
 
     # -- invalidation -------------------------------------------------------------------
 

@@ -35,10 +35,12 @@ from .policy import (
     Declared,
     Key,
     KeyLocks,
+    Stamp,
     Versioned,
     WriteResult,
     blob_size,
     causal_text,
+    coherence_of,
     default_namespace,
     log,
     unwrap,
@@ -71,7 +73,10 @@ class AsyncCache:
             raise ValueError("an AsyncCache needs a local (L1) tier, a remote (L2) tier, or both")
         keys = namespace if isinstance(namespace, KeyBuilder) else KeyBuilder(namespace)
         settings = remote.plans.settings if remote is not None else None
-        self.core = CacheCore(keys, local, policy or CachePolicy(), remote is not None, settings)
+        coherence = coherence_of(broadcast, local, self.forget_local)
+        self.core = CacheCore(
+            keys, local, policy or CachePolicy(), remote is not None, settings, coherence
+        )
         self.remote = remote
         self.broadcast = broadcast
         self._flights = KeyLocks()
@@ -116,20 +121,22 @@ class AsyncCache:
         local = core.local
         if local is not None:
             # CacheCore.get_local, inlined: this is the L1 hit, the hottest path.
-            value = local.value(name, MISSING, core.tally)
-            if value is not MISSING:
-                return value
+            coherence = core.coherence
+            if coherence is None or coherence.l1_trusted:
+                value = local.value(name, MISSING, core.tally)
+                if value is not MISSING:
+                    return value
         if loader is None:
-            # The epoch is read before L2 is: a fill of what L2 said then is dropped
+            # The stamp is read before L2 is: a fill of what L2 said then is dropped
             # if the key is invalidated meanwhile.
-            value = await self._get_remote(name, self.core.epoch(name))
+            value = await self._get_remote(name, self.core.stamp(name))
             if value is MISSING:
                 self.core.count("misses")
                 return default
             return value
         return await self._read_through(name, loader, ttl, negative_ttl, tags, allow_stale)
 
-    async def _get_remote(self, name: str, epoch: int) -> Any:
+    async def _get_remote(self, name: str, stamp: Stamp) -> Any:
         if self.remote is None:
             return MISSING
         try:
@@ -140,7 +147,7 @@ class AsyncCache:
         value = self.core.got_value(got)
         if value is not MISSING:
             self.core.fill_local(
-                name, value, got.version or 0, self.core.ttl(value, None, None), epoch, None
+                name, value, got.version or 0, self.core.ttl(value, None, None), stamp, None
             )
         return value
 
@@ -191,13 +198,13 @@ class AsyncCache:
         deadline: float,
     ) -> Any:
         core = self.core
-        epoch = core.epoch(name)
+        stamp = core.stamp(name)
         if self.remote is None:
             core.count("misses")
             value, version = await self._load(loader, None)
             blob = core.encode(value)
             core.fill_local(
-                name, value, version, core.ttl(value, ttl, negative_ttl), epoch, blob_size(blob)
+                name, value, version, core.ttl(value, ttl, negative_ttl), stamp, blob_size(blob)
             )
             core.add_local_tags(name, core.tag_names(tags))
             return value
@@ -220,7 +227,7 @@ class AsyncCache:
                 if value is not MISSING:
                     core.count("hits")
                     core.fill_local(
-                        name, value, lease.version or 0, core.ttl(value, None, None), epoch, None
+                        name, value, lease.version or 0, core.ttl(value, None, None), stamp, None
                     )
                     return value
                 if not repaired:
@@ -251,7 +258,7 @@ class AsyncCache:
                     core.unavailable(exc, "a fill")
                     return value
                 if stored:
-                    core.fill_local(name, value, version, ttl_s, epoch, blob_size(blob))
+                    core.fill_local(name, value, version, ttl_s, stamp, blob_size(blob))
                 else:
                     core.count("fills_refused")
                 return value
@@ -289,13 +296,13 @@ class AsyncCache:
         wanted = [(k, core.name(k)) for k in keys]
         out, rest = core.lookup_local_many(wanted)
         if rest and self.remote is not None:
-            epochs = core.epochs(rest)  # before L2 is read: see fill_local
+            stamps = core.stamps(rest)  # before L2 is read: see fill_local
             try:
                 gots = await self.remote.get_many([name for _, name in rest])
             except CacheUnavailable as exc:
                 core.unavailable(exc, "a get_many")
                 gots = []
-            core.took_remote_many(rest, gots, epochs, out)
+            core.took_remote_many(rest, gots, stamps, out)
         core.count("misses", len(wanted) - len(out))
         return out
 
@@ -341,7 +348,7 @@ class AsyncCache:
             # L2 arbitrates between writers: drop the old L1 copies first, so a fill
             # skipped below cannot leave them. (L1 alone keeps the newer by itself.)
             core.forget_local(names)
-        epochs = [core.epoch(name) for name in names]
+        stamps = [core.stamp(name) for name in names]
         stored = [True] * len(rows)
         if self.remote is not None:
             entries = [
@@ -357,7 +364,7 @@ class AsyncCache:
         for i, (name, value, version, blob, t) in enumerate(rows):
             if stored[i]:
                 ttl_s = core.ttl(value, t, t)
-                in_l1 = core.fill_local(name, value, version, ttl_s, epochs[i], blob_size(blob))
+                in_l1 = core.fill_local(name, value, version, ttl_s, stamps[i], blob_size(blob))
                 if self.remote is None:
                     stored[i] = in_l1
                     core.add_local_tags(name, tag_names)

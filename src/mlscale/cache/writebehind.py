@@ -319,6 +319,19 @@ class WriteBehind:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def bind_l1(self, l1: LocalCache, l1_key: Callable[[str, Any], str]) -> None:
+        """Cache written values in ``l1`` under ``l1_key(table, key)`` (what
+        :class:`~.tiered.Cache` calls with its own L1 and key names). Refused when
+        another L1 is already given, or once values are pinned (their release
+        needs the names they were pinned under)."""
+        if self.l1 is not None and self.l1 is not l1:
+            raise ValueError("this WriteBehind already caches in another LocalCache")
+        with self._dirty_lock:
+            if self._dirty:
+                raise CacheError("this WriteBehind has pinned values: bind its L1 first")
+            self.l1 = l1
+            self._l1_key = l1_key
+
     # -- writing -----------------------------------------------------------------
 
     def write(
