@@ -38,7 +38,7 @@ from mlscale.local.osuser import resolve_service_user
 from mlscale.local.redisnode import RedisNode
 from mlscale.local.tempdirs import reachable_tempdir
 from tests.integration import cache_peer, l1_peer
-from tests.integration.redis_servers import Server, cluster_server, standalone_server
+from tests.integration.redis_servers import Server
 
 pytestmark = pytest.mark.integration
 
@@ -167,21 +167,7 @@ def start_broadcast() -> Iterator[Callable[[RemoteCache, str], L1Broadcast]]:
 # -- latency -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["standalone", "cluster"])
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    base = reachable_tempdir("mlscale-bcast-it-")
-    srv: Server | None = None
-    try:
-        srv = standalone_server(base) if request.param == "standalone" else cluster_server(base)
-        yield srv
-    finally:
-        try:
-            if srv is not None:
-                for c in srv.caches:
-                    c.close()
-                srv.stop()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+# ``server`` (standalone, then a Redis Cluster) comes from conftest.py.
 
 
 def test_invalidation_reaches_the_other_process_within_the_bound(

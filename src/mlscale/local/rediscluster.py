@@ -30,6 +30,7 @@ from . import ports as portsmod
 from . import procs
 from .binaries import find_redis
 from .osuser import ServiceUser, resolve_service_user
+from .redisnode import redis_pid
 
 __all__ = ["LocalRedisCluster", "RedisClusterNode", "cluster_node_conf_text"]
 
@@ -78,14 +79,7 @@ class RedisClusterNode:
 
     def pid(self) -> int | None:
         """The PID of this node's server if it runs (pid file checked against argv)."""
-        try:
-            pid = int((self.workdir / "redis.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        argv = " ".join(procs.cmdline(pid))
-        if procs.pid_alive(pid) and "redis-server" in argv and f":{self.port}" in argv:
-            return pid
-        return None
+        return redis_pid(self.workdir, self.port)
 
 
 class LocalRedisCluster:

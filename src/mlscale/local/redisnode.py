@@ -17,9 +17,22 @@ from .binaries import find_redis
 from .osuser import ServiceUser
 from .settings import redis_conf_text
 
-__all__ = ["RedisNode"]
+__all__ = ["RedisNode", "redis_pid"]
 
 log = logging.getLogger(__name__)
+
+
+def redis_pid(workdir: Path, port: int) -> int | None:
+    """The PID of the redis-server whose pid file is in ``workdir``, if it runs and
+    listens on ``port`` (a pid file can outlive its server, and the PID be reused)."""
+    try:
+        pid = int((workdir / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    argv = " ".join(procs.cmdline(pid))
+    if procs.pid_alive(pid) and "redis-server" in argv and f":{port}" in argv:
+        return pid
+    return None
 
 
 class RedisNode:
@@ -55,14 +68,7 @@ class RedisNode:
         self.user.own(self.conf)
 
     def pid(self) -> int | None:
-        try:
-            pid = int((self.workdir / "redis.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        argv = " ".join(procs.cmdline(pid))
-        if procs.pid_alive(pid) and "redis-server" in argv and f":{self.port}" in argv:
-            return pid
-        return None
+        return redis_pid(self.workdir, self.port)
 
     def is_running(self) -> bool:
         return self.pid() is not None

@@ -44,13 +44,12 @@ from typing import Any
 
 from pglast import ast
 from pglast.enums import A_Expr_Kind, JoinType, SetOperation, SubLinkType
-from pglast.parser import ParseError
 from psycopg import sql
 
 from mlscale.core.keyroute.results import ShardedTable
 from mlscale.core.keyroute.tree import aggregate_or_window, conjuncts, op_name, walk_expr
-from mlscale.core.scatter.sqlnodes import ONE_GROUP, PREFIX, refuse, text
-from mlscale.core.sqltree import parse_fresh, walk
+from mlscale.core.scatter.sqlnodes import ONE_GROUP, PREFIX, parse_one_select, refuse, text
+from mlscale.core.sqltree import walk
 from mlscale.errors import RoutingError
 
 __all__ = ["FanoutTables", "Predicate", "TableRef", "check_fanout", "owned_rows_sql"]
@@ -605,16 +604,6 @@ def _sharded(
     return tables.get(rv.relname or "")
 
 
-def _parse_one_select(sql_text: str) -> tuple[ast.RawStmt, ast.SelectStmt]:
-    try:
-        statements = parse_fresh(sql_text)
-    except ParseError as exc:
-        raise RoutingError(f"{PREFIX}the statement does not parse: {exc}") from exc
-    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.SelectStmt):
-        raise RoutingError(f"{PREFIX}only one SELECT is merged across shard groups")
-    return statements[0], statements[0].stmt
-
-
 def _from_rangevars(root: Any) -> list[ast.RangeVar]:
     """RangeVars that name relations read (not FOR UPDATE OF names or SELECT INTO targets)."""
     skip = {id(rv) for node in walk(root) if isinstance(node, ast.LockingClause)
@@ -638,7 +627,7 @@ def check_fanout(sql_text: str, tables: Mapping[str, ShardedTable]) -> FanoutTab
     table not correlated on it, a statement that reads no sharded table (its rows would
     repeat on every group).
     """
-    _, stmt = _parse_one_select(sql_text)
+    _, stmt = parse_one_select(sql_text)
     ctes = _cte_names(stmt)
     clash = sorted(ctes & set(tables))
     if clash:
@@ -679,7 +668,7 @@ def owned_rows_sql(group_sql: str, refs: Sequence[TableRef], predicate: Predicat
     what :func:`check_fanout` found in the statement ``group_sql`` was planned from: a
     mismatch raises ``RoutingError`` rather than run a query the filter may miss.
     """
-    raw, stmt = _parse_one_select(group_sql)
+    raw, stmt = parse_one_select(group_sql)
     tables = {r.table.name: r.table for r in refs}
     ctes = _cte_names(stmt)
     found: list[tuple[str, str]] = []
@@ -732,7 +721,7 @@ def _owned_subquery(
     inner = sql.SQL("SELECT * FROM {only}{name} WHERE {owned}").format(
         only=sql.SQL("" if rv.inh else "ONLY "), name=name, owned=predicate(table, columns)
     )
-    _, subquery = _parse_one_select(inner.as_string(None))
+    _, subquery = parse_one_select(inner.as_string(None))
     colnames = rv.alias.colnames if rv.alias is not None else None
     return ast.RangeSubselect(
         lateral=False, subquery=subquery, alias=ast.Alias(aliasname=alias, colnames=colnames)

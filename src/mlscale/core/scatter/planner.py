@@ -6,13 +6,11 @@ See :mod:`mlscale.core.scatter.plan` for the plans it returns.
 from __future__ import annotations
 
 from pglast import ast, enums
-from pglast.parser import ParseError
 
 from mlscale.core.scatter.aggplan import plan_aggregate
 from mlscale.core.scatter.exprs import Ref
 from mlscale.core.scatter.plan import ConcatMerge, ScatterPlan, SortKey
 from mlscale.core.scatter.sqlnodes import (
-    PREFIX,
     aggregates_in,
     check_collation,
     check_distinct_order,
@@ -20,6 +18,7 @@ from mlscale.core.scatter.sqlnodes import (
     check_volatile,
     int_const,
     is_star,
+    parse_one_select,
     parse_select,
     plain_functions,
     reparse_targets,
@@ -28,8 +27,6 @@ from mlscale.core.scatter.sqlnodes import (
     target_for,
     text,
 )
-from mlscale.core.sqltree import parse_fresh
-from mlscale.errors import RoutingError
 
 __all__ = ["plan_select"]
 
@@ -46,13 +43,7 @@ def plan_select(sql: str, *, gather_limit: int = 1_000_000) -> ScatterPlan:
     """
     if gather_limit < 0:
         raise ValueError("gather_limit must not be negative")
-    try:
-        statements = parse_fresh(sql)
-    except ParseError as exc:
-        raise RoutingError(f"{PREFIX}the statement does not parse: {exc}") from exc
-    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.SelectStmt):
-        raise RoutingError(f"{PREFIX}only one SELECT is merged across shard groups")
-    stmt = statements[0].stmt
+    _, stmt = parse_one_select(sql)
     check_statement(stmt)
     check_distinct_order(stmt)
     for item in stmt.sortClause or ():

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from pglast import ast, enums
+from pglast.parser import ParseError
 from pglast.stream import RawStream
 
 from mlscale.core.scatter.aggregates import REFUSED, RULES
@@ -230,6 +231,18 @@ def check_distinct_order(stmt: ast.SelectStmt) -> None:
 
 def reparse_targets(texts: list[str]) -> tuple[ast.ResTarget, ...]:
     return tuple(parse_select("SELECT " + ", ".join(texts)).targetList or ())
+
+
+def parse_one_select(sql: str) -> tuple[ast.RawStmt, ast.SelectStmt]:
+    """The one SELECT of a caller's ``sql`` (a fresh tree, and its RawStmt); a
+    RoutingError if it does not parse or is not exactly one SELECT."""
+    try:
+        statements = parse_fresh(sql)
+    except ParseError as exc:
+        raise RoutingError(f"{PREFIX}the statement does not parse: {exc}") from exc
+    if len(statements) != 1 or not isinstance(statements[0].stmt, ast.SelectStmt):
+        raise RoutingError(f"{PREFIX}only one SELECT is merged across shard groups")
+    return statements[0], statements[0].stmt
 
 
 def parse_select(sql: str) -> ast.SelectStmt:
