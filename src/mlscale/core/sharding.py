@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RoutingError
 from .keyroute import ShardedTable
-from .shardmaps import ShardMap
+from .shardmaps import ShardMap, SlotMap
+from .slots import slots_of
 
-__all__ = ["EMPTY", "MOVE_GRACE_S", "UNCONFIRMED_S", "ShardDirectory"]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["EMPTY", "MOVE_GRACE_S", "UNCONFIRMED_S", "ShardDirectory", "locate_many"]
 
 # A process whose directory the catalog has not confirmed for this long may have
 # missed a move being opened: its cross-shard reads filter every group by ownership.
@@ -67,10 +72,32 @@ class ShardDirectory:
     def group_keys(self, shard_map: ShardMap, keys: Sequence[Any]) -> dict[str, list[int]]:
         """Indexes of ``keys`` (tuples, one value per key column) by the group each
         maps to, groups in first-seen order."""
+        indexes = locate_many(shard_map, keys)
         out: dict[str, list[int]] = {}
+        if indexes is not None:
+            names = shard_map.groups
+            for i, g in enumerate(indexes.tolist()):
+                out.setdefault(names[g], []).append(i)
+            return out
         for i, key in enumerate(keys):
             out.setdefault(shard_map.locate(key), []).append(i)
         return out
+
+
+def locate_many(shard_map: ShardMap, keys: Sequence[Any]) -> npt.NDArray[np.int64] | None:
+    """For many keys (tuples of one value, or plain values) of a one-column integer
+    family placed by slots, the index in ``shard_map.groups`` of each key's group,
+    hashed in numpy (a batch of 100 keys in tens of microseconds instead of
+    milliseconds); None when the map or the keys need the per-key path."""
+    if not isinstance(shard_map, SlotMap) or len(shard_map.key_types) != 1 or not keys:
+        return None
+    key_type = shard_map.key_types[0]
+    if not key_type.is_integer:
+        return None
+    values = [k[0] if type(k) is tuple and len(k) == 1 else k for k in keys]
+    if not set(map(type, values)) <= {int}:
+        return None  # the per-key path names the malformed key
+    return shard_map.locate_slots(slots_of(values, key_type, shard_map.slots))
 
 
 EMPTY = ShardDirectory()

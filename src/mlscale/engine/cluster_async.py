@@ -215,6 +215,13 @@ class AsyncCluster(AsyncScope):
         """Calls routed within shard group ``group``."""
         return AsyncScope(self._rooms, RouteScope.AUTO, group)
 
+    def local(self, group: str) -> AsyncScope:
+        """Calls that run as written on shard group ``group``: reads on its replicas
+        (by the call's consistency), writes on its primary, and a sharded table is
+        that group's own rows -- no shard key is read, nothing is split or merged.
+        For code that places its own work per group (stores, loaders, readers)."""
+        return AsyncScope(self._rooms, RouteScope.AUTO, group, local=True)
+
     def session(
         self,
         group: str | None = None,
@@ -239,14 +246,16 @@ class AsyncCluster(AsyncScope):
         isolation: Isolation | None = None,
         readonly: bool = False,
         group: str | None = None,
+        local: bool = False,
     ) -> AsyncIterator[AsyncTransaction]:
         """A transaction on the primary of ``group``: committed if the block ends
         normally, rolled back if it raises. ``tx.token`` holds its causal token
-        once it has committed."""
+        once it has committed. ``local``: its statements run as written, sharded
+        tables being the group's own rows (see :meth:`local`)."""
         name = self._context.primary_node(group)
         async with (
             self._rooms.nodes.connect(name) as conn,
-            open_transaction(self._rooms, conn, name, isolation, readonly) as tx,
+            open_transaction(self._rooms, conn, name, isolation, readonly, local=local) as tx,
         ):
             yield tx
 

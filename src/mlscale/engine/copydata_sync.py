@@ -23,7 +23,10 @@ from psycopg.adapt import PyFormat, Transformer
 from ..core.copyformat import CopyFormat, CopyLayout, csv_line, parse_csv
 from ..errors import RoutingError
 
-__all__ = ["copy_data"]
+__all__ = ["Payload", "copy_data"]
+
+Payload = bytes | bytearray | memoryview
+"""COPY data already encoded in the statement's format, sent as it is."""
 
 # Rows are sent in chunks of about this many bytes (the driver's own COPY buffer).
 _CHUNK_BYTES = 128 * 1024
@@ -33,13 +36,18 @@ def copy_data(
     conn: Connection[Any],
     statement: str,
     layout: CopyLayout | None,
-    rows: Iterable[Sequence[Any]] | None,
+    rows: Iterable[Sequence[Any]] | Payload | None,
 ) -> Any:
     """Run COPY ``statement`` on ``conn``: write ``rows`` (COPY FROM STDIN) and return
     how many, or return the rows it produced (COPY TO STDOUT). ``layout`` is the
     statement's, read by :func:`~mlscale.core.copyformat.read_copy` (None: the driver's
     text format). Text and CSV rows come back as strings (None for NULL), binary rows
     as Python values of the columns' types."""
+    if isinstance(rows, Payload):
+        pay = conn.cursor()
+        with pay.copy(statement) as copy:
+            copy.write(rows)
+        return pay.rowcount
     fmt = layout.format if layout is not None else CopyFormat.TEXT
     types = _binary_types(conn, layout) if layout is not None and fmt is CopyFormat.BINARY else None
     cur = conn.cursor()

@@ -34,7 +34,7 @@ from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
 from .commits_sync import CommitMarks
 from .context import ClusterContext
-from .copydata_sync import copy_data
+from .copydata_sync import Payload, copy_data
 from .directory_sync import Directory
 from .fanout_sync import Borrow, Fanout, How, concat, first_row, total
 from .hooks import CommitHooks, Committed
@@ -71,6 +71,8 @@ class Runner:
     A read whose replica fails is retried once elsewhere; a write never is.
     """
 
+    _local = False  # statements as written on one group: no key read, no split or merge
+
     def __init__(self, rooms: Rooms) -> None:
         self._rooms = rooms
         self._context = rooms.context
@@ -82,7 +84,7 @@ class Runner:
         runner's own group)."""
         raise NotImplementedError
 
-    def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> str | None:
+    def _quick(self, c: Classification, options: ReadOptions, group: str | None) -> Any:
         """The replica of ``group`` for ``c`` if it may take the quick path (see
         :meth:`Router.quick_replica`), else None."""
         return None
@@ -101,12 +103,12 @@ class Runner:
         replica fails is retried once elsewhere; anything else only if ``idempotent``."""
         self._check_usable()
         c = self._context.classify(query)
-        shard_plan = self._rooms.directory.plan(
-            c, query, params, shard_key, broadcast, self._group_given()
-        )
-        # Decided before the attempt: a failure may reset a session's state. A read
-        # is safe to repeat (say, on a primary that restarted and left dead pooled
-        # connections behind); a write only if the caller says so.
+        shard_plan = None  # a local runner's statements run as written
+        if not self._local:
+            where = (shard_key, broadcast, self._group_given())
+            shard_plan = self._rooms.directory.plan(c, query, params, *where)
+        # Decided before the attempt (a failure may reset a session's state): a read is
+        # safe to repeat (say, dead pooled connections), a write if the caller says so.
         may_repeat = (idempotent or c.read_only) and self._may_repeat(c)
         how, marks = self._marking(c, shard_plan, how)
         try:
@@ -274,7 +276,6 @@ class Runner:
         idempotent: bool = False,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``)."""
-
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
         rows: list[Any] = self._fetch(
             query, params, as_dict, options, False, shard_key, broadcast, idempotent
@@ -349,10 +350,11 @@ class Runner:
         row = self._fetch(query, params, False, options, True, shard_key, False, idempotent)
         return None if row is None else row[0]
 
-    def copy(self, query: str, rows: Iterable[Sequence[Any]] | None = None) -> Any:
+    def copy(self, query: str, rows: Iterable[Sequence[Any]] | Payload | None = None) -> Any:
         """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
         ``COPY ... TO STDOUT`` returns the rows it produced (tuples of text, None for
-        NULL; in binary format, of Python values).
+        NULL; in binary format, of Python values). ``rows`` may also be bytes already
+        in the statement's format (not split: in a local scope or a transaction).
 
         The statement's FORMAT (text, csv, binary) and its DELIMITER, NULL, QUOTE and
         ESCAPE (csv) are honoured; what cannot be (HEADER with rows, ENCODING) raises
@@ -369,7 +371,7 @@ class Runner:
             return copy_rows(conn, text, rows)
 
         self._check_usable()
-        if rows is not None:
+        if rows is not None and not self._local and not isinstance(rows, Payload):
             split = self._rooms.directory.split_copy(query, rows)
             if split is not None:
                 c = self._context.classify(query)

@@ -56,10 +56,13 @@ def within(own: str | None, group: str | None) -> str | None:
 class AsyncScope(AsyncRunner):
     """Calls with an explicit target: the primary, replicas, or one shard group."""
 
-    def __init__(self, rooms: AsyncRooms, scope: RouteScope, group: str | None) -> None:
+    def __init__(
+        self, rooms: AsyncRooms, scope: RouteScope, group: str | None, local: bool = False
+    ) -> None:
         super().__init__(rooms)
         self._scope = scope
         self._group = group
+        self._local = local
 
     def _borrow(
         self, c: Classification, options: ReadOptions, group: str | None
@@ -173,8 +176,11 @@ class AsyncScope(AsyncRunner):
 class AsyncTransaction(AsyncRunner):
     """Statements inside one transaction, on one primary connection."""
 
-    def __init__(self, rooms: AsyncRooms, conn: AsyncConnection[Any], node: str) -> None:
+    def __init__(
+        self, rooms: AsyncRooms, conn: AsyncConnection[Any], node: str, local: bool = False
+    ) -> None:
         super().__init__(rooms)
+        self._local = local
         self._conn = conn
         self.node = node
         self.group = self._context.pools.node(node).group
@@ -236,11 +242,13 @@ async def open_transaction(
     readonly: bool,
     *,
     reset_dirty: bool = True,
+    local: bool = False,
 ) -> AsyncIterator[AsyncTransaction]:
     """A transaction on ``conn`` (a connection to primary ``node``): committed if the
     block ends normally, rolled back if it raises; its token set once committed.
-    With ``reset_dirty``, session state a statement left is discarded afterwards."""
-    tx = AsyncTransaction(rooms, conn, node)
+    With ``reset_dirty``, session state a statement left is discarded afterwards;
+    ``local``: statements run as written (see :attr:`AsyncRunner._local`)."""
+    tx = AsyncTransaction(rooms, conn, node, local)
     try:
         async with conn.transaction():
             options = set_transaction(isolation, readonly)

@@ -58,10 +58,13 @@ def within(own: str | None, group: str | None) -> str | None:
 class Scope(Runner):
     """Calls with an explicit target: the primary, replicas, or one shard group."""
 
-    def __init__(self, rooms: Rooms, scope: RouteScope, group: str | None) -> None:
+    def __init__(
+        self, rooms: Rooms, scope: RouteScope, group: str | None, local: bool = False
+    ) -> None:
         super().__init__(rooms)
         self._scope = scope
         self._group = group
+        self._local = local
 
     def _borrow(
         self, c: Classification, options: ReadOptions, group: str | None
@@ -167,8 +170,9 @@ class Scope(Runner):
 class Transaction(Runner):
     """Statements inside one transaction, on one primary connection."""
 
-    def __init__(self, rooms: Rooms, conn: Connection[Any], node: str) -> None:
+    def __init__(self, rooms: Rooms, conn: Connection[Any], node: str, local: bool = False) -> None:
         super().__init__(rooms)
+        self._local = local
         self._conn = conn
         self.node = node
         self.group = self._context.pools.node(node).group
@@ -230,11 +234,13 @@ def open_transaction(
     readonly: bool,
     *,
     reset_dirty: bool = True,
+    local: bool = False,
 ) -> Iterator[Transaction]:
     """A transaction on ``conn`` (a connection to primary ``node``): committed if the
     block ends normally, rolled back if it raises; its token set once committed.
-    With ``reset_dirty``, session state a statement left is discarded afterwards."""
-    tx = Transaction(rooms, conn, node)
+    With ``reset_dirty``, session state a statement left is discarded afterwards;
+    ``local``: statements run as written (see :attr:`Runner._local`)."""
+    tx = Transaction(rooms, conn, node, local)
     try:
         with conn.transaction():
             options = set_transaction(isolation, readonly)
