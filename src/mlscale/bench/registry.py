@@ -23,6 +23,7 @@ __all__ = ["BENCHMARKS", "BenchContext", "Benchmark", "run_benchmark"]
 # name -> module defining BENCHMARK
 BENCHMARKS: dict[str, str] = {
     "cache": "mlscale.bench.cache",
+    "features": "mlscale.bench.features",
     "node-cap": "mlscale.bench.node_cap",
     "placement": "mlscale.bench.placement",
     "replicas": "mlscale.bench.replicas",
