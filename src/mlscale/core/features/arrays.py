@@ -39,6 +39,13 @@ _DTYPES: dict[int, np.dtype[Any]] = {
 }
 
 
+_HEAD = struct.Struct(">iii")
+_INT = struct.Struct(">i")
+_RECORDS: dict[int, np.dtype[Any]] = {
+    oid: np.dtype([("n", ">i4"), ("v", dt)]) for oid, dt in _DTYPES.items()
+}
+
+
 def element_dtype(oid: int) -> np.dtype[Any] | None:
     """The big-endian numpy dtype of an element type (None: variable width)."""
     return _DTYPES.get(oid)
@@ -59,16 +66,15 @@ def decode(data: bytes | memoryview | None) -> Decoded | None:
     if data is None:
         return None
     mv = memoryview(data)
-    ndim, has_null, oid = struct.unpack_from(">iii", mv, 0)
+    ndim, has_null, oid = _HEAD.unpack_from(mv, 0)
     if ndim == 0:
         return None
-    dims = [struct.unpack_from(">i", mv, 12 + 8 * d)[0] for d in range(ndim)]
+    dims = [_INT.unpack_from(mv, 12 + 8 * d)[0] for d in range(ndim)]
     off = 12 + 8 * ndim
-    count = int(np.prod(dims))
+    count = dims[0] if ndim == 1 else dims[0] * dims[1] if ndim == 2 else int(np.prod(dims))
     dtype = _DTYPES.get(oid)
     if dtype is not None and not has_null:
-        rec = np.dtype([("n", ">i4"), ("v", dtype)])
-        values = np.frombuffer(mv, dtype=rec, count=count, offset=off)["v"]
+        values = np.frombuffer(mv, dtype=_RECORDS[oid], count=count, offset=off)["v"]
         return Decoded(values.astype(dtype.newbyteorder("=")).reshape(dims), None)
     return _slow(mv, off, count, dims, dtype)
 

@@ -69,6 +69,7 @@ class ViewRequest:
     layout: Layout
     features: tuple[int, ...]
     columns: tuple[Column, ...]
+    picks: tuple[tuple[int, ...], ...] = ()  # per column, the requested features it holds
 
     @classmethod
     def of(cls, layout: Layout, features: Sequence[int]) -> ViewRequest:
@@ -78,10 +79,9 @@ class ViewRequest:
             c = layout.column_of(i)
             if c not in cols:
                 cols.append(c)
-        order = {c.name: c for c in layout.columns}
-        return cls(
-            layout, tuple(features), tuple(order[c.name] for c in layout.columns if c in cols)
-        )
+        columns = tuple(c for c in layout.columns if c in cols)
+        picks = tuple(tuple(i for i in features if i in c.features) for c in columns)
+        return cls(layout, tuple(features), columns, picks)
 
 
 @dataclass(slots=True)
@@ -126,6 +126,10 @@ class OnlineFeatures:
                 "use .values or to_pandas()"
             )
         out = np.empty((len(self), len(names)), dtype=dtype)
+        if all(self.kinds[n] is FeatureType.FLOAT for n in names):
+            # Columns of one packed matrix (usually): numpy copies them in one go.
+            out[:] = np.stack([self.values[n] for n in names], axis=1)
+            return out, {n: j for j, n in enumerate(names)}
         for j, n in enumerate(names):
             out[:, j] = self.values[n]
             if self.kinds[n] is not FeatureType.FLOAT:
@@ -175,8 +179,24 @@ class OnlineFeatures:
         return pa.table(arrays)
 
 
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """The requested features a packed column holds, written into one matrix: the
+    features' positions in the column (``take``) and the matrices whose columns are
+    the result's arrays (``values``, ``present``)."""
+
+    take: npt.NDArray[np.intp]
+    values: npt.NDArray[Any]
+    present: npt.NDArray[np.bool_]
+
+
 class OnlineBuilder:
-    """Builds an :class:`OnlineFeatures` of ``n`` entities from the groups' answers."""
+    """Builds an :class:`OnlineFeatures` of ``n`` entities from the groups' answers.
+
+    A packed column's requested features are one matrix, whose columns are the
+    result's arrays, so a group's answer is written in a single numpy assignment
+    however many features it holds.
+    """
 
     def __init__(
         self,
@@ -185,18 +205,43 @@ class OnlineBuilder:
         requests: Sequence[ViewRequest],
         names: Sequence[Sequence[str]],
     ) -> None:
-        self._n = n
         self._requests = requests
-        self.result = OnlineFeatures(dict(keys), {}, {})
+        self.result = res = OnlineFeatures(dict(keys), {}, {})
+        self._blocks: list[dict[str, _Block]] = []
+        self._single: list[dict[str, str]] = []  # column -> result name, one feature each
         for req, out_names in zip(requests, names, strict=True):
             view = req.layout.view
-            self.result.event_time[_view_label(view)] = np.full(n, np.datetime64("NaT", "us"))
-            for i, name in zip(req.features, out_names, strict=True):
-                f = view.features[i]
-                self.result.values[name] = _empty(f.type, n, f.dim)
-                self.result.present[name] = np.zeros(n, dtype=bool)
-                self.result.kinds[name] = f.type
-        self._names = [list(n) for n in names]
+            res.event_time[_view_label(view)] = np.full(n, np.datetime64("NaT", "us"))
+            named = dict(zip(req.features, out_names, strict=True))
+            blocks: dict[str, _Block] = {}
+            single: dict[str, str] = {}
+            for col, mine in zip(req.columns, req.picks, strict=True):
+                if col.packed:
+                    kind = col.kind
+                    fill = np.nan if kind is FeatureType.FLOAT else 0
+                    dtype = np.float32 if kind is FeatureType.FLOAT else np.int64
+                    values = np.full((n, len(mine)), fill, dtype=dtype)
+                    present = np.zeros((n, len(mine)), dtype=bool)
+                    where = np.array([col.features.index(i) for i in mine], dtype=np.intp)
+                    blocks[col.name] = _Block(where, values, present)
+                    for j, i in enumerate(mine):
+                        res.values[named[i]] = values[:, j]
+                        res.present[named[i]] = present[:, j]
+                        res.kinds[named[i]] = kind
+                else:
+                    (i,) = mine
+                    f = view.features[i]
+                    res.values[named[i]] = _empty(f.type, n, f.dim)
+                    res.present[named[i]] = np.zeros(n, dtype=bool)
+                    res.kinds[named[i]] = f.type
+                    single[col.name] = named[i]
+            # Result columns in the caller's order (blocks fill them in column order).
+            res.values = {
+                **{k: v for k, v in res.values.items() if k not in out_names},
+                **{nm: res.values[nm] for nm in out_names},
+            }
+            self._blocks.append(blocks)
+            self._single.append(single)
 
     def take(self, view_index: int, parts: Sequence[Decoded | None]) -> None:
         """One group's answer for view ``view_index``: positions (1-based), event times,
@@ -206,33 +251,34 @@ class OnlineBuilder:
             return
         pos = pos_d.values.astype(np.int64) - 1
         req = self._requests[view_index]
-        view = req.layout.view
         res = self.result
         times = parts[1]
         if times is not None:
-            res.event_time[_view_label(view)][pos] = (times.values + _PG_EPOCH_US).astype(
-                "datetime64[us]"
-            )
-        by_col = dict(zip((c.name for c in req.columns), parts[2:], strict=True))
-        for i, name in zip(req.features, self._names[view_index], strict=True):
-            col = req.layout.column_of(i)
-            got = by_col[col.name]
+            res.event_time[_view_label(req.layout.view)][pos] = (
+                times.values + _PG_EPOCH_US
+            ).astype("datetime64[us]")
+        blocks, single = self._blocks[view_index], self._single[view_index]
+        for col, got in zip(req.columns, parts[2:], strict=True):
             if got is None:
                 continue
-            if col.packed:
-                k = col.features.index(i)
-                vals = got.values[:, k]
-                ok = np.ones(len(pos), bool) if got.valid is None else got.valid[:, k]
-            else:
-                vals = got.values
-                ok = np.ones(len(pos), bool) if got.valid is None else got.valid
-                if ok.ndim > 1:
-                    ok = np.asarray(ok.all(axis=1), dtype=bool)
-            out = res.values[name]
-            if col.kind is FeatureType.FLOAT:
-                out[pos] = np.where(ok, vals, np.nan)
-            else:
-                out[pos] = vals
+            block = blocks.get(col.name)
+            if block is not None:
+                vals = got.values[:, block.take]
+                if got.valid is None:
+                    block.values[pos] = vals
+                    block.present[pos] = True
+                else:
+                    ok = got.valid[:, block.take]
+                    if col.kind is FeatureType.FLOAT:
+                        vals = np.where(ok, vals, np.float32(np.nan))
+                    block.values[pos] = vals
+                    block.present[pos] = ok
+                continue
+            name = single[col.name]
+            ok = np.ones(len(pos), bool) if got.valid is None else got.valid
+            if ok.ndim > 1:
+                ok = np.asarray(ok.all(axis=1), dtype=bool)
+            res.values[name][pos] = got.values
             res.present[name][pos] = ok
 
 

@@ -210,6 +210,10 @@ class FeatureView:
 
     def feature(self, name: str) -> Feature:
         """The feature called ``name``; a FeatureError naming the view's features if none."""
+        return self.features[self.index_of(name)]
+
+    def index_of(self, name: str) -> int:
+        """The position of feature ``name``; a FeatureError naming the view's features if none."""
         i = self._index.get(name)
         if i is None:
             known = ", ".join(f.name for f in self.features[:20])
@@ -218,7 +222,7 @@ class FeatureView:
                 f"feature view {self.name!r} (version {self.version}) has no feature "
                 f"{name!r}; it has {known}{more}"
             )
-        return self.features[i]
+        return i
 
     def to_spec(self) -> dict[str, Any]:
         """Plain JSON-able data; :meth:`from_spec` rebuilds an equal view."""

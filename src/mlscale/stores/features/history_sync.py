@@ -57,11 +57,7 @@ def historical(
         view = store.view(ref.view, ref.version)
         key = (view.name, view.version)
         views[key] = view
-        idx = (
-            range(len(view.features))
-            if ref.feature == "*"
-            else [view.features.index(view.feature(ref.feature))]
-        )
+        idx = range(len(view.features)) if ref.feature == "*" else [view.index_of(ref.feature)]
         wanted.setdefault(key, [])
         wanted[key] += [i for i in idx if i not in wanted[key]]
     first = next(iter(views.values()))
@@ -130,7 +126,7 @@ def _reader(
 ) -> Callable[[], Any]:
     def read() -> None:
         row = store.cluster.local(group).fetch_one(
-            text, params, token=token, consistency=consistency
+            text, params, token=token, consistency=consistency, binary=True
         )
         decoded = [decode(v) for v in row]
         if decoded[0] is None:

@@ -17,10 +17,19 @@ import numpy.typing as npt
 from ...core.features.spec import FeatureView
 from ...core.sharding import locate_many
 from ...core.slots import KeyType
-from ...engine.concurrency_sync import gather_all
+from ...engine.concurrency_sync import SMALL_WORK_IN_PLACE, gather_all
 from ...errors import FeatureError, MlscaleError
 
-__all__ = ["key_rows", "keys_of", "place", "run_all"]
+__all__ = ["array_text", "key_rows", "keys_of", "place", "run_all"]
+
+
+def array_text(values: npt.NDArray[Any]) -> Any:
+    """Keys as a ``%s::type[]`` parameter: integer keys as the array's text form (built
+    in one join; the driver's list adapter checks every element, ~40 us per 100
+    keys), other keys as a list for the driver to quote."""
+    if values.dtype.kind in "iu":
+        return "{" + ",".join(map(str, values.tolist())) + "}"
+    return values.tolist()
 
 
 def keys_of(view: FeatureView, entity_ids: Any) -> dict[str, npt.NDArray[Any]]:
@@ -82,16 +91,22 @@ def place(
     return np.array([index[shard_map.locate(r)] for r in rows], dtype=np.int64)
 
 
-def run_all(calls: Sequence[Callable[[], Any]], raise_first: bool = True) -> list[BaseException]:
-    """Run ``calls`` at once (one is run in place); their errors, or the first raised."""
-    if len(calls) == 1:
-        try:
-            calls[0]()
-        except MlscaleError as exc:
-            if raise_first:
-                raise
-            return [exc]
-        return []
+def run_all(
+    calls: Sequence[Callable[[], Any]], raise_first: bool = True, small: bool = False
+) -> list[BaseException]:
+    """Run ``calls`` at once; their errors, or the first raised. One call, or ``small``
+    ones (about a millisecond each) where the world's concurrency costs more than
+    that (threads), run in place, one after another."""
+    if len(calls) == 1 or (small and SMALL_WORK_IN_PLACE):
+        errors: list[BaseException] = []
+        for call in calls:
+            try:
+                call()
+            except MlscaleError as exc:
+                if raise_first:
+                    raise
+                errors.append(exc)
+        return errors
     outcomes = gather_all(calls, timeout=None, fatal=lambda e: False, on_abort=_nothing)
     errors = [o.error for o in outcomes if o.error is not None]
     if errors and raise_first:

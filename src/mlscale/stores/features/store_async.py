@@ -56,7 +56,7 @@ from ...core.features.online import (
 from ...core.features.spec import FeatureView
 from ...engine.cluster_async import AsyncCluster
 from ...errors import FeatureError, PartialWriteError
-from .placing_async import key_rows, keys_of, place, run_all
+from .placing_async import array_text, key_rows, keys_of, place, run_all
 from .registry_async import AsyncRegistry
 from .sources_async import batches_of
 
@@ -65,6 +65,9 @@ __all__ = ["AsyncFeatureStore", "MaterializeResult", "PushResult", "ViewInfo"]
 log = logging.getLogger(__name__)
 
 MAX_PUSH_ROWS = 1_000_000
+# An online read of at most this many entities runs its groups in turn where that
+# is cheaper than handing them to threads (see engine/concurrency SMALL_WORK_IN_PLACE).
+_SMALL_READ = 1000
 CACHE_TTL_S = 300.0
 
 
@@ -172,6 +175,7 @@ class AsyncFeatureStore:
         self._views: dict[tuple[str, int], FeatureView] = {}
         self._latest: dict[str, int] = {}
         self._statements: dict[tuple[Any, ...], str] = {}
+        self._shapes: dict[Any, tuple[list[ViewRequest], list[list[str]]]] = {}
 
     @property
     def cluster(self) -> AsyncCluster:
@@ -233,6 +237,7 @@ class AsyncFeatureStore:
         return ViewInfo(view, layout.online, layout.history, online, history, size)
 
     def _learn(self, views: Sequence[FeatureView]) -> None:
+        self._shapes.clear()
         for v in views:
             self._views[(v.name, v.version)] = v
             self._latest[v.name] = max(self._latest.get(v.name, 0), v.version)
@@ -274,6 +279,21 @@ class AsyncFeatureStore:
         return call.builder.result
 
     async def _plan(self, features: Sequence[str] | str, entity_ids: Any) -> _Call:
+        shape = self._shapes.get(features if isinstance(features, str) else tuple(features))
+        if shape is None:
+            shape = await self._shape(features)
+        requests, names = shape
+        keys = keys_of(requests[0].layout.view, entity_ids)
+        n = int(next(iter(keys.values())).shape[0])
+        builder = OnlineBuilder(keys, n, requests, names)
+        todo = [np.arange(n, dtype=np.int64) for _ in requests]
+        return _Call(requests, names, keys, n, builder, todo)
+
+    async def _shape(
+        self, features: Sequence[str] | str
+    ) -> tuple[list[ViewRequest], list[list[str]]]:
+        """The views, features and output names ``features`` asks for (remembered per
+        feature list until the store reloads its views)."""
         refs = parse_refs(features)
         order: list[tuple[str, int]] = []
         wanted: dict[tuple[str, int], list[int]] = {}
@@ -283,11 +303,7 @@ class AsyncFeatureStore:
             if key not in wanted:
                 order.append(key)
                 wanted[key] = []
-            idx = (
-                range(len(view.features))
-                if ref.feature == "*"
-                else [view.features.index(view.feature(ref.feature))]
-            )
+            idx = range(len(view.features)) if ref.feature == "*" else [view.index_of(ref.feature)]
             wanted[key] += [i for i in idx if i not in wanted[key]]
         views = [self._views[k] for k in order]
         entities = views[0].entities
@@ -298,8 +314,6 @@ class AsyncFeatureStore:
                     f"has {', '.join(views[0].entity_names)}, {v.name!r} "
                     f"{', '.join(v.entity_names)}; read them in separate calls"
                 )
-        keys = keys_of(views[0], entity_ids)
-        n = int(next(iter(keys.values())).shape[0])
         plain = [view.features[i].name for view in views for i in wanted[(view.name, view.version)]]
         requests, names = [], []
         for view in views:
@@ -314,9 +328,11 @@ class AsyncFeatureStore:
                     for i in idx
                 ]
             )
-        builder = OnlineBuilder(keys, n, requests, names)
-        todo = [np.arange(n, dtype=np.int64) for _ in views]
-        return _Call(requests, names, keys, n, builder, todo)
+        self._shapes[features if isinstance(features, str) else tuple(features)] = (
+            requests,
+            names,
+        )
+        return requests, names
 
     async def _from_cache(self, cache: AsyncCache, call: _Call) -> None:
         """Serve what the cache holds; leave the misses in ``call.todo``."""
@@ -369,7 +385,7 @@ class AsyncFeatureStore:
             async def read() -> None:
                 sql_text, params, columns = self._online_sql(call, parts, cache is not None)
                 row = await self._cluster.local(group).fetch_one(
-                    sql_text, params, token=token, consistency=consistency
+                    sql_text, params, token=token, consistency=consistency, binary=True
                 )
                 at = 0
                 for (vi, positions), cols in zip(parts, columns, strict=True):
@@ -388,7 +404,7 @@ class AsyncFeatureStore:
 
             return read
 
-        await run_all([reader(g, parts) for g, parts in plan.items()])
+        await run_all([reader(g, parts) for g, parts in plan.items()], small=call.n <= _SMALL_READ)
         if cache is not None and fill:
             await self._fill(cache, call, fill)
 
@@ -402,7 +418,7 @@ class AsyncFeatureStore:
             req = call.requests[vi]
             cols = req.layout.columns if whole else req.columns
             columns.append(cols)
-            params += [v[positions].tolist() for v in call.keys.values()]
+            params += [array_text(v[positions]) for v in call.keys.values()]
             if req.layout.view.ttl_s is not None:
                 params.append(float(req.layout.view.ttl_s))
         key = tuple((vi, whole) for vi, _ in parts) + tuple(
