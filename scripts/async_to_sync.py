@@ -18,12 +18,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "src/mlscale/engine"
+# Folders whose *_async.py sources get generated twins.
+FOLDERS = [ENGINE, ROOT / "src/mlscale/stores/features"]
 # concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
 # each written by hand; every other *_async.py has a generated *_sync.py twin.
 HAND_WRITTEN = {"concurrency_async.py"}
 PAIRS = [
     (source, source.with_name(source.name.replace("_async.py", "_sync.py")))
-    for source in sorted(ENGINE.glob("*_async.py"))
+    for folder in FOLDERS
+    for source in sorted(folder.glob("*_async.py"))
     if source.name not in HAND_WRITTEN
 ]
 
@@ -43,6 +46,9 @@ RENAMES = {
     "AsyncScope": "Scope",
     "AsyncSession": "Session",
     "AsyncTransaction": "Transaction",
+    "AsyncFeatureStore": "FeatureStore",
+    "AsyncCache": "Cache",
+    "tiered_async": "tiered",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",
     "AsyncCopy": "Copy",
@@ -61,7 +67,8 @@ RENAMES = {
 RENAMES.update(
     {
         source.stem: source.stem.replace("_async", "_sync")
-        for source in sorted(ENGINE.glob("*_async.py"))
+        for folder in FOLDERS
+        for source in sorted(folder.glob("*_async.py"))
     }
 )
 

@@ -16,6 +16,7 @@ with ``raise ... from exc`` so the cause is kept::
     ├── SchemaError              a table cannot be sharded as declared
     ├── CacheError               the cache refused a value or cannot serve a call
     │   └── CacheValueTooLarge   a value over the cache's size limit (nothing stored)
+    ├── FeatureError             a feature view, reference or push is malformed (nothing written)
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -46,6 +47,7 @@ __all__ = [
     "ClusterError",
     "ConfigError",
     "DatabaseError",
+    "FeatureError",
     "IntegrityViolation",
     "MissingBinaryError",
     "MlscaleError",
@@ -108,6 +110,12 @@ class CacheError(MlscaleError):
 
 class CacheValueTooLarge(CacheError):
     """A value is larger than the cache's limit once encoded; nothing was stored."""
+
+
+class FeatureError(MlscaleError):
+    """A feature view, a feature reference or the data given to a feature store call is
+    malformed (an unknown view or feature, a wrong key type, a NaN where none is
+    allowed, a missing column, an oversize batch); nothing was written."""
 
 
 class DatabaseError(MlscaleError):

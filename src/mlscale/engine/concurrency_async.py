@@ -12,9 +12,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Background", "Outcome", "Stop", "gather_all", "pause"]
+__all__ = ["SMALL_WORK_IN_PLACE", "Background", "Outcome", "Stop", "gather_all", "pause"]
 
 T = TypeVar("T")
+
+# Whether a few short calls (a millisecond each) are better run one after another
+# than at once: not with tasks, which cost next to nothing.
+SMALL_WORK_IN_PLACE = False
 
 
 @dataclass(slots=True)

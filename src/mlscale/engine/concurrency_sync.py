@@ -14,9 +14,15 @@ from typing import Any, TypeVar
 
 from .concurrency_async import Outcome
 
-__all__ = ["Background", "Outcome", "Stop", "gather_all", "pause"]
+__all__ = ["SMALL_WORK_IN_PLACE", "Background", "Outcome", "Stop", "gather_all", "pause"]
 
 T = TypeVar("T")
+
+# Whether a few short calls (a millisecond each) are better run one after another
+# than at once: yes with threads, whose hand-offs cost about as much as the calls
+# (an online feature read of 100 entities on 2 groups: ~1.2 ms in turn, ~2.2 ms on
+# two threads, measured on 2 cores).
+SMALL_WORK_IN_PLACE = True
 
 # The threads every sync cluster of the process runs its parallel calls on (the
 # groups of a cross-shard read): made on first use, forgotten in a forked child.

@@ -139,6 +139,20 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        5,
+        "feature views: the feature store's registry (stores/features)",
+        (
+            """CREATE TABLE mlscale_catalog.feature_views (
+                   name       text NOT NULL,
+                   version    integer NOT NULL CHECK (version > 0),
+                   spec       jsonb NOT NULL,
+                   created_at timestamptz NOT NULL DEFAULT now(),
+                   dropped_at timestamptz,
+                   PRIMARY KEY (name, version)
+               )""",
+        ),
+    ),
 )
 
 

@@ -272,12 +272,13 @@ class AsyncRunner:
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
         idempotent: bool = False,
+        binary: bool = False,
     ) -> list[Any]:
-        """Every row, as tuples (or dicts with ``as_dict``)."""
+        """Every row, as tuples (or dicts with ``as_dict``); ``binary``: sent in
+        PostgreSQL's binary format (bytea as its bytes, half the size of hex)."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        rows: list[Any] = await self._fetch(
-            query, params, as_dict, options, False, shard_key, broadcast, idempotent
-        )
+        where = (shard_key, broadcast, idempotent, binary)
+        rows: list[Any] = await self._fetch(query, params, as_dict, options, False, *where)
         return rows
 
     async def fetch_one(
@@ -293,12 +294,13 @@ class AsyncRunner:
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
         idempotent: bool = False,
+        binary: bool = False,
     ) -> Any:
-        """The first row (tuple, or dict with ``as_dict``), or None."""
+        """The first row (tuple, or dict with ``as_dict``), or None (``binary``: see
+        :meth:`fetch_all`)."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        return await self._fetch(
-            query, params, as_dict, options, True, shard_key, broadcast, idempotent
-        )
+        where = (shard_key, broadcast, idempotent, binary)
+        return await self._fetch(query, params, as_dict, options, True, *where)
 
     async def _fetch(
         self,
@@ -310,11 +312,12 @@ class AsyncRunner:
         shard_key: Any,
         broadcast: bool,
         idempotent: bool,
+        binary: bool = False,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
         async def work(conn: AsyncConnection[Any], text: str, values: Params) -> Any:
-            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
+            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row, binary=binary)
             await cur.execute(text, values)
             return await (cur.fetchone() if one else cur.fetchall())
 
@@ -323,15 +326,8 @@ class AsyncRunner:
             return (rows[0] if rows else None) if one else rows
 
         how = How(work, first_row if one else concat, present)
-        return await self._run(
-            query,
-            params,
-            options,
-            how,
-            shard_key=shard_key,
-            broadcast=broadcast,
-            idempotent=idempotent,
-        )
+        where = {"shard_key": shard_key, "broadcast": broadcast, "idempotent": idempotent}
+        return await self._run(query, params, options, how, **where)
 
     async def fetch_value(
         self,

@@ -274,12 +274,13 @@ class Runner:
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
         idempotent: bool = False,
+        binary: bool = False,
     ) -> list[Any]:
-        """Every row, as tuples (or dicts with ``as_dict``)."""
+        """Every row, as tuples (or dicts with ``as_dict``); ``binary``: sent in
+        PostgreSQL's binary format (bytea as its bytes, half the size of hex)."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        rows: list[Any] = self._fetch(
-            query, params, as_dict, options, False, shard_key, broadcast, idempotent
-        )
+        where = (shard_key, broadcast, idempotent, binary)
+        rows: list[Any] = self._fetch(query, params, as_dict, options, False, *where)
         return rows
 
     def fetch_one(
@@ -295,10 +296,13 @@ class Runner:
         shard_key: Any = NO_KEY,
         broadcast: bool = False,
         idempotent: bool = False,
+        binary: bool = False,
     ) -> Any:
-        """The first row (tuple, or dict with ``as_dict``), or None."""
+        """The first row (tuple, or dict with ``as_dict``), or None (``binary``: see
+        :meth:`fetch_all`)."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        return self._fetch(query, params, as_dict, options, True, shard_key, broadcast, idempotent)
+        where = (shard_key, broadcast, idempotent, binary)
+        return self._fetch(query, params, as_dict, options, True, *where)
 
     def _fetch(
         self,
@@ -310,11 +314,12 @@ class Runner:
         shard_key: Any,
         broadcast: bool,
         idempotent: bool,
+        binary: bool = False,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
         def work(conn: Connection[Any], text: str, values: Params) -> Any:
-            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row)
+            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row, binary=binary)
             cur.execute(text, values)
             return cur.fetchone() if one else cur.fetchall()
 
@@ -323,15 +328,8 @@ class Runner:
             return (rows[0] if rows else None) if one else rows
 
         how = How(work, first_row if one else concat, present)
-        return self._run(
-            query,
-            params,
-            options,
-            how,
-            shard_key=shard_key,
-            broadcast=broadcast,
-            idempotent=idempotent,
-        )
+        where = {"shard_key": shard_key, "broadcast": broadcast, "idempotent": idempotent}
+        return self._run(query, params, options, how, **where)
 
     def fetch_value(
         self,

@@ -1,0 +1,1 @@
+"""ML data stores built on the cluster's public API: features (so far)."""

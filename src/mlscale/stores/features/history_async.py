@@ -1,0 +1,135 @@
+"""Point-in-time training sets (async source): :func:`historical`.
+
+For each (entity, time) row of the caller's frame, and each view, the newest history
+row of that entity with ``event_ts <= time`` and ``event_ts >= time - ttl`` -- the
+semantics of Feast's point-in-time join (and of pandas ``merge_asof`` with
+``direction="backward"`` and ``tolerance=ttl``). Rows are placed on groups by key
+and sent per group in chunks as arrays; each row is one backward index probe of the
+history's primary key (``LATERAL ... ORDER BY event_ts DESC LIMIT 1``), and the
+answers come back aggregated and binary (see :mod:`mlscale.core.features.layout`).
+
+``history_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...core.causal import CausalToken
+from ...core.features.arrays import Decoded, decode
+from ...core.features.batch import event_times
+from ...core.features.layout import Layout
+from ...core.features.online import OnlineBuilder, ViewRequest, parse_refs
+from ...errors import FeatureError
+from .placing_async import keys_of, place, run_all
+
+if TYPE_CHECKING:
+    from .store_async import AsyncFeatureStore
+
+__all__ = ["historical"]
+
+
+async def historical(
+    store: AsyncFeatureStore,
+    entity_df: Any,
+    features: Sequence[str] | str,
+    timestamp_column: str,
+    token: CausalToken | str | None,
+    consistency: str | None,
+    chunk_rows: int,
+) -> Any:
+    """See :meth:`AsyncFeatureStore.get_historical_features`."""
+    import pandas as pd
+
+    if not isinstance(entity_df, pd.DataFrame):
+        raise FeatureError("get_historical_features: entity_df must be a pandas DataFrame")
+    if chunk_rows < 1:
+        raise FeatureError("get_historical_features: chunk_rows must be at least 1")
+    wanted: dict[tuple[str, int], list[int]] = {}
+    views = {}
+    for ref in parse_refs(features):
+        view = await store.view(ref.view, ref.version)
+        key = (view.name, view.version)
+        views[key] = view
+        idx = range(len(view.features)) if ref.feature == "*" else [view.index_of(ref.feature)]
+        wanted.setdefault(key, [])
+        wanted[key] += [i for i in idx if i not in wanted[key]]
+    first = next(iter(views.values()))
+    missing = [c for c in (*first.entity_names, timestamp_column) if c not in entity_df.columns]
+    if missing:
+        raise FeatureError(
+            f"get_historical_features: entity_df lacks column(s) {', '.join(missing)}"
+        )
+    n = len(entity_df)
+    keys = keys_of(first, {e: entity_df[e].to_numpy() for e in first.entity_names})
+    times = event_times(entity_df[timestamp_column], f"entity_df {timestamp_column!r}")
+    stamps = times.astype("datetime64[us]").astype(object)
+    plain = [v.features[i].name for k, v in views.items() for i in wanted[k]]
+    requests, names = [], []
+    for k, view in views.items():
+        if view.entities != first.entities:
+            raise FeatureError(
+                f"one training set takes views of the same entity keys: {first.name!r} and "
+                f"{view.name!r} differ; join them in separate calls"
+            )
+        requests.append(ViewRequest.of(Layout.of(view), wanted[k]))
+        names.append(
+            [
+                f"{view.name}__{view.features[i].name}"
+                if plain.count(view.features[i].name) > 1
+                else view.features[i].name
+                for i in wanted[k]
+            ]
+        )
+    builder = OnlineBuilder(keys, n, requests, names)
+    if n:
+        shards = await store.cluster.shards()
+        for vi, req in enumerate(requests):
+            view = req.layout.view
+            shard_map = shards.map_of(view.family)
+            where = place(shard_map, keys, view)
+            text = req.layout.historical_read(req.columns)
+            calls: list[Callable[[], Any]] = []
+            for gi, group in enumerate(shard_map.groups):
+                mine = np.flatnonzero(where == gi)
+                for at in range(0, mine.size, chunk_rows):
+                    chunk = mine[at : at + chunk_rows]
+                    params = [v[chunk].tolist() for v in keys.values()]
+                    params.append([s.replace(tzinfo=dt.UTC) for s in stamps[chunk].tolist()])
+                    calls.append(
+                        _reader(store, group, text, params, chunk, builder, vi, token, consistency)
+                    )
+            await run_all(calls)
+    out = entity_df.copy()
+    got = builder.result.to_pandas()
+    for col in [c for group in names for c in group]:
+        out[col] = got[col].to_numpy() if got[col].dtype.kind != "O" else got[col].tolist()
+    return out
+
+
+def _reader(
+    store: AsyncFeatureStore,
+    group: str,
+    text: str,
+    params: list[Any],
+    positions: Any,
+    builder: OnlineBuilder,
+    vi: int,
+    token: CausalToken | str | None,
+    consistency: str | None,
+) -> Callable[[], Any]:
+    async def read() -> None:
+        row = await store.cluster.local(group).fetch_one(
+            text, params, token=token, consistency=consistency, binary=True
+        )
+        decoded = [decode(v) for v in row]
+        if decoded[0] is None:
+            return
+        decoded[0] = Decoded(positions[decoded[0].values.astype(np.int64) - 1] + 1, None)
+        builder.take(vi, decoded)
+
+    return read

@@ -1,0 +1,118 @@
+# Generated from placing_async.py by scripts/async_to_sync.py: do not edit.
+# Change placing_async.py and run the script again.
+"""Placing a call's entity keys on shard groups, and running the groups' work at once
+(async source).
+
+``placing_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ...core.features.spec import FeatureView
+from ...core.sharding import locate_many
+from ...core.slots import KeyType
+from ...engine.concurrency_sync import SMALL_WORK_IN_PLACE, gather_all
+from ...errors import FeatureError, MlscaleError
+
+__all__ = ["array_text", "key_rows", "keys_of", "place", "run_all"]
+
+
+def array_text(values: npt.NDArray[Any]) -> Any:
+    """Keys as a ``%s::type[]`` parameter: integer keys as the array's text form (built
+    in one join; the driver's list adapter checks every element, ~40 us per 100
+    keys), other keys as a list for the driver to quote."""
+    if values.dtype.kind in "iu":
+        return "{" + ",".join(map(str, values.tolist())) + "}"
+    return values.tolist()
+
+
+def keys_of(view: FeatureView, entity_ids: Any) -> dict[str, npt.NDArray[Any]]:
+    """The request's keys as one array per entity column."""
+    names = view.entity_names
+    if isinstance(entity_ids, Mapping):
+        missing = [n for n in names if n not in entity_ids]
+        if missing:
+            raise FeatureError(f"entity_ids lacks entity column(s) {', '.join(missing)}")
+        cols = {n: np.asarray(entity_ids[n]) for n in names}
+    elif len(names) == 1:
+        arr = np.asarray(entity_ids)
+        if arr.ndim != 1:
+            raise FeatureError(
+                f"entity_ids: one key per entity of {names[0]!r}, got shape {arr.shape}"
+            )
+        cols = {names[0]: arr}
+    else:
+        rows = list(entity_ids)
+        if not all(isinstance(r, tuple | list) and len(r) == len(names) for r in rows):
+            raise FeatureError(f"entity_ids: tuples of ({', '.join(names)}) expected")
+        cols = {n: np.asarray([r[i] for r in rows]) for i, n in enumerate(names)}
+    lengths = {len(v) for v in cols.values()}
+    if len(lengths) > 1:
+        raise FeatureError("entity_ids: the entity columns have different lengths")
+    for e in view.entities:
+        arr = cols[e.name]
+        if e.key_type.is_integer:
+            if arr.size and arr.dtype.kind not in "iu":
+                raise FeatureError(
+                    f"entity {e.name!r} is {e.key_type}; the keys given are {arr.dtype}"
+                )
+            cols[e.name] = arr.astype(np.int64)
+            continue
+        values = arr.tolist()
+        if e.key_type is KeyType.TEXT and not all(isinstance(v, str) for v in values):
+            raise FeatureError(f"entity {e.name!r} is text; the keys given are not all strings")
+        cols[e.name] = np.asarray([str(v) for v in values], dtype=object)
+    return cols
+
+
+def key_rows(keys: Mapping[str, npt.NDArray[Any]]) -> list[tuple[Any, ...]]:
+    return list(zip(*(v.tolist() for v in keys.values()), strict=True))
+
+
+def place(
+    shard_map: Any, keys: Mapping[str, npt.NDArray[Any]], view: FeatureView
+) -> npt.NDArray[np.int64]:
+    """The index in ``shard_map.groups`` of each key's group."""
+    cols = list(keys.values())
+    if len(cols) == 1:
+        where = locate_many(shard_map, cols[0].tolist())
+        if where is not None:
+            return where
+    index = {g: i for i, g in enumerate(shard_map.groups)}
+    rows = key_rows(keys)
+    if len(cols) == 1:
+        return np.array([index[shard_map.locate(r[0])] for r in rows], dtype=np.int64)
+    return np.array([index[shard_map.locate(r)] for r in rows], dtype=np.int64)
+
+
+def run_all(
+    calls: Sequence[Callable[[], Any]], raise_first: bool = True, small: bool = False
+) -> list[BaseException]:
+    """Run ``calls`` at once; their errors, or the first raised. One call, or ``small``
+    ones (about a millisecond each) where the world's concurrency costs more than
+    that (threads), run in place, one after another."""
+    if len(calls) == 1 or (small and SMALL_WORK_IN_PLACE):
+        errors: list[BaseException] = []
+        for call in calls:
+            try:
+                call()
+            except MlscaleError as exc:
+                if raise_first:
+                    raise
+                errors.append(exc)
+        return errors
+    outcomes = gather_all(calls, timeout=None, fatal=lambda e: False, on_abort=_nothing)
+    errors = [o.error for o in outcomes if o.error is not None]
+    if errors and raise_first:
+        raise errors[0]
+    return errors
+
+
+def _nothing() -> None:
+    return None
