@@ -64,6 +64,7 @@ from ..cache.remote import RemoteCache
 from ..cache.tiered import Cache
 from ..config import ClusterConfig
 from ..core.sharding import locate_many
+from ..core.slots import KeyType
 from ..core.topology import Node, find_node
 from ..engine.cluster_sync import Cluster
 from ..engine.connect import connect, redis_password
@@ -251,7 +252,7 @@ def _frame(start: int, count: int) -> Any:
 def _view() -> FeatureView:
     return FeatureView(
         name=VIEW,
-        entities=(Entity(ENTITY, "int8"),),
+        entities=(Entity(ENTITY, KeyType.INT8),),
         features=tuple(Feature(n, FeatureType.FLOAT) for n in NAMES),
         ttl_s=None,
         version=1,
@@ -299,8 +300,7 @@ def _feast_sets(sets: Sequence[np.ndarray], loaded: int, plan: Plan, store: Stor
         return [s[: plan.feast_batches].ravel().tolist() for s in sets]
     rng = np.random.default_rng([SEED, 1 if store == "postgres" else 2])
     return [
-        (rng.permutation(loaded)[: min(need, loaded - loaded % BATCH)] + 1).tolist()
-        for _ in sets
+        (rng.permutation(loaded)[: min(need, loaded - loaded % BATCH)] + 1).tolist() for _ in sets
     ]
 
 
@@ -788,9 +788,7 @@ def _report(
     served: dict[str, int],
 ) -> None:
     nan = float("nan")
-    measured = {
-        k: v for k, v in runs.items() if all(not math.isnan(t.seconds) for t in v)
-    }
+    measured = {k: v for k, v in runs.items() if all(not math.isnan(t.seconds) for t in v)}
     rate = {k: Spread.of([t.entities_per_s for t in v]) for k, v in measured.items()}
     p50 = {k: Spread.of([t.p50_ms for t in v]) for k, v in measured.items()}
     p99 = {k: Spread.of([t.p99_ms for t in v]) for k, v in measured.items()}
