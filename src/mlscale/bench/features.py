@@ -122,7 +122,6 @@ RAW_SQL = sql.SQL("SELECT {k}, f4 FROM {t} WHERE {k} = ANY(%s)").format(
 )
 
 Store = Literal["postgres", "redis"]
-IdBatches = list[list[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -935,6 +934,8 @@ def _notes(
     skipped: Mapping[str, str],
 ) -> None:
     notes = result.notes
+    nan = float("nan")
+    lat, svc = loop.histogram.summary_ms(), loop.service.summary_ms()
     top = profile["top_by_own_time"][:5]
     notes.append(
         "where a cache-off batch's time goes (cProfile, this thread only; "
@@ -955,8 +956,10 @@ def _notes(
         f"open loop at {loop.target_per_s:.0f} batches/s for {loop.duration_s:.0f} s: "
         f"{loop.ops} answered, {loop.late} late (> 1 ms behind schedule at start), "
         f"{loop.dropped} dropped, {loop.errors} errors; client CPU {loop.cpu_per_s:.2f} "
-        f"cores; p99 is measured from each batch's scheduled time"
+        f"cores; p99 from each batch's scheduled time {lat.get('p99', nan):.2f} ms"
         + (" (a lower bound: some were dropped)" if loop.dropped else "")
+        + f", from when a thread started it (service) {svc.get('p99', nan):.2f} ms: the "
+        "difference is time spent waiting for a thread (the GIL, the CPUs)"
     )
     for side in sides:
         if side.load is not None and side.load.entities < plan.entities:
