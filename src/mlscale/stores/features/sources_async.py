@@ -18,7 +18,7 @@ from typing import Any
 from psycopg import sql
 
 from ...engine.cluster_async import AsyncCluster
-from ...errors import FeatureError
+from ...errors import FeatureError, QueryError
 
 __all__ = ["batches_of"]
 
@@ -116,7 +116,12 @@ async def _table(
             w=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
             n=sql.Literal(batch_rows),
         )
-        rows = await cluster.fetch_all(text.as_string(None), params, consistency="strong")
+        try:
+            rows = await cluster.fetch_all(text.as_string(None), params, consistency="strong")
+        except QueryError as exc:
+            if exc.sqlstate in ("42P01", "42703"):  # no such table / column
+                raise FeatureError(f"materialize: source {table!r}: {exc}") from exc
+            raise
         if not rows:
             return
         yield pd.DataFrame.from_records(rows, columns=list(columns))
