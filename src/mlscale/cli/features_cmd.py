@@ -55,19 +55,21 @@ def _summary(view: FeatureView) -> dict[str, Any]:
     }
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
+def _utc(value: dt.datetime) -> dt.datetime:
     """``value`` with a time zone: a naive time is taken as UTC, as pushes take it."""
-    if value is None or value.tzinfo is not None:
+    if value.tzinfo is not None:
         return value
     return value.replace(tzinfo=dt.UTC)
 
 
-class IsoTime(click.ParamType):
+class IsoTime(click.ParamType[dt.datetime]):
     """An ISO 8601 date or time (``2024-05-01``, ``2024-05-01T12:00:00+02:00``); naive = UTC."""
 
     name = "ISO-TIME"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.datetime:
         if isinstance(value, dt.datetime):
             return _utc(value)
         try:
@@ -144,7 +146,8 @@ def describe(
     click.echo(f"  tables: online {info.online_table}, history {info.history_table} (by month)")
     groups = sorted(set(info.online_rows) | set(info.history_rows) | set(info.bytes_on_disk))
     width = max([len("group"), *(len(g) for g in groups)])
-    click.echo(f"  {'group'.ljust(width)}  {'online rows':>12}  {'history rows':>12}  {'bytes':>14}")
+    head = f"{'online rows':>12}  {'history rows':>12}  {'bytes':>14}"
+    click.echo(f"  {'group'.ljust(width)}  {head}")
     for g in groups:
         click.echo(
             f"  {g.ljust(width)}  {info.online_rows.get(g, 0):>12,}  "
