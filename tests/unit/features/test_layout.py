@@ -90,7 +90,9 @@ def test_history_ddl_is_partitioned_by_event_time() -> None:
     ddl = Layout.of(COMPOSITE).history_ddl()
     assert ddl.startswith('CREATE TABLE "fvh_pairs_v1" (')
     assert '"user_id" integer NOT NULL' in ddl and '"item" uuid NOT NULL' in ddl
-    assert ddl.endswith('PRIMARY KEY ("user_id", "item", "event_ts")) PARTITION BY RANGE (event_ts)')
+    assert ddl.endswith(
+        'PRIMARY KEY ("user_id", "item", "event_ts")) PARTITION BY RANGE (event_ts)'
+    )
     assert Layout.of(COMPOSITE).online_ddl().endswith('PRIMARY KEY ("user_id", "item"))')
 
 
@@ -148,7 +150,7 @@ def test_history_insert_replaces_a_corrected_event() -> None:
 def test_online_read_with_ttl_and_statement() -> None:
     layout = Layout.of(MIXED)
     part = layout.online_read([layout.columns[0], layout.columns[3]]).as_string(None)
-    assert "unnest(%s::bigint[]) WITH ORDINALITY AS q(\"k0\", i)" in part
+    assert 'unnest(%s::bigint[]) WITH ORDINALITY AS q("k0", i)' in part
     assert 'JOIN "fv_user_stats_v2" AS v ON "v"."user_id" = q."k0"' in part
     assert "array_send(array_agg(q.i::int4))" in part
     assert 'array_send(array_agg("v"."f4"))' in part

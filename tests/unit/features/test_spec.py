@@ -47,7 +47,10 @@ def test_bad_names(name: Any) -> None:
         ({"features": (Feature("x", FeatureType.BOOL),), "entities": (Entity("b_x"),)}, "clash"),
         ({"features": (Feature("x", FeatureType.TEXT),), "entities": (Entity("t_x"),)}, "clash"),
         (
-            {"features": (Feature("x", FeatureType.EMBEDDING, dim=4),), "entities": (Entity("e_x"),)},
+            {
+                "features": (Feature("x", FeatureType.EMBEDDING, dim=4),),
+                "entities": (Entity("e_x"),),
+            },
             "clash",
         ),
         ({"version": 0}, "version must be 1..9999"),
