@@ -58,20 +58,25 @@ def bed(cluster: Cluster) -> Iterator[Bed]:
 def _rows(ids: object, when: pd.Timestamp | None = None) -> pd.DataFrame:
     ids = np.asarray(list(ids), dtype=np.int64)  # type: ignore[call-overload]
     k = ids.size
-    return pd.DataFrame({
-        "user_id": ids,
-        "event_ts": when if when is not None else pd.Timestamp.now(tz="UTC"),
-        "x": np.arange(k, dtype=np.float32),
-        "y": np.ones(k, dtype=np.float32),
-        "n": np.arange(k, dtype=np.int64),
-        "e": [np.full(4, i, dtype=np.float32) for i in range(k)],
-    })
+    return pd.DataFrame(
+        {
+            "user_id": ids,
+            "event_ts": when if when is not None else pd.Timestamp.now(tz="UTC"),
+            "x": np.arange(k, dtype=np.float32),
+            "y": np.ones(k, dtype=np.float32),
+            "n": np.arange(k, dtype=np.int64),
+            "e": [np.full(4, i, dtype=np.float32) for i in range(k)],
+        }
+    )
 
 
 def _bad_push(bed: Bed, frame: pd.DataFrame, match: str, store: FeatureStore | None = None) -> str:
     before = row_counts(bed.store, bed.view.name)
-    groups = {bed.cluster.locate(bed.view.family, int(k)) for k in frame["user_id"][:GOOD]
-              if isinstance(k, int | np.integer)}
+    groups = {
+        bed.cluster.locate(bed.view.family, int(k))
+        for k in frame["user_id"][:GOOD]
+        if isinstance(k, int | np.integer)
+    }
     assert len(groups) == 2 or len(frame) < GOOD, "the good rows should reach both groups"
     with pytest.raises(FeatureError, match=match) as err:
         (store or bed.store).push(bed.view.name, frame)
@@ -185,12 +190,14 @@ def test_oversize_batch(bed: Bed) -> None:
 
 def test_duplicate_entity_and_event_time(bed: Bed) -> None:
     when = pd.Timestamp.now(tz="UTC")
-    frame = pd.concat([_rows(range(1000, 1000 + GOOD), when), _rows([1005], when)],
-                      ignore_index=True)
+    frame = pd.concat(
+        [_rows(range(1000, 1000 + GOOD), when), _rows([1005], when)], ignore_index=True
+    )
     _bad_push(bed, frame, r"same entity and event time in more than one row: row\(s\) 5, 20")
     # The same entity at two event times is two events: no error.
-    ok = pd.concat([_rows([700], when), _rows([700], when - pd.Timedelta(seconds=1))],
-                   ignore_index=True)
+    ok = pd.concat(
+        [_rows([700], when), _rows([700], when - pd.Timedelta(seconds=1))], ignore_index=True
+    )
     before = row_counts(bed.store, bed.view.name)
     bed.store.push(bed.view.name, ok)
     assert row_counts(bed.store, bed.view.name) == (before[0] + 1, before[1] + 2)
@@ -229,8 +236,10 @@ def test_reregistering_a_different_spec_under_the_same_version(bed: Bed) -> None
     before = row_counts(bed.store, bed.view.name)
     assert bed.store.register(_view(bed.view.name)) == bed.view  # an equal spec: a no-op
     changed = FeatureView(
-        name=bed.view.name, entities=bed.view.entities,
-        features=(*bed.view.features, Feature("w")), ttl_s=bed.view.ttl_s,
+        name=bed.view.name,
+        entities=bed.view.entities,
+        features=(*bed.view.features, Feature("w")),
+        ttl_s=bed.view.ttl_s,
     )
     with pytest.raises(FeatureError, match=r"different definition; register version 2"):
         bed.store.register(changed)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pytest
 
@@ -49,13 +50,17 @@ def _history() -> pd.DataFrame:
         us = base + k * DAY_US + rng.integers(0, DAY_US // 2, ids.size)
         y = rng.standard_normal(ids.size).astype(np.float32)
         y[rng.random(ids.size) < 0.05] = np.nan  # y allows NaN: a value, not a gap
-        frames.append(pd.DataFrame({
-            "user_id": ids,
-            "event_ts": pd.to_datetime(us, unit="us", utc=True),
-            "x": rng.standard_normal(ids.size).astype(np.float32),
-            "y": y,
-            "n": rng.integers(-1000, 1000, ids.size),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "user_id": ids,
+                    "event_ts": pd.to_datetime(us, unit="us", utc=True),
+                    "x": rng.standard_normal(ids.size).astype(np.float32),
+                    "y": y,
+                    "n": rng.integers(-1000, 1000, ids.size),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -70,17 +75,21 @@ def _requests(history: pd.DataFrame) -> pd.DataFrame:
     us = lo.value // 1000 + rng.integers(0, span_us, n)
     picks = history.sample(n=n_special, random_state=142)
     ttl = pd.Timedelta(microseconds=int(TTL_S * 1e6))
-    special_ts = pd.concat([
-        picks["event_ts"].iloc[:2000],  # exactly on an event
-        picks["event_ts"].iloc[2000:4000] + ttl,  # exactly on the TTL's edge: still in
-        picks["event_ts"].iloc[4000:] + ttl + pd.Timedelta(microseconds=1),  # just past
-    ])
-    frame = pd.DataFrame({
-        "user_id": np.concatenate([ids, picks["user_id"].to_numpy()]),
-        "event_ts": pd.concat(
-            [pd.Series(pd.to_datetime(us, unit="us", utc=True)), special_ts], ignore_index=True
-        ),
-    })
+    special_ts = pd.concat(
+        [
+            picks["event_ts"].iloc[:2000],  # exactly on an event
+            picks["event_ts"].iloc[2000:4000] + ttl,  # exactly on the TTL's edge: still in
+            picks["event_ts"].iloc[4000:] + ttl + pd.Timedelta(microseconds=1),  # just past
+        ]
+    )
+    frame = pd.DataFrame(
+        {
+            "user_id": np.concatenate([ids, picks["user_id"].to_numpy()]),
+            "event_ts": pd.concat(
+                [pd.Series(pd.to_datetime(us, unit="us", utc=True)), special_ts], ignore_index=True
+            ),
+        }
+    )
     frame["label"] = np.arange(ROWS) % 7  # a column of the caller's, passed through
     return frame.sample(frac=1.0, random_state=143).reset_index(drop=True)
 
@@ -89,14 +98,23 @@ def _reference(requests: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     left = requests.assign(_row=np.arange(len(requests))).sort_values("event_ts")
     right = history.sort_values("event_ts")
     merged = pd.merge_asof(
-        left, right, on="event_ts", by="user_id", direction="backward",
-        tolerance=pd.Timedelta(microseconds=int(TTL_S * 1e6)), allow_exact_matches=True,
+        left,
+        right,
+        on="event_ts",
+        by="user_id",
+        direction="backward",
+        tolerance=pd.Timedelta(microseconds=int(TTL_S * 1e6)),
+        allow_exact_matches=True,
     )
     return merged.sort_values("_row").reset_index(drop=True)
 
 
-def _floats(values: object) -> np.ndarray:
-    return pd.Series(values).astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+def _floats(values: object) -> npt.NDArray[np.float64]:
+    """Numbers as float64, missing (NA, None, NaN) as NaN."""
+    out: npt.NDArray[np.float64] = (
+        pd.Series(values).astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    )
+    return out
 
 
 def test_training_set_equals_merge_asof(store: FeatureStore) -> None:
@@ -132,9 +150,16 @@ def test_training_set_equals_merge_asof(store: FeatureStore) -> None:
         mismatches[col] = int((~same).sum())
         if not same.all():
             bad = np.flatnonzero(~same)[:5]
-            print(pd.DataFrame({"user_id": requests["user_id"].iloc[bad],
-                                "ts": requests["event_ts"].iloc[bad], "got": a[bad],
-                                "want": b[bad]}))
+            print(
+                pd.DataFrame(
+                    {
+                        "user_id": requests["user_id"].iloc[bad],
+                        "ts": requests["event_ts"].iloc[bad],
+                        "got": a[bad],
+                        "want": b[bad],
+                    }
+                )
+            )
     assert mismatches == {"x": 0, "y": 0, "n": 0}
 
     # The cases the frame was built to hold are really there.
@@ -148,35 +173,51 @@ def test_training_set_equals_merge_asof(store: FeatureStore) -> None:
     untimed = pd.merge_asof(
         requests.assign(_row=np.arange(ROWS)).sort_values("event_ts"),
         history.sort_values("event_ts")[["user_id", "event_ts", "x"]],
-        on="event_ts", by="user_id", direction="backward",
+        on="event_ts",
+        by="user_id",
+        direction="backward",
     ).sort_values("_row")
     cut = ~np.isnan(_floats(untimed["x"])) & ~found
     assert cut.sum() > 1_000, "no TTL cut-off exercised"
-    print(f"training set of {ROWS:,} rows in {took:.2f} s ({ROWS / took:,.0f} rows/s): "
-          f"{int(found.sum()):,} found, {int(no_history.sum()):,} without history, "
-          f"{int(before_first.sum()):,} before the first event, {int(cut.sum()):,} cut by TTL")
+    print(
+        f"training set of {ROWS:,} rows in {took:.2f} s ({ROWS / took:,.0f} rows/s): "
+        f"{int(found.sum()):,} found, {int(no_history.sum()):,} without history, "
+        f"{int(before_first.sum()):,} before the first event, {int(cut.sum()):,} cut by TTL"
+    )
 
 
 def test_no_ttl_and_missing_values(store: FeatureStore) -> None:
     """Without a TTL the newest earlier event counts however old; a None pushed is a
     missing value in the training set too."""
     name = unique("pit_nottl")
-    view = FeatureView(name=name, entities=(Entity("user_id", "int8"),),
-                       features=(Feature("x"), Feature("n", FeatureType.INT)))
+    view = FeatureView(
+        name=name,
+        entities=(Entity("user_id", "int8"),),
+        features=(Feature("x"), Feature("n", FeatureType.INT)),
+    )
     store.register(view)
     t0 = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=40)
-    frame = pd.DataFrame({
-        "user_id": [1, 1, 2],
-        "event_ts": [t0, t0 + pd.Timedelta(days=30), t0],
-        "x": pd.array([1.0, None, 3.0], dtype="Float32"),  # None in a float64 column is NaN
-        "n": pd.array([10, 20, None], dtype="Int64"),
-    })
+    frame = pd.DataFrame(
+        {
+            "user_id": [1, 1, 2],
+            "event_ts": [t0, t0 + pd.Timedelta(days=30), t0],
+            "x": pd.array([1.0, None, 3.0], dtype="Float32"),  # None in a float64 column is NaN
+            "n": pd.array([10, 20, None], dtype="Int64"),
+        }
+    )
     token = store.push(name, frame).token
-    asks = pd.DataFrame({
-        "user_id": [1, 1, 1, 2, 3],
-        "event_ts": [t0 - pd.Timedelta(seconds=1), t0 + pd.Timedelta(days=29),
-                     t0 + pd.Timedelta(days=39), t0 + pd.Timedelta(days=39), t0],
-    })
+    asks = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 3],
+            "event_ts": [
+                t0 - pd.Timedelta(seconds=1),
+                t0 + pd.Timedelta(days=29),
+                t0 + pd.Timedelta(days=39),
+                t0 + pd.Timedelta(days=39),
+                t0,
+            ],
+        }
+    )
     got = store.get_historical_features(asks, f"{name}:*", token=token)
     np.testing.assert_array_equal(_floats(got["x"]), [np.nan, 1.0, np.nan, 3.0, np.nan])
     np.testing.assert_array_equal(_floats(got["n"]), [np.nan, 10, 20, np.nan, np.nan])

@@ -13,7 +13,6 @@ token's 0 stale reads mean something.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import shutil
 import time
 import uuid
@@ -102,14 +101,22 @@ def bed() -> Iterator[Bed]:
                 assert res.rows == ids.size
                 token = token.merge(res.token)
             load_s = time.perf_counter() - started
-            print(f"loaded {E:,} entities x {F} features in {load_s:.1f} s "
-                  f"({E / load_s:,.0f} entities/s)")
+            print(
+                f"loaded {E:,} entities x {F} features in {load_s:.1f} s "
+                f"({E / load_s:,.0f} entities/s)"
+            )
             info = store.describe("user_stats")
             assert sum(info.online_rows.values()) == E
             assert len(info.online_rows) == 4 and all(n > 0 for n in info.online_rows.values())
             yield Bed(
-                local, cluster, store, values, token, config.redis.port,
-                local.layout.secret.read_text().strip(), load_s,
+                local,
+                cluster,
+                store,
+                values,
+                token,
+                config.redis.port,
+                local.layout.secret.read_text().strip(),
+                load_s,
             )
     finally:
         try:
@@ -118,7 +125,9 @@ def bed() -> Iterator[Bed]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def _expected(values: npt.NDArray[np.float32], ids: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+def _expected(
+    values: npt.NDArray[np.float32], ids: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
     out = np.full((ids.size, values.shape[1]), np.nan, dtype=np.float32)
     ok = (ids >= 0) & (ids < values.shape[0])
     out[ok] = values[ids[ok]]
@@ -186,8 +195,13 @@ def test_several_views_in_one_call(bed: Bed) -> None:
     vals = rng.standard_normal((n, 2), dtype=np.float32)
     visits = rng.integers(0, 1000, n)
     frame = pd.DataFrame(
-        {"user_id": ids, "event_ts": pd.Timestamp.now(tz="UTC"), "f0": vals[:, 0],
-         "spend": vals[:, 1], "visits": visits}
+        {
+            "user_id": ids,
+            "event_ts": pd.Timestamp.now(tz="UTC"),
+            "f0": vals[:, 0],
+            "spend": vals[:, 1],
+            "visits": visits,
+        }
     )
     token = bed.store.push("user_extra", frame).token
     dense = np.full((2 * n, 3), np.nan, dtype=np.float32)
@@ -200,7 +214,11 @@ def test_several_views_in_one_call(bed: Bed) -> None:
         matrix, columns = got.to_numpy()
         # f0 is in both views: named view__feature; the others keep their plain names.
         assert columns == {
-            "f3": 0, "user_stats__f0": 1, "user_extra__f0": 2, "spend": 3, "visits": 4,
+            "f3": 0,
+            "user_stats__f0": 1,
+            "user_extra__f0": 2,
+            "spend": 3,
+            "visits": 4,
         }
         want = np.full((ids_b.size, 5), np.nan, dtype=np.float32)
         want[:, :2] = _expected(bed.values, ids_b)[:, [3, 0]]
@@ -213,8 +231,10 @@ def test_several_views_in_one_call(bed: Bed) -> None:
 
 def test_ttl_expired_values_come_back_missing(bed: Bed) -> None:
     recent = FeatureView(
-        name="recent", entities=(Entity("user_id", "int8"),),
-        features=(Feature("a"), Feature("b")), ttl_s=3600.0,
+        name="recent",
+        entities=(Entity("user_id", "int8"),),
+        features=(Feature("a"), Feature("b")),
+        ttl_s=3600.0,
     )
     bed.store.register(recent)
     now = pd.Timestamp.now(tz="UTC")
@@ -222,8 +242,9 @@ def test_ttl_expired_values_come_back_missing(bed: Bed) -> None:
     vals = np.random.default_rng(4).standard_normal((1000, 2), dtype=np.float32)
     old = ids % 2 == 0
     ts = np.where(old, now - pd.Timedelta(hours=2), now - pd.Timedelta(seconds=10))
-    frame = pd.DataFrame({"user_id": ids, "event_ts": pd.to_datetime(ts, utc=True),
-                          "a": vals[:, 0], "b": vals[:, 1]})
+    frame = pd.DataFrame(
+        {"user_id": ids, "event_ts": pd.to_datetime(ts, utc=True), "a": vals[:, 0], "b": vals[:, 1]}
+    )
     token = bed.store.push("recent", frame).token
     got = bed.store.get_online_features("recent:*", ids, token=token)
     assert np.array_equal(got.present["a"], ~old)
@@ -231,12 +252,16 @@ def test_ttl_expired_values_come_back_missing(bed: Bed) -> None:
     np.testing.assert_array_equal(got.to_numpy()[0], want)
 
     # And a value expires while it sits there: 2 s of TTL, read before and after.
-    short = FeatureView(name="short", entities=(Entity("user_id", "int8"),),
-                        features=(Feature("a"),), ttl_s=2.0)
+    short = FeatureView(
+        name="short", entities=(Entity("user_id", "int8"),), features=(Feature("a"),), ttl_s=2.0
+    )
     bed.store.register(short)
     pushed = time.time()
     stamp = pd.Timestamp.now(tz="UTC")
-    records = [{"user_id": 1, "event_ts": stamp, "a": 1.5}, {"user_id": 2, "event_ts": stamp, "a": 2.5}]
+    records = [
+        {"user_id": 1, "event_ts": stamp, "a": 1.5},
+        {"user_id": 2, "event_ts": stamp, "a": 2.5},
+    ]
     token = bed.store.push("short", records).token
     got = bed.store.get_online_features("short:a", [1, 2, 3], token=token)
     assert time.time() - pushed < 2.0, "too slow to see the value before its TTL"
@@ -267,13 +292,17 @@ def test_an_older_event_never_overwrites_a_newer_one(bed: Bed) -> None:
     after = bed.store.describe("user_stats")
     assert sum(after.online_rows.values()) == sum(before.online_rows.values())
     assert sum(after.history_rows.values()) == sum(before.history_rows.values()) + 2 * ids.size
-    entity_df = pd.DataFrame({
-        "user_id": np.concatenate([ids, ids, ids]),
-        "event_ts": [t_old] * ids.size + [t_old + pd.Timedelta(seconds=1)] * ids.size
-        + [t_new] * ids.size,
-    })
-    hist = bed.store.get_historical_features(entity_df, ["user_stats:f0", "user_stats:f49"],
-                                             token=token)
+    entity_df = pd.DataFrame(
+        {
+            "user_id": np.concatenate([ids, ids, ids]),
+            "event_ts": [t_old] * ids.size
+            + [t_old + pd.Timedelta(seconds=1)] * ids.size
+            + [t_new] * ids.size,
+        }
+    )
+    hist = bed.store.get_historical_features(
+        entity_df, ["user_stats:f0", "user_stats:f49"], token=token
+    )
     assert hist["f0"].tolist() == [-7.0] * (2 * ids.size) + [7.0] * ids.size
     assert hist["f49"].tolist() == [-7.0] * (2 * ids.size) + [7.0] * ids.size
 
@@ -320,8 +349,10 @@ def test_read_your_writes_from_lagging_replicas(bed: Bed) -> None:
     finally:
         _set_delay(bed, 0)
     replica_reads = sum(c for n, c in by_node.items() if "replica" in n)
-    print(f"read-your-writes: {stale} stale of {RYW_ROUNDS} (replica reads {replica_reads}, "
-          f"token waits {waits}, {by_node}); without the token: {control_stale} stale of 30")
+    print(
+        f"read-your-writes: {stale} stale of {RYW_ROUNDS} (replica reads {replica_reads}, "
+        f"token waits {waits}, {by_node}); without the token: {control_stale} stale of 30"
+    )
     assert stale == 0
     assert replica_reads > 0, f"no token read was served by a replica: {by_node}"
     assert control_stale > 0, "no stale read without the token: the replica lag is not real"
@@ -368,11 +399,16 @@ def test_the_cache_tier_answers_the_same_and_is_invalidated(bed: Bed) -> None:
                 np.testing.assert_array_equal(got.to_numpy()[0], new)
 
         # TTL holds on cached entries too.
-        short = FeatureView(name="short_c", entities=(Entity("user_id", "int8"),),
-                            features=(Feature("a"),), ttl_s=1.5)
+        short = FeatureView(
+            name="short_c",
+            entities=(Entity("user_id", "int8"),),
+            features=(Feature("a"),),
+            ttl_s=1.5,
+        )
         cached.register(short)
-        t = cached.push("short_c", [{"user_id": 1, "event_ts": pd.Timestamp.now(tz="UTC"),
-                                     "a": 3.0}]).token
+        t = cached.push(
+            "short_c", [{"user_id": 1, "event_ts": pd.Timestamp.now(tz="UTC"), "a": 3.0}]
+        ).token
         assert cached.get_online_features("short_c:a", [1], token=t).present["a"].tolist() == [True]
         assert cached.get_online_features("short_c:a", [1], token=t).present["a"].tolist() == [True]
         time.sleep(2.0)
@@ -404,12 +440,10 @@ def test_async_store_and_cache(bed: Bed) -> None:
             for _ in range(20):
                 ids = np.unique(rng.integers(0, E, 30).astype(np.int64))
                 new = rng.standard_normal((ids.size, F), dtype=np.float32)
-                res = await cached.push(
-                    "user_stats", _frame(ids, new, pd.Timestamp.now(tz="UTC"))
-                )
+                res = await cached.push("user_stats", _frame(ids, new, pd.Timestamp.now(tz="UTC")))
                 bed.values[ids] = new
                 for store in (cached, cached, plain):
-                    got = await store.get_online_features("user_stats:*", ids, token=res.token)
-                    np.testing.assert_array_equal(got.to_numpy()[0], new)
+                    back = await store.get_online_features("user_stats:*", ids, token=res.token)
+                    np.testing.assert_array_equal(back.to_numpy()[0], new)
 
     asyncio.run(run())
