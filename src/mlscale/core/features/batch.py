@@ -229,7 +229,14 @@ def _frame(data: Any) -> Any:
     if isinstance(data, Sequence) and not isinstance(data, str | bytes):
         if data and not all(isinstance(r, dict) for r in data):
             raise FeatureError("push: records must be dicts of column -> value")
-        return pd.DataFrame.from_records(list(data))
+        records = list(data)
+        frame = pd.DataFrame.from_records(records)
+        for col in frame.columns:
+            # pandas turns a None among floats into NaN, which a feature without
+            # allow_nan refuses: keep such a column as objects, None being missing.
+            if frame[col].dtype.kind == "f" and any(r.get(col) is None for r in records):
+                frame[col] = pd.Series([r.get(col) for r in records], dtype=object)
+        return frame
     raise FeatureError(
         f"push: data must be a pandas DataFrame, a pyarrow Table or a list of dicts, "
         f"got {type(data).__name__}"
