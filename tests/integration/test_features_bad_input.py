@@ -247,3 +247,25 @@ def test_reregistering_a_different_spec_under_the_same_version(bed: Bed) -> None
     assert row_counts(bed.store, bed.view.name) == before
     # A fresh store (nothing cached) sees the catalog's spec, not the refused one.
     assert FeatureStore(bed.cluster).view(bed.view.name) == bed.view
+
+
+def test_records_with_none_are_missing_values_not_nan(bed: Bed) -> None:
+    """A None in records is a missing value, also among floats (where pandas would make
+    it NaN, which x refuses); a NaN given as such is still refused."""
+    now = pd.Timestamp.now(tz="UTC")
+    e = [0.0, 0.0, 0.0, 0.0]
+    rows = [
+        {"user_id": 800, "event_ts": now, "x": None, "y": 1.0, "n": 1, "e": e},
+        {"user_id": 801, "event_ts": now, "x": 2.0, "y": 1.0, "n": 2, "e": e},
+    ]
+    before = row_counts(bed.store, bed.view.name)
+    token = bed.store.push(bed.view.name, rows).token
+    assert row_counts(bed.store, bed.view.name) == (before[0] + 2, before[1] + 2)
+    got = bed.store.get_online_features(f"{bed.view.name}:x", [800, 801], token=token)
+    assert got.present["x"].tolist() == [False, True]
+    assert got.values["x"][1] == 2.0
+    nan_rows = [dict(r, user_id=r["user_id"] + 10) for r in rows]
+    nan_rows[0]["x"] = float("nan")
+    with pytest.raises(FeatureError, match=r"feature 'x': NaN in row\(s\) 0"):
+        bed.store.push(bed.view.name, nan_rows)
+    assert row_counts(bed.store, bed.view.name) == (before[0] + 2, before[1] + 2)
