@@ -546,7 +546,7 @@ def _reference(store: FeatureStore, entity_df: Any) -> Any:
     info = store.describe(VIEW)
     frames = []
     for group in sorted(info.history_rows):
-        rows = store.cluster.local(group).fetch_all(
+        rows = store.cluster.as_written(group).fetch_all(
             sql.SQL("SELECT user_id, event_ts, f4[1], f4[{}] FROM {}")
             .format(sql.Literal(FEATURES), sql.Identifier(info.history_table))
             .as_string(None),

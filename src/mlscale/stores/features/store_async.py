@@ -541,7 +541,14 @@ class AsyncFeatureStore:
         rows = batches_done = 0
         token = CausalToken()
         async for frame in batches_of(
-            self._cluster, source, wanted, timestamp_column, start, end, batch_rows
+            self._cluster,
+            source,
+            wanted,
+            timestamp_column,
+            start,
+            end,
+            batch_rows,
+            fv.entity_names,
         ):
             batch = to_batch(
                 fv, frame, timestamp_column=timestamp_column, max_rows=max(batch_rows, len(frame))
