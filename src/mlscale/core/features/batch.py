@@ -310,7 +310,9 @@ def event_times(series: Any, where: str) -> npt.NDArray[np.int64]:
     import pandas as pd
 
     try:
-        ts = pd.to_datetime(series, utc=True)
+        # Strings and datetimes mixed in an object column: each parsed on its own.
+        mixed = {"format": "mixed"} if series.dtype.kind == "O" else {}
+        ts = pd.to_datetime(series, utc=True, **mixed)
     except (ValueError, TypeError) as exc:
         raise FeatureError(f"{where}: not event times ({exc})") from None
     na = ts.isna().to_numpy()
