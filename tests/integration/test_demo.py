@@ -22,7 +22,7 @@ from mlscale import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DEMO_TIMEOUT_S = 170.0
+DEMO_TIMEOUT_S = 200.0
 STOP_GRACE_S = 45.0
 
 
@@ -60,7 +60,7 @@ def _positive_numbers(value: Any, where: str) -> list[str]:
     return [] if value > 0 else [f"{where}={value}"]
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(270)
 def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mlscale-demo-it-", dir="/tmp"))
     os.chmod(workdir, 0o755)
@@ -108,6 +108,13 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             "read p50, tutorials' / mlscale",
             "database queries saved, tutorials' cache (GET/SETEX)",
             "database queries saved, mlscale Cache (L1 + L2)",
+            "feature load, mlscale push",
+            "feature load, tutorials' EAV table",
+            "online read, tutorials' EAV + pivot",
+            "online read, mlscale, cache off",
+            "online read, mlscale, cache on",
+            "push, then read with its token",
+            "point-in-time training set",
         ):
             assert label in stdout, stdout
         # Chapter 5's stale read: the tutorials' cache served the old row, mlscale's not.
@@ -144,7 +151,7 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
         counted = {
             k: v
             for k, v in metrics.items()
-            if not k.startswith("stale_") and k != "shard_misplaced_rows"
+            if not k.startswith(("stale_", "features_token_reads")) and k != "shard_misplaced_rows"
         }
         assert _positive_numbers(counted, "metrics") == []
         # Chapter 2: a token never reads stale; the delayed replica makes eventual reads stale.
@@ -196,6 +203,21 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             assert len(rounds) >= 5, (variant, rounds)
             assert all(r["ops"] > 0 and r["per_s"] > 0 for r in rounds), (variant, rounds)
             assert all(r["client_cpu_s"] >= 0 for r in rounds), (variant, rounds)
+        # Chapter 6: the same batch reads the loaded values three ways; a push read with
+        # its token returns the pushed values; the training set equals merge_asof.
+        assert metrics["features_answers_equal"] == {
+            "eav": True,
+            "store_cache_off": True,
+            "store_cache_on": True,
+        }
+        assert metrics["features_token_read_fresh"] is True
+        assert metrics["features_training_equals_merge_asof"] is True
+        assert 0 < metrics["features_training_missing"] < metrics["features_training_rows"]
+        for name in ("eav", "store_cache_off", "store_cache_on"):
+            for key in ("entities_per_s", "batch_p50_ms", "batch_p99_ms"):
+                assert metrics[f"features_{name}_{key}"]["median"] > 0, name
+            rounds = doc["rounds"][f"features_{name}"]
+            assert len(rounds) >= 5 and all(r["entities_per_s"] > 0 for r in rounds), rounds
         assert doc["machine"]["cpus"] == os.cpu_count()
         assert doc["machine"]["postgres_version"]
 

@@ -1,4 +1,5 @@
-"""Entry point of the ``mlscale`` command. Errors become one line on stderr and exit 1."""
+"""Entry point of the ``mlscale`` command. Errors become one line on stderr and exit 1
+(2 for bad input to a feature command: a FeatureError)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import click
 import psycopg
 
 from ..engine.connect import describe_failure
-from ..errors import MlscaleError
+from ..errors import FeatureError, MlscaleError
 from .ban_cmds import ban, unban
 from .bench_cmd import bench
 from .catalog_cmd import catalog
 from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
+from .features_cmd import features
 from .report_cmd import report
 from .route_cmd import route_cmd
 from .shard_cmds import locate, shards
@@ -51,6 +53,7 @@ for command in (
     unban,
     shards,
     locate,
+    features,
 ):
     cli.add_command(command)
 
@@ -72,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog_name="mlscale",
             standalone_mode=False,
         )
+    except FeatureError as exc:
+        # Bad input to a feature command (unknown view, bad source): a usage error.
+        click.echo(f"mlscale: error: {exc}", err=True)
+        return 2
     except MlscaleError as exc:
         click.echo(f"mlscale: error: {exc}", err=True)
         return 1

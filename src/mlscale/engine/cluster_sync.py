@@ -217,12 +217,12 @@ class Cluster(Scope):
         """Calls routed within shard group ``group``."""
         return Scope(self._rooms, RouteScope.AUTO, group)
 
-    def local(self, group: str) -> Scope:
+    def as_written(self, group: str) -> Scope:
         """Calls that run as written on shard group ``group``: reads on its replicas
         (by the call's consistency), writes on its primary, and a sharded table is
         that group's own rows -- no shard key is read, nothing is split or merged.
         For code that places its own work per group (stores, loaders, readers)."""
-        return Scope(self._rooms, RouteScope.AUTO, group, local=True)
+        return Scope(self._rooms, RouteScope.AUTO, group, as_written=True)
 
     def session(
         self,
@@ -248,16 +248,18 @@ class Cluster(Scope):
         isolation: Isolation | None = None,
         readonly: bool = False,
         group: str | None = None,
-        local: bool = False,
+        as_written: bool = False,
     ) -> Iterator[Transaction]:
         """A transaction on the primary of ``group``: committed if the block ends
         normally, rolled back if it raises. ``tx.token`` holds its causal token
-        once it has committed. ``local``: its statements run as written, sharded
-        tables being the group's own rows (see :meth:`local`)."""
+        once it has committed. ``as_written``: its statements run as written, sharded
+        tables being the group's own rows (see :meth:`as_written`)."""
         name = self._context.primary_node(group)
         with (
             self._rooms.nodes.connect(name) as conn,
-            open_transaction(self._rooms, conn, name, isolation, readonly, local=local) as tx,
+            open_transaction(
+                self._rooms, conn, name, isolation, readonly, as_written=as_written
+            ) as tx,
         ):
             yield tx
 

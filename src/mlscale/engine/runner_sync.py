@@ -71,7 +71,7 @@ class Runner:
     A read whose replica fails is retried once elsewhere; a write never is.
     """
 
-    _local = False  # statements as written on one group: no key read, no split or merge
+    _as_written = False  # statements as written on one group: no key read, split or merge
 
     def __init__(self, rooms: Rooms) -> None:
         self._rooms = rooms
@@ -103,8 +103,8 @@ class Runner:
         replica fails is retried once elsewhere; anything else only if ``idempotent``."""
         self._check_usable()
         c = self._context.classify(query)
-        shard_plan = None  # a local runner's statements run as written
-        if not self._local:
+        shard_plan = None  # statements run as written: not placed by a key
+        if not self._as_written:
             where = (shard_key, broadcast, self._group_given())
             shard_plan = self._rooms.directory.plan(c, query, params, *where)
         # Decided before the attempt (a failure may reset a session's state): a read is
@@ -352,7 +352,7 @@ class Runner:
         """``COPY ... FROM STDIN`` writes ``rows`` and returns how many;
         ``COPY ... TO STDOUT`` returns the rows it produced (tuples of text, None for
         NULL; in binary format, of Python values). ``rows`` may also be bytes already
-        in the statement's format (not split: in a local scope or a transaction).
+        in the statement's format (not split: in an as_written scope or a transaction).
 
         The statement's FORMAT (text, csv, binary) and its DELIMITER, NULL, QUOTE and
         ESCAPE (csv) are honoured; what cannot be (HEADER with rows, ENCODING) raises
@@ -369,7 +369,7 @@ class Runner:
             return copy_rows(conn, text, rows)
 
         self._check_usable()
-        if rows is not None and not self._local and not isinstance(rows, Payload):
+        if rows is not None and not self._as_written and not isinstance(rows, Payload):
             split = self._rooms.directory.split_copy(query, rows)
             if split is not None:
                 c = self._context.classify(query)

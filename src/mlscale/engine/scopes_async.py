@@ -57,12 +57,12 @@ class AsyncScope(AsyncRunner):
     """Calls with an explicit target: the primary, replicas, or one shard group."""
 
     def __init__(
-        self, rooms: AsyncRooms, scope: RouteScope, group: str | None, local: bool = False
+        self, rooms: AsyncRooms, scope: RouteScope, group: str | None, as_written: bool = False
     ) -> None:
         super().__init__(rooms)
         self._scope = scope
         self._group = group
-        self._local = local
+        self._as_written = as_written
 
     def _borrow(
         self, c: Classification, options: ReadOptions, group: str | None
@@ -177,10 +177,10 @@ class AsyncTransaction(AsyncRunner):
     """Statements inside one transaction, on one primary connection."""
 
     def __init__(
-        self, rooms: AsyncRooms, conn: AsyncConnection[Any], node: str, local: bool = False
+        self, rooms: AsyncRooms, conn: AsyncConnection[Any], node: str, as_written: bool = False
     ) -> None:
         super().__init__(rooms)
-        self._local = local
+        self._as_written = as_written
         self._conn = conn
         self.node = node
         self.group = self._context.pools.node(node).group
@@ -242,13 +242,13 @@ async def open_transaction(
     readonly: bool,
     *,
     reset_dirty: bool = True,
-    local: bool = False,
+    as_written: bool = False,
 ) -> AsyncIterator[AsyncTransaction]:
     """A transaction on ``conn`` (a connection to primary ``node``): committed if the
     block ends normally, rolled back if it raises; its token set once committed.
     With ``reset_dirty``, session state a statement left is discarded afterwards;
-    ``local``: statements run as written (see :attr:`AsyncRunner._local`)."""
-    tx = AsyncTransaction(rooms, conn, node, local)
+    ``as_written``: statements run as written (see :meth:`AsyncCluster.as_written`)."""
+    tx = AsyncTransaction(rooms, conn, node, as_written)
     try:
         async with conn.transaction():
             options = set_transaction(isolation, readonly)

@@ -59,12 +59,12 @@ class Scope(Runner):
     """Calls with an explicit target: the primary, replicas, or one shard group."""
 
     def __init__(
-        self, rooms: Rooms, scope: RouteScope, group: str | None, local: bool = False
+        self, rooms: Rooms, scope: RouteScope, group: str | None, as_written: bool = False
     ) -> None:
         super().__init__(rooms)
         self._scope = scope
         self._group = group
-        self._local = local
+        self._as_written = as_written
 
     def _borrow(
         self, c: Classification, options: ReadOptions, group: str | None
@@ -170,9 +170,11 @@ class Scope(Runner):
 class Transaction(Runner):
     """Statements inside one transaction, on one primary connection."""
 
-    def __init__(self, rooms: Rooms, conn: Connection[Any], node: str, local: bool = False) -> None:
+    def __init__(
+        self, rooms: Rooms, conn: Connection[Any], node: str, as_written: bool = False
+    ) -> None:
         super().__init__(rooms)
-        self._local = local
+        self._as_written = as_written
         self._conn = conn
         self.node = node
         self.group = self._context.pools.node(node).group
@@ -234,13 +236,13 @@ def open_transaction(
     readonly: bool,
     *,
     reset_dirty: bool = True,
-    local: bool = False,
+    as_written: bool = False,
 ) -> Iterator[Transaction]:
     """A transaction on ``conn`` (a connection to primary ``node``): committed if the
     block ends normally, rolled back if it raises; its token set once committed.
     With ``reset_dirty``, session state a statement left is discarded afterwards;
-    ``local``: statements run as written (see :attr:`Runner._local`)."""
-    tx = Transaction(rooms, conn, node, local)
+    ``as_written``: statements run as written (see :meth:`Cluster.as_written`)."""
+    tx = Transaction(rooms, conn, node, as_written)
     try:
         with conn.transaction():
             options = set_transaction(isolation, readonly)

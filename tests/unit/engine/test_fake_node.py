@@ -94,7 +94,7 @@ class FakeConnection:
     def execute(self, text: Any, params: Any = None, *, prepare: Any = None) -> FakeCursor:
         return FakeCursor(self).execute(text, params)
 
-    def cursor(self, row_factory: Any = None) -> FakeCursor:
+    def cursor(self, row_factory: Any = None, binary: bool = False) -> FakeCursor:
         return FakeCursor(self)
 
 

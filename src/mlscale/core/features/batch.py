@@ -225,11 +225,31 @@ def _frame(data: Any) -> Any:
         return data
     mod = type(data).__module__
     if mod.startswith("pyarrow"):
-        return data.to_pandas()
+        import pyarrow as pa
+
+        # Nullable pandas columns, so an Arrow null stays missing (not a NaN).
+        nullable = {
+            pa.float32(): pd.Float32Dtype(),
+            pa.float64(): pd.Float64Dtype(),
+            pa.int64(): pd.Int64Dtype(),
+            pa.int32(): pd.Int32Dtype(),
+            pa.int16(): pd.Int16Dtype(),
+            pa.bool_(): pd.BooleanDtype(),
+        }
+        return data.to_pandas(types_mapper=nullable.get)
     if isinstance(data, Sequence) and not isinstance(data, str | bytes):
-        if data and not all(isinstance(r, dict) for r in data):
+        records = list(data)
+        if not all(isinstance(r, dict) for r in records):
             raise FeatureError("push: records must be dicts of column -> value")
-        return pd.DataFrame.from_records(list(data))
+        columns = list(records[0]) if records else []
+        for i, r in enumerate(records):
+            if r.keys() != set(columns):
+                odd = sorted(set(r) ^ set(columns))
+                raise FeatureError(
+                    f"push: record {i} has other columns than record 0: {', '.join(odd[:10])}"
+                )
+        # Object columns keep None (missing) apart from NaN (a value).
+        return pd.DataFrame({c: pd.Series([r[c] for r in records], dtype=object) for c in columns})
     raise FeatureError(
         f"push: data must be a pandas DataFrame, a pyarrow Table or a list of dicts, "
         f"got {type(data).__name__}"
@@ -290,7 +310,9 @@ def event_times(series: Any, where: str) -> npt.NDArray[np.int64]:
     import pandas as pd
 
     try:
-        ts = pd.to_datetime(series, utc=True)
+        # Strings and datetimes mixed in an object column: each parsed on its own.
+        mixed = {"format": "mixed"} if series.dtype.kind == "O" else {}
+        ts = pd.to_datetime(series, utc=True, **mixed)
     except (ValueError, TypeError) as exc:
         raise FeatureError(f"{where}: not event times ({exc})") from None
     na = ts.isna().to_numpy()
@@ -304,16 +326,25 @@ def event_times(series: Any, where: str) -> npt.NDArray[np.int64]:
 def _feature(
     series: Any, f: Feature, where: str
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_] | None]:
+    import pandas as pd
+
     kind = series.dtype.kind
     masked = hasattr(series.array, "_mask")  # a pandas nullable column: NA is missing
-    na = series.isna().to_numpy() if (masked or kind == "O") else np.zeros(len(series), bool)
+    if masked:
+        na = series.isna().to_numpy()
+    elif kind == "O":  # None / NA are missing; a float NaN is a value
+        na = np.array([v is None or v is pd.NA for v in series.tolist()], dtype=bool)
+    else:
+        na = np.zeros(len(series), bool)
     valid = None if not na.any() else ~na
     if f.type is FeatureType.FLOAT:
         if kind == "O":
             vals = series.tolist()
-            if not all(v is None or _num(v) for v in vals):
+            if not all(v is None or v is pd.NA or _num(v) for v in vals):
                 raise FeatureError(f"{where} is a float feature; the data holds non-numbers")
-            arr = np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float32)
+            arr = np.array(
+                [np.nan if v is None or v is pd.NA else float(v) for v in vals], dtype=np.float32
+            )
         elif kind in "iufb":
             arr = series.to_numpy(dtype=np.float32, na_value=np.nan)
         else:

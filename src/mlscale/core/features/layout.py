@@ -274,12 +274,20 @@ class Layout:
             sql.SQL("array_send(array_agg({}.event_ts))").format(sql.Identifier(alias)),
         ]
         outs += [
-            sql.SQL("array_send(array_agg({}.{}))").format(
-                sql.Identifier(alias), sql.Identifier(c.name)
-            )
-            for c in columns
+            sql.SQL("array_send(array_agg({}))").format(self._value(alias, c)) for c in columns
         ]
         return sql.SQL(", ").join(outs)
+
+    def _value(self, alias: str, column: Column) -> sql.Composable:
+        """A column as aggregated: a missing embedding as an array of NULLs of its
+        length (``array_agg`` of arrays refuses a NULL one), read back as missing."""
+        ref = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column.name))
+        if column.kind is not FeatureType.EMBEDDING:
+            return ref
+        dim = self.view.features[column.features[0]].dim
+        return sql.SQL("coalesce({}, array_fill(NULL::float4, ARRAY[{}]))").format(
+            ref, sql.Literal(dim)
+        )
 
     def online_read(self, columns: Sequence[Column]) -> sql.Composed:
         """One view's part of an online read: a one-row subquery of ``columns`` for the

@@ -353,13 +353,21 @@ def from_entries(
         raw = [e[1][k] for _, e in hits]
         if c.packed or c.kind is FeatureType.EMBEDDING:
             dtype = np.int64 if c.kind is FeatureType.INT else np.float32
-            blobs = [r[0] if isinstance(r, list | tuple) else r for r in raw]
-            values = np.frombuffer(b"".join(blobs), dtype=dtype).reshape(len(raw), -1)
+            width = (
+                len(c.features) if c.packed else int(layout.view.features[c.features[0]].dim or 0)
+            )
+            empty = np.zeros(width, dtype=dtype).tobytes()
+            blobs = [
+                empty if r is None else r[0] if isinstance(r, list | tuple) else r for r in raw
+            ]
+            values = np.frombuffer(b"".join(blobs), dtype=dtype).reshape(len(raw), width)
             valid: npt.NDArray[np.bool_] | None = None
-            if any(isinstance(r, list | tuple) for r in raw):
+            if any(r is None or isinstance(r, list | tuple) for r in raw):
                 valid = np.ones(values.shape, dtype=bool)
                 for row, r in enumerate(raw):
-                    if isinstance(r, list | tuple):
+                    if r is None:
+                        valid[row] = False
+                    elif isinstance(r, list | tuple):
                         valid[row] = np.frombuffer(r[1], dtype=bool)
                 if c.kind is FeatureType.EMBEDDING:
                     valid = np.asarray(valid.all(axis=1), dtype=bool)

@@ -123,7 +123,7 @@ def _reader(
     consistency: str | None,
 ) -> Callable[[], Any]:
     async def read() -> None:
-        row = await store.cluster.local(group).fetch_one(
+        row = await store.cluster.as_written(group).fetch_one(
             text, params, token=token, consistency=consistency, binary=True
         )
         decoded = [decode(v) for v in row]

@@ -125,7 +125,7 @@ def _reader(
     consistency: str | None,
 ) -> Callable[[], Any]:
     def read() -> None:
-        row = store.cluster.local(group).fetch_one(
+        row = store.cluster.as_written(group).fetch_one(
             text, params, token=token, consistency=consistency, binary=True
         )
         decoded = [decode(v) for v in row]

@@ -146,7 +146,7 @@ class AsyncRegistry:
                 if (group, name) in self._made:
                     continue
                 try:
-                    self._cluster.local(group).execute(layout.partition_ddl(month))
+                    self._cluster.as_written(group).execute(layout.partition_ddl(month))
                 except MlscaleError as exc:
                     # Two pushes making the same partition at once: one wins, the
                     # other's IF NOT EXISTS can still collide in the catalog.

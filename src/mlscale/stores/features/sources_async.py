@@ -1,9 +1,12 @@
 """Where :meth:`AsyncFeatureStore.materialize` reads from: Parquet files or a table (async source).
 
 Both yield pandas DataFrames of at most ``batch_rows`` rows with the view's columns,
-event times in [start, end). A table is read in keyset order (by every column, a
-total order), one page per statement, so a large table never sits in memory and a
-sharded one is merged across its groups by the cluster.
+event times in [start, end). A table is read in keyset order of the entity keys and
+the event time (a total order of the rows a push takes: one per entity and time),
+one page per statement, so a large table never sits in memory and a sharded one is
+merged across its groups by the cluster. Not by every column: a float read back
+through text is not the stored value, so a page's last row would compare greater
+than itself and be read again.
 
 ``sources_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
@@ -18,7 +21,7 @@ from typing import Any
 from psycopg import sql
 
 from ...engine.cluster_async import AsyncCluster
-from ...errors import FeatureError
+from ...errors import FeatureError, QueryError
 
 __all__ = ["batches_of"]
 
@@ -31,15 +34,19 @@ async def batches_of(
     start: dt.datetime | None,
     end: dt.datetime | None,
     batch_rows: int,
+    keys: Sequence[str],
 ) -> AsyncIterator[Any]:
-    """DataFrames of ``source``'s ``columns`` (see the module docstring)."""
+    """DataFrames of ``source``'s ``columns`` (see the module docstring); ``keys``: the
+    entity key columns (a table is paged by them and ``timestamp_column``)."""
     if batch_rows < 1:
         raise FeatureError("materialize: batch_rows must be at least 1")
     if source.endswith(".parquet") or os.path.isdir(source):
         for frame in _parquet(source, columns, timestamp_column, start, end, batch_rows):
             yield frame
         return
-    async for frame in _table(cluster, source, columns, timestamp_column, start, end, batch_rows):
+    async for frame in _table(
+        cluster, source, columns, timestamp_column, start, end, batch_rows, keys
+    ):
         yield frame
 
 
@@ -85,12 +92,16 @@ async def _table(
     start: dt.datetime | None,
     end: dt.datetime | None,
     batch_rows: int,
+    keys: Sequence[str],
 ) -> AsyncIterator[Any]:
     import pandas as pd
 
     name = sql.Identifier(*table.split(".", 1))
-    # Keyset order over every column: a total order even when times repeat.
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    # Keyset order: entity keys and event time (exact types, unique per pushed row).
+    order_by = [*keys, ts]
+    at = [columns.index(c) for c in order_by]
+    order = sql.SQL(", ").join(map(sql.Identifier, order_by))
     bounds: list[sql.Composable] = []
     args: list[Any] = []
     if start is not None:
@@ -106,20 +117,26 @@ async def _table(
         if last is not None:
             where.append(
                 sql.SQL("({}) > ({})").format(
-                    cols, sql.SQL(", ").join([sql.Placeholder()] * len(columns))
+                    order, sql.SQL(", ").join([sql.Placeholder()] * len(order_by))
                 )
             )
             params += list(last)
-        text = sql.SQL("SELECT {cols} FROM {t}{w} ORDER BY {cols} LIMIT {n}").format(
+        text = sql.SQL("SELECT {cols} FROM {t}{w} ORDER BY {order} LIMIT {n}").format(
             cols=cols,
+            order=order,
             t=name,
             w=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
             n=sql.Literal(batch_rows),
         )
-        rows = await cluster.fetch_all(text.as_string(None), params, consistency="strong")
+        try:
+            rows = await cluster.fetch_all(text.as_string(None), params, consistency="strong")
+        except QueryError as exc:
+            if exc.sqlstate in ("42P01", "42703"):  # no such table / column
+                raise FeatureError(f"materialize: source {table!r}: {exc}") from exc
+            raise
         if not rows:
             return
         yield pd.DataFrame.from_records(rows, columns=list(columns))
         if len(rows) < batch_rows:
             return
-        last = tuple(rows[-1])
+        last = tuple(rows[-1][i] for i in at)

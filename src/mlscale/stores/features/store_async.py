@@ -1,7 +1,7 @@
 """The feature store: views, online reads, pushes, training sets (async source).
 
-Built on the cluster's public API only: ``local(group)`` scopes for the per-group
-statements it places itself, ``transaction(group=..., local=True)`` for pushes,
+Built on the cluster's public API only: ``as_written(group)`` scopes for the per-group
+statements it places itself, ``transaction(group=..., as_written=True)`` for pushes,
 ``connection("control")`` for the registry (see :mod:`.registry_async`).
 
 - **Online reads** (:meth:`AsyncFeatureStore.get_online_features`): the request's
@@ -227,7 +227,7 @@ class AsyncFeatureStore:
         size: dict[str, int] = {}
         online_t, history_t = sql.Identifier(layout.online), sql.Identifier(layout.history)
         for group in self._groups():
-            scope = self._cluster.local(group)
+            scope = self._cluster.as_written(group)
             row = await scope.fetch_one(
                 _SIZES.format(o=online_t, h=history_t).as_string(None),
                 (layout.online, layout.history),
@@ -384,7 +384,7 @@ class AsyncFeatureStore:
         def reader(group: str, parts: list[tuple[int, npt.NDArray[np.int64]]]) -> Callable[[], Any]:
             async def read() -> None:
                 sql_text, params, columns = self._online_sql(call, parts, cache is not None)
-                row = await self._cluster.local(group).fetch_one(
+                row = await self._cluster.as_written(group).fetch_one(
                     sql_text, params, token=token, consistency=consistency, binary=True
                 )
                 at = 0
@@ -478,7 +478,7 @@ class AsyncFeatureStore:
         def writer(group: str, part: Batch) -> Callable[[], Any]:
             async def write() -> None:
                 payload = part.copy_payload(layout)
-                async with self._cluster.transaction(group=group, local=True) as tx:
+                async with self._cluster.transaction(group=group, as_written=True) as tx:
                     await tx.execute(layout.stage_ddl())
                     await tx.copy(
                         layout.copy_sql(), payload if payload is not None else part.rows(layout)
@@ -541,7 +541,14 @@ class AsyncFeatureStore:
         rows = batches_done = 0
         token = CausalToken()
         async for frame in batches_of(
-            self._cluster, source, wanted, timestamp_column, start, end, batch_rows
+            self._cluster,
+            source,
+            wanted,
+            timestamp_column,
+            start,
+            end,
+            batch_rows,
+            fv.entity_names,
         ):
             batch = to_batch(
                 fv, frame, timestamp_column=timestamp_column, max_rows=max(batch_rows, len(frame))
