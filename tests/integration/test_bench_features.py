@@ -101,6 +101,10 @@ def test_features_bench_writes_measured_figures(scratch_dir: Path) -> None:
     # The open loop reports what it could not send, and the profile where time went.
     loop = metrics["open_loop"]
     assert loop["ops"] > 0 and loop["dropped"] >= 0 and loop["late"] >= 0
+    assert loop["target_per_s"] * 100 >= 50_000  # the goal's rate, or above
+    lower = metrics["open_loop_lower_rates"]
+    assert lower and all(p["target_batches_per_s"] < loop["target_per_s"] for p in lower)
+    assert all(_finite(p["p99_ms"]) and _finite(p["entities_per_s"]) for p in lower)
     profile = metrics["cache_off_profile"]
     assert profile["batches"] > 0 and profile["top_by_own_time"]
     assert all(_finite(r["tottime_us_per_batch"]) for r in profile["top_by_own_time"])
