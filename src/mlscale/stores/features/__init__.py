@@ -14,8 +14,9 @@ point-in-time training sets.
 """
 
 from ...core.features.online import OnlineFeatures
+from ...core.features.results import MaterializeResult, PushResult, ViewInfo
 from ...core.features.spec import Entity, Feature, FeatureType, FeatureView
-from .store_async import AsyncFeatureStore, MaterializeResult, PushResult, ViewInfo
+from .store_async import AsyncFeatureStore
 from .store_sync import FeatureStore
 
 __all__ = [

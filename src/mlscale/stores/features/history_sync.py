@@ -17,26 +17,25 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ...core.causal import CausalToken
 from ...core.features.arrays import Decoded, decode
 from ...core.features.batch import event_times
-from ...core.features.layout import Layout
-from ...core.features.online import OnlineBuilder, ViewRequest, parse_refs
+from ...core.features.online import OnlineBuilder
+from ...engine.cluster_sync import Cluster
 from ...errors import FeatureError
 from .placing_sync import keys_of, place, run_all
-
-if TYPE_CHECKING:
-    from .store_sync import FeatureStore
+from .views_sync import Views
 
 __all__ = ["historical"]
 
 
 def historical(
-    store: FeatureStore,
+    cluster: Cluster,
+    views: Views,
     entity_df: Any,
     features: Sequence[str] | str,
     timestamp_column: str,
@@ -51,16 +50,8 @@ def historical(
         raise FeatureError("get_historical_features: entity_df must be a pandas DataFrame")
     if chunk_rows < 1:
         raise FeatureError("get_historical_features: chunk_rows must be at least 1")
-    wanted: dict[tuple[str, int], list[int]] = {}
-    views = {}
-    for ref in parse_refs(features):
-        view = store.view(ref.view, ref.version)
-        key = (view.name, view.version)
-        views[key] = view
-        idx = range(len(view.features)) if ref.feature == "*" else [view.index_of(ref.feature)]
-        wanted.setdefault(key, [])
-        wanted[key] += [i for i in idx if i not in wanted[key]]
-    first = next(iter(views.values()))
+    requests, names = views.shape(features)
+    first = requests[0].layout.view
     missing = [c for c in (*first.entity_names, timestamp_column) if c not in entity_df.columns]
     if missing:
         raise FeatureError(
@@ -70,26 +61,9 @@ def historical(
     keys = keys_of(first, {e: entity_df[e].to_numpy() for e in first.entity_names})
     times = event_times(entity_df[timestamp_column], f"entity_df {timestamp_column!r}")
     stamps = times.astype("datetime64[us]").astype(object)
-    plain = [v.features[i].name for k, v in views.items() for i in wanted[k]]
-    requests, names = [], []
-    for k, view in views.items():
-        if view.entities != first.entities:
-            raise FeatureError(
-                f"one training set takes views of the same entity keys: {first.name!r} and "
-                f"{view.name!r} differ; join them in separate calls"
-            )
-        requests.append(ViewRequest.of(Layout.of(view), wanted[k]))
-        names.append(
-            [
-                f"{view.name}__{view.features[i].name}"
-                if plain.count(view.features[i].name) > 1
-                else view.features[i].name
-                for i in wanted[k]
-            ]
-        )
     builder = OnlineBuilder(keys, n, requests, names)
     if n:
-        shards = store.cluster.shards()
+        shards = cluster.shards()
         for vi, req in enumerate(requests):
             view = req.layout.view
             shard_map = shards.map_of(view.family)
@@ -103,7 +77,9 @@ def historical(
                     params = [v[chunk].tolist() for v in keys.values()]
                     params.append([s.replace(tzinfo=dt.UTC) for s in stamps[chunk].tolist()])
                     calls.append(
-                        _reader(store, group, text, params, chunk, builder, vi, token, consistency)
+                        _reader(
+                            cluster, group, text, params, chunk, builder, vi, token, consistency
+                        )
                     )
             run_all(calls)
     out = entity_df.copy()
@@ -114,7 +90,7 @@ def historical(
 
 
 def _reader(
-    store: FeatureStore,
+    cluster: Cluster,
     group: str,
     text: str,
     params: list[Any],
@@ -125,7 +101,7 @@ def _reader(
     consistency: str | None,
 ) -> Callable[[], Any]:
     def read() -> None:
-        row = store.cluster.as_written(group).fetch_one(
+        row = cluster.as_written(group).fetch_one(
             text, params, token=token, consistency=consistency, binary=True
         )
         decoded = [decode(v) for v in row]

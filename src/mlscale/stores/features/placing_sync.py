@@ -20,7 +20,13 @@ from ...core.slots import KeyType
 from ...engine.concurrency_sync import SMALL_WORK_IN_PLACE, gather_all
 from ...errors import FeatureError, MlscaleError
 
-__all__ = ["array_text", "key_rows", "keys_of", "place", "run_all"]
+__all__ = ["array_text", "cache_version", "key_rows", "keys_of", "place", "run_all"]
+
+
+def cache_version(event_us: int) -> int:
+    """A cached row's version: its event time (microseconds since 2000, as PostgreSQL
+    counts; 0 before it). An entity's online row only ever moves to newer events."""
+    return max(0, int(event_us))
 
 
 def array_text(values: npt.NDArray[Any]) -> Any:

@@ -29,7 +29,7 @@ from ...engine.cluster_sync import Cluster
 from ...engine.translate import translating
 from ...errors import CatalogError, FeatureError, MlscaleError
 
-__all__ = ["AsyncRegistry"]
+__all__ = ["Registry"]
 
 _TABLE = "mlscale_catalog.feature_views"
 # History partitions made when a view is registered: this month, one back, two ahead.
@@ -55,7 +55,7 @@ def _control(cluster: Cluster) -> Iterator[Connection[Any]]:
         raise
 
 
-class AsyncRegistry:
+class Registry:
     """Reads and writes the catalog's feature views for one cluster."""
 
     def __init__(self, cluster: Cluster) -> None:
