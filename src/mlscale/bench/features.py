@@ -460,6 +460,42 @@ class Variants:
         return run_open_loop(factory, rate_per_s=rate_per_s, duration_s=duration_s,
                              workers=OPEN_LOOP_WORKERS, seed=SEED)  # fmt: skip
 
+    def raw_open_loop(
+        self, rate_per_s: float, duration_s: float, connect_group: Callable[[str], Any]
+    ) -> OpenLoopResult:
+        """The raw driver's reads (binary cursor) at the same rate from as many threads,
+        each with its own connection per group: the machine's ceiling for the open
+        loop's latency goal, measured in the same run."""
+        lists = [b for s in self.sets for b in s]
+        conns = [{g: connect_group(g) for g in self.groups} for _ in range(OPEN_LOOP_WORKERS)]
+        group_of, groups = self.group_of, self.groups
+
+        def factory(i: int) -> Callable[[], object]:
+            mine = lists[i::OPEN_LOOP_WORKERS]
+            cursors = {g: c.cursor(binary=True) for g, c in conns[i].items()}
+            turn = [0]
+
+            def op() -> object:
+                b = mine[turn[0] % len(mine)]
+                turn[0] += 1
+                where = group_of[b]
+                rows: list[Any] = []
+                for k, g in enumerate(groups):
+                    ids = b[where == k].tolist()
+                    if ids:
+                        rows += cursors[g].execute(RAW_SQL, (ids,)).fetchall()
+                return rows
+
+            return op
+
+        try:
+            return run_open_loop(factory, rate_per_s=rate_per_s, duration_s=duration_s,
+                                 workers=OPEN_LOOP_WORKERS, seed=SEED)  # fmt: skip
+        finally:
+            for per in conns:
+                for c in per.values():
+                    c.close()
+
     def profile(self) -> dict[str, Any]:
         """cProfile of ``plan.profile_batches`` cache-off batches (this thread only)."""
         lists = [b.tolist() for b in self.sets[-1][: self.plan.profile_batches]]
@@ -720,9 +756,15 @@ def run(ctx: BenchContext) -> BenchResult:
         runs = ab_rounds(variants.named(), rounds=plan.rounds, progress=progress,
                          title="mlscale (cache off, on) vs raw = ANY vs Feast")  # fmt: skip
         after = cache.stats()
-        with progress.phase("open loop, profile", 3 + len(LOWER_RATES)) as phase:
+        with progress.phase("open loop, profile", 4 + len(LOWER_RATES)) as phase:
             phase.step(f"open loop at {OPEN_LOOP_RATE:.0f} batches/s")
             loop = variants.open_loop(OPEN_LOOP_RATE, plan.open_loop_s)
+            phase.step(f"raw driver's open loop at {OPEN_LOOP_RATE:.0f} batches/s")
+            raw_loop = variants.raw_open_loop(
+                OPEN_LOOP_RATE,
+                plan.open_loop_s,
+                lambda g: connect(_node(cluster, cluster.replica_nodes(g)[0]), config),
+            )
             lower = []
             for share in LOWER_RATES:
                 phase.step(f"open loop at {share * OPEN_LOOP_RATE:.0f} batches/s")
@@ -731,7 +773,7 @@ def run(ctx: BenchContext) -> BenchResult:
             profile = variants.profile()
             phase.step("raw rows into a matrix")
             stack_us = variants.raw_stack_us()
-    _report(result, plan, runs, (loop, lower), profile, stack_us, ours_load, disk, sides,
+    _report(result, plan, runs, (loop, lower, raw_loop), profile, stack_us, ours_load, disk, sides,
             _cache_served(before, after))  # fmt: skip
     _print_figures(result)
     return result
@@ -791,7 +833,7 @@ def _report(
     result: BenchResult,
     plan: Plan,
     runs: Mapping[str, Sequence[Timing]],
-    loops: tuple[OpenLoopResult, Sequence[OpenLoopResult]],
+    loops: tuple[OpenLoopResult, Sequence[OpenLoopResult], OpenLoopResult],
     profile: dict[str, Any],
     stack_us: dict[str, float],
     ours_load: LoadFigures,
@@ -821,7 +863,7 @@ def _report(
 
     vs_pg, vs_pg_rounds = vs(off, "feast_postgres")
     vs_redis, vs_redis_rounds = vs(on, "feast_redis")
-    loop, lower = loops
+    loop, lower, raw_loop = loops
     loop_rate = loop.rate * BATCH
     loop_p99 = loop.histogram.summary_ms().get("p99", nan)
 
@@ -869,6 +911,8 @@ def _report(
         "batch_p99_ms": loop_p99,
         "open_loop": loop.as_dict(),
         "open_loop_lower_rates": [_loop_point(r) for r in lower],
+        "raw_open_loop": _loop_point(raw_loop),
+        "raw_open_loop_p99_ms": raw_loop.histogram.summary_ms().get("p99", nan),
         "load_entities_per_s": ours_load.entities_per_s,
         "load": ours_load.to_dict(),
         "feast_postgres_load_entities_per_s": (
@@ -954,7 +998,7 @@ def _notes(
     plan: Plan,
     disk: Mapping[str, int],
     cpu: Mapping[str, Spread],
-    loops: tuple[OpenLoopResult, Sequence[OpenLoopResult]],
+    loops: tuple[OpenLoopResult, Sequence[OpenLoopResult], OpenLoopResult],
     profile: dict[str, Any],
     stack_us: dict[str, float],
     ceiling_name: str,
@@ -963,7 +1007,7 @@ def _notes(
 ) -> None:
     notes = result.notes
     nan = float("nan")
-    loop, lower = loops
+    loop, lower, raw_loop = loops
     lat, svc = loop.histogram.summary_ms(), loop.service.summary_ms()
     top = profile["top_by_own_time"][:5]
     notes.append(
@@ -1001,6 +1045,14 @@ def _notes(
         + (" (a lower bound: some were dropped)" if loop.dropped else "")
         + f", from when a thread started it (service) {svc.get('p99', nan):.2f} ms: the "
         "difference is time spent waiting for a thread (the GIL, the CPUs)"
+    )
+    raw_lat = raw_loop.histogram.summary_ms()
+    notes.append(
+        f"the machine's ceiling for that open loop, measured in the same run: the raw "
+        f"driver's reads (binary cursor, one connection per thread and group) at "
+        f"{raw_loop.target_per_s:.0f} batches/s from as many threads: p99 "
+        f"{raw_lat.get('p99', nan):.2f} ms, {raw_loop.late} late, {raw_loop.dropped} dropped, "
+        f"client CPU {raw_loop.cpu_per_s:.2f} cores"
     )
     points = [_loop_point(r) for r in lower]
     notes.append(
