@@ -719,6 +719,12 @@ def run(ctx: BenchContext) -> BenchResult:
             stack.callback(local.destroy)
             local.up(shards=GROUPS, replicas=REPLICAS, redis=True)
             config = local.config()
+            # As many pooled connections per node as the open loop has threads, held
+            # open: the raw side's open loop has a connection per thread and group.
+            pools = config.pools.model_copy(
+                update={"min_size": OPEN_LOOP_WORKERS, "max_size": OPEN_LOOP_WORKERS}
+            )
+            config = config.model_copy(update={"pools": pools})
             cluster = stack.enter_context(Cluster(config))
             phase.step("up")
             plain = FeatureStore(cluster)
@@ -826,6 +832,8 @@ def _params(plan: Plan) -> dict[str, Any]:
         "batch's scheduled time; then at "
         + ", ".join(f"{share * OPEN_LOOP_RATE:.0f}" for share in LOWER_RATES)
         + f" batches/s for {plan.open_loop_s / 2:.1f} s each (open_loop_lower_rates)",
+        "pools": f"{OPEN_LOOP_WORKERS} connections per node, opened at start (min = max): "
+        "as many as the open loop's threads, as the raw side has per group",
     }
 
 

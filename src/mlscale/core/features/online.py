@@ -70,6 +70,7 @@ class ViewRequest:
     features: tuple[int, ...]
     columns: tuple[Column, ...]
     picks: tuple[tuple[int, ...], ...] = ()  # per column, the requested features it holds
+    slots: tuple[tuple[int, ...], ...] = ()  # per column, those features' places in it
 
     @classmethod
     def of(cls, layout: Layout, features: Sequence[int]) -> ViewRequest:
@@ -81,7 +82,10 @@ class ViewRequest:
                 cols.append(c)
         columns = tuple(c for c in layout.columns if c in cols)
         picks = tuple(tuple(i for i in features if i in c.features) for c in columns)
-        return cls(layout, tuple(features), columns, picks)
+        slots = tuple(
+            tuple(c.features.index(i) for i in mine) for c, mine in zip(columns, picks, strict=True)
+        )
+        return cls(layout, tuple(features), columns, picks, slots)
 
 
 @dataclass(slots=True)
@@ -100,6 +104,9 @@ class OnlineFeatures:
     present: dict[str, npt.NDArray[np.bool_]]
     event_time: dict[str, npt.NDArray[np.datetime64]] = field(default_factory=dict)
     kinds: dict[str, FeatureType] = field(default_factory=dict)
+    # When every feature asked for is a float of one view: their names and the matrix
+    # whose columns ``values`` are (missing: NaN), so to_numpy copies it in one go.
+    matrix: tuple[list[str], npt.NDArray[np.float32]] | None = None
 
     def __len__(self) -> int:
         first = next(iter(self.keys.values()))
@@ -119,6 +126,8 @@ class OnlineFeatures:
         and the column of each name. Text and embedding features are refused: read
         them from :attr:`values`."""
         names = self.names
+        if self.matrix is not None and self.matrix[0] == names:
+            return self.matrix[1].astype(dtype, copy=True), {n: j for j, n in enumerate(names)}
         odd = [n for n in names if self.kinds[n] in (FeatureType.TEXT, FeatureType.EMBEDDING)]
         if odd:
             raise FeatureError(
@@ -215,15 +224,16 @@ class OnlineBuilder:
             named = dict(zip(req.features, out_names, strict=True))
             blocks: dict[str, _Block] = {}
             single: dict[str, str] = {}
-            for col, mine in zip(req.columns, req.picks, strict=True):
+            for col, mine, slots in zip(req.columns, req.picks, req.slots, strict=True):
                 if col.packed:
                     kind = col.kind
                     fill = np.nan if kind is FeatureType.FLOAT else 0
                     dtype = np.float32 if kind is FeatureType.FLOAT else np.int64
                     values = np.full((n, len(mine)), fill, dtype=dtype)
                     present = np.zeros((n, len(mine)), dtype=bool)
-                    where = np.array([col.features.index(i) for i in mine], dtype=np.intp)
-                    blocks[col.name] = _Block(where, values, present)
+                    blocks[col.name] = _Block(np.array(slots, dtype=np.intp), values, present)
+                    if len(requests) == 1 and len(req.columns) == 1 and kind is FeatureType.FLOAT:
+                        res.matrix = (list(out_names), values)
                     for j, i in enumerate(mine):
                         res.values[named[i]] = values[:, j]
                         res.present[named[i]] = present[:, j]
@@ -236,10 +246,11 @@ class OnlineBuilder:
                     res.kinds[named[i]] = f.type
                     single[col.name] = named[i]
             # Result columns in the caller's order (blocks fill them in column order).
-            res.values = {
-                **{k: v for k, v in res.values.items() if k not in out_names},
-                **{nm: res.values[nm] for nm in out_names},
-            }
+            if list(res.values)[-len(out_names) :] != list(out_names):
+                res.values = {
+                    **{k: v for k, v in res.values.items() if k not in out_names},
+                    **{nm: res.values[nm] for nm in out_names},
+                }
             self._blocks.append(blocks)
             self._single.append(single)
 
