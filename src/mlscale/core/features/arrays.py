@@ -84,28 +84,18 @@ def _slow(
 ) -> Decoded:
     """Element by element: NULLs, or variable-width (text) elements."""
     valid = np.ones(count, dtype=bool)
-    if dtype is None:
-        out_obj = np.empty(count, dtype=object)
-        for i in range(count):
-            (n,) = struct.unpack_from(">i", mv, off)
-            off += 4
-            if n < 0:
-                valid[i] = False
-                continue
-            out_obj[i] = bytes(mv[off : off + n]).decode()
-            off += n
-        return Decoded(out_obj.reshape(dims), valid.reshape(dims))
-    native = dtype.newbyteorder("=")
-    out = np.zeros(count, dtype=native)
-    width = dtype.itemsize
+    out: npt.NDArray[Any] = (
+        np.empty(count, dtype=object) if dtype is None else np.zeros(count, dtype.newbyteorder("="))
+    )
     for i in range(count):
-        (n,) = struct.unpack_from(">i", mv, off)
+        (n,) = _INT.unpack_from(mv, off)
         off += 4
         if n < 0:
             valid[i] = False
             continue
-        out[i] = np.frombuffer(mv, dtype=dtype, count=1, offset=off)[0]
-        off += width
+        raw = mv[off : off + n]
+        out[i] = bytes(raw).decode() if dtype is None else np.frombuffer(raw, dtype=dtype)[0]
+        off += n
     return Decoded(out.reshape(dims), valid.reshape(dims))
 
 
