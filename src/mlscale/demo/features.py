@@ -34,6 +34,7 @@ from ..bench.cache import zipf_keys
 from ..bench.compare import ab_rounds, spread
 from ..bench.histogram import Histogram
 from ..cache import Cache, CachePolicy, KeyBuilder, LocalCache, RemoteCache
+from ..core.features.arrays import PG_EPOCH_US
 from ..core.slots import KeyType
 from ..engine.cluster_sync import Cluster
 from ..engine.connect import redis_password
@@ -70,7 +71,6 @@ EAV_READ: Final = (
 NEXT_VERSION: Final = (
     "SELECT coalesce(max(version), 0) + 1 FROM mlscale_catalog.feature_views WHERE name = %s"
 )
-PG_EPOCH_US: Final = 946_684_800_000_000
 NAMES: Final = tuple(f"f{i:02d}" for i in range(FEATURES))  # fixed width: COPY in numpy
 
 

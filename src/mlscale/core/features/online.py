@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ...errors import FeatureError
-from .arrays import Decoded
+from .arrays import PG_EPOCH_US, Decoded
 from .layout import Column, Layout
-from .spec import FeatureType, FeatureView
+from .spec import FeatureType
 
 __all__ = [
     "FeatureRef",
@@ -220,7 +220,7 @@ class OnlineBuilder:
         self._single: list[dict[str, str]] = []  # column -> result name, one feature each
         for req, out_names in zip(requests, names, strict=True):
             view = req.layout.view
-            res.event_time[_view_label(view)] = np.full(n, np.datetime64("NaT", "us"))
+            res.event_time[view.name] = np.full(n, np.datetime64("NaT", "us"))
             named = dict(zip(req.features, out_names, strict=True))
             blocks: dict[str, _Block] = {}
             single: dict[str, str] = {}
@@ -265,9 +265,9 @@ class OnlineBuilder:
         res = self.result
         times = parts[1]
         if times is not None:
-            res.event_time[_view_label(req.layout.view)][pos] = (
-                times.values + _PG_EPOCH_US
-            ).astype("datetime64[us]")
+            res.event_time[req.layout.view.name][pos] = (times.values + PG_EPOCH_US).astype(
+                "datetime64[us]"
+            )
         blocks, single = self._blocks[view_index], self._single[view_index]
         for col, got in zip(req.columns, parts[2:], strict=True):
             if got is None:
@@ -291,13 +291,6 @@ class OnlineBuilder:
                 ok = np.asarray(ok.all(axis=1), dtype=bool)
             res.values[name][pos] = got.values
             res.present[name][pos] = ok
-
-
-_PG_EPOCH_US = np.int64(946_684_800_000_000)
-
-
-def _view_label(view: FeatureView) -> str:
-    return view.name
 
 
 def _empty(kind: FeatureType, n: int, dim: int | None) -> npt.NDArray[Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ class _Call:
     n: int
     builder: OnlineBuilder
     todo: list[npt.NDArray[np.int64]]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)  # keys as tuples (cache names)
 
 
 class AsyncOnlineReader:
@@ -85,13 +86,14 @@ class AsyncOnlineReader:
             return builder.result
         cache = self._cache if use_cache else None
         if cache is not None:
+            call.rows = key_rows(keys)
             await self._from_cache(cache, call)
         await self._from_groups(call, token, consistency, cache)
         return builder.result
 
     async def _from_cache(self, cache: AsyncCache, call: _Call) -> None:
         """Serve what the cache holds; leave the misses in ``call.todo``."""
-        rows = key_rows(call.keys)
+        rows = call.rows
         now_us = time.time_ns() // 1000 - PG_EPOCH_US  # cached times count from 2000
         for vi, req in enumerate(call.requests):
             view = req.layout.view
@@ -191,7 +193,7 @@ class AsyncOnlineReader:
         return text, params, columns
 
     async def _fill(self, cache: AsyncCache, call: _Call, fill: list[tuple[Any, Any]]) -> None:
-        rows = key_rows(call.keys)
+        rows = call.rows
         items: dict[Any, Any] = {
             (view.name, view.version, *rows[pos - 1]): Versioned(entry, cache_version(entry[0]))
             for view, (pos, entry) in fill

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,7 @@ class _Call:
     n: int
     builder: OnlineBuilder
     todo: list[npt.NDArray[np.int64]]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)  # keys as tuples (cache names)
 
 
 class OnlineReader:
@@ -87,13 +88,14 @@ class OnlineReader:
             return builder.result
         cache = self._cache if use_cache else None
         if cache is not None:
+            call.rows = key_rows(keys)
             self._from_cache(cache, call)
         self._from_groups(call, token, consistency, cache)
         return builder.result
 
     def _from_cache(self, cache: Cache, call: _Call) -> None:
         """Serve what the cache holds; leave the misses in ``call.todo``."""
-        rows = key_rows(call.keys)
+        rows = call.rows
         now_us = time.time_ns() // 1000 - PG_EPOCH_US  # cached times count from 2000
         for vi, req in enumerate(call.requests):
             view = req.layout.view
@@ -193,7 +195,7 @@ class OnlineReader:
         return text, params, columns
 
     def _fill(self, cache: Cache, call: _Call, fill: list[tuple[Any, Any]]) -> None:
-        rows = key_rows(call.keys)
+        rows = call.rows
         items: dict[Any, Any] = {
             (view.name, view.version, *rows[pos - 1]): Versioned(entry, cache_version(entry[0]))
             for view, (pos, entry) in fill
