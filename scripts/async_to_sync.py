@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "src/mlscale/engine"
 # Folders whose *_async.py sources get generated twins.
-FOLDERS = [ENGINE, ROOT / "src/mlscale/stores/features"]
+FOLDERS = [ENGINE, ROOT / "src/mlscale/stores/features", ROOT / "src/mlscale/stores/predictions"]
 # concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
 # each written by hand; every other *_async.py has a generated *_sync.py twin.
 HAND_WRITTEN = {"concurrency_async.py"}
@@ -51,6 +51,11 @@ RENAMES = {
     "AsyncRegistry": "Registry",
     "AsyncViews": "Views",
     "AsyncWriter": "Writer",
+    "AsyncPredictionTables": "PredictionTables",
+    "AsyncPredictionStore": "PredictionStore",
+    "AsyncPredictionWriter": "PredictionWriter",
+    "AsyncLabels": "Labels",
+    "AsyncPredictionQueries": "PredictionQueries",
     "AsyncCache": "Cache",
     "tiered_async": "tiered",
     "AsyncConnectionPool": "ConnectionPool",

@@ -61,6 +61,7 @@ from .errors import (
     NoReplicaAvailable,
     PartialWriteError,
     PortInUseError,
+    PredictionError,
     QueryError,
     ReadOnlyViolation,
     RoutingError,
@@ -68,6 +69,7 @@ from .errors import (
     ShardGroupError,
     ShardKeyError,
     TransactionConflict,
+    WriterQueueFull,
 )
 
 if TYPE_CHECKING:
@@ -112,6 +114,7 @@ __all__ = [
     "NodeUnavailableError",
     "PartialWriteError",
     "PortInUseError",
+    "PredictionError",
     "QueryError",
     "RangeMap",
     "ReadOnlyViolation",
@@ -129,6 +132,7 @@ __all__ = [
     "SlotMap",
     "Transaction",
     "TransactionConflict",
+    "WriterQueueFull",
     "__version__",
     "load_config",
     "parse_config",

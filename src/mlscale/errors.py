@@ -17,6 +17,8 @@ with ``raise ... from exc`` so the cause is kept::
     ├── CacheError               the cache refused a value or cannot serve a call
     │   └── CacheValueTooLarge   a value over the cache's size limit (nothing stored)
     ├── FeatureError             a feature view, reference or push is malformed (nothing written)
+    ├── PredictionError          a prediction or label is malformed (nothing of it written)
+    │   └── WriterQueueFull      a prediction writer's queue is full (raise mode): retry later
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -56,6 +58,7 @@ __all__ = [
     "NodeUnavailableError",
     "PartialWriteError",
     "PortInUseError",
+    "PredictionError",
     "QueryError",
     "ReadOnlyViolation",
     "RoutingError",
@@ -63,6 +66,7 @@ __all__ = [
     "ShardGroupError",
     "ShardKeyError",
     "TransactionConflict",
+    "WriterQueueFull",
 ]
 
 
@@ -116,6 +120,17 @@ class FeatureError(MlscaleError):
     """A feature view, a feature reference or the data given to a feature store call is
     malformed (an unknown view or feature, a wrong key type, a NaN where none is
     allowed, a missing column, an oversize batch); nothing was written."""
+
+
+class PredictionError(MlscaleError):
+    """A prediction, a label or a prediction log's definition is malformed (a missing
+    model or entity, a wrong type, an unknown log), or the writer is closed; the
+    message names the column and rows, and nothing of the call was written."""
+
+
+class WriterQueueFull(PredictionError):
+    """A prediction writer's queue stayed full past its wait (``on_full="raise"``, or
+    ``"block"`` with a timeout): the rows of the call were not taken; send them again."""
 
 
 class DatabaseError(MlscaleError):

@@ -181,9 +181,7 @@ def plan(
         kind, split = "rows", routed.split(grouping)
     else:  # a long IN list goes as one array of the key's type: see ByKeys.split
         kind, split = "keys", routed.split(grouping, key_types=shard_map.key_types)
-    parts = _in_order(
-        [Part(g, text, params) for g, (text, params) in split.items()], all_groups
-    )
+    parts = _in_order([Part(g, text, params) for g, (text, params) in split.items()], all_groups)
     where = ", ".join(f"{g} ({len(grouping[g])})" for g in grouping)
     return ShardPlan(parts, f"{len(routed.keys)} {kind} of {routed.table.name} on {where}")
 

@@ -153,6 +153,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        6,
+        "prediction logs: their definitions (stores/predictions)",
+        (
+            """CREATE TABLE mlscale_catalog.prediction_logs (
+                   name       text PRIMARY KEY,
+                   spec       jsonb NOT NULL,
+                   created_at timestamptz NOT NULL DEFAULT now()
+               )""",
+        ),
+    ),
 )
 
 

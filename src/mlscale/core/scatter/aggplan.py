@@ -100,7 +100,7 @@ def _merged_expr(node: Any, columns: _Columns, where: str) -> Expr:
     if isinstance(node, ast.FuncCall) and is_aggregate(node):
         return Ref(_aggregate(node, columns))
     if isinstance(node, ast.A_Expr) and node.kind == enums.A_Expr_Kind.AEXPR_OP:
-        op = str((node.name or ('',))[-1].sval)
+        op = str((node.name or ("",))[-1].sval)
         if node.lexpr is None and op == "-":
             return Neg(_merged_expr(node.rexpr, columns, where))
         if node.lexpr is not None and op in _ARITH | _COMPARE:
@@ -115,16 +115,22 @@ def _merged_expr(node: Any, columns: _Columns, where: str) -> Expr:
     if isinstance(node, ast.NullTest):
         negated = node.nulltesttype == enums.NullTestType.IS_NOT_NULL
         return IsNull(_merged_expr(node.arg, columns, where), negated)
-    if (isinstance(node, ast.FuncCall) and func_name(node) == "round"
-            and node.args and len(node.args) <= 2):
+    if (
+        isinstance(node, ast.FuncCall)
+        and func_name(node) == "round"
+        and node.args
+        and len(node.args) <= 2
+    ):
         digits = _merged_expr(node.args[1], columns, where) if len(node.args) == 2 else None
         return Round(_merged_expr(node.args[0], columns, where), digits)
     if isinstance(node, ast.FuncCall) and func_name(node) == "abs" and len(node.args or ()) == 1:
         (arg,) = node.args or ()
         return Abs(_merged_expr(arg, columns, where))
-    raise refuse(f"{text(node)} in {where} is computed over merged aggregates, which supports "
-                  "only + - * / %, unary -, abs(), round(), comparisons, AND/OR/NOT and IS NULL",
-                  "compute the rest in the client, or " + ONE_GROUP)
+    raise refuse(
+        f"{text(node)} in {where} is computed over merged aggregates, which supports "
+        "only + - * / %, unary -, abs(), round(), comparisons, AND/OR/NOT and IS NULL",
+        "compute the rest in the client, or " + ONE_GROUP,
+    )
 
 
 def _aggregate(call: ast.FuncCall, columns: _Columns) -> int:
@@ -134,8 +140,10 @@ def _aggregate(call: ast.FuncCall, columns: _Columns) -> int:
         return columns.slots.get(sql, columns.aggregates[sql][0])
     if name in REFUSED:
         raise refuse(f"{sql}: {name}() is not merged across shard groups yet", REFUSED[name])
-    if name in _ORDERED_SET or name in ("array_agg", "string_agg") or (
-        call.agg_distinct and name in ("count", "sum", "avg")
+    if (
+        name in _ORDERED_SET
+        or name in ("array_agg", "string_agg")
+        or (call.agg_distinct and name in ("count", "sum", "avg"))
     ):
         columns.aggregates[sql] = _gathered(call, name, sql, columns)
         columns.names[sql] = name
@@ -143,8 +151,10 @@ def _aggregate(call: ast.FuncCall, columns: _Columns) -> int:
         # to a slot of its own after the row (negative: counted from the end).
         return columns.slot(sql)
     if call.agg_distinct and name not in _IDEMPOTENT:
-        raise refuse(f"{sql}: DISTINCT inside {name}() is not merged across shard groups",
-                     "gather the rows and compute it in the client, or " + ONE_GROUP)
+        raise refuse(
+            f"{sql}: DISTINCT inside {name}() is not merged across shard groups",
+            "gather the rows and compute it in the client, or " + ONE_GROUP,
+        )
     if call.agg_within_group or name not in RULES:
         raise refuse(f"{sql}: the aggregate {name}() is not merged across shard groups", ONE_GROUP)
     original = call.funcname
@@ -154,8 +164,9 @@ def _aggregate(call: ast.FuncCall, columns: _Columns) -> int:
             args = tuple(call.args or ())
             if len(args) != 1 or call.agg_star:
                 raise refuse(f"{sql}: {name}() takes one argument", "fix the call")
-            condition = ("" if call.agg_filter is None
-                         else f" FILTER (WHERE {text(call.agg_filter)})")
+            condition = (
+                "" if call.agg_filter is None else f" FILTER (WHERE {text(call.agg_filter)})"
+            )
             indexes.append(columns.add(partial.format(x=text(args[0]), f=condition)))
             continue
         call.funcname = (ast.String(sval=partial),)
@@ -185,12 +196,17 @@ def _fractions(call: ast.FuncCall, sql: str) -> tuple[tuple[float | None, ...], 
     for item in items:
         value = constant(item).value if isinstance(item, ast.A_Const) else ""
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | Decimal)):
-            raise refuse(f"{sql}: the fraction {text(item)} is not a constant number; "
-                         "each group would need it before it is known", todo)
+            raise refuse(
+                f"{sql}: the fraction {text(item)} is not a constant number; "
+                "each group would need it before it is known",
+                todo,
+            )
         fraction = None if value is None else float(value)
         if fraction is not None and not 0.0 <= fraction <= 1.0:
-            raise refuse(f"{sql}: percentile value {fraction:g} is not between 0 and 1",
-                         "use a fraction from 0 to 1")
+            raise refuse(
+                f"{sql}: percentile value {fraction:g} is not between 0 and 1",
+                "use a fraction from 0 to 1",
+            )
         fractions.append(fraction)
     return tuple(fractions), array
 
@@ -206,8 +222,9 @@ def _gathered(call: ast.FuncCall, name: str, sql: str, columns: _Columns) -> tup
     delimiter = None
     if name in _ORDERED_SET:
         if not call.agg_within_group or len(order_items) != 1:
-            raise refuse(f"{sql}: {name}() needs WITHIN GROUP (ORDER BY one expression)",
-                         "fix the call")
+            raise refuse(
+                f"{sql}: {name}() needs WITHIN GROUP (ORDER BY one expression)", "fix the call"
+            )
         if name == "mode" and args:
             raise refuse(f"{sql}: mode() takes no argument", "fix the call")
         if name != "mode":
@@ -223,9 +240,11 @@ def _gathered(call: ast.FuncCall, name: str, sql: str, columns: _Columns) -> tup
         if name == "string_agg":
             literal = constant(args[1]).value if isinstance(args[1], ast.A_Const) else 0
             if literal is not None and not isinstance(literal, str):
-                raise refuse(f"{sql}: the string_agg delimiter {text(args[1])} is not a string "
-                             "literal; the merger joins the groups' values with it",
-                             "write the delimiter as a literal")
+                raise refuse(
+                    f"{sql}: the string_agg delimiter {text(args[1])} is not a string "
+                    "literal; the merger joins the groups' values with it",
+                    "write the delimiter as a literal",
+                )
             delimiter = literal
     indexes = [columns.gather(text(value))]
     texted = name == "array_agg"
@@ -243,9 +262,16 @@ def _gathered(call: ast.FuncCall, name: str, sql: str, columns: _Columns) -> tup
     indexes.append(columns.once("count(*)"))
     columns.multiplicity = indexes[-1]
     columns.gathers[sql] = GatherSpec(
-        kind=name, distinct=bool(call.agg_distinct), texted=texted, order=tuple(order),
-        filtered=call.agg_filter is not None, typed=typed, descending=descending,
-        delimiter=delimiter, fractions=fractions, array=array,
+        kind=name,
+        distinct=bool(call.agg_distinct),
+        texted=texted,
+        order=tuple(order),
+        filtered=call.agg_filter is not None,
+        typed=typed,
+        descending=descending,
+        delimiter=delimiter,
+        fractions=fractions,
+        array=array,
     )
     return tuple(indexes)
 
@@ -260,11 +286,14 @@ def _group_keys(stmt: ast.SelectStmt, columns: _Columns) -> int:
         if index is not None and not isinstance(item, ast.A_Const) and text(node) != text(item):
             # PostgreSQL reads a GROUP BY name as an input column first, an output
             # alias second; without the table's columns the planner cannot tell which.
-            raise refuse(f"GROUP BY {text(item)} names an output column whose expression differs",
-                         "GROUP BY the expression or its position")
+            raise refuse(
+                f"GROUP BY {text(item)} names an output column whose expression differs",
+                "GROUP BY the expression or its position",
+            )
         if aggregates_in(node):
-            raise refuse(f"GROUP BY {text(node)} holds an aggregate",
-                         "group by columns or expressions")
+            raise refuse(
+                f"GROUP BY {text(node)} holds an aggregate", "group by columns or expressions"
+            )
         columns.carry(text(node))
     return len(columns.texts)
 
@@ -275,8 +304,11 @@ def plan_aggregate(
     """The plan of a SELECT with aggregates, GROUP BY or HAVING; ``stmt`` is the
     caller's own tree (from ``parse_fresh``) and is rewritten into the group query.
     A gathering plan's group query returns at most ``gather_limit + 1`` rows."""
-    for node, where in ((stmt.targetList, "the select list"), (stmt.havingClause, "HAVING"),
-                        (stmt.sortClause, "ORDER BY")):
+    for node, where in (
+        (stmt.targetList, "the select list"),
+        (stmt.havingClause, "HAVING"),
+        (stmt.sortClause, "ORDER BY"),
+    ):
         check_volatile(node, where)
     columns = _Columns()
     key_count = _group_keys(stmt, columns)
@@ -307,7 +339,8 @@ def plan_aggregate(
             "compute it in the client, or " + ONE_GROUP,
         )
     group_query = parse_select(
-        "SELECT " + ", ".join(columns.texts)
+        "SELECT "
+        + ", ".join(columns.texts)
         + (" GROUP BY " + ", ".join(grouping) if grouping else "")
         + (f" LIMIT {gather_limit + 1}" if gathers else "")
     )
@@ -324,8 +357,9 @@ def plan_aggregate(
         key_count=key_count,
         carried=tuple(sorted(columns.carried.values())),
         aggregates=tuple(
-            MergedAggregate(columns.names[sql], sql, indexes, columns.gathers.get(sql),
-                            columns.slots.get(sql))
+            MergedAggregate(
+                columns.names[sql], sql, indexes, columns.gathers.get(sql), columns.slots.get(sql)
+            )
             for sql, indexes in columns.aggregates.items()
         ),
         outputs=tuple(outputs),
@@ -336,6 +370,9 @@ def plan_aggregate(
         distinct=distinct,
     )
     return ScatterPlan(
-        group_sql=text(stmt), merge=merge, gathers=gathers,
-        gather_limit=gather_limit if gathers else None, functions=functions,
+        group_sql=text(stmt),
+        merge=merge,
+        gathers=gathers,
+        gather_limit=gather_limit if gathers else None,
+        functions=functions,
     )

@@ -146,6 +146,7 @@ _BIT_CHARS: dict[str, Callable[[bool, bool], str]] = {
     "xor": lambda x, y: "1" if x != y else "0",
 }
 
+
 def mean_type(sum_type: int | None) -> int | None:
     """The type of avg/variance/stddev given the type of ``sum`` over the same
     argument: float8 over floats, numeric over integers and numeric."""
@@ -163,8 +164,9 @@ _MEAN = AggregateRule(("sum", "count"), _avg, lambda types: mean_type(types[0]))
 
 def _spread(sample: bool, root: bool) -> AggregateRule:
     # PARTIALS[1] is sum(x): its type says float8 or numeric.
-    return AggregateRule(PARTIALS, variance_combiner(sample=sample, root=root),
-                         lambda types: mean_type(types[1]))
+    return AggregateRule(
+        PARTIALS, variance_combiner(sample=sample, root=root), lambda types: mean_type(types[1])
+    )
 
 
 RULES: dict[str, AggregateRule] = {
@@ -192,14 +194,40 @@ _GATHER = "gather the rows and compute it in the client, or " + _LATER
 # PostgreSQL's other built-in aggregates, with what to do instead: a call to one is
 # refused, never sent as a plain per-group query whose rows would be a silent union.
 REFUSED: dict[str, str] = {
-    **{name: _LATER for name in (
-        "corr", "covar_pop", "covar_samp", "regr_avgx", "regr_avgy", "regr_count",
-        "regr_intercept", "regr_r2", "regr_slope", "regr_sxx", "regr_sxy", "regr_syy",
-        "any_value", "range_agg", "range_intersect_agg",
-    )},
-    **{name: _GATHER for name in (
-        "json_agg", "jsonb_agg", "json_object_agg",
-        "jsonb_object_agg", "json_agg_strict", "jsonb_agg_strict", "xmlagg", "rank", "dense_rank",
-        "percent_rank", "cume_dist",
-    )},
+    **{
+        name: _LATER
+        for name in (
+            "corr",
+            "covar_pop",
+            "covar_samp",
+            "regr_avgx",
+            "regr_avgy",
+            "regr_count",
+            "regr_intercept",
+            "regr_r2",
+            "regr_slope",
+            "regr_sxx",
+            "regr_sxy",
+            "regr_syy",
+            "any_value",
+            "range_agg",
+            "range_intersect_agg",
+        )
+    },
+    **{
+        name: _GATHER
+        for name in (
+            "json_agg",
+            "jsonb_agg",
+            "json_object_agg",
+            "jsonb_object_agg",
+            "json_agg_strict",
+            "jsonb_agg_strict",
+            "xmlagg",
+            "rank",
+            "dense_rank",
+            "percent_rank",
+            "cume_dist",
+        )
+    },
 }

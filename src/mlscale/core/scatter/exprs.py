@@ -159,17 +159,19 @@ class IsNull:
 Expr = Ref | Const | Arith | Neg | Abs | Round | Compare | BoolOp | Not | IsNull
 
 _COMPARISONS = {
-    "=": lambda c: c == 0, "<>": lambda c: c != 0, "<": lambda c: c < 0,
-    ">": lambda c: c > 0, "<=": lambda c: c <= 0, ">=": lambda c: c >= 0,
+    "=": lambda c: c == 0,
+    "<>": lambda c: c != 0,
+    "<": lambda c: c < 0,
+    ">": lambda c: c > 0,
+    "<=": lambda c: c <= 0,
+    ">=": lambda c: c >= 0,
 }
 
 
 Typed = tuple[Any, int | None]  # a value and its type's OID (None: not known)
 
 
-def evaluate(
-    expr: Expr, row: Sequence[Any], types: Sequence[int | None] | None = None
-) -> Any:
+def evaluate(expr: Expr, row: Sequence[Any], types: Sequence[int | None] | None = None) -> Any:
     """The value of ``expr`` over ``row``, whose values have the PostgreSQL types
     ``types`` (OIDs, None where unknown; no ``types``: none known). Raises
     MergeArithmeticError where PostgreSQL raises (division by zero, integer out of
@@ -199,8 +201,9 @@ def _typed(expr: Expr, row: Sequence[Any], types: Sequence[int | None] | None) -
         return typed_neg(value, number_type(oid)), oid
     if isinstance(expr, Round):
         value, oid = _typed(expr.arg, row, types)
-        digits, digits_oid = (None, None) if expr.digits is None else _typed(
-            expr.digits, row, types)
+        digits, digits_oid = (
+            (None, None) if expr.digits is None else _typed(expr.digits, row, types)
+        )
         if value is None or (expr.digits is not None and digits is None):
             return None, None
         number = number_type(oid)

@@ -38,10 +38,18 @@ from mlscale.core.scatter.pgvalues import MergeArithmeticError, compare, group_k
 __all__ = ["GATHERED", "GatherSpec", "combine_gathered", "gathered_type"]
 
 # The aggregates merged by gathering (COUNT, SUM and AVG only with DISTINCT).
-GATHERED = frozenset({
-    "count", "sum", "avg", "array_agg", "string_agg", "percentile_cont",
-    "percentile_disc", "mode",
-})
+GATHERED = frozenset(
+    {
+        "count",
+        "sum",
+        "avg",
+        "array_agg",
+        "string_agg",
+        "percentile_cont",
+        "percentile_disc",
+        "mode",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +79,14 @@ class GatherSpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
         return {
-            "kind": self.kind, "distinct": self.distinct, "descending": self.descending,
+            "kind": self.kind,
+            "distinct": self.distinct,
+            "descending": self.descending,
             "order": [{"descending": d, "nulls_first": n} for d, n in self.order],
-            "filtered": self.filtered, "delimiter": self.delimiter,
-            "fractions": list(self.fractions), "array": self.array,
+            "filtered": self.filtered,
+            "delimiter": self.delimiter,
+            "fractions": list(self.fractions),
+            "array": self.array,
         }
 
 
@@ -91,7 +103,7 @@ def _entries(spec: GatherSpec, partials: Sequence[Sequence[Any]]) -> list[_Entry
     index = 1
     texts = partials[index] if spec.texted else None
     index += int(spec.texted)
-    keys = partials[index:index + len(spec.order)]
+    keys = partials[index : index + len(spec.order)]
     index += len(spec.order)
     conditions = partials[index] if spec.filtered else None
     index += int(spec.filtered)
@@ -103,13 +115,15 @@ def _entries(spec: GatherSpec, partials: Sequence[Sequence[Any]]) -> list[_Entry
             continue
         if value is None and spec.kind != "array_agg":
             continue
-        entries.append(_Entry(
-            value=value,
-            text=None if texts is None else texts[row],
-            keys=tuple(column[row] for column in keys),
-            typed=None if typed is None else typed[row],
-            count=int(counts[row]),
-        ))
+        entries.append(
+            _Entry(
+                value=value,
+                text=None if texts is None else texts[row],
+                keys=tuple(column[row] for column in keys),
+                typed=None if typed is None else typed[row],
+                count=int(counts[row]),
+            )
+        )
     return entries
 
 
@@ -133,8 +147,9 @@ def _value_compare(a: _Entry, b: _Entry) -> int:
 def _sorted(entries: list[_Entry], spec: GatherSpec) -> list[_Entry]:
     def by(a: _Entry, b: _Entry) -> int:
         for i, (descending, nulls_first) in enumerate(spec.order):
-            result = sort_compare(a.keys[i], b.keys[i], descending=descending,
-                                  nulls_first=nulls_first)
+            result = sort_compare(
+                a.keys[i], b.keys[i], descending=descending, nulls_first=nulls_first
+            )
             if result:
                 return result
         return _value_compare(a, b)

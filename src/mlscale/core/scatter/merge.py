@@ -57,14 +57,17 @@ def merge_rows(
 
 def _check_gather(bound: int, groups: Sequence[GroupRows]) -> None:
     sizes = [len(rows) for rows in groups]
-    where = next((f"shard group #{i + 1} returned {n}" for i, n in enumerate(sizes) if n > bound),
-                 None)
+    where = next(
+        (f"shard group #{i + 1} returned {n}" for i, n in enumerate(sizes) if n > bound), None
+    )
     if where is None and sum(sizes) > bound:
         where = f"the shard groups returned {sum(sizes)}"
     if where is not None:
-        raise refuse(f"the gathered aggregate needs more than gather_limit={bound} value rows "
-                     f"({where}{'+' if max(sizes) > bound else ''})",
-                     f"raise plan_select(..., gather_limit=) above it, or {ONE_GROUP}")
+        raise refuse(
+            f"the gathered aggregate needs more than gather_limit={bound} value rows "
+            f"({where}{'+' if max(sizes) > bound else ''})",
+            f"raise plan_select(..., gather_limit=) above it, or {ONE_GROUP}",
+        )
 
 
 def _distinct(rows: Iterable[Row]) -> Iterator[Row]:
@@ -79,8 +82,12 @@ def _distinct(rows: Iterable[Row]) -> Iterator[Row]:
 def _row_order(order: Sequence[SortKey], value: Callable[[Any, int], Any]) -> Callable[[Any], Any]:
     def compare(a: Any, b: Any) -> int:
         for index, key in enumerate(order):
-            result = sort_compare(value(a, index), value(b, index),
-                                  descending=key.descending, nulls_first=key.nulls_first)
+            result = sort_compare(
+                value(a, index),
+                value(b, index),
+                descending=key.descending,
+                nulls_first=key.nulls_first,
+            )
             if result:
                 return result
         return 0

@@ -215,9 +215,18 @@ class _Analysis:
         eqs: list[tuple[Term, Term]] = []
         units = [u for item in stmt.fromClause or () for u in self.from_item(item, block, eqs)]
         eqs += self.equalities(stmt.whereClause, block)
-        for part in (stmt.whereClause, stmt.targetList, stmt.havingClause, stmt.groupClause,
-                     stmt.sortClause, stmt.limitCount, stmt.limitOffset, stmt.valuesLists,
-                     stmt.windowClause, stmt.distinctClause):
+        for part in (
+            stmt.whereClause,
+            stmt.targetList,
+            stmt.havingClause,
+            stmt.groupClause,
+            stmt.sortClause,
+            stmt.limitCount,
+            stmt.limitOffset,
+            stmt.valuesLists,
+            stmt.windowClause,
+            stmt.distinctClause,
+        ):
             self.subqueries(part, block)
         unit = self.combine(units, eqs, "join")
         if not top and unit.rels and not unit.anchors:
@@ -227,8 +236,10 @@ class _Analysis:
     def check_unconfined(self, stmt: ast.SelectStmt, unit: _Unit, block: _Block) -> None:
         """A subquery not confined to one group must not compute across its rows."""
         what = None
-        windows = any(isinstance(n, ast.FuncCall) and n.over is not None
-                      for n in walk_expr((stmt.targetList, stmt.sortClause)))
+        windows = any(
+            isinstance(n, ast.FuncCall) and n.over is not None
+            for n in walk_expr((stmt.targetList, stmt.sortClause))
+        )
         aggregated = stmt.havingClause is not None or any(
             isinstance(n, ast.FuncCall) and aggregate_or_window(n)
             for n in walk_expr((stmt.targetList, stmt.sortClause))
@@ -269,8 +280,9 @@ class _Analysis:
                         found.update((rel, i) for i in range(len(rel.table.key_columns)))
             else:
                 found.update(self.terms(node, block))
-        return any(all((rel, i) in found for i in range(len(rel.table.key_columns)))
-                   for rel in unit.rels)
+        return any(
+            all((rel, i) in found for i in range(len(rel.table.key_columns))) for rel in unit.rels
+        )
 
     # -- FROM ------------------------------------------------------------------------------
 
@@ -304,8 +316,11 @@ class _Analysis:
         if isinstance(item, ast.RangeTableSample):
             relation = item.relation
             if isinstance(relation, ast.RangeVar) and self.sharded(relation) is not None:
-                raise refuse(f"TABLESAMPLE on sharded table {relation.relname} is not run "
-                             "across shard groups", "sample in the client, or " + ONE_GROUP)
+                raise refuse(
+                    f"TABLESAMPLE on sharded table {relation.relname} is not run "
+                    "across shard groups",
+                    "sample in the client, or " + ONE_GROUP,
+                )
             return self.from_item(relation, block, eqs)
         # Table functions (LATERAL ones included), XMLTABLE...: no table of their own.
         self.subqueries(item, block)
@@ -328,11 +343,16 @@ class _Analysis:
         return _Unit(frozenset((rel,)), frozenset(), str(rel))
 
     def outer_join(self, item: ast.JoinExpr, block: _Block) -> _Unit:
-        word = {JoinType.JOIN_LEFT: "LEFT JOIN", JoinType.JOIN_RIGHT: "RIGHT JOIN",
-                JoinType.JOIN_FULL: "FULL JOIN"}.get(item.jointype or JoinType.JOIN_INNER)
+        word = {
+            JoinType.JOIN_LEFT: "LEFT JOIN",
+            JoinType.JOIN_RIGHT: "RIGHT JOIN",
+            JoinType.JOIN_FULL: "FULL JOIN",
+        }.get(item.jointype or JoinType.JOIN_INNER)
         if word is None:
-            raise refuse(f"a join of kind {item.jointype} is not understood here",
-                         "write it as an inner or outer join")
+            raise refuse(
+                f"a join of kind {item.jointype} is not understood here",
+                "write it as an inner or outer join",
+            )
         sides = []
         for arg in (item.larg, item.rarg):
             side_eqs: list[tuple[Term, Term]] = []
@@ -354,8 +374,11 @@ class _Analysis:
                     )
         if left.rels and right.rels:
             return self.combine([left, right], on, word)
-        return _Unit(left.rels | right.rels, left.anchors | right.anchors,
-                     f"{left.label} {word} {right.label}")
+        return _Unit(
+            left.rels | right.rels,
+            left.anchors | right.anchors,
+            f"{left.label} {word} {right.label}",
+        )
 
     def join_equalities(
         self, item: ast.JoinExpr, left: list[_Unit], right: list[_Unit], block: _Block
@@ -399,7 +422,7 @@ class _Analysis:
         mentioned = [t[0] for pair in eqs for t in pair if isinstance(t[0], _Rel)]
         candidates = list(dict.fromkeys([*owner, *mentioned]))
         for x_pos, x in enumerate(candidates):
-            for y in candidates[x_pos + 1:]:
+            for y in candidates[x_pos + 1 :]:
                 if (x in owner or y in owner) and _tied(terms, x, y):
                     graph.union(node(x), node(y))
         sharded = [n for n, u in enumerate(units) if u.rels]
@@ -419,24 +442,28 @@ class _Analysis:
         y = min(b.rels, key=self.rels.index)
         keys = x.table.key_columns
         cols = ", ".join(keys)
-        partial = any(terms.find((p, i)) == terms.find((q, i))
-                      for p in a.rels for q in b.rels for i in range(len(keys))
-                      if i < len(q.table.key_columns))
+        partial = any(
+            terms.find((p, i)) == terms.find((q, i))
+            for p in a.rels
+            for q in b.rels
+            for i in range(len(keys))
+            if i < len(q.table.key_columns)
+        )
         how = "on only part of their shard key" if partial else "not on their shard key"
         example = " AND ".join(f"{x.column(i)} = {y.column(i)}" for i in range(len(keys)))
         where = " in its ON clause" if what != "join" else ""
         return refuse(
             f"the {what} of {a.label} and {b.label} is {how} ({cols})",
-            f"join on the whole shard key ({example}){where} so it runs per group, or "
-            + ONE_GROUP,
+            f"join on the whole shard key ({example}){where} so it runs per group, or " + ONE_GROUP,
         )
 
     def equalities(self, node: Any, block: _Block) -> list[tuple[Term, Term]]:
         """The column equalities among the top-level AND conjuncts of ``node``."""
         out: list[tuple[Term, Term]] = []
         for c in conjuncts(node):
-            if not (isinstance(c, ast.A_Expr) and c.kind == A_Expr_Kind.AEXPR_OP
-                    and op_name(c) == "="):
+            if not (
+                isinstance(c, ast.A_Expr) and c.kind == A_Expr_Kind.AEXPR_OP and op_name(c) == "="
+            ):
                 continue
             left, right = c.lexpr, c.rexpr
             pairs = [(left, right)]
@@ -504,8 +531,9 @@ class _Analysis:
             return
         operator = [str(getattr(n, "sval", "")) for n in link.operName or ()]
         if link.subLinkType == SubLinkType.ANY_SUBLINK and operator in ([], ["="]):
-            lefts = link.testexpr.args if isinstance(link.testexpr, ast.RowExpr) else (
-                link.testexpr,)
+            lefts = (
+                link.testexpr.args if isinstance(link.testexpr, ast.RowExpr) else (link.testexpr,)
+            )
             targets = [r.val for r in sub.targetList or () if isinstance(r, ast.ResTarget)]
             terms = _UnionFind()
             outside: list[_Rel] = []
@@ -579,8 +607,9 @@ def _fields(node: Any) -> list[str | None] | None:
     """A column reference's names, None for a star; None if not a column reference."""
     if not isinstance(node, ast.ColumnRef):
         return None
-    return [None if isinstance(f, ast.A_Star) else getattr(f, "sval", None)
-            for f in node.fields or ()]
+    return [
+        None if isinstance(f, ast.A_Star) else getattr(f, "sval", None) for f in node.fields or ()
+    ]
 
 
 def _index(rel: _Rel, column: str) -> int | None:
@@ -606,8 +635,12 @@ def _sharded(
 
 def _from_rangevars(root: Any) -> list[ast.RangeVar]:
     """RangeVars that name relations read (not FOR UPDATE OF names or SELECT INTO targets)."""
-    skip = {id(rv) for node in walk(root) if isinstance(node, ast.LockingClause)
-            for rv in node.lockedRels or ()}
+    skip = {
+        id(rv)
+        for node in walk(root)
+        if isinstance(node, ast.LockingClause)
+        for rv in node.lockedRels or ()
+    }
     skip |= {id(node.rel) for node in walk(root) if isinstance(node, ast.IntoClause)}
     return [n for n in walk(root) if isinstance(n, ast.RangeVar) and id(n) not in skip]
 
@@ -631,8 +664,9 @@ def check_fanout(sql_text: str, tables: Mapping[str, ShardedTable]) -> FanoutTab
     ctes = _cte_names(stmt)
     clash = sorted(ctes & set(tables))
     if clash:
-        raise refuse(f"a WITH query is named like sharded table {clash[0]}",
-                     "rename the WITH query")
+        raise refuse(
+            f"a WITH query is named like sharded table {clash[0]}", "rename the WITH query"
+        )
     read = [t for rv in _from_rangevars(stmt) if (t := _sharded(rv, tables, ctes)) is not None]
     families = dict.fromkeys(t.family for t in read)
     if len(families) > 1:
@@ -640,17 +674,24 @@ def check_fanout(sql_text: str, tables: Mapping[str, ShardedTable]) -> FanoutTab
             f"{', '.join(dict.fromkeys(t.name for t in read if t.family == f))} in family {f}"
             for f in families
         )
-        raise refuse(f"sharded tables of different key families are read together ({named})",
-                     "read each key family in its own query and combine the results")
+        raise refuse(
+            f"sharded tables of different key families are read together ({named})",
+            "read each key family in its own query and combine the results",
+        )
     if not read:
-        raise refuse("the statement reads no sharded table, so every shard group would "
-                     "return the same rows", "run it on one node, not across shard groups")
+        raise refuse(
+            "the statement reads no sharded table, so every shard group would return the same rows",
+            "run it on one node, not across shard groups",
+        )
     analysis = _Analysis(tables, ctes)
     analysis.select(stmt, None, top=True)
     for rv in _from_rangevars(stmt):
         if id(rv) not in analysis.seen and _sharded(rv, tables, ctes) is not None:
-            raise refuse(f"sharded table {rv.relname} is read in a part of the statement "
-                         "the fan-out check does not follow", ONE_GROUP)
+            raise refuse(
+                f"sharded table {rv.relname} is read in a part of the statement "
+                "the fan-out check does not follow",
+                ONE_GROUP,
+            )
     refs = tuple(TableRef(r.alias, r.table) for r in analysis.rels)
     return FanoutTables(next(iter(families)), refs)
 
@@ -680,8 +721,11 @@ def owned_rows_sql(group_sql: str, refs: Sequence[TableRef], predicate: Predicat
             return item
         if isinstance(item, ast.RangeTableSample) and isinstance(item.relation, ast.RangeVar):
             if _sharded(item.relation, tables, ctes) is not None:
-                raise refuse(f"TABLESAMPLE on sharded table {item.relation.relname} is not "
-                             "run across shard groups", ONE_GROUP)
+                raise refuse(
+                    f"TABLESAMPLE on sharded table {item.relation.relname} is not "
+                    "run across shard groups",
+                    ONE_GROUP,
+                )
             return item
         if not isinstance(item, ast.RangeVar):
             return item
@@ -716,8 +760,11 @@ def _owned_subquery(
     rv: ast.RangeVar, table: ShardedTable, alias: str, predicate: Predicate
 ) -> ast.RangeSubselect:
     columns = [sql.Identifier(c) for c in table.key_columns]
-    name = (sql.Identifier(rv.schemaname, rv.relname or "") if rv.schemaname
-            else sql.Identifier(rv.relname or ""))
+    name = (
+        sql.Identifier(rv.schemaname, rv.relname or "")
+        if rv.schemaname
+        else sql.Identifier(rv.relname or "")
+    )
     inner = sql.SQL("SELECT * FROM {only}{name} WHERE {owned}").format(
         only=sql.SQL("" if rv.inh else "ONLY "), name=name, owned=predicate(table, columns)
     )

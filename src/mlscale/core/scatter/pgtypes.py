@@ -59,8 +59,14 @@ FLOAT4 = 700
 FLOAT8 = 701
 NUMERIC = 1700
 
-_NAMES = {INT2: "smallint", INT4: "integer", INT8: "bigint", NUMERIC: "numeric",
-          FLOAT4: "real", FLOAT8: "double precision"}
+_NAMES = {
+    INT2: "smallint",
+    INT4: "integer",
+    INT8: "bigint",
+    NUMERIC: "numeric",
+    FLOAT4: "real",
+    FLOAT8: "double precision",
+}
 _INT_BITS = {INT2: 16, INT4: 32, INT8: 64}
 _INT_RANK = {INT2: 0, INT4: 1, INT8: 2}
 _FLOATS = frozenset({FLOAT4, FLOAT8})
@@ -152,8 +158,12 @@ def _float_arith(op: str, x: float, y: float, oid: int) -> float:
         result = _float4(result)
     if math.isinf(result) and not math.isinf(x) and not (op != "/" and math.isinf(y)):
         raise MergeArithmeticError("value out of range: overflow", sqlstate=OUT_OF_RANGE)
-    if (result == 0.0 and x != 0.0 and op in ("*", "/")
-            and (y != 0.0 if op == "*" else not math.isinf(y))):
+    if (
+        result == 0.0
+        and x != 0.0
+        and op in ("*", "/")
+        and (y != 0.0 if op == "*" else not math.isinf(y))
+    ):
         raise MergeArithmeticError("value out of range: underflow", sqlstate=OUT_OF_RANGE)
     return result
 

@@ -38,8 +38,11 @@ __all__ = [
 # for any numeric (131072 digits before the point, 16383 after) and does not trap
 # inf - inf, which PostgreSQL answers with NaN.
 DECIMAL_CONTEXT = decimal.Context(
-    prec=200_000, rounding=decimal.ROUND_HALF_UP, Emax=decimal.MAX_EMAX,
-    Emin=decimal.MIN_EMIN, traps=[decimal.DivisionByZero, decimal.Overflow],
+    prec=200_000,
+    rounding=decimal.ROUND_HALF_UP,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.DivisionByZero, decimal.Overflow],
 )
 # numeric.c: NUMERIC_MIN_SIG_DIGITS, DEC_DIGITS, NUMERIC_MAX_DISPLAY_SCALE.
 _MIN_SIG_DIGITS = 16
@@ -201,8 +204,10 @@ def arith(op: str, a: Any, b: Any) -> Any:
     (see :mod:`mlscale.core.scatter.pgtypes`). NULL in, NULL out."""
     if a is None or b is None:
         return None
-    if isinstance(a, bool) or isinstance(b, bool) or not all(
-        isinstance(v, int | float | Decimal) for v in (a, b)
+    if (
+        isinstance(a, bool)
+        or isinstance(b, bool)
+        or not all(isinstance(v, int | float | Decimal) for v in (a, b))
     ):
         raise TypeError(f"operator {op} over {type(a).__name__} and {type(b).__name__}")
     if isinstance(a, float) or isinstance(b, float):

@@ -130,15 +130,17 @@ class ScatterPlan:
             if merge.distinct:
                 steps.append({"step": "distinct"})
         else:
-            steps.append({
-                "step": "combine partials per key",
-                "group_keys": merge.key_count,
-                "aggregates": [
-                    {"sql": a.sql, "gathered": a.gather is not None}
-                    | ({} if a.gather is None else {"gather": a.gather.to_dict()})
-                    for a in merge.aggregates
-                ],
-            })
+            steps.append(
+                {
+                    "step": "combine partials per key",
+                    "group_keys": merge.key_count,
+                    "aggregates": [
+                        {"sql": a.sql, "gathered": a.gather is not None}
+                        | ({} if a.gather is None else {"gather": a.gather.to_dict()})
+                        for a in merge.aggregates
+                    ],
+                }
+            )
             if merge.having is not None:
                 steps.append({"step": "having", "expr": str(merge.having)})
             steps.append({"step": "outputs", "exprs": [str(e) for e in merge.outputs]})

@@ -88,6 +88,11 @@ def _plan_concat(stmt: ast.SelectStmt, functions: frozenset[str]) -> ScatterPlan
     if limit is not None:
         stmt.limitCount = parse_select(f"SELECT 1 LIMIT {limit + offset}").limitCount
         stmt.limitOption = enums.LimitOption.LIMIT_OPTION_COUNT
-    merge = ConcatMerge(order=order, hidden=len(hidden), limit=limit, offset=offset,
-                        distinct=bool(stmt.distinctClause))
+    merge = ConcatMerge(
+        order=order,
+        hidden=len(hidden),
+        limit=limit,
+        offset=offset,
+        distinct=bool(stmt.distinctClause),
+    )
     return ScatterPlan(group_sql=text(stmt), merge=merge, functions=functions)

@@ -23,11 +23,25 @@ from mlscale.errors import RoutingError
 
 # Functions whose value differs per call: refused where the merger would combine or
 # compare their per-group values. (Stable ones such as now() are the same in a statement.)
-VOLATILE_FUNCTIONS = frozenset({
-    "random", "random_normal", "setseed", "nextval", "setval", "currval", "lastval",
-    "clock_timestamp", "timeofday", "gen_random_uuid", "uuid_generate_v1",
-    "uuid_generate_v1mc", "uuid_generate_v4", "txid_current", "pg_sleep",
-})
+VOLATILE_FUNCTIONS = frozenset(
+    {
+        "random",
+        "random_normal",
+        "setseed",
+        "nextval",
+        "setval",
+        "currval",
+        "lastval",
+        "clock_timestamp",
+        "timeofday",
+        "gen_random_uuid",
+        "uuid_generate_v1",
+        "uuid_generate_v1mc",
+        "uuid_generate_v4",
+        "txid_current",
+        "pg_sleep",
+    }
+)
 PREFIX = "cross-shard read: "
 _INTEGER = re.compile(r"-?[0-9]+")
 ONE_GROUP = "filter on the shard key so it runs on one group"
@@ -51,16 +65,19 @@ def func_name(call: ast.FuncCall) -> str:
 
 def is_aggregate(call: ast.FuncCall) -> bool:
     return call.over is None and (
-        func_name(call) in RULES or func_name(call) in REFUSED or func_name(call) in GATHERED
-        or bool(
-            call.agg_star or call.agg_distinct or call.agg_within_group or call.agg_filter
-        )
+        func_name(call) in RULES
+        or func_name(call) in REFUSED
+        or func_name(call) in GATHERED
+        or bool(call.agg_star or call.agg_distinct or call.agg_within_group or call.agg_filter)
     )
 
 
 def aggregates_in(node: Any) -> list[ast.FuncCall]:
-    return [n for n in walk(node, prune=(ast.SubLink,))
-            if isinstance(n, ast.FuncCall) and is_aggregate(n)]
+    return [
+        n
+        for n in walk(node, prune=(ast.SubLink,))
+        if isinstance(n, ast.FuncCall) and is_aggregate(n)
+    ]
 
 
 def int_const(node: Any, what: str) -> int | None:
@@ -70,8 +87,10 @@ def int_const(node: Any, what: str) -> int | None:
     value = position_of(node)
     if value is not None and value >= 0:
         return value
-    raise refuse(f"{what} {text(node)} is not a non-negative integer literal",
-                  f"write {what} as a literal number")
+    raise refuse(
+        f"{what} {text(node)} is not a non-negative integer literal",
+        f"write {what} as a literal number",
+    )
 
 
 def constant(node: ast.A_Const) -> Const:
@@ -91,31 +110,40 @@ def constant(node: ast.A_Const) -> Const:
         return Const(bool(val.boolval))
     if isinstance(val, ast.String):
         return Const(val.sval)
-    raise refuse(f"the literal {text(node)} in a merged expression",
-                 "compare with a number or a text")
+    raise refuse(
+        f"the literal {text(node)} in a merged expression", "compare with a number or a text"
+    )
 
 
 def check_statement(stmt: ast.SelectStmt) -> None:
     if stmt.op != enums.SetOperation.SETOP_NONE:
-        raise refuse("UNION/INTERSECT/EXCEPT is not merged across shard groups yet",
-                      "run each SELECT on its own and combine the results")
+        raise refuse(
+            "UNION/INTERSECT/EXCEPT is not merged across shard groups yet",
+            "run each SELECT on its own and combine the results",
+        )
     for present, what in (
         (stmt.withClause, "WITH (a common table expression) is not merged across shard groups yet"),
         (stmt.intoClause, "SELECT INTO is not run across shard groups"),
         (stmt.lockingClause, "FOR UPDATE/SHARE is not run across shard groups"),
-        (stmt.windowClause,
-         "a WINDOW clause (window functions) cannot be merged across shard groups"),
+        (
+            stmt.windowClause,
+            "a WINDOW clause (window functions) cannot be merged across shard groups",
+        ),
         (stmt.groupDistinct, "GROUP BY DISTINCT is not merged across shard groups yet"),
     ):
         if present:
             raise refuse(what)
     if stmt.distinctClause and stmt.distinctClause[0] is not None:
-        raise refuse("DISTINCT ON is not merged across shard groups (each group would keep "
-                     "its own first row per key)",
-                     "use DISTINCT or GROUP BY, or " + ONE_GROUP)
+        raise refuse(
+            "DISTINCT ON is not merged across shard groups (each group would keep "
+            "its own first row per key)",
+            "use DISTINCT or GROUP BY, or " + ONE_GROUP,
+        )
     if stmt.limitOption == enums.LimitOption.LIMIT_OPTION_WITH_TIES:
-        raise refuse("FETCH ... WITH TIES is not merged across shard groups yet",
-                      "use LIMIT, or " + ONE_GROUP)
+        raise refuse(
+            "FETCH ... WITH TIES is not merged across shard groups yet",
+            "use LIMIT, or " + ONE_GROUP,
+        )
     for node in walk(stmt):
         if isinstance(node, ast.FuncCall) and node.over is not None:
             raise refuse(f"the window function {text(node)} cannot be merged across shard groups")
@@ -127,22 +155,28 @@ def check_statement(stmt: ast.SelectStmt) -> None:
 
 def check_subquery(sub: ast.SelectStmt) -> None:
     if sub.distinctClause and sub.distinctClause[0] is not None:
-        raise refuse("a subquery with DISTINCT ON would keep one row per key on each shard "
-                     "group, so aggregates over it would count a key once per group",
-                     "use GROUP BY in the subquery, or " + ONE_GROUP)
+        raise refuse(
+            "a subquery with DISTINCT ON would keep one row per key on each shard "
+            "group, so aggregates over it would count a key once per group",
+            "use GROUP BY in the subquery, or " + ONE_GROUP,
+        )
     if sub.limitCount is not None or sub.limitOffset is not None:
-        raise refuse("LIMIT/OFFSET inside a subquery would apply on each shard group, not once",
-                      "move the LIMIT to the outer query, or " + ONE_GROUP)
+        raise refuse(
+            "LIMIT/OFFSET inside a subquery would apply on each shard group, not once",
+            "move the LIMIT to the outer query, or " + ONE_GROUP,
+        )
     if sub.groupClause or sub.distinctClause or sub.havingClause or aggregates_in(sub.targetList):
-        raise refuse("a subquery with aggregates, GROUP BY or DISTINCT would be computed "
-                     "per shard group",
-                      "compute it in an outer query, or " + ONE_GROUP)
+        raise refuse(
+            "a subquery with aggregates, GROUP BY or DISTINCT would be computed per shard group",
+            "compute it in an outer query, or " + ONE_GROUP,
+        )
 
 
 def plain_functions(node: Any) -> frozenset[str]:
     """The names of the calls under ``node`` read as plain functions, not aggregates."""
     return frozenset(
-        func_name(n) for n in walk(node)
+        func_name(n)
+        for n in walk(node)
         if isinstance(n, ast.FuncCall) and n.over is None and not is_aggregate(n)
     )
 
@@ -150,8 +184,11 @@ def plain_functions(node: Any) -> frozenset[str]:
 def check_volatile(node: Any, where: str) -> None:
     for item in walk(node):
         if isinstance(item, ast.FuncCall) and func_name(item) in VOLATILE_FUNCTIONS:
-            raise refuse(f"the volatile function {func_name(item)}() in {where} would differ "
-                          "per shard group", "compute it in the client, or " + ONE_GROUP)
+            raise refuse(
+                f"the volatile function {func_name(item)}() in {where} would differ "
+                "per shard group",
+                "compute it in the client, or " + ONE_GROUP,
+            )
 
 
 def check_collation(node: Any) -> None:
@@ -159,9 +196,11 @@ def check_collation(node: Any) -> None:
         if isinstance(item, ast.CollateClause):
             name = str((item.collname or ("",))[-1].sval)
             if name not in ("C", "POSIX", "ucs_basic"):
-                raise refuse(f'ORDER BY ... COLLATE "{name}" is not merged across shard groups '
-                             "(the merger sorts text in the C collation)",
-                             "sort in the C collation")
+                raise refuse(
+                    f'ORDER BY ... COLLATE "{name}" is not merged across shard groups '
+                    "(the merger sorts text in the C collation)",
+                    "sort in the C collation",
+                )
 
 
 def sort_flags(item: ast.SortBy) -> tuple[bool, bool]:
@@ -203,11 +242,14 @@ def target_for(node: Any, targets: list[ast.ResTarget], clause: str) -> int | No
     if position is not None:
         if any(is_star(t) for t in targets[:position]):
             # PostgreSQL counts positions after expanding *, which only it can do.
-            raise refuse(f"{clause} position {position} after a * in the select list",
-                         "name the columns, or order by a name")
+            raise refuse(
+                f"{clause} position {position} after a * in the select list",
+                "name the columns, or order by a name",
+            )
         if not 1 <= position <= len(targets):
-            raise refuse(f"{clause} position {position} is not in the select list",
-                         "fix the position")
+            raise refuse(
+                f"{clause} position {position} is not in the select list", "fix the position"
+            )
         return position - 1
     name = bare_name(node)
     for index, target in enumerate(targets):
@@ -225,8 +267,11 @@ def check_distinct_order(stmt: ast.SelectStmt) -> None:
     shown = {text(t.val) for t in targets}
     for item in stmt.sortClause or ():
         if target_for(item.node, targets, "ORDER BY") is None and text(item.node) not in shown:
-            raise refuse(f"for SELECT DISTINCT, ORDER BY expressions must appear in select list "
-                         f"({text(item.node)})", "add it to the select list")
+            raise refuse(
+                f"for SELECT DISTINCT, ORDER BY expressions must appear in select list "
+                f"({text(item.node)})",
+                "add it to the select list",
+            )
 
 
 def reparse_targets(texts: list[str]) -> tuple[ast.ResTarget, ...]:

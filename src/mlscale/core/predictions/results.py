@@ -1,0 +1,199 @@
+"""What the prediction log's calls return (plain values with ``to_dict()``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..causal import CausalToken
+
+__all__ = [
+    "CalibrationBin",
+    "DailyCount",
+    "FlushResult",
+    "LabelResult",
+    "Prediction",
+    "Quality",
+    "RetentionResult",
+    "WriterStats",
+]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, CausalToken):
+        return value.to_string()
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in asdict(obj).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """Predictions written by one flush: ``rows`` new rows stored, ``duplicates``
+    already there (resent: not stored twice), per shard group the rows sent, the causal
+    ``token`` of the commits, and how long it took (seconds)."""
+
+    rows: int
+    duplicates: int
+    groups: dict[str, int]
+    token: CausalToken
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the token as its string)."""
+        return _to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStats:
+    """A prediction writer's counters since it started.
+
+    ``queued``: predictions taken and not yet written (the queue depth), of at most
+    ``queue_limit``; ``written``/``duplicates``: rows stored / found already stored;
+    ``rows_per_s``: written over the writer's lifetime; ``flushes`` and the flush
+    latency (ms, from a batch's first row queued to its commit: ``flush_p50_ms``,
+    ``flush_p99_ms`` over the last 1,000 flushes); ``blocked_s``: time callers spent
+    waiting for room; ``rejected``: rows refused because the queue was full
+    (``on_full="raise"``); ``failures`` and the last ``error`` of a write that will
+    be retried.
+    """
+
+    queued: int
+    queue_limit: int
+    written: int
+    duplicates: int
+    rows_per_s: float
+    flushes: int
+    flush_p50_ms: float
+    flush_p99_ms: float
+    blocked_s: float
+    rejected: int
+    failures: int
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return _to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelResult:
+    """Labels sent: ``written`` (attached to their prediction), ``superseded`` (older
+    than the label already there, or sent twice), ``unmatched`` (no such prediction on
+    the entity's group: kept aside in the unmatched table and attached later by
+    ``attach_labels``), and the causal ``token`` of the commits."""
+
+    written: int
+    superseded: int
+    unmatched: int
+    token: CausalToken
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the token as its string)."""
+        return _to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One stored prediction and its label, if it has one."""
+
+    entity: Any
+    prediction_id: uuid.UUID
+    ts: dt.datetime
+    model: str
+    model_version: str
+    score: float | None
+    predicted: str | None
+    extra: Any
+    label_ts: dt.datetime | None = None
+    outcome: float | None = None
+    label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (times in ISO 8601, the id as text)."""
+        return _to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DailyCount:
+    """Predictions of one model version on one UTC day: how many, their mean score
+    (None if none has a score), and how many have a label."""
+
+    model: str
+    model_version: str
+    day: dt.date
+    predictions: int
+    mean_score: float | None
+    labeled: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return _to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationBin:
+    """Labeled predictions whose score fell in [``low``, ``high``): how many, their
+    mean score and their mean outcome (a calibrated model has the two close)."""
+
+    low: float
+    high: float
+    count: int
+    mean_score: float
+    mean_outcome: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return _to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """A model version's quality on one UTC day, over its predictions with a label.
+
+    ``accuracy``: share of labeled predictions whose ``predicted`` class equals the
+    ``label`` (over those having both; None if none); ``mae``: mean absolute error of
+    ``score`` against ``outcome`` (over those having both); ``calibration``: bins of
+    score in [0, 1] (scores outside are left out) with their mean outcome.
+    """
+
+    model: str
+    model_version: str
+    day: dt.date
+    predictions: int
+    labeled: int
+    accuracy: float | None
+    mae: float | None
+    calibration: tuple[CalibrationBin, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        out = _to_dict(self)
+        out["calibration"] = [b.to_dict() for b in self.calibration]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    """Partitions dropped by a retention run: the days (UTC) whose predictions and
+    labels are gone, and the partitions dropped per shard group."""
+
+    before: dt.date
+    days: tuple[dt.date, ...]
+    partitions: dict[str, tuple[str, ...]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "before": self.before.isoformat(),
+            "days": [d.isoformat() for d in self.days],
+            "partitions": {g: list(p) for g, p in self.partitions.items()},
+        }

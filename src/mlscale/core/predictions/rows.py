@@ -1,0 +1,655 @@
+"""Predictions and labels, checked and put in columns: :class:`PredictionBatch`,
+:class:`LabelBatch`.
+
+Rows come one at a time (:func:`check_prediction`, checked in Python, a few
+microseconds) or as a batch (a pandas DataFrame, a pyarrow Table, a dict of columns
+or a list of dicts: :func:`to_predictions`, checked in numpy). Every check runs
+before anything is queued, and each failure is a :class:`PredictionError` naming the
+column and rows, so nothing is dropped silently:
+
+- a missing entity, ``model`` or ``model_version`` (the required columns), or a
+  column the log does not have;
+- an entity key of the wrong type or out of its type's range;
+- a ``prediction_id`` that is not a uuid (a missing one is made: uuid4), a ``ts``
+  that is not a time (missing: now; naive times are UTC);
+- a ``score`` that is not a number, a ``predicted`` class that is not text, an
+  ``extra`` that is not JSON-able;
+- a prediction with neither a score nor a predicted class.
+
+A batch encodes itself as one binary COPY payload (:mod:`mlscale.core.copybinary`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ...errors import PredictionError
+from ..copybinary import CopyColumn, PgType, encode_copy
+from ..slots import KeyType
+from .spec import PredictionLog
+
+__all__ = [
+    "LabelBatch",
+    "PredictionBatch",
+    "check_label",
+    "check_prediction",
+    "labels_from_rows",
+    "new_ids",
+    "predictions_from_rows",
+    "to_labels",
+    "to_predictions",
+]
+
+_INT_RANGES = {
+    KeyType.INT8: (-(2**63), 2**63 - 1),
+    KeyType.INT4: (-(2**31), 2**31 - 1),
+    KeyType.INT2: (-(2**15), 2**15 - 1),
+}
+_KEY_COPY = {
+    KeyType.INT8: PgType.INT8,
+    KeyType.INT4: PgType.INT4,
+    KeyType.INT2: PgType.INT2,
+    KeyType.TEXT: PgType.TEXT,
+    KeyType.UUID: PgType.UUID,
+}
+_PREDICTION_FIELDS = (
+    "prediction_id",
+    "ts",
+    "score",
+    "model",
+    "model_version",
+    "predicted",
+    "extra",
+)
+_LABEL_FIELDS = ("prediction_id", "label_ts", "outcome", "label")
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+# -- one row at a time --------------------------------------------------------------------
+
+
+def _key_value(log: PredictionLog, value: Any, where: str) -> Any:
+    kt = log.key_type
+    if value is None:
+        raise PredictionError(f"{where}: the entity {log.entity!r} is missing")
+    if kt in _INT_RANGES:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise PredictionError(
+                f"{where}: entity {log.entity!r} is {kt}; got {type(value).__name__} {value!r}"
+            )
+        lo, hi = _INT_RANGES[kt]
+        if not lo <= int(value) <= hi:
+            raise PredictionError(f"{where}: entity {value!r} is out of range for {kt}")
+        return int(value)
+    if kt is KeyType.TEXT:
+        if not isinstance(value, str):
+            raise PredictionError(f"{where}: entity {log.entity!r} is text; got {value!r}")
+        if "\x00" in value:
+            raise PredictionError(f"{where}: a text entity holds a NUL character")
+        return value
+    return _uuid(value, where, "entity").bytes
+
+
+def _uuid(value: Any, where: str, what: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        if isinstance(value, bytes) and len(value) == 16:
+            return uuid.UUID(bytes=value)
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise PredictionError(f"{where}: {what} {value!r} is not a uuid") from None
+
+
+def _time_us(value: Any, where: str, what: str) -> int:
+    if value is None:
+        return _now_us()
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return int((value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1))
+    if isinstance(value, np.datetime64):
+        return int(value.astype("datetime64[us]").astype(np.int64))
+    if isinstance(value, str):
+        try:
+            return _time_us(dt.datetime.fromisoformat(value), where, what)
+        except ValueError:
+            pass
+    raise PredictionError(f"{where}: {what} {value!r} is not a time")
+
+
+def _text(value: Any, where: str, what: str, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise PredictionError(f"{where}: {what} is missing")
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise PredictionError(f"{where}: {what} must be {'non-empty ' if required else ''}text")
+    if "\x00" in value:
+        raise PredictionError(f"{where}: {what} holds a NUL character")
+    return value
+
+
+def _number(value: Any, where: str, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise PredictionError(f"{where}: {what} must be a number; got {value!r}")
+    return float(value)
+
+
+def _json(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise PredictionError(f"{where}: extra is not JSON-able ({exc})") from None
+
+
+def check_prediction(
+    log: PredictionLog,
+    entity: Any,
+    model: Any,
+    model_version: Any,
+    score: Any = None,
+    predicted: Any = None,
+    prediction_id: Any = None,
+    ts: Any = None,
+    extra: Any = None,
+    where: str = "prediction",
+) -> tuple[Any, ...]:
+    """One prediction, checked, as a row in :data:`_PREDICTION_FIELDS` order after the
+    entity (``prediction_id`` as 16 bytes, ``ts`` in microseconds since 1970 UTC)."""
+    key = _key_value(log, entity, where)
+    m = _text(model, where, "model", True)
+    v = _text(model_version, where, "model_version", True)
+    s = _number(score, where, "score")
+    p = _text(predicted, where, "predicted", False)
+    if s is None and p is None:
+        raise PredictionError(f"{where}: a prediction needs a score, a predicted class or both")
+    if s is not None and math.isnan(s):
+        raise PredictionError(f"{where}: score is NaN (send None for no score)")
+    pid = uuid.uuid4() if prediction_id is None else _uuid(prediction_id, where, "prediction_id")
+    return (key, pid.bytes, _time_us(ts, where, "ts"), s, m, v, p, _json(extra, where))
+
+
+def check_label(
+    log: PredictionLog,
+    prediction_id: Any,
+    entity: Any,
+    outcome: Any = None,
+    label: Any = None,
+    label_ts: Any = None,
+    where: str = "label",
+) -> tuple[Any, ...]:
+    """One label, checked, as a row: entity, prediction_id (16 bytes), label_ts (us
+    since 1970), outcome, label."""
+    if prediction_id is None:
+        raise PredictionError(f"{where}: prediction_id is missing")
+    key = _key_value(log, entity, where)
+    pid = _uuid(prediction_id, where, "prediction_id")
+    o = _number(outcome, where, "outcome")
+    lab = _text(label, where, "label", False)
+    if o is None and lab is None:
+        raise PredictionError(f"{where}: a label needs an outcome, a label or both")
+    if o is not None and math.isnan(o):
+        raise PredictionError(f"{where}: outcome is NaN (send None for no outcome)")
+    return (key, pid.bytes, _time_us(label_ts, where, "label_ts"), o, lab)
+
+
+# -- columns ------------------------------------------------------------------------------
+
+
+def _keys_column(log: PredictionLog, keys: Sequence[Any]) -> npt.NDArray[Any]:
+    if log.key_type in _INT_RANGES:
+        return np.asarray(keys, dtype=np.int64)
+    if log.key_type is KeyType.UUID:
+        return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 16)
+    return np.asarray(keys, dtype=object)
+
+
+def _opt(values: Sequence[Any], dtype: Any) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
+    valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    if dtype is object:
+        return np.asarray(values, dtype=object), valid
+    arr = np.zeros(len(values), dtype=dtype)
+    if valid.any():
+        arr[valid] = [v for v in values if v is not None]
+    return arr, valid
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionBatch:
+    """Checked predictions in columns. ``entity``: int64, object str, or (n, 16) uint8
+    uuids; ``prediction_id``: (n, 16) uint8; ``ts_us``: microseconds since 1970 UTC;
+    ``score`` float64, ``predicted``/``extra`` object arrays, each with a mask of
+    which are present; ``model``/``model_version`` object arrays of str."""
+
+    log: PredictionLog
+    entity: npt.NDArray[Any]
+    prediction_id: npt.NDArray[np.uint8]
+    ts_us: npt.NDArray[np.int64]
+    score: npt.NDArray[np.float64]
+    score_valid: npt.NDArray[np.bool_]
+    model: npt.NDArray[Any]
+    model_version: npt.NDArray[Any]
+    predicted: npt.NDArray[Any]
+    predicted_valid: npt.NDArray[np.bool_]
+    extra: npt.NDArray[Any]
+    extra_valid: npt.NDArray[np.bool_]
+
+    @property
+    def size(self) -> int:
+        """How many predictions."""
+        return int(self.ts_us.shape[0])
+
+    def take(self, index: npt.NDArray[Any]) -> PredictionBatch:
+        """The rows at ``index`` (positions or a boolean mask)."""
+        return PredictionBatch(
+            self.log,
+            *(getattr(self, f)[index] for f in _BATCH_ARRAYS),
+        )
+
+    @classmethod
+    def concat(cls, batches: Sequence[PredictionBatch]) -> PredictionBatch:
+        """One batch of ``batches``' rows, in order."""
+        if len(batches) == 1:
+            return batches[0]
+        return cls(
+            batches[0].log,
+            *(np.concatenate([getattr(b, f) for b in batches]) for f in _BATCH_ARRAYS),
+        )
+
+    def days(self) -> list[dt.date]:
+        """The UTC days the rows' times fall in."""
+        if not self.size:
+            return []
+        days = np.unique(self.ts_us.astype("datetime64[us]").astype("datetime64[D]"))
+        return [d.item() for d in days]
+
+    def ids(self) -> list[uuid.UUID]:
+        """The prediction ids."""
+        raw = self.prediction_id.tobytes()
+        return [uuid.UUID(bytes=raw[i : i + 16]) for i in range(0, len(raw), 16)]
+
+    def copy_payload(self) -> bytes:
+        """The rows as one binary COPY payload in the layout's ``copy_columns`` order."""
+        return encode_copy(
+            [
+                CopyColumn(_KEY_COPY[self.log.key_type], self.entity),
+                CopyColumn(PgType.UUID, self.prediction_id),
+                CopyColumn(PgType.TIMESTAMPTZ, self.ts_us),
+                CopyColumn(PgType.FLOAT8, self.score, self.score_valid),
+                CopyColumn(PgType.TEXT, self.model),
+                CopyColumn(PgType.TEXT, self.model_version),
+                CopyColumn(PgType.TEXT, self.predicted, self.predicted_valid),
+                CopyColumn(PgType.JSONB, self.extra, self.extra_valid),
+            ]
+        )
+
+
+_BATCH_ARRAYS = (
+    "entity",
+    "prediction_id",
+    "ts_us",
+    "score",
+    "score_valid",
+    "model",
+    "model_version",
+    "predicted",
+    "predicted_valid",
+    "extra",
+    "extra_valid",
+)
+
+
+def predictions_from_rows(log: PredictionLog, rows: Sequence[tuple[Any, ...]]) -> PredictionBatch:
+    """A batch of rows made by :func:`check_prediction`."""
+    if not rows:
+        cols: list[Sequence[Any]] = [[] for _ in range(8)]
+    else:
+        cols = [list(c) for c in zip(*rows, strict=True)]
+    score, score_valid = _opt(cols[3], np.float64)
+    predicted, predicted_valid = _opt(cols[6], object)
+    extra, extra_valid = _opt(cols[7], object)
+    return PredictionBatch(
+        log,
+        _keys_column(log, cols[0]),
+        np.frombuffer(b"".join(cols[1]), dtype=np.uint8).reshape(-1, 16),
+        np.asarray(cols[2], dtype=np.int64),
+        score,
+        score_valid,
+        np.asarray(cols[4], dtype=object),
+        np.asarray(cols[5], dtype=object),
+        predicted,
+        predicted_valid,
+        extra,
+        extra_valid,
+    )
+
+
+def _records(data: Any, fields: Sequence[str], required: Sequence[str], what: str) -> Any:
+    """``data`` as a pandas DataFrame whose columns are known to be ``fields``."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif hasattr(data, "to_pandas") and hasattr(data, "schema"):  # a pyarrow Table
+        frame = data.to_pandas()
+    elif isinstance(data, Mapping):
+        frame = pd.DataFrame(dict(data))
+    elif isinstance(data, Sequence) and not isinstance(data, str | bytes):
+        if not all(isinstance(r, Mapping) for r in data):
+            raise PredictionError(f"{what}: rows must be mappings (dicts) of column to value")
+        frame = pd.DataFrame.from_records(list(data))
+    else:
+        raise PredictionError(
+            f"{what}: expected a DataFrame, an Arrow table, a dict of columns or a list of "
+            f"dicts; got {type(data).__name__}"
+        )
+    extra = sorted(set(map(str, frame.columns)) - set(fields))
+    if extra:
+        raise PredictionError(
+            f"{what}: unknown column(s) {', '.join(extra)}; the columns are {', '.join(fields)}"
+        )
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise PredictionError(f"{what}: missing column(s) {', '.join(missing)}")
+    return frame
+
+
+def _rows_text(mask: npt.NDArray[np.bool_]) -> str:
+    idx = np.flatnonzero(mask)
+    shown = ", ".join(str(i) for i in idx[:5].tolist())
+    return f"row(s) {shown}{' ...' if idx.size > 5 else ''} ({idx.size} in all)"
+
+
+def _keys(log: PredictionLog, series: Any, where: str) -> npt.NDArray[Any]:
+    na = series.isna().to_numpy()
+    if na.any():
+        raise PredictionError(f"{where}: the entity {log.entity!r} is missing in {_rows_text(na)}")
+    kt = log.key_type
+    if kt in _INT_RANGES:
+        if series.dtype.kind in "iu":
+            arr = series.to_numpy()
+        elif series.dtype.kind == "O" and all(type(v) is int for v in series.tolist()):
+            try:
+                arr = np.asarray(series.tolist(), dtype=np.int64)
+            except OverflowError:
+                raise PredictionError(f"{where}: an entity is out of range for {kt}") from None
+        else:
+            raise PredictionError(
+                f"{where}: entity {log.entity!r} is {kt}; the column is {series.dtype} "
+                "(integers expected)"
+            )
+        lo, hi = _INT_RANGES[kt]
+        if arr.dtype.kind == "u" and arr.size and arr.max() > hi:
+            raise PredictionError(f"{where}: an entity is out of range for {kt}")
+        out: npt.NDArray[Any] = arr.astype(np.int64)
+        bad = (out < lo) | (out > hi)
+        if bad.any():
+            raise PredictionError(f"{where}: entity out of range for {kt} in {_rows_text(bad)}")
+        return out
+    values = series.tolist()
+    return _keys_column(log, [_key_value(log, v, where) for v in values])
+
+
+def _texts(
+    frame: Any, name: str, where: str, required: bool
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
+    n = len(frame)
+    if name not in frame.columns:
+        if required:
+            raise PredictionError(f"{where}: missing column {name}")
+        return np.full(n, None, dtype=object), np.zeros(n, dtype=bool)
+    series = frame[name]
+    valid = ~series.isna().to_numpy()
+    values = np.asarray(series.astype(object).to_numpy(), dtype=object)
+    present = values[valid].tolist()
+    if not all(type(v) is str for v in present):
+        bad = np.zeros(n, dtype=bool)
+        bad[np.flatnonzero(valid)] = [type(v) is not str for v in present]
+        raise PredictionError(f"{where}: {name} must be text in {_rows_text(bad)}")
+    if required:
+        empty = ~valid
+        empty[np.flatnonzero(valid)] = [not v for v in present]
+        if empty.any():
+            raise PredictionError(f"{where}: {name} is missing in {_rows_text(empty)}")
+    if any("\x00" in v for v in present):
+        raise PredictionError(f"{where}: {name} holds a NUL character")
+    values[~valid] = None
+    return values, valid
+
+
+def _floats(
+    frame: Any, name: str, where: str
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    n = len(frame)
+    if name not in frame.columns:
+        return np.zeros(n), np.zeros(n, dtype=bool)
+    series = frame[name]
+    valid = ~series.isna().to_numpy()
+    if series.dtype.kind in "iuf":
+        arr = series.to_numpy(dtype=np.float64, na_value=0.0)
+    else:
+        present = series[valid].tolist()
+        ok = [not isinstance(v, bool) and isinstance(v, int | float | np.number) for v in present]
+        if not all(ok):
+            bad = np.zeros(n, dtype=bool)
+            bad[np.flatnonzero(valid)] = [not o for o in ok]
+            raise PredictionError(f"{where}: {name} must be a number in {_rows_text(bad)}")
+        arr = np.zeros(n)
+        arr[valid] = np.asarray(present, dtype=np.float64)
+    if series.dtype.kind == "f":  # a NaN in a float column is pandas' missing value
+        valid &= ~np.isnan(arr)
+    arr[~valid] = 0.0
+    return arr, valid
+
+
+def _ids(frame: Any, where: str) -> npt.NDArray[np.uint8]:
+    n = len(frame)
+    if "prediction_id" not in frame.columns:
+        return new_ids(n)
+    series = frame["prediction_id"]
+    na = series.isna().to_numpy()
+    raw = [
+        b"" if missing else _uuid(v, where, "prediction_id").bytes
+        for v, missing in zip(series.tolist(), na.tolist(), strict=True)
+    ]
+    if na.any():
+        fresh = new_ids(int(na.sum())).tobytes()
+        for j, i in enumerate(np.flatnonzero(na).tolist()):
+            raw[i] = fresh[16 * j : 16 * j + 16]
+    return np.frombuffer(b"".join(raw), dtype=np.uint8).reshape(-1, 16)
+
+
+def new_ids(n: int) -> npt.NDArray[np.uint8]:
+    """``n`` random (version 4) uuids as an (n, 16) array."""
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    return raw
+
+
+def _times(frame: Any, name: str, where: str) -> npt.NDArray[np.int64]:
+    n = len(frame)
+    if name not in frame.columns:
+        return np.full(n, _now_us(), dtype=np.int64)
+    import pandas as pd
+
+    series = frame[name]
+    na = series.isna().to_numpy()
+    try:
+        mixed = {"format": "mixed"} if series.dtype.kind == "O" else {}
+        ts = pd.to_datetime(series, utc=True, **mixed)
+    except (ValueError, TypeError) as exc:
+        raise PredictionError(
+            f"{where}: {name} holds something that is not a time ({exc})"
+        ) from None
+    out = np.asarray(
+        ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+    ).astype(np.int64)
+    if na.any():
+        out[na] = _now_us()
+    return out
+
+
+def to_predictions(log: PredictionLog, data: Any) -> PredictionBatch:
+    """Check a batch of predictions (see the module docstring) into columns."""
+    fields = (log.entity, *_PREDICTION_FIELDS)
+    where = "predictions"
+    frame = _records(data, fields, (log.entity, "model", "model_version"), where)
+    if not len(frame):
+        return predictions_from_rows(log, [])
+    entity = _keys(log, frame[log.entity], where)
+    model, _ = _texts(frame, "model", where, True)
+    version, _ = _texts(frame, "model_version", where, True)
+    score, score_valid = _floats(frame, "score", where)
+    predicted, predicted_valid = _texts(frame, "predicted", where, False)
+    neither = ~score_valid & ~predicted_valid
+    if neither.any():
+        raise PredictionError(
+            f"{where}: a prediction needs a score, a predicted class or both; "
+            f"{_rows_text(neither)} have neither"
+        )
+    if "extra" in frame.columns:
+        extras = [_json(v, where) for v in _optional(frame["extra"])]
+        extra, extra_valid = _opt(extras, object)
+    else:
+        extra, extra_valid = np.full(len(frame), None, dtype=object), np.zeros(len(frame), bool)
+    return PredictionBatch(
+        log,
+        entity,
+        _ids(frame, where),
+        _times(frame, "ts", where),
+        score,
+        score_valid,
+        model,
+        version,
+        predicted,
+        predicted_valid,
+        extra,
+        extra_valid,
+    )
+
+
+def _optional(series: Any) -> list[Any]:
+    return [None if _missing(v) else v for v in series.tolist()]
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, NaT, pd.NA
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class LabelBatch:
+    """Checked labels in columns (see :func:`check_label`)."""
+
+    log: PredictionLog
+    entity: npt.NDArray[Any]
+    prediction_id: npt.NDArray[np.uint8]
+    label_ts_us: npt.NDArray[np.int64]
+    outcome: npt.NDArray[np.float64]
+    outcome_valid: npt.NDArray[np.bool_]
+    label: npt.NDArray[Any]
+    label_valid: npt.NDArray[np.bool_]
+
+    @property
+    def size(self) -> int:
+        """How many labels."""
+        return int(self.label_ts_us.shape[0])
+
+    def take(self, index: npt.NDArray[Any]) -> LabelBatch:
+        """The rows at ``index``."""
+        return LabelBatch(
+            self.log,
+            self.entity[index],
+            self.prediction_id[index],
+            self.label_ts_us[index],
+            self.outcome[index],
+            self.outcome_valid[index],
+            self.label[index],
+            self.label_valid[index],
+        )
+
+    def copy_payload(self) -> bytes:
+        """The rows as one binary COPY payload for the labels' staging table."""
+        return encode_copy(
+            [
+                CopyColumn(_KEY_COPY[self.log.key_type], self.entity),
+                CopyColumn(PgType.UUID, self.prediction_id),
+                CopyColumn(PgType.TIMESTAMPTZ, self.label_ts_us),
+                CopyColumn(PgType.FLOAT8, self.outcome, self.outcome_valid),
+                CopyColumn(PgType.TEXT, self.label, self.label_valid),
+            ]
+        )
+
+
+def labels_from_rows(log: PredictionLog, rows: Sequence[tuple[Any, ...]]) -> LabelBatch:
+    """A batch of rows made by :func:`check_label`."""
+    cols: list[Sequence[Any]] = (
+        [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(5)]
+    )
+    outcome, outcome_valid = _opt(cols[3], np.float64)
+    label, label_valid = _opt(cols[4], object)
+    return LabelBatch(
+        log,
+        _keys_column(log, cols[0]),
+        np.frombuffer(b"".join(cols[1]), dtype=np.uint8).reshape(-1, 16),
+        np.asarray(cols[2], dtype=np.int64),
+        outcome,
+        outcome_valid,
+        label,
+        label_valid,
+    )
+
+
+def to_labels(log: PredictionLog, data: Any) -> LabelBatch:
+    """Check a batch of labels (columns ``prediction_id``, the entity, ``outcome`` and/or
+    ``label``, optional ``label_ts``) into columns."""
+    fields = ("prediction_id", log.entity, "outcome", "label", "label_ts")
+    where = "labels"
+    frame = _records(data, fields, ("prediction_id", log.entity), where)
+    if not len(frame):
+        return labels_from_rows(log, [])
+    na = frame["prediction_id"].isna().to_numpy()
+    if na.any():
+        raise PredictionError(f"{where}: prediction_id is missing in {_rows_text(na)}")
+    outcome, outcome_valid = _floats(frame, "outcome", where)
+    label, label_valid = _texts(frame, "label", where, False)
+    neither = ~outcome_valid & ~label_valid
+    if neither.any():
+        raise PredictionError(
+            f"{where}: a label needs an outcome, a label or both; "
+            f"{_rows_text(neither)} have neither"
+        )
+    return LabelBatch(
+        log,
+        _keys(log, frame[log.entity], where),
+        _ids(frame, where),
+        _times(frame, "label_ts", where),
+        outcome,
+        outcome_valid,
+        label,
+        label_valid,
+    )

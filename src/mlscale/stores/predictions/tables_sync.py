@@ -1,0 +1,220 @@
+# Generated from tables_async.py by scripts/async_to_sync.py: do not edit.
+# Change tables_async.py and run the script again.
+"""A prediction log's tables: made on every group, recorded in the catalog, partitioned
+by day ahead of time, and dropped a whole day at a time (async source).
+
+A log is created by making its three sharded tables first (placed by its key family,
+whose map is made evenly over every shard group if the family has none) and
+recording its spec last, so a recorded log always has its tables. Creating an
+equal log again is a no-op; a different definition under a recorded name is refused.
+
+Daily partitions of the predictions and labels are made for yesterday, today and
+``days_ahead`` days ahead when the log is opened, and for any other day the moment a
+write needs it (remembered per process, so a write checks nothing it already made).
+Retention drops whole partitions: no DELETE, no bloat, no vacuum debt.
+
+``tables_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from ...core.predictions.layout import PredictionLayout, day_of_partition
+from ...core.predictions.results import RetentionResult
+from ...core.predictions.spec import PredictionLog
+from ...core.shardmaps import KeyFamily, SlotMap
+from ...engine.cluster_sync import Cluster
+from ...engine.translate import translating
+from ...errors import CatalogError, MlscaleError, PredictionError
+
+__all__ = ["PredictionTables"]
+
+_TABLE = "mlscale_catalog.prediction_logs"
+_EXISTS = ("42P07", "23505")  # duplicate table; a racing CREATE's catalog collision
+
+
+@contextmanager
+def _control(cluster: Cluster) -> Iterator[Connection[Any]]:
+    """A connection to the catalog; a catalog older than prediction logs named as such."""
+    try:
+        with translating("control"):
+            with cluster.connection("control") as conn:
+                yield conn
+    except CatalogError:
+        raise
+    except MlscaleError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+            raise CatalogError(
+                "the catalog has no prediction logs yet (it predates them): run "
+                "`mlscale catalog migrate`"
+            ) from exc
+        raise
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+class PredictionTables:
+    """The prediction logs of one cluster: their definitions and their tables."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._made: set[tuple[str, str]] = set()  # (group, partition) known to exist
+
+    @property
+    def groups(self) -> list[str]:
+        """The cluster's shard groups."""
+        return [g.name for g in self._cluster.config.shard_groups]
+
+    def load(self) -> list[PredictionLog]:
+        """Every recorded prediction log, by name."""
+        with _control(self._cluster) as conn:
+            cur = conn.execute(f"SELECT spec FROM {_TABLE} ORDER BY name")  # noqa: S608
+            rows = cur.fetchall()
+        return [PredictionLog.from_spec(r[0]) for r in rows]
+
+    def get(self, name: str) -> PredictionLog:
+        """The recorded log ``name``; a PredictionError naming the known ones if none."""
+        with _control(self._cluster) as conn:
+            cur = conn.execute(
+                f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
+                (name,),
+            )
+            row = cur.fetchone()
+        if row is None:
+            known = ", ".join(log.name for log in self.load()) or "none"
+            raise PredictionError(f"no prediction log {name!r} (known: {known})")
+        return PredictionLog.from_spec(row[0])
+
+    def create(self, log: PredictionLog) -> PredictionLog:
+        """Make ``log``'s tables where missing and record it (see the module docstring)."""
+        with _control(self._cluster) as conn:
+            cur = conn.execute(
+                f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
+                (log.name,),
+            )
+            row = cur.fetchone()
+        if row is not None and PredictionLog.from_spec(row[0]) != log:
+            raise PredictionError(
+                f"prediction log {log.name!r} exists with another definition "
+                f"({PredictionLog.from_spec(row[0]).to_spec()}); pick another name"
+            )
+        self._family(log)
+        layout = PredictionLayout(log)
+        known = (self._cluster.shards()).tables
+        for name, ddl in zip(
+            layout.tables,
+            (layout.predictions_ddl(), layout.labels_ddl(), layout.unmatched_ddl()),
+            strict=True,
+        ):
+            if name not in known:
+                self._cluster.create_sharded_table(ddl, shard_key=log.entity, family=log.family)
+        self.ensure_ahead(log)
+        if row is None:
+            with _control(self._cluster) as conn:
+                conn.execute(
+                    f"INSERT INTO {_TABLE} (name, spec) VALUES (%s, %s) "  # noqa: S608
+                    "ON CONFLICT (name) DO NOTHING",
+                    (log.name, Jsonb(log.to_spec())),
+                )
+        return log
+
+    def _family(self, log: PredictionLog) -> None:
+        """The log's key family: made (an even slot map over every group) if missing,
+        else checked to have the entity's key type."""
+        shards = self._cluster.shards()
+        if log.family in shards.maps:
+            have = tuple(shards.map_of(log.family).key_types)
+            if have != (log.key_type,):
+                raise PredictionError(
+                    f"prediction log {log.name!r}: key family {log.family!r} has key types "
+                    f"{', '.join(have)}, the entity {log.key_type}"
+                )
+            return
+        family = KeyFamily.of(log.family, log.key_type)
+        try:
+            even = SlotMap.even(family, self.groups)
+            self._cluster.create_shard_map(even, "prediction log")
+        except MlscaleError:
+            shards = self._cluster.refresh_shards()
+            if log.family not in shards.maps:  # not a racing creation: a real failure
+                raise
+
+    def ensure_ahead(self, log: PredictionLog) -> None:
+        """Partitions of yesterday, today and ``log.days_ahead`` days ahead."""
+        today = _today()
+        self.ensure_days(log, [today + dt.timedelta(days=d) for d in range(-1, log.days_ahead + 1)])
+
+    def ensure_days(
+        self, log: PredictionLog, days: Iterable[dt.date], groups: Iterable[str] | None = None
+    ) -> None:
+        """The predictions' and labels' partitions of ``days`` on ``groups`` (default:
+        every group), made if missing."""
+        layout = PredictionLayout(log)
+        wanted = list(days)
+        for group in self.groups if groups is None else groups:
+            for day in wanted:
+                for table in layout.partitioned:
+                    name = layout.partition(table, day)
+                    if (group, name) in self._made:
+                        continue
+                    try:
+                        self._cluster.as_written(group).execute(layout.partition_ddl(table, day))
+                    except MlscaleError as exc:
+                        if getattr(exc, "sqlstate", None) not in _EXISTS:
+                            raise
+                    self._made.add((group, name))
+
+    def days(self, log: PredictionLog) -> dict[str, list[dt.date]]:
+        """Per group, the days whose prediction partitions exist."""
+        layout = PredictionLayout(log)
+        out: dict[str, list[dt.date]] = {}
+        for group in self.groups:
+            rows = self._cluster.as_written(group).fetch_all(
+                layout.partitions_sql(), (log.name,), consistency="strong"
+            )
+            days = [day_of_partition(r[0]) for r in rows]
+            out[group] = sorted(d for d in days if d is not None)
+        return out
+
+    def retain(
+        self, log: PredictionLog, *, keep_days: int | None = None, before: dt.date | None = None
+    ) -> RetentionResult:
+        """Drop the predictions' and labels' partitions of every day before ``before``
+        (default: ``keep_days`` days before today, itself defaulting to the log's
+        ``retention_days``) on every group. Queries over a dropped day return the rest."""
+        if before is None:
+            keep = keep_days if keep_days is not None else log.retention_days
+            if keep is None:
+                raise PredictionError(
+                    f"prediction log {log.name!r} has no retention_days; say keep_days or before"
+                )
+            if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+                raise PredictionError("keep_days must be a whole number >= 1")
+            before = _today() - dt.timedelta(days=keep - 1)
+        layout = PredictionLayout(log)
+        dropped: dict[str, tuple[str, ...]] = {}
+        days: set[dt.date] = set()
+        for group in self.groups:
+            scope = self._cluster.as_written(group)
+            names: list[str] = []
+            for table in layout.partitioned:
+                rows = scope.fetch_all(layout.partitions_sql(), (table,), consistency="strong")
+                for (name,) in rows:
+                    day = day_of_partition(name)
+                    if day is not None and day < before:
+                        scope.execute(layout.drop_sql(name))
+                        self._made.discard((group, name))
+                        names.append(name)
+                        days.add(day)
+            dropped[group] = tuple(names)
+        return RetentionResult(before, tuple(sorted(days)), dropped)
