@@ -10,6 +10,7 @@ from typing import Any
 from ..causal import CausalToken
 
 __all__ = [
+    "AttachResult",
     "CalibrationBin",
     "DailyCount",
     "FlushResult",
@@ -94,6 +95,20 @@ class LabelResult:
     written: int
     superseded: int
     unmatched: int
+    token: CausalToken
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the token as its string)."""
+        return _to_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AttachResult:
+    """Unmatched labels attached to predictions that arrived after them, how many are
+    still unmatched, and the causal ``token`` of the commits."""
+
+    attached: int
+    remaining: int
     token: CausalToken
 
     def to_dict(self) -> dict[str, Any]:

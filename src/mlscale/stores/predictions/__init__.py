@@ -1,0 +1,41 @@
+"""The prediction log: predictions written at COPY speed, labels that arrive later,
+quality per model and day, and retention a whole day at a time.
+
+    from mlscale.stores.predictions import PredictionLog, PredictionStore
+
+    store = PredictionStore(cluster)
+    log = store.create(PredictionLog("predictions", entity="user_id"))
+    labels = store.log_labels(log, [{"prediction_id": pid, "user_id": 7, "outcome": 1.0}])
+    for q in store.quality(log, "ranker", start, end):
+        print(q.day, q.model_version, q.accuracy, q.mae)
+"""
+
+from ...core.predictions.results import (
+    AttachResult,
+    CalibrationBin,
+    DailyCount,
+    FlushResult,
+    LabelResult,
+    Prediction,
+    Quality,
+    RetentionResult,
+    WriterStats,
+)
+from ...core.predictions.spec import PredictionLog
+from .store_async import AsyncPredictionStore
+from .store_sync import PredictionStore
+
+__all__ = [
+    "AsyncPredictionStore",
+    "AttachResult",
+    "CalibrationBin",
+    "DailyCount",
+    "FlushResult",
+    "LabelResult",
+    "Prediction",
+    "PredictionLog",
+    "PredictionStore",
+    "Quality",
+    "RetentionResult",
+    "WriterStats",
+]
