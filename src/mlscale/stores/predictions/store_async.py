@@ -58,6 +58,12 @@ class AsyncPredictionStore:
         self._logs[made.name] = made
         return made
 
+    async def drop(self, log: str | PredictionLog) -> None:
+        """Drop a log's tables on every group and forget it: its data is gone."""
+        found = await self.get(log)
+        await self._tables.drop(found)
+        self._logs.pop(found.name, None)
+
     async def get(self, log: str | PredictionLog) -> PredictionLog:
         """The log named ``log`` (recorded), or ``log`` itself."""
         if isinstance(log, PredictionLog):

@@ -60,6 +60,12 @@ class PredictionStore:
         self._logs[made.name] = made
         return made
 
+    def drop(self, log: str | PredictionLog) -> None:
+        """Drop a log's tables on every group and forget it: its data is gone."""
+        found = self.get(log)
+        self._tables.drop(found)
+        self._logs.pop(found.name, None)
+
     def get(self, log: str | PredictionLog) -> PredictionLog:
         """The log named ``log`` (recorded), or ``log`` itself."""
         if isinstance(log, PredictionLog):

@@ -149,6 +149,16 @@ class AsyncPredictionTables:
             if log.family not in shards.maps:  # not a racing creation: a real failure
                 raise
 
+    async def drop(self, log: PredictionLog) -> None:
+        """Drop ``log``'s tables on every group and forget it (its data is gone)."""
+        known = (await self._cluster.shards()).tables
+        for name in PredictionLayout(log).tables:
+            if name in known:
+                await self._cluster.drop_sharded_table(name)
+        async with _control(self._cluster) as conn:
+            await conn.execute(f"DELETE FROM {_TABLE} WHERE name = %s", (log.name,))  # noqa: S608
+        self._made = {(g, p) for g, p in self._made if not p.startswith(f"{log.name}_")}
+
     async def ensure_ahead(self, log: PredictionLog) -> None:
         """Partitions of yesterday, today and ``log.days_ahead`` days ahead."""
         today = _today()

@@ -149,6 +149,16 @@ class PredictionTables:
             if log.family not in shards.maps:  # not a racing creation: a real failure
                 raise
 
+    def drop(self, log: PredictionLog) -> None:
+        """Drop ``log``'s tables on every group and forget it (its data is gone)."""
+        known = (self._cluster.shards()).tables
+        for name in PredictionLayout(log).tables:
+            if name in known:
+                self._cluster.drop_sharded_table(name)
+        with _control(self._cluster) as conn:
+            conn.execute(f"DELETE FROM {_TABLE} WHERE name = %s", (log.name,))  # noqa: S608
+        self._made = {(g, p) for g, p in self._made if not p.startswith(f"{log.name}_")}
+
     def ensure_ahead(self, log: PredictionLog) -> None:
         """Partitions of yesterday, today and ``log.days_ahead`` days ahead."""
         today = _today()
