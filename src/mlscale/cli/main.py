@@ -1,5 +1,5 @@
 """Entry point of the ``mlscale`` command. Errors become one line on stderr and exit 1
-(2 for bad input to a feature command: a FeatureError)."""
+(2 for bad input to a store's command: a FeatureError or PredictionError)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import click
 import psycopg
 
 from ..engine.connect import describe_failure
-from ..errors import FeatureError, MlscaleError
+from ..errors import FeatureError, MlscaleError, PredictionError
 from .ban_cmds import ban, unban
 from .bench_cmd import bench
 from .catalog_cmd import catalog
@@ -22,6 +22,7 @@ from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
 from .features_cmd import features
+from .predictions_cmd import predictions
 from .report_cmd import report
 from .route_cmd import route_cmd
 from .shard_cmds import locate, shards
@@ -54,6 +55,7 @@ for command in (
     shards,
     locate,
     features,
+    predictions,
 ):
     cli.add_command(command)
 
@@ -75,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog_name="mlscale",
             standalone_mode=False,
         )
-    except FeatureError as exc:
-        # Bad input to a feature command (unknown view, bad source): a usage error.
+    except (FeatureError, PredictionError) as exc:
+        # Bad input to a store's command (unknown view or log, bad source): a usage error.
         click.echo(f"mlscale: error: {exc}", err=True)
         return 2
     except MlscaleError as exc:
