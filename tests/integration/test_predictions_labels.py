@@ -161,8 +161,15 @@ def test_retention_drops_whole_days_and_queries_return_the_rest(cluster: Cluster
         preds, labels = synthetic(2000, days=6, now=now)
         seed(store, log, preds)
         store.log_labels(log, labels)
+        stray = [
+            {"prediction_id": uuid.uuid4(), "entity_id": 1, "outcome": 1.0, "label_ts": at}
+            for at in (now - dt.timedelta(days=5), now)
+        ]
+        assert store.log_labels(log, stray).unmatched == 2
         cut = now.date() - dt.timedelta(days=2)
         result = store.retain(log, before=cut)
+        assert result.unmatched_deleted == 1  # the old one; the new one waits for its prediction
+        assert store.attach_labels(log).remaining == 1
         old_days = sorted({d for d in pd.to_datetime(preds.ts, utc=True).dt.date if d < cut})
         assert list(result.days) == old_days
         for group, names in result.partitions.items():

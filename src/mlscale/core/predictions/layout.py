@@ -167,6 +167,14 @@ class PredictionLayout:
 
     # -- writes ---------------------------------------------------------------------------
 
+    def expire_unmatched_sql(self) -> str:
+        """DELETE of the unmatched labels sent before a time (one ``%s``)."""
+        return (
+            sql.SQL("DELETE FROM {} WHERE label_ts < %s")
+            .format(sql.Identifier(self.log.unmatched))
+            .as_string(None)
+        )
+
     def copy_sql(self, table: str | None = None) -> str:
         """Binary COPY of predictions into ``table`` (default: the predictions)."""
         return (

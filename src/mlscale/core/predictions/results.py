@@ -199,11 +199,13 @@ class Quality:
 @dataclass(frozen=True, slots=True)
 class RetentionResult:
     """Partitions dropped by a retention run: the days (UTC) whose predictions and
-    labels are gone, and the partitions dropped per shard group."""
+    labels are gone, the partitions dropped per shard group, and how many unmatched
+    labels sent before ``before`` were deleted."""
 
     before: dt.date
     days: tuple[dt.date, ...]
     partitions: dict[str, tuple[str, ...]]
+    unmatched_deleted: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -211,4 +213,5 @@ class RetentionResult:
             "before": self.before.isoformat(),
             "days": [d.isoformat() for d in self.days],
             "partitions": {g: list(p) for g, p in self.partitions.items()},
+            "unmatched_deleted": self.unmatched_deleted,
         }

@@ -59,6 +59,10 @@ def _control(cluster: Cluster) -> Iterator[Connection[Any]]:
         raise
 
 
+def _utc_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
 def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
@@ -201,7 +205,8 @@ class PredictionTables:
     ) -> RetentionResult:
         """Drop the predictions' and labels' partitions of every day before ``before``
         (default: ``keep_days`` days before today, itself defaulting to the log's
-        ``retention_days``) on every group. Queries over a dropped day return the rest."""
+        ``retention_days``) on every group, and the unmatched labels sent before it.
+        Queries over a dropped day return the rest."""
         if before is None:
             keep = keep_days if keep_days is not None else log.retention_days
             if keep is None:
@@ -214,6 +219,7 @@ class PredictionTables:
         layout = PredictionLayout(log)
         dropped: dict[str, tuple[str, ...]] = {}
         days: set[dt.date] = set()
+        unmatched = 0
         for group in self.groups:
             scope = self._cluster.as_written(group)
             names: list[str] = []
@@ -227,4 +233,5 @@ class PredictionTables:
                         names.append(name)
                         days.add(day)
             dropped[group] = tuple(names)
-        return RetentionResult(before, tuple(sorted(days)), dropped)
+            unmatched += scope.execute(layout.expire_unmatched_sql(), (_utc_midnight(before),))
+        return RetentionResult(before, tuple(sorted(days)), dropped, unmatched)
