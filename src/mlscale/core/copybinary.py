@@ -119,21 +119,29 @@ _MAX_SHAPES = 64
 
 def _grouped(columns: Sequence[CopyColumn], n: int) -> bytes | None:
     """Rows grouped by shape (each field's width, NULL or not): each group one
-    structured array. None if the rows have too many shapes."""
+    structured array. None if the rows have too many shapes.
+
+    Kept cheap for the common batch: a column with no value present is a constant
+    NULL field, one with a single distinct value a constant field, and with a single
+    shape no row is gathered (the columns are written whole)."""
     import pandas as pd
 
     shape = np.zeros(n, dtype=np.int64)
-    # Per column: (codes, unique values as bytes, those as one array); Nones if fixed.
+    # Per column: (codes, unique values as bytes, those as one array); Nones if fixed
+    # or NULL in every row; codes None with one unique value: that value everywhere.
     parts: list[tuple[Any, Any, Any]] = []
     for c in columns:
-        if c.type in _FIXED:
-            if c.valid is not None and not c.valid.all():
+        if c.type in _FIXED or (c.valid is not None and not c.valid.any()):
+            if c.type in _FIXED and c.valid is not None and not c.valid.all():
                 shape = shape * 2 + (~c.valid)
             parts.append((None, None, None))
             continue
         codes, uniques = pd.factorize(c.values, use_na_sentinel=False)
         prefix = b"\x01" if c.type is PgType.JSONB else b""
         raw = [prefix + (u if isinstance(u, bytes) else str(u).encode()) for u in uniques.tolist()]
+        if len(raw) == 1 and (c.valid is None or c.valid.all()):
+            parts.append((None, raw, None))  # one value in every row
+            continue
         ulen = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
         lens = ulen[codes] if len(raw) else np.zeros(n, dtype=np.int64)
         if c.valid is not None:
@@ -142,28 +150,38 @@ def _grouped(columns: Sequence[CopyColumn], n: int) -> bytes | None:
         shape = pd.factorize(shape * (int(ulen.max(initial=0)) + 2) + lens + 1)[0]
         table = np.array(raw, dtype=f"S{max(1, int(ulen.max(initial=0)))}")
         parts.append((codes, raw, table))
-    groups, firsts = np.unique(shape, return_index=True)
-    if len(groups) > _MAX_SHAPES:
+    shape_codes, shape_uniques = pd.factorize(shape)
+    if len(shape_uniques) > _MAX_SHAPES:
         return None
-    where = np.searchsorted(groups, shape)
+    single = len(shape_uniques) <= 1
     out: list[bytes] = []
     fixed = [c.fixed_values() if c.type in _FIXED else None for c in columns]
-    for g, first in enumerate(firsts.tolist()):
-        idx = np.flatnonzero(where == g)
+    for g in range(max(1, len(shape_uniques))):
+        idx: Any = slice(None) if single else np.flatnonzero(shape_codes == g)
+        first = 0 if single else int(idx[0])
+        count = n if single else len(idx)
         fields: list[tuple[str, Any]] = [("nf", ">i2")]
         fill: list[tuple[str, Any]] = []
         for i, (c, (codes, raw, table)) in enumerate(zip(columns, parts, strict=True)):
-            present = c.valid is None or bool(c.valid[first])
+            present = c.valid is None or bool(c.valid[first]) if n else True
             if not present:
                 fields.append((f"l{i}", ">i4"))
                 fill.append((f"l{i}", -1))
                 continue
-            if codes is None:
+            if c.type in _FIXED:
                 code = _FIXED[c.type]
                 fields += [(f"l{i}", ">i4"), (f"v{i}", code)]
                 values = fixed[i]
                 assert values is not None
                 fill += [(f"l{i}", np.dtype(code).itemsize), (f"v{i}", values[idx])]
+                continue
+            if codes is None:  # one value in every row
+                width = len(raw[0])
+                fields.append((f"l{i}", ">i4"))
+                fill.append((f"l{i}", width))
+                if width:
+                    fields.append((f"v{i}", f"S{width}"))
+                    fill.append((f"v{i}", raw[0]))
                 continue
             width = len(raw[codes[first]])
             fields.append((f"l{i}", ">i4"))
@@ -171,7 +189,7 @@ def _grouped(columns: Sequence[CopyColumn], n: int) -> bytes | None:
             if width:
                 fields.append((f"v{i}", f"S{width}"))
                 fill.append((f"v{i}", table[codes[idx]].astype(f"S{width}")))
-        rows = np.empty(len(idx), dtype=np.dtype(fields))
+        rows = np.empty(count, dtype=np.dtype(fields))
         rows["nf"] = len(columns)
         for name, value in fill:
             rows[name] = value
