@@ -393,7 +393,7 @@ def _report(
             rate["writer"].values, rate["raw_copy"].values
         ).as_dict(),
         "vs_executemany_ratio": vs_many,
-        "rowwise_rows_per_s": rate["rowwise"].median,
+        "rowwise_insert_rows_per_s": rate["rowwise"].median,
         "client_path_us_per_row": stage_us,
         "client_path_profile": profile,
         "counts_checked": counts_ok,

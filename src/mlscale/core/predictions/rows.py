@@ -279,8 +279,13 @@ class PredictionBatch:
         """The UTC days the rows' times fall in."""
         if not self.size:
             return []
-        days = np.unique(self.ts_us.astype("datetime64[us]").astype("datetime64[D]"))
-        return [d.item() for d in days]
+        day_us = 86_400_000_000
+        first, last = int(self.ts_us.min()) // day_us, int(self.ts_us.max()) // day_us
+        if last - first <= 1:  # the usual batch: no sort needed
+            span = range(first, last + 1)
+            return [dt.date(1970, 1, 1) + dt.timedelta(days=d) for d in span]
+        days = np.unique(self.ts_us // day_us)
+        return [dt.date(1970, 1, 1) + dt.timedelta(days=int(d)) for d in days]
 
     def ids(self) -> list[uuid.UUID]:
         """The prediction ids."""

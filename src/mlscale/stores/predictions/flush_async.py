@@ -15,7 +15,9 @@ module only writes. ``flush_sync.py`` is generated from this file by
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,18 +107,19 @@ async def write_part(
     tables: AsyncPredictionTables,
     log: PredictionLog,
     group: str,
-    part: PredictionBatch,
-    payload: bytes | None = None,
+    rows: int,
+    days: Iterable[dt.date],
+    data: bytes,
 ) -> PartWritten:
-    """Write ``part`` on ``group`` (see the module docstring); ``payload`` is its COPY
-    data if already encoded. Raises what the server or the connection raised."""
+    """Write ``rows`` predictions on ``group`` (see the module docstring): ``data``
+    is their binary COPY payload, ``days`` the UTC days of their times. Raises what
+    the server or the connection raised."""
     layout = PredictionLayout(log)
-    await tables.ensure_days(log, part.days(), [group])
-    data = payload if payload is not None else part.copy_payload()
+    await tables.ensure_days(log, days, [group])
     try:
         async with cluster.transaction(group=group, as_written=True) as tx:
             await tx.copy(layout.copy_sql(), data)
-        return PartWritten(group, part.size, part.size, False, tx.token or CausalToken())
+        return PartWritten(group, rows, rows, False, tx.token or CausalToken())
     except IntegrityViolation as exc:
         if exc.sqlstate != _UNIQUE:
             raise
@@ -124,4 +127,4 @@ async def write_part(
         await tx.execute(layout.stage_ddl())
         await tx.copy(layout.copy_sql("mlscale_pstage"), data)
         inserted = max(0, await tx.execute(layout.insert_new_sql()))
-    return PartWritten(group, part.size, inserted, True, tx.token or CausalToken())
+    return PartWritten(group, rows, inserted, True, tx.token or CausalToken())

@@ -80,7 +80,7 @@ class AsyncPredictionWriter:
         self._state = WriterState(self._options)
         self._cond: asyncio.Condition | None = None
         self._chunks: deque[tuple[Chunk, float]] = deque()
-        self._parts: dict[str, deque[tuple[BatchTicket, PredictionBatch]]] = {}
+        self._parts: dict[str, deque[tuple[BatchTicket, PredictionBatch, bytes]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._batcher: asyncio.Task[None] | None = None
         self._token = CausalToken()
@@ -308,10 +308,19 @@ class AsyncPredictionWriter:
                  for c in chunks]
             )  # fmt: skip
             parts = await self._place(batch)
+            # Encoded here, ahead of the group tasks, off the event loop.
+            payloads = {
+                group: (
+                    await asyncio.to_thread(part.copy_payload)
+                    if part.size >= _ENCODE_IN_THREAD_ROWS
+                    else part.copy_payload()
+                )
+                for group, part in parts
+            }
             async with cond:
                 ticket = self._state.open_batch(batch.size, {g for g, _ in parts}, first, rest)
                 for group, part in parts:
-                    self._parts.setdefault(group, deque()).append((ticket, part))
+                    self._parts.setdefault(group, deque()).append((ticket, part, payloads[group]))
                     if group not in self._workers:
                         self._workers[group] = asyncio.get_running_loop().create_task(
                             self._group_loop(group),
@@ -347,7 +356,6 @@ class AsyncPredictionWriter:
         assert self._cond is not None
         cond = self._cond
         queue = self._parts[group]
-        payloads: dict[int, bytes] = {}
         while True:
             async with cond:
                 while not queue and not self._stopping:
@@ -355,22 +363,14 @@ class AsyncPredictionWriter:
                 if not queue:
                     return
                 items = _merged(queue, self._options.batch_rows)
-            for _, part in items:
-                if id(part) not in payloads:
-                    payloads[id(part)] = (
-                        await asyncio.to_thread(part.copy_payload)
-                        if part.size >= _ENCODE_IN_THREAD_ROWS
-                        else part.copy_payload()
-                    )
-            data = join_payloads([payloads[id(part)] for _, part in items])
-            whole = (
-                items[0][1] if len(items) == 1 else PredictionBatch.concat([p for _, p in items])
-            )
+            data = join_payloads([payload for _, _, payload in items])
+            rows = sum(part.size for _, part, _ in items)
+            days = sorted({d for _, part, _ in items for d in part.days()})
             attempt = 0
             while True:
                 try:
                     done = await write_part(
-                        self._cluster, self._tables, self._log, group, whole, data
+                        self._cluster, self._tables, self._log, group, rows, days, data
                     )
                     break
                 except Exception as exc:  # rows are kept whatever went wrong
@@ -380,7 +380,7 @@ class AsyncPredictionWriter:
                         cond.notify_all()
                     log_.warning(
                         "prediction writer: %d rows to %s failed (attempt %d), retrying: %s",
-                        whole.size,
+                        rows,
                         group,
                         attempt,
                         exc,
@@ -391,9 +391,8 @@ class AsyncPredictionWriter:
                 now = time.monotonic()
                 self._token = self._token.merge(done.token)
                 duplicates = done.sent - done.inserted
-                for ticket, part in items:
+                for ticket, part, _ in items:
                     queue.popleft()
-                    payloads.pop(id(part), None)
                     dup = min(duplicates, part.size)
                     duplicates -= dup
                     self._state.part_written(ticket, group, part.size, part.size - dup, now)
@@ -410,8 +409,8 @@ async def _wait(cond: asyncio.Condition, seconds: float | None) -> None:
 
 
 def _merged(
-    queue: deque[tuple[BatchTicket, PredictionBatch]], rows: int
-) -> list[tuple[BatchTicket, PredictionBatch]]:
+    queue: deque[tuple[BatchTicket, PredictionBatch, bytes]], rows: int
+) -> list[tuple[BatchTicket, PredictionBatch, bytes]]:
     """The parts at the head of a group's queue written as one COPY (see
     ``writer_sync._merged``)."""
     items = [queue[0]]

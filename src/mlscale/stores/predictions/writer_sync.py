@@ -92,7 +92,7 @@ class PredictionWriter:
         self._state = WriterState(self._options)
         self._cond = threading.Condition(threading.Lock())
         self._chunks: deque[tuple[Chunk, float]] = deque()  # taken, not yet batched
-        self._parts: dict[str, deque[tuple[BatchTicket, PredictionBatch]]] = {}
+        self._parts: dict[str, deque[tuple[BatchTicket, PredictionBatch, bytes]]] = {}
         self._workers: dict[str, threading.Thread] = {}
         self._token = CausalToken()
         self._forced = 0  # flushes waiting for every queued row to be batched
@@ -305,10 +305,13 @@ class PredictionWriter:
                  for c in chunks]
             )  # fmt: skip
             parts = self._place(batch)
+            # Encoded here, ahead of the group threads: a group's thread goes from one
+            # commit straight to its next COPY, so its server is idle less.
+            payloads = {group: part.copy_payload() for group, part in parts}
             with self._cond:
                 ticket = self._state.open_batch(batch.size, {g for g, _ in parts}, first, rest)
                 for group, part in parts:
-                    self._parts.setdefault(group, deque()).append((ticket, part))
+                    self._parts.setdefault(group, deque()).append((ticket, part, payloads[group]))
                     if group not in self._workers:
                         worker = threading.Thread(
                             target=self._group_loop,
@@ -342,7 +345,6 @@ class PredictionWriter:
 
     def _group_loop(self, group: str) -> None:
         queue = self._parts[group]
-        payloads: dict[int, bytes] = {}  # id(part) -> its COPY data, kept across retries
         while True:
             with self._cond:
                 while not queue and not self._stopping:
@@ -350,17 +352,15 @@ class PredictionWriter:
                 if not queue:
                     return
                 items = _merged(queue, self._options.batch_rows)
-            for _, part in items:
-                if id(part) not in payloads:
-                    payloads[id(part)] = part.copy_payload()
-            data = join_payloads([payloads[id(part)] for _, part in items])
-            whole = (
-                items[0][1] if len(items) == 1 else PredictionBatch.concat([p for _, p in items])
-            )
+            data = join_payloads([payload for _, _, payload in items])
+            rows = sum(part.size for _, part, _ in items)
+            days = sorted({d for _, part, _ in items for d in part.days()})
             attempt = 0
             while True:
                 try:
-                    done = write_part(self._cluster, self._tables, self._log, group, whole, data)
+                    done = write_part(
+                        self._cluster, self._tables, self._log, group, rows, days, data
+                    )
                     break
                 except Exception as exc:  # rows are kept whatever went wrong
                     attempt += 1
@@ -369,7 +369,7 @@ class PredictionWriter:
                         self._cond.notify_all()
                     log_.warning(
                         "prediction writer: %d rows to %s failed (attempt %d), retrying: %s",
-                        whole.size,
+                        rows,
                         group,
                         attempt,
                         exc,
@@ -380,9 +380,8 @@ class PredictionWriter:
                 now = time.monotonic()
                 self._token = self._token.merge(done.token)
                 duplicates = done.sent - done.inserted
-                for ticket, part in items:
+                for ticket, part, _ in items:
                     queue.popleft()
-                    payloads.pop(id(part), None)
                     dup = min(duplicates, part.size)
                     duplicates -= dup
                     self._state.part_written(ticket, group, part.size, part.size - dup, now)
@@ -390,8 +389,8 @@ class PredictionWriter:
 
 
 def _merged(
-    queue: deque[tuple[BatchTicket, PredictionBatch]], rows: int
-) -> list[tuple[BatchTicket, PredictionBatch]]:
+    queue: deque[tuple[BatchTicket, PredictionBatch, bytes]], rows: int
+) -> list[tuple[BatchTicket, PredictionBatch, bytes]]:
     """The parts at the head of a group's queue written as one COPY: while the server
     is the bottleneck parts wait, and one transaction for several of them (up to
     ``rows`` rows) saves a commit each (at 12,500 rows a part, commits cost a third
