@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale.core.copybinary import COPY_HEADER, COPY_TRAILER, CopyColumn, PgType, encode_copy
+from mlscale.core.copybinary import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    CopyColumn,
+    PgType,
+    encode_copy,
+    encode_copy_split,
+)
 from mlscale.core.predictions.rows import check_prediction, predictions_from_rows, to_predictions
 from mlscale.core.predictions.spec import PredictionLog
 from mlscale.core.slots import KeyType
@@ -186,3 +193,22 @@ def test_encoder_shapes_and_joined_payloads(shapes: int) -> None:
     rest = [CopyColumn(c.type, c.values[500:], None if c.valid is None else c.valid[500:])
             for c in cols]  # fmt: skip
     assert sorted(decode(join_payloads([encode_copy(half), encode_copy(rest)]), types)) == want
+
+
+@pytest.mark.parametrize(("shapes", "parts"), [(1, 1), (1, 4), (5, 3), (200, 2)])
+def test_split_encoding_puts_each_row_in_its_part(shapes: int, parts: int) -> None:
+    n = 2_000
+    rng = np.random.default_rng(shapes * 10 + parts)
+    texts = np.array([f"t{'y' * int(k)}" for k in rng.integers(0, shapes, n)], dtype=object)
+    valid = rng.random(n) < 0.7 if shapes > 1 else None
+    cols = [CopyColumn(PgType.INT8, np.arange(n)), CopyColumn(PgType.TEXT, texts, valid),
+            CopyColumn(PgType.TEXT, np.full(n, "same", dtype=object))]  # fmt: skip
+    types = [PgType.INT8, PgType.TEXT, PgType.TEXT]
+    where = rng.integers(0, parts, n)
+    where[where == parts - 1] = 0 if parts > 2 else where[where == parts - 1]  # an empty part
+    payloads = encode_copy_split(cols, where, parts)
+    assert len(payloads) == parts
+    for p, payload in enumerate(payloads):
+        want = [(i, texts[i] if valid is None or valid[i] else None, "same")
+                for i in np.flatnonzero(where == p).tolist()]  # fmt: skip
+        assert sorted(decode(payload, types)) == want

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ...errors import PredictionError
-from ..copybinary import CopyColumn, PgType, encode_copy
+from ..copybinary import CopyColumn, PgType, encode_copy, encode_copy_split
 from ..slots import KeyType
 from .spec import PredictionLog
 
@@ -258,8 +258,8 @@ class PredictionBatch:
         """How many predictions."""
         return int(self.ts_us.shape[0])
 
-    def take(self, index: npt.NDArray[Any]) -> PredictionBatch:
-        """The rows at ``index`` (positions or a boolean mask)."""
+    def take(self, index: npt.NDArray[Any] | slice) -> PredictionBatch:
+        """The rows at ``index`` (positions, a boolean mask, or a slice: a view)."""
         return PredictionBatch(
             self.log,
             *(getattr(self, f)[index] for f in _BATCH_ARRAYS),
@@ -292,20 +292,27 @@ class PredictionBatch:
         raw = self.prediction_id.tobytes()
         return [uuid.UUID(bytes=raw[i : i + 16]) for i in range(0, len(raw), 16)]
 
+    def copy_columns(self) -> list[CopyColumn]:
+        """The columns in the layout's ``copy_columns`` order, for the encoder."""
+        return [
+            CopyColumn(_KEY_COPY[self.log.key_type], self.entity),
+            CopyColumn(PgType.UUID, self.prediction_id),
+            CopyColumn(PgType.TIMESTAMPTZ, self.ts_us),
+            CopyColumn(PgType.FLOAT8, self.score, self.score_valid),
+            CopyColumn(PgType.TEXT, self.model),
+            CopyColumn(PgType.TEXT, self.model_version),
+            CopyColumn(PgType.TEXT, self.predicted, self.predicted_valid),
+            CopyColumn(PgType.JSONB, self.extra, self.extra_valid),
+        ]
+
     def copy_payload(self) -> bytes:
         """The rows as one binary COPY payload in the layout's ``copy_columns`` order."""
-        return encode_copy(
-            [
-                CopyColumn(_KEY_COPY[self.log.key_type], self.entity),
-                CopyColumn(PgType.UUID, self.prediction_id),
-                CopyColumn(PgType.TIMESTAMPTZ, self.ts_us),
-                CopyColumn(PgType.FLOAT8, self.score, self.score_valid),
-                CopyColumn(PgType.TEXT, self.model),
-                CopyColumn(PgType.TEXT, self.model_version),
-                CopyColumn(PgType.TEXT, self.predicted, self.predicted_valid),
-                CopyColumn(PgType.JSONB, self.extra, self.extra_valid),
-            ]
-        )
+        return encode_copy(self.copy_columns())
+
+    def copy_payloads(self, where: npt.NDArray[np.int64], parts: int) -> list[bytes]:
+        """The rows as ``parts`` payloads, row ``i`` in payload ``where[i]`` (one pass
+        over the batch; see :func:`~mlscale.core.copybinary.encode_copy_split`)."""
+        return encode_copy_split(self.copy_columns(), where, parts)
 
 
 _BATCH_ARRAYS = (

@@ -5,8 +5,8 @@ batched and written by background tasks (hand-written; its thread twin is
 The two fronts differ only in how they wait (an asyncio condition and tasks here,
 a lock and threads there); what they decide is shared in
 :mod:`mlscale.core.predictions.queueing`, and how a part is placed and written in
-``flush_async.py`` (whose sync twin is generated). A part's encoding runs in a
-worker thread (``asyncio.to_thread``), so the event loop keeps serving the other
+``flush_async.py`` (whose sync twin is generated). A batch's placing and encoding
+run in a worker thread (``asyncio.to_thread``), so the event loop keeps serving the
 groups' I/O meanwhile.
 """
 
@@ -21,8 +21,6 @@ from collections import deque
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-
 from ...core.causal import CausalToken
 from ...core.predictions.queueing import Backoff, BatchTicket, OnFull, WriterOptions, WriterState
 from ...core.predictions.results import FlushResult, WriterStats
@@ -35,7 +33,7 @@ from ...core.predictions.rows import (
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_async import AsyncCluster
 from ...errors import MlscaleError, PredictionError, WriterQueueFull
-from .flush_async import join_payloads, place, write_part
+from .flush_async import GroupPart, join_payloads, split_encode, write_part
 from .tables_async import AsyncPredictionTables
 
 __all__ = ["AsyncPredictionWriter"]
@@ -43,7 +41,7 @@ __all__ = ["AsyncPredictionWriter"]
 log_ = logging.getLogger(__name__)
 
 Chunk = PredictionBatch | list[tuple[Any, ...]]
-# Parts at least this big are encoded off the event loop.
+# Batches at least this big are placed and encoded off the event loop.
 _ENCODE_IN_THREAD_ROWS = 2_000
 
 
@@ -80,7 +78,7 @@ class AsyncPredictionWriter:
         self._state = WriterState(self._options)
         self._cond: asyncio.Condition | None = None
         self._chunks: deque[tuple[Chunk, float]] = deque()
-        self._parts: dict[str, deque[tuple[BatchTicket, PredictionBatch, bytes]]] = {}
+        self._parts: dict[str, deque[tuple[BatchTicket, GroupPart]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._batcher: asyncio.Task[None] | None = None
         self._token = CausalToken()
@@ -284,7 +282,7 @@ class AsyncPredictionWriter:
                 continue
             cut = want - got
             if isinstance(chunk, PredictionBatch):
-                head, tail = chunk.take(np.arange(cut)), chunk.take(np.arange(cut, size))
+                head, tail = chunk.take(slice(0, cut)), chunk.take(slice(cut, size))  # views
                 self._chunks[0] = (tail, at)
                 chunks.append(head)
             else:
@@ -307,20 +305,14 @@ class AsyncPredictionWriter:
                 [c if isinstance(c, PredictionBatch) else predictions_from_rows(self._log, c)
                  for c in chunks]
             )  # fmt: skip
-            parts = await self._place(batch)
-            # Encoded here, ahead of the group tasks, off the event loop.
-            payloads = {
-                group: (
-                    await asyncio.to_thread(part.copy_payload)
-                    if part.size >= _ENCODE_IN_THREAD_ROWS
-                    else part.copy_payload()
-                )
-                for group, part in parts
-            }
+            # Placed and encoded here, ahead of the group tasks: a group's task
+            # goes from one commit straight to its next COPY, so its server idles less.
+            parts = await self._prepare(batch)
             async with cond:
-                ticket = self._state.open_batch(batch.size, {g for g, _ in parts}, first, rest)
-                for group, part in parts:
-                    self._parts.setdefault(group, deque()).append((ticket, part, payloads[group]))
+                ticket = self._state.open_batch(batch.size, {p.group for p in parts}, first, rest)
+                for part in parts:
+                    group = part.group
+                    self._parts.setdefault(group, deque()).append((ticket, part))
                     if group not in self._workers:
                         self._workers[group] = asyncio.get_running_loop().create_task(
                             self._group_loop(group),
@@ -328,11 +320,16 @@ class AsyncPredictionWriter:
                         )
                 cond.notify_all()
 
-    async def _place(self, batch: PredictionBatch) -> list[tuple[str, PredictionBatch]]:
+    async def _prepare(self, batch: PredictionBatch) -> list[GroupPart]:
         attempt = 0
         while True:
             try:
-                parts = await place(self._cluster, self._log, batch)
+                shard_map = (await self._cluster.shards()).map_of(self._log.family)
+                parts = (
+                    await asyncio.to_thread(split_encode, shard_map, self._log, batch)
+                    if batch.size >= _ENCODE_IN_THREAD_ROWS
+                    else split_encode(shard_map, self._log, batch)
+                )
                 if attempt:
                     self._state.cleared("placing")
                 return parts
@@ -362,10 +359,10 @@ class AsyncPredictionWriter:
                     await cond.wait()
                 if not queue:
                     return
-                items = _merged(queue, self._options.batch_rows)
-            data = join_payloads([payload for _, _, payload in items])
-            rows = sum(part.size for _, part, _ in items)
-            days = sorted({d for _, part, _ in items for d in part.days()})
+                items = _merged(queue, self._options.queue_rows)
+            data = join_payloads([part.payload for _, part in items])
+            rows = sum(part.rows for _, part in items)
+            days = sorted({d for _, part in items for d in part.days})
             attempt = 0
             while True:
                 try:
@@ -391,11 +388,11 @@ class AsyncPredictionWriter:
                 now = time.monotonic()
                 self._token = self._token.merge(done.token)
                 duplicates = done.sent - done.inserted
-                for ticket, part, _ in items:
+                for ticket, part in items:
                     queue.popleft()
-                    dup = min(duplicates, part.size)
+                    dup = min(duplicates, part.rows)
                     duplicates -= dup
-                    self._state.part_written(ticket, group, part.size, part.size - dup, now)
+                    self._state.part_written(ticket, group, part.rows, part.rows - dup, now)
                 cond.notify_all()
 
 
@@ -409,15 +406,15 @@ async def _wait(cond: asyncio.Condition, seconds: float | None) -> None:
 
 
 def _merged(
-    queue: deque[tuple[BatchTicket, PredictionBatch, bytes]], rows: int
-) -> list[tuple[BatchTicket, PredictionBatch, bytes]]:
+    queue: deque[tuple[BatchTicket, GroupPart]], rows: int
+) -> list[tuple[BatchTicket, GroupPart]]:
     """The parts at the head of a group's queue written as one COPY (see
     ``writer_sync._merged``)."""
     items = [queue[0]]
-    total = queue[0][1].size
+    total = queue[0][1].rows
     for item in list(queue)[1:]:
-        if total + item[1].size > rows:
+        if total + item[1].rows > rows:
             break
         items.append(item)
-        total += item[1].size
+        total += item[1].rows
     return items

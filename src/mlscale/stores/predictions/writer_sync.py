@@ -30,8 +30,6 @@ from collections import deque
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-
 from ...core.causal import CausalToken
 from ...core.predictions.queueing import Backoff, BatchTicket, OnFull, WriterOptions, WriterState
 from ...core.predictions.results import FlushResult, WriterStats
@@ -44,7 +42,7 @@ from ...core.predictions.rows import (
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_sync import Cluster
 from ...errors import MlscaleError, PredictionError, WriterQueueFull
-from .flush_sync import join_payloads, place, write_part
+from .flush_sync import GroupPart, join_payloads, prepare, write_part
 from .tables_sync import PredictionTables
 
 __all__ = ["PredictionWriter"]
@@ -92,7 +90,7 @@ class PredictionWriter:
         self._state = WriterState(self._options)
         self._cond = threading.Condition(threading.Lock())
         self._chunks: deque[tuple[Chunk, float]] = deque()  # taken, not yet batched
-        self._parts: dict[str, deque[tuple[BatchTicket, PredictionBatch, bytes]]] = {}
+        self._parts: dict[str, deque[tuple[BatchTicket, GroupPart]]] = {}
         self._workers: dict[str, threading.Thread] = {}
         self._token = CausalToken()
         self._forced = 0  # flushes waiting for every queued row to be batched
@@ -283,7 +281,7 @@ class PredictionWriter:
                 continue
             cut = want - got
             if isinstance(chunk, PredictionBatch):
-                head, tail = chunk.take(np.arange(cut)), chunk.take(np.arange(cut, size))
+                head, tail = chunk.take(slice(0, cut)), chunk.take(slice(cut, size))  # views
                 self._chunks[0] = (tail, at)
                 chunks.append(head)
             else:
@@ -304,14 +302,14 @@ class PredictionWriter:
                 [c if isinstance(c, PredictionBatch) else predictions_from_rows(self._log, c)
                  for c in chunks]
             )  # fmt: skip
-            parts = self._place(batch)
-            # Encoded here, ahead of the group threads: a group's thread goes from one
-            # commit straight to its next COPY, so its server is idle less.
-            payloads = {group: part.copy_payload() for group, part in parts}
+            # Placed and encoded here, ahead of the group threads: a group's thread
+            # goes from one commit straight to its next COPY, so its server idles less.
+            parts = self._prepare(batch)
             with self._cond:
-                ticket = self._state.open_batch(batch.size, {g for g, _ in parts}, first, rest)
-                for group, part in parts:
-                    self._parts.setdefault(group, deque()).append((ticket, part, payloads[group]))
+                ticket = self._state.open_batch(batch.size, {p.group for p in parts}, first, rest)
+                for part in parts:
+                    group = part.group
+                    self._parts.setdefault(group, deque()).append((ticket, part))
                     if group not in self._workers:
                         worker = threading.Thread(
                             target=self._group_loop,
@@ -323,12 +321,13 @@ class PredictionWriter:
                         worker.start()
                 self._cond.notify_all()
 
-    def _place(self, batch: PredictionBatch) -> list[tuple[str, PredictionBatch]]:
-        """``batch`` split by group; retried while the shard map cannot be had."""
+    def _prepare(self, batch: PredictionBatch) -> list[GroupPart]:
+        """``batch`` placed and encoded per group; retried while the shard map cannot
+        be had."""
         attempt = 0
         while True:
             try:
-                parts = place(self._cluster, self._log, batch)
+                parts = prepare(self._cluster, self._log, batch)
                 if attempt:
                     with self._cond:
                         self._state.cleared("placing")
@@ -351,10 +350,10 @@ class PredictionWriter:
                     self._cond.wait()
                 if not queue:
                     return
-                items = _merged(queue, self._options.batch_rows)
-            data = join_payloads([payload for _, _, payload in items])
-            rows = sum(part.size for _, part, _ in items)
-            days = sorted({d for _, part, _ in items for d in part.days()})
+                items = _merged(queue, self._options.queue_rows)
+            data = join_payloads([part.payload for _, part in items])
+            rows = sum(part.rows for _, part in items)
+            days = sorted({d for _, part in items for d in part.days})
             attempt = 0
             while True:
                 try:
@@ -380,26 +379,26 @@ class PredictionWriter:
                 now = time.monotonic()
                 self._token = self._token.merge(done.token)
                 duplicates = done.sent - done.inserted
-                for ticket, part, _ in items:
+                for ticket, part in items:
                     queue.popleft()
-                    dup = min(duplicates, part.size)
+                    dup = min(duplicates, part.rows)
                     duplicates -= dup
-                    self._state.part_written(ticket, group, part.size, part.size - dup, now)
+                    self._state.part_written(ticket, group, part.rows, part.rows - dup, now)
                 self._cond.notify_all()
 
 
 def _merged(
-    queue: deque[tuple[BatchTicket, PredictionBatch, bytes]], rows: int
-) -> list[tuple[BatchTicket, PredictionBatch, bytes]]:
+    queue: deque[tuple[BatchTicket, GroupPart]], rows: int
+) -> list[tuple[BatchTicket, GroupPart]]:
     """The parts at the head of a group's queue written as one COPY: while the server
     is the bottleneck parts wait, and one transaction for several of them (up to
     ``rows`` rows) saves a commit each (at 12,500 rows a part, commits cost a third
     of the writer's rate on this machine)."""
     items = [queue[0]]
-    total = queue[0][1].size
+    total = queue[0][1].rows
     for item in list(queue)[1:]:
-        if total + item[1].size > rows:
+        if total + item[1].rows > rows:
             break
         items.append(item)
-        total += item[1].size
+        total += item[1].rows
     return items
