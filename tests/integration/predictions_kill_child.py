@@ -19,8 +19,10 @@ from mlscale import Cluster
 from mlscale.stores.predictions.tables_sync import PredictionTables
 from mlscale.stores.predictions.writer_sync import PredictionWriter
 
-# Row i: prediction_id = uuid(int=i), so "id < uuid(int=n)" selects the first n rows.
-ENTITY_MUL = 2_654_435_761
+# Row i: prediction_id = uuid(int=i), so "id < uuid(int=n)" selects the first n rows;
+# entity i // 16: the slot hash still spreads entities over every group, and each
+# group's primary-key index grows at its end (random keys made the servers ~2x
+# slower here, past the test's time budget; the benchmark writes random keys).
 
 
 def frame(start: int, count: int, day_us: int) -> pd.DataFrame:
@@ -30,7 +32,7 @@ def frame(start: int, count: int, day_us: int) -> pd.DataFrame:
     raw = ids.tobytes()
     return pd.DataFrame(
         {
-            "entity_id": (i * ENTITY_MUL) % 10_000_000,
+            "entity_id": i // 16,
             "prediction_id": [raw[k : k + 16] for k in range(0, len(raw), 16)],
             "ts": pd.to_datetime(day_us + i * 10, unit="us", utc=True),
             "score": (i % 1000) / 1000.0,

@@ -26,8 +26,9 @@ from mlscale.stores.predictions.tables_sync import PredictionTables
 
 TOTAL = 5_000_000
 CHUNK = 100_000
-FLUSH_EVERY = 250_000
+FLUSH_EVERY = 500_000
 KILL_AFTER = 1_500_000  # acknowledged rows before the kill (it lands mid-run)
+KILL_DELAY_S = 0.4
 CHILD = Path(__file__).with_name("predictions_kill_child.py")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,6 +91,9 @@ def test_kill_midway_then_resend_stores_each_row_once(
                 assert child.poll() is None, child.communicate()
                 assert time.monotonic() < deadline, "the writer acknowledged too little"
                 time.sleep(0.01)
+            # Not at once: a moment later batches are on the wire and being committed,
+            # so the kill lands mid-COPY rather than just after an acknowledgement.
+            time.sleep(KILL_DELAY_S)
             os.kill(child.pid, signal.SIGKILL)
         finally:
             if child.poll() is None:

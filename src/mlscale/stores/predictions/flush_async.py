@@ -131,19 +131,23 @@ async def write_part(
     rows: int,
     days: Iterable[dt.date],
     data: bytes,
+    staged: bool = False,
 ) -> PartWritten:
     """Write ``rows`` predictions on ``group`` (see the module docstring): ``data``
-    is their binary COPY payload, ``days`` the UTC days of their times. Raises what
-    the server or the connection raised."""
+    is their binary COPY payload, ``days`` the UTC days of their times. ``staged``:
+    go through the staging table at once (the group's last part had duplicates: a
+    resend is under way, whose straight COPY would fail). Raises what the server or
+    the connection raised."""
     layout = PredictionLayout(log)
     await tables.ensure_days(log, days, [group])
-    try:
-        async with cluster.transaction(group=group, as_written=True) as tx:
-            await tx.copy(layout.copy_sql(), data)
-        return PartWritten(group, rows, rows, False, tx.token or CausalToken())
-    except IntegrityViolation as exc:
-        if exc.sqlstate != _UNIQUE:
-            raise
+    if not staged:
+        try:
+            async with cluster.transaction(group=group, as_written=True) as tx:
+                await tx.copy(layout.copy_sql(), data)
+            return PartWritten(group, rows, rows, False, tx.token or CausalToken())
+        except IntegrityViolation as exc:
+            if exc.sqlstate != _UNIQUE:
+                raise
     async with cluster.transaction(group=group, as_written=True) as tx:
         await tx.execute(layout.stage_ddl())
         await tx.copy(layout.copy_sql("mlscale_pstage"), data)

@@ -32,7 +32,7 @@ from ...core.predictions.rows import (
 )
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_async import AsyncCluster
-from ...errors import MlscaleError, PredictionError, WriterQueueFull
+from ...errors import PredictionError, WriterQueueFull
 from .flush_async import GroupPart, join_payloads, split_encode, write_part
 from .tables_async import AsyncPredictionTables
 
@@ -333,7 +333,7 @@ class AsyncPredictionWriter:
                 if attempt:
                     self._state.cleared("placing")
                 return parts
-            except MlscaleError as exc:
+            except Exception as exc:  # the rows are kept: retried, the error shown
                 attempt += 1
                 self._state.part_failed("placing", exc)
                 log_.warning("prediction writer: placing a batch failed: %s", exc)
@@ -353,6 +353,7 @@ class AsyncPredictionWriter:
         assert self._cond is not None
         cond = self._cond
         queue = self._parts[group]
+        staged = False  # the last part had duplicates: stage the next one at once
         while True:
             async with cond:
                 while not queue and not self._stopping:
@@ -367,7 +368,7 @@ class AsyncPredictionWriter:
             while True:
                 try:
                     done = await write_part(
-                        self._cluster, self._tables, self._log, group, rows, days, data
+                        self._cluster, self._tables, self._log, group, rows, days, data, staged
                     )
                     break
                 except Exception as exc:  # rows are kept whatever went wrong
@@ -388,6 +389,7 @@ class AsyncPredictionWriter:
                 now = time.monotonic()
                 self._token = self._token.merge(done.token)
                 duplicates = done.sent - done.inserted
+                staged = duplicates > 0
                 for ticket, part in items:
                     queue.popleft()
                     dup = min(duplicates, part.rows)

@@ -6,12 +6,17 @@ batched and written by background threads (hand-written; its asyncio twin is
 caller, never a silent drop) and queue them; a full queue blocks the caller or
 raises :class:`WriterQueueFull`, by option. A batcher thread makes batches of
 ``batch_rows`` rows (or fewer, ``flush_interval_s`` seconds after their first row
-was queued, or when a flush asks), places their rows on shard groups and hands
-each group its part. One thread per group encodes its parts and writes each with
-one binary COPY (:mod:`.flush_sync`), groups in parallel: on two cores that kept
-the server busier than one thread for all groups (the COPY's send and the
-server's wait release the GIL). A failed part is kept and written again with
-backoff until it commits; a part that committed is never written again.
+was queued, or when a flush asks), places their rows on shard groups and encodes
+each group's binary COPY payload in one pass (:func:`.flush_sync.split_encode`).
+One thread per group sends: each of its transactions is one COPY straight into the
+partitioned table, of every part waiting for that group (while the server is the
+bottleneck parts queue up, and one commit for several saves a commit each), so a
+group's server goes from one commit to the next COPY without waiting for the
+client. Groups run in parallel: their threads mostly wait on sockets, which
+releases the GIL. A failed write is kept and tried again with backoff until it
+commits; a part that committed is never written again; after a part found
+duplicates (a resend) the group's next part goes through the staging table at
+once instead of failing its straight COPY first.
 
 Delivery is at least once, made exactly once by the prediction id: a row resent
 after a crash is found stored and counted as a duplicate, not stored twice.
@@ -41,7 +46,7 @@ from ...core.predictions.rows import (
 )
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_sync import Cluster
-from ...errors import MlscaleError, PredictionError, WriterQueueFull
+from ...errors import PredictionError, WriterQueueFull
 from .flush_sync import GroupPart, join_payloads, prepare, write_part
 from .tables_sync import PredictionTables
 
@@ -332,7 +337,7 @@ class PredictionWriter:
                     with self._cond:
                         self._state.cleared("placing")
                 return parts
-            except MlscaleError as exc:
+            except Exception as exc:  # the rows are kept: retried, the error shown
                 attempt += 1
                 with self._cond:
                     self._state.part_failed("placing", exc)
@@ -344,6 +349,7 @@ class PredictionWriter:
 
     def _group_loop(self, group: str) -> None:
         queue = self._parts[group]
+        staged = False  # the last part had duplicates: stage the next one at once
         while True:
             with self._cond:
                 while not queue and not self._stopping:
@@ -358,7 +364,7 @@ class PredictionWriter:
             while True:
                 try:
                     done = write_part(
-                        self._cluster, self._tables, self._log, group, rows, days, data
+                        self._cluster, self._tables, self._log, group, rows, days, data, staged
                     )
                     break
                 except Exception as exc:  # rows are kept whatever went wrong
@@ -379,6 +385,7 @@ class PredictionWriter:
                 now = time.monotonic()
                 self._token = self._token.merge(done.token)
                 duplicates = done.sent - done.inserted
+                staged = duplicates > 0
                 for ticket, part in items:
                     queue.popleft()
                     dup = min(duplicates, part.rows)
