@@ -297,10 +297,11 @@ def test_a_group_down_keeps_its_rows_and_a_full_queue_blocks_or_raises(
         w.log_many(_frame(900, start=100))
         with pytest.raises(PredictionError, match="not yet written"):
             w.flush(timeout=1.0)
+        left = g1_rows(100, 1_000)
+        _until(world, lambda: w.stats().queued == left)  # g0's rows written, g1's kept
         stats = w.stats()
-        assert stats.failures >= 1 and stats.error is not None and "g1" in stats.error
-        left = stats.queued
-        assert left == g1_rows(100, 1_000) > 0  # g0's rows written, g1's kept
+        assert left > 0 and stats.failures >= 1 and stats.error is not None
+        assert "g1" in stats.error
         # Full: g1's rows wait, so 1,000 more do not fit (raise mode).
         with pytest.raises(WriterQueueFull, match="queue is full"):
             w.log_many(_frame(1_000 - left + 1, start=1_000))
