@@ -21,8 +21,10 @@ ENGINE = ROOT / "src/mlscale/engine"
 # Folders whose *_async.py sources get generated twins.
 FOLDERS = [ENGINE, ROOT / "src/mlscale/stores/features", ROOT / "src/mlscale/stores/predictions"]
 # concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
-# each written by hand; every other *_async.py has a generated *_sync.py twin.
-HAND_WRITTEN = {"concurrency_async.py"}
+# each written by hand, as are the prediction writer's two front ends (threads,
+# tasks: stores/predictions/writer_*.py); every other *_async.py has a generated
+# *_sync.py twin.
+HAND_WRITTEN = {"concurrency_async.py", "writer_async.py"}
 PAIRS = [
     (source, source.with_name(source.name.replace("_async.py", "_sync.py")))
     for folder in FOLDERS

@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "features": "mlscale.bench.features",
     "node-cap": "mlscale.bench.node_cap",
     "placement": "mlscale.bench.placement",
+    "predictions": "mlscale.bench.predictions",
     "replicas": "mlscale.bench.replicas",
     "scatter": "mlscale.bench.scatter",
 }

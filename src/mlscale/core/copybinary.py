@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["COPY_HEADER", "COPY_TRAILER", "CopyColumn", "PgType", "encode_copy"]
+__all__ = [
+    "COPY_HEADER",
+    "COPY_TRAILER",
+    "CopyColumn",
+    "PgType",
+    "encode_copy",
+    "encode_copy_split",
+]
 
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 COPY_TRAILER = struct.pack(">h", -1)
@@ -107,33 +114,69 @@ def encode_copy(columns: Sequence[CopyColumn]) -> bytes:
         raise ValueError("columns of different lengths")
     if all(c.type in _FIXED and (c.valid is None or c.valid.all()) for c in columns):
         return COPY_HEADER + _uniform(columns, n) + COPY_TRAILER
-    body = _grouped(columns, n)
-    if body is None:
-        body = _scattered(columns, n)
+    bodies = _grouped(columns, n)
+    body = bodies[0] if bodies is not None else _scattered(columns, n)
     return COPY_HEADER + body + COPY_TRAILER
+
+
+def encode_copy_split(
+    columns: Sequence[CopyColumn], where: npt.NDArray[np.int64], parts: int
+) -> list[bytes]:
+    """The rows of ``columns`` as ``parts`` binary COPY payloads: row ``i`` in payload
+    ``where[i]`` (each payload's rows in any order). Costs one pass over the whole
+    batch (text factorized once, the rows gathered once) instead of a copy of the
+    columns per part and an encoding of each."""
+    n = len(columns[0].values) if columns else 0
+    if any(len(c.values) != n for c in columns) or len(where) != n:
+        raise ValueError("columns of different lengths")
+    bodies = _grouped(columns, n, where, parts)
+    if bodies is None:
+        bodies = [
+            _scattered(
+                [CopyColumn(c.type, c.values[mask], None if c.valid is None else c.valid[mask])
+                 for c in columns],
+                int(mask.sum()),
+            )
+            for mask in (where == p for p in range(parts))
+        ]  # fmt: skip
+    return [COPY_HEADER + body + COPY_TRAILER for body in bodies]
 
 
 # Rows are grouped by their fields' widths when there are at most this many groups.
 _MAX_SHAPES = 64
 
 
-def _grouped(columns: Sequence[CopyColumn], n: int) -> bytes | None:
+def _grouped(
+    columns: Sequence[CopyColumn],
+    n: int,
+    where: npt.NDArray[np.int64] | None = None,
+    parts: int = 1,
+) -> list[bytes] | None:
     """Rows grouped by shape (each field's width, NULL or not): each group one
-    structured array. None if the rows have too many shapes."""
+    structured array; with ``where``, the body of each of ``parts`` parts (row ``i``
+    in part ``where[i]``), else one body. None if the rows have too many shapes.
+
+    Kept cheap for the common batch: a column with no value present is a constant
+    NULL field, one with a single distinct value a constant field, and with a single
+    shape no row is gathered (the columns are written whole)."""
     import pandas as pd
 
     shape = np.zeros(n, dtype=np.int64)
-    # Per column: (codes, unique values as bytes, those as one array); Nones if fixed.
-    parts: list[tuple[Any, Any, Any]] = []
+    # Per column: (codes, unique values as bytes, those as one array); Nones if fixed
+    # or NULL in every row; codes None with one unique value: that value everywhere.
+    prep: list[tuple[Any, Any, Any]] = []
     for c in columns:
-        if c.type in _FIXED:
-            if c.valid is not None and not c.valid.all():
+        if c.type in _FIXED or (c.valid is not None and not c.valid.any()):
+            if c.type in _FIXED and c.valid is not None and not c.valid.all():
                 shape = shape * 2 + (~c.valid)
-            parts.append((None, None, None))
+            prep.append((None, None, None))
             continue
         codes, uniques = pd.factorize(c.values, use_na_sentinel=False)
         prefix = b"\x01" if c.type is PgType.JSONB else b""
         raw = [prefix + (u if isinstance(u, bytes) else str(u).encode()) for u in uniques.tolist()]
+        if len(raw) == 1 and (c.valid is None or c.valid.all()):
+            prep.append((None, raw, None))  # one value in every row
+            continue
         ulen = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
         lens = ulen[codes] if len(raw) else np.zeros(n, dtype=np.int64)
         if c.valid is not None:
@@ -141,29 +184,52 @@ def _grouped(columns: Sequence[CopyColumn], n: int) -> bytes | None:
         # Kept small (a shape's number) so that no column count can overflow it.
         shape = pd.factorize(shape * (int(ulen.max(initial=0)) + 2) + lens + 1)[0]
         table = np.array(raw, dtype=f"S{max(1, int(ulen.max(initial=0)))}")
-        parts.append((codes, raw, table))
-    groups, firsts = np.unique(shape, return_index=True)
-    if len(groups) > _MAX_SHAPES:
+        prep.append((codes, raw, table))
+    shape_codes, shape_uniques = pd.factorize(shape)
+    shapes = max(1, len(shape_uniques))
+    if shapes > _MAX_SHAPES:
         return None
-    where = np.searchsorted(groups, shape)
-    out: list[bytes] = []
     fixed = [c.fixed_values() if c.type in _FIXED else None for c in columns]
-    for g, first in enumerate(firsts.tolist()):
-        idx = np.flatnonzero(where == g)
+    bodies: list[list[bytes]] = [[] for _ in range(parts)]
+    runs: list[tuple[int, Any]]
+    if where is None and shapes == 1:  # the whole batch is one block: no row gathered
+        runs = [(0, slice(None))] if n else []
+    else:
+        # One stable sort by (part, shape) instead of a mask per block.
+        key = shape_codes if where is None else np.asarray(where, np.int64) * shapes + shape_codes
+        order = np.argsort(key, kind="stable")
+        counts = np.bincount(key, minlength=parts * shapes)
+        ends = np.cumsum(counts)
+        runs = [
+            (k, order[int(ends[k] - counts[k]) : int(ends[k])])
+            for k in np.flatnonzero(counts).tolist()
+        ]
+    for k, idx in runs:
+        whole = isinstance(idx, slice)
+        first = 0 if whole else int(idx[0])
+        count = n if whole else len(idx)
         fields: list[tuple[str, Any]] = [("nf", ">i2")]
         fill: list[tuple[str, Any]] = []
-        for i, (c, (codes, raw, table)) in enumerate(zip(columns, parts, strict=True)):
+        for i, (c, (codes, raw, table)) in enumerate(zip(columns, prep, strict=True)):
             present = c.valid is None or bool(c.valid[first])
             if not present:
                 fields.append((f"l{i}", ">i4"))
                 fill.append((f"l{i}", -1))
                 continue
-            if codes is None:
+            if c.type in _FIXED:
                 code = _FIXED[c.type]
                 fields += [(f"l{i}", ">i4"), (f"v{i}", code)]
                 values = fixed[i]
                 assert values is not None
                 fill += [(f"l{i}", np.dtype(code).itemsize), (f"v{i}", values[idx])]
+                continue
+            if codes is None:  # one value in every row
+                width = len(raw[0])
+                fields.append((f"l{i}", ">i4"))
+                fill.append((f"l{i}", width))
+                if width:
+                    fields.append((f"v{i}", f"S{width}"))
+                    fill.append((f"v{i}", raw[0]))
                 continue
             width = len(raw[codes[first]])
             fields.append((f"l{i}", ">i4"))
@@ -171,12 +237,12 @@ def _grouped(columns: Sequence[CopyColumn], n: int) -> bytes | None:
             if width:
                 fields.append((f"v{i}", f"S{width}"))
                 fill.append((f"v{i}", table[codes[idx]].astype(f"S{width}")))
-        rows = np.empty(len(idx), dtype=np.dtype(fields))
+        rows = np.empty(count, dtype=np.dtype(fields))
         rows["nf"] = len(columns)
         for name, value in fill:
             rows[name] = value
-        out.append(rows.tobytes())
-    return b"".join(out)
+        bodies[k // shapes].append(rows.tobytes())
+    return [b"".join(b) for b in bodies]
 
 
 def _uniform(columns: Sequence[CopyColumn], n: int) -> bytes:
