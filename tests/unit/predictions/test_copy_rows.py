@@ -122,7 +122,8 @@ def test_ids_as_uuids_strings_or_bytes_and_missing_ones_made() -> None:
         assert batch.ids() == ids
     mixed = to_predictions(log, {**base, "prediction_id": [ids[0], None, str(ids[2])]})
     made = mixed.ids()
-    assert made[0] == ids[0] and made[2] == ids[2] and made[1].version == 4
+    assert made[0] == ids[0] and made[2] == ids[2] and made[1].version == 7
+    assert made[1].int >> 80 == int(mixed.ts_us[1]) // 1000  # it carries its row's time
     with pytest.raises(PredictionError, match="not a uuid"):
         to_predictions(log, {**base, "prediction_id": ["nope", None, None]})
     with pytest.raises(PredictionError, match="not a uuid"):
@@ -212,3 +213,27 @@ def test_split_encoding_puts_each_row_in_its_part(shapes: int, parts: int) -> No
         want = [(i, texts[i] if valid is None or valid[i] else None, "same")
                 for i in np.flatnonzero(where == p).tolist()]  # fmt: skip
         assert sorted(decode(payload, types)) == want
+
+
+def test_a_resend_of_an_id_alone_is_the_same_row() -> None:
+    """Ids made by mlscale are version 7 and carry their row's millisecond; a time left
+    out is read back from a v7 id, so resending a prediction by its id alone (no ts)
+    gives the same (entity, ts, prediction_id) key: stored once."""
+    log = PredictionLog()
+    base = {"entity_id": [1, 2], "model": "m", "model_version": "v", "score": 0.1}
+    first = to_predictions(log, base)  # neither ids nor times: now, to the millisecond
+    assert all(u.version == 7 for u in first.ids())
+    assert (first.ts_us % 1000 == 0).all()
+    again = to_predictions(log, {**base, "prediction_id": first.ids()})
+    assert again.ts_us.tolist() == first.ts_us.tolist()
+    one = check_prediction(log, 1, "m", "v", 0.5, prediction_id=first.ids()[0])
+    assert one[2] == int(first.ts_us[0])
+    t = dt.datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    given = to_predictions(log, {**base, "ts": [t, t]})
+    assert given.ts_us.tolist() == [int(t.timestamp() * 1e6)] * 2  # a given time is kept whole
+    assert [u.int >> 80 for u in given.ids()] == [int(t.timestamp() * 1000)] * 2
+    v4 = uuid.uuid4()
+    late = check_prediction(log, 1, "m", "v", 0.5, prediction_id=v4)
+    assert late[1] == v4.bytes and late[2] % 1000 == 0  # a v4 id has no time: now
+    ordered = to_predictions(log, {**base, "ts": [t, t + dt.timedelta(milliseconds=5)]}).ids()
+    assert ordered[0] < ordered[1]  # made ids sort by time

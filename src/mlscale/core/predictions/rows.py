@@ -133,7 +133,7 @@ def _time_us(value: Any, where: str, what: str) -> int:
 
 
 def _text(value: Any, where: str, what: str, required: bool) -> str | None:
-    if value is None:
+    if value is None or (required and value == ""):
         if required:
             raise PredictionError(f"{where}: {what} is missing")
         return None
@@ -184,8 +184,15 @@ def check_prediction(
         raise PredictionError(f"{where}: a prediction needs a score, a predicted class or both")
     if s is not None and math.isnan(s):
         raise PredictionError(f"{where}: score is NaN (send None for no score)")
-    pid = uuid.uuid4() if prediction_id is None else _uuid(prediction_id, where, "prediction_id")
-    return (key, pid.bytes, _time_us(ts, where, "ts"), s, m, v, p, _json(extra, where))
+    pid = None if prediction_id is None else _uuid(prediction_id, where, "prediction_id")
+    if ts is not None:
+        at = _time_us(ts, where, "ts")
+    elif pid is not None and pid.version == 7:
+        at = (pid.int >> 80) * 1000  # the id's own time: a resend of the id alone is the same row
+    else:
+        at = _now_us() // 1000 * 1000
+    raw = new_ids(np.array([at], dtype=np.int64)).tobytes() if pid is None else pid.bytes
+    return (key, raw, at, s, m, v, p, _json(extra, where))
 
 
 def check_label(
@@ -480,42 +487,59 @@ def _floats(
     return arr, valid
 
 
-def _ids(frame: Any, where: str) -> npt.NDArray[np.uint8]:
+def _ids(frame: Any, where: str) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
+    """The given ids as an (n, 16) array (zeros where missing) and which were given."""
     n = len(frame)
     if "prediction_id" not in frame.columns:
-        return new_ids(n)
+        return np.zeros((n, 16), dtype=np.uint8), np.zeros(n, dtype=bool)
     values = frame["prediction_id"].to_numpy(dtype=object).tolist()
     kinds = set(map(type, values))
     # Fast paths for a column of one kind: uuid.UUID objects or 16-byte strings.
     if kinds == {uuid.UUID}:
         raw = b"".join([v.int.to_bytes(16, "big") for v in values])
-        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
+        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16), np.ones(n, dtype=bool)
     if kinds == {bytes} and all(len(v) == 16 for v in values):
-        return np.frombuffer(b"".join(values), dtype=np.uint8).reshape(-1, 16)
-    na = [_missing(v) for v in values]
+        return (
+            np.frombuffer(b"".join(values), dtype=np.uint8).reshape(-1, 16),
+            np.ones(n, dtype=bool),
+        )
+    given = np.array([not _missing(v) for v in values], dtype=bool)
     parts = [
-        b"" if missing else _uuid(v, where, "prediction_id").bytes
-        for v, missing in zip(values, na, strict=True)
+        _uuid(v, where, "prediction_id").bytes if ok else bytes(16)
+        for v, ok in zip(values, given.tolist(), strict=True)
     ]
-    if any(na):
-        fresh = new_ids(sum(na)).tobytes()
-        for j, i in enumerate(i for i, m in enumerate(na) if m):
-            parts[i] = fresh[16 * j : 16 * j + 16]
-    return np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(-1, 16)
+    return np.frombuffer(b"".join(parts), dtype=np.uint8).reshape(-1, 16).copy(), given
 
 
-def new_ids(n: int) -> npt.NDArray[np.uint8]:
-    """``n`` random (version 4) uuids as an (n, 16) array."""
+def new_ids(ts_us: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+    """Version 7 uuids (RFC 9562) carrying the millisecond of each time in ``ts_us``
+    (microseconds since 1970) and 74 random bits, as an (n, 16) array. Ids made so
+    sort by time, and a prediction resent with its id alone gets its time back."""
+    n = len(ts_us)
     raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    ms = (np.asarray(ts_us, dtype=np.int64) // 1000).astype(">u8").view(np.uint8).reshape(n, 8)
+    raw[:, :6] = ms[:, 2:]
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x70
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
     return raw
 
 
-def _times(frame: Any, name: str, where: str) -> npt.NDArray[np.int64]:
+def _id_times(ids: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """The microsecond (a whole millisecond) version 7 ids carry, and which ids are v7."""
+    n = len(ids)
+    wide = np.zeros((n, 8), dtype=np.uint8)
+    wide[:, 2:] = ids[:, :6]
+    ms = wide.view(">u8").reshape(n).astype(np.int64)
+    return ms * 1000, (ids[:, 6] >> 4) == 7
+
+
+def _times(
+    frame: Any, name: str, where: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """The given times (us since 1970; 0 where missing) and which were given."""
     n = len(frame)
     if name not in frame.columns:
-        return np.full(n, _now_us(), dtype=np.int64)
+        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
     import pandas as pd
 
     series = frame[name]
@@ -531,9 +555,34 @@ def _times(frame: Any, name: str, where: str) -> npt.NDArray[np.int64]:
             ) from None
     na = ts.isna().to_numpy()
     out = np.asarray(ts.to_numpy("datetime64[us]")).view(np.int64).copy()
-    if na.any():
-        out[na] = _now_us()
-    return out
+    out[na] = 0
+    return out, ~na
+
+
+def _now_ms_us() -> int:
+    """Now, in microseconds, cut to the millisecond (what a made v7 id carries)."""
+    return _now_us() // 1000 * 1000
+
+
+def ids_and_times(
+    ids: npt.NDArray[np.uint8],
+    id_given: npt.NDArray[np.bool_],
+    ts_us: npt.NDArray[np.int64],
+    ts_given: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Missing times and ids filled so that a resend is the same row: a missing time
+    is a given v7 id's time, else now (to the millisecond); a missing id is a v7 id of
+    the row's time."""
+    if not ts_given.all():
+        ts_us = ts_us.copy()
+        id_us, v7 = _id_times(ids)
+        from_id = ~ts_given & id_given & v7
+        ts_us[from_id] = id_us[from_id]
+        ts_us[~ts_given & ~from_id] = _now_ms_us()
+    if not id_given.all():
+        ids = ids.copy()
+        ids[~id_given] = new_ids(ts_us[~id_given])
+    return ids, ts_us
 
 
 def to_predictions(log: PredictionLog, data: Any) -> PredictionBatch:
@@ -562,8 +611,7 @@ def to_predictions(log: PredictionLog, data: Any) -> PredictionBatch:
     return PredictionBatch(
         log,
         entity,
-        _ids(frame, where),
-        _times(frame, "ts", where),
+        *ids_and_times(*_ids(frame, where), *_times(frame, "ts", where)),
         score,
         score_valid,
         model,
@@ -651,6 +699,12 @@ def labels_from_rows(log: PredictionLog, rows: Sequence[tuple[Any, ...]]) -> Lab
     )
 
 
+def _label_times(frame: Any, where: str) -> npt.NDArray[np.int64]:
+    ts, given = _times(frame, "label_ts", where)
+    ts[~given] = _now_us()
+    return ts
+
+
 def to_labels(log: PredictionLog, data: Any) -> LabelBatch:
     """Check a batch of labels (columns ``prediction_id``, the entity, ``outcome`` and/or
     ``label``, optional ``label_ts``) into columns."""
@@ -673,8 +727,8 @@ def to_labels(log: PredictionLog, data: Any) -> LabelBatch:
     return LabelBatch(
         log,
         _keys(log, frame[log.entity], where),
-        _ids(frame, where),
-        _times(frame, "label_ts", where),
+        _ids(frame, where)[0],
+        _label_times(frame, where),
         outcome,
         outcome_valid,
         label,

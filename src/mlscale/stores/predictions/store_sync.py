@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from ...core.causal import CausalToken
+from ...core.predictions.queueing import OnFull
 from ...core.predictions.results import (
     AttachResult,
     DailyCount,
@@ -25,6 +26,7 @@ from ...engine.cluster_sync import Cluster
 from .labels_sync import Labels
 from .queries_sync import PredictionQueries
 from .tables_sync import PredictionTables
+from .writer_sync import PredictionWriter
 
 __all__ = ["PredictionStore"]
 
@@ -78,6 +80,34 @@ class PredictionStore:
     def logs(self) -> list[PredictionLog]:
         """Every recorded prediction log."""
         return self._tables.load()
+
+    def writer(
+        self,
+        log: str | PredictionLog,
+        *,
+        batch_rows: int = 50_000,
+        flush_interval_s: float = 1.0,
+        queue_rows: int = 500_000,
+        on_full: OnFull = "block",
+        block_timeout_s: float | None = None,
+    ) -> PredictionWriter:
+        """A writer of ``log``'s predictions (see :class:`PredictionWriter`):
+        batches of ``batch_rows`` or every ``flush_interval_s`` seconds, at most
+        ``queue_rows`` waiting (then ``on_full``: "block", up to ``block_timeout_s``,
+        or "raise" :class:`~mlscale.errors.WriterQueueFull`). Close it (or use it as a
+        context manager): rows still queued when the process exits are lost, and a
+        resend is stored once only if it carries the same id and time (ids the
+        writer makes carry their time; see ``log``)."""
+        return PredictionWriter(
+            self._cluster,
+            self._tables,
+            self.get(log),
+            batch_rows=batch_rows,
+            flush_interval_s=flush_interval_s,
+            queue_rows=queue_rows,
+            on_full=on_full,
+            block_timeout_s=block_timeout_s,
+        )
 
     def log_labels(self, log: str | PredictionLog, data: Any) -> LabelResult:
         """Attach labels to their predictions (see :class:`Labels`): ``data`` has
