@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "src/mlscale/engine"
 # Folders whose *_async.py sources get generated twins.
-FOLDERS = [ENGINE, ROOT / "src/mlscale/stores/features"]
+FOLDERS = [ENGINE, ROOT / "src/mlscale/stores/features", ROOT / "src/mlscale/stores/training"]
 # concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
 # each written by hand; every other *_async.py has a generated *_sync.py twin.
-HAND_WRITTEN = {"concurrency_async.py"}
+HAND_WRITTEN = {"concurrency_async.py", "prefetch_async.py"}
 PAIRS = [
     (source, source.with_name(source.name.replace("_async.py", "_sync.py")))
     for folder in FOLDERS
@@ -51,6 +51,7 @@ RENAMES = {
     "AsyncRegistry": "Registry",
     "AsyncViews": "Views",
     "AsyncWriter": "Writer",
+    "AsyncTrainingReader": "TrainingReader",
     "AsyncCache": "Cache",
     "tiered_async": "tiered",
     "AsyncConnectionPool": "ConnectionPool",
@@ -66,6 +67,7 @@ RENAMES = {
     "enter_async_context": "enter_context",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
+    "__aiter__": "__iter__",
 }
 # Module names: x_async -> x_sync for every async source (and the primitives).
 RENAMES.update(

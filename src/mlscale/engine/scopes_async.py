@@ -24,6 +24,7 @@ from psycopg import AsyncConnection
 from ..core.causal import CausalToken
 from ..core.classify import Classification, TxAction
 from ..core.consistency import Consistency
+from ..core.copyformat import read_copy
 from ..core.route import Scope as RouteScope
 from ..core.scatter.result import ScatterResult
 from ..core.shardplan import NO_KEY, Part, ShardPlan
@@ -142,6 +143,31 @@ class AsyncScope(AsyncRunner):
         async with aclosing(rows):  # leaving early closes the groups' cursors now
             async for row in rows:  # noqa: RUF100, UP028 (async: no "yield from")
                 yield row
+
+    async def copy_out(
+        self,
+        query: str,
+        *,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The bytes of one ``COPY ... TO STDOUT`` as the server sends them (any FORMAT),
+        in chunks, run where this scope's reads run (a replica fit for the call's
+        consistency, else the primary). For callers that decode the stream themselves,
+        such as binary COPY into numpy; the statement is not placed by a key: use it in
+        a group's scope (``cluster.as_written(group)``). Leave the loop early, or close
+        the iterator, to give the connection back."""
+        self._check_usable()
+        c = self._context.classify(query)
+        layout = read_copy(query, with_rows=False)
+        if layout is None or layout.is_from or not c.read_only:
+            raise RoutingError("copy_out() runs one COPY ... TO STDOUT statement")
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        async with self._borrow(c, options, None) as conn, conn.cursor().copy(query) as copy:
+            async for chunk in copy:
+                yield bytes(chunk)
 
     async def _merged(
         self, query: str, params: Params, options: ReadOptions
