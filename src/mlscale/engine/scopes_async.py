@@ -40,6 +40,8 @@ from .translate import translating
 
 __all__ = ["AsyncScope", "AsyncTransaction", "open_transaction", "within"]
 
+_COPY_BLOCK = 1 << 20  # bytes a copy_out() chunk gathers before it is handed over
+
 
 def within(own: str | None, group: str | None) -> str | None:
     """The shard group a call runs in: the statement's ``group`` (None: not placed by
@@ -154,20 +156,31 @@ class AsyncScope(AsyncRunner):
         max_lag_bytes: int | None = None,
     ) -> AsyncIterator[bytes]:
         """The bytes of one ``COPY ... TO STDOUT`` as the server sends them (any FORMAT),
-        in chunks, run where this scope's reads run (a replica fit for the call's
-        consistency, else the primary). For callers that decode the stream themselves,
-        such as binary COPY into numpy; the statement is not placed by a key: use it in
-        a group's scope (``cluster.as_written(group)``). Leave the loop early, or close
-        the iterator, to give the connection back."""
+        in chunks of about 1 MB (not cut at rows), run where this scope's reads run (a
+        replica fit for the call's consistency, else the primary). For callers that
+        decode the stream themselves, such as binary COPY into numpy. The statement is
+        not placed by a key: use it in a group's scope (``cluster.as_written(group)``).
+        Leave the loop early, or close the iterator, to give the connection back."""
         self._check_usable()
         c = self._context.classify(query)
         layout = read_copy(query, with_rows=False)
         if layout is None or layout.is_from or not c.read_only:
             raise RoutingError("copy_out() runs one COPY ... TO STDOUT statement")
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        block = bytearray()
         async with self._borrow(c, options, None) as conn, conn.cursor().copy(query) as copy:
+            # The server sends a message per row: gathered into blocks of about
+            # _COPY_BLOCK bytes, the caller's loop runs once per block, not per row.
             async for chunk in copy:
-                yield bytes(chunk)
+                if not block and len(chunk) >= _COPY_BLOCK:
+                    yield bytes(chunk)  # a large message: one copy, not two
+                    continue
+                block += chunk
+                if len(block) >= _COPY_BLOCK:
+                    yield bytes(block)
+                    block.clear()
+        if block:
+            yield bytes(block)
 
     async def _merged(
         self, query: str, params: Params, options: ReadOptions

@@ -1,23 +1,24 @@
-"""The columns a training read moves, and the select list that makes them fast.
+"""The columns a training read moves, and the select list that reads them.
 
-When every column is of a fixed-width kind (ints, floats, bool, date, timestamps,
-uuid) the select list makes every row the same width: a column that may be NULL
-goes out as ``coalesce(col, <zero>)`` and ``col IS NULL``, so the client decodes the
-whole stream with one ``np.frombuffer`` (:func:`mlscale.core.copydecode.decode_fixed`).
-Otherwise columns go as they are (a kind without a decoder as its text form) and the
-per-row decoder reads them.
+Each column goes as ``array_agg(col)``: a piece of a unit (thousands of rows) is one
+row of arrays, one COPY message, decoded by
+:func:`mlscale.core.copydecode.decode_arrays` with one ``np.frombuffer`` per
+fixed-width column. Columns that are arrays themselves cannot be stacked by
+``array_agg`` when their lengths differ: a read with one goes row by row
+(:func:`mlscale.core.copydecode.decode_rows`). A kind without a decoder goes as its
+text form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from psycopg import sql
 
 from ..copydecode import Kind
 
-__all__ = ["Column", "fast_path", "select_list"]
+__all__ = ["Column", "aggregated", "select_list"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,22 +31,21 @@ class Column:
     nullable: bool = True
 
 
-def fast_path(columns: Sequence[Column]) -> bool:
-    """Whether every column is fixed-width, so rows decode without a Python loop."""
-    return all(c.kind.fixed for c in columns)
+def aggregated(columns: Sequence[Column]) -> bool:
+    """Whether the columns are read as one row of arrays (none is an array itself)."""
+    return not any(c.kind.is_array for c in columns)
 
 
-def select_list(columns: Sequence[Column], alias: str) -> sql.Composed:
-    """The select list over ``alias.<column>`` for the stream :mod:`copydecode` reads."""
+def select_list(
+    columns: Sequence[Column], alias: str, exprs: Mapping[str, sql.Composable] | None = None
+) -> sql.Composed:
+    """The select list over ``alias.<column>``; ``exprs`` gives the SQL of columns that
+    are expressions, not the source's columns."""
     out: list[sql.Composable] = []
-    fast = fast_path(columns)
+    stacked = aggregated(columns)
     for c in columns:
-        ref = sql.Identifier(alias, c.name)
-        if fast and c.nullable:
-            out.append(sql.SQL("coalesce({}, {})").format(ref, sql.SQL(c.kind.zero)))
-            out.append(sql.SQL("({} IS NULL)").format(ref))
-        elif c.kind is Kind.OTHER:
-            out.append(sql.SQL("CAST({} AS text)").format(ref))
-        else:
-            out.append(ref)
+        ref: sql.Composable = (exprs or {}).get(c.name) or sql.Identifier(alias, c.name)
+        if c.kind is Kind.OTHER:
+            ref = sql.SQL("CAST({} AS text)").format(ref)
+        out.append(sql.SQL("array_agg({})").format(ref) if stacked else ref)
     return sql.SQL(", ").join(out)

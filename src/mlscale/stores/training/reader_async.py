@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from ...core.consistency import Consistency
-from ...core.copydecode import Decoded, Kind, decode_fixed, decode_rows, kind_of_oid
+from ...core.copydecode import Decoded, Kind, decode_arrays, decode_rows, kind_of_oid
 from ...core.scatter.ownership import TableRef, check_fanout
 from ...core.shardmaps import SlotMap
 from ...core.slots import DEFAULT_SLOTS
 from ...core.training.batch import Batch
-from ...core.training.columns import Column, fast_path
+from ...core.training.columns import Column, aggregated
 from ...core.training.position import Position
 from ...core.training.progress import ReadProgress
-from ...core.training.sqlplan import ReadPlan, Source, piece_sql
+from ...core.training.sqlplan import SLOT_COLUMN, ReadPlan, Source, piece_sql, row_order
 from ...core.training.units import (
     Split,
     default_units,
@@ -206,6 +206,11 @@ class AsyncTrainingReader:
         if not order_by:
             raise ConfigError(f"table {o.table} has no primary key: name order_by= columns "
                               "unique among its rows")
+        missing = [c for c in order_by if c not in {d.name for d in described}]
+        if missing:
+            raise ConfigError(f"no column {missing[0]!r} to order rows by")
+        extra = [d for d in described if d.name in order_by and d not in columns]
+        read_columns = (*columns, *extra, Column(SLOT_COLUMN, Kind.INT8, nullable=False))
         source = Source(keys, order_by, o.table, o.query, refs)
         slots = shard_map.slots if isinstance(shard_map, SlotMap) else DEFAULT_SLOTS
         count = o.units or default_units(slots, o.split.readers)
@@ -213,7 +218,9 @@ class AsyncTrainingReader:
         mine = reader_units(count, o.seed, o.split)
         if o.start is not None:
             o.start.check(o.split.reader, o.split.readers, count, o.seed)
-        self._plan = ReadPlan(source, columns, units, mine, shard_map, slots, fast_path(columns))
+        self._plan = ReadPlan(
+            source, columns, read_columns, units, mine, shard_map, slots, aggregated(read_columns)
+        )
         return self._plan
 
     async def _describe(self, group: str) -> tuple[list[Column], tuple[str, ...]]:
@@ -298,41 +305,48 @@ class AsyncTrainingReader:
 
     async def _read_unit(self, plan: ReadPlan, step: int) -> _UnitRows:
         """Unit ``plan.mine[step]`` whole: each piece copied from its group, decoded,
-        put in slot order, then (with a seed) shuffled."""
+        put in order (slot, order columns), then (with a seed) shuffled."""
         import numpy as np
 
         index = plan.mine[step]
-        kinds = [c.kind for c in plan.columns]
-        nullable = [c.nullable for c in plan.columns]
+        kinds = [c.kind for c in plan.read_columns]
         decoded: list[list[Decoded]] = []
         size = 0
         for piece in pieces(plan.units[index], plan.shard_map, plan.slots):
-            statement = piece_sql(plan.source, plan.columns, piece, plan.shard_map, plan.slots)
-            data = bytearray()
+            statement = piece_sql(
+                plan.source, plan.read_columns, piece, plan.shard_map, plan.slots
+            )
             scope = self._cluster.as_written(piece.group)
-            async for chunk in scope.copy_out(statement, consistency=self._o.consistency):
-                data += chunk
+            chunks = [c async for c in scope.copy_out(statement, consistency=self._o.consistency)]
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            del chunks
             size += len(data)
             if plan.fast:
-                decoded.append(decode_fixed(data, kinds, nullable))
+                decoded.append(decode_arrays(data, kinds))
             else:
                 decoded.append(decode_rows(data, kinds))
             del data
         columns: dict[str, npt.NDArray[Any]] = {}
         valid: dict[str, npt.NDArray[np.bool_]] = {}
-        for j, column in enumerate(plan.columns):
+        for j, column in enumerate(plan.read_columns):
             parts = [d[j] for d in decoded]
             columns[column.name] = _joined([p.values for p in parts], column.kind)
-            if column.nullable or not plan.fast:
+            if column.nullable:
                 masks = [p.valid if p.valid is not None else np.ones(len(p.values), bool)
                          for p in parts]
                 valid[column.name] = _joined(masks, Kind.BOOL)
-        rows = len(next(iter(columns.values()))) if columns else 0
+        rows = len(columns[SLOT_COLUMN])
+        order = row_order([columns[SLOT_COLUMN], *(columns[c] for c in plan.source.order_by)])
         if self._o.seed is not None and rows:
-            order = row_permutation(rows, self._o.seed, index)
-            columns = {k: v[order] for k, v in columns.items()}
-            valid = {k: v[order] for k, v in valid.items()}
-        return _UnitRows(step, columns, valid, rows, size)
+            order = order[row_permutation(rows, self._o.seed, index)]
+        names = [c.name for c in plan.columns]
+        return _UnitRows(
+            step,
+            {k: columns[k][order] for k in names},
+            {k: valid[k][order] for k in names if k in valid},
+            rows,
+            size,
+        )
 
 
 def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:

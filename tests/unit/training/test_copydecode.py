@@ -1,0 +1,112 @@
+"""The binary COPY decoder against streams built by hand (the server's own output is
+checked in tests/integration/test_training_reader.py)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+
+import numpy as np
+import pytest
+
+from mlscale.core.copydecode import Kind, decode_arrays, decode_rows, kind_of_oid
+from mlscale.errors import DatabaseError
+from tests.unit.training.copy_streams import array_value, stream
+
+
+def i8(v: int) -> bytes:
+    return struct.pack(">q", v)
+
+
+def f4(v: float) -> bytes:
+    return struct.pack(">f", v)
+
+
+def text(v: str) -> bytes:
+    return v.encode()
+
+
+def test_arrays_without_nulls_decode_to_native_numpy() -> None:
+    data = stream([[array_value([i8(1), i8(-2), i8(3)], 20),
+                    array_value([f4(0.5), f4(1.5), f4(-2.0)], 700)]])
+    ids, xs = decode_arrays(data, [Kind.INT8, Kind.FLOAT4])
+    assert ids.values.dtype == np.int64 and ids.values.tolist() == [1, -2, 3]
+    assert xs.values.dtype == np.float32 and xs.values.tolist() == [0.5, 1.5, -2.0]
+    assert ids.valid is None and xs.valid is None
+
+
+def test_null_elements_give_a_mask_and_zero_values() -> None:
+    data = stream([[array_value([f4(1.0), None, f4(3.0)], 700),
+                    array_value([text("a"), None, text("ü")], 25)]])
+    xs, names = decode_arrays(data, [Kind.FLOAT4, Kind.TEXT])
+    assert xs.values.tolist() == [1.0, 0.0, 3.0]
+    assert xs.valid is not None and xs.valid.tolist() == [True, False, True]
+    assert names.values.tolist() == ["a", None, "ü"]
+    assert names.valid is not None and names.valid.tolist() == [True, False, True]
+
+
+def test_no_rows_is_a_null_aggregate_or_an_empty_stream() -> None:
+    for data in (stream([[None, None]]), stream([])):
+        a, b = decode_arrays(data, [Kind.INT4, Kind.TEXT])
+        assert len(a.values) == 0 and a.values.dtype == np.int32
+        assert len(b.values) == 0
+
+
+def test_dates_timestamps_bools_uuids() -> None:
+    day = struct.pack(">i", 1)  # 2000-01-02
+    micros = struct.pack(">q", 1_500_000)  # 2000-01-01 00:00:01.5
+    u = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    data = stream([[array_value([day], 1082), array_value([micros], 1184),
+                    array_value([b"\x01"], 16), array_value([u.bytes], 2950)]])
+    d, ts, flag, ident = decode_arrays(data, [Kind.DATE, Kind.TIMESTAMPTZ, Kind.BOOL, Kind.UUID])
+    assert d.values[0] == np.datetime64("2000-01-02")
+    assert ts.values[0] == np.datetime64("2000-01-01T00:00:01.500000")
+    assert flag.values.tolist() == [True]
+    assert ident.values[0] == u.bytes
+
+
+def test_json_and_jsonb_are_parsed() -> None:
+    doc = {"a": [1, 2], "b": "x"}
+    data = stream([[array_value([b"\x01" + json.dumps(doc).encode()], 3802),
+                    array_value([json.dumps(doc).encode()], 114)]])
+    jb, js = decode_arrays(data, [Kind.JSONB, Kind.JSON])
+    assert jb.values[0] == doc and js.values[0] == doc
+
+
+def test_rows_path_reads_arrays_and_nulls() -> None:
+    vec = array_value([f4(1.0), f4(2.0)], 700)
+    data = stream([[i8(1), vec, text("a")], [i8(2), None, None]])
+    ids, vecs, names = decode_rows(data, [Kind.INT8, Kind.FLOAT4_ARRAY, Kind.TEXT])
+    assert ids.values.tolist() == [1, 2]
+    assert vecs.values[0].tolist() == [1.0, 2.0] and vecs.values[1] is None
+    assert vecs.valid is not None and vecs.valid.tolist() == [True, False]
+    assert names.values.tolist() == ["a", None]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not a copy stream",
+        stream([[array_value([i8(1)], 20)]])[:-2],  # no trailer
+        stream([[array_value([i8(1)], 20), array_value([i8(1)], 20)]]),  # 2 fields, 1 kind
+        stream([[array_value([struct.pack(">i", 1)], 23)]]),  # int4 bytes said int8
+        stream([[array_value([i8(1)], 20)], [array_value([i8(1)], 20)]]),  # two rows
+    ],
+)
+def test_malformed_streams_are_refused(data: bytes) -> None:
+    with pytest.raises(DatabaseError, match="malformed"):
+        decode_arrays(data, [Kind.INT8])
+
+
+def test_arrays_of_unequal_length_are_refused() -> None:
+    data = stream([[array_value([i8(1)], 20), array_value([i8(1), i8(2)], 20)]])
+    with pytest.raises(DatabaseError, match="differ in length"):
+        decode_arrays(data, [Kind.INT8, Kind.INT8])
+
+
+def test_kinds_of_oids() -> None:
+    assert kind_of_oid(20) is Kind.INT8
+    assert kind_of_oid(1043) is Kind.TEXT  # varchar
+    assert kind_of_oid(1700) is Kind.OTHER  # numeric: read as text
+    assert Kind.FLOAT4_ARRAY.is_array and not Kind.FLOAT4.is_array
