@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "placement": "mlscale.bench.placement",
     "replicas": "mlscale.bench.replicas",
     "scatter": "mlscale.bench.scatter",
+    "training-read": "mlscale.bench.training",
 }
 
 

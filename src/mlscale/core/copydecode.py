@@ -9,8 +9,9 @@ Two paths:
 - :func:`decode_arrays`: a stream of one row whose every field is a 1-D array (the
   reader selects ``array_agg(col)`` per column, so a unit of rows is one message).
   An array of a fixed-width type without NULL elements is one ``np.frombuffer``
-  with a big-endian (length, value) dtype: no Python per value. Arrays with NULL
-  elements, and of variable-width types, are read element by element.
+  with a big-endian (length, value) dtype: no Python per value; NULLs of such a
+  column travel as bits of a mask array beside it. Arrays with NULL elements, and of
+  variable-width types, are read element by element.
   Why arrays rather than one COPY message per row: psycopg hands over COPY data one
   message at a time from Python, about 1 us per message, under the GIL; with a few
   groups read by threads at once that per-row cost was most of the read (measured
@@ -41,12 +42,14 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "MASK_BITS",
     "SIGNATURE",
     "Decoded",
     "Kind",
     "decode_arrays",
     "decode_rows",
     "kind_of_oid",
+    "mask_count",
 ]
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -93,6 +96,12 @@ class Kind(enum.StrEnum):
         return _WIDTH[self]
 
     @property
+    def zero(self) -> str:
+        """A SQL literal of this fixed-width kind standing in for NULL (see
+        :func:`decode_arrays`)."""
+        return _ZERO[self]
+
+    @property
     def is_array(self) -> bool:
         """Whether values are arrays themselves (read one row per message)."""
         return self in _ELEMENT
@@ -107,6 +116,15 @@ _WIRE = {  # big-endian numpy dtype of the value as sent
     Kind.FLOAT8: ">f8", Kind.DATE: ">i4", Kind.TIMESTAMP: ">i8", Kind.TIMESTAMPTZ: ">i8",
     Kind.UUID: "S16",
 }
+_ZERO = {
+    Kind.BOOL: "false", Kind.INT2: "0::int2", Kind.INT4: "0::int4", Kind.INT8: "0::int8",
+    Kind.FLOAT4: "0::float4", Kind.FLOAT8: "0::float8", Kind.DATE: "'2000-01-01'::date",
+    Kind.TIMESTAMP: "'2000-01-01'::timestamp",
+    Kind.TIMESTAMPTZ: "'2000-01-01 00:00:00+00'::timestamptz",
+    Kind.UUID: "'00000000-0000-0000-0000-000000000000'::uuid",
+}
+MASK_BITS = 63
+"""Masked columns per int8 NULL mask (see :func:`decode_arrays`)."""
 _ELEMENT = {
     Kind.INT2_ARRAY: ">i2", Kind.INT4_ARRAY: ">i4", Kind.INT8_ARRAY: ">i8",
     Kind.FLOAT4_ARRAY: ">f4", Kind.FLOAT8_ARRAY: ">f8",
@@ -165,34 +183,63 @@ def _native(kind: Kind, wire: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return wire.astype(wire.dtype.newbyteorder("="))
 
 
-def decode_arrays(data: bytes | bytearray | memoryview, kinds: Sequence[Kind]) -> list[Decoded]:
+def mask_count(masked: Sequence[bool]) -> int:
+    """How many int8 NULL-mask arrays follow the columns (see :func:`decode_arrays`)."""
+    return -(-sum(masked) // MASK_BITS)
+
+
+def decode_arrays(
+    data: bytes | bytearray | memoryview,
+    kinds: Sequence[Kind],
+    masked: Sequence[bool] | None = None,
+) -> list[Decoded]:
     """The columns of a binary COPY stream of at most one row holding one 1-D array
     (or NULL: no rows) per column, ``kinds[i]`` being the arrays' element kind.
-    ``valid`` is None for a column without NULL elements.
+
+    A fixed-width column that may be NULL is best sent as ``array_agg(coalesce(col,
+    zero))`` with ``masked[i]`` True: its NULLs are then bits of int8 mask arrays that
+    follow the columns (bit ``j % 63`` of mask ``j // 63`` set where the ``j``-th
+    masked column is NULL), and the column still decodes with one ``np.frombuffer``;
+    an array with NULL elements is read element by element. ``valid`` is None for a
+    column without NULLs.
 
     Raises :class:`~mlscale.errors.DatabaseError` if the stream is not that shape.
     """
+    import numpy as np
+
+    flags = list(masked) if masked is not None else [False] * len(kinds)
+    masks = mask_count(flags)
     body = _body(data)
     if not len(body):
         return [Decoded(_empty(k), None) for k in kinds]
     (n,) = struct.unpack_from(">h", body, 0)
-    if n != len(kinds):
-        raise _corrupt(f"the row has {n} fields, not {len(kinds)}")
+    if n != len(kinds) + masks:
+        raise _corrupt(f"the row has {n} fields, not {len(kinds) + masks}")
     pos = 2
-    out: list[Decoded] = []
-    for kind in kinds:
+    fields: list[Decoded] = []
+    for kind in [*kinds, *[Kind.INT8] * masks]:
         (size,) = struct.unpack_from(">i", body, pos)
         pos += 4
         if size < 0:
-            out.append(Decoded(_empty(kind), None))
+            fields.append(Decoded(_empty(kind), None))
             continue
-        out.append(_array_column(kind, body[pos:pos + size]))
+        fields.append(_array_column(kind, body[pos:pos + size]))
         pos += size
     if pos != len(body):
         raise _corrupt("more than one row of arrays")
-    rows = {len(d.values) for d in out}
+    rows = {len(d.values) for d in fields}
     if len(rows) > 1:
         raise _corrupt(f"the arrays differ in length: {sorted(rows)}")
+    out, bits = fields[:len(kinds)], fields[len(kinds):]
+    j = 0
+    for i, flag in enumerate(flags):
+        if not flag:
+            continue
+        word = bits[j // MASK_BITS].values
+        nulls = (word & np.int64(1 << (j % MASK_BITS))) != 0
+        j += 1
+        if nulls.any():
+            out[i] = Decoded(out[i].values, ~nulls)
     return out
 
 

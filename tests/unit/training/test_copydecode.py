@@ -46,6 +46,25 @@ def test_null_elements_give_a_mask_and_zero_values() -> None:
     assert names.valid is not None and names.valid.tolist() == [True, False, True]
 
 
+def test_masked_columns_take_their_nulls_from_the_mask_arrays() -> None:
+    # columns x (masked, bit 0), n (not masked), y (masked, bit 1); then one mask array
+    masks = [i8(0b01), i8(0), i8(0b10)]
+    data = stream([[array_value([f4(1.0), f4(0.0), f4(3.0)], 700),
+                    array_value([i8(7), i8(8), i8(9)], 20),
+                    array_value([f4(1.0), f4(2.0), f4(0.0)], 700),
+                    array_value(masks, 20)]])
+    x, n, y = decode_arrays(data, [Kind.FLOAT4, Kind.INT8, Kind.FLOAT4], [True, False, True])
+    assert x.valid is not None and x.valid.tolist() == [False, True, True]
+    assert n.valid is None and n.values.tolist() == [7, 8, 9]
+    assert y.valid is not None and y.valid.tolist() == [True, True, False]
+
+
+def test_a_masked_column_without_nulls_has_no_mask() -> None:
+    data = stream([[array_value([f4(1.0)], 700), array_value([i8(0)], 20)]])
+    (x,) = decode_arrays(data, [Kind.FLOAT4], [True])
+    assert x.valid is None
+
+
 def test_no_rows_is_a_null_aggregate_or_an_empty_stream() -> None:
     for data in (stream([[None, None]]), stream([])):
         a, b = decode_arrays(data, [Kind.INT4, Kind.TEXT])

@@ -21,7 +21,10 @@ COLUMNS = (Column("id", Kind.INT8, False), Column("x", Kind.FLOAT4),
 def test_a_table_piece_reads_its_slots_as_arrays_without_a_server_sort() -> None:
     text = piece_sql(Source(("id",), ("id",), table="events"), COLUMNS, Piece("g0", 0, 255),
                      MAP, 4096)
-    assert text.startswith("COPY (SELECT array_agg(\"q\".\"id\"), array_agg(\"q\".\"x\"), ")
+    assert text.startswith(
+        'COPY (SELECT array_agg("q"."id"), array_agg(coalesce("q"."x", 0::float4)), '
+    )
+    assert 'array_agg((CAST("q"."x" IS NULL AS int4)::int8 << 0))' in text  # the NULL mask
     assert "array_agg(CAST((hashint8extended(CAST(\"q\".\"id\" AS int8), 0) & 4095)" in text
     assert "BETWEEN 0 AND 255" in text and "ORDER BY" not in text
     assert "current_schema() IS NOT NULL" in text  # no parallel plan

@@ -28,7 +28,7 @@ from ...core.scatter.ownership import TableRef, check_fanout
 from ...core.shardmaps import SlotMap
 from ...core.slots import DEFAULT_SLOTS
 from ...core.training.batch import Batch
-from ...core.training.columns import Column, aggregated
+from ...core.training.columns import Column, aggregated, masked
 from ...core.training.position import Position
 from ...core.training.progress import ReadProgress
 from ...core.training.sqlplan import SLOT_COLUMN, ReadPlan, Source, piece_sql, row_order
@@ -321,6 +321,7 @@ class TrainingReader:
 
         index = plan.mine[step]
         kinds = [c.kind for c in plan.read_columns]
+        flags = masked(plan.read_columns)
         decoded: list[list[Decoded]] = []
         size = 0
         for piece in pieces(plan.units[index], plan.shard_map, plan.slots):
@@ -331,7 +332,7 @@ class TrainingReader:
             del chunks
             size += len(data)
             if plan.fast:
-                decoded.append(decode_arrays(data, kinds))
+                decoded.append(decode_arrays(data, kinds, flags))
             else:
                 decoded.append(decode_rows(data, kinds))
             del data
