@@ -38,6 +38,8 @@ FAMILY = "tr_users"
 GROUPS = ("g0", "g1", "g2", "g3")
 RANGES = ((0, 1000), (1001, 2047), (2048, 3300), (3301, 4095))
 EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+TEXT_FAMILY = "tr_names"
+NAMED = 1500
 
 
 def _row(i: int) -> tuple[Any, ...]:
@@ -77,6 +79,11 @@ def cluster(local: LocalCluster) -> Iterator[Cluster]:
         c.copy("COPY tr_items (id, x, y, label, name, at, vec) FROM STDIN",
                [_row(i) for i in range(1, ROWS + 1)])
         c.copy("COPY tr_extra (id, z) FROM STDIN", [(i, i * 2.0) for i in range(1, ROWS + 1, 3)])
+        c.create_shard_map(SlotMap.even(KeyFamily.of(TEXT_FAMILY, "text"), GROUPS))
+        c.create_sharded_table("CREATE TABLE tr_named (name text PRIMARY KEY, v float8)",
+                               shard_key="name", family=TEXT_FAMILY)
+        c.copy("COPY tr_named (name, v) FROM STDIN",
+               [(f"k{i}", None if i % 9 == 0 else i / 2) for i in range(NAMED)])
         yield c
 
 
@@ -285,3 +292,28 @@ def test_rows_copied_to_a_second_group_are_read_once(cluster: Cluster) -> None:
     finally:
         with cluster.connection(cluster.primary_node("g1")) as conn:
             conn.execute("DELETE FROM tr_items WHERE id = ANY(%s)", ([r[0] for r in copied],))
+
+
+def test_a_query_with_nulls_sends_them_as_masks(cluster: Cluster) -> None:
+    reader = TrainingReader(cluster, query="SELECT id, x, label FROM tr_items WHERE label < 5",
+                            shard_key="id", batch_size=1000)
+    got = {}
+    for b in reader:
+        for j, i in enumerate(b.columns["id"].tolist()):
+            got[i] = (bool(b.valid["x"][j]), float(b.columns["x"][j]))
+    want = {i: _row(i) for i in range(1, ROWS + 1) if i % 10 < 5}
+    assert set(got) == set(want)
+    assert all(got[i] == ((w[1] is not None), w[1] or 0.0) for i, w in want.items())
+
+
+def test_a_text_key_gets_its_slots_from_the_server(cluster: Cluster) -> None:
+    base = TrainingReader(cluster, "tr_named", batch_size=100, seed=4)
+    assert base.plan().slot_key is None
+    counts: Counter[str] = Counter()
+    for rank in range(2):
+        for b in base.split(rank, 2):
+            counts.update(b.columns["name"].tolist())
+            for name, v, ok in zip(b.columns["name"], b.columns["v"], b.valid["v"], strict=True):
+                i = int(name[1:])
+                assert bool(ok) == (i % 9 != 0) and (not ok or v == i / 2)
+    assert set(counts) == {f"k{i}" for i in range(NAMED)} and set(counts.values()) == {1}

@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 import pytest
 
-from mlscale.core.copydecode import Kind, decode_arrays, decode_rows, kind_of_oid
+from mlscale.core.copydecode import Kind, decode_packed, decode_rows, kind_of_oid
 from mlscale.errors import DatabaseError
 from tests.unit.training.copy_streams import array_value, stream
 
@@ -27,47 +27,48 @@ def text(v: str) -> bytes:
     return v.encode()
 
 
-def test_arrays_without_nulls_decode_to_native_numpy() -> None:
-    data = stream([[array_value([i8(1), i8(-2), i8(3)], 20),
-                    array_value([f4(0.5), f4(1.5), f4(-2.0)], 700)]])
-    ids, xs = decode_arrays(data, [Kind.INT8, Kind.FLOAT4])
+def test_fixed_columns_are_packed_values_decoded_to_native_numpy() -> None:
+    data = stream([[i8(1) + i8(-2) + i8(3), f4(0.5) + f4(1.5) + f4(-2.0)]])
+    ids, xs = decode_packed(data, [Kind.INT8, Kind.FLOAT4])
     assert ids.values.dtype == np.int64 and ids.values.tolist() == [1, -2, 3]
     assert xs.values.dtype == np.float32 and xs.values.tolist() == [0.5, 1.5, -2.0]
     assert ids.valid is None and xs.valid is None
 
 
-def test_null_elements_give_a_mask_and_zero_values() -> None:
-    data = stream([[array_value([f4(1.0), None, f4(3.0)], 700),
-                    array_value([text("a"), None, text("ü")], 25)]])
-    xs, names = decode_arrays(data, [Kind.FLOAT4, Kind.TEXT])
-    assert xs.values.tolist() == [1.0, 0.0, 3.0]
-    assert xs.valid is not None and xs.valid.tolist() == [True, False, True]
+def test_variable_width_columns_are_arrays_with_null_elements() -> None:
+    data = stream([[i8(1) + i8(2) + i8(3), array_value([text("a"), None, text("ü")], 25)]])
+    _, names = decode_packed(data, [Kind.INT8, Kind.TEXT])
     assert names.values.tolist() == ["a", None, "ü"]
     assert names.valid is not None and names.valid.tolist() == [True, False, True]
 
 
-def test_masked_columns_take_their_nulls_from_the_mask_arrays() -> None:
-    # columns x (masked, bit 0), n (not masked), y (masked, bit 1); then one mask array
-    masks = [i8(0b01), i8(0), i8(0b10)]
-    data = stream([[array_value([f4(1.0), f4(0.0), f4(3.0)], 700),
-                    array_value([i8(7), i8(8), i8(9)], 20),
-                    array_value([f4(1.0), f4(2.0), f4(0.0)], 700),
-                    array_value(masks, 20)]])
-    x, n, y = decode_arrays(data, [Kind.FLOAT4, Kind.INT8, Kind.FLOAT4], [True, False, True])
+def test_masked_columns_take_their_nulls_from_the_masks() -> None:
+    # columns x (masked, bit 0), n (not masked), y (masked, bit 1); then one mask
+    data = stream([[f4(1.0) + f4(0.0) + f4(3.0), i8(7) + i8(8) + i8(9),
+                    f4(1.0) + f4(2.0) + f4(0.0), i8(0b01) + i8(0) + i8(0b10)]])
+    x, n, y = decode_packed(data, [Kind.FLOAT4, Kind.INT8, Kind.FLOAT4], [True, False, True])
     assert x.valid is not None and x.valid.tolist() == [False, True, True]
     assert n.valid is None and n.values.tolist() == [7, 8, 9]
     assert y.valid is not None and y.valid.tolist() == [True, True, False]
 
 
-def test_a_masked_column_without_nulls_has_no_mask() -> None:
-    data = stream([[array_value([f4(1.0)], 700), array_value([i8(0)], 20)]])
-    (x,) = decode_arrays(data, [Kind.FLOAT4], [True])
-    assert x.valid is None
+def test_masked_columns_take_their_nulls_from_the_keys_of_null_rows() -> None:
+    # key column n (index 1); x is NULL where n = 7, y where n = 9 and 8; then 2 key lists
+    data = stream([[f4(0.0) + f4(2.0) + f4(3.0), i8(7) + i8(8) + i8(9),
+                    f4(1.0) + f4(0.0) + f4(0.0), i8(7), i8(9) + i8(8)]])
+    x, _, y = decode_packed(data, [Kind.FLOAT4, Kind.INT8, Kind.FLOAT4], [True, False, True],
+                            key=1)
+    assert x.valid is not None and x.valid.tolist() == [False, True, True]
+    assert y.valid is not None and y.valid.tolist() == [True, False, False]
+    no_nulls = stream([[f4(1.0), i8(7), f4(1.0), None, None]])
+    x, _, y = decode_packed(no_nulls, [Kind.FLOAT4, Kind.INT8, Kind.FLOAT4], [True, False, True],
+                            key=1)
+    assert x.valid is None and y.valid is None
 
 
 def test_no_rows_is_a_null_aggregate_or_an_empty_stream() -> None:
     for data in (stream([[None, None]]), stream([])):
-        a, b = decode_arrays(data, [Kind.INT4, Kind.TEXT])
+        a, b = decode_packed(data, [Kind.INT4, Kind.TEXT])
         assert len(a.values) == 0 and a.values.dtype == np.int32
         assert len(b.values) == 0
 
@@ -76,9 +77,8 @@ def test_dates_timestamps_bools_uuids() -> None:
     day = struct.pack(">i", 1)  # 2000-01-02
     micros = struct.pack(">q", 1_500_000)  # 2000-01-01 00:00:01.5
     u = uuid.UUID("12345678-1234-5678-1234-567812345678")
-    data = stream([[array_value([day], 1082), array_value([micros], 1184),
-                    array_value([b"\x01"], 16), array_value([u.bytes], 2950)]])
-    d, ts, flag, ident = decode_arrays(data, [Kind.DATE, Kind.TIMESTAMPTZ, Kind.BOOL, Kind.UUID])
+    data = stream([[day, micros, b"\x01", u.bytes]])
+    d, ts, flag, ident = decode_packed(data, [Kind.DATE, Kind.TIMESTAMPTZ, Kind.BOOL, Kind.UUID])
     assert d.values[0] == np.datetime64("2000-01-02")
     assert ts.values[0] == np.datetime64("2000-01-01T00:00:01.500000")
     assert flag.values.tolist() == [True]
@@ -89,7 +89,7 @@ def test_json_and_jsonb_are_parsed() -> None:
     doc = {"a": [1, 2], "b": "x"}
     data = stream([[array_value([b"\x01" + json.dumps(doc).encode()], 3802),
                     array_value([json.dumps(doc).encode()], 114)]])
-    jb, js = decode_arrays(data, [Kind.JSONB, Kind.JSON])
+    jb, js = decode_packed(data, [Kind.JSONB, Kind.JSON])
     assert jb.values[0] == doc and js.values[0] == doc
 
 
@@ -107,21 +107,21 @@ def test_rows_path_reads_arrays_and_nulls() -> None:
     "data",
     [
         b"not a copy stream",
-        stream([[array_value([i8(1)], 20)]])[:-2],  # no trailer
-        stream([[array_value([i8(1)], 20), array_value([i8(1)], 20)]]),  # 2 fields, 1 kind
-        stream([[array_value([struct.pack(">i", 1)], 23)]]),  # int4 bytes said int8
-        stream([[array_value([i8(1)], 20)], [array_value([i8(1)], 20)]]),  # two rows
+        stream([[i8(1)]])[:-2],  # no trailer
+        stream([[i8(1), i8(1)]]),  # 2 fields, 1 kind
+        stream([[struct.pack(">i", 1) + b"\x00"]]),  # 5 bytes are not int8 values
+        stream([[i8(1)], [i8(2)]]),  # two rows
     ],
 )
 def test_malformed_streams_are_refused(data: bytes) -> None:
     with pytest.raises(DatabaseError, match="malformed"):
-        decode_arrays(data, [Kind.INT8])
+        decode_packed(data, [Kind.INT8])
 
 
-def test_arrays_of_unequal_length_are_refused() -> None:
-    data = stream([[array_value([i8(1)], 20), array_value([i8(1), i8(2)], 20)]])
+def test_columns_of_unequal_length_are_refused() -> None:
+    data = stream([[i8(1), i8(1) + i8(2)]])
     with pytest.raises(DatabaseError, match="differ in length"):
-        decode_arrays(data, [Kind.INT8, Kind.INT8])
+        decode_packed(data, [Kind.INT8, Kind.INT8])
 
 
 def test_kinds_of_oids() -> None:

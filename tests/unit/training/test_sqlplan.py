@@ -22,13 +22,26 @@ def test_a_table_piece_reads_its_slots_as_arrays_without_a_server_sort() -> None
     text = piece_sql(Source(("id",), ("id",), table="events"), COLUMNS, Piece("g0", 0, 255),
                      MAP, 4096)
     assert text.startswith(
-        'COPY (SELECT array_agg("q"."id"), array_agg(coalesce("q"."x", 0::float4)), '
+        "COPY (SELECT string_agg(int8send(\"q\".\"id\"), ''::bytea), "
+        "string_agg(float4send(coalesce(\"q\".\"x\", 0::float4)), ''::bytea), "
     )
-    assert 'array_agg((CAST("q"."x" IS NULL AS int4)::int8 << 0))' in text  # the NULL mask
-    assert "array_agg(CAST((hashint8extended(CAST(\"q\".\"id\" AS int8), 0) & 4095)" in text
+    # x's NULLs as the primary keys of its NULL rows
+    nulls = "string_agg(int8send(\"q\".\"id\"), ''::bytea) FILTER (WHERE \"q\".\"x\" IS NULL)"
+    assert nulls in text
+    assert "int8send(CAST((hashint8extended(CAST(\"q\".\"id\" AS int8), 0) & 4095)" in text
     assert "BETWEEN 0 AND 255" in text and "ORDER BY" not in text
     assert "current_schema() IS NOT NULL" in text  # no parallel plan
     assert text.endswith("TO STDOUT (FORMAT binary)")
+
+
+def test_a_query_piece_sends_nulls_as_masks() -> None:
+    query = "SELECT id, x FROM events"
+    tables = {"events": ShardedTable("events", ("id",), "users")}
+    fan = check_fanout(query, tables)
+    text = piece_sql(Source(("id",), ("id",), query=query, refs=fan.refs), COLUMNS,
+                     Piece("g0", 0, 255), MAP, 4096)
+    assert "string_agg(int8send((CAST(\"q\".\"x\" IS NULL AS int4)::int8 << 0)), ''::bytea)" in text
+    assert "FILTER" not in text
 
 
 def test_a_query_piece_filters_every_sharded_table_it_reads() -> None:
@@ -51,7 +64,13 @@ def test_array_columns_are_read_row_by_row() -> None:
     cols = (Column("v", Kind.FLOAT4_ARRAY), Column("n", Kind.OTHER))
     assert not aggregated(cols)
     assert select_list(cols, "q").as_string(None) == '"q"."v", CAST("q"."n" AS text)'
-    assert select_list(COLUMNS[:1], "q").as_string(None) == 'array_agg("q"."id")'
+    assert select_list(COLUMNS[:1], "q").as_string(None) == (
+        "string_agg(int8send(\"q\".\"id\"), ''::bytea)"
+    )
+    texts = (Column("s", Kind.TEXT), Column("n", Kind.OTHER))
+    assert select_list(texts, "q").as_string(None) == (
+        'array_agg("q"."s"), array_agg(CAST("q"."n" AS text))'
+    )
 
 
 def test_row_order_sorts_by_slot_then_order_columns() -> None:

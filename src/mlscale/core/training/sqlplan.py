@@ -1,20 +1,23 @@
 """The SQL that reads one piece of a unit (a group's share of its slots), and the
 order its rows are put in.
 
-A table: ``SELECT <array_agg(column)...> FROM t AS q WHERE <slot(q.key) in the piece>``. A query:
-every sharded table it reads is kept to the piece's slots by the fan-out ownership
-rewrite (:func:`owned_rows_sql`, the rule cross-shard reads use), so a join of
-co-located tables on their shard key reads each joined row once; then ``SELECT
-<columns> FROM (<query>) AS q``. Both are sent as ``COPY (...) TO STDOUT (FORMAT
-binary)``; COPY takes no bind parameters, so the statement holds only literals the
-reader made (slot numbers) and the caller's own query text.
+A table: ``SELECT <columns, packed> FROM t AS q WHERE <slot(q.key) in the piece>``
+(one row: see ``columns.py``). A query: every sharded table it reads is kept to the
+piece's slots by the fan-out ownership rewrite (:func:`owned_rows_sql`, the rule
+cross-shard reads use), so a join of co-located tables on their shard key reads each
+joined row once; then ``SELECT <columns, packed> FROM (<query>) AS q``. Both are sent
+as ``COPY (...) TO STDOUT (FORMAT binary)``; COPY takes no bind parameters, so the
+statement holds only literals the reader made (slot numbers) and the caller's own
+query text.
 
-No ORDER BY: the server only scans and filters; each row also carries its slot
-(:data:`SLOT_COLUMN`) and the order columns, and the client sorts the unit by (slot,
-order columns) (:func:`row_order`), so a unit read in several pieces (its slots on
-several groups) has the same order as one read whole, and positions do not depend on
-placement, plan or scan order. A server sort of a unit larger than ``work_mem``
-spills to disk (measured: most of a unit's time); numpy sorts it in milliseconds.
+No ORDER BY: the server only scans and filters. Each row also carries its slot
+(:data:`SLOT_COLUMN`; for a one-column integer key the client hashes the key itself,
+bit for bit as :func:`mlscale.core.slots.slots_of` does) and the order columns, and
+the client sorts the unit by (slot, order columns) (:func:`row_order`). So a unit read
+in several pieces (its slots on several groups) has the same order as one read
+whole, and positions do not depend on placement, plan or scan order. A server sort
+of a unit larger than ``work_mem`` spilled to disk and took most of a unit's time
+here; numpy sorts the same rows in milliseconds.
 """
 
 from __future__ import annotations
@@ -37,7 +40,15 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["SLOT_COLUMN", "ReadPlan", "Source", "piece_sql", "row_order", "slot_range_sql"]
+__all__ = [
+    "SLOT_COLUMN",
+    "ReadPlan",
+    "Source",
+    "null_key_index",
+    "piece_sql",
+    "row_order",
+    "slot_range_sql",
+]
 
 _ALIAS = "q"
 # current_schema() is stable and parallel unsafe: true, evaluated once, and it keeps
@@ -69,7 +80,9 @@ class ReadPlan:
     """What a reader will read: the source, the columns of its batches and the columns
     read (those, the order columns and the slot), ``units`` units of the slot
     space, this reader's ``mine`` (unit indexes, in order), the shard map used and
-    whether columns are read as arrays (``fast``, see ``columns.py``)."""
+    whether a piece is read as one row (``fast``, see ``columns.py``); ``slot_key``: the
+    one integer key column whose values give each row's slot on the client (else the
+    server sends :data:`SLOT_COLUMN`)."""
 
     source: Source
     columns: tuple[Column, ...]
@@ -79,6 +92,7 @@ class ReadPlan:
     shard_map: ShardMap
     slots: int
     fast: bool
+    slot_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,7 +138,9 @@ def piece_sql(
 
     keys = [sql.Identifier(_ALIAS, c) for c in source.key_columns]
     exprs = {SLOT_COLUMN: sql.SQL("CAST({} AS int8)").format(_slot(family, keys, slots))}
-    chosen = select_list(columns, _ALIAS, exprs)
+    # A table's order columns are its primary key: unique, so they can name NULL rows.
+    null_key = _null_key(source, columns)
+    chosen = select_list(columns, _ALIAS, exprs, null_key)
     if source.table is not None:
         body = sql.SQL("SELECT {} FROM {} AS {} WHERE {} AND {}").format(
             chosen, sql.Identifier(source.table), sql.Identifier(_ALIAS), owned(keys), _SERIAL
@@ -139,6 +155,21 @@ def piece_sql(
             chosen, sql.SQL(inner), sql.Identifier(_ALIAS), _SERIAL
         )
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(body).as_string(None)
+
+
+def _null_key(source: Source, columns: Sequence[Column]) -> str | None:
+    if source.table is None or len(source.order_by) != 1:
+        return None
+    (name,) = source.order_by
+    kinds = {c.name: c.kind for c in columns}
+    return name if name in kinds and kinds[name].fixed else None
+
+
+def null_key_index(source: Source, columns: Sequence[Column]) -> int | None:
+    """The index in ``columns`` of the column naming NULL rows in a piece (see
+    :func:`~mlscale.core.training.columns.select_list`), None when masks do."""
+    name = _null_key(source, columns)
+    return None if name is None else [c.name for c in columns].index(name)
 
 
 def row_order(keys: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64]:

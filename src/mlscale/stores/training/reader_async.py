@@ -21,15 +21,22 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from ...core.consistency import Consistency
-from ...core.copydecode import Decoded, Kind, decode_arrays, decode_rows, kind_of_oid
+from ...core.copydecode import Decoded, Kind, decode_packed, decode_rows, kind_of_oid
 from ...core.scatter.ownership import TableRef, check_fanout
 from ...core.shardmaps import SlotMap
-from ...core.slots import DEFAULT_SLOTS
+from ...core.slots import DEFAULT_SLOTS, slots_of
 from ...core.training.batch import Batch
 from ...core.training.columns import Column, aggregated, masked
 from ...core.training.position import Position
 from ...core.training.progress import ReadProgress
-from ...core.training.sqlplan import SLOT_COLUMN, ReadPlan, Source, piece_sql, row_order
+from ...core.training.sqlplan import (
+    SLOT_COLUMN,
+    ReadPlan,
+    Source,
+    null_key_index,
+    piece_sql,
+    row_order,
+)
 from ...core.training.units import (
     Split,
     default_units,
@@ -209,8 +216,14 @@ class AsyncTrainingReader:
         missing = [c for c in order_by if c not in {d.name for d in described}]
         if missing:
             raise ConfigError(f"no column {missing[0]!r} to order rows by")
-        extra = [d for d in described if d.name in order_by and d not in columns]
-        read_columns = (*columns, *extra, Column(SLOT_COLUMN, Kind.INT8, nullable=False))
+        key_types = shard_map.family.key_types
+        # A one-column integer key is hashed into slots on the client, in numpy (the
+        # server would hash it a second time and send it).
+        slot_key = keys[0] if len(keys) == 1 and key_types[0].is_integer else None
+        needed = {*order_by, *([slot_key] if slot_key else [])}
+        extra = [d for d in described if d.name in needed and d not in columns]
+        slot = () if slot_key else (Column(SLOT_COLUMN, Kind.INT8, nullable=False),)
+        read_columns = (*columns, *extra, *slot)
         source = Source(keys, order_by, o.table, o.query, refs)
         slots = shard_map.slots if isinstance(shard_map, SlotMap) else DEFAULT_SLOTS
         count = o.units or default_units(slots, o.split.readers)
@@ -219,7 +232,8 @@ class AsyncTrainingReader:
         if o.start is not None:
             o.start.check(o.split.reader, o.split.readers, count, o.seed)
         self._plan = ReadPlan(
-            source, columns, read_columns, units, mine, shard_map, slots, aggregated(read_columns)
+            source, columns, read_columns, units, mine, shard_map, slots,
+            aggregated(read_columns), slot_key,
         )
         return self._plan
 
@@ -311,6 +325,7 @@ class AsyncTrainingReader:
         index = plan.mine[step]
         kinds = [c.kind for c in plan.read_columns]
         flags = masked(plan.read_columns)
+        key = null_key_index(plan.source, plan.read_columns)
         decoded: list[list[Decoded]] = []
         size = 0
         for piece in pieces(plan.units[index], plan.shard_map, plan.slots):
@@ -323,7 +338,7 @@ class AsyncTrainingReader:
             del chunks
             size += len(data)
             if plan.fast:
-                decoded.append(decode_arrays(data, kinds, flags))
+                decoded.append(decode_packed(data, kinds, flags, key))
             else:
                 decoded.append(decode_rows(data, kinds))
             del data
@@ -336,8 +351,13 @@ class AsyncTrainingReader:
                 masks = [p.valid if p.valid is not None else np.ones(len(p.values), bool)
                          for p in parts]
                 valid[column.name] = _joined(masks, Kind.BOOL)
-        rows = len(columns[SLOT_COLUMN])
-        order = row_order([columns[SLOT_COLUMN], *(columns[c] for c in plan.source.order_by)])
+        if plan.slot_key is not None:
+            key_type = plan.shard_map.family.key_types[0]
+            slot = slots_of(columns[plan.slot_key], key_type, plan.slots)
+        else:
+            slot = columns[SLOT_COLUMN]
+        rows = len(slot)
+        order = row_order([slot, *(columns[c] for c in plan.source.order_by)])
         if self._o.seed is not None and rows:
             order = order[row_permutation(rows, self._o.seed, index)]
         names = [c.name for c in plan.columns]
