@@ -7,7 +7,7 @@ time is reported). A sharded table of an int8 id, 8 float4 and 2 float8 features
 (about 1 in 50 NULL) and an int4 label -- 2M rows (200k with ``--quick``) spread
 evenly over the groups by slot.
 
-In alternating rounds (5; 3 with ``--quick``), each read in its own fresh process
+In 5 alternating rounds, each read in its own fresh process
 (:mod:`mlscale.bench.training_probe`, so that its peak memory is its own):
 
 - ``reader``: ``TrainingReader(cluster, table)`` -- binary COPY of units of slots,
@@ -85,7 +85,7 @@ class Plan:
 
 
 def _plan(quick: bool) -> Plan:
-    return Plan(rows=200_000, rounds=3) if quick else Plan(rows=2_000_000, rounds=5)
+    return Plan(rows=200_000, rounds=5) if quick else Plan(rows=2_000_000, rounds=5)
 
 
 def _load(cluster: Cluster, shard_map: SlotMap, rows: int) -> dict[str, int]:

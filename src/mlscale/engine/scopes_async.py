@@ -24,7 +24,7 @@ from psycopg import AsyncConnection
 from ..core.causal import CausalToken
 from ..core.classify import Classification, TxAction
 from ..core.consistency import Consistency
-from ..core.copyformat import read_copy
+from ..core.copydecode import copies_to_stdout
 from ..core.route import Scope as RouteScope
 from ..core.scatter.result import ScatterResult
 from ..core.shardplan import NO_KEY, Part, ShardPlan
@@ -162,10 +162,11 @@ class AsyncScope(AsyncRunner):
         not placed by a key: use it in a group's scope (``cluster.as_written(group)``).
         Leave the loop early, or close the iterator, to give the connection back."""
         self._check_usable()
-        c = self._context.classify(query)
-        layout = read_copy(query, with_rows=False)
-        if layout is None or layout.is_from or not c.read_only:
+        if not copies_to_stdout(query):
             raise RoutingError("copy_out() runs one COPY ... TO STDOUT statement")
+        c = self._context.classify(query)
+        if not c.read_only:
+            raise RoutingError(f"{c.reason}: copy_out() is for reads")
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
         block = bytearray()
         async with self._borrow(c, options, None) as conn, conn.cursor().copy(query) as copy:

@@ -64,9 +64,10 @@ def test_a_split_out_of_range_is_refused(kwargs: dict[str, int]) -> None:
 
 
 def test_default_units_grow_with_readers() -> None:
-    assert default_units(4096, 1) == 16
+    assert default_units(4096, 1) == 8
+    assert default_units(4096, 3) == 16
     assert default_units(4096, 6) == 32
-    assert default_units(8, 6) == 8
+    assert default_units(4, 6) == 4
 
 
 def test_pieces_intersect_a_unit_with_each_owner() -> None:
