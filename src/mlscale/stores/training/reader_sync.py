@@ -108,9 +108,10 @@ class TrainingReader:
       per-unit RNG; the same seed (and split and units) gives the same order. Without
       one: units in bit-reversed order, rows by slot and ``order_by``.
     - ``units``: how many slot ranges the work is cut into (a power of two; default
-      at least 8 and 4 per reader; each unit's query scans its groups' tables, so
-      more units cost more scans and fewer hold more rows in memory). ``split``: which reader this is
-      (:meth:`split`, :meth:`worker_split`); readers read disjoint rows, together all.
+      at least 8 and 4 per reader; each unit's query scans its groups' tables:
+      more units cost more scans, fewer hold more rows in memory).
+    - ``split``: which reader this is (:meth:`split`, :meth:`worker_split`); readers
+      read disjoint rows, together all of them.
     - ``prefetch``: units read at once ahead of the consumer (memory, see module doc).
     - ``consistency``: where each group's reads run (EVENTUAL: any replica; STRONG:
       the primary). ``start``: a batch's ``position`` (or its string) to resume after.
