@@ -306,9 +306,9 @@ def test_a_query_with_nulls_sends_them_as_masks(cluster: Cluster) -> None:
     assert all(got[i] == ((w[1] is not None), w[1] or 0.0) for i, w in want.items())
 
 
-def test_a_text_key_gets_its_slots_from_the_server(cluster: Cluster) -> None:
+def test_a_text_key_table_splits_and_orders_by_its_text_key(cluster: Cluster) -> None:
     base = TrainingReader(cluster, "tr_named", batch_size=100, seed=4)
-    assert base.plan().slot_key is None
+    assert _named(base) == _named(base)
     counts: Counter[str] = Counter()
     for rank in range(2):
         for b in base.split(rank, 2):
@@ -317,3 +317,7 @@ def test_a_text_key_gets_its_slots_from_the_server(cluster: Cluster) -> None:
                 i = int(name[1:])
                 assert bool(ok) == (i % 9 != 0) and (not ok or v == i / 2)
     assert set(counts) == {f"k{i}" for i in range(NAMED)} and set(counts.values()) == {1}
+
+
+def _named(reader: TrainingReader) -> list[str]:
+    return [str(v) for b in reader for v in b.columns["name"]]

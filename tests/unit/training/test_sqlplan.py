@@ -9,13 +9,12 @@ from mlscale.core.keyroute.results import ShardedTable
 from mlscale.core.scatter.ownership import check_fanout
 from mlscale.core.shardmaps import KeyFamily, SlotMap
 from mlscale.core.training.columns import Column, aggregated, select_list
-from mlscale.core.training.sqlplan import SLOT_COLUMN, Source, piece_sql, row_order
+from mlscale.core.training.sqlplan import Source, piece_sql, row_order
 from mlscale.core.training.units import Piece
 
 FAMILY = KeyFamily.of("users", "int8")
 MAP = SlotMap.even(FAMILY, ["g0", "g1"])
-COLUMNS = (Column("id", Kind.INT8, False), Column("x", Kind.FLOAT4),
-           Column(SLOT_COLUMN, Kind.INT8, False))
+COLUMNS = (Column("id", Kind.INT8, False), Column("x", Kind.FLOAT4))
 
 
 def test_a_table_piece_reads_its_slots_as_arrays_without_a_server_sort() -> None:
@@ -28,7 +27,6 @@ def test_a_table_piece_reads_its_slots_as_arrays_without_a_server_sort() -> None
     # x's NULLs as the primary keys of its NULL rows
     nulls = "string_agg(int8send(\"q\".\"id\"), ''::bytea) FILTER (WHERE \"q\".\"x\" IS NULL)"
     assert nulls in text
-    assert "int8send(CAST((hashint8extended(CAST(\"q\".\"id\" AS int8), 0) & 4095)" in text
     assert "BETWEEN 0 AND 255" in text and "ORDER BY" not in text
     assert "current_schema() IS NOT NULL" in text  # no parallel plan
     assert text.endswith("TO STDOUT (FORMAT binary)")
@@ -73,7 +71,14 @@ def test_array_columns_are_read_row_by_row() -> None:
     )
 
 
-def test_row_order_sorts_by_slot_then_order_columns() -> None:
-    slots = np.array([3, 1, 3, 1])
+def test_row_order_sorts_by_the_order_columns() -> None:
+    first = np.array([3, 1, 3, 1])
     keys = np.array(["b", "z", "a", "y"], dtype=object)
-    assert row_order([slots, keys]).tolist() == [3, 1, 2, 0]
+    both, one = row_order([first, keys]), row_order([np.array([5, 2, 9])])
+    assert both is not None and both.tolist() == [3, 1, 2, 0]
+    assert one is not None and one.tolist() == [1, 0, 2]
+
+
+def test_rows_already_in_order_are_not_moved() -> None:
+    assert row_order([np.array([1, 2, 7])]) is None
+    assert row_order([np.array([], dtype=np.int64)]) is None

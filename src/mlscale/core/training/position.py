@@ -4,7 +4,7 @@ resume from.
 ``step`` is the index, in the reader's own unit sequence, of the next unit to read
 and ``offset`` how many of that unit's rows (in the reader's order for it) were
 already delivered. Units are read whole and re-ordered deterministically (sorted by
-slot and order columns, then, with a seed, permuted by a per-unit RNG), so skipping
+order columns, then, with a seed, permuted by a per-unit RNG), so skipping
 ``offset`` rows of a re-read unit continues exactly after the last row delivered,
 provided the rows did not change in between. The position also names the reader
 and the plan it belongs to (reader, readers, units, seed): resuming another reader's

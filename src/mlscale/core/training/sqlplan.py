@@ -10,12 +10,12 @@ as ``COPY (...) TO STDOUT (FORMAT binary)``; COPY takes no bind parameters, so t
 statement holds only literals the reader made (slot numbers) and the caller's own
 query text.
 
-No ORDER BY: the server only scans and filters. Each row also carries its slot
-(:data:`SLOT_COLUMN`; for a one-column integer key the client hashes the key itself,
-bit for bit as :func:`mlscale.core.slots.slots_of` does) and the order columns, and
-the client sorts the unit by (slot, order columns) (:func:`row_order`). So a unit read
-in several pieces (its slots on several groups) has the same order as one read
-whole, and positions do not depend on placement, plan or scan order. A server sort
+No ORDER BY: the server only scans and filters; each row carries the order columns
+(unique among the rows: a table's primary key) and the client sorts the unit by them
+(:func:`row_order`; rows that already come in order, as an append-only table's heap
+gives them, are not moved). So a unit read in several pieces (its slots on several
+groups) has the same order as one read whole, and positions do not depend on
+placement, plan or scan order. A server sort
 of a unit larger than ``work_mem`` spilled to disk and took most of a unit's time
 here; numpy sorts the same rows in milliseconds.
 """
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
-    "SLOT_COLUMN",
     "ReadPlan",
     "Source",
     "null_key_index",
@@ -56,8 +55,6 @@ _ALIAS = "q"
 # once; a Gather moving every wide row from workers to the leader made a unit's read
 # 2-3x slower here (0.34 s vs 0.14 s for 125k rows of 12 columns).
 _SERIAL = sql.SQL("current_schema() IS NOT NULL")
-SLOT_COLUMN = "__mlscale_slot"
-"""The name of the slot column every unit read carries (dropped from batches)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +77,7 @@ class ReadPlan:
     """What a reader will read: the source, the columns of its batches and the columns
     read (those, the order columns and the slot), ``units`` units of the slot
     space, this reader's ``mine`` (unit indexes, in order), the shard map used and
-    whether a piece is read as one row (``fast``, see ``columns.py``); ``slot_key``: the
-    one integer key column whose values give each row's slot on the client (else the
-    server sends :data:`SLOT_COLUMN`)."""
+    whether a piece is read as one row (``fast``, see ``columns.py``)."""
 
     source: Source
     columns: tuple[Column, ...]
@@ -92,7 +87,6 @@ class ReadPlan:
     shard_map: ShardMap
     slots: int
     fast: bool
-    slot_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,10 +131,9 @@ def piece_sql(
         return where
 
     keys = [sql.Identifier(_ALIAS, c) for c in source.key_columns]
-    exprs = {SLOT_COLUMN: sql.SQL("CAST({} AS int8)").format(_slot(family, keys, slots))}
     # A table's order columns are its primary key: unique, so they can name NULL rows.
     null_key = _null_key(source, columns)
-    chosen = select_list(columns, _ALIAS, exprs, null_key)
+    chosen = select_list(columns, _ALIAS, None, null_key)
     if source.table is not None:
         body = sql.SQL("SELECT {} FROM {} AS {} WHERE {} AND {}").format(
             chosen, sql.Identifier(source.table), sql.Identifier(_ALIAS), owned(keys), _SERIAL
@@ -172,12 +165,19 @@ def null_key_index(source: Source, columns: Sequence[Column]) -> int | None:
     return None if name is None else [c.name for c in columns].index(name)
 
 
-def row_order(keys: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64]:
-    """The permutation that sorts a unit's rows by ``keys`` (the slot first, then the
-    order columns): stable, any comparable values (text compares by code point, which
-    is UTF-8 byte order, C collation)."""
+def row_order(keys: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64] | None:
+    """The permutation that sorts a unit's rows by ``keys`` (the order columns, first
+    one first), or None when they already are in order (no copy needed). Any
+    comparable values: text compares by code point, which is UTF-8 byte order (C
+    collation)."""
     import numpy as np
 
+    if len(keys) == 1 and keys[0].dtype.kind in "iuMf":
+        k = keys[0]
+        if k.size < 2 or bool((k[1:] > k[:-1]).all()):
+            return None
+        out: npt.NDArray[Any] = np.argsort(k, kind="stable")
+        return out.astype(np.int64, copy=False)
     ranked = []
     for k in keys:
         if k.dtype.kind == "O":
@@ -185,5 +185,5 @@ def row_order(keys: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64]:
             ranked.append(inverse)
         else:
             ranked.append(k)
-    out: npt.NDArray[Any] = np.lexsort(tuple(reversed(ranked)))
+    out = np.lexsort(tuple(reversed(ranked)))
     return out.astype(np.int64, copy=False)

@@ -157,7 +157,7 @@ def pieces(unit: Unit, shard_map: ShardMap, slots: int) -> tuple[Piece, ...]:
 
 def row_permutation(rows: int, seed: int, unit: int) -> npt.NDArray[np.int64]:
     """The order (a permutation of 0 .. rows-1) a seeded read gives unit ``unit``'s
-    rows, which arrive sorted by (slot, order columns): the same for the same
+    rows, which arrive sorted by the order columns: the same for the same
     seed, unit and row count."""
     import numpy as np
 

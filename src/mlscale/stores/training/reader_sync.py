@@ -26,13 +26,12 @@ from ...core.consistency import Consistency
 from ...core.copydecode import Decoded, Kind, decode_packed, decode_rows, kind_of_oid
 from ...core.scatter.ownership import TableRef, check_fanout
 from ...core.shardmaps import SlotMap
-from ...core.slots import DEFAULT_SLOTS, slots_of
+from ...core.slots import DEFAULT_SLOTS
 from ...core.training.batch import Batch
 from ...core.training.columns import Column, aggregated, masked
 from ...core.training.position import Position
 from ...core.training.progress import ReadProgress
 from ...core.training.sqlplan import (
-    SLOT_COLUMN,
     ReadPlan,
     Source,
     null_key_index,
@@ -106,7 +105,7 @@ class TrainingReader:
       by which rows of one slot are ordered so a re-read gives the same order.
     - ``seed``: units in a seeded permutation and each unit's rows shuffled by a
       per-unit RNG; the same seed (and split and units) gives the same order. Without
-      one: units in bit-reversed order, rows by slot and ``order_by``.
+      one: units in bit-reversed order, rows by ``order_by``.
     - ``units``: how many slot ranges the work is cut into (a power of two; default
       at least 8 and 4 per reader; each unit's query scans its groups' tables:
       more units cost more scans, fewer hold more rows in memory).
@@ -225,14 +224,8 @@ class TrainingReader:
         missing = [c for c in order_by if c not in {d.name for d in described}]
         if missing:
             raise ConfigError(f"no column {missing[0]!r} to order rows by")
-        key_types = shard_map.family.key_types
-        # A one-column integer key is hashed into slots on the client, in numpy (the
-        # server would hash it a second time and send it).
-        slot_key = keys[0] if len(keys) == 1 and key_types[0].is_integer else None
-        needed = {*order_by, *([slot_key] if slot_key else [])}
-        extra = [d for d in described if d.name in needed and d not in columns]
-        slot = () if slot_key else (Column(SLOT_COLUMN, Kind.INT8, nullable=False),)
-        read_columns = (*columns, *extra, *slot)
+        extra = [d for d in described if d.name in order_by and d not in columns]
+        read_columns = (*columns, *extra)
         source = Source(keys, order_by, o.table, o.query, refs)
         slots = shard_map.slots if isinstance(shard_map, SlotMap) else DEFAULT_SLOTS
         count = o.units or default_units(slots, o.split.readers)
@@ -249,7 +242,6 @@ class TrainingReader:
             shard_map,
             slots,
             aggregated(read_columns),
-            slot_key,
         )
         return self._plan
 
@@ -339,7 +331,7 @@ class TrainingReader:
 
     def _read_unit(self, plan: ReadPlan, step: int) -> _UnitRows:
         """Unit ``plan.mine[step]`` whole: each piece copied from its group, decoded,
-        put in order (slot, order columns), then (with a seed) shuffled."""
+        put in order (order columns), then (with a seed) shuffled."""
         import numpy as np
 
         index = plan.mine[step]
@@ -370,20 +362,19 @@ class TrainingReader:
                     p.valid if p.valid is not None else np.ones(len(p.values), bool) for p in parts
                 ]
                 valid[column.name] = _joined(masks, Kind.BOOL)
-        if plan.slot_key is not None:
-            key_type = plan.shard_map.family.key_types[0]
-            slot = slots_of(columns[plan.slot_key], key_type, plan.slots)
-        else:
-            slot = columns[SLOT_COLUMN]
-        rows = len(slot)
-        order = row_order([slot, *(columns[c] for c in plan.source.order_by)])
+        rows = len(columns[plan.read_columns[0].name]) if plan.read_columns else 0
+        order = row_order([columns[c] for c in plan.source.order_by])
         if self._o.seed is not None and rows:
-            order = order[row_permutation(rows, self._o.seed, index)]
+            shuffle = row_permutation(rows, self._o.seed, index)
+            order = shuffle if order is None else order[shuffle]
         names = [c.name for c in plan.columns]
+        if order is not None:
+            columns = {k: columns[k][order] for k in names}
+            valid = {k: valid[k][order] for k in names if k in valid}
         return _UnitRows(
             step,
-            {k: columns[k][order] for k in names},
-            {k: valid[k][order] for k in names if k in valid},
+            {k: columns[k] for k in names},
+            {k: valid[k] for k in names if k in valid},
             rows,
             size,
         )
