@@ -34,14 +34,13 @@ from ..shardmaps import KeyFamily, ShardMap
 from ..shardmaps.base import keyed_any_of
 from ..slots import composite_slot_sql, slot_sql
 from .columns import Column, select_list
-from .units import Piece, Unit
+from .units import Piece
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
 __all__ = [
-    "ReadPlan",
     "Source",
     "null_key_index",
     "piece_sql",
@@ -70,32 +69,6 @@ class Source:
     table: str | None = None
     query: str | None = None
     refs: tuple[TableRef, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ReadPlan:
-    """What a reader will read: the source, the columns of its batches and the columns
-    read (those, the order columns and the slot), ``units`` units of the slot
-    space, this reader's ``mine`` (unit indexes, in order), the shard map used and
-    whether a piece is read as one row (``fast``, see ``columns.py``)."""
-
-    source: Source
-    columns: tuple[Column, ...]
-    read_columns: tuple[Column, ...]
-    units: tuple[Unit, ...]
-    mine: tuple[int, ...]
-    shard_map: ShardMap
-    slots: int
-    fast: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.source.table, "query": self.source.query,
-            "columns": [{"name": c.name, "kind": c.kind.value, "nullable": c.nullable}
-                        for c in self.columns],
-            "units": len(self.units), "mine": list(self.mine), "slots": self.slots,
-            "map_version": self.shard_map.version, "fast": self.fast,
-        }
 
 
 def slot_range_sql(

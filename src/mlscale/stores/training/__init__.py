@@ -13,9 +13,9 @@ slot ranges, in a seeded order, resumable from any batch.
 """
 
 from ...core.training.batch import Batch
+from ...core.training.plan import ReadPlan
 from ...core.training.position import Position
 from ...core.training.progress import ReadProgress
-from ...core.training.sqlplan import ReadPlan
 from ...core.training.units import Split
 from .dataset import TrainingDataset
 from .reader_async import AsyncTrainingReader

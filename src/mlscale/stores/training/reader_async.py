@@ -15,35 +15,21 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
 from ...core.consistency import Consistency
 from ...core.copydecode import Decoded, Kind, decode_packed, decode_rows, kind_of_oid
-from ...core.scatter.ownership import TableRef, check_fanout
-from ...core.shardmaps import SlotMap
-from ...core.slots import DEFAULT_SLOTS
 from ...core.training.batch import Batch
-from ...core.training.columns import Column, aggregated, masked
+from ...core.training.batching import Batcher
+from ...core.training.columns import Column, masked
+from ...core.training.plan import ReadPlan, Request, locate, plan_read
 from ...core.training.position import Position
 from ...core.training.progress import ReadProgress
-from ...core.training.sqlplan import (
-    ReadPlan,
-    Source,
-    null_key_index,
-    piece_sql,
-    row_order,
-)
-from ...core.training.units import (
-    Split,
-    default_units,
-    pieces,
-    plan_units,
-    reader_units,
-    row_permutation,
-)
+from ...core.training.sqlplan import null_key_index, piece_sql, row_order
+from ...core.training.units import Split, pieces, row_permutation
 from ...errors import ConfigError
 from .prefetch_async import ahead
 
@@ -60,19 +46,10 @@ Progress = bool | Callable[[ReadProgress], None]
 
 @dataclass(frozen=True, slots=True)
 class _Options:
-    table: str | None
-    query: str | None
-    shard_key: tuple[str, ...]
-    family: str | None
-    columns: tuple[str, ...] | None
-    order_by: tuple[str, ...]
+    request: Request
     batch_size: int
-    seed: int | None
-    units: int | None
-    split: Split
     prefetch: int
     consistency: Consistency | str | None
-    start: Position | None
     progress: Progress
 
 
@@ -83,12 +60,6 @@ class _UnitRows:
     valid: dict[str, npt.NDArray[np.bool_]]
     rows: int
     size: int  # bytes of COPY data
-
-
-@dataclass(slots=True)
-class _Pending:
-    parts: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
-    rows: int = 0
 
 
 class AsyncTrainingReader:
@@ -145,22 +116,19 @@ class AsyncTrainingReader:
         if not isinstance(prefetch, int) or prefetch < 1:
             raise ConfigError(f"prefetch must be an int >= 1, not {prefetch!r}")
         self._cluster = cluster
-        self._o = _Options(
+        request = Request(
             table=table,
             query=query,
             shard_key=_names(shard_key),
             family=family,
             columns=None if columns is None else tuple(columns),
             order_by=_names(order_by),
-            batch_size=batch_size,
             seed=seed,
             units=units,
             split=split or Split(),
-            prefetch=prefetch,
-            consistency=consistency,
             start=None if start is None else Position.parse(start),
-            progress=progress,
         )
+        self._o = _Options(request, batch_size, prefetch, consistency, progress)
         self._plan: ReadPlan | None = None
         self.last_progress: ReadProgress | None = None
         """The progress after the last unit read (None before the first)."""
@@ -168,19 +136,19 @@ class AsyncTrainingReader:
     # -- variants -----------------------------------------------------------------------
 
     def _with(self, **changes: Any) -> AsyncTrainingReader:
-        o = replace(self._o, **changes)
+        o = replace(self._o, request=replace(self._o.request, **changes))
         out = AsyncTrainingReader.__new__(AsyncTrainingReader)
         out._cluster, out._o, out._plan, out.last_progress = self._cluster, o, None, None
         return out
 
     def split(self, rank: int, world_size: int) -> AsyncTrainingReader:
         """This reader for process ``rank`` of ``world_size`` (DDP ranks)."""
-        s = self._o.split
+        s = self._o.request.split
         return self._with(split=Split(rank, world_size, s.worker, s.num_workers))
 
     def worker_split(self, worker: int, num_workers: int) -> AsyncTrainingReader:
         """This reader for data-loading worker ``worker`` of ``num_workers``."""
-        s = self._o.split
+        s = self._o.request.split
         return self._with(split=Split(s.rank, s.world_size, worker, num_workers))
 
     def resume(self, position: Position | str) -> AsyncTrainingReader:
@@ -191,51 +159,17 @@ class AsyncTrainingReader:
 
     async def plan(self) -> ReadPlan:
         """Read the shard map and the columns, and decide the units (once per reader)."""
-        if self._plan is not None:
-            return self._plan
-        o = self._o
-        directory = await self._cluster.shards()
-        refs: tuple[TableRef, ...] = ()
-        if o.table is not None:
-            table = directory.table(o.table)
-            family, keys = table.family, table.key_columns
-        else:
-            fan = check_fanout(o.query or "", directory.tables)
-            family, keys, refs = o.family or fan.family, o.shard_key, fan.refs
-            if family != fan.family:
-                raise ConfigError(f"the query reads key family {fan.family}, not {family}")
-        shard_map = directory.map_of(family)
-        if len(keys) != len(shard_map.family.key_types):
-            raise ConfigError(f"key family {family} has {len(shard_map.family.key_types)} key "
-                              f"column(s); shard_key names {len(keys)}")
-        described, primary_key = await self._describe(shard_map.groups[0])
-        columns = _chosen(described, o.columns)
-        order_by = o.order_by or (primary_key if o.table is not None else keys)
-        if not order_by:
-            raise ConfigError(f"table {o.table} has no primary key: name order_by= columns "
-                              "unique among its rows")
-        missing = [c for c in order_by if c not in {d.name for d in described}]
-        if missing:
-            raise ConfigError(f"no column {missing[0]!r} to order rows by")
-        extra = [d for d in described if d.name in order_by and d not in columns]
-        read_columns = (*columns, *extra)
-        source = Source(keys, order_by, o.table, o.query, refs)
-        slots = shard_map.slots if isinstance(shard_map, SlotMap) else DEFAULT_SLOTS
-        count = o.units or default_units(slots, o.split.readers)
-        units = plan_units(slots, count)
-        mine = reader_units(count, o.seed, o.split)
-        if o.start is not None:
-            o.start.check(o.split.reader, o.split.readers, count, o.seed)
-        self._plan = ReadPlan(
-            source, columns, read_columns, units, mine, shard_map, slots,
-            aggregated(read_columns),
-        )
+        if self._plan is None:
+            request = self._o.request
+            shard_map, keys, refs = locate(request, await self._cluster.shards())
+            described, primary_key = await self._describe(shard_map.groups[0])
+            self._plan = plan_read(request, shard_map, keys, refs, described, primary_key)
         return self._plan
 
     async def _describe(self, group: str) -> tuple[list[Column], tuple[str, ...]]:
         """The source's columns (name, kind, nullable) and a table's primary key, read
         on ``group`` without reading a row."""
-        o = self._o
+        o = self._o.request
         if o.query is not None:
             async with self._cluster.connection(self._cluster.primary_node(group)) as conn:
                 probe = sql.SQL("SELECT * FROM ({}) AS q LIMIT 0").format(sql.SQL(o.query))
@@ -268,40 +202,32 @@ class AsyncTrainingReader:
     async def batches(self) -> AsyncIterator[Batch]:
         """Every batch of this reader, from its start position to its end."""
         plan = await self.plan()
-        o = self._o
-        start = o.start or Position(o.split.reader, o.split.readers, len(plan.units), o.seed)
-        first = start.step
+        request = self._o.request
+        split = request.split
+        start = request.start or Position(split.reader, split.readers, len(plan.units),
+                                          request.seed)
         started = time.monotonic()
         rows_read, bytes_read = 0, 0
 
         def reading(step: int) -> Callable[[], Any]:
             return lambda: self._read_unit(plan, step)
 
-        calls = [reading(step) for step in range(first, len(plan.mine))]
-        pending = _Pending()
-        size = o.batch_size
-        async for unit in ahead(calls, o.prefetch):
+        calls = [reading(step) for step in range(start.step, len(plan.mine))]
+        batcher = Batcher(self._o.batch_size, start)
+        async for unit in ahead(calls, self._o.prefetch):
             rows_read += unit.rows
             bytes_read += unit.size
+            elapsed = time.monotonic() - started
             self._report(ReadProgress(
-                unit.step + 1, len(plan.mine), rows_read, bytes_read, time.monotonic() - started
+                unit.step + 1, len(plan.mine), rows_read, bytes_read, elapsed
             ))
-            i = start.offset if unit.step == first else 0
-            while i < unit.rows:
-                take = min(size - pending.rows, unit.rows - i)
-                pending.parts.append((
-                    {k: v[i:i + take] for k, v in unit.columns.items()},
-                    {k: v[i:i + take] for k, v in unit.valid.items()},
-                ))
-                pending.rows += take
-                i += take
-                if pending.rows == size:
-                    step, offset = (unit.step, i) if i < unit.rows else (unit.step + 1, 0)
-                    yield _batch(pending, replace(start, step=step, offset=offset))
-                    pending = _Pending()
-        if pending.rows:
-            yield _batch(pending, replace(start, step=len(plan.mine), offset=0))
-        if o.progress is True:
+            done = batcher.add(unit.step, unit.columns, unit.valid, unit.rows)
+            for batch in done:  # noqa: RUF100, UP028 (async: no "yield from")
+                yield batch
+        last = batcher.finish(len(plan.mine))
+        if last is not None:
+            yield last
+        if self._o.progress is True:
             sys.stderr.write("\n")
 
     def _report(self, progress: ReadProgress) -> None:
@@ -348,8 +274,9 @@ class AsyncTrainingReader:
                 valid[column.name] = _joined(masks, Kind.BOOL)
         rows = len(columns[plan.read_columns[0].name]) if plan.read_columns else 0
         order = row_order([columns[c] for c in plan.source.order_by])
-        if self._o.seed is not None and rows:
-            shuffle = row_permutation(rows, self._o.seed, index)
+        seed = self._o.request.seed
+        if seed is not None and rows:
+            shuffle = row_permutation(rows, seed, index)
             order = shuffle if order is None else order[shuffle]
         names = [c.name for c in plan.columns]
         if order is not None:
@@ -370,17 +297,6 @@ def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _chosen(described: Sequence[Column], wanted: Sequence[str] | None) -> tuple[Column, ...]:
-    if wanted is None:
-        return tuple(described)
-    by_name = {c.name: c for c in described}
-    missing = [w for w in wanted if w not in by_name]
-    if missing:
-        raise ConfigError(f"no column {missing[0]!r} to read (there are: "
-                          f"{', '.join(by_name)})")
-    return tuple(by_name[w] for w in wanted)
-
-
 def _joined(parts: Sequence[Any], kind: Kind) -> Any:
     import numpy as np
 
@@ -389,14 +305,3 @@ def _joined(parts: Sequence[Any], kind: Kind) -> Any:
     if not parts:
         return np.empty(0, dtype=object if not kind.fixed else None)
     return np.concatenate(parts)
-
-
-def _batch(pending: _Pending, position: Position) -> Batch:
-    import numpy as np
-
-    first_columns, first_valid = pending.parts[0]
-    if len(pending.parts) == 1:
-        return Batch(first_columns, first_valid, position)
-    columns = {k: np.concatenate([p[0][k] for p in pending.parts]) for k in first_columns}
-    valid = {k: np.concatenate([p[1][k] for p in pending.parts]) for k in first_valid}
-    return Batch(columns, valid, position)
