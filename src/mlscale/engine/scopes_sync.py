@@ -152,9 +152,10 @@ class Scope(Runner):
         token: CausalToken | str | None = None,
         max_lag_ms: float | None = None,
         max_lag_bytes: int | None = None,
-    ) -> Iterator[bytes]:
+    ) -> Iterator[memoryview]:
         """The bytes of one ``COPY ... TO STDOUT`` as the server sends them (any FORMAT),
-        in chunks of about 1 MB (not cut at rows), run where this scope's reads run (a
+        in chunks of at least about 1 MB (not cut at rows; a larger message of the
+        server's is one chunk, not copied), run where this scope's reads run (a
         replica fit for the call's consistency, else the primary). For callers that
         decode the stream themselves, such as binary COPY into numpy. The statement is
         not placed by a key: use it in a group's scope (``cluster.as_written(group)``).
@@ -172,14 +173,16 @@ class Scope(Runner):
             # _COPY_BLOCK bytes, the caller's loop runs once per block, not per row.
             for chunk in copy:
                 if not block and len(chunk) >= _COPY_BLOCK:
-                    yield bytes(chunk)  # a large message: one copy, not two
+                    # The driver's buffer of one message, ours to keep (each message
+                    # gets its own): handed over as it is, not copied.
+                    yield memoryview(chunk)
                     continue
                 block += chunk
                 if len(block) >= _COPY_BLOCK:
-                    yield bytes(block)
+                    yield memoryview(bytes(block))
                     block.clear()
         if block:
-            yield bytes(block)
+            yield memoryview(bytes(block))
 
     def _merged(self, query: str, params: Params, options: ReadOptions) -> tuple[ShardPlan, Borrow]:
         """The merged plan of a read of sharded tables (one group's, if its keys place

@@ -129,3 +129,22 @@ def test_kinds_of_oids() -> None:
     assert kind_of_oid(1043) is Kind.TEXT  # varchar
     assert kind_of_oid(1700) is Kind.OTHER  # numeric: read as text
     assert Kind.FLOAT4_ARRAY.is_array and not Kind.FLOAT4.is_array
+
+
+def test_a_stream_may_come_in_chunks() -> None:
+    whole = stream([[i8(1) + i8(2)]])
+    row, trailer = whole[:-2], whole[-2:]
+    for data in ([row, trailer], [whole[:5], whole[5:]], [memoryview(row), memoryview(trailer)]):
+        (ids,) = decode_packed(data, [Kind.INT8])
+        assert ids.values.tolist() == [1, 2]
+    with pytest.raises(DatabaseError, match="no trailer"):
+        decode_packed([whole[:-2], b"\x00\x00"], [Kind.INT8])
+
+
+def test_null_keys_are_found_in_unsorted_rows_and_must_exist() -> None:
+    data = stream([[i8(9) + i8(7) + i8(8), f4(0.0) + f4(1.0) + f4(0.0), i8(8) + i8(9)]])
+    _, x = decode_packed(data, [Kind.INT8, Kind.FLOAT4], [False, True], key=0)
+    assert x.valid is not None and x.valid.tolist() == [False, True, False]
+    bad = stream([[i8(9) + i8(7), f4(0.0) + f4(1.0), i8(5)]])
+    with pytest.raises(DatabaseError, match="NULL keys"):
+        decode_packed(bad, [Kind.INT8, Kind.FLOAT4], [False, True], key=0)

@@ -257,10 +257,8 @@ class TrainingReader:
         for piece in pieces(plan.units[index], plan.shard_map, plan.slots):
             statement = piece_sql(plan.source, plan.read_columns, piece, plan.shard_map, plan.slots)
             scope = self._cluster.as_written(piece.group)
-            chunks = [c for c in scope.copy_out(statement, consistency=self._o.consistency)]
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            del chunks
-            size += len(data)
+            data = [c for c in scope.copy_out(statement, consistency=self._o.consistency)]
+            size += sum(len(c) for c in data)
             if plan.fast:
                 decoded.append(decode_packed(data, kinds, flags, key))
             else:
