@@ -19,12 +19,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "src/mlscale/engine"
 # Folders whose *_async.py sources get generated twins.
-FOLDERS = [ENGINE, ROOT / "src/mlscale/stores/features", ROOT / "src/mlscale/stores/predictions"]
+FOLDERS = [
+    ENGINE,
+    ROOT / "src/mlscale/stores/features",
+    ROOT / "src/mlscale/stores/predictions",
+    ROOT / "src/mlscale/stores/training",
+]
 # concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
 # each written by hand, as are the prediction writer's two front ends (threads,
-# tasks: stores/predictions/writer_*.py); every other *_async.py has a generated
-# *_sync.py twin.
-HAND_WRITTEN = {"concurrency_async.py", "writer_async.py"}
+# tasks: stores/predictions/writer_*.py) and the training reader's prefetchers
+# (stores/training/prefetch_*.py); every other *_async.py has a generated twin.
+HAND_WRITTEN = {"concurrency_async.py", "writer_async.py", "prefetch_async.py"}
 PAIRS = [
     (source, source.with_name(source.name.replace("_async.py", "_sync.py")))
     for folder in FOLDERS
@@ -58,6 +63,7 @@ RENAMES = {
     "AsyncPredictionWriter": "PredictionWriter",
     "AsyncLabels": "Labels",
     "AsyncPredictionQueries": "PredictionQueries",
+    "AsyncTrainingReader": "TrainingReader",
     "AsyncCache": "Cache",
     "tiered_async": "tiered",
     "AsyncConnectionPool": "ConnectionPool",
@@ -73,6 +79,7 @@ RENAMES = {
     "enter_async_context": "enter_context",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
+    "__aiter__": "__iter__",
 }
 # Module names: x_async -> x_sync for every async source (and the primitives).
 RENAMES.update(

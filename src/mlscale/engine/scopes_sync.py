@@ -26,6 +26,7 @@ from psycopg import Connection
 from ..core.causal import CausalToken
 from ..core.classify import Classification, TxAction
 from ..core.consistency import Consistency
+from ..core.copydecode import copies_to_stdout
 from ..core.route import Scope as RouteScope
 from ..core.scatter.result import ScatterResult
 from ..core.shardplan import NO_KEY, Part, ShardPlan
@@ -40,6 +41,8 @@ from .statements import Isolation, set_transaction
 from .translate import translating
 
 __all__ = ["Scope", "Transaction", "open_transaction", "within"]
+
+_COPY_BLOCK = 1 << 20  # bytes a copy_out() chunk gathers before it is handed over
 
 
 def within(own: str | None, group: str | None) -> str | None:
@@ -140,6 +143,46 @@ class Scope(Runner):
         with closing(rows):  # leaving early closes the groups' cursors now
             for row in rows:  # noqa: RUF100, UP028 (async: no "yield from")
                 yield row
+
+    def copy_out(
+        self,
+        query: str,
+        *,
+        consistency: Consistency | str | None = None,
+        token: CausalToken | str | None = None,
+        max_lag_ms: float | None = None,
+        max_lag_bytes: int | None = None,
+    ) -> Iterator[memoryview]:
+        """The bytes of one ``COPY ... TO STDOUT`` as the server sends them (any FORMAT),
+        in chunks of at least about 1 MB (not cut at rows; a larger message of the
+        server's is one chunk, not copied), run where this scope's reads run (a
+        replica fit for the call's consistency, else the primary). For callers that
+        decode the stream themselves, such as binary COPY into numpy. The statement is
+        not placed by a key: use it in a group's scope (``cluster.as_written(group)``).
+        Leave the loop early, or close the iterator, to give the connection back."""
+        self._check_usable()
+        if not copies_to_stdout(query):
+            raise RoutingError("copy_out() runs one COPY ... TO STDOUT statement")
+        c = self._context.classify(query)
+        if not c.read_only:
+            raise RoutingError(f"{c.reason}: copy_out() is for reads")
+        options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
+        block = bytearray()
+        with self._borrow(c, options, None) as conn, conn.cursor().copy(query) as copy:
+            # The server sends a message per row: gathered into blocks of about
+            # _COPY_BLOCK bytes, the caller's loop runs once per block, not per row.
+            for chunk in copy:
+                if not block and len(chunk) >= _COPY_BLOCK:
+                    # The driver's buffer of one message, ours to keep (each message
+                    # gets its own): handed over as it is, not copied.
+                    yield memoryview(chunk)
+                    continue
+                block += chunk
+                if len(block) >= _COPY_BLOCK:
+                    yield memoryview(bytes(block))
+                    block.clear()
+        if block:
+            yield memoryview(bytes(block))
 
     def _merged(self, query: str, params: Params, options: ReadOptions) -> tuple[ShardPlan, Borrow]:
         """The merged plan of a read of sharded tables (one group's, if its keys place
