@@ -218,6 +218,15 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
                 assert metrics[f"features_{name}_{key}"]["median"] > 0, name
             rounds = doc["rounds"][f"features_{name}"]
             assert len(rounds) >= 5 and all(r["entities_per_s"] > 0 for r in rounds), rounds
+        # Chapter 7: the resent chunk is stored once; retention keeps exactly the rest.
+        n = metrics["predictions_rows"]
+        assert metrics["predictions_stored"] == metrics["predictions_stored_after_resend"] == n
+        assert metrics["predictions_resent_duplicates"] == metrics["predictions_resent"]
+        assert metrics["predictions_after_retention"] == (
+            metrics["predictions_after_retention_expected"]
+        )
+        assert metrics["predictions_retention_days_dropped"] >= 1
+        assert metrics["training_read_rows"] > n  # the writer's rows and the tutorial's
         assert doc["machine"]["cpus"] == os.cpu_count()
         assert doc["machine"]["postgres_version"]
 

@@ -28,11 +28,12 @@ from ..errors import ClusterError
 from ..local.cluster import LocalCluster, UpReport
 from ..local.tempdirs import reachable_tempdir
 from ..report.html import write_report
-from . import caching, crossshard, features, foundation, replicas, sharding
+from . import caching, crossshard, features, foundation, predictions, replicas, sharding
 from .caching import run_caching
 from .crossshard import run_crossshard
 from .features import drop_features, run_features
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
+from .predictions import drop_predictions, run_predictions
 from .replicas import run_replicas
 from .sharding import drop_sharded, run_sharding
 
@@ -127,7 +128,15 @@ def _run_chapters(
         _refuse(local, [p for p in [sharding.needs_of_catalog(cluster)] if p])
         machine = _machine(cluster)
         result = run_foundation(cluster, params, echo)
-        for run in (run_replicas, run_sharding, run_crossshard, run_caching, run_features):
+        chapters = (
+            run_replicas,
+            run_sharding,
+            run_crossshard,
+            run_caching,
+            run_features,
+            run_predictions,
+        )
+        for run in chapters:
             chapter = run(cluster, params, echo)
             result.metrics.update(chapter.metrics)
             result.rounds.update(chapter.rounds)
@@ -135,6 +144,7 @@ def _run_chapters(
             result.notes += chapter.notes
         if not keep:
             drop_features(cluster)  # before drop_tables: its EAV table is in the demo schema
+            drop_predictions(cluster)
             drop_tables(cluster)
             drop_sharded(cluster)
         return result, machine
@@ -159,7 +169,7 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
     try:
         if existed:  # checked before a server is started or a row written
             config = local.config()
-            chapters = (foundation, replicas, sharding, crossshard, caching, features)
+            chapters = (foundation, replicas, sharding, crossshard, caching, features, predictions)
             _refuse(local, [p for p in (c.needs(config) for c in chapters) if p])
         echo(f"starting a local cluster in {local.root} ...")
         t0 = time.perf_counter()
