@@ -16,7 +16,7 @@ from mlscale import Cluster
 from mlscale.core.predictions.layout import PredictionLayout
 from mlscale.core.predictions.rows import to_predictions
 from mlscale.stores.predictions import PredictionLog, PredictionStore
-from mlscale.stores.predictions.labels_sync import group_index
+from mlscale.stores.predictions.flush_sync import group_index
 from tests.integration.sharding_cleanup import restore_sharding
 
 __all__ = ["scratch_predictions", "seed", "synthetic", "unique"]

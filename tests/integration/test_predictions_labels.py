@@ -235,3 +235,31 @@ def test_async_store_reads_what_the_sync_one_wrote(cluster: Cluster) -> None:
 
         predictions, written = asyncio.run(main())
         assert (predictions, written) == (len(preds), len(labels))
+
+
+def test_training_reader_over_labeled_predictions(cluster: Cluster) -> None:
+    """Predictions joined to their labels on each group, read back for training split
+    between 2 readers: every labeled prediction once, with its label."""
+    with scratch_predictions(cluster) as store:
+        log = store.create(PredictionLog(unique("plr")))
+        preds, labels = synthetic(3000)
+        seed(store, log, preds)
+        got = store.log_labels(log, labels)
+        ids: list[bytes] = []
+        outcome_sum = 0.0
+        for rank in (0, 1):
+            reader = store.training_reader(
+                log, model="ranker", consistency="strong", batch_size=500
+            ).split(rank, 2)
+            for batch in reader:
+                ids += [
+                    bytes(u) if isinstance(u, bytes) else u for u in batch.columns["prediction_id"]
+                ]
+                valid = batch.valid.get("outcome")
+                outcomes = batch.columns["outcome"]
+                outcome_sum += float(outcomes[valid].sum() if valid is not None else outcomes.sum())
+        want = labels.merge(preds[["prediction_id", "model"]], on="prediction_id")
+        want = want[want.model == "ranker"]
+        assert len(ids) == len(set(map(str, ids))) == len(want)
+        assert outcome_sum == pytest.approx(float(want.outcome.sum()), rel=1e-12)
+        assert got.written == len(labels)

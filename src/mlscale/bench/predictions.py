@@ -142,7 +142,7 @@ class Data:
         )
         frames = [frame.iloc[i : i + plan.chunk_rows] for i in range(0, n, plan.chunk_rows)]
         shard_map = cluster.shards().map_of(LOG.family)
-        where = group_index(shard_map, LOG, to_predictions(LOG, frame))
+        where = group_index(shard_map, LOG, to_predictions(LOG, frame).entity)
         times = [today + dt.timedelta(microseconds=10 * i) for i in range(n)]
         rows = list(
             zip(entity.tolist(), ids, times, score.tolist(), ["ctr"] * n, version.tolist(),

@@ -68,8 +68,9 @@ def _workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def run_benchmark(name: str, *, quick: bool, out: str | Path, quiet: bool = False
-                  ) -> tuple[BenchResult, Path]:
+def run_benchmark(
+    name: str, *, quick: bool, out: str | Path, quiet: bool = False
+) -> tuple[BenchResult, Path]:
     """Run benchmark ``name``; write ``out/NAME.json``. (result, its path)."""
     bench = load(name)
     started = time.perf_counter()

@@ -103,9 +103,7 @@ ROW_EXPRS = (
 SELECT_LIST = "country, count(*) AS n, sum(clicks) AS clicks, max(score) AS top"
 QUERY = f"SELECT {SELECT_LIST} FROM {TABLE} GROUP BY country ORDER BY country"  # noqa: S608
 STREAM_QUERY = f"SELECT id, payload FROM {STREAM_TABLE} ORDER BY id"  # noqa: S608
-STREAM_WARM_QUERY = (
-    f"SELECT id, payload FROM {STREAM_TABLE} WHERE id <= 5000 ORDER BY id"  # noqa: S608
-)
+STREAM_WARM_QUERY = f"SELECT id, payload FROM {STREAM_TABLE} WHERE id <= 5000 ORDER BY id"  # noqa: S608
 STREAM_BATCH = 2000
 
 FANOUT = "fan-out (mlscale)"
@@ -154,8 +152,13 @@ Answer = list[tuple[Any, ...]]
 # -- data -------------------------------------------------------------------------------
 
 
-def _insert_sql(table: str, columns: Sequence[str], exprs: Sequence[str], rows: int,
-                where: sql.Composable | None) -> sql.Composed:
+def _insert_sql(
+    table: str,
+    columns: Sequence[str],
+    exprs: Sequence[str],
+    rows: int,
+    where: sql.Composable | None,
+) -> sql.Composed:
     """``INSERT INTO table SELECT g, exprs FROM generate_series(1, rows) g [WHERE ...]``."""
     query = sql.SQL("INSERT INTO {} ({}) SELECT g, {} FROM generate_series(1, {}) AS g").format(
         sql.Identifier(table),
@@ -297,9 +300,7 @@ class Variants:
         return [tuple(r) for r in self.control.execute(QUERY).fetchall()]
 
     def _parallel(self, queries: Mapping[str, sql.Composed]) -> Answer:
-        futures = [
-            self.pool.submit(_fetch, conn, queries[g]) for g, conn in self.groups.items()
-        ]
+        futures = [self.pool.submit(_fetch, conn, queries[g]) for g, conn in self.groups.items()]
         return combine([f.result() for f in futures])
 
     def raw(self) -> Answer:
@@ -421,8 +422,7 @@ def run(ctx: BenchContext) -> BenchResult:
         "parallel_query": "off on every node (max_parallel_workers_per_gather = 0)",
         "loop": "raw psycopg, one held-open connection per group primary, one group after "
         "another, combined in Python",
-        "fanout": "cluster.fetch_all, no move open: per-group queries without the ownership "
-        "filter",
+        "fanout": "cluster.fetch_all, no move open: per-group queries without the ownership filter",
         "fanout_move": "cluster.fetch_all through a Cluster with policies.ownership_filter = "
         "'always': per-group queries with the ownership filter, as during a move (none opened)",
         "raw_parallel": "raw psycopg, the per-group query without the ownership filter, 4 "

@@ -100,15 +100,19 @@ def _load(cluster: Cluster, shard_map: SlotMap, rows: int) -> dict[str, int]:
             insert = sql.SQL(
                 "INSERT INTO {} ({}) SELECT g, {} FROM generate_series(1, {}) AS g WHERE {}"
             ).format(
-                sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
-                sql.SQL(", ").join(sql.SQL(e) for e in EXPRS), sql.Literal(count), mine,
+                sql.Identifier(table),
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(sql.SQL(e) for e in EXPRS),
+                sql.Literal(count),
+                mine,
             )
             with connect(node, cluster.config) as conn:
                 conn.execute(insert)
                 conn.execute(sql.SQL("VACUUM (FREEZE, ANALYZE) {}").format(sql.Identifier(table)))
                 if table == TABLE:
-                    got = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                        sql.Identifier(table))).fetchone()
+                    got = conn.execute(
+                        sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+                    ).fetchone()
                     held[group] = int(got[0]) if got else 0
     return held
 
@@ -120,8 +124,9 @@ def _probe(config: Path, how: str) -> dict[str, Any]:
         "--warm-table", WARM_TABLE, "--how", how, "--batch-size", str(BATCH),
         "--prefetch", str(PREFETCH),
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+    )
     if done.returncode != 0:
         tail = " ".join(done.stderr.strip().splitlines()[-3:])
         raise MlscaleError(f"the {how} probe failed: {tail}")
@@ -137,15 +142,20 @@ def run(ctx: BenchContext) -> BenchResult:
     plan = _plan(ctx.quick)
     result = BenchResult(name="training-read", title="Training-data reads into the client")
     result.params = {
-        "groups": GROUPS, "rows": plan.rows, "rounds": plan.rounds, "batch_size": BATCH,
-        "prefetch": PREFETCH, "columns": 1 + len(FEATURES) + len(DOUBLES) + 1,
+        "groups": GROUPS,
+        "rows": plan.rows,
+        "rounds": plan.rounds,
+        "batch_size": BATCH,
+        "prefetch": PREFETCH,
+        "columns": 1 + len(FEATURES) + len(DOUBLES) + 1,
         "memory": "VmHWM after a reset of the peak in a warm fresh process (ru_maxrss "
-                  "where there is no /proc); growth = that minus VmRSS before the read",
+        "where there is no /proc); growth = that minus VmRSS before the read",
     }
     progress = Progress(quiet=ctx.quiet)
     with ExitStack() as stack:
-        with progress.phase(f"starting {GROUPS} shard groups, loading {plan.rows:,} rows",
-                            2) as phase:
+        with progress.phase(
+            f"starting {GROUPS} shard groups, loading {plan.rows:,} rows", 2
+        ) as phase:
             local = LocalCluster(ctx.workdir / "training")
             stack.callback(local.destroy)
             local.up(shards=GROUPS, replicas=0, redis=False)
@@ -180,28 +190,33 @@ def _check(runs: Mapping[str, Sequence[Mapping[str, Any]]], rows: int) -> None:
         raise MlscaleError(f"the reader and fetchall disagree on the label sum: {sorted(sums)}")
 
 
-def _report(result: BenchResult, runs: Mapping[str, Sequence[Mapping[str, Any]]],
-            held: Mapping[str, int]) -> None:
+def _report(
+    result: BenchResult, runs: Mapping[str, Sequence[Mapping[str, Any]]], held: Mapping[str, int]
+) -> None:
     rate = {n: Spread.of([r["rows"] / r["wall_s"] for r in rs]) for n, rs in runs.items()}
     peak = {n: Spread.of([r["peak_rss_mb"] for r in rs]) for n, rs in runs.items()}
     growth = {n: Spread.of([r["rss_growth_mb"] for r in rs]) for n, rs in runs.items()}
     cpu = {n: Spread.of([r["cpu_s"] for r in rs]) for n, rs in runs.items()}
     ratio = ratio_of_medians(rate["reader"], rate["fetchall_pandas"])
-    paired = paired_ratios([r["rows"] / r["wall_s"] for r in runs["reader"]],
-                           [r["rows"] / r["wall_s"] for r in runs["fetchall_pandas"]])
+    paired = paired_ratios(
+        [r["rows"] / r["wall_s"] for r in runs["reader"]],
+        [r["rows"] / r["wall_s"] for r in runs["fetchall_pandas"]],
+    )
     result.metrics.update(spread_metrics(rate, "_rows_per_s"))
     result.metrics.update(spread_metrics(peak, "_peak_rss_mb"))
     result.metrics.update(spread_metrics(growth, "_rss_growth_mb"))
     result.metrics.update(spread_metrics(cpu, "_client_cpu_s"))
-    result.metrics.update({
-        "vs_fetchall_pandas_ratio": ratio,
-        "vs_fetchall_pandas_paired": paired.as_dict(),
-        "reader_vs_ceiling": ratio_of_medians(rate["reader"], rate["ceiling"]),
-        "reader_copy_mb": runs["reader"][0]["bytes"] / 1e6,
-        "ceiling_copy_mb": runs["ceiling"][0]["bytes"] / 1e6,
-        "peak_reset": all(r["peak_reset"] for rs in runs.values() for r in rs),
-        "rows_by_group": dict(held),
-    })
+    result.metrics.update(
+        {
+            "vs_fetchall_pandas_ratio": ratio,
+            "vs_fetchall_pandas_paired": paired.as_dict(),
+            "reader_vs_ceiling": ratio_of_medians(rate["reader"], rate["ceiling"]),
+            "reader_copy_mb": runs["reader"][0]["bytes"] / 1e6,
+            "ceiling_copy_mb": runs["ceiling"][0]["bytes"] / 1e6,
+            "peak_reset": all(r["peak_reset"] for rs in runs.values() for r in rs),
+            "rows_by_group": dict(held),
+        }
+    )
     result.gates.append(Verdict("vs_fetchall_pandas_ratio", ratio, ">=", RATIO_GATE, "x"))
     result.charts += [
         chart("Rows into the client per second", "rows/s", {"4 groups": rate}),
@@ -219,16 +234,19 @@ def _print_figures(result: BenchResult) -> None:
 
     def fmt(key: str, unit: str, scale: float = 1.0) -> str:
         s = m[key]
-        return (f"{s['median'] / scale:,.2f} {unit} "
-                f"({s['min'] / scale:,.2f}..{s['max'] / scale:,.2f})")
+        return (
+            f"{s['median'] / scale:,.2f} {unit} ({s['min'] / scale:,.2f}..{s['max'] / scale:,.2f})"
+        )
 
     lines = [
         f"  {name:<16} {fmt(f'{name}_rows_per_s', 'M rows/s', 1e6)}   peak "
         f"{fmt(f'{name}_peak_rss_mb', 'MB')}   client CPU {fmt(f'{name}_client_cpu_s', 's')}"
         for name in VARIANTS
     ]
-    lines.append(f"  reader / fetchall+pandas {m['vs_fetchall_pandas_ratio']:.2f}x   "
-                 f"reader / ceiling {m['reader_vs_ceiling']:.2f}")
+    lines.append(
+        f"  reader / fetchall+pandas {m['vs_fetchall_pandas_ratio']:.2f}x   "
+        f"reader / ceiling {m['reader_vs_ceiling']:.2f}"
+    )
     print("\n".join(lines))
 
 

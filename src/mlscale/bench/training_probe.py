@@ -68,8 +68,9 @@ def _reset_peak() -> bool:
 
 def _per_group(cluster: Cluster, work: Callable[[Any], Any]) -> list[Any]:
     """``work(conn)`` on a new connection to each group's primary, all at once."""
-    nodes = [find_node(cluster.nodes, cluster.primary_node(g.name))
-             for g in cluster.config.shard_groups]
+    nodes = [
+        find_node(cluster.nodes, cluster.primary_node(g.name)) for g in cluster.config.shard_groups
+    ]
     conns = [connect(node, cluster.config) for node in nodes]
     try:
         with ThreadPoolExecutor(max_workers=len(conns)) as pool:
@@ -111,8 +112,9 @@ def _ceiling(cluster: Cluster, table: str) -> tuple[int, int, int]:
 def _reader(cluster: Cluster, table: str, args: argparse.Namespace) -> tuple[int, int, int]:
     from ..stores.training import TrainingReader
 
-    reader = TrainingReader(cluster, table, batch_size=args.batch_size, units=args.units,
-                            prefetch=args.prefetch)
+    reader = TrainingReader(
+        cluster, table, batch_size=args.batch_size, units=args.units, prefetch=args.prefetch
+    )
     rows = label = 0
     for batch in reader:
         rows += batch.rows
@@ -147,9 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
         peak = _status_mb("VmHWM")
     out = {
-        "how": args.how, "rows": rows, "label_sum": label, "wall_s": wall_s, "cpu_s": cpu_s,
-        "rss_before_mb": before, "peak_rss_mb": peak, "rss_growth_mb": peak - before,
-        "peak_reset": reset, "bytes": size,
+        "how": args.how,
+        "rows": rows,
+        "label_sum": label,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "rss_before_mb": before,
+        "peak_rss_mb": peak,
+        "rss_growth_mb": peak - before,
+        "peak_reset": reset,
+        "bytes": size,
     }
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")

@@ -80,8 +80,7 @@ def route_cmd(
         click.echo(f"  creates session state: {effects} ({how})")
     if c.transaction is not None:
         click.echo(
-            "  controls a transaction: refused outside a session; "
-            "use `with cluster.transaction():`"
+            "  controls a transaction: refused outside a session; use `with cluster.transaction():`"
         )
     if c.needs_session:
         click.echo("  reads this session's state: runs on the session's connection")

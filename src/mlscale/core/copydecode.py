@@ -193,11 +193,11 @@ def decode_packed(
             wire = np.frombuffer(body, dtype=kind.wire, count=count, offset=pos)
             fields.append(Decoded(_native(kind, wire), None))
         else:
-            fields.append(_array_column(kind, body[pos:pos + size]))
+            fields.append(_array_column(kind, body[pos : pos + size]))
         pos += max(size, 0)
     if pos != len(body):
         raise _corrupt("more than one row of packed columns")
-    out, tail = fields[:len(kinds)], fields[len(kinds):]
+    out, tail = fields[: len(kinds)], fields[len(kinds) :]
     rows = {len(d.values) for d in out}
     if len(rows) > 1:
         raise _corrupt(f"the columns differ in length: {sorted(rows)}")
@@ -283,7 +283,7 @@ def _array_column(kind: Kind, value: memoryview) -> Decoded:
         if size < 0:
             raw.append(None)
         else:
-            raw.append(bytes(items[pos:pos + size]))
+            raw.append(bytes(items[pos : pos + size]))
             pos += size
     if pos != len(items):
         raise _corrupt(f"a {kind} array's elements do not fill it")
@@ -314,7 +314,7 @@ def decode_rows(data: Stream, kinds: Sequence[Kind]) -> list[Decoded]:
                 raw[i].append(None)
                 valid[i].append(False)
                 continue
-            raw[i].append(bytes(body[pos:pos + size]))
+            raw[i].append(bytes(body[pos : pos + size]))
             valid[i].append(True)
             pos += size
     if pos != end:

@@ -148,9 +148,7 @@ class ClusterContext(Generic[P]):
         except RouteRefused as exc:
             raise RoutingError(str(exc)) from None
 
-    def stats(
-        self, primaries: dict[str, tuple[int, float]], down: dict[str, str]
-    ) -> ClusterStats:
+    def stats(self, primaries: dict[str, tuple[int, float]], down: dict[str, str]) -> ClusterStats:
         """Pool counters per node, the cluster's own counters, reads, bans, classifier;
         ``primaries``: each group's last known primary position and when it was seen
         (monotonic s); ``down``: nodes seen down, with why."""

@@ -65,9 +65,7 @@ class AsyncDirectory:
             self.adopt(newer)
         return self._current
 
-    async def for_call(
-        self, query: str, keyed: bool, group_given: bool
-    ) -> ShardDirectory | None:
+    async def for_call(self, query: str, keyed: bool, group_given: bool) -> ShardDirectory | None:
         """The directory to place ``query`` by; None if the catalog cannot be reached
         and the call needs none: it touches no table, or the caller named its group
         (and gave no shard key: ``keyed``). Anything else might be placed wrongly, so

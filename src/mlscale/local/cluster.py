@@ -433,9 +433,7 @@ class LocalCluster:
         except BaseException as exc:
             log.info("creation of %s failed; stopping what was started", self.root)
             with _signals_held():
-                self._stop_all(
-                    pg_nodes, redis_node, _masters(rcluster), record_of(config).node_cpu
-                )
+                self._stop_all(pg_nodes, redis_node, _masters(rcluster), record_of(config).node_cpu)
                 self._remove_created(made_root)
             if isinstance(exc, MlscaleError):
                 # The logs it points at were removed with the directory.

@@ -63,6 +63,13 @@ def day_of_partition(name: str) -> dt.date | None:
         return None
 
 
+def _instant(value: dt.date | dt.datetime) -> str:
+    """A date (UTC midnight) or time as an ISO timestamptz literal (naive = UTC)."""
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+    return _utc(value)
+
+
 def _utc(day: dt.date) -> str:
     return f"{day.isoformat()} 00:00:00+00"
 
@@ -166,6 +173,41 @@ class PredictionLayout:
         return sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(partition)).as_string(None)
 
     # -- writes ---------------------------------------------------------------------------
+
+    def training_sql(
+        self,
+        *,
+        model: str | None = None,
+        start: dt.date | dt.datetime | None = None,
+        end: dt.date | dt.datetime | None = None,
+        labeled_only: bool = True,
+    ) -> str:
+        """Predictions joined to their labels (co-located: one group's join), for a
+        training read. Filters are literals (``COPY`` takes no bind parameters),
+        quoted by psycopg.sql."""
+        join = sql.SQL("JOIN" if labeled_only else "LEFT JOIN")
+        where: list[sql.Composable] = []
+        if model is not None:
+            where.append(sql.SQL("p.model = {}").format(sql.Literal(model)))
+        if start is not None:
+            where.append(sql.SQL("p.ts >= {}").format(sql.Literal(_instant(start))))
+        if end is not None:
+            where.append(sql.SQL("p.ts < {}").format(sql.Literal(_instant(end))))
+        return (
+            sql.SQL(
+                "SELECT p.{e}, p.prediction_id, p.ts, p.model, p.model_version, p.score, "
+                "p.predicted, l.label_ts, l.outcome, l.label FROM {pt} p {join} {lt} l "
+                "ON l.{e} = p.{e} AND l.ts = p.ts AND l.prediction_id = p.prediction_id{where}"
+            )
+            .format(
+                e=self._e(),
+                pt=sql.Identifier(self.log.name),
+                lt=sql.Identifier(self.log.labels),
+                join=join,
+                where=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
+            )
+            .as_string(None)
+        )
 
     def expire_unmatched_sql(self) -> str:
         """DELETE of the unmatched labels sent before a time (one ``%s``)."""

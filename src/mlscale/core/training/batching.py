@@ -30,10 +30,12 @@ class Batcher:
         i = self._start.offset if step == self._start.step else 0
         while i < rows:
             take = min(self._size - self._rows, rows - i)
-            self._parts.append((
-                {k: v[i:i + take] for k, v in columns.items()},
-                {k: v[i:i + take] for k, v in valid.items()},
-            ))
+            self._parts.append(
+                (
+                    {k: v[i : i + take] for k, v in columns.items()},
+                    {k: v[i : i + take] for k, v in valid.items()},
+                )
+            )
             self._rows += take
             i += take
             if self._rows == self._size:

@@ -68,9 +68,9 @@ def select_list(
             ref = sql.SQL("CAST({} AS text)").format(ref)
         if flag and key is not None:
             value = _send(key.kind.send, sql.Identifier(alias, key.name))
-            nulls.append(sql.SQL("string_agg({}, ''::bytea) FILTER (WHERE {} IS NULL)").format(
-                value, ref
-            ))
+            nulls.append(
+                sql.SQL("string_agg({}, ''::bytea) FILTER (WHERE {} IS NULL)").format(value, ref)
+            )
         elif flag:
             bit = sql.Literal(len(bits) % MASK_BITS)
             bits.append(sql.SQL("(CAST({} IS NULL AS int4)::int8 << {})").format(ref, bit))
@@ -83,7 +83,7 @@ def select_list(
         else:
             out.append(sql.SQL("array_agg({})").format(ref))
     for start in range(0, len(bits), MASK_BITS):
-        word = sql.SQL(" | ").join(bits[start:start + MASK_BITS])
+        word = sql.SQL(" | ").join(bits[start : start + MASK_BITS])
         out.append(_packed("int8send", word))
     return sql.SQL(", ").join([*out, *nulls])
 

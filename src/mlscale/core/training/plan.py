@@ -54,11 +54,16 @@ class ReadPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "table": self.source.table, "query": self.source.query,
-            "columns": [{"name": c.name, "kind": c.kind.value, "nullable": c.nullable}
-                        for c in self.columns],
-            "units": len(self.units), "mine": list(self.mine), "slots": self.slots,
-            "map_version": self.shard_map.version, "fast": self.fast,
+            "table": self.source.table,
+            "query": self.source.query,
+            "columns": [
+                {"name": c.name, "kind": c.kind.value, "nullable": c.nullable} for c in self.columns
+            ],
+            "units": len(self.units),
+            "mine": list(self.mine),
+            "slots": self.slots,
+            "map_version": self.shard_map.version,
+            "fast": self.fast,
         }
 
 
@@ -78,8 +83,10 @@ def locate(
             raise ConfigError(f"the query reads key family {fan.family}, not {family}")
     shard_map = directory.map_of(family)
     if len(keys) != len(shard_map.family.key_types):
-        raise ConfigError(f"key family {family} has {len(shard_map.family.key_types)} key "
-                          f"column(s); shard_key names {len(keys)}")
+        raise ConfigError(
+            f"key family {family} has {len(shard_map.family.key_types)} key "
+            f"column(s); shard_key names {len(keys)}"
+        )
     return shard_map, tuple(keys), refs
 
 
@@ -97,8 +104,10 @@ def plan_read(
     columns = _chosen(described, request.columns)
     order_by = request.order_by or (primary_key if request.table is not None else keys)
     if not order_by:
-        raise ConfigError(f"table {request.table} has no primary key: name order_by= "
-                          "columns unique among its rows")
+        raise ConfigError(
+            f"table {request.table} has no primary key: name order_by= "
+            "columns unique among its rows"
+        )
     names = {d.name for d in described}
     missing = [c for c in order_by if c not in names]
     if missing:
@@ -113,8 +122,13 @@ def plan_read(
         request.start.check(split.reader, split.readers, count, request.seed)
     return ReadPlan(
         Source(keys, order_by, request.table, request.query, refs),
-        columns, read_columns, units, reader_units(count, request.seed, split), shard_map,
-        slots, aggregated(read_columns),
+        columns,
+        read_columns,
+        units,
+        reader_units(count, request.seed, split),
+        shard_map,
+        slots,
+        aggregated(read_columns),
     )
 
 
@@ -124,6 +138,5 @@ def _chosen(described: Sequence[Column], wanted: Sequence[str] | None) -> tuple[
     by_name = {c.name: c for c in described}
     missing = [w for w in wanted if w not in by_name]
     if missing:
-        raise ConfigError(f"no column {missing[0]!r} to read (there are: "
-                          f"{', '.join(by_name)})")
+        raise ConfigError(f"no column {missing[0]!r} to read (there are: {', '.join(by_name)})")
     return tuple(by_name[w] for w in wanted)

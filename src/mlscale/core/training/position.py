@@ -76,6 +76,10 @@ class Position:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "reader": self.reader, "readers": self.readers, "units": self.units,
-            "seed": self.seed, "step": self.step, "offset": self.offset,
+            "reader": self.reader,
+            "readers": self.readers,
+            "units": self.units,
+            "seed": self.seed,
+            "step": self.step,
+            "offset": self.offset,
         }

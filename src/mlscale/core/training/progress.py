@@ -33,6 +33,9 @@ class ReadProgress:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "units_done": self.units_done, "units_total": self.units_total, "rows": self.rows,
-            "bytes": self.bytes, "elapsed_s": self.elapsed_s,
+            "units_done": self.units_done,
+            "units_total": self.units_total,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "elapsed_s": self.elapsed_s,
         }

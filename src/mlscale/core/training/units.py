@@ -79,7 +79,8 @@ class Split:
 
     def __post_init__(self) -> None:
         for name, value, count in (
-            ("rank", self.rank, self.world_size), ("worker", self.worker, self.num_workers)
+            ("rank", self.rank, self.world_size),
+            ("worker", self.worker, self.num_workers),
         ):
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
                 raise ConfigError(f"the count of {name}s must be an int >= 1, not {count!r}")

@@ -63,20 +63,19 @@ class PartWritten:
     token: CausalToken
 
 
-def group_index(shard_map: Any, log: PredictionLog, batch: PredictionBatch) -> npt.NDArray[Any]:
-    """The index in ``shard_map.groups`` of each row's group."""
+def group_index(shard_map: Any, log: PredictionLog, entity: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The index in ``shard_map.groups`` of each entity key's group (keys as a batch
+    holds them: int64, str objects, or (n, 16) uuid bytes)."""
     kt = log.key_type
     if isinstance(shard_map, SlotMap) and kt.is_integer:
         # Hashed in numpy: ~20 ns a row.
-        found: npt.NDArray[Any] = shard_map.locate_slots(
-            slots_of(batch.entity, kt, shard_map.slots)
-        )
+        found: npt.NDArray[Any] = shard_map.locate_slots(slots_of(entity, kt, shard_map.slots))
         return found
     if kt is KeyType.UUID:
-        raw = batch.entity.tobytes()
+        raw = entity.tobytes()
         keys: list[Any] = [uuid.UUID(bytes=raw[i : i + 16]) for i in range(0, len(raw), 16)]
     else:
-        keys = batch.entity.tolist()
+        keys = entity.tolist()
     if isinstance(shard_map, SlotMap):
         return shard_map.locate_slots(slots_of(keys, kt, shard_map.slots))
     index = {g: i for i, g in enumerate(shard_map.groups)}
@@ -98,7 +97,7 @@ def split_encode(shard_map: Any, log: PredictionLog, batch: PredictionBatch) -> 
     """``batch`` placed on ``shard_map``'s groups and encoded, one payload per group, in
     one pass (no copy of the batch per group). Pure CPU work (numpy), no I/O."""
     groups = shard_map.groups
-    where = group_index(shard_map, log, batch)
+    where = group_index(shard_map, log, batch.entity)
     counts = np.bincount(where, minlength=len(groups)).tolist()
     payloads = batch.copy_payloads(where, len(groups))
     days = tuple(batch.days())

@@ -20,36 +20,18 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ...core.causal import CausalToken
 from ...core.predictions.layout import PredictionLayout
 from ...core.predictions.results import AttachResult, LabelResult
 from ...core.predictions.rows import to_labels
 from ...core.predictions.spec import PredictionLog
-from ...core.sharding import locate_many
-from ...core.slots import KeyType
 from ...engine.cluster_sync import Cluster
 from ...errors import PartialWriteError
 from ..features.placing_sync import run_all
+from .flush_sync import group_index
 
-__all__ = ["Labels", "group_index"]
-
-
-def group_index(shard_map: Any, log: PredictionLog, keys: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """The index in ``shard_map.groups`` of each entity key's group (``keys`` as a
-    batch holds them: int64, str objects, or (n, 16) uuid bytes)."""
-    if log.key_type is KeyType.UUID:
-        import uuid
-
-        values: list[Any] = [uuid.UUID(bytes=bytes(r)) for r in keys]
-    else:
-        values = keys.tolist()
-    where = locate_many(shard_map, values)
-    if where is not None:
-        return where
-    index = {g: i for i, g in enumerate(shard_map.groups)}
-    return np.array([index[shard_map.locate(v)] for v in values], dtype=np.int64)
+__all__ = ["Labels"]
 
 
 def _committed_or_partial(

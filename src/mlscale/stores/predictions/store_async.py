@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from ...core.causal import CausalToken
+from ...core.predictions.layout import PredictionLayout
 from ...core.predictions.queueing import OnFull
 from ...core.predictions.results import (
     AttachResult,
@@ -21,6 +22,7 @@ from ...core.predictions.results import (
 )
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_async import AsyncCluster
+from ..training.reader_async import AsyncTrainingReader
 from .labels_async import AsyncLabels
 from .queries_async import AsyncPredictionQueries
 from .tables_async import AsyncPredictionTables
@@ -105,6 +107,34 @@ class AsyncPredictionStore:
             queue_rows=queue_rows,
             on_full=on_full,
             block_timeout_s=block_timeout_s,
+        )
+
+    async def training_reader(
+        self,
+        log: str | PredictionLog,
+        *,
+        model: str | None = None,
+        start: dt.datetime | dt.date | None = None,
+        end: dt.datetime | dt.date | None = None,
+        labeled_only: bool = True,
+        **options: Any,
+    ) -> AsyncTrainingReader:
+        """A training reader (:class:`~mlscale.stores.training.AsyncTrainingReader`) of
+        ``log``'s predictions joined to their labels on each group (of ``model`` and in
+        ``[start, end)`` if given; with ``labeled_only`` those with a label only), with
+        the columns of the predictions and ``label_ts``, ``outcome``, ``label``.
+        ``options`` go to the reader (``columns``, ``batch_size``, ``seed``, ...)."""
+        found = await self.get(log)
+        query = PredictionLayout(found).training_sql(
+            model=model, start=start, end=end, labeled_only=labeled_only
+        )
+        return AsyncTrainingReader(
+            self._cluster,
+            query=query,
+            shard_key=found.entity,
+            family=found.family,
+            order_by=(found.entity, "ts", "prediction_id"),
+            **options,
         )
 
     async def log_labels(self, log: str | PredictionLog, data: Any) -> LabelResult:

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from ...core.causal import CausalToken
+from ...core.predictions.layout import PredictionLayout
 from ...core.predictions.queueing import OnFull
 from ...core.predictions.results import (
     AttachResult,
@@ -23,6 +24,7 @@ from ...core.predictions.results import (
 )
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_sync import Cluster
+from ..training.reader_sync import TrainingReader
 from .labels_sync import Labels
 from .queries_sync import PredictionQueries
 from .tables_sync import PredictionTables
@@ -107,6 +109,34 @@ class PredictionStore:
             queue_rows=queue_rows,
             on_full=on_full,
             block_timeout_s=block_timeout_s,
+        )
+
+    def training_reader(
+        self,
+        log: str | PredictionLog,
+        *,
+        model: str | None = None,
+        start: dt.datetime | dt.date | None = None,
+        end: dt.datetime | dt.date | None = None,
+        labeled_only: bool = True,
+        **options: Any,
+    ) -> TrainingReader:
+        """A training reader (:class:`~mlscale.stores.training.TrainingReader`) of
+        ``log``'s predictions joined to their labels on each group (of ``model`` and in
+        ``[start, end)`` if given; with ``labeled_only`` those with a label only), with
+        the columns of the predictions and ``label_ts``, ``outcome``, ``label``.
+        ``options`` go to the reader (``columns``, ``batch_size``, ``seed``, ...)."""
+        found = self.get(log)
+        query = PredictionLayout(found).training_sql(
+            model=model, start=start, end=end, labeled_only=labeled_only
+        )
+        return TrainingReader(
+            self._cluster,
+            query=query,
+            shard_key=found.entity,
+            family=found.family,
+            order_by=(found.entity, "ts", "prediction_id"),
+            **options,
         )
 
     def log_labels(self, log: str | PredictionLog, data: Any) -> LabelResult:

@@ -57,8 +57,9 @@ class TrainingDataset:
         **reader: Any,
     ) -> None:
         if "split" in reader or "start" in reader:
-            raise ConfigError("TrainingDataset splits by rank and worker itself; "
-                              "pass rank= and world_size=")
+            raise ConfigError(
+                "TrainingDataset splits by rank and worker itself; pass rank= and world_size="
+            )
         Split(rank, world_size)  # checks them now rather than in a worker
         self.config = str(config)
         self.table = table

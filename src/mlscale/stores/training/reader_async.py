@@ -109,8 +109,10 @@ class AsyncTrainingReader:
         if (table is None) == (query is None):
             raise ConfigError("a training reader reads a table or a query: give one of them")
         if query is not None and not shard_key:
-            raise ConfigError("a training read of a query needs shard_key=: the output "
-                              "column(s) holding each row's shard key")
+            raise ConfigError(
+                "a training read of a query needs shard_key=: the output "
+                "column(s) holding each row's shard key"
+            )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be an int >= 1, not {batch_size!r}")
         if not isinstance(prefetch, int) or prefetch < 1:
@@ -204,8 +206,9 @@ class AsyncTrainingReader:
         plan = await self.plan()
         request = self._o.request
         split = request.split
-        start = request.start or Position(split.reader, split.readers, len(plan.units),
-                                          request.seed)
+        start = request.start or Position(
+            split.reader, split.readers, len(plan.units), request.seed
+        )
         started = time.monotonic()
         rows_read, bytes_read = 0, 0
 
@@ -218,9 +221,9 @@ class AsyncTrainingReader:
             rows_read += unit.rows
             bytes_read += unit.size
             elapsed = time.monotonic() - started
-            self._report(ReadProgress(
-                unit.step + 1, len(plan.mine), rows_read, bytes_read, elapsed
-            ))
+            self._report(
+                ReadProgress(unit.step + 1, len(plan.mine), rows_read, bytes_read, elapsed)
+            )
             done = batcher.add(unit.step, unit.columns, unit.valid, unit.rows)
             for batch in done:  # noqa: RUF100, UP028 (async: no "yield from")
                 yield batch
@@ -250,9 +253,7 @@ class AsyncTrainingReader:
         decoded: list[list[Decoded]] = []
         size = 0
         for piece in pieces(plan.units[index], plan.shard_map, plan.slots):
-            statement = piece_sql(
-                plan.source, plan.read_columns, piece, plan.shard_map, plan.slots
-            )
+            statement = piece_sql(plan.source, plan.read_columns, piece, plan.shard_map, plan.slots)
             scope = self._cluster.as_written(piece.group)
             data = [c async for c in scope.copy_out(statement, consistency=self._o.consistency)]
             size += sum(len(c) for c in data)
@@ -267,8 +268,9 @@ class AsyncTrainingReader:
             parts = [d[j] for d in decoded]
             columns[column.name] = _joined([p.values for p in parts], column.kind)
             if column.nullable:
-                masks = [p.valid if p.valid is not None else np.ones(len(p.values), bool)
-                         for p in parts]
+                masks = [
+                    p.valid if p.valid is not None else np.ones(len(p.values), bool) for p in parts
+                ]
                 valid[column.name] = _joined(masks, Kind.BOOL)
         rows = len(columns[plan.read_columns[0].name]) if plan.read_columns else 0
         order = row_order([columns[c] for c in plan.source.order_by])
