@@ -21,6 +21,7 @@ ENGINE = ROOT / "src/mlscale/engine"
 # Folders whose *_async.py sources get generated twins.
 FOLDERS = [
     ENGINE,
+    ROOT / "src/mlscale/stores",
     ROOT / "src/mlscale/stores/features",
     ROOT / "src/mlscale/stores/predictions",
     ROOT / "src/mlscale/stores/training",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mlscale import Cluster
+from mlscale.core.causal import CausalToken
 from mlscale.core.predictions.layout import PredictionLayout
 from mlscale.core.predictions.rows import to_predictions
 from mlscale.stores.predictions import PredictionLog, PredictionStore
@@ -44,20 +45,23 @@ def scratch_predictions(cluster: Cluster) -> Iterator[PredictionStore]:
             restore_sharding(cluster, before)
 
 
-def seed(store: PredictionStore, log: PredictionLog, frame: pd.DataFrame) -> int:
-    """Copy ``frame``'s predictions into the log's tables, group by group."""
+def seed(store: PredictionStore, log: PredictionLog, frame: pd.DataFrame) -> CausalToken:
+    """Copy ``frame``'s predictions into the log's tables, group by group; the commits'
+    causal token (read them with it: replicas may lag)."""
     batch = to_predictions(log, frame)
     store.tables.ensure_days(log, batch.days())
     cluster = store.cluster
     layout = PredictionLayout(log)
     shard_map = cluster.shards().map_of(log.family)
     where = group_index(shard_map, log, batch.entity)
+    token = CausalToken()
     for gi, group in enumerate(shard_map.groups):
         part = batch.take(np.flatnonzero(where == gi))
         if part.size:
             with cluster.transaction(group=group, as_written=True) as tx:
                 tx.copy(layout.copy_sql(), part.copy_payload())
-    return batch.size
+            token = token.merge(tx.token or CausalToken())
+    return token
 
 
 def synthetic(

@@ -36,7 +36,9 @@ def test_list_quality_attach_retain(cluster: Cluster, local_cluster: LocalCluste
         mine = [d for d in json.loads(out) if d["name"] == log.name]
         assert mine and mine[0]["entity"] == "user_id" and mine[0]["retention_days"] == 3
 
-        code, out, _ = cli("quality", log.name, "ranker", "--days", "10", "--json")
+        code, out, _ = cli(
+            "quality", log.name, "ranker", "--days", "10", "--consistency", "strong", "--json"
+        )
         assert code == 0
         rows = json.loads(out)
         want = preds[preds.model == "ranker"]

@@ -139,16 +139,16 @@ def test_reads_by_entity_and_by_model(cluster: Cluster) -> None:
     with scratch_predictions(cluster) as store:
         log = store.create(PredictionLog(unique("plr")))
         preds, _ = synthetic(3000)
-        seed(store, log, preds)
+        token = seed(store, log, preds)
         start = preds.ts.min() - dt.timedelta(days=1)
         end = preds.ts.max() + dt.timedelta(days=1)
         entity = int(preds.entity_id.iloc[0])
         mine = preds[preds.entity_id == entity].sort_values(["ts"])
-        got = store.by_entity(log, entity, start, end)
+        got = store.by_entity(log, entity, start, end, token=token)
         assert sorted(p.prediction_id for p in got) == sorted(mine.prediction_id)
         assert [p.ts for p in got] == sorted(p.ts for p in got)
         ranker = preds[(preds.model == "ranker") & (preds.model_version == "v2")]
-        first = store.by_model(log, "ranker", start, end, version="v2", limit=100)
+        first = store.by_model(log, "ranker", start, end, version="v2", limit=100, token=token)
         want = ranker.sort_values(["ts"]).ts.iloc[:100].tolist()
         assert [p.ts for p in first] == want
         assert all(p.model == "ranker" and p.model_version == "v2" for p in first)
@@ -178,7 +178,7 @@ def test_retention_drops_whole_days_and_queries_return_the_rest(cluster: Cluster
             assert min(days) >= cut
         start, end = now.date() - dt.timedelta(days=10), now.date() + dt.timedelta(days=1)
         kept = preds[pd.to_datetime(preds.ts, utc=True).dt.date >= cut]
-        daily = store.daily(log, start, end)
+        daily = store.daily(log, start, end, token=result.token)
         assert sum(d.predictions for d in daily) == len(kept)
         assert min(d.day for d in daily) >= cut
         kept_labels = labels[labels.prediction_id.isin(set(kept.prediction_id))]
@@ -210,7 +210,7 @@ def test_bad_labels_raise_and_write_nothing(cluster: Cluster) -> None:
                     log, [*[{"prediction_id": pid, "entity_id": ent, "outcome": 0.0}], *data]
                 )
         start, end = preds.ts.min().date(), preds.ts.max().date() + dt.timedelta(days=1)
-        assert sum(d.labeled for d in store.daily(log, start, end)) == 0
+        assert sum(d.labeled for d in store.daily(log, start, end, consistency="strong")) == 0
         with pytest.raises(PredictionError, match="no prediction log"):
             store.log_labels("no_such_log", [])
         with pytest.raises(PredictionError, match="limit"):

@@ -5,6 +5,9 @@ reads with the writer's token."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -12,13 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale import Cluster, PredictionError
+from mlscale import Cluster, LocalCluster, PredictionError
 from mlscale.stores.predictions import PredictionLog, PredictionStore
 from tests.integration.predictions_help import scratch_predictions, unique
 
 
 def _stored(store: PredictionStore, log: PredictionLog) -> int:
-    return int(store.cluster.fetch_value(f"SELECT count(*) FROM {log.name}"))  # noqa: S608
+    query = f"SELECT count(*) FROM {log.name}"  # noqa: S608
+    return int(store.cluster.fetch_value(query, consistency="strong"))  # replicas may lag
 
 
 def _one(row: dict[str, Any]) -> dict[str, Any]:
@@ -112,3 +116,43 @@ def test_written_predictions_get_labels_and_are_read_back(cluster: Cluster) -> N
         (q,) = store.quality(log, "ranker", today, today + dt.timedelta(days=1), token=done.token)
         assert (q.labeled, q.accuracy) == (2, 0.5)
         assert q.mae == pytest.approx(0.1)
+
+
+def test_a_writer_left_open_is_flushed_at_exit(
+    cluster: Cluster, local_cluster: LocalCluster
+) -> None:
+    with scratch_predictions(cluster) as store:
+        log = store.create(PredictionLog(unique("pse"), entity="user_id"))
+        script = (
+            "import sys\n"
+            "from mlscale import Cluster\n"
+            "from mlscale.stores.predictions import PredictionStore\n"
+            "c = Cluster.from_file(sys.argv[1])\n"
+            "w = PredictionStore(c).writer(sys.argv[2], flush_interval_s=600)\n"
+            "w.log_many([{'user_id': i, 'model': 'm', 'model_version': 'v', 'score': 0.5}\n"
+            "            for i in range(1000)])\n"
+            "print(w.stats().queued)\n"  # neither flushed nor closed: exit must do it
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(local_cluster.layout.config), log.name],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert _stored(store, log) == 1000
+
+
+def test_a_writer_refuses_a_forked_child(cluster: Cluster) -> None:
+    with scratch_predictions(cluster) as store:
+        log = store.create(PredictionLog(unique("psf"), entity="user_id"))
+        with store.writer(log) as w:
+            w.log(**_one(GOOD))
+            pid = os.fork()
+            if pid == 0:  # the child: its writer has no threads
+                try:
+                    w.log(**_one(GOOD))
+                except PredictionError as exc:
+                    os._exit(0 if "did not cross the fork" in str(exc) else 2)
+                os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        assert _stored(store, log) == 1

@@ -125,6 +125,13 @@ def attach(name: str, cluster_dir: str, config_file: str | None) -> None:
 @click.argument("model")
 @click.option("--days", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option("--version", "version", default=None, help="Only this model version.")
+@click.option(
+    "--consistency",
+    type=click.Choice(["eventual", "strong"]),
+    default="eventual",
+    show_default=True,
+    help="Read from replicas (eventual) or the primaries (strong).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with calibration bins).")
 @dir_option
 @config_option
@@ -133,6 +140,7 @@ def quality(
     model: str,
     days: int,
     version: str | None,
+    consistency: str,
     as_json: bool,
     cluster_dir: str,
     config_file: str | None,
@@ -142,7 +150,7 @@ def quality(
     end = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
     start = end - dt.timedelta(days=days)
     with _store(cluster_dir, config_file) as store:
-        rows = store.quality(name, model, start, end, version=version)
+        rows = store.quality(name, model, start, end, version=version, consistency=consistency)
     if as_json:
         click.echo(json.dumps([q.to_dict() for q in rows], indent=2))
         return

@@ -26,18 +26,10 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from ..slots import KeyType
 from .spec import PredictionLog
 
 __all__ = ["PREDICTION_COLUMNS", "PredictionLayout", "day_of_partition"]
 
-_SQL_TYPES = {
-    KeyType.INT8: "bigint",
-    KeyType.INT4: "integer",
-    KeyType.INT2: "smallint",
-    KeyType.TEXT: "text",
-    KeyType.UUID: "uuid",
-}
 # The predictions' columns after the entity, in COPY order (fixed-width first).
 PREDICTION_COLUMNS = (
     "prediction_id",
@@ -99,7 +91,8 @@ class PredictionLayout:
         return sql.Identifier(self.log.entity)
 
     def _etype(self) -> sql.SQL:
-        return sql.SQL(_SQL_TYPES[self.log.key_type])
+        # A key type's name (int8, int4, int2, text, uuid) is PostgreSQL's own.
+        return sql.SQL(self.log.key_type.value)
 
     # -- tables ---------------------------------------------------------------------------
 

@@ -199,13 +199,15 @@ class Quality:
 @dataclass(frozen=True, slots=True)
 class RetentionResult:
     """Partitions dropped by a retention run: the days (UTC) whose predictions and
-    labels are gone, the partitions dropped per shard group, and how many unmatched
-    labels sent before ``before`` were deleted."""
+    labels are gone, the partitions dropped per shard group, how many unmatched labels
+    sent before ``before`` were deleted, and the causal ``token`` of the drops (a read
+    with it no longer sees those days, even on a replica)."""
 
     before: dt.date
     days: tuple[dt.date, ...]
     partitions: dict[str, tuple[str, ...]]
     unmatched_deleted: int = 0
+    token: CausalToken = field(default_factory=CausalToken)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -214,4 +216,5 @@ class RetentionResult:
             "days": [d.isoformat() for d in self.days],
             "partitions": {g: list(p) for g, p in self.partitions.items()},
             "unmatched_deleted": self.unmatched_deleted,
+            "token": self.token.to_string(),
         }

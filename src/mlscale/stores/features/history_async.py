@@ -25,7 +25,8 @@ from ...core.features.batch import event_times
 from ...core.features.online import OnlineBuilder
 from ...engine.cluster_async import AsyncCluster
 from ...errors import FeatureError
-from .placing_async import keys_of, place, run_all
+from ..shared_async import run_all
+from .placing_async import keys_of, place
 from .views_async import AsyncViews
 
 __all__ = ["historical"]

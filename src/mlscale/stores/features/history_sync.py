@@ -27,7 +27,8 @@ from ...core.features.batch import event_times
 from ...core.features.online import OnlineBuilder
 from ...engine.cluster_sync import Cluster
 from ...errors import FeatureError
-from .placing_sync import keys_of, place, run_all
+from ..shared_sync import run_all
+from .placing_sync import keys_of, place
 from .views_sync import Views
 
 __all__ = ["historical"]

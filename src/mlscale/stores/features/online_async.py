@@ -34,7 +34,8 @@ from ...core.features.online import (
     to_entries,
 )
 from ...engine.cluster_async import AsyncCluster
-from .placing_async import array_text, cache_version, key_rows, keys_of, place, run_all
+from ..shared_async import run_all
+from .placing_async import array_text, cache_version, key_rows, keys_of, place
 from .views_async import AsyncViews
 
 __all__ = ["AsyncOnlineReader"]

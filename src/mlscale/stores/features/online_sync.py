@@ -36,7 +36,8 @@ from ...core.features.online import (
     to_entries,
 )
 from ...engine.cluster_sync import Cluster
-from .placing_sync import array_text, cache_version, key_rows, keys_of, place, run_all
+from ..shared_sync import run_all
+from .placing_sync import array_text, cache_version, key_rows, keys_of, place
 from .views_sync import Views
 
 __all__ = ["OnlineReader"]

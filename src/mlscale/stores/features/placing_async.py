@@ -1,12 +1,11 @@
-"""Placing a call's entity keys on shard groups, and running the groups' work at once
-(async source).
+"""Placing a call's entity keys on shard groups (async source).
 
 ``placing_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -15,10 +14,9 @@ import numpy.typing as npt
 from ...core.features.spec import FeatureView
 from ...core.sharding import locate_many
 from ...core.slots import KeyType
-from ...engine.concurrency_async import SMALL_WORK_IN_PLACE, gather_all
-from ...errors import FeatureError, MlscaleError
+from ...errors import FeatureError
 
-__all__ = ["array_text", "cache_version", "key_rows", "keys_of", "place", "run_all"]
+__all__ = ["array_text", "cache_version", "key_rows", "keys_of", "place"]
 
 
 def cache_version(event_us: int) -> int:
@@ -93,30 +91,3 @@ def place(
     if len(cols) == 1:
         return np.array([index[shard_map.locate(r[0])] for r in rows], dtype=np.int64)
     return np.array([index[shard_map.locate(r)] for r in rows], dtype=np.int64)
-
-
-async def run_all(
-    calls: Sequence[Callable[[], Any]], raise_first: bool = True, small: bool = False
-) -> list[BaseException]:
-    """Run ``calls`` at once; their errors, or the first raised. One call, or ``small``
-    ones (about a millisecond each) where the world's concurrency costs more than
-    that (threads), run in place, one after another."""
-    if len(calls) == 1 or (small and SMALL_WORK_IN_PLACE):
-        errors: list[BaseException] = []
-        for call in calls:
-            try:
-                await call()
-            except MlscaleError as exc:
-                if raise_first:
-                    raise
-                errors.append(exc)
-        return errors
-    outcomes = await gather_all(calls, timeout=None, fatal=lambda e: False, on_abort=_nothing)
-    errors = [o.error for o in outcomes if o.error is not None]
-    if errors and raise_first:
-        raise errors[0]
-    return errors
-
-
-def _nothing() -> None:
-    return None

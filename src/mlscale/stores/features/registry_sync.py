@@ -14,45 +14,21 @@ a registered name and version is refused (register the next version instead).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
-import psycopg
-from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from ...core.features.layout import Layout
 from ...core.features.spec import FeatureView
 from ...core.shardmaps import KeyFamily, SlotMap
 from ...engine.cluster_sync import Cluster
-from ...engine.translate import translating
-from ...errors import CatalogError, FeatureError, MlscaleError
+from ...errors import FeatureError, MlscaleError
+from ..shared_sync import catalog
 
 __all__ = ["Registry"]
 
 _TABLE = "mlscale_catalog.feature_views"
 # History partitions made when a view is registered: this month, one back, two ahead.
 _AHEAD_MONTHS = (-1, 0, 1, 2)
-
-
-@contextmanager
-def _control(cluster: Cluster) -> Iterator[Connection[Any]]:
-    """A connection to the catalog, driver errors translated; a catalog older than
-    feature views is named as such."""
-    try:
-        with translating("control"):
-            with cluster.connection("control") as conn:
-                yield conn
-    except CatalogError:
-        raise
-    except MlscaleError as exc:
-        if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
-            raise CatalogError(
-                "the catalog has no feature views yet (it predates them): run "
-                "`mlscale catalog migrate`"
-            ) from exc
-        raise
 
 
 class Registry:
@@ -65,7 +41,7 @@ class Registry:
     def load(self, *, dropped: bool = False) -> list[FeatureView]:
         """Every registered view version (not dropped ones unless ``dropped``)."""
         where = "" if dropped else " WHERE dropped_at IS NULL"
-        with _control(self._cluster) as conn:
+        with catalog(self._cluster, "feature views") as conn:
             cur = conn.execute(
                 f"SELECT spec FROM {_TABLE}{where} ORDER BY name, version"  # noqa: S608
             )
@@ -74,7 +50,7 @@ class Registry:
 
     def register(self, view: FeatureView) -> FeatureView:
         """Create ``view``'s tables where missing and record it (see the module docstring)."""
-        with _control(self._cluster) as conn:
+        with catalog(self._cluster, "feature views") as conn:
             cur = conn.execute(
                 f"SELECT spec, dropped_at FROM {_TABLE} WHERE name = %s AND version = %s",  # noqa: S608
                 (view.name, view.version),
@@ -109,7 +85,7 @@ class Registry:
             year = today.year + (today.month - 1 + step) // 12
             self.ensure_partitions(layout, [dt.date(year, month, 1)])
         if row is None:
-            with _control(self._cluster) as conn:
+            with catalog(self._cluster, "feature views") as conn:
                 conn.execute(
                     f"INSERT INTO {_TABLE} (name, version, spec) VALUES (%s, %s, %s) "  # noqa: S608
                     "ON CONFLICT (name, version) DO NOTHING",
@@ -157,7 +133,7 @@ class Registry:
     def drop(self, view: FeatureView) -> None:
         """Drop ``view``'s tables on every group and mark it dropped in the catalog."""
         layout = Layout.of(view)
-        with _control(self._cluster) as conn:
+        with catalog(self._cluster, "feature views") as conn:
             conn.execute(
                 f"UPDATE {_TABLE} SET dropped_at = now() WHERE name = %s AND version = %s",  # noqa: S608
                 (view.name, view.version),

@@ -32,7 +32,8 @@ from ...core.features.results import MaterializeResult, PushResult
 from ...core.features.spec import FeatureView
 from ...engine.cluster_async import AsyncCluster
 from ...errors import PartialWriteError
-from .placing_async import cache_version, place, run_all
+from ..shared_async import run_all
+from .placing_async import cache_version, place
 from .sources_async import batches_of
 from .views_async import AsyncViews
 

@@ -34,7 +34,8 @@ from ...core.features.results import MaterializeResult, PushResult
 from ...core.features.spec import FeatureView
 from ...engine.cluster_sync import Cluster
 from ...errors import PartialWriteError
-from .placing_sync import cache_version, place, run_all
+from ..shared_sync import run_all
+from .placing_sync import cache_version, place
 from .sources_sync import batches_of
 from .views_sync import Views
 

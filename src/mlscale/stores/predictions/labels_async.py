@@ -26,7 +26,7 @@ from ...core.predictions.rows import to_labels
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_async import AsyncCluster
 from ...errors import PartialWriteError
-from ..features.placing_async import run_all
+from ..shared_async import run_all
 from .flush_async import group_index
 
 __all__ = ["AsyncLabels"]

@@ -28,7 +28,7 @@ from ...core.predictions.rows import to_labels
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_sync import Cluster
 from ...errors import PartialWriteError
-from ..features.placing_sync import run_all
+from ..shared_sync import run_all
 from .flush_sync import group_index
 
 __all__ = ["Labels"]

@@ -29,6 +29,7 @@ from typing import Any
 from psycopg import sql
 
 from ...core.causal import CausalToken
+from ...core.consistency import Consistency
 from ...core.predictions.results import CalibrationBin, DailyCount, Prediction, Quality
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_async import AsyncCluster
@@ -98,11 +99,13 @@ class AsyncPredictionQueries:
         end: Any,
         *,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
         limit: int = 10_000,
     ) -> list[Prediction]:
         """``entity``'s predictions with ``start <= ts < end`` (datetimes, or dates
         taken as UTC midnight), oldest first, with their labels; at most ``limit``.
-        ``token``: read your writes (a writer's or log_labels' causal token)."""
+        ``token``: read your writes (a writer's or log_labels' causal token);
+        ``consistency``: or say how fresh (``"strong"``: the primaries), as for any read."""
         lo, hi = _range(start, end)
         query = self._sql(
             log,
@@ -110,7 +113,9 @@ class AsyncPredictionQueries:
             f"ORDER BY p.ts, p.prediction_id LIMIT {_limit(limit)}",
         )
         key = uuid.UUID(str(entity)) if log.key_type.value == "uuid" else entity
-        rows = await self._cluster.fetch_all(query, (key, lo, hi), token=token)
+        rows = await self._cluster.fetch_all(
+            query, (key, lo, hi), token=token, consistency=consistency
+        )
         return [_prediction(r) for r in rows]
 
     async def by_model(
@@ -123,6 +128,7 @@ class AsyncPredictionQueries:
         version: str | None = None,
         limit: int = 10_000,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
     ) -> list[Prediction]:
         """``model``'s predictions (of ``version`` if given) with ``start <= ts < end``
         from every group, oldest first, with their labels; at most ``limit``."""
@@ -134,7 +140,7 @@ class AsyncPredictionQueries:
             f"ORDER BY p.ts, p.prediction_id LIMIT {_limit(limit)}",
         )
         params: tuple[Any, ...] = (model, *((version,) if version is not None else ()), lo, hi)
-        result = await self._cluster.scatter(query, params, token=token)
+        result = await self._cluster.scatter(query, params, token=token, consistency=consistency)
         return [_prediction(r) for r in result.rows]
 
     async def daily(
@@ -145,6 +151,7 @@ class AsyncPredictionQueries:
         *,
         model: str | None = None,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
     ) -> list[DailyCount]:
         """Per model version and UTC day in ``[start, end)``: predictions, mean score,
         labeled (of ``model`` only if given)."""
@@ -157,7 +164,7 @@ class AsyncPredictionQueries:
             f"WHERE p.ts >= %s AND p.ts < %s{only} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         )
         params = (lo, hi, *((model,) if model is not None else ()))
-        result = await self._cluster.scatter(query, params, token=token)
+        result = await self._cluster.scatter(query, params, token=token, consistency=consistency)
         return [
             DailyCount(r[0], r[1], r[2], int(r[3]), r[4] / r[5] if r[5] else None, int(r[6]))
             for r in result.rows
@@ -173,6 +180,7 @@ class AsyncPredictionQueries:
         version: str | None = None,
         bins: int = 10,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
     ) -> list[Quality]:
         """``model``'s quality per version and UTC day in ``[start, end)`` (see
         :class:`~mlscale.core.predictions.results.Quality`); ``bins`` calibration bins
@@ -192,10 +200,10 @@ class AsyncPredictionQueries:
             f"sum(abs(p.score - l.outcome)) FROM {_JOIN} WHERE {where} "
             "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         )
-        result = await self._cluster.scatter(query, params, token=token)
+        result = await self._cluster.scatter(query, params, token=token, consistency=consistency)
         calibration: dict[tuple[str, dt.date], list[CalibrationBin]] = {}
         if bins:
-            calibration = await self._calibration(log, where, params, bins, token)
+            calibration = await self._calibration(log, where, params, bins, token, consistency)
         out = []
         for r in result.rows:
             model_name, ver, day, n, labeled, classified, correct, regressed, abs_err = r
@@ -220,6 +228,7 @@ class AsyncPredictionQueries:
         params: tuple[Any, ...],
         bins: int,
         token: CausalToken | str | None,
+        consistency: Consistency | str | None,
     ) -> dict[tuple[str, dt.date], list[CalibrationBin]]:
         # width_bucket puts a score of exactly 1 in bin n + 1: folded into the last.
         # ``bins`` (a checked int) is written as a literal: the merger groups by text.
@@ -230,7 +239,7 @@ class AsyncPredictionQueries:
             f"sum(l.outcome) FROM {log_join()} WHERE {where} AND p.score >= 0 AND p.score <= 1 "
             "AND l.outcome IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         )
-        result = await self._cluster.scatter(query, params, token=token)
+        result = await self._cluster.scatter(query, params, token=token, consistency=consistency)
         out: dict[tuple[str, dt.date], list[CalibrationBin]] = {}
         width = 1.0 / bins
         for ver, day, b, n, s_score, s_outcome in result.rows:

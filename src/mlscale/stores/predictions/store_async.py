@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from ...core.causal import CausalToken
+from ...core.consistency import Consistency
 from ...core.predictions.layout import PredictionLayout
 from ...core.predictions.queueing import OnFull
 from ...core.predictions.results import (
@@ -156,11 +157,18 @@ class AsyncPredictionStore:
         end: dt.datetime | dt.date,
         *,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
         limit: int = 10_000,
     ) -> list[Prediction]:
         """An entity's predictions in ``[start, end)``, oldest first, with labels (one group)."""
         return await self._queries.by_entity(
-            await self.get(log), entity, start, end, token=token, limit=limit
+            await self.get(log),
+            entity,
+            start,
+            end,
+            token=token,
+            consistency=consistency,
+            limit=limit,
         )
 
     async def by_model(
@@ -173,10 +181,18 @@ class AsyncPredictionStore:
         version: str | None = None,
         limit: int = 10_000,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
     ) -> list[Prediction]:
         """A model's predictions in ``[start, end)`` from every group, oldest first."""
         return await self._queries.by_model(
-            await self.get(log), model, start, end, version=version, limit=limit, token=token
+            await self.get(log),
+            model,
+            start,
+            end,
+            version=version,
+            limit=limit,
+            token=token,
+            consistency=consistency,
         )
 
     async def daily(
@@ -187,9 +203,12 @@ class AsyncPredictionStore:
         *,
         model: str | None = None,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
     ) -> list[DailyCount]:
         """Counts per model version and UTC day in ``[start, end)``."""
-        return await self._queries.daily(await self.get(log), start, end, model=model, token=token)
+        return await self._queries.daily(
+            await self.get(log), start, end, model=model, token=token, consistency=consistency
+        )
 
     async def quality(
         self,
@@ -201,10 +220,18 @@ class AsyncPredictionStore:
         version: str | None = None,
         bins: int = 10,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
     ) -> list[Quality]:
         """Accuracy, MAE and calibration per model version and UTC day in ``[start, end)``."""
         return await self._queries.quality(
-            await self.get(log), model, start, end, version=version, bins=bins, token=token
+            await self.get(log),
+            model,
+            start,
+            end,
+            version=version,
+            bins=bins,
+            token=token,
+            consistency=consistency,
         )
 
     async def retain(

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from ...core.causal import CausalToken
+from ...core.consistency import Consistency
 from ...core.predictions.layout import PredictionLayout
 from ...core.predictions.queueing import OnFull
 from ...core.predictions.results import (
@@ -158,10 +159,19 @@ class PredictionStore:
         end: dt.datetime | dt.date,
         *,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
         limit: int = 10_000,
     ) -> list[Prediction]:
         """An entity's predictions in ``[start, end)``, oldest first, with labels (one group)."""
-        return self._queries.by_entity(self.get(log), entity, start, end, token=token, limit=limit)
+        return self._queries.by_entity(
+            self.get(log),
+            entity,
+            start,
+            end,
+            token=token,
+            consistency=consistency,
+            limit=limit,
+        )
 
     def by_model(
         self,
@@ -173,10 +183,18 @@ class PredictionStore:
         version: str | None = None,
         limit: int = 10_000,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
     ) -> list[Prediction]:
         """A model's predictions in ``[start, end)`` from every group, oldest first."""
         return self._queries.by_model(
-            self.get(log), model, start, end, version=version, limit=limit, token=token
+            self.get(log),
+            model,
+            start,
+            end,
+            version=version,
+            limit=limit,
+            token=token,
+            consistency=consistency,
         )
 
     def daily(
@@ -187,9 +205,12 @@ class PredictionStore:
         *,
         model: str | None = None,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
     ) -> list[DailyCount]:
         """Counts per model version and UTC day in ``[start, end)``."""
-        return self._queries.daily(self.get(log), start, end, model=model, token=token)
+        return self._queries.daily(
+            self.get(log), start, end, model=model, token=token, consistency=consistency
+        )
 
     def quality(
         self,
@@ -201,10 +222,18 @@ class PredictionStore:
         version: str | None = None,
         bins: int = 10,
         token: CausalToken | str | None = None,
+        consistency: Consistency | str | None = None,
     ) -> list[Quality]:
         """Accuracy, MAE and calibration per model version and UTC day in ``[start, end)``."""
         return self._queries.quality(
-            self.get(log), model, start, end, version=version, bins=bins, token=token
+            self.get(log),
+            model,
+            start,
+            end,
+            version=version,
+            bins=bins,
+            token=token,
+            consistency=consistency,
         )
 
     def retain(

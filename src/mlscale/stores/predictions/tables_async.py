@@ -17,44 +17,23 @@ Retention drops whole partitions: no DELETE, no bloat, no vacuum debt.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Iterable
 
-import psycopg
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from ...core.causal import CausalToken
 from ...core.predictions.layout import PredictionLayout, day_of_partition
 from ...core.predictions.results import RetentionResult
 from ...core.predictions.spec import PredictionLog
 from ...core.shardmaps import KeyFamily, SlotMap
 from ...engine.cluster_async import AsyncCluster
-from ...engine.translate import translating
-from ...errors import CatalogError, MlscaleError, PredictionError
+from ...errors import MlscaleError, PredictionError
+from ..shared_async import catalog
 
 __all__ = ["AsyncPredictionTables"]
 
 _TABLE = "mlscale_catalog.prediction_logs"
 _EXISTS = ("42P07", "23505")  # duplicate table; a racing CREATE's catalog collision
-
-
-@asynccontextmanager
-async def _control(cluster: AsyncCluster) -> AsyncIterator[AsyncConnection[Any]]:
-    """A connection to the catalog; a catalog older than prediction logs named as such."""
-    try:
-        with translating("control"):
-            async with cluster.connection("control") as conn:
-                yield conn
-    except CatalogError:
-        raise
-    except MlscaleError as exc:
-        if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
-            raise CatalogError(
-                "the catalog has no prediction logs yet (it predates them): run "
-                "`mlscale catalog migrate`"
-            ) from exc
-        raise
 
 
 def _utc_midnight(day: dt.date) -> dt.datetime:
@@ -79,14 +58,14 @@ class AsyncPredictionTables:
 
     async def load(self) -> list[PredictionLog]:
         """Every recorded prediction log, by name."""
-        async with _control(self._cluster) as conn:
+        async with catalog(self._cluster, "prediction logs") as conn:
             cur = await conn.execute(f"SELECT spec FROM {_TABLE} ORDER BY name")  # noqa: S608
             rows = await cur.fetchall()
         return [PredictionLog.from_spec(r[0]) for r in rows]
 
     async def get(self, name: str) -> PredictionLog:
         """The recorded log ``name``; a PredictionError naming the known ones if none."""
-        async with _control(self._cluster) as conn:
+        async with catalog(self._cluster, "prediction logs") as conn:
             cur = await conn.execute(
                 f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
                 (name,),
@@ -99,7 +78,7 @@ class AsyncPredictionTables:
 
     async def create(self, log: PredictionLog) -> PredictionLog:
         """Make ``log``'s tables where missing and record it (see the module docstring)."""
-        async with _control(self._cluster) as conn:
+        async with catalog(self._cluster, "prediction logs") as conn:
             cur = await conn.execute(
                 f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
                 (log.name,),
@@ -124,7 +103,7 @@ class AsyncPredictionTables:
                 )
         await self.ensure_ahead(log)
         if row is None:
-            async with _control(self._cluster) as conn:
+            async with catalog(self._cluster, "prediction logs") as conn:
                 await conn.execute(
                     f"INSERT INTO {_TABLE} (name, spec) VALUES (%s, %s) "  # noqa: S608
                     "ON CONFLICT (name) DO NOTHING",
@@ -159,7 +138,7 @@ class AsyncPredictionTables:
         for name in PredictionLayout(log).tables:
             if name in known:
                 await self._cluster.drop_sharded_table(name)
-        async with _control(self._cluster) as conn:
+        async with catalog(self._cluster, "prediction logs") as conn:
             await conn.execute(f"DELETE FROM {_TABLE} WHERE name = %s", (log.name,))  # noqa: S608
         self._made = {(g, p) for g, p in self._made if not p.startswith(f"{log.name}_")}
 
@@ -224,22 +203,22 @@ class AsyncPredictionTables:
         dropped: dict[str, tuple[str, ...]] = {}
         days: set[dt.date] = set()
         unmatched = 0
+        token = CausalToken()
         for group in self.groups:
-            scope = self._cluster.as_written(group)
             names: list[str] = []
-            for table in layout.partitioned:
-                rows = await scope.fetch_all(
-                    layout.partitions_sql(), (table,), consistency="strong"
+            # One transaction a group: its token lets a read see the days gone.
+            async with self._cluster.transaction(group=group, as_written=True) as tx:
+                for table in layout.partitioned:
+                    for (name,) in await tx.fetch_all(layout.partitions_sql(), (table,)):
+                        day = day_of_partition(name)
+                        if day is not None and day < before:
+                            await tx.execute(layout.drop_sql(name))
+                            names.append(name)
+                            days.add(day)
+                unmatched += await tx.execute(
+                    layout.expire_unmatched_sql(), (_utc_midnight(before),)
                 )
-                for (name,) in rows:
-                    day = day_of_partition(name)
-                    if day is not None and day < before:
-                        await scope.execute(layout.drop_sql(name))
-                        self._made.discard((group, name))
-                        names.append(name)
-                        days.add(day)
+            self._made -= {(group, name) for name in names}
             dropped[group] = tuple(names)
-            unmatched += await scope.execute(
-                layout.expire_unmatched_sql(), (_utc_midnight(before),)
-            )
-        return RetentionResult(before, tuple(sorted(days)), dropped, unmatched)
+            token = token.merge(tx.token or CausalToken())
+        return RetentionResult(before, tuple(sorted(days)), dropped, unmatched, token)

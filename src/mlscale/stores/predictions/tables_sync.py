@@ -19,44 +19,23 @@ Retention drops whole partitions: no DELETE, no bloat, no vacuum debt.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Iterable
 
-import psycopg
-from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from ...core.causal import CausalToken
 from ...core.predictions.layout import PredictionLayout, day_of_partition
 from ...core.predictions.results import RetentionResult
 from ...core.predictions.spec import PredictionLog
 from ...core.shardmaps import KeyFamily, SlotMap
 from ...engine.cluster_sync import Cluster
-from ...engine.translate import translating
-from ...errors import CatalogError, MlscaleError, PredictionError
+from ...errors import MlscaleError, PredictionError
+from ..shared_sync import catalog
 
 __all__ = ["PredictionTables"]
 
 _TABLE = "mlscale_catalog.prediction_logs"
 _EXISTS = ("42P07", "23505")  # duplicate table; a racing CREATE's catalog collision
-
-
-@contextmanager
-def _control(cluster: Cluster) -> Iterator[Connection[Any]]:
-    """A connection to the catalog; a catalog older than prediction logs named as such."""
-    try:
-        with translating("control"):
-            with cluster.connection("control") as conn:
-                yield conn
-    except CatalogError:
-        raise
-    except MlscaleError as exc:
-        if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
-            raise CatalogError(
-                "the catalog has no prediction logs yet (it predates them): run "
-                "`mlscale catalog migrate`"
-            ) from exc
-        raise
 
 
 def _utc_midnight(day: dt.date) -> dt.datetime:
@@ -81,14 +60,14 @@ class PredictionTables:
 
     def load(self) -> list[PredictionLog]:
         """Every recorded prediction log, by name."""
-        with _control(self._cluster) as conn:
+        with catalog(self._cluster, "prediction logs") as conn:
             cur = conn.execute(f"SELECT spec FROM {_TABLE} ORDER BY name")  # noqa: S608
             rows = cur.fetchall()
         return [PredictionLog.from_spec(r[0]) for r in rows]
 
     def get(self, name: str) -> PredictionLog:
         """The recorded log ``name``; a PredictionError naming the known ones if none."""
-        with _control(self._cluster) as conn:
+        with catalog(self._cluster, "prediction logs") as conn:
             cur = conn.execute(
                 f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
                 (name,),
@@ -101,7 +80,7 @@ class PredictionTables:
 
     def create(self, log: PredictionLog) -> PredictionLog:
         """Make ``log``'s tables where missing and record it (see the module docstring)."""
-        with _control(self._cluster) as conn:
+        with catalog(self._cluster, "prediction logs") as conn:
             cur = conn.execute(
                 f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
                 (log.name,),
@@ -124,7 +103,7 @@ class PredictionTables:
                 self._cluster.create_sharded_table(ddl, shard_key=log.entity, family=log.family)
         self.ensure_ahead(log)
         if row is None:
-            with _control(self._cluster) as conn:
+            with catalog(self._cluster, "prediction logs") as conn:
                 conn.execute(
                     f"INSERT INTO {_TABLE} (name, spec) VALUES (%s, %s) "  # noqa: S608
                     "ON CONFLICT (name) DO NOTHING",
@@ -159,7 +138,7 @@ class PredictionTables:
         for name in PredictionLayout(log).tables:
             if name in known:
                 self._cluster.drop_sharded_table(name)
-        with _control(self._cluster) as conn:
+        with catalog(self._cluster, "prediction logs") as conn:
             conn.execute(f"DELETE FROM {_TABLE} WHERE name = %s", (log.name,))  # noqa: S608
         self._made = {(g, p) for g, p in self._made if not p.startswith(f"{log.name}_")}
 
@@ -220,18 +199,20 @@ class PredictionTables:
         dropped: dict[str, tuple[str, ...]] = {}
         days: set[dt.date] = set()
         unmatched = 0
+        token = CausalToken()
         for group in self.groups:
-            scope = self._cluster.as_written(group)
             names: list[str] = []
-            for table in layout.partitioned:
-                rows = scope.fetch_all(layout.partitions_sql(), (table,), consistency="strong")
-                for (name,) in rows:
-                    day = day_of_partition(name)
-                    if day is not None and day < before:
-                        scope.execute(layout.drop_sql(name))
-                        self._made.discard((group, name))
-                        names.append(name)
-                        days.add(day)
+            # One transaction a group: its token lets a read see the days gone.
+            with self._cluster.transaction(group=group, as_written=True) as tx:
+                for table in layout.partitioned:
+                    for (name,) in tx.fetch_all(layout.partitions_sql(), (table,)):
+                        day = day_of_partition(name)
+                        if day is not None and day < before:
+                            tx.execute(layout.drop_sql(name))
+                            names.append(name)
+                            days.add(day)
+                unmatched += tx.execute(layout.expire_unmatched_sql(), (_utc_midnight(before),))
+            self._made -= {(group, name) for name in names}
             dropped[group] = tuple(names)
-            unmatched += scope.execute(layout.expire_unmatched_sql(), (_utc_midnight(before),))
-        return RetentionResult(before, tuple(sorted(days)), dropped, unmatched)
+            token = token.merge(tx.token or CausalToken())
+        return RetentionResult(before, tuple(sorted(days)), dropped, unmatched, token)

@@ -109,7 +109,8 @@ class AsyncPredictionWriter:
         ts: Any = None,
         extra: Any = None,
     ) -> uuid.UUID:
-        """Queue one prediction, checked at once; its id (made if not given: uuid4)."""
+        """Queue one prediction, checked at once; its id (made if not given: a version 7
+        uuid carrying the row's time, so a resend of the id alone is the same row)."""
         row = check_prediction(
             self._log, entity, model, model_version, score, predicted, prediction_id, ts, extra
         )

@@ -27,10 +27,13 @@ Decisions (room, due batches, accounting, stats) live in
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from types import TracebackType
 from typing import Any
@@ -55,6 +58,26 @@ __all__ = ["PredictionWriter"]
 log_ = logging.getLogger(__name__)
 
 Chunk = PredictionBatch | list[tuple[Any, ...]]
+
+# At interpreter exit, writers still open are closed (their queued rows flushed) for up
+# to this many seconds each: their threads are daemons, which exit would otherwise stop
+# with rows in hand. A writer belongs to the process that made it (threads do not
+# cross a fork).
+EXIT_FLUSH_S = 30.0
+_OPEN: weakref.WeakSet[PredictionWriter] = weakref.WeakSet()
+
+
+def _close_open_writers() -> None:
+    for writer in list(_OPEN):
+        if writer.pid != os.getpid():
+            continue
+        try:
+            writer.close(timeout=EXIT_FLUSH_S)
+        except Exception as exc:  # at exit: say so, never raise
+            log_.warning("prediction writer of %s at exit: %s", writer.log_name, exc)
+
+
+atexit.register(_close_open_writers)
 
 
 def _size(chunk: Chunk) -> int:
@@ -105,6 +128,21 @@ class PredictionWriter:
             target=self._batch_loop, name=f"mlscale-pwriter-{log.name}", daemon=True
         )
         self._batcher.start()
+        self.pid = os.getpid()
+        """The process the writer belongs to (its threads do not cross a fork)."""
+        _OPEN.add(self)
+
+    @property
+    def log_name(self) -> str:
+        """The name of the log the writer writes."""
+        return self._log.name
+
+    def _check_process(self) -> None:
+        if os.getpid() != self.pid:
+            raise PredictionError(
+                f"this prediction writer was made in process {self.pid}; its threads did "
+                "not cross the fork: make a writer in this process"
+            )
 
     # -- taking rows --------------------------------------------------------------------
 
@@ -119,7 +157,9 @@ class PredictionWriter:
         ts: Any = None,
         extra: Any = None,
     ) -> uuid.UUID:
-        """Queue one prediction, checked at once; its id (made if not given: uuid4)."""
+        """Queue one prediction, checked at once; its id (made if not given: a version 7
+        uuid carrying the row's time, so a resend of the id alone is the same row)."""
+        self._check_process()
         row = check_prediction(
             self._log, entity, model, model_version, score, predicted, prediction_id, ts, extra
         )
@@ -137,6 +177,7 @@ class PredictionWriter:
     def log_many(self, data: Any) -> int:
         """Queue a batch (a DataFrame, an Arrow table, a dict of columns or a list of
         dicts), checked whole before anything is queued; the rows taken."""
+        self._check_process()
         if self._state.closed:
             raise PredictionError("the prediction writer is closed")
         batch = to_predictions(self._log, data)
@@ -186,6 +227,7 @@ class PredictionWriter:
         seconds at most; None: as long as it takes). Raises the last write error if
         rows are still unwritten at the timeout (the writer keeps trying), or a
         PredictionError if there was none."""
+        self._check_process()
         started = time.monotonic()
         with self._cond:
             if self._state.closed:
