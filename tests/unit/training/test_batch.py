@@ -44,3 +44,18 @@ def test_to_dict() -> None:
     d = batch().to_dict()
     assert d["columns"]["x"] == [0.5, None, 1.5]
     assert d["position"] == POS.to_string()
+
+
+def test_uuid_bytes_come_out_whole() -> None:
+    """numpy strips trailing zero bytes from an S16 element; the batch never does."""
+    import numpy as np
+
+    raw = [b"\x01" * 15 + b"\x00", b"\x00" * 16, b"\x02" * 16]
+    ids = np.array(raw, dtype="S16")
+    batch = Batch({"id": ids}, {}, POS)
+    assert batch.exact("id").tolist() == raw
+    assert batch.to_dict()["columns"]["id"] == raw
+    assert batch.to_arrow().column("id").to_pylist() == raw
+    assert batch.to_pandas()["id"].tolist() == raw
+    masked = Batch({"id": ids}, {"id": np.array([True, False, True])}, POS)
+    assert masked.to_arrow().column("id").to_pylist() == [raw[0], None, raw[2]]

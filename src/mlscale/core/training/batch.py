@@ -21,7 +21,11 @@ class Batch:
     """``rows`` rows: ``columns`` maps each column name to a numpy array of its values
     (NULLs hold 0, the zero date, or None), ``valid`` each column that may be NULL to a
     bool array (True where not NULL). ``position``: pass it to the reader's ``start``
-    to continue right after this batch."""
+    to continue right after this batch.
+
+    A uuid column is an ``S16`` array of the 16 raw bytes. numpy drops trailing zero
+    bytes when it hands out an ``S`` element, so take exact bytes with
+    :meth:`exact` (``to_arrow``, ``to_pandas`` and ``to_dict`` do)."""
 
     columns: Mapping[str, npt.NDArray[Any]]
     valid: Mapping[str, npt.NDArray[np.bool_]]
@@ -36,6 +40,16 @@ class Batch:
 
     def __len__(self) -> int:
         return self.rows
+
+    def exact(self, name: str) -> npt.NDArray[Any]:
+        """Column ``name`` with fixed-size byte values (uuids) as an object array of
+        exact ``bytes``; other columns as they are."""
+        import numpy as np
+
+        values = self.columns[name]
+        if values.dtype.kind != "S":
+            return values
+        return np.array(values.view(f"V{values.dtype.itemsize}").tolist(), dtype=object)
 
     def to_numpy(
         self, columns: Sequence[str] | None = None, dtype: npt.DTypeLike | None = None
@@ -61,7 +75,13 @@ class Batch:
         arrays = []
         for name, values in self.columns.items():
             mask = self.valid.get(name)
-            if values.dtype.kind == "O":
+            if values.dtype.kind == "S":  # exact bytes, not numpy's stripped ones
+                size = values.dtype.itemsize
+                items = values.view(f"V{size}").tolist()
+                if mask is not None:
+                    items = [v if ok else None for v, ok in zip(items, mask.tolist(), strict=True)]
+                arrays.append(pa.array(items, type=pa.binary(size)))
+            elif values.dtype.kind == "O":
                 items = values.tolist()
                 if mask is not None:
                     items = [v if ok else None for v, ok in zip(items, mask.tolist(), strict=True)]
@@ -77,13 +97,13 @@ class Batch:
 
         if any(not m.all() for m in self.valid.values()):
             return self.to_arrow().to_pandas(types_mapper=pd.ArrowDtype)
-        return pd.DataFrame(dict(self.columns), copy=False)
+        return pd.DataFrame({name: self.exact(name) for name in self.columns}, copy=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The batch as plain data: column name -> list of values (None for NULL)."""
         out: dict[str, Any] = {}
-        for name, values in self.columns.items():
-            items = values.tolist()
+        for name in self.columns:
+            items = self.exact(name).tolist()
             mask = self.valid.get(name)
             if mask is not None:
                 items = [v if ok else None for v, ok in zip(items, mask.tolist(), strict=True)]
