@@ -156,3 +156,19 @@ def test_a_writer_refuses_a_forked_child(cluster: Cluster) -> None:
             _, status = os.waitpid(pid, 0)
             assert os.waitstatus_to_exitcode(status) == 0
         assert _stored(store, log) == 1
+
+
+def test_a_day_dropped_by_another_process_is_made_again(cluster: Cluster) -> None:
+    """A writer remembers the partitions it made; when retention elsewhere drops one,
+    its next write to that day makes it again instead of failing for ever."""
+    with scratch_predictions(cluster) as store:
+        log = store.create(PredictionLog(unique("psd"), entity="user_id"))
+        old = dt.datetime(2020, 3, 1, 12, tzinfo=dt.UTC)
+        with store.writer(log, flush_interval_s=0.05) as w:
+            w.log(**_one({**GOOD, "ts": old}))
+            w.flush(timeout=30)
+            dropped = PredictionStore(cluster).retain(log.name, before=dt.date(2021, 1, 1))
+            assert dt.date(2020, 3, 1) in dropped.days
+            w.log(**_one({**GOOD, "ts": old + dt.timedelta(minutes=1)}))
+            w.flush(timeout=30)
+        assert _stored(store, log) == 1

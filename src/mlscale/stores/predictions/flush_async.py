@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 _UNIQUE = "23505"
+_NO_PARTITION = "23514"  # "no partition of relation ... found for row"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ async def write_part(
     resend is under way, whose straight COPY would fail). Raises what the server or
     the connection raised."""
     layout = PredictionLayout(log)
+    days = list(days)
     await tables.ensure_days(log, days, [group])
     if not staged:
         try:
@@ -145,10 +147,20 @@ async def write_part(
                 await tx.copy(layout.copy_sql(), data)
             return PartWritten(group, rows, rows, False, tx.token or CausalToken())
         except IntegrityViolation as exc:
+            if exc.sqlstate == _NO_PARTITION:
+                # A day this process made was dropped since (retention elsewhere):
+                # forget it, make it again, and let the retry write the part.
+                tables.forget_days(log, days, group)
+                raise
             if exc.sqlstate != _UNIQUE:
                 raise
-    async with cluster.transaction(group=group, as_written=True) as tx:
-        await tx.execute(layout.stage_ddl())
-        await tx.copy(layout.copy_sql("mlscale_pstage"), data)
-        inserted = max(0, await tx.execute(layout.insert_new_sql()))
+    try:
+        async with cluster.transaction(group=group, as_written=True) as tx:
+            await tx.execute(layout.stage_ddl())
+            await tx.copy(layout.copy_sql("mlscale_pstage"), data)
+            inserted = max(0, await tx.execute(layout.insert_new_sql()))
+    except IntegrityViolation as exc:
+        if exc.sqlstate == _NO_PARTITION:
+            tables.forget_days(log, days, group)
+        raise
     return PartWritten(group, rows, inserted, True, tx.token or CausalToken())

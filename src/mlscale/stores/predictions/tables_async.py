@@ -171,6 +171,14 @@ class AsyncPredictionTables:
                             raise
                     self._made.add((group, name))
 
+    def forget_days(self, log: PredictionLog, days: Iterable[dt.date], group: str) -> None:
+        """Forget that ``days``' partitions exist on ``group`` (one was dropped since this
+        process made it): the next :meth:`ensure_days` makes them again."""
+        layout = PredictionLayout(log)
+        for day in days:
+            for table in layout.partitioned:
+                self._made.discard((group, layout.partition(table, day)))
+
     async def days(self, log: PredictionLog) -> dict[str, list[dt.date]]:
         """Per group, the days whose prediction partitions exist."""
         layout = PredictionLayout(log)
