@@ -149,7 +149,7 @@ class Plan:
     def of(cls, quick: bool) -> Plan:
         if quick:
             return cls(entities=50_000, push_rows=10_000, batches=100, feast_batches=30,
-                       rounds=5, feast_load_budget_s=20.0, feast_load_piece=5_000,
+                       rounds=5, feast_load_budget_s=8.0, feast_load_piece=2_000,
                        open_loop_s=3.0, profile_batches=100)  # fmt: skip
         return cls(entities=1_000_000, push_rows=50_000, batches=1_000, feast_batches=200,
                    rounds=5, feast_load_budget_s=120.0, feast_load_piece=10_000,
