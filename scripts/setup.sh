@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what mlscale needs on Debian 12, idempotently: system packages
-# (PostgreSQL 15 server, Redis, PgBouncer, build tools) and a Python venv at
+# (PostgreSQL 15 server, Redis, PgBouncer, Prometheus, build tools) and a Python venv at
 # .venv with mlscale and its dev dependencies. Fast when nothing is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ need_apt=()
 [ -x /usr/lib/postgresql/15/bin/pg_basebackup ] || need_apt+=(postgresql-client-15)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v pgbouncer >/dev/null || need_apt+=(pgbouncer)
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v gcc >/dev/null || need_apt+=(build-essential)
 command -v useradd >/dev/null || need_apt+=(passwd)
 command -v python3 >/dev/null || need_apt+=(python3)
