@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ...errors import FeatureError
+from ..keycolumns import INT_RANGES, integer_keys, rows_text
 from ..slots import KeyType
 from .arrays import PG_EPOCH_US, encode_header
 from .layout import Layout
@@ -37,11 +38,6 @@ from .spec import Feature, FeatureType, FeatureView
 
 __all__ = ["Batch", "event_times", "to_batch"]
 
-_INT_RANGES = {
-    KeyType.INT8: (-(2**63), 2**63 - 1),
-    KeyType.INT4: (-(2**31), 2**31 - 1),
-    KeyType.INT2: (-(2**15), 2**15 - 1),
-}
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
 _KEY_FIXED = {KeyType.INT8: ">i8", KeyType.INT4: ">i4", KeyType.INT2: ">i2"}
@@ -256,38 +252,12 @@ def _frame(data: Any) -> Any:
     )
 
 
-def _rows(mask: npt.NDArray[np.bool_]) -> str:
-    idx = np.flatnonzero(mask)
-    shown = ", ".join(str(i) for i in idx[:5].tolist())
-    return f"row(s) {shown}{' ...' if idx.size > 5 else ''} ({idx.size} in all)"
-
-
 def _key(series: Any, key_type: KeyType, where: str) -> npt.NDArray[Any]:
     na = series.isna().to_numpy()
     if na.any():
-        raise FeatureError(f"{where}: key is missing in {_rows(na)}")
-    if key_type in _INT_RANGES:
-        kind = series.dtype.kind
-        if kind in "iu":
-            arr = series.to_numpy(dtype=np.int64) if kind == "i" else series.to_numpy()
-        elif kind == "O" and all(type(v) is int for v in series.tolist()):
-            try:
-                arr = np.array(series.tolist(), dtype=np.int64)
-            except OverflowError:
-                raise FeatureError(f"{where}: a key is out of range for {key_type}") from None
-        else:
-            raise FeatureError(
-                f"{where}: the view's key is {key_type}, the data's column is {series.dtype} "
-                "(integers expected)"
-            )
-        lo, hi = _INT_RANGES[key_type]
-        if arr.dtype.kind == "u" and arr.size and arr.max() > hi:
-            raise FeatureError(f"{where}: a key is out of range for {key_type}")
-        out: npt.NDArray[Any] = arr.astype(np.int64)
-        bad = (out < lo) | (out > hi)
-        if bad.any():
-            raise FeatureError(f"{where}: key out of range for {key_type} in {_rows(bad)}")
-        return out
+        raise FeatureError(f"{where}: key is missing in {rows_text(na)}")
+    if key_type in INT_RANGES:
+        return integer_keys(series, key_type, where=where, what="the key", error=FeatureError)
     vals = series.tolist()
     if key_type is KeyType.TEXT:
         if not all(type(v) is str for v in vals):
@@ -317,7 +287,7 @@ def event_times(series: Any, where: str) -> npt.NDArray[np.int64]:
         raise FeatureError(f"{where}: not event times ({exc})") from None
     na = ts.isna().to_numpy()
     if na.any():
-        raise FeatureError(f"{where}: event time is missing in {_rows(na)}")
+        raise FeatureError(f"{where}: event time is missing in {rows_text(na)}")
     return np.asarray(
         ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
     ).astype(np.int64)
@@ -424,7 +394,7 @@ def _check_nan(
         nan &= valid
     if nan.any():
         raise FeatureError(
-            f"{where}: NaN in {_rows(nan)}, and the feature allows none (allow_nan=False); "
+            f"{where}: NaN in {rows_text(nan)}, and the feature allows none (allow_nan=False); "
             "a missing value is None or pd.NA (a nullable column)"
         )
 
@@ -435,5 +405,5 @@ def _check_unique(batch: Batch, pd: Any, where: str) -> None:
     dup = pd.DataFrame(cols).duplicated(keep=False).to_numpy()
     if dup.any():
         raise FeatureError(
-            f"{where}: the same entity and event time in more than one row: {_rows(dup)}"
+            f"{where}: the same entity and event time in more than one row: {rows_text(dup)}"
         )

@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from ...errors import PredictionError
 from ..copybinary import CopyColumn, PgType, encode_copy, encode_copy_split
+from ..keycolumns import INT_RANGES, integer_keys, rows_text
 from ..slots import KeyType
 from .spec import PredictionLog
 
@@ -51,11 +52,6 @@ __all__ = [
     "to_predictions",
 ]
 
-_INT_RANGES = {
-    KeyType.INT8: (-(2**63), 2**63 - 1),
-    KeyType.INT4: (-(2**31), 2**31 - 1),
-    KeyType.INT2: (-(2**15), 2**15 - 1),
-}
 _KEY_COPY = {
     KeyType.INT8: PgType.INT8,
     KeyType.INT4: PgType.INT4,
@@ -86,12 +82,12 @@ def _key_value(log: PredictionLog, value: Any, where: str) -> Any:
     kt = log.key_type
     if value is None:
         raise PredictionError(f"{where}: the entity {log.entity!r} is missing")
-    if kt in _INT_RANGES:
+    if kt in INT_RANGES:
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise PredictionError(
                 f"{where}: entity {log.entity!r} is {kt}; got {type(value).__name__} {value!r}"
             )
-        lo, hi = _INT_RANGES[kt]
+        lo, hi = INT_RANGES[kt]
         if not lo <= int(value) <= hi:
             raise PredictionError(f"{where}: entity {value!r} is out of range for {kt}")
         return int(value)
@@ -223,7 +219,7 @@ def check_label(
 
 
 def _keys_column(log: PredictionLog, keys: Sequence[Any]) -> npt.NDArray[Any]:
-    if log.key_type in _INT_RANGES:
+    if log.key_type in INT_RANGES:
         return np.asarray(keys, dtype=np.int64)
     if log.key_type is KeyType.UUID:
         return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 16)
@@ -392,38 +388,14 @@ def _records(data: Any, fields: Sequence[str], required: Sequence[str], what: st
     return frame
 
 
-def _rows_text(mask: npt.NDArray[np.bool_]) -> str:
-    idx = np.flatnonzero(mask)
-    shown = ", ".join(str(i) for i in idx[:5].tolist())
-    return f"row(s) {shown}{' ...' if idx.size > 5 else ''} ({idx.size} in all)"
-
-
 def _keys(log: PredictionLog, series: Any, where: str) -> npt.NDArray[Any]:
     na = series.isna().to_numpy()
     if na.any():
-        raise PredictionError(f"{where}: the entity {log.entity!r} is missing in {_rows_text(na)}")
+        raise PredictionError(f"{where}: the entity {log.entity!r} is missing in {rows_text(na)}")
     kt = log.key_type
-    if kt in _INT_RANGES:
-        if series.dtype.kind in "iu":
-            arr = series.to_numpy()
-        elif series.dtype.kind == "O" and all(type(v) is int for v in series.tolist()):
-            try:
-                arr = np.asarray(series.tolist(), dtype=np.int64)
-            except OverflowError:
-                raise PredictionError(f"{where}: an entity is out of range for {kt}") from None
-        else:
-            raise PredictionError(
-                f"{where}: entity {log.entity!r} is {kt}; the column is {series.dtype} "
-                "(integers expected)"
-            )
-        lo, hi = _INT_RANGES[kt]
-        if arr.dtype.kind == "u" and arr.size and arr.max() > hi:
-            raise PredictionError(f"{where}: an entity is out of range for {kt}")
-        out: npt.NDArray[Any] = arr.astype(np.int64)
-        bad = (out < lo) | (out > hi)
-        if bad.any():
-            raise PredictionError(f"{where}: entity out of range for {kt} in {_rows_text(bad)}")
-        return out
+    if kt in INT_RANGES:
+        what = f"entity {log.entity!r}"
+        return integer_keys(series, kt, where=where, what=what, error=PredictionError)
     values = series.tolist()
     return _keys_column(log, [_key_value(log, v, where) for v in values])
 
@@ -446,14 +418,14 @@ def _texts(
     distinct = list(uniques)
     if not all(type(v) is str for v in distinct):
         wrong = np.array([type(v) is not str for v in distinct], dtype=bool)
-        raise PredictionError(f"{where}: {name} must be text in {_rows_text(valid & wrong[codes])}")
+        raise PredictionError(f"{where}: {name} must be text in {rows_text(valid & wrong[codes])}")
     if required:
         blank = np.array([not v for v in distinct], dtype=bool)
         empty = ~valid
         if distinct:
             empty |= valid & blank[codes]
         if empty.any():
-            raise PredictionError(f"{where}: {name} is missing in {_rows_text(empty)}")
+            raise PredictionError(f"{where}: {name} is missing in {rows_text(empty)}")
     if any("\x00" in v for v in distinct):
         raise PredictionError(f"{where}: {name} holds a NUL character")
     if not valid.all():
@@ -478,7 +450,7 @@ def _floats(
         if not all(ok):
             bad = np.zeros(n, dtype=bool)
             bad[np.flatnonzero(valid)] = [not o for o in ok]
-            raise PredictionError(f"{where}: {name} must be a number in {_rows_text(bad)}")
+            raise PredictionError(f"{where}: {name} must be a number in {rows_text(bad)}")
         arr = np.zeros(n)
         arr[valid] = np.asarray(present, dtype=np.float64)
     if series.dtype.kind == "f":  # a NaN in a float column is pandas' missing value
@@ -601,7 +573,7 @@ def to_predictions(log: PredictionLog, data: Any) -> PredictionBatch:
     if neither.any():
         raise PredictionError(
             f"{where}: a prediction needs a score, a predicted class or both; "
-            f"{_rows_text(neither)} have neither"
+            f"{rows_text(neither)} have neither"
         )
     if "extra" in frame.columns and not frame["extra"].isna().all():
         extras = [_json(v, where) for v in _optional(frame["extra"])]
@@ -715,14 +687,13 @@ def to_labels(log: PredictionLog, data: Any) -> LabelBatch:
         return labels_from_rows(log, [])
     na = frame["prediction_id"].isna().to_numpy()
     if na.any():
-        raise PredictionError(f"{where}: prediction_id is missing in {_rows_text(na)}")
+        raise PredictionError(f"{where}: prediction_id is missing in {rows_text(na)}")
     outcome, outcome_valid = _floats(frame, "outcome", where)
     label, label_valid = _texts(frame, "label", where, False)
     neither = ~outcome_valid & ~label_valid
     if neither.any():
         raise PredictionError(
-            f"{where}: a label needs an outcome, a label or both; "
-            f"{_rows_text(neither)} have neither"
+            f"{where}: a label needs an outcome, a label or both; {rows_text(neither)} have neither"
         )
     return LabelBatch(
         log,
