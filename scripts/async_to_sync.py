@@ -25,6 +25,7 @@ FOLDERS = [
     ROOT / "src/mlscale/stores/features",
     ROOT / "src/mlscale/stores/predictions",
     ROOT / "src/mlscale/stores/training",
+    ROOT / "src/mlscale/stores/registry",
 ]
 # concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
 # each written by hand, as are the prediction writer's two front ends (threads,
@@ -65,6 +66,8 @@ RENAMES = {
     "AsyncLabels": "Labels",
     "AsyncPredictionQueries": "PredictionQueries",
     "AsyncTrainingReader": "TrainingReader",
+    "AsyncModelRegistry": "ModelRegistry",
+    "AsyncRegistryTables": "RegistryTables",
     "AsyncCache": "Cache",
     "tiered_async": "tiered",
     "AsyncConnectionPool": "ConnectionPool",

@@ -19,6 +19,9 @@ with ``raise ... from exc`` so the cause is kept::
     ├── FeatureError             a feature view, reference or push is malformed (nothing written)
     ├── PredictionError          a prediction or label is malformed (nothing of it written)
     │   └── WriterQueueFull      a prediction writer's queue is full (raise mode): retry later
+    ├── RegistryError            a model registry call is malformed or refused (nothing written)
+    │   ├── ModelNotFound        no such model, version, or version at an alias
+    │   └── RegistryConflict     an alias moved since its expected revision (.current_version)
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -53,6 +56,7 @@ __all__ = [
     "IntegrityViolation",
     "MissingBinaryError",
     "MlscaleError",
+    "ModelNotFound",
     "NoReplicaAvailable",
     "NodeStartError",
     "NodeUnavailableError",
@@ -61,6 +65,8 @@ __all__ = [
     "PredictionError",
     "QueryError",
     "ReadOnlyViolation",
+    "RegistryConflict",
+    "RegistryError",
     "RoutingError",
     "SchemaError",
     "ShardGroupError",
@@ -131,6 +137,37 @@ class PredictionError(MlscaleError):
 class WriterQueueFull(PredictionError):
     """A prediction writer's queue stayed full past its wait (``on_full="raise"``, or
     ``"block"`` with a timeout): the rows of the call were not taken; send them again."""
+
+
+class RegistryError(MlscaleError):
+    """A model registry call is malformed or refused (a bad model, alias or version,
+    metadata that is not JSON, a lineage to an unknown feature view, a model that
+    exists with another description); the message says which, and nothing of the
+    call was written."""
+
+
+class ModelNotFound(RegistryError):
+    """No such model, no such version of it, or no version at the alias asked for."""
+
+
+class RegistryConflict(RegistryError):
+    """A transition's ``expected_revision`` is no longer the alias's revision: another
+    writer moved it first. Nothing was written; ``current_version`` and
+    ``current_revision`` are the alias's state that won (read under its row lock),
+    ``expected_revision`` what the call expected. Read the alias again and decide."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        current_version: int | None,
+        current_revision: int,
+        expected_revision: int,
+    ) -> None:
+        super().__init__(message)
+        self.current_version = current_version
+        self.current_revision = current_revision
+        self.expected_revision = expected_revision
 
 
 class DatabaseError(MlscaleError):

@@ -1,5 +1,5 @@
 """Entry point of the ``mlscale`` command. Errors become one line on stderr and exit 1
-(2 for bad input to a store's command: a FeatureError or PredictionError)."""
+(2 for bad input to a store's command: a FeatureError, PredictionError or RegistryError)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import click
 import psycopg
 
 from ..engine.connect import describe_failure
-from ..errors import FeatureError, MlscaleError, PredictionError
+from ..errors import FeatureError, MlscaleError, PredictionError, RegistryError
 from .ban_cmds import ban, unban
 from .bench_cmd import bench
 from .catalog_cmd import catalog
@@ -22,6 +22,7 @@ from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
 from .features_cmd import features
+from .models_cmd import models
 from .predictions_cmd import predictions
 from .report_cmd import report
 from .route_cmd import route_cmd
@@ -56,6 +57,7 @@ for command in (
     locate,
     features,
     predictions,
+    models,
 ):
     cli.add_command(command)
 
@@ -77,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog_name="mlscale",
             standalone_mode=False,
         )
-    except (FeatureError, PredictionError) as exc:
+    except (FeatureError, PredictionError, RegistryError) as exc:
         # Bad input to a store's command (unknown view or log, bad source): a usage error.
         click.echo(f"mlscale: error: {exc}", err=True)
         return 2
