@@ -22,6 +22,7 @@ from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
 from .features_cmd import features
+from .metrics_cmd import metrics
 from .predictions_cmd import predictions
 from .report_cmd import report
 from .route_cmd import route_cmd
@@ -56,6 +57,7 @@ for command in (
     locate,
     features,
     predictions,
+    metrics,
 ):
     cli.add_command(command)
 
