@@ -22,6 +22,7 @@ from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
 from .features_cmd import features
+from .metrics_cmd import metrics
 from .models_cmd import models
 from .predictions_cmd import predictions
 from .report_cmd import report
@@ -58,6 +59,7 @@ for command in (
     features,
     predictions,
     models,
+    metrics,
 ):
     cli.add_command(command)
 

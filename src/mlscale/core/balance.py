@@ -331,6 +331,9 @@ class RouterMetrics:
 
     ``fallbacks_by_cause`` counts reads sent to the primary that asked for less
     than STRONG; ``token_wait_ms`` is the total time spent waiting, in ms.
+    ``reads_by_node_consistency`` counts the same reads by (node, consistency)
+    together, for metrics labelled by both (left out of :meth:`snapshot`, whose keys
+    stay as they were; ``ClusterStats.to_dict`` nests it by node).
     """
 
     reads_by_node: Counter[str] = field(default_factory=Counter)
@@ -341,13 +344,14 @@ class RouterMetrics:
     token_wait_timeouts: int = 0
     token_wait_ms: float = 0.0
     retries: int = 0
+    reads_by_node_consistency: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def record(self, decision: Decision, consistency: Consistency, *, primary: str) -> None:
         """Count a final decision; ``primary`` names the group's primary node."""
         if isinstance(decision, UseReplica):
-            self.reads_by_node[decision.name] += 1
+            node = decision.name
         elif isinstance(decision, UsePrimary):
-            self.reads_by_node[primary] += 1
+            node = primary
             if decision.cause is not Cause.STRONG:
                 self.fallbacks_by_cause[decision.cause.value] += 1
         elif isinstance(decision, NoReplica):
@@ -355,7 +359,10 @@ class RouterMetrics:
             return
         else:  # a WaitFor is counted by record_wait once it ends
             return
-        self.reads_by_consistency[Consistency(consistency).value] += 1
+        level = Consistency(consistency).value
+        self.reads_by_node[node] += 1
+        self.reads_by_consistency[level] += 1
+        self.reads_by_node_consistency[node, level] += 1
 
     def record_wait(self, waited_ms: float, *, replayed: bool) -> None:
         """Count one wait for a token to replay, of ``waited_ms``; ``replayed``: it did."""

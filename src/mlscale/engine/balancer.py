@@ -357,6 +357,8 @@ class ReplicaBalancer:
                 reads_by_node=m.reads_by_node + quick,
                 reads_by_consistency=m.reads_by_consistency
                 + Counter({Consistency.EVENTUAL.value: quick.total()}),
+                reads_by_node_consistency=m.reads_by_node_consistency
+                + Counter({(node, Consistency.EVENTUAL.value): n for node, n in quick.items()}),
                 fallbacks_by_cause=Counter(m.fallbacks_by_cause),
                 refusals_by_cause=Counter(m.refusals_by_cause),
             )

@@ -157,6 +157,14 @@ class AsyncCluster(AsyncScope):
             dict(self._rooms.nodes.down),
         )
 
+    def metrics(self, caches: Sequence[Any] = ()) -> str:
+        """This client's counters and gauges (reads, writes, fallbacks, lag, bans, pools;
+        the ``stats()`` of each of ``caches``) and the process's latency histograms, in
+        Prometheus's text exposition format (see :mod:`mlscale.metrics`)."""
+        from ..metrics import render_cluster  # prometheus_client only when asked
+
+        return render_cluster(self, caches)
+
     def replica_samples(self) -> dict[str, ReplicaSample]:
         """The monitor's latest sample of every replica (empty before the first read)."""
         monitor = self._monitor.peek()

@@ -8,7 +8,9 @@ cannot drift apart in what they decide.
 from __future__ import annotations
 
 import enum
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -20,11 +22,12 @@ from ..core.lsn import format_lsn
 from ..core.pooling import PoolSize
 from ..core.route import RouteRefused, Scope, choose_role
 from ..core.sharding import ShardDirectory
+from ..core.shardplan import ShardPlan
 from ..core.topology import Node, Role, primary_name
 from ..errors import MlscaleError, NodeUnavailableError, RoutingError
 from .balancer import ReplicaBalancer
 from .pools import PoolSet
-from .stats import ClassifierStats, ClusterStats, PrimaryPosition
+from .stats import ClassifierStats, ClusterStats, NodeInfo, PrimaryPosition
 
 if TYPE_CHECKING:
     from ..config import ClusterConfig
@@ -58,6 +61,9 @@ class ClusterContext(Generic[P]):
         self.group_names = tuple(g.name for g in config.shard_groups)
         self._key_router: tuple[int, KeyReader] | None = None
         self.state = ClusterState.OPEN
+        # Write statements by primary node: one increment under a lock per write.
+        self._writes: Counter[str] = Counter()
+        self._writes_lock = threading.Lock()
 
     # -- nodes -------------------------------------------------------------------
 
@@ -98,6 +104,14 @@ class ClusterContext(Generic[P]):
             node_role=node.role.value,
         )
 
+    def record_write(self, plan: ShardPlan | None, home_group: str) -> None:
+        """Count a write statement sent to the primary of each group of ``plan`` (None,
+        or a plan any group may run: the caller's ``home_group``)."""
+        groups = (home_group,) if plan is None or plan.any_group else plan.groups
+        with self._writes_lock:
+            for group in groups:
+                self._writes[primary_name(group)] += 1
+
     # -- decisions ----------------------------------------------------------------
 
     def check_open(self) -> None:
@@ -114,6 +128,7 @@ class ClusterContext(Generic[P]):
         self.classifier.after_fork()
         self.balancer.after_fork()
         self._key_router = None
+        self._writes_lock = threading.Lock()
 
     def key_reader(self, directory: ShardDirectory) -> KeyReader:
         """The key reader for ``directory``'s sharded tables (kept per version: it
@@ -153,6 +168,8 @@ class ClusterContext(Generic[P]):
         ``primaries``: each group's last known primary position and when it was seen
         (monotonic s); ``down``: nodes seen down, with why."""
         reads, outstanding = self.balancer.metrics_now()
+        with self._writes_lock:
+            writes = dict(self._writes)
         now = time.monotonic()
         return ClusterStats(
             primaries={
@@ -166,4 +183,8 @@ class ClusterContext(Generic[P]):
             reads=reads,
             outstanding=outstanding,
             bans=self.balancer.bans_now(),
+            writes=writes,
+            nodes={
+                n.name: NodeInfo(n.group or "", n.role.value) for n in self.pools.nodes.values()
+            },
         )

@@ -120,6 +120,8 @@ class AsyncRunner:
             else:
                 raise
             result = await self._attempt(c, query, params, options, how, shard_plan)
+        if not c.read_only and c.transaction is None:
+            self._context.record_write(shard_plan, self._home_group())
         if marks is not None:
             self._committed(query, shard_plan, marks.token)
         return result
@@ -378,6 +380,7 @@ class AsyncRunner:
                         count = await how.work(conn, part.sql, part.params)
                 else:
                     count = await self._write_parts(c, split, how)
+                self._context.record_write(split, self._home_group())
                 if marks is not None:
                     self._committed(query, split, marks.token)
                 return count

@@ -122,6 +122,8 @@ class Runner:
             else:
                 raise
             result = self._attempt(c, query, params, options, how, shard_plan)
+        if not c.read_only and c.transaction is None:
+            self._context.record_write(shard_plan, self._home_group())
         if marks is not None:
             self._committed(query, shard_plan, marks.token)
         return result
@@ -380,6 +382,7 @@ class Runner:
                         count = how.work(conn, part.sql, part.params)
                 else:
                     count = self._write_parts(c, split, how)
+                self._context.record_write(split, self._home_group())
                 if marks is not None:
                     self._committed(query, split, marks.token)
                 return count

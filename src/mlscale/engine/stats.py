@@ -5,6 +5,7 @@ Dataclasses, each with ``to_dict()`` for JSON; no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "ClassifierStats",
     "ClusterStats",
     "FanOut",
+    "NodeInfo",
     "PrimaryPosition",
     "RouteExplanation",
 ]
@@ -57,6 +59,22 @@ class PrimaryPosition:
     seen_s_ago: float
 
 
+def _by_node(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """``{(node, level): n}`` as ``{node: {level: n}}`` (JSON has no tuple keys)."""
+    out: dict[str, dict[str, int]] = {}
+    for (node, level), n in sorted(counts.items()):
+        out.setdefault(node, {})[level] = n
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """Where a node sits: its shard ``group`` and ``role`` (primary or replica)."""
+
+    group: str
+    role: str
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterStats:
     """One cluster client's counters now.
@@ -66,7 +84,10 @@ class ClusterStats:
     ``reads``: routed reads by node, by consistency, fallbacks, refusals, token
     waits, retries; ``outstanding``: reads in flight by node (least-outstanding
     balancing only); ``bans``: replicas out of read rotation, by node; ``primaries``:
-    each group's primary position as last seen; ``down``: nodes seen down, with why.
+    each group's primary position as last seen; ``down``: nodes seen down, with why;
+    ``writes``: write statements run, by the primary node they ran on (counted when
+    sent, so a statement of a transaction rolled back later counts too); ``nodes``:
+    every node's group and role.
     """
 
     pools: dict[str, dict[str, int]]
@@ -77,6 +98,8 @@ class ClusterStats:
     bans: dict[str, BanInfo] = field(default_factory=dict)
     primaries: dict[str, PrimaryPosition] = field(default_factory=dict)
     down: dict[str, str] = field(default_factory=dict)
+    writes: dict[str, int] = field(default_factory=dict)
+    nodes: dict[str, NodeInfo] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,8 +108,14 @@ class ClusterStats:
             "pools": self.pools,
             "cluster": self.cluster,
             "classifier": asdict(self.classifier),
-            "reads": {**self.reads.snapshot(), "outstanding": self.outstanding},
+            "reads": {
+                **self.reads.snapshot(),
+                "outstanding": self.outstanding,
+                "reads_by_node_consistency": _by_node(self.reads.reads_by_node_consistency),
+            },
             "bans": {node: ban.to_dict() for node, ban in self.bans.items()},
+            "writes": self.writes,
+            "nodes": {name: asdict(info) for name, info in self.nodes.items()},
         }
 
 
