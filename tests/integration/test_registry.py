@@ -254,6 +254,10 @@ def test_cache_serves_and_forgets(cluster: Cluster, registry: ModelRegistry) -> 
         other = ModelRegistry(cluster, cache=cache)
         other.transition(name, 3, "production", actor="bob")
         assert cached.get_production_model(name).version == 3
+        # Each successful lookup is timed in the registry-lookup histogram, by model.
+        count = f'mlscale_registry_lookup_seconds_count{{model="{name}"}}'
+        observed = [ln for ln in cluster.metrics().splitlines() if ln.startswith(count)]
+        assert observed and float(observed[0].split()[-1]) >= 5
 
 
 def test_async_twin(local_cluster: LocalCluster, registry: ModelRegistry) -> None:

@@ -34,6 +34,7 @@ from ...core.features.online import (
     to_entries,
 )
 from ...engine.cluster_async import AsyncCluster
+from ...metrics.latency import observe_feature_read
 from ..shared_async import run_all
 from .placing_async import array_text, cache_version, key_rows, keys_of, place
 from .views_async import AsyncViews
@@ -78,6 +79,7 @@ class AsyncOnlineReader:
         use_cache: bool,
     ) -> OnlineFeatures:
         """See :meth:`AsyncFeatureStore.get_online_features`."""
+        started = time.perf_counter()
         requests, names = await self._views.shape(features)
         keys = keys_of(requests[0].layout.view, entity_ids)
         n = int(next(iter(keys.values())).shape[0])
@@ -90,6 +92,9 @@ class AsyncOnlineReader:
             call.rows = key_rows(keys)
             await self._from_cache(cache, call)
         await self._from_groups(call, token, consistency, cache)
+        took = time.perf_counter() - started
+        for req in requests:  # a read of several views counts for each of them
+            observe_feature_read(req.layout.view.name, took)
         return builder.result
 
     async def _from_cache(self, cache: AsyncCache, call: _Call) -> None:

@@ -33,6 +33,7 @@ statement on one of its replicas under the call's ``token=`` / ``consistency=``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -53,6 +54,7 @@ from ...core.registry.rules import Step, alias_cache_key, plan_transition
 from ...engine.cluster_sync import Cluster
 from ...engine.scopes_sync import Transaction
 from ...errors import ModelNotFound, RegistryConflict, RegistryError
+from ...metrics.latency import observe_registry_lookup
 from ..shared_sync import catalog
 from .tables_sync import RegistryTables
 
@@ -390,6 +392,14 @@ class ModelRegistry:
         """The version at ``alias`` of model ``name``; ModelNotFound if the alias is unset
         or there is no such model. Served from the cache when the registry has one and
         neither ``token`` nor ``consistency`` is given (they read the database)."""
+        started = time.perf_counter()
+        found = self._by_alias(name, alias, token, consistency)
+        observe_registry_lookup(found.name, time.perf_counter() - started)
+        return found
+
+    def _by_alias(
+        self, name: str, alias: str, token: Token, consistency: str | None
+    ) -> ModelVersion:
         name = names.check_model_name(name)
         alias = names.check_alias(alias)
         cache = self._cache
