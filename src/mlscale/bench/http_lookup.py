@@ -38,7 +38,7 @@ import httpx
 
 from .histogram import Histogram
 
-__all__ = ["CLIENT_LIMIT_CORES", "Engine", "LookupRun", "measure_lookups"]
+__all__ = ["CLIENT_LIMIT_CORES", "WARMUP_REQUESTS", "Engine", "LookupRun", "measure_lookups"]
 
 Engine = Literal["http.client", "httpx"]
 

@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import psycopg
 from psycopg import sql
 
 from ..engine.connect import connect
@@ -178,7 +179,7 @@ def create_database(config: ClusterConfig, node: Node, dbname: str) -> MlflowDat
     try:
         with connect(node, config) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    except Exception as exc:  # psycopg's or mlscale's connection errors alike
+    except (psycopg.Error, MlscaleError) as exc:
         raise MlflowPeerError(f"cannot create database {dbname!r} on {node.name}: {exc}") from exc
     return MlflowDatabase(node.host, node.port, dbname, node.user)
 
