@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "replicas": "mlscale.bench.replicas",
     "scatter": "mlscale.bench.scatter",
     "training-read": "mlscale.bench.training",
+    "registry": "mlscale.bench.model_registry",
 }
 
 
