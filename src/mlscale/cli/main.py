@@ -25,6 +25,7 @@ from .features_cmd import features
 from .predictions_cmd import predictions
 from .report_cmd import report
 from .route_cmd import route_cmd
+from .serve_cmd import keys, serve
 from .shard_cmds import locate, shards
 
 
@@ -56,6 +57,8 @@ for command in (
     locate,
     features,
     predictions,
+    serve,
+    keys,
 ):
     cli.add_command(command)
 
