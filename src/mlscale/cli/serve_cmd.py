@@ -49,6 +49,13 @@ def _config_path(cluster_dir: str, config_file: str | None) -> str:
     type=click.FloatRange(0),
     help="Seconds a verified API key is trusted (a revoked key works that long at most).",
 )
+@click.option(
+    "--flush-interval-s",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0.001),
+    help="How often queued predictions are written (seconds); all are at shutdown.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request (method, path, status).")
 def serve(
     cluster_dir: str,
@@ -58,6 +65,7 @@ def serve(
     workers: int,
     max_body_bytes: int,
     key_cache_s: float,
+    flush_interval_s: float,
     access_log: bool,
 ) -> None:
     """Serve features, predictions and labels over HTTP (OpenAPI docs at /docs)."""
@@ -68,6 +76,7 @@ def serve(
         config_path=_config_path(cluster_dir, config_file),
         max_body_bytes=max_body_bytes,
         key_cache_s=key_cache_s,
+        flush_interval_s=flush_interval_s,
     )
     run(settings, host=host, port=port, workers=workers, access_log=access_log)
 

@@ -62,6 +62,7 @@ _bearer = HTTPBearer(
     description="An API key made by `mlscale keys create` (scope read or write)",
 )
 _ERRORS = {
+    400: "the body could not be decoded (it must be UTF-8 JSON)",
     401: "no API key, or an unknown or revoked one",
     403: "the key's scope does not allow this route",
     404: "no such feature view or prediction log",
@@ -264,7 +265,7 @@ def _routes() -> APIRouter:
         await writer.log_many(records)
         token = CausalToken()
         if body.wait:
-            token = (await writer.flush()).token
+            token = (await writer.flush(timeout=_state(request).settings.flush_wait_s)).token
         text = token.to_string()
         response.headers[TOKEN_HEADER] = text
         return PredictionsResponse(ids=ids, rows=len(ids), durable=body.wait, token=text)

@@ -69,7 +69,9 @@ def status_of(exc: MlscaleError) -> int:
     if isinstance(exc, PredictionError):
         if text.startswith("no prediction log"):
             return 404
-        return 503 if "writer is closed" in text else 422
+        if "writer is closed" in text or text.startswith("flush:"):
+            return 503  # shutting down, or the rows are not written yet (the writer retries)
+        return 422
     if isinstance(exc, NoReplicaAvailable):
         return 503
     if isinstance(exc, RoutingError):
@@ -92,6 +94,8 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """A JSON :class:`ErrorBody` answer."""
+    # A message may quote the request (a column name): keep it encodable whatever it held.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     body = ErrorBody(error=_CODES.get(status, "error"), message=message, fields=list(fields))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 

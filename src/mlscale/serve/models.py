@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "MAX_ENTITIES",
@@ -35,6 +35,32 @@ MAX_ROWS = 10_000  # rows of one push, prediction or label request
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Key = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | Annotated[str, Field(max_length=1000)]
+
+
+def _storable(value: Any, depth: int = 0) -> Any:
+    """``value`` if PostgreSQL can store every string in it (UTF-8, no NUL character),
+    nested at most 32 deep; a ValueError naming the problem otherwise. Checked here,
+    at the door: a row the database refuses later would stay in a writer's queue."""
+    if depth > 32:
+        raise ValueError("nested more than 32 levels deep")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("a text holds a NUL character, which PostgreSQL cannot store")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a text holds a lone surrogate (not valid UTF-8)") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _storable(k, depth + 1)
+            _storable(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _storable(v, depth + 1)
+    return value
+
+
+Storable = AfterValidator(_storable)
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Level = Literal["strong", "read_your_writes", "bounded_staleness", "eventual"]
 
@@ -90,6 +116,17 @@ class OnlineRequest(_Strict):
         default=None, description="how fresh the read must be (default: the cluster's policy)"
     )
 
+    @model_validator(mode="after")
+    def _one_key_shape(self) -> OnlineRequest:
+        # Every entity the same shape: all single keys, or all lists of one length.
+        shapes = {len(e) if isinstance(e, list) else None for e in self.entity_ids}
+        if len(shapes) > 1 or 0 in shapes:
+            raise ValueError(
+                "entity_ids: give every entity the same shape (all keys, or all lists "
+                "of the same number of key columns)"
+            )
+        return self
+
 
 class OnlineResponse(BaseModel):
     """Column per feature, in request order, one value per entity (null: missing or
@@ -104,7 +141,7 @@ class OnlineResponse(BaseModel):
 class PushRequest(_Strict):
     """Rows of a feature view: its entity columns, the event time and every feature."""
 
-    rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ROWS)
+    rows: Annotated[list[dict[str, Any]], Storable] = Field(min_length=1, max_length=MAX_ROWS)
     timestamp_column: Name = "event_ts"
 
 
@@ -129,7 +166,7 @@ class PredictionRow(_Strict):
     predicted: Annotated[str, Field(max_length=1000)] | None = None
     prediction_id: uuid.UUID | None = None
     ts: dt.datetime | None = None
-    extra: dict[str, Any] | None = None
+    extra: Annotated[dict[str, Any], Storable] | None = None
 
 
 class PredictionsRequest(_Strict):

@@ -26,6 +26,8 @@ class ServeSettings:
     catalog again (seconds), so a revoked key stops working within that.
     ``ready_timeout_s``: how long ``/readyz`` waits for every node to answer (seconds).
     ``flush_interval_s``: the prediction writers' batching interval (seconds).
+    ``flush_wait_s``: how long a ``wait=true`` prediction request waits for its
+    commit before it answers 503 (the rows stay queued and are written later).
     ``shutdown_flush_s``: at shutdown, how long the writers may take to write what
     they acknowledged (seconds).
     """
@@ -35,12 +37,19 @@ class ServeSettings:
     key_cache_s: float = 5.0
     ready_timeout_s: float = 1.0
     flush_interval_s: float = 0.2
+    flush_wait_s: float = 30.0
     shutdown_flush_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1024:
             raise ConfigError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
-        for name in ("key_cache_s", "ready_timeout_s", "flush_interval_s", "shutdown_flush_s"):
+        for name in (
+            "key_cache_s",
+            "ready_timeout_s",
+            "flush_interval_s",
+            "flush_wait_s",
+            "shutdown_flush_s",
+        ):
             value = getattr(self, name)
             if not value >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
