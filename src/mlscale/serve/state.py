@@ -48,8 +48,11 @@ class ServeState:
             found = self._writers.get(name)
             if found is None:
                 log = await self.predictions.get(name)
+                # A full queue makes a request wait at most flush_wait_s, then 503.
                 writer = await self.predictions.writer(
-                    log, flush_interval_s=self.settings.flush_interval_s
+                    log,
+                    flush_interval_s=self.settings.flush_interval_s,
+                    block_timeout_s=self.settings.flush_wait_s,
                 )
                 found = self._writers[name] = (log, writer)
             return found
