@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "predictions": "mlscale.bench.predictions",
     "replicas": "mlscale.bench.replicas",
     "scatter": "mlscale.bench.scatter",
+    "serve": "mlscale.bench.serve",
     "training-read": "mlscale.bench.training",
     "registry": "mlscale.bench.model_registry",
 }

@@ -27,6 +27,7 @@ from .models_cmd import models
 from .predictions_cmd import predictions
 from .report_cmd import report
 from .route_cmd import route_cmd
+from .serve_cmd import keys, serve
 from .shard_cmds import locate, shards
 
 
@@ -60,6 +61,8 @@ for command in (
     predictions,
     models,
     metrics,
+    serve,
+    keys,
 ):
     cli.add_command(command)
 

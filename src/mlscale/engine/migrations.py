@@ -164,6 +164,20 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        7,
+        "API keys of the HTTP service (serve/keys.py): digests, never the keys",
+        (
+            """CREATE TABLE mlscale_catalog.api_keys (
+                   id         text PRIMARY KEY CHECK (id ~ '^[0-9a-f]{16}$'),
+                   name       text NOT NULL CHECK (name <> ''),
+                   scope      text NOT NULL CHECK (scope IN ('read', 'write')),
+                   digest     bytea NOT NULL CHECK (length(digest) = 32),
+                   created_at timestamptz NOT NULL DEFAULT now(),
+                   revoked_at timestamptz
+               )""",
+        ),
+    ),
 )
 
 
