@@ -28,13 +28,23 @@ from ..errors import ClusterError
 from ..local.cluster import LocalCluster, UpReport
 from ..local.tempdirs import reachable_tempdir
 from ..report.html import write_report
-from . import caching, crossshard, features, foundation, predictions, replicas, sharding
+from . import (
+    caching,
+    crossshard,
+    features,
+    foundation,
+    predictions,
+    replicas,
+    serving,
+    sharding,
+)
 from .caching import run_caching
 from .crossshard import run_crossshard
 from .features import drop_features, run_features
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
 from .predictions import drop_predictions, run_predictions
 from .replicas import run_replicas
+from .serving import drop_serving, run_serving
 from .sharding import drop_sharded, run_sharding
 
 __all__ = ["render_table", "run_demo"]
@@ -135,6 +145,7 @@ def _run_chapters(
             run_caching,
             run_features,
             run_predictions,
+            run_serving,
         )
         for run in chapters:
             chapter = run(cluster, params, echo)
@@ -145,6 +156,7 @@ def _run_chapters(
         if not keep:
             drop_features(cluster)  # before drop_tables: its EAV table is in the demo schema
             drop_predictions(cluster)
+            drop_serving(cluster)
             drop_tables(cluster)
             drop_sharded(cluster)
         return result, machine
@@ -169,7 +181,16 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
     try:
         if existed:  # checked before a server is started or a row written
             config = local.config()
-            chapters = (foundation, replicas, sharding, crossshard, caching, features, predictions)
+            chapters = (
+                foundation,
+                replicas,
+                sharding,
+                crossshard,
+                caching,
+                features,
+                predictions,
+                serving,
+            )
             _refuse(local, [p for p in (c.needs(config) for c in chapters) if p])
         echo(f"starting a local cluster in {local.root} ...")
         t0 = time.perf_counter()
