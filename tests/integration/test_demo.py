@@ -115,6 +115,18 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
             "online read, mlscale, cache on",
             "push, then read with its token",
             "point-in-time training set",
+            "model lookup, tutorials' get_model_config",
+            "model lookup, mlscale get_production_model",
+            "after a promotion, tutorials' cache answers",
+            "after a promotion, mlscale answers the new one",
+            "mlscale serve start, 2 workers",
+            "HTTP push, then read with Mlscale-Causal-Token",
+            "HTTP push, then read without the token",
+            "promotion, last old answer from the service",
+            "which model is in production?, over HTTP",
+            "10-entity online feature request, over HTTP",
+            "/metrics: lookups of the model",
+            "/metrics: online reads of the view",
         ):
             assert label in stdout, stdout
         # Chapter 5's stale read: the tutorials' cache served the old row, mlscale's not.
@@ -151,7 +163,9 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
         counted = {
             k: v
             for k, v in metrics.items()
-            if not k.startswith(("stale_", "features_token_reads")) and k != "shard_misplaced_rows"
+            # Chapter 8's counts of stale or wrong answers are checked below (0 expected).
+            if not k.startswith(("stale_", "features_token_reads", "serving_"))
+            and k != "shard_misplaced_rows"
         }
         assert _positive_numbers(counted, "metrics") == []
         # Chapter 2: a token never reads stale; the delayed replica makes eventual reads stale.
@@ -222,11 +236,41 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
         n = metrics["predictions_rows"]
         assert metrics["predictions_stored"] == metrics["predictions_stored_after_resend"] == n
         assert metrics["predictions_resent_duplicates"] == metrics["predictions_resent"]
-        assert metrics["predictions_after_retention"] == (
-            metrics["predictions_after_retention_expected"]
+        assert (
+            metrics["predictions_after_retention"]
+            == (metrics["predictions_after_retention_expected"])
         )
         assert metrics["predictions_retention_days_dropped"] >= 1
         assert metrics["training_read_rows"] > n  # the writer's rows and the tutorial's
+        # Chapter 8: after a promotion the tutorials' cache answers the old model every
+        # time, mlscale's never; over HTTP a read with the push's token sees the push;
+        # the service's /metrics counted exactly the lookups and reads the chapter sent.
+        for side in ("tutorial", "mlscale"):
+            assert metrics[f"serving_{side}_lookups_per_s"]["median"] > 0
+            assert len(doc["rounds"][f"serving_{side}_lookups"]) >= 5
+        assert metrics["serving_promotion_lookups"] > 0
+        assert metrics["serving_promotion_tutorial_old"] == metrics["serving_promotion_lookups"]
+        assert metrics["serving_promotion_mlscale_old"] == 0
+        assert metrics["serving_promotion_mlscale_first_new_ms"]["n"] == 5
+        assert metrics["serving_promotion_mlscale_first_new_ms"]["median"] > 0
+        assert metrics["serving_http_workers"] == 2
+        assert metrics["serving_http_pairs"] == 50
+        assert metrics["serving_http_stale_with_token"] == 0
+        assert 0 <= metrics["serving_http_stale_without_token"] <= 50
+        assert metrics["serving_http_promotions"] == 3
+        assert metrics["serving_http_promotion_answers"] > 0
+        alias = metrics["serving_http_alias"]
+        assert alias["errors"] == 0 and alias["lookups_per_s"] > 0, alias
+        assert metrics["serving_http_features_requests_per_s"] > 0
+        assert metrics["serving_http_features_errors"] == 0
+        assert metrics["serving_http_features_mismatches"] == 0
+        assert metrics["serving_http_features_p99_ms"] >= metrics["serving_http_features_p50_ms"]
+        lookups_sent = metrics["serving_metrics_registry_lookups_sent"]
+        assert lookups_sent > alias["lookups"]
+        assert metrics["serving_metrics_registry_lookups"] == lookups_sent
+        reads_sent = metrics["serving_metrics_feature_reads_sent"]
+        assert reads_sent > 100
+        assert metrics["serving_metrics_feature_reads"] == reads_sent
         assert doc["machine"]["cpus"] == os.cpu_count()
         assert doc["machine"]["postgres_version"]
 
