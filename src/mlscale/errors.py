@@ -20,6 +20,7 @@ with ``raise ... from exc`` so the cause is kept::
     ├── PredictionError          a prediction or label is malformed (nothing of it written)
     │   └── WriterQueueFull      a prediction writer's queue is full (raise mode): retry later
     ├── RegistryError            a model registry call is malformed or refused (nothing written)
+    │   ├── ModelExists          a model of that name exists with another description or tags
     │   ├── ModelNotFound        no such model, version, or version at an alias
     │   └── RegistryConflict     an alias moved since its expected revision (.current_version)
     ├── RoutingError             a statement was refused before it was sent
@@ -56,6 +57,7 @@ __all__ = [
     "IntegrityViolation",
     "MissingBinaryError",
     "MlscaleError",
+    "ModelExists",
     "ModelNotFound",
     "NoReplicaAvailable",
     "NodeStartError",
@@ -144,6 +146,11 @@ class RegistryError(MlscaleError):
     metadata that is not JSON, a lineage to an unknown feature view, a model that
     exists with another description); the message says which, and nothing of the
     call was written."""
+
+
+class ModelExists(RegistryError):
+    """``create_model`` of a name that exists with another description or tags (the
+    same ones: the call returns the model as it is)."""
 
 
 class ModelNotFound(RegistryError):

@@ -337,6 +337,14 @@ def test_health_and_docs(bed: Bed) -> None:
         "/readyz",
         "/v1/features/online",
         "/v1/features/{view}/push",
+        "/metrics",
+        "/v1/models",
+        "/v1/models/{name}",
+        "/v1/models/{name}/versions",
+        "/v1/models/{name}/versions/{version}",
+        "/v1/models/{name}/aliases/{alias}",
+        "/v1/models/{name}/aliases/{alias}/state",
+        "/v1/models/{name}/history",
         "/v1/predictions/{log}",
         "/v1/predictions/{log}/labels",
     }
@@ -581,3 +589,66 @@ def test_sigterm_right_after_the_acks_loses_no_acknowledged_prediction(bed: Bed)
 
 async def _gather(send: Any, n: int) -> None:
     await asyncio.gather(*(send(c) for c in range(n)))
+
+
+# -- the model registry over HTTP ------------------------------------------------------
+
+
+def test_registry_over_http_tokens_conflicts_and_every_worker_sees_a_promotion(bed: Bed) -> None:
+    url, name = f"{bed.service.url}/v1/models", f"http-{uuid.uuid4().hex[:8]}"
+    w, r = bed.auth(bed.write_key), bed.auth(bed.read_key)
+    with httpx.Client(timeout=10) as http:
+        made = http.post(url, json={"name": name, "description": "d"}, headers=w)
+        assert made.status_code == 200, made.text
+        assert made.json()["created_by"] == "it-writer"  # the key's name is the actor
+        for i in (1, 2, 3):
+            v = http.post(f"{url}/{name}/versions", json={"artifact_uri": f"s3://m/{i}"}, headers=w)
+            assert v.status_code == 200 and v.json()["version"] == i, v.text
+            # Read back through any worker, from a replica, with the token: there.
+            got = http.get(
+                f"{url}/{name}/versions/{i}", headers={**r, TOKEN_HEADER: v.headers[TOKEN_HEADER]}
+            )
+            assert got.status_code == 200 and got.json()["artifact_uri"] == f"s3://m/{i}"
+        prod = f"{url}/{name}/aliases/production"
+        missing = http.get(prod, headers=r)
+        assert missing.status_code == 404 and "production" in missing.json()["message"]
+        state = http.get(f"{prod}/state", headers=r).json()
+        assert state["version"] is None and state["revision"] == 0
+        moved = http.put(
+            prod, json={"version": 1, "expected_revision": 0, "reason": "go"}, headers=w
+        )
+        assert moved.status_code == 200 and moved.json()["revision"] == 1, moved.text
+        token = moved.headers[TOKEN_HEADER]
+        assert http.get(prod, headers={**r, TOKEN_HEADER: token}).json()["version"] == 1
+        # Two promotions racing from the same revision: one wins, one 409 naming it.
+        racing = [
+            http.put(prod, json={"version": v, "expected_revision": 1}, headers=w) for v in (2, 3)
+        ]
+        assert sorted(x.status_code for x in racing) == [200, 409], [x.text for x in racing]
+        lost = next(x for x in racing if x.status_code == 409).json()
+        assert lost["error"] == "conflict" and "version 2" in lost["message"]
+        # Every worker's cached answer follows (the cache's broadcast), without a token.
+        deadline = time.monotonic() + 2.0
+        while http.get(prod, headers=r).json()["version"] != 2:
+            assert time.monotonic() < deadline, "a worker still answers the old version"
+        assert {http.get(prod, headers=r).json()["version"] for _ in range(40)} == {2}
+        history = http.get(f"{url}/{name}/history", params={"alias": "production"}, headers=r)
+        moves = [(h["from_version"], h["to_version"], h["actor"]) for h in history.json()]
+        assert moves == [(None, 1, "it-writer"), (1, 2, "it-writer")]
+        cases = [
+            (http.put(prod, json={"version": 1}, headers=r), 403),
+            (http.get(f"{url}/no-such-{name}", headers=r), 404),
+            (http.get(f"{url}/{name}/versions/9", headers=r), 404),
+            (http.put(f"{url}/{name}/aliases/bad alias!", json={"version": 1}, headers=w), 422),
+            (http.put(prod, json={"version": 0}, headers=w), 422),
+            (http.post(url, json={"name": name, "description": "other"}, headers=w), 409),
+        ]
+        assert [x.status_code for x, _ in cases] == [s for _, s in cases], [
+            x.text for x, _ in cases
+        ]
+        # /metrics sums the workers: the lookups above are in the registry's histogram.
+        metrics = http.get(f"{bed.service.url}/metrics")
+        assert metrics.status_code == 200
+        count = f'mlscale_registry_lookup_seconds_count{{model="{name}"}}'
+        seen = [ln for ln in metrics.text.splitlines() if ln.startswith(count)]
+        assert seen and float(seen[0].split()[-1]) >= 40, seen

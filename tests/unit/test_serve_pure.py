@@ -19,8 +19,8 @@ from mlscale.errors import (
     ShardKeyError,
     WriterQueueFull,
 )
+from mlscale.serve.bodies import OnlineRequest, PredictionsRequest, PushRequest
 from mlscale.serve.errors import status_of
-from mlscale.serve.models import OnlineRequest, PredictionsRequest, PushRequest
 from mlscale.serve.settings import ServeSettings
 
 

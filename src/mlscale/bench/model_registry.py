@@ -6,38 +6,40 @@ One local cluster (one shard group, no replica, Redis). One model, three version
 alias ``production`` at version 2, made the same way on both sides. Variants, run in
 at least 5 alternating rounds after a warm-up, each reported as median and range:
 
-- ``l1_on``: ``ModelRegistry(cluster, cache=Cache(L1 + L2)).get_production_model(M)``
-  in a tight loop on one thread of this process (each call timed), the library path an
-  inference server's request handler takes;
+- ``l1_on``: ``ModelRegistry(cluster, cache=registry_cache(config))`` (L1 kept coherent
+  by the broadcast, Redis L2) ``.get_production_model(M)`` in a tight loop on one
+  thread of this process (each call timed), the library path an inference server's
+  request handler takes;
 - ``l1_off``: the same with a cache of L2 only (every call reads Redis);
 - ``mlflow``: MLflow's tracking server (its own venv; backend store a PostgreSQL
   database on the cluster's primary; ``--workers`` as many as the machine has cores,
   which is what mlscale's service is given too) answering
   ``GET /api/2.0/mlflow/registered-models/alias?name=M&alias=production`` to N
   concurrent keep-alive clients (:func:`~.http_lookup.measure_lookups`);
-- ``service``: mlscale's HTTP service answering its lookup route to the same client.
+- ``service``: mlscale's HTTP service (``mlscale serve``, as many workers as MLflow)
+  answering ``GET /v1/models/M/aliases/production`` to the same client.
+
+Then visibility: :func:`~mlscale.stores.registry.visibility.measure_visibility`
+promotes the model again and again while other processes (spawned, each with its
+own registry cache) look it up in a loop; the time from each promotion's commit to
+each process answering the new version.
 
 After the rounds, MLflow's ceiling: the same lookup at several client counts (and, in a
 full run, with more workers), the best rate kept. Gates: ``production_lookup_per_s``
->= 10,000 with ``p99_ms`` <= 5 (L1 on, one process). Goal: ``vs_mlflow_ratio`` (L1 on /
-MLflow's REST, medians of the rounds) >= 10, and the same over MLflow's ceiling.
+>= 10,000 with ``p99_ms`` <= 5 (L1 on, one process), ``visibility_p99_ms`` <= 100 with
+no promotion missed and no older version answered after a newer one. Goal:
+``vs_mlflow_ratio`` (L1 on / MLflow's REST, medians of the rounds) >= 10, and the same
+over MLflow's ceiling.
 
-Parts that are not there are reported, not faked: when mlscale's registry
-(``mlscale.stores.registry``) or the service's lookup route is missing from the build,
-or MLflow cannot be installed, the result says "not available yet" / why, and the
-rest still runs.
+When MLflow cannot be installed, the result says why and the rest still runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,16 +51,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
 import numpy as np
 
-from ..cache import Cache, KeyBuilder, LocalCache, RemoteCache
 from ..config import ClusterConfig
 from ..core.topology import find_node, nodes_of, primary_name
 from ..engine.cluster_sync import Cluster
-from ..engine.connect import redis_password
 from ..errors import MlscaleError
 from ..local.cluster import LocalCluster
+from ..serve.process import ServiceProcess
+from ..stores.registry import ModelRegistry
+from ..stores.registry.caching import registry_cache
+from ..stores.registry.visibility import VisibilityResult, measure_visibility
 from .compare import Spread, ab_rounds, chart, paired_ratios, ratio_of_medians, spread_metrics
 from .http_lookup import LookupRun, measure_lookups
 from .mlflow_peer import (
@@ -83,12 +86,10 @@ ACTOR = "bench"
 GATE_RATE = 10_000.0
 GATE_P99_MS = 5.0
 GOAL_VS_MLFLOW = 10.0
-NOT_YET = "not available yet"
-# The service's lookup route for a model's production version, set when the registry
-# routes are merged into `mlscale serve` (None: the service has none yet). Its answer
-# is checked to carry "version": PRODUCTION_VERSION.
-SERVICE_LOOKUP_PATH: str | None = None
-SERVICE_START_TIMEOUT_S = 60.0
+GATE_VISIBILITY_P99_MS = 100.0
+# The service's lookup route for a model's production version; its answer is checked
+# to carry "version": PRODUCTION_VERSION.
+SERVICE_LOOKUP_PATH = "/v1/models/{name}/aliases/production"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +103,16 @@ class Plan:
     workers: int
     ceiling_clients: tuple[int, ...]
     ceiling_workers: tuple[int, ...]
+    lookers: int = 3  # processes watching for each promotion (visibility)
+    transitions: int = 100  # promotions whose visibility is measured
 
     @classmethod
     def of(cls, quick: bool) -> Plan:
         cores = os.cpu_count() or 1
         if quick:
             return cls(rounds=5, library_s=0.3, http_s=0.6, clients=8, workers=cores,
-                       ceiling_clients=(1, 16), ceiling_workers=())  # fmt: skip
+                       ceiling_clients=(1, 16), ceiling_workers=(), lookers=2,
+                       transitions=20)  # fmt: skip
         return cls(rounds=5, library_s=3.0, http_s=5.0, clients=16, workers=cores,
                    ceiling_clients=(1, 4, 16, 32), ceiling_workers=(2 * cores,))  # fmt: skip
 
@@ -192,38 +196,24 @@ class Sides:
 # -- mlscale's registry (library) ----------------------------------------------------------
 
 
-def _registry_class() -> Any:
-    # Imported by name so this benchmark runs in builds without the registry yet.
-    try:
-        return importlib.import_module("mlscale.stores.registry").ModelRegistry
-    except (ImportError, AttributeError) as exc:
-        return f"{NOT_YET}: mlscale's model registry is not in this build ({exc})"
-
-
 def _library_sides(
     cluster: Cluster, config: ClusterConfig, plan: Plan, sides: Sides, stack: ExitStack
 ) -> None:
-    registry_cls = _registry_class()
-    if isinstance(registry_cls, str):
-        sides.missing["l1_on"] = sides.missing["l1_off"] = registry_cls
-        return
-    rc = config.redis
-    if rc is None:
+    if config.redis is None:
         sides.missing["l1_on"] = sides.missing["l1_off"] = "the bench cluster has no Redis"
         return
-    remote = stack.enter_context(
-        RemoteCache.connect(rc.host, rc.port, password=redis_password(config))
-    )
-    setup = registry_cls(cluster)
+    setup = ModelRegistry(cluster)
     setup.create_model(MODEL, description="bench registry", actor=ACTOR)
     for v in range(1, VERSIONS + 1):
         setup.register_version(MODEL, artifact_uri=f"s3://bench-models/{MODEL}/{v}",
                                metrics={"auc": 0.8 + v / 100}, actor=ACTOR)  # fmt: skip
     setup.transition(MODEL, PRODUCTION_VERSION, "production", actor=ACTOR, reason="bench")
-    keys = KeyBuilder(f"bench-registry-{uuid.uuid4().hex[:8]}")
-    l1_on = registry_cls(cluster, cache=Cache(keys, local=LocalCache(max_entries=1024),
-                                              remote=remote))  # fmt: skip
-    l1_off = registry_cls(cluster, cache=Cache(keys, remote=remote))
+    # The caches a service process uses: L1 kept coherent by the broadcast + Redis L2;
+    # and Redis alone.
+    namespace = f"bench-registry-{uuid.uuid4().hex[:8]}"
+    l1_on = ModelRegistry(cluster, cache=stack.enter_context(registry_cache(config, namespace)))
+    l2_only = stack.enter_context(registry_cache(config, namespace, l1=False))
+    l1_off = ModelRegistry(cluster, cache=l2_only)
     for name, reg in (("l1_on", l1_on), ("l1_off", l1_off)):
         got = reg.get_production_model(MODEL).version
         if got != PRODUCTION_VERSION:
@@ -350,71 +340,22 @@ class ServiceTarget:
 
 
 @contextlib.contextmanager
-def _service(local: LocalCluster, workers: int, workdir: Path) -> Iterator[ServiceTarget | str]:
-    """``mlscale serve`` on the cluster with ``workers`` processes and a read key, or
-    why it cannot be measured yet. Stopped by its PID (process group) on exit."""
-    if importlib.util.find_spec("mlscale.serve") is None:
-        yield f"{NOT_YET}: mlscale's HTTP service is not in this build"
-        return
-    if SERVICE_LOOKUP_PATH is None:
-        yield f"{NOT_YET}: the service has no model lookup route (SERVICE_LOOKUP_PATH)"
-        return
+def _service(local: LocalCluster, workers: int, workdir: Path) -> Iterator[ServiceTarget]:
+    """``mlscale serve`` on the cluster with ``workers`` processes and a read key made by
+    ``mlscale keys create``; stopped by its PID on exit."""
     config = str(local.layout.config)
-    cli = [sys.executable, "-m", "mlscale"]
     made = subprocess.run(
-        [*cli, "keys", "create", "--name", "bench-registry", "--scope", "read",
-         "--config", config], capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "mlscale", "keys", "create", "--name", "bench-registry",
+         "--scope", "read", "--config", config],
+        capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     if made.returncode != 0:
-        yield f"`mlscale keys create` failed: {made.stderr.strip()[-300:]}"
-        return
+        raise MlscaleError(f"`mlscale keys create` failed: {made.stderr.strip()[-300:]}")
     key = made.stdout.strip().splitlines()[-1]
-    port = _free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / "serve.log", "ab") as log:
-        proc = subprocess.Popen(
-            [*cli, "serve", "--config", config, "--port", str(port), "--workers", str(workers)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        if not _wait_healthy(f"{base}/healthz", proc, SERVICE_START_TIMEOUT_S):
-            yield f"`mlscale serve` did not answer /healthz (see {workdir / 'serve.log'})"
-            return
-        path = SERVICE_LOOKUP_PATH.format(name=MODEL)
-        yield ServiceTarget(f"{base}{path}", {"Authorization": f"Bearer {key}"})
-    finally:
-        _stop_group(proc)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2.0) as http:
-        while time.monotonic() < deadline and proc.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if http.get(url).status_code == 200:
-                    return True
-            time.sleep(0.2)
-    return False
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(15)
+    with ServiceProcess(config, workers=workers, log_path=workdir / "serve.log") as service:
+        url = f"{service.url}{SERVICE_LOOKUP_PATH.format(name=MODEL)}"
+        yield ServiceTarget(url, {"Authorization": f"Bearer {key}"})
 
 
 def _service_body_ok(body: bytes) -> bool:
@@ -424,11 +365,7 @@ def _service_body_ok(body: bytes) -> bool:
         return False
 
 
-def _service_side(target: ServiceTarget | str, plan: Plan, sides: Sides) -> None:
-    if isinstance(target, str):
-        sides.missing["service"] = target
-        return
-
+def _service_side(target: ServiceTarget, plan: Plan, sides: Sides) -> None:
     def one() -> Measured:
         return measure_lookups(target.url, headers=target.headers, clients=plan.clients,
                                duration_s=plan.http_s, check=_service_body_ok)  # fmt: skip
@@ -440,7 +377,8 @@ def _service_side(target: ServiceTarget | str, plan: Plan, sides: Sides) -> None
 
 
 def run(ctx: BenchContext) -> BenchResult:
-    """Gates: L1-on lookups >= 10,000/s with p99 <= 5 ms; goal: >= 10x MLflow's REST."""
+    """Gates: L1-on lookups >= 10,000/s with p99 <= 5 ms, promotions seen by every
+    process within 100 ms (p99); goal: >= 10x MLflow's REST."""
     plan = Plan.of(ctx.quick)
     result = BenchResult(
         name="registry",
@@ -475,7 +413,12 @@ def run(ctx: BenchContext) -> BenchResult:
                 ceiling = _mlflow_ceiling(ctx, config, plan, started, stack, progress)
             except MlflowPeerError as exc:
                 result.notes.append(f"MLflow's ceiling was not measured: {exc}")
-    _report(result, plan, runs, ceiling, sides)
+        with progress.phase("how soon other processes see a promotion", 1) as phase:
+            phase.step(f"{plan.transitions} promotions, {plan.lookers} looking processes")
+            seen = measure_visibility(
+                local.layout.config, processes=plan.lookers, transitions=plan.transitions
+            )
+    _report(result, plan, runs, ceiling, sides, seen)
     _print_figures(result)
     return result
 
@@ -486,6 +429,7 @@ def _report(
     runs: dict[str, list[Measured]],
     ceiling: list[CeilingPoint],
     sides: Sides,
+    seen: VisibilityResult,
 ) -> None:
     rate = {k: Spread.of([r.lookups_per_s for r in v]) for k, v in runs.items()}
     p50 = {k: Spread.of([r.p50_ms for r in v]) for k, v in runs.items()}
@@ -506,6 +450,8 @@ def _report(
         "ceiling_clients": list(plan.ceiling_clients),
         "ceiling_workers": [plan.workers, *plan.ceiling_workers],
         "cluster": "1 shard group (primary only) + Redis, loopback, uncapped",
+        "visibility_processes": plan.lookers,
+        "visibility_promotions": plan.transitions,
     }
     metrics: dict[str, Any] = {
         **spread_metrics(rate, "_lookups_per_s"),
@@ -546,9 +492,15 @@ def _report(
             vs_ceiling = rate["l1_on"].median / top
     metrics["vs_mlflow_ceiling_ratio"] = None if math.isnan(vs_ceiling) else vs_ceiling
     result.metrics = metrics
+    # A promotion never seen, or an older version answered after a newer one, fails
+    # the visibility gate whatever the lags of the others.
+    visible = seen.p99_ms if not (seen.missed or seen.regressions) else math.inf
+    metrics["visibility"] = {**seen.to_dict(), "lags_ms": None}
+    metrics["visibility_p99_ms"] = None if math.isinf(visible) else visible
     result.gates = [
         Verdict("production_lookup_per_s", lib_rate, ">=", GATE_RATE, "lookups/s"),
         Verdict("p99_ms", lib_p99, "<=", GATE_P99_MS, "ms"),
+        Verdict("visibility_p99_ms", visible, "<=", GATE_VISIBILITY_P99_MS, "ms"),
     ]
     result.goals = [
         Verdict("vs_mlflow_ratio", vs_mlflow, ">=", GOAL_VS_MLFLOW, "x"),

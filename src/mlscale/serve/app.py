@@ -1,7 +1,7 @@
 """The HTTP service: :func:`create_app` builds the FastAPI application.
 
 An entry point with no logic of its own: each route checks its request (pydantic
-models, :mod:`.models`), its API key (:mod:`.keys`) and calls the async stores
+models, :mod:`.bodies`), its API key (:mod:`.keys`) and calls the async stores
 (features, predictions) on one :class:`~mlscale.AsyncCluster` per process. Errors
 become answers in one place (:mod:`.errors`).
 
@@ -18,24 +18,19 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, Response
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, FastAPI, Path, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 
-from ..core.apikeys import KeyScope, grants
-from ..core.causal import CausalToken, InvalidToken
+from ..core.causal import CausalToken
 from ..core.features.online import OnlineFeatures
 from ..core.predictions.rows import new_ids
-from .errors import ApiError, install_handlers
-from .keys import ApiKey
-from .limits import BodyLimit
-from .models import (
-    ErrorBody,
+from ..metrics import render_multiprocess
+from .bodies import (
     Health,
     LabelsRequest,
     LabelsResponse,
@@ -48,98 +43,19 @@ from .models import (
     PushResponse,
     Readiness,
 )
+from .deps import RESPONSES, TOKEN_HEADER, WRITE_RESPONSES, Reader, Token, Writer, state_of
+from .errors import install_handlers
+from .limits import BodyLimit
+from .registry_routes import registry_routes
 from .settings import ServeSettings
 from .state import ServeState
 
 __all__ = ["TOKEN_HEADER", "app_from_env", "create_app"]
 
-TOKEN_HEADER = "Mlscale-Causal-Token"
 log_ = logging.getLogger(__name__)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKey",
-    description="An API key made by `mlscale keys create` (scope read or write)",
-)
-_ERRORS = {
-    400: "the body could not be decoded (it must be UTF-8 JSON)",
-    401: "no API key, or an unknown or revoked one",
-    403: "the key's scope does not allow this route",
-    404: "no such feature view or prediction log",
-    409: "a conflicting write",
-    413: "the request body is over the service's limit",
-    422: "the request is not valid (the fields are named)",
-    503: "the cluster could not do it now (retry later)",
-}
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text} for code, text in _ERRORS.items()
-}
-_TOKEN_OUT: dict[str, Any] = {
-    TOKEN_HEADER: {
-        "description": "the causal token of the commits; send it with later reads",
-        "schema": {"type": "string"},
-    }
-}
-_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **_RESPONSES,
-    200: {"description": "written", "headers": _TOKEN_OUT},
-}
-
-
-def _state(request: Request) -> ServeState:
-    state: ServeState = request.app.state.mlscale
-    return state
-
-
-def _needs(scope: KeyScope) -> Callable[..., Awaitable[ApiKey]]:
-    """A dependency: the request's API key, if it has ``scope`` (401/403 otherwise)."""
-
-    async def check(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> ApiKey:
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if credentials is None:
-            raise ApiError(
-                401, "an API key is needed: send 'Authorization: Bearer <key>'", headers=challenge
-            )
-        key = await _state(request).verifier.verify(credentials.credentials)
-        if key is None:
-            raise ApiError(401, "the API key is unknown or revoked", headers=challenge)
-        if not grants(key.scope, scope):
-            raise ApiError(
-                403,
-                f"this route needs a key of scope {scope.value}; key {key.key_id} "
-                f"({key.name}) has scope {key.scope.value}",
-            )
-        return key
-
-    return check
-
-
-async def _token(
-    token: Annotated[
-        str | None,
-        Header(
-            alias=TOKEN_HEADER,
-            max_length=4096,
-            description="a causal token from a write's answer: read at least that fresh",
-        ),
-    ] = None,
-) -> CausalToken | None:
-    if token is None or not token.strip():
-        return None
-    try:
-        return CausalToken.parse(token.strip())
-    except InvalidToken as exc:
-        raise ApiError(422, f"header {TOKEN_HEADER}: {exc}") from None
-
-
-Reader = Annotated[ApiKey, Depends(_needs(KeyScope.READ))]
-Writer = Annotated[ApiKey, Depends(_needs(KeyScope.WRITE))]
-Token = Annotated[CausalToken | None, Depends(_token)]
 ViewName = Annotated[str, Path(min_length=1, max_length=200, description="a feature view")]
 LogName = Annotated[str, Path(min_length=1, max_length=200, description="a prediction log")]
 
@@ -209,7 +125,7 @@ def _prediction_records(entity: str, rows: list[PredictionRow]) -> tuple[list[An
 
 def _routes() -> APIRouter:
     """The versioned routes (``/v1/...``)."""
-    router = APIRouter(prefix="/v1", responses=_RESPONSES)
+    router = APIRouter(prefix="/v1", responses=RESPONSES)
 
     @router.post(
         "/features/online",
@@ -221,7 +137,7 @@ def _routes() -> APIRouter:
         body: OnlineRequest, request: Request, key: Reader, token: Token
     ) -> OnlineResponse:
         ids = [tuple(e) if isinstance(e, list) else e for e in body.entity_ids]
-        got = await _state(request).features.get_online_features(
+        got = await state_of(request).features.get_online_features(
             [_reference(f) for f in body.features],
             ids,
             token=token,
@@ -232,14 +148,14 @@ def _routes() -> APIRouter:
     @router.post(
         "/features/{view}/push",
         response_model=PushResponse,
-        responses=_WRITE_RESPONSES,
+        responses=WRITE_RESPONSES,
         tags=["features"],
         summary="Write feature rows into a view (online table and history)",
     )
     async def push_features(
         view: ViewName, body: PushRequest, request: Request, response: Response, key: Writer
     ) -> PushResponse:
-        done = await _state(request).features.push(
+        done = await state_of(request).features.push(
             view, body.rows, timestamp_column=body.timestamp_column
         )
         token = done.token.to_string()
@@ -251,7 +167,7 @@ def _routes() -> APIRouter:
     @router.post(
         "/predictions/{log}",
         response_model=PredictionsResponse,
-        responses=_WRITE_RESPONSES,
+        responses=WRITE_RESPONSES,
         tags=["predictions"],
         summary="Log predictions (queued, or committed with wait=true); their ids",
     )
@@ -262,12 +178,12 @@ def _routes() -> APIRouter:
         response: Response,
         key: Writer,
     ) -> PredictionsResponse:
-        found, writer = await _state(request).writer(log)
+        found, writer = await state_of(request).writer(log)
         records, ids = _prediction_records(found.entity, body.rows)
         await writer.log_many(records)
         token = CausalToken()
         if body.wait:
-            token = (await writer.flush(timeout=_state(request).settings.flush_wait_s)).token
+            token = (await writer.flush(timeout=state_of(request).settings.flush_wait_s)).token
         text = token.to_string()
         response.headers[TOKEN_HEADER] = text
         return PredictionsResponse(ids=ids, rows=len(ids), durable=body.wait, token=text)
@@ -275,14 +191,14 @@ def _routes() -> APIRouter:
     @router.post(
         "/predictions/{log}/labels",
         response_model=LabelsResponse,
-        responses=_WRITE_RESPONSES,
+        responses=WRITE_RESPONSES,
         tags=["predictions"],
         summary="Attach labels (outcomes) to logged predictions",
     )
     async def log_labels(
         log: LogName, body: LabelsRequest, request: Request, response: Response, key: Writer
     ) -> LabelsResponse:
-        state = _state(request)
+        state = state_of(request)
         found = await state.predictions.get(log)
         records = [
             {
@@ -343,6 +259,7 @@ def create_app(settings: ServeSettings, *, state: ServeState | None = None) -> F
         opened = state if state is not None else ServeState.open(settings)
         app.state.mlscale = opened
         try:
+            await opened.start()
             yield
         finally:
             await opened.close()
@@ -350,7 +267,7 @@ def create_app(settings: ServeSettings, *, state: ServeState | None = None) -> F
     app = FastAPI(
         title="mlscale",
         version=__version__,
-        summary="Features, predictions and labels over HTTP, on a scaled PostgreSQL",
+        summary="Features, predictions, labels and models over HTTP, on a scaled PostgreSQL",
         lifespan=lifespan,
         docs_url="/docs",
         openapi_url="/openapi.json",
@@ -371,12 +288,23 @@ def create_app(settings: ServeSettings, *, state: ServeState | None = None) -> F
         responses={503: {"model": Readiness, "description": "a node did not answer"}},
     )
     async def readyz(request: Request) -> Any:
-        got = await _ready(_state(request))
+        got = await _ready(state_of(request))
         if not got.ready:
             return JSONResponse(got.model_dump(), status_code=503)
         return got
 
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics of every worker process (text exposition format)",
+        response_class=PlainTextResponse,
+    )
+    async def metrics() -> Response:
+        body, content_type = render_multiprocess()
+        return Response(body, media_type=content_type)
+
     app.include_router(_routes())
+    app.include_router(registry_routes())
     return app
 
 

@@ -1,5 +1,5 @@
 """Errors as HTTP answers, decided in one place: every error body is an
-:class:`~mlscale.serve.models.ErrorBody`, and every mlscale error a route lets
+:class:`~mlscale.serve.bodies.ErrorBody`, and every mlscale error a route lets
 through is mapped here (not per route) to a 4xx, or 503 when the cluster could
 not do it. Bad input never becomes a 500, and no answer echoes an API key.
 """
@@ -22,15 +22,19 @@ from ..errors import (
     FeatureError,
     IntegrityViolation,
     MlscaleError,
+    ModelExists,
+    ModelNotFound,
     NoReplicaAvailable,
     PartialWriteError,
     PredictionError,
     QueryError,
+    RegistryConflict,
+    RegistryError,
     RoutingError,
     TransactionConflict,
     WriterQueueFull,
 )
-from .models import ErrorBody, FieldError
+from .bodies import ErrorBody, FieldError
 
 __all__ = ["ApiError", "error_response", "install_handlers", "status_of"]
 
@@ -64,6 +68,12 @@ def status_of(exc: MlscaleError) -> int:
     text = str(exc)
     if isinstance(exc, WriterQueueFull):
         return 503  # the writer is full: retry later
+    if isinstance(exc, ModelNotFound):
+        return 404
+    if isinstance(exc, RegistryConflict | ModelExists):
+        return 409  # the body names the version that won, or the model as it is
+    if isinstance(exc, RegistryError):
+        return 422  # a bad name, alias, version, metadata or lineage
     if isinstance(exc, FeatureError):
         return 404 if text.startswith("unknown feature view") else 422
     if isinstance(exc, PredictionError):

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
 
 from ..config import load_config
 from ..core.predictions.spec import PredictionLog
 from ..engine.cluster_async import AsyncCluster
+from ..metrics import MetricsMirror, start_mirror
 from ..stores.features import AsyncFeatureStore
 from ..stores.predictions import AsyncPredictionStore, AsyncPredictionWriter
+from ..stores.registry import AsyncModelRegistry
+from ..stores.registry.caching import async_registry_cache
 from .keys import ApiKeys, KeyVerifier
 from .settings import ServeSettings
 
@@ -27,11 +31,25 @@ class ServeState:
         self.cluster = cluster
         self.features = AsyncFeatureStore(cluster)
         self.predictions = AsyncPredictionStore(cluster)
+        self.registry = AsyncModelRegistry(cluster)  # with its cache once started
         self.keys = ApiKeys(cluster)
         self.verifier = KeyVerifier(self.keys, settings.key_cache_s)
         self._writers: dict[str, tuple[PredictionLog, AsyncPredictionWriter]] = {}
         self._lock = asyncio.Lock()
         self._closing = False
+        self._stack = AsyncExitStack()
+        self._mirror: MetricsMirror | None = None
+
+    async def start(self) -> None:
+        """Open what needs I/O: the registry's cache (L1 + the cluster's Redis + the
+        broadcast that keeps every worker's L1 coherent; none without a Redis) and the
+        metrics mirror that carries this worker's counters to ``/metrics``."""
+        caches = []
+        if self.cluster.config.redis is not None:
+            cache = await self._stack.enter_async_context(async_registry_cache(self.cluster.config))
+            self.registry = AsyncModelRegistry(self.cluster, cache=cache)
+            caches.append(cache)
+        self._mirror = start_mirror(self.cluster, caches)
 
     @classmethod
     def open(cls, settings: ServeSettings) -> ServeState:
@@ -73,4 +91,9 @@ class ServeState:
                 else:
                     log_.info("prediction writer of %s flushed and closed", name)
         finally:
-            await self.cluster.close()
+            try:
+                if self._mirror is not None:
+                    self._mirror.stop()
+                await self._stack.aclose()
+            finally:
+                await self.cluster.close()

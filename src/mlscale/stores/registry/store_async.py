@@ -51,7 +51,7 @@ from ...core.registry.results import (
 from ...core.registry.rules import Step, alias_cache_key, plan_transition
 from ...engine.cluster_async import AsyncCluster
 from ...engine.scopes_async import AsyncTransaction
-from ...errors import ModelNotFound, RegistryConflict, RegistryError
+from ...errors import ModelExists, ModelNotFound, RegistryConflict, RegistryError
 from ...metrics.latency import observe_registry_lookup
 from ..shared_async import catalog
 from .tables_async import AsyncRegistryTables
@@ -124,7 +124,7 @@ class AsyncModelRegistry:
             row = await tx.fetch_one(sql.MODEL, (name,), as_dict=True)
         model = _model(row, _text(tx.token))
         if model.description != description or dict(model.tags) != clean_tags:
-            raise RegistryError(
+            raise ModelExists(
                 f"model {name!r} exists with another description or tags "
                 f"(created by {model.created_by} at {model.created_at.isoformat()})"
             )

@@ -53,7 +53,7 @@ from ...core.registry.results import (
 from ...core.registry.rules import Step, alias_cache_key, plan_transition
 from ...engine.cluster_sync import Cluster
 from ...engine.scopes_sync import Transaction
-from ...errors import ModelNotFound, RegistryConflict, RegistryError
+from ...errors import ModelExists, ModelNotFound, RegistryConflict, RegistryError
 from ...metrics.latency import observe_registry_lookup
 from ..shared_sync import catalog
 from .tables_sync import RegistryTables
@@ -126,7 +126,7 @@ class ModelRegistry:
             row = tx.fetch_one(sql.MODEL, (name,), as_dict=True)
         model = _model(row, _text(tx.token))
         if model.description != description or dict(model.tags) != clean_tags:
-            raise RegistryError(
+            raise ModelExists(
                 f"model {name!r} exists with another description or tags "
                 f"(created by {model.created_by} at {model.created_at.isoformat()})"
             )

@@ -13,12 +13,15 @@ __all__ = [
     "MAX_ENTITIES",
     "MAX_FEATURES",
     "MAX_ROWS",
+    "AliasStateBody",
     "ErrorBody",
     "FieldError",
     "Health",
     "LabelRow",
     "LabelsRequest",
     "LabelsResponse",
+    "ModelBody",
+    "ModelCreate",
     "OnlineRequest",
     "OnlineResponse",
     "PredictionRow",
@@ -27,6 +30,11 @@ __all__ = [
     "PushRequest",
     "PushResponse",
     "Readiness",
+    "TransitionBody",
+    "TransitionEntry",
+    "TransitionRequest",
+    "VersionBody",
+    "VersionCreate",
 ]
 
 MAX_ENTITIES = 1_000  # entities of one online read
@@ -210,3 +218,106 @@ class LabelsResponse(BaseModel):
     superseded: int
     unmatched: int
     token: str
+
+
+# -- model registry ----------------------------------------------------------------------
+
+Text = Annotated[str, Field(max_length=10_000)]
+
+
+class ModelCreate(_Strict):
+    """A model to register (the same name, description and tags again: no change)."""
+
+    name: Name
+    description: Text = ""
+    tags: dict[Name, Annotated[str, Field(max_length=1000)]] | None = None
+
+
+class ModelBody(BaseModel):
+    """A model: the newest version number handed out, its aliases (alias -> version),
+    who made it when; ``token`` on a create (as in the header)."""
+
+    name: str
+    description: str
+    tags: dict[str, str]
+    latest_version: int
+    aliases: dict[str, int]
+    created_at: dt.datetime
+    created_by: str
+    token: str = ""
+
+
+class VersionCreate(_Strict):
+    """A new version of a model: numbered 1, 2, ... by the registry."""
+
+    artifact_uri: Annotated[str, Field(min_length=1, max_length=2000)]
+    metadata: Annotated[dict[str, Any], Storable] | None = None
+    metrics: dict[Name, Finite] | None = None
+    feature_views: list[Name] = Field(
+        default_factory=list, max_length=100, description='"view" or "view:version"'
+    )
+    run_id: Annotated[str, Field(max_length=200)] | None = None
+
+
+class VersionBody(BaseModel):
+    """A version of a model; ``aliases`` point at it; ``token`` on a registration."""
+
+    name: str
+    version: int
+    artifact_uri: str
+    metadata: dict[str, Any]
+    metrics: dict[str, float]
+    feature_views: list[str]
+    run_id: str | None
+    status: str
+    created_at: dt.datetime
+    created_by: str
+    aliases: list[str]
+    token: str = ""
+
+
+class AliasStateBody(BaseModel):
+    """Where an alias points (null: never set, or cleared) and its revision (0: never
+    set); send the revision as ``expected_revision`` to move it only if unmoved since."""
+
+    name: str
+    alias: str
+    version: int | None
+    revision: int
+    updated_at: dt.datetime | None
+    updated_by: str | None
+
+
+class TransitionRequest(_Strict):
+    """Point the alias at ``version`` (null: clear it), only if it is still at
+    ``expected_revision`` when given (else 409); ``reason`` goes to the history."""
+
+    version: Annotated[int, Field(ge=1, le=2**31 - 1)] | None
+    expected_revision: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    reason: Annotated[str, Field(max_length=2000)] = ""
+
+
+class TransitionBody(BaseModel):
+    """The alias now at ``version`` and ``revision``, from ``previous_version``;
+    ``changed`` false when it already pointed there (nothing written)."""
+
+    name: str
+    alias: str
+    version: int | None
+    previous_version: int | None
+    revision: int
+    changed: bool
+    token: str
+
+
+class TransitionEntry(BaseModel):
+    """One move of an alias: who, when, why, from which version to which."""
+
+    name: str
+    alias: str
+    revision: int
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    at: dt.datetime
