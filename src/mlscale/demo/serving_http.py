@@ -33,7 +33,7 @@ from ..config import ClusterConfig
 from ..engine.cluster_async import AsyncCluster
 from ..engine.cluster_sync import Cluster
 from ..errors import MlscaleError
-from ..serve.app import TOKEN_HEADER
+from ..serve import TOKEN_HEADER
 from ..serve.keys import ApiKeys, NewKey
 from ..serve.process import ServiceProcess
 from ..stores.features import Entity, Feature, FeatureStore, FeatureView
