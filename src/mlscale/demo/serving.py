@@ -109,6 +109,7 @@ class Sizes:
 
     @classmethod
     def of(cls, params: Params) -> Sizes:
+        """The sizes of a quick run (``params`` of ``quick=True``) or a full one."""
         if params.users < 20_000:
             return cls(2_000, 0.2, 5, 0.5, 50, 3, 0.3, 1.0)
         return cls(20_000, 0.8, 10, 2.0, 200, 10, 0.5, 3.0)
@@ -136,6 +137,7 @@ class TutorialModelCache:
         self.prefix = prefix
 
     def get_model_config(self, name: str) -> dict[str, Any]:
+        """Model ``name``'s production config: version, artifact URI, metadata."""
         key = f"{self.prefix}model_config:{name}"
         cached = self.client.get(key)
         if cached:
@@ -151,6 +153,7 @@ class TutorialModelCache:
         return config
 
     def drop(self) -> None:
+        """Delete this cache's keys (else they would live out their 24 hours)."""
         for key in list(self.client.scan_iter(match=f"{self.prefix}*", count=1000)):
             self.client.delete(key)
 
@@ -315,6 +318,11 @@ def _metadata_rows(
             f"old answers after a commit: {p.mlscale_old}",
         ),
     ]
+    result.notes.append(
+        "serving: the tutorials' lookup is a Redis round trip, mlscale's a hit in this "
+        "process's L1: its speed is the L1's, and it is safe because every transition "
+        "invalidates L1 and L2 after its commit and broadcasts that to other processes' L1"
+    )
     if p.tutorial_old < p.lookups:
         result.notes.append(
             f"serving: the tutorials' cache answered the new model {p.lookups - p.tutorial_old} "
@@ -437,6 +445,12 @@ def _http_rows(
             f"{feat.get('p99', 0):.2f} ms; client CPU {features.cpu_per_s:.2f} cores; "
             f"{mismatches} answers differed from the loaded values"),
     ]  # fmt: skip
+    result.notes.append(
+        "serving: an old answer from the service after a promotion counts only if its request "
+        "was sent after the commit; the time includes the promoting process's invalidation "
+        "(Redis, then the broadcast) and the workers hearing it; uvicorn gives each "
+        f"connection to one worker, so {POLLERS} connections ask both in all likelihood"
+    )
     if lookups.errors or features.errors:
         result.notes.append(
             f"serving: {lookups.errors} alias lookups and {features.errors} feature requests "
@@ -516,7 +530,7 @@ def run_serving(cluster: Cluster, params: Params, echo: Echo) -> ChapterResult:
 
         echo("serving: model lookups, the tutorials' get_model_config vs the registry ...")
         rounds = _lookup_rates(params, sizes, tutorial, registry, name)
-        echo("serving: a promotion, asked through both caches ...")
+        echo("serving: promotions, asked of both caches ...")
         promotion = _watch_promotions(
             registry, tutorial, name, range(2, 2 + sizes.local_promotions), sizes.window_s
         )
