@@ -157,20 +157,24 @@ def running_service(
     API key called ``key_name`` made in the catalog: (the service, the key, seconds
     until it was ready). On exit the service is stopped (SIGTERM to its PID, through
     :class:`ServiceProcess`) and the key revoked. Its log is a temp file, removed
-    after a clean exit and named in a startup error."""
+    after a clean exit, kept and named in a note of any error."""
     if config.source is None:
         raise MlscaleError("mlscale serve needs the cluster's config file")
     fd, log_name = tempfile.mkstemp(prefix="mlscale-demo-serve-", suffix=".log")
     os.close(fd)
     log_path = Path(log_name)
-    with ExitStack() as stack:
-        key = _make_key(config, key_name)
-        stack.callback(_revoke_key, config, key)
-        service = ServiceProcess(config.source, workers=WORKERS, log_path=log_path)
-        started = time.perf_counter()
-        service.start()
-        stack.callback(service.stop)
-        yield service, key.secret, time.perf_counter() - started
+    try:
+        with ExitStack() as stack:
+            key = _make_key(config, key_name)
+            stack.callback(_revoke_key, config, key)
+            service = ServiceProcess(config.source, workers=WORKERS, log_path=log_path)
+            started = time.perf_counter()
+            service.start()
+            stack.callback(service.stop)
+            yield service, key.secret, time.perf_counter() - started
+    except BaseException as exc:
+        exc.add_note(f"mlscale serve's log: {log_path}")
+        raise
     log_path.unlink(missing_ok=True)
 
 
