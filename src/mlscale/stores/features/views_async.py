@@ -70,9 +70,7 @@ class AsyncViews:
         if found is None:
             known = ", ".join(sorted(self._latest)) or "none"
             which = name if version is None else f"{name} version {version}"
-            raise FeatureViewNotFound(
-                f"unknown feature view {which!r}; registered views: {known}"
-            )
+            raise FeatureViewNotFound(f"unknown feature view {which!r}; registered views: {known}")
         return found
 
     async def drop(self, name: str, version: int) -> None:
