@@ -307,7 +307,7 @@ def test_a_group_down_keeps_its_rows_and_a_full_queue_blocks_or_raises(
         # Full: g1's rows wait, so 1,000 more do not fit (raise mode).
         with pytest.raises(WriterQueueFull, match="queue is full"):
             w.log_many(_frame(1_000 - left + 1, start=1_000))
-        assert w.stats().rejected == 1_000 - left + 1
+        assert w.stats().refused_full == 1_000 - left + 1
         # Block mode with a bound waits, then raises; nothing of it is taken.
         blocking = world.writer(log, batch_rows=200, queue_rows=1_000, on_full="block",
                                 flush_interval_s=0.05, block_timeout_s=0.3)  # fmt: skip
@@ -316,7 +316,7 @@ def test_a_group_down_keeps_its_rows_and_a_full_queue_blocks_or_raises(
         with pytest.raises(WriterQueueFull, match="after waiting"):
             blocking.log_many(_frame(1_000, start=6_000))
         assert time.monotonic() - started >= 0.3
-        assert blocking.stats().rejected == 1_000 and blocking.stats().blocked_s >= 0.3
+        assert blocking.stats().refused_full == 1_000 and blocking.stats().blocked_s >= 0.3
     finally:
         local.up()
     result = w.flush(timeout=60)
@@ -361,7 +361,7 @@ def test_block_mode_waits_for_room_and_takes_everything(
         with pytest.raises(WriterQueueFull, match="after waiting"):
             timed.log_many(_frame(1_000, start=4_000))
         assert time.monotonic() - started >= 0.3
-        assert timed.stats().blocked_s >= 0.3 and timed.stats().rejected == 1_000
+        assert timed.stats().blocked_s >= 0.3 and timed.stats().refused_full == 1_000
 
         def more() -> None:
             w.log_many(_frame(1_000, start=2_000))
@@ -376,7 +376,7 @@ def test_block_mode_waits_for_room_and_takes_everything(
     thread.join()
     w.close()
     timed.close()
-    assert w.stats().blocked_s > 0.4 and w.stats().rejected == 0
+    assert w.stats().blocked_s > 0.4 and w.stats().refused_full == 0
     assert _count(cluster, log) == 10 + 10 + 1_000 + 1_000 + 1_000 == _distinct(cluster, log)
 
 

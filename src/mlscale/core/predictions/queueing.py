@@ -123,7 +123,7 @@ class WriterState:
     duplicates: int = 0
     flushes: int = 0
     blocked_s: float = 0.0
-    rejected: int = 0
+    refused_full: int = 0
     failures: int = 0
     error: str | None = None
     failing: dict[str, str] = field(default_factory=dict)  # group -> its last error
@@ -292,7 +292,7 @@ class WriterState:
             flush_p50_ms=_pick(lat, 0.50),
             flush_p99_ms=_pick(lat, 0.99),
             blocked_s=self.blocked_s,
-            rejected=self.rejected,
+            refused_full=self.refused_full,
             failures=self.failures,
             error=self.error,
             rejected_rows=self.rejected_rows,

@@ -64,7 +64,7 @@ class WriterStats:
     ``rows_per_s``: written over the writer's lifetime; ``flushes`` and the flush
     latency (ms, from a batch's first row queued to its commit: ``flush_p50_ms``,
     ``flush_p99_ms`` over the last 1,000 flushes); ``blocked_s``: time callers spent
-    waiting for room; ``rejected``: rows refused because the queue was full
+    waiting for room; ``refused_full``: rows refused because the queue was full
     (``on_full="raise"``); ``failures`` and the last ``error`` of a write that will
     be retried; ``rejected_rows``: rows taken but refused by the server for good (a
     data exception, a not-null or check violation: see
@@ -81,7 +81,7 @@ class WriterStats:
     flush_p50_ms: float
     flush_p99_ms: float
     blocked_s: float
-    rejected: int
+    refused_full: int
     failures: int
     error: str | None = None
     rejected_rows: int = 0

@@ -153,7 +153,7 @@ class AsyncPredictionWriter:
         if state.has_room(rows):
             return
         if self._options.on_full == "raise":
-            state.rejected += rows
+            state.refused_full += rows
             raise WriterQueueFull(state.full_message(rows, None))
         assert self._cond is not None
         started = time.monotonic()
@@ -163,7 +163,7 @@ class AsyncPredictionWriter:
             while not state.has_room(rows):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    state.rejected += rows
+                    state.refused_full += rows
                     raise WriterQueueFull(state.full_message(rows, time.monotonic() - started))
                 await _wait(self._cond, left)
                 if state.closed:

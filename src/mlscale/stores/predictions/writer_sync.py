@@ -209,7 +209,7 @@ class PredictionWriter:
         if state.has_room(rows):
             return
         if self._options.on_full == "raise":
-            state.rejected += rows
+            state.refused_full += rows
             raise WriterQueueFull(state.full_message(rows, None))
         started = time.monotonic()
         limit = self._options.block_timeout_s
@@ -218,7 +218,7 @@ class PredictionWriter:
             while not state.has_room(rows):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    state.rejected += rows
+                    state.refused_full += rows
                     raise WriterQueueFull(state.full_message(rows, time.monotonic() - started))
                 self._cond.wait(left)
                 if state.closed:
