@@ -22,6 +22,7 @@ from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
 from .features_cmd import features
+from .ha_cmds import failover, switchover
 from .metrics_cmd import metrics
 from .models_cmd import models
 from .predictions_cmd import predictions
@@ -60,6 +61,8 @@ for command in (
     predictions,
     models,
     metrics,
+    switchover,
+    failover,
 ):
     cli.add_command(command)
 
