@@ -75,6 +75,24 @@ def scopes(root: Path) -> dict[str, dict[str, Any]]:
     return {s["scope"]: s for s in status(root)["ha"]["scopes"]}
 
 
+def wait_settled(root: Path, timeout: float = 60.0) -> dict[str, dict[str, Any]]:
+    """Every scope with a running leader and its other members streaming."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = scopes(root)
+        if all(
+            s["leader"]
+            and all(
+                m["state"] == ("running" if m["role"] == "leader" else "streaming")
+                for m in s["members"]
+            )
+            for s in now.values()
+        ):
+            return now
+        assert time.monotonic() < deadline, now
+        time.sleep(0.5)
+
+
 def test_up_ha_makes_leaders_and_streaming_sync_standbys(ha_dir: Path) -> None:
     ha = status(ha_dir)["ha"]
     assert ha["sync"] == "strict"
@@ -157,10 +175,12 @@ def test_switchover_moves_the_leader_and_the_old_one_rejoins(ha_dir: Path) -> No
     back = run_cli("failover", "g0", "--to", "g0-primary", "--dir", str(ha_dir))
     assert back.returncode == 0, back.stderr
     assert "g0-primary leads now" in back.stdout
+    wait_settled(ha_dir)
 
 
 def test_down_up_destroy_leave_no_process(ha_dir: Path) -> None:
-    assert len(_cluster_pids(ha_dir)) >= 4 + 3 + 4  # agents, etcd, postmasters
+    wait_settled(ha_dir)
+    assert len(_cluster_pids(ha_dir)) == 4 + 3 + 4  # agents, etcd, postmasters
     down = run_cli("down", "--dir", str(ha_dir))
     assert down.returncode == 0, down.stderr
     assert _cluster_pids(ha_dir) == []
