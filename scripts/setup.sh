@@ -81,8 +81,11 @@ if [ "$(cat "$patroni_stamp" 2>/dev/null)" != "$PATRONI_SPEC" ] || [ ! -x "$patr
   "$patroni_venv/bin/python" -m pip install -q --upgrade pip
   "$patroni_venv/bin/python" -m pip install -q "$PATRONI_SPEC"
   echo "$PATRONI_SPEC" > "$patroni_stamp"
-  # Every user may traverse and run it (a umask of 077 would lock the servers' user out).
-  chmod -R a+rX "$patroni_venv"
-  d=$patroni_venv
-  while [ "$d" != / ]; do chmod a+x "$d" 2>/dev/null || true; d=$(dirname "$d"); done
+  # As root the agents run as the unprivileged servers' user: every user may traverse and
+  # run the venv (a umask of 077 would lock that user out).
+  if [ "$(id -u)" -eq 0 ]; then
+    chmod -R a+rX "$patroni_venv"
+    d=$(dirname "$patroni_venv")
+    while [ "$d" != / ]; do chmod a+x "$d"; d=$(dirname "$d"); done
+  fi
 fi

@@ -9,6 +9,7 @@ import click
 
 from ..config import load_config
 from ..engine.inspect import inspect_cluster, inspect_redis, inspect_redis_cluster
+from ..engine.patroni import inspect_scopes
 from ..local.cluster import LocalCluster
 from .options import dir_option
 
@@ -223,7 +224,8 @@ def _ha_lines(ha: dict[str, Any] | None) -> list[str]:
     head = [h for h, _ in _HA_COLUMNS]
     table = [[_fmt(r.get(k)) for _, k in _HA_COLUMNS] for r in rows]
     widths = [max(len(r[i]) for r in [head, *table]) for i in range(len(head))]
-    out = ["", f"patroni (synchronous mode: {ha['sync']}; watchdog: {ha['watchdog']})"]
+    local = f" (synchronous mode: {ha['sync']}; watchdog: {ha['watchdog']})" if "sync" in ha else ""
+    out = ["", f"patroni{local}"]
     out += [
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
         for r in [head, *table]
@@ -239,7 +241,7 @@ def _ha_lines(ha: dict[str, Any] | None) -> list[str]:
         lead = scope.get("leader") or "NO LEADER"
         err = f"; {scope['error']}" if scope.get("error") else ""
         out.append(f"{scope['scope']}: leader {lead}; {when}{err}")
-    down = [n for n, pid in {**ha["agents"], **ha["etcd"]}.items() if pid is None]
+    down = [n for n, pid in {**ha.get("agents", {}), **ha.get("etcd", {})}.items() if pid is None]
     if down:
         out.append(f"not running: {', '.join(down)}")
     return out
@@ -271,6 +273,9 @@ def status(ctx: click.Context, cluster_dir: str, config_file: str | None, as_jso
             "redis": None if redis_st is None else vars(redis_st),
             "redis_cluster": [vars(st) for st in inspect_redis_cluster(config)],
         }
+        scopes = inspect_scopes(config)
+        if scopes:
+            data["ha"] = {"scopes": [s.to_dict() for s in scopes]}
     else:
         data = LocalCluster(cluster_dir).describe()
     click.echo(json.dumps(data, indent=2) if as_json else _table(data))

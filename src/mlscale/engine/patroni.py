@@ -17,12 +17,16 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ..errors import ClusterError
+
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
 
 __all__ = [
     "FailoverEvent",
@@ -30,11 +34,15 @@ __all__ = [
     "PatroniError",
     "PatroniMember",
     "PatroniView",
+    "ScopeStatus",
     "fetch_history",
     "fetch_view",
     "handover",
+    "inspect_scope",
+    "inspect_scopes",
     "parse_cluster",
     "parse_history",
+    "scope_endpoints",
 ]
 
 # One member that does not answer must not stall the caller: try the next one.
@@ -315,3 +323,57 @@ def handover(
                 f"(Patroni said: {message or 'nothing'}); {now} leads now"
             )
         time.sleep(0.1)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeStatus:
+    """One scope now: Patroni's view (None if no member answered, with ``error``) and
+    its last failover or switchover (None if it never had one)."""
+
+    scope: str
+    view: PatroniView | None
+    last_failover: FailoverEvent | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "leader": self.view.leader.name if self.view and self.view.leader else None,
+            "members": [m.to_dict() for m in self.view.members] if self.view else [],
+            "last_failover": self.last_failover.to_dict() if self.last_failover else None,
+            "error": self.error,
+        }
+
+
+def scope_endpoints(config: ClusterConfig) -> dict[str, list[str]]:
+    """The Patroni REST endpoints of each scope ``config`` names (``control`` and the
+    shard groups that have ``patroni``), in config order."""
+    out: dict[str, list[str]] = {}
+    if config.control.patroni:
+        out["control"] = list(config.control.patroni)
+    for group in config.shard_groups:
+        if group.patroni:
+            out[group.name] = list(group.patroni)
+    return out
+
+
+def inspect_scope(scope: str, endpoints: Sequence[str], timeout: float = 1.0) -> ScopeStatus:
+    """``scope`` as the first answering member sees it, with its last failover."""
+    try:
+        view = fetch_view(endpoints, timeout)
+    except PatroniError as exc:
+        return ScopeStatus(scope, None, None, str(exc))
+    try:
+        history = fetch_history([view.source, *endpoints], timeout)
+    except PatroniError:
+        history = []
+    return ScopeStatus(scope, view, history[-1] if history else None)
+
+
+def inspect_scopes(config: ClusterConfig, timeout: float = 1.0) -> list[ScopeStatus]:
+    """Every Patroni scope of ``config``, asked in parallel."""
+    items = list(scope_endpoints(config).items())
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(lambda item: inspect_scope(item[0], item[1], timeout), items))

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..config import ClusterConfig, LocalHaConfig, patroni_address
 from ..core.topology import Node, Role, primary_name, replica_name
-from ..engine.patroni import FailoverEvent, PatroniError, PatroniView, fetch_history, fetch_view
+from ..engine.patroni import PatroniError, PatroniView, ScopeStatus, fetch_view, inspect_scopes
 from ..errors import NodeStartError
 from .binaries import PgBinaries
 from .etcd import EtcdMember, etcd_hosts, find_etcd, initial_cluster, member_name
@@ -41,7 +41,6 @@ from .settings import HBA
 __all__ = [
     "CONTROL_SCOPE",
     "HaMember",
-    "HaScopeStatus",
     "LocalHa",
     "control_replica_name",
     "ha_members",
@@ -120,26 +119,6 @@ def ha_members(config: ClusterConfig) -> list[HaMember]:
         for i, ((name, cfg), url) in enumerate(zip(nodes, rest, strict=True)):
             out.append(HaMember(name, scope, cfg.host, cfg.port, url, first=i == 0))
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class HaScopeStatus:
-    """One scope now: Patroni's view (None if no agent answered, with ``error``) and its
-    last failover or switchover (None if it never had one)."""
-
-    scope: str
-    view: PatroniView | None
-    last_failover: FailoverEvent | None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "scope": self.scope,
-            "leader": self.view.leader.name if self.view and self.view.leader else None,
-            "members": [m.to_dict() for m in self.view.members] if self.view else [],
-            "last_failover": self.last_failover.to_dict() if self.last_failover else None,
-            "error": self.error,
-        }
 
 
 def _parallel(fn: Callable[[Any], object], items: Iterable[Any]) -> None:
@@ -436,24 +415,9 @@ class LocalHa:
 
     # -- status ----------------------------------------------------------------------
 
-    def status(self, config: ClusterConfig) -> list[HaScopeStatus]:
+    def status(self, config: ClusterConfig) -> list[ScopeStatus]:
         """Every scope as Patroni sees it now, with its last failover."""
-
-        def one(item: tuple[str, list[str]]) -> HaScopeStatus:
-            scope, urls = item
-            try:
-                view = fetch_view(urls, timeout=1.0)
-            except PatroniError as exc:
-                return HaScopeStatus(scope, None, None, str(exc))
-            try:
-                history = fetch_history([view.source, *urls], timeout=1.0)
-            except PatroniError:
-                history = []
-            return HaScopeStatus(scope, view, history[-1] if history else None)
-
-        items = list(self._endpoints(config).items())
-        with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
-            return list(pool.map(one, items))
+        return inspect_scopes(config)
 
 
 def _ha_of(config: ClusterConfig) -> LocalHaConfig:
