@@ -140,6 +140,9 @@ def test_up_ha_makes_leaders_and_streaming_sync_standbys(ha_dir: Path) -> None:
     }
     text = run_cli("status", "--dir", str(ha_dir)).stdout
     assert "g0: leader g0-primary" in text and "watchdog:" in text
+    # Any config with patroni endpoints (a remote Patroni cluster too) shows the same view.
+    remote = run_cli("status", "--config", str(ha_dir / "mlscale.toml")).stdout
+    assert "g0: leader g0-primary" in remote and "control: leader control" in remote
 
 
 def test_switchover_moves_the_leader_and_the_old_one_rejoins(ha_dir: Path) -> None:

@@ -374,6 +374,11 @@ class LocalCluster:
                 raise ClusterError(f"--sync must be off, on or strict, got {ha_sync!r}")
             if replicas == 0:
                 raise ClusterError("--ha needs at least one replica per group (--replicas 1)")
+            if node_cpu is not None:
+                raise ClusterError(
+                    "--node-cpu is not supported with --ha yet: Patroni starts PostgreSQL, "
+                    "outside the cgroup mlscale would cap it in"
+                )
             if sync:
                 raise ClusterError(
                     "--sync-replication does not apply with --ha: Patroni manages synchronous "
