@@ -61,10 +61,10 @@ for command in (
     predictions,
     models,
     metrics,
-    switchover,
-    failover,
 ):
     cli.add_command(command)
+cli.add_command(switchover)  # issue 17: Patroni scopes
+cli.add_command(failover)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
