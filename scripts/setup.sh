@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what mlscale needs on Debian 12, idempotently: system packages
-# (PostgreSQL 15 server, Redis, PgBouncer, Prometheus, build tools) and a Python venv at
-# .venv with mlscale and its dev dependencies. Fast when nothing is missing.
+# (PostgreSQL 15 server, Redis, PgBouncer, Prometheus, etcd, build tools), a Python venv at
+# .venv with mlscale and its dev dependencies, and Patroni in a venv of its own (for
+# `mlscale up --ha`). Fast when nothing is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v pgbouncer >/dev/null || need_apt+=(pgbouncer)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+[ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
 command -v gcc >/dev/null || need_apt+=(build-essential)
 command -v useradd >/dev/null || need_apt+=(passwd)
 command -v python3 >/dev/null || need_apt+=(python3)
@@ -37,6 +40,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # etcd-server's package starts a system-wide etcd where policy-rc.d did not stop it;
+  # mlscale runs its own members on free loopback ports.
+  if command -v systemctl >/dev/null && systemctl is-enabled etcd >/dev/null 2>&1; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
   [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
@@ -53,4 +61,31 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
+fi
+
+# Patroni (the HA agent of `mlscale up --ha`) in its own venv, built from the system's
+# /usr/bin/python3: the agents run as the servers' unprivileged OS user, who can execute
+# neither a venv under /root nor one whose base Python lives there (pyenv). mlscale finds
+# it at the same place (src/mlscale/local/binaries.py, find_patroni).
+PATRONI_SPEC='patroni[etcd3,psycopg3]==4.1.*'
+if [ "$(id -u)" -eq 0 ]; then
+  patroni_venv=${MLSCALE_PATRONI_VENV:-/opt/mlscale/patroni}
+else
+  patroni_venv=${MLSCALE_PATRONI_VENV:-${XDG_DATA_HOME:-$HOME/.local/share}/mlscale/patroni}
+fi
+patroni_stamp="$patroni_venv/.mlscale-spec"
+if [ "$(cat "$patroni_stamp" 2>/dev/null)" != "$PATRONI_SPEC" ] || [ ! -x "$patroni_venv/bin/patroni" ]; then
+  echo "setup: installing Patroni ($PATRONI_SPEC) into $patroni_venv"
+  mkdir -p "$patroni_venv"
+  [ -x "$patroni_venv/bin/python" ] || /usr/bin/python3 -m venv "$patroni_venv"
+  "$patroni_venv/bin/python" -m pip install -q --upgrade pip
+  "$patroni_venv/bin/python" -m pip install -q "$PATRONI_SPEC"
+  echo "$PATRONI_SPEC" > "$patroni_stamp"
+  # As root the agents run as the unprivileged servers' user: every user may traverse and
+  # run the venv (a umask of 077 would lock that user out).
+  if [ "$(id -u)" -eq 0 ]; then
+    chmod -R a+rX "$patroni_venv"
+    d=$(dirname "$patroni_venv")
+    while [ "$d" != / ]; do chmod a+x "$d"; d=$(dirname "$d"); done
+  fi
 fi

@@ -24,6 +24,8 @@ Example::
     name = "g0"
     primary = { host = "10.0.0.10", port = 5432 }
     replicas = [{ host = "10.0.0.11", port = 5432 }]
+    # optional: the group is a Patroni cluster; its members' REST endpoints
+    patroni = ["http://10.0.0.10:8008", "http://10.0.0.11:8008"]
 
     [redis]
     host = "10.0.0.20"
@@ -44,6 +46,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -55,7 +58,9 @@ from .errors import ConfigError
 __all__ = [
     "AuthConfig",
     "ClusterConfig",
+    "ControlConfig",
     "LocalConfig",
+    "LocalHaConfig",
     "NodeConfig",
     "PolicyConfig",
     "PoolConfig",
@@ -66,6 +71,7 @@ __all__ = [
     "ShardGroupConfig",
     "load_config",
     "parse_config",
+    "patroni_address",
 ]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
@@ -148,12 +154,66 @@ class AuthConfig(_Model):
         return self
 
 
+PATRONI_DEFAULT_PORT = 8008
+
+
+def _patroni_endpoints(value: list[str] | None) -> list[str] | None:
+    """Check a list of Patroni REST endpoints (``http(s)://host[:port]``); each in one
+    spelling (no trailing slash), none twice, no credentials inline."""
+    if value is None:
+        return None
+    if not value:
+        raise ValueError("patroni needs at least one REST endpoint, e.g. http://10.0.0.10:8008")
+    out: list[str] = []
+    seen: set[tuple[str, int]] = set()
+    for raw in value:
+        url = urllib.parse.urlsplit(raw.strip())
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(
+                f"patroni endpoint {raw!r} is not an http(s)://host:port URL of a Patroni REST API"
+            )
+        if url.username is not None or url.password is not None:
+            _refuse_inline_password(raw, "a patroni endpoint")
+        if url.path not in ("", "/") or url.query or url.fragment:
+            raise ValueError(
+                f"patroni endpoint {raw!r} has a path or query; give only scheme, host and port"
+            )
+        try:
+            port = url.port or PATRONI_DEFAULT_PORT
+        except ValueError:
+            raise ValueError(f"patroni endpoint {raw!r} has an invalid port") from None
+        key = (_server_host(url.hostname), port)
+        if key in seen:
+            raise ValueError(f"patroni endpoint {raw!r} is listed twice")
+        seen.add(key)
+        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+        out.append(f"{url.scheme}://{host}:{port}")
+    return out
+
+
+def patroni_address(endpoint: str) -> tuple[str, int]:
+    """The (host, port) of a validated Patroni endpoint."""
+    url = urllib.parse.urlsplit(endpoint)
+    return url.hostname or "", url.port or PATRONI_DEFAULT_PORT
+
+
 class ShardGroupConfig(_Model):
-    """A shard group: one primary and its streaming replicas."""
+    """A shard group: one primary and its streaming replicas.
+
+    ``patroni``, when set, says the group is a Patroni cluster and lists its members'
+    REST endpoints (``http://host:8008``); ``mlscale up --ha`` writes it, in the
+    order primary, replicas.
+    """
 
     name: str
     primary: NodeConfig
     replicas: list[NodeConfig] = Field(default_factory=list)
+    patroni: list[str] | None = None
+
+    @field_validator("patroni")
+    @classmethod
+    def _patroni(cls, value: list[str] | None) -> list[str] | None:
+        return _patroni_endpoints(value)
 
     @field_validator("name")
     @classmethod
@@ -284,6 +344,46 @@ class RoutingConfig(_Model):
     read_only_functions: list[str] = Field(default_factory=list)
 
 
+class ControlConfig(NodeConfig):
+    """The control database (it holds the catalog). ``host``/``port`` is where clients
+    reach it. When it is a Patroni cluster (``mlscale up --ha``), ``replicas`` are its
+    standbys and ``patroni`` its members' REST endpoints (order: this node, replicas)."""
+
+    replicas: list[NodeConfig] | None = None
+    patroni: list[str] | None = None
+
+    @field_validator("patroni")
+    @classmethod
+    def _patroni(cls, value: list[str] | None) -> list[str] | None:
+        return _patroni_endpoints(value)
+
+
+class LocalHaConfig(_Model):
+    """How ``mlscale up --ha`` runs a local cluster on Patroni and etcd.
+
+    ``sync``: ``off`` (asynchronous replication), ``on`` (Patroni's synchronous_mode:
+    commits wait for a sync standby while one is healthy) or ``strict``
+    (synchronous_mode_strict: commits wait even when none is, so no acknowledged
+    write is lost on failover). ``etcd`` lists the (client port, peer port) of each of
+    the 3 loopback etcd members. ``watchdog``: whether /dev/watchdog existed when the
+    cluster was made (Patroni uses it then; otherwise it runs without one).
+    """
+
+    sync: Literal["off", "on", "strict"] = "strict"
+    etcd: list[tuple[int, int]] = Field(min_length=1)
+    watchdog: bool = False
+
+    @field_validator("etcd")
+    @classmethod
+    def _etcd(cls, value: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        ports = [p for pair in value for p in pair]
+        if any(not 1 <= p <= 65535 for p in ports):
+            raise ValueError("etcd ports must be between 1 and 65535")
+        if len(set(ports)) != len(ports):
+            raise ValueError("every etcd member needs its own client and peer port")
+        return value
+
+
 class LocalConfig(_Model):
     """Present when ``mlscale up`` made the cluster: how its servers are run.
 
@@ -299,6 +399,7 @@ class LocalConfig(_Model):
     pg_bindir: Path | None = None
     node_cpu: float | None = Field(default=None, gt=0, le=64)
     redis_fsync: Literal["always", "everysec"] = "everysec"
+    ha: LocalHaConfig | None = None
 
 
 class ClusterConfig(_Model):
@@ -306,7 +407,7 @@ class ClusterConfig(_Model):
 
     name: str = "mlscale"
     auth: AuthConfig = Field(default_factory=AuthConfig)
-    control: NodeConfig
+    control: ControlConfig
     shard_groups: list[ShardGroupConfig] = Field(min_length=1)
     redis: RedisConfig | None = None
     redis_cluster: RedisClusterConfig | None = None
@@ -332,6 +433,16 @@ class ClusterConfig(_Model):
         ]
         if self.redis is not None:
             located.append(("redis", self.redis.host, self.redis.port))
+        patroni = [("control.patroni", self.control.patroni)] + [
+            (f"shard_groups[{i}].patroni", g.patroni) for i, g in enumerate(self.shard_groups)
+        ]
+        for where, endpoints_of in patroni:
+            for j, endpoint in enumerate(endpoints_of or ()):
+                located.append((f"{where}[{j}]", *patroni_address(endpoint)))
+        if self.local is not None and self.local.ha is not None:
+            for j, (client, peer) in enumerate(self.local.ha.etcd):
+                located.append((f"local.ha.etcd[{j}]", "127.0.0.1", client))
+                located.append((f"local.ha.etcd[{j}].peer", "127.0.0.1", peer))
         if self.redis_cluster is not None:
             for i, rn in enumerate(self.redis_cluster.nodes):
                 located.append((f"redis_cluster.nodes[{i}]", rn.host, rn.port))
@@ -352,7 +463,8 @@ class ClusterConfig(_Model):
         return self
 
     def _located_nodes(self) -> list[tuple[str, NodeConfig]]:
-        out = [("control", self.control)]
+        out: list[tuple[str, NodeConfig]] = [("control", self.control)]
+        out.extend((f"control.replicas[{j}]", r) for j, r in enumerate(self.control.replicas or ()))
         for i, group in enumerate(self.shard_groups):
             out.append((f"shard_groups[{i}].primary", group.primary))
             out.extend(

@@ -16,12 +16,15 @@ with ``raise ... from exc`` so the cause is kept::
     ├── SchemaError              a table cannot be sharded as declared
     ├── CacheError               the cache refused a value or cannot serve a call
     │   └── CacheValueTooLarge   a value over the cache's size limit (nothing stored)
+    ├── NotFound                 no such thing: a second base of each *NotFound below
     ├── FeatureError             a feature view, reference or push is malformed (nothing written)
+    │   └── FeatureViewNotFound  no such feature view (or version of it); also a NotFound
     ├── PredictionError          a prediction or label is malformed (nothing of it written)
-    │   └── WriterQueueFull      a prediction writer's queue is full (raise mode): retry later
+    │   ├── WriterQueueFull      a prediction writer's queue is full (raise mode): retry later
+    │   └── PredictionLogNotFound no such prediction log; also a NotFound
     ├── RegistryError            a model registry call is malformed or refused (nothing written)
     │   ├── ModelExists          a model of that name exists with another description or tags
-    │   ├── ModelNotFound        no such model, version, or version at an alias
+    │   ├── ModelNotFound        no such model, version, or version at an alias; also a NotFound
     │   └── RegistryConflict     an alias moved since its expected revision (.current_version)
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
@@ -54,6 +57,7 @@ __all__ = [
     "ConfigError",
     "DatabaseError",
     "FeatureError",
+    "FeatureViewNotFound",
     "IntegrityViolation",
     "MissingBinaryError",
     "MlscaleError",
@@ -62,9 +66,11 @@ __all__ = [
     "NoReplicaAvailable",
     "NodeStartError",
     "NodeUnavailableError",
+    "NotFound",
     "PartialWriteError",
     "PortInUseError",
     "PredictionError",
+    "PredictionLogNotFound",
     "QueryError",
     "ReadOnlyViolation",
     "RegistryConflict",
@@ -124,10 +130,24 @@ class CacheValueTooLarge(CacheError):
     """A value is larger than the cache's limit once encoded; nothing was stored."""
 
 
+class NotFound(MlscaleError):
+    """The thing a call names does not exist: no such feature view, prediction log,
+    model, version, or version at an alias. A base shared by
+    :class:`FeatureViewNotFound`, :class:`PredictionLogNotFound` and
+    :class:`ModelNotFound`, each also under its own store's error, so one clause
+    (``except NotFound``) catches every "not found", as an HTTP service answering 404
+    does, without reading messages."""
+
+
 class FeatureError(MlscaleError):
     """A feature view, a feature reference or the data given to a feature store call is
     malformed (an unknown view or feature, a wrong key type, a NaN where none is
     allowed, a missing column, an oversize batch); nothing was written."""
+
+
+class FeatureViewNotFound(FeatureError, NotFound):
+    """No feature view of that name (or no such version of it) is registered; the
+    message names the registered views."""
 
 
 class PredictionError(MlscaleError):
@@ -139,6 +159,10 @@ class PredictionError(MlscaleError):
 class WriterQueueFull(PredictionError):
     """A prediction writer's queue stayed full past its wait (``on_full="raise"``, or
     ``"block"`` with a timeout): the rows of the call were not taken; send them again."""
+
+
+class PredictionLogNotFound(PredictionError, NotFound):
+    """No prediction log of that name is recorded; the message names the known logs."""
 
 
 class RegistryError(MlscaleError):
@@ -153,7 +177,7 @@ class ModelExists(RegistryError):
     same ones: the call returns the model as it is)."""
 
 
-class ModelNotFound(RegistryError):
+class ModelNotFound(RegistryError, NotFound):
     """No such model, no such version of it, or no version at the alias asked for."""
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from mlscale import Cluster
-from mlscale.errors import FeatureError
+from mlscale.errors import FeatureError, FeatureViewNotFound
 from mlscale.stores.features import Entity, Feature, FeatureStore, FeatureType, FeatureView
 from tests.integration.features_help import row_counts, scratch_store, unique
 
@@ -88,7 +88,7 @@ def test_unknown_view(bed: Bed) -> None:
     before = row_counts(bed.store, bed.view.name)
     with pytest.raises(FeatureError, match=r"unknown feature view 'no_such_view'.*registered"):
         bed.store.push("no_such_view", _rows(range(1000, 1000 + GOOD)))
-    with pytest.raises(FeatureError, match="unknown feature view 'no_such_view'"):
+    with pytest.raises(FeatureViewNotFound, match="unknown feature view 'no_such_view'"):
         bed.store.get_online_features(["no_such_view:x"], [1])
     with pytest.raises(FeatureError, match=r"unknown feature view .*version 7"):
         bed.store.get_online_features([f"{bed.view.name}@7:x"], [1])
@@ -144,6 +144,21 @@ def test_wrong_entity_key_type_on_push(bed: Bed, keys: list[object], match: str)
 def test_wrong_entity_key_type_on_read(bed: Bed, keys: list[object]) -> None:
     with pytest.raises(FeatureError, match="entity 'user_id' is int8"):
         bed.store.get_online_features(f"{bed.view.name}:x", keys)
+
+
+@pytest.mark.parametrize(
+    ("ids", "match"),
+    [
+        ([1, (2, 3)], "one key per entity of 'user_id' expected"),
+        ([(1, 2), (3, 4)], "one key per entity of 'user_id' expected"),
+        (None, "entity_ids is missing"),
+        ({"item": [1]}, r"lacks entity column\(s\) user_id"),
+        ([1, None], r"key is missing \(None\)"),
+    ],
+)
+def test_bad_shapes_of_entity_ids_on_read(bed: Bed, ids: object, match: str) -> None:
+    with pytest.raises(FeatureError, match=match):
+        bed.store.get_online_features(f"{bed.view.name}:x", ids)
 
 
 def test_nan_where_not_allowed(bed: Bed) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale import AsyncCluster, Cluster, PredictionError
+from mlscale import AsyncCluster, Cluster, PredictionError, PredictionLogNotFound
 from mlscale.stores.predictions import AsyncPredictionStore, PredictionLog
 from tests.integration.predictions_help import scratch_predictions, seed, synthetic, unique
 
@@ -211,7 +211,7 @@ def test_bad_labels_raise_and_write_nothing(cluster: Cluster) -> None:
                 )
         start, end = preds.ts.min().date(), preds.ts.max().date() + dt.timedelta(days=1)
         assert sum(d.labeled for d in store.daily(log, start, end, consistency="strong")) == 0
-        with pytest.raises(PredictionError, match="no prediction log"):
+        with pytest.raises(PredictionLogNotFound, match="no prediction log"):
             store.log_labels("no_such_log", [])
         with pytest.raises(PredictionError, match="limit"):
             store.by_model(log, "ranker", start, end, limit=0)

@@ -3,7 +3,9 @@ through an adapter in each world): flushes by size, time and close; a full queue
 blocking or raising (counted, nothing dropped); ids stored once within a batch and
 across resends; partitions made on demand; values round-tripped through binary COPY
 for every entity key type; a group's primary stopped mid-write and its rows written
-once it is back. Rows are always counted on the servers."""
+once it is back; rows the server refuses for good (a CHECK the test adds) set aside
+while the rest is written, and rows PostgreSQL cannot store refused at the door.
+Rows are always counted on the servers."""
 
 from __future__ import annotations
 
@@ -305,7 +307,7 @@ def test_a_group_down_keeps_its_rows_and_a_full_queue_blocks_or_raises(
         # Full: g1's rows wait, so 1,000 more do not fit (raise mode).
         with pytest.raises(WriterQueueFull, match="queue is full"):
             w.log_many(_frame(1_000 - left + 1, start=1_000))
-        assert w.stats().rejected == 1_000 - left + 1
+        assert w.stats().refused_full == 1_000 - left + 1
         # Block mode with a bound waits, then raises; nothing of it is taken.
         blocking = world.writer(log, batch_rows=200, queue_rows=1_000, on_full="block",
                                 flush_interval_s=0.05, block_timeout_s=0.3)  # fmt: skip
@@ -314,7 +316,7 @@ def test_a_group_down_keeps_its_rows_and_a_full_queue_blocks_or_raises(
         with pytest.raises(WriterQueueFull, match="after waiting"):
             blocking.log_many(_frame(1_000, start=6_000))
         assert time.monotonic() - started >= 0.3
-        assert blocking.stats().rejected == 1_000 and blocking.stats().blocked_s >= 0.3
+        assert blocking.stats().refused_full == 1_000 and blocking.stats().blocked_s >= 0.3
     finally:
         local.up()
     result = w.flush(timeout=60)
@@ -359,7 +361,7 @@ def test_block_mode_waits_for_room_and_takes_everything(
         with pytest.raises(WriterQueueFull, match="after waiting"):
             timed.log_many(_frame(1_000, start=4_000))
         assert time.monotonic() - started >= 0.3
-        assert timed.stats().blocked_s >= 0.3 and timed.stats().rejected == 1_000
+        assert timed.stats().blocked_s >= 0.3 and timed.stats().refused_full == 1_000
 
         def more() -> None:
             w.log_many(_frame(1_000, start=2_000))
@@ -374,8 +376,65 @@ def test_block_mode_waits_for_room_and_takes_everything(
     thread.join()
     w.close()
     timed.close()
-    assert w.stats().blocked_s > 0.4 and w.stats().rejected == 0
+    assert w.stats().blocked_s > 0.4 and w.stats().refused_full == 0
     assert _count(cluster, log) == 10 + 10 + 1_000 + 1_000 + 1_000 == _distinct(cluster, log)
+
+
+def test_rows_the_server_refuses_are_set_aside_and_the_rest_written_once(
+    world: World, cluster: Cluster
+) -> None:
+    log = _log(world, "refuse")
+    # Rules the writer cannot check in Python: the server alone refuses these rows
+    # (a check violation, 23514; a data exception, 22001).
+    for g in _groups(cluster):
+        cluster.as_written(g).execute(
+            f"ALTER TABLE {log.name} ADD CONSTRAINT score_cap CHECK (score < 100)"
+        )
+        cluster.as_written(g).execute(f"ALTER TABLE {log.name} ALTER predicted TYPE varchar(8)")
+    w = world.writer(log, batch_rows=500, flush_interval_s=60.0)
+    frame = _frame(2_000)
+    bad = [3, 700, 701, 1_999]
+    frame.loc[bad, "score"] = 1_000.0
+    assert w.log_many(frame) == 2_000
+    bad_id = w.log(123_456, "m", "v1", score=1e6)
+    w.log(123_457, "m", "v1", predicted="fine")
+    long_id = w.log(123_458, "m", "v1", predicted="far too long for eight")
+    result = w.flush(timeout=60)
+    assert (result.rows, result.duplicates, result.rejected) == (1_997, 0, 6)
+    assert _count(cluster, log) == 1_997 == _distinct(cluster, log)
+    assert _count(cluster, log, "WHERE score >= 100") == 0
+    stats = w.stats()
+    assert (stats.written, stats.rejected_rows, stats.queued, stats.error) == (1_997, 6, 0, None)
+    assert stats.rejected_error is not None
+    refused = w.rejected()
+    want = {uuid.UUID(int=k + 1) for k in bad} | {bad_id, long_id}
+    assert {r.prediction_id for r in refused} == want
+    by_id = {r.prediction_id: r for r in refused}
+    assert (
+        by_id[long_id].sqlstate == "22001" and by_id[long_id].predicted == "far too long for eight"
+    )
+    checked = [r for r in refused if r.prediction_id != long_id]
+    assert all(r.sqlstate == "23514" and "score_cap" in r.error for r in checked)
+    assert all(r.score is not None and r.score >= 100 for r in checked)
+    assert {r.entity for r in refused} == {k * 7919 for k in bad} | {123_456, 123_458}
+    assert w.rejected(clear=True) == refused and w.rejected() == []
+    # A resend goes through the staging table (duplicates): the bad rows are refused
+    # there too, the good ones found stored.
+    w.log_many(frame)
+    again = w.flush(timeout=60)
+    assert (again.rows, again.duplicates, again.rejected) == (0, 1_996, 4)
+    assert _count(cluster, log) == 1_997
+    # What PostgreSQL cannot store is refused at the door, nothing of the call queued.
+    with pytest.raises(PredictionError, match="predicted holds a NUL character"):
+        w.log(1, "m", "v1", predicted="a\x00b")
+    with pytest.raises(PredictionError, match="extra holds a lone surrogate"):
+        w.log(1, "m", "v1", score=0.5, extra={"k": "\ud800"})
+    nul = _frame(3, start=9_000, extra=[None, {"k": "x\x00"}, None])
+    with pytest.raises(PredictionError, match="row 1: extra holds a NUL"):
+        w.log_many(nul)
+    assert w.stats().queued == 0
+    w.close()
+    assert w.stats().rejected_rows == 10 and _count(cluster, log) == 1_997
 
 
 def _groups(cluster: Cluster) -> list[str]:

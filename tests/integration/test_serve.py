@@ -48,6 +48,7 @@ from mlscale.serve.process import ServiceProcess
 from mlscale.stores.features import Entity, Feature, FeatureStore, FeatureView
 from mlscale.stores.predictions import PredictionLog, PredictionStore
 from tests.conftest import run_cli
+from tests.integration.prometheus_server import prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -652,3 +653,44 @@ def test_registry_over_http_tokens_conflicts_and_every_worker_sees_a_promotion(b
         count = f'mlscale_registry_lookup_seconds_count{{model="{name}"}}'
         seen = [ln for ln in metrics.text.splitlines() if ln.startswith(count)]
         assert seen and float(seen[0].split()[-1]) >= 40, seen
+
+
+def _scraped(text: str, series: str) -> float:
+    """The value of ``series`` (name and labels, exactly) in an exposition, 0 if absent."""
+    values = [float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(series + " ")]
+    return sum(values)
+
+
+def test_prometheus_scrapes_the_service_and_counts_the_reads_made(bed: Bed) -> None:
+    # A real Prometheus scrapes /metrics of the 2-worker service (workers summed through
+    # the multiprocess files); PromQL returns exactly the lookups and reads made here,
+    # whichever worker answered each request and whichever one a scrape reached.
+    name = f"prom-{uuid.uuid4().hex[:8]}"
+    url = f"{bed.service.url}/v1/models"
+    w, r = bed.auth(bed.write_key), bed.auth(bed.read_key)
+    lookups, reads = 37, 23
+    feature_reads = f'mlscale_feature_read_seconds_count{{view="{FUZZ_VIEW}"}}'
+    with httpx.Client(timeout=10) as http:
+        time.sleep(1.2)  # every worker's mirror has copied its counters since the last test
+        before = _scraped(http.get(f"{bed.service.url}/metrics").text, feature_reads)
+        assert http.post(url, json={"name": name}, headers=w).status_code == 200
+        assert http.post(f"{url}/{name}/versions", json={"artifact_uri": "s3://p"}, headers=w)
+        moved = http.put(f"{url}/{name}/aliases/production", json={"version": 1}, headers=w)
+        assert moved.status_code == 200, moved.text
+        prod = f"{url}/{name}/aliases/production"
+        got = http.get(prod, headers={**r, TOKEN_HEADER: moved.headers[TOKEN_HEADER]})
+        assert got.json()["version"] == 1  # a token read: the database, counted too
+        for _ in range(lookups - 1):
+            assert http.get(prod, headers=r).status_code == 200
+        online = {"features": [FUZZ_VIEW], "entity_ids": [1, 2, 3], "consistency": "strong"}
+        for _ in range(reads):
+            assert http.post(f"{bed.service.url}/v1/features/online", json=online, headers=r)
+    with prometheus([bed.service.url.removeprefix("http://")]) as server:
+        time.sleep(1.2)  # the workers' mirrors copy their counters every second
+        server.scraped_after(time.time())
+        lookup_count = f'sum(mlscale_registry_lookup_seconds_count{{model="{name}"}})'
+        assert server.value(lookup_count) == lookups
+        assert server.value(f"sum({feature_reads})") == before + reads
+        # Each online read ran one routed statement per group its entities are on.
+        strong = server.value('sum(mlscale_reads_total{consistency="strong"})')
+        assert strong is not None and strong >= reads

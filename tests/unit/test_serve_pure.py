@@ -10,11 +10,14 @@ from mlscale.core.apikeys import KeyScope, digest, grants, new_key, parse_key, s
 from mlscale.errors import (
     CatalogError,
     FeatureError,
+    FeatureViewNotFound,
     IntegrityViolation,
+    ModelNotFound,
     NodeUnavailableError,
     NoReplicaAvailable,
     PartialWriteError,
     PredictionError,
+    PredictionLogNotFound,
     QueryError,
     ShardKeyError,
     WriterQueueFull,
@@ -59,9 +62,10 @@ def test_write_implies_read(have: KeyScope, need: KeyScope, ok: bool) -> None:
 @pytest.mark.parametrize(
     ("exc", "status"),
     [
-        (FeatureError("unknown feature view 'x'; registered views: a"), 404),
+        (FeatureViewNotFound("unknown feature view 'x'; registered views: a"), 404),
         (FeatureError("push to feature view 'a': the data lacks column(s) b"), 422),
-        (PredictionError("no prediction log 'x' (known: a)"), 404),
+        (PredictionLogNotFound("no prediction log 'x' (known: a)"), 404),
+        (ModelNotFound("no model 'x'"), 404),
         (PredictionError("predictions: model holds a NUL character"), 422),
         (PredictionError("the prediction writer is closed"), 503),
         (PredictionError("flush: 3 rows not yet written after 30 s"), 503),

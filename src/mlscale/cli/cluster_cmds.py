@@ -9,6 +9,7 @@ import click
 
 from ..config import load_config
 from ..engine.inspect import inspect_cluster, inspect_redis, inspect_redis_cluster
+from ..engine.patroni import inspect_scopes
 from ..local.cluster import LocalCluster
 from .options import dir_option
 
@@ -57,6 +58,20 @@ from .options import dir_option
     metavar="CPUS",
     help="Cap each PostgreSQL node at this many CPUs (cgroups, 10 ms period), e.g. 0.25.",
 )
+@click.option(
+    "--ha/--no-ha",
+    default=None,
+    help="Run every shard group and the control database as a Patroni cluster on a "
+    "3-member etcd [default: no].",
+)
+@click.option(
+    "--sync",
+    "ha_sync",
+    type=click.Choice(["off", "on", "strict"]),
+    default=None,
+    help="With --ha: Patroni's synchronous mode; 'strict' loses no acknowledged write on "
+    "failover [default: strict].",
+)
 def up(
     cluster_dir: str,
     shards: int | None,
@@ -68,6 +83,8 @@ def up(
     base_port: int | None,
     os_user: str | None,
     node_cpu: float | None,
+    ha: bool | None,
+    ha_sync: str | None,
 ) -> None:
     """Create a local cluster, or start whatever of it is down."""
     cluster = LocalCluster(cluster_dir)
@@ -81,6 +98,8 @@ def up(
         node_cpu=node_cpu,
         redis_cluster=redis_cluster,
         redis_fsync=redis_fsync,
+        ha=ha,
+        ha_sync=ha_sync,
     )
     for warning in report.warnings:
         click.echo(f"mlscale: warning: {warning}", err=True)
@@ -175,7 +194,57 @@ def _table(data: dict[str, Any]) -> str:
         for n in data["nodes"]
         if n.get("sync_waiting")
     ]
-    return "\n".join(lines + errors + stalled)
+    return "\n".join(lines + errors + stalled + _ha_lines(data.get("ha")))
+
+
+_HA_COLUMNS = (
+    ("SCOPE", "scope"),
+    ("MEMBER", "name"),
+    ("PATRONI_ROLE", "role"),
+    ("STATE", "state"),
+    ("TL", "timeline"),
+    ("LAG_BYTES", "lag_bytes"),
+    ("SYNC", "sync"),
+)
+
+
+def _ha_lines(ha: dict[str, Any] | None) -> list[str]:
+    """Patroni's view of each scope: members, leader, last failover; the watchdog."""
+    if not ha:
+        return []
+    rows = []
+    for scope in ha["scopes"]:
+        for m in scope["members"]:
+            sync = (
+                "leader"
+                if m["role"] == "leader"
+                else ("sync" if m["role"] in ("sync_standby", "quorum_standby") else "async")
+            )
+            rows.append({**m, "scope": scope["scope"], "sync": sync})
+    head = [h for h, _ in _HA_COLUMNS]
+    table = [[_fmt(r.get(k)) for _, k in _HA_COLUMNS] for r in rows]
+    widths = [max(len(r[i]) for r in [head, *table]) for i in range(len(head))]
+    local = f" (synchronous mode: {ha['sync']}; watchdog: {ha['watchdog']})" if "sync" in ha else ""
+    out = ["", f"patroni{local}"]
+    out += [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [head, *table]
+    ]
+    for scope in ha["scopes"]:
+        last = scope.get("last_failover")
+        when = (
+            f"last failover: timeline {last['timeline']} ended at {last['at'] or '?'} "
+            f"({last['reason']}), new leader {last['new_leader'] or '?'}"
+            if last
+            else "no failover yet"
+        )
+        lead = scope.get("leader") or "NO LEADER"
+        err = f"; {scope['error']}" if scope.get("error") else ""
+        out.append(f"{scope['scope']}: leader {lead}; {when}{err}")
+    down = [n for n, pid in {**ha.get("agents", {}), **ha.get("etcd", {})}.items() if pid is None]
+    if down:
+        out.append(f"not running: {', '.join(down)}")
+    return out
 
 
 @click.command()
@@ -204,6 +273,9 @@ def status(ctx: click.Context, cluster_dir: str, config_file: str | None, as_jso
             "redis": None if redis_st is None else vars(redis_st),
             "redis_cluster": [vars(st) for st in inspect_redis_cluster(config)],
         }
+        scopes = inspect_scopes(config)
+        if scopes:
+            data["ha"] = {"scopes": [s.to_dict() for s in scopes]}
     else:
         data = LocalCluster(cluster_dir).describe()
     click.echo(json.dumps(data, indent=2) if as_json else _table(data))

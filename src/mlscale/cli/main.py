@@ -22,6 +22,7 @@ from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
 from .features_cmd import features
+from .ha_cmds import failover, switchover
 from .metrics_cmd import metrics
 from .models_cmd import models
 from .predictions_cmd import predictions
@@ -65,6 +66,8 @@ for command in (
     keys,
 ):
     cli.add_command(command)
+cli.add_command(switchover)  # issue 17: Patroni scopes
+cli.add_command(failover)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -30,6 +30,8 @@ __all__ = [
     "PgType",
     "encode_copy",
     "encode_copy_split",
+    "row_spans",
+    "rows_payload",
 ]
 
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -327,3 +329,33 @@ def _put_blob(
     np.cumsum(lens[:-1], out=first[1:])
     dest = np.repeat(starts - first, lens) + np.arange(total, dtype=np.int64)
     buf[dest] = src
+
+
+def row_spans(payload: bytes) -> list[int]:
+    """Where each row of a binary COPY ``payload`` (as :func:`encode_copy` makes it: no
+    header extension) starts, and where the last one ends: ``n + 1`` byte offsets.
+    A loop per field (a fraction of a second for 50,000 rows of 8 fields): for the
+    rare paths that take a payload apart, never the write path."""
+    view = memoryview(payload)
+    pos = len(COPY_HEADER)
+    end = len(payload) - len(COPY_TRAILER)
+    starts = []
+    unpack_h = struct.Struct(">h").unpack_from
+    unpack_i = struct.Struct(">i").unpack_from
+    while pos < end:
+        starts.append(pos)
+        (fields,) = unpack_h(view, pos)
+        pos += 2
+        for _ in range(fields):
+            (length,) = unpack_i(view, pos)
+            pos += 4 + max(0, length)
+    if pos != end:
+        raise ValueError("not a binary COPY payload of whole rows")
+    starts.append(end)
+    return starts
+
+
+def rows_payload(payload: bytes, spans: Sequence[int], lo: int, hi: int) -> bytes:
+    """Rows ``[lo, hi)`` of ``payload`` (``spans`` from :func:`row_spans`) as a payload
+    of their own."""
+    return COPY_HEADER + payload[spans[lo] : spans[hi]] + COPY_TRAILER

@@ -146,7 +146,7 @@ def inspect_cluster(config: ClusterConfig, timeout: float = 2.0) -> list[NodeSta
     for node in replicas:
         st, _ = by_name[node.name]
         primary, seen = by_name[primary_name(node.group or "")]
-        mine = seen.get(node.slot_name)
+        mine = seen.get(node.slot_name) or seen.get(node.name)  # Patroni: member name
         if mine is not None:
             st.sync_state = mine["sync"]
             st.extra["sender_state"] = mine["state"]

@@ -55,6 +55,7 @@ __all__ = [
     "MIN_PG_VERSION",
     "PgBinaries",
     "PgSource",
+    "find_patroni",
     "find_postgres",
     "find_redis",
     "system_binaries_enabled",
@@ -353,4 +354,51 @@ def find_redis(explicit: str | Path | None = None) -> Path:
     where = "on PATH" if system_binaries_enabled() else _skipped_note().strip()
     raise MissingBinaryError(
         f"redis-server not found {where}; {_REDIS_HINT}, or start the cluster with --no-redis"
+    )
+
+
+_PATRONI_HINT = (
+    "run scripts/setup.sh (it installs Patroni 4.1 into its own venv, /opt/mlscale/patroni "
+    "as root), or point MLSCALE_PATRONI at a patroni executable"
+)
+
+
+def _patroni_candidates() -> list[Path]:
+    """Where scripts/setup.sh puts Patroni's venv: /opt as root, else the user's data dir."""
+    venv = os.environ.get("MLSCALE_PATRONI_VENV")
+    if venv:
+        return [Path(venv) / "bin" / "patroni"]
+    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return [
+        Path("/opt/mlscale/patroni/bin/patroni"),
+        data / "mlscale" / "patroni" / "bin" / "patroni",
+    ]
+
+
+def find_patroni(explicit: str | Path | None = None) -> Path:
+    """The ``patroni`` executable the HA agents run: ``explicit``, ``$MLSCALE_PATRONI``,
+    else Patroni's own venv as scripts/setup.sh makes it.
+
+    When mlscale runs as root the agents run as the servers' OS user, so the venv
+    (and the Python it was built from) must be reachable by any user: one built
+    from a Python under /root is rejected here, naming the directory that blocks it.
+    """
+    chosen = explicit or os.environ.get("MLSCALE_PATRONI")
+    candidates = [Path(chosen)] if chosen else _patroni_candidates()
+    unreachable: tuple[Path, str] | None = None
+    for path in candidates:
+        if not _runnable_file(path):
+            continue
+        # The venv's python is a symlink to its base interpreter: check both.
+        python = path.parent / "python"
+        why = _unreachable([path, python] if python.exists() else [path])
+        if why:
+            unreachable = unreachable or (path, why)
+            continue
+        return path
+    if unreachable is not None:
+        path, why = unreachable
+        raise MissingBinaryError(_unreachable_message("patroni", path.parent, why, None))
+    raise MissingBinaryError(
+        f"patroni not found (looked at {', '.join(str(p) for p in candidates)}); {_PATRONI_HINT}"
     )

@@ -41,8 +41,10 @@ from ..engine.inspect import (
 from ..errors import ClusterDirError, ClusterError, MlscaleError, NodeStartError
 from . import ports as portsmod
 from . import procs
-from .binaries import PgBinaries, find_postgres, find_redis
+from .binaries import PgBinaries, find_patroni, find_postgres, find_redis
 from .cgroups import Cgroups, cap_of_process, cluster_id, detect
+from .etcd import ETCD_MEMBERS, find_etcd, member_name
+from .ha import LocalHa, control_replica_name, ha_members, watchdog_present
 from .layout import Layout
 from .locks import cluster_lock
 from .osuser import ServiceUser, check_reachable, resolve_service_user
@@ -134,6 +136,7 @@ def _signals_held() -> Iterator[None]:
 _SWITCHES = {
     "--redis": ("--redis", "--no-redis"),
     "--sync-replication": ("--sync-replication", "--async-replication"),
+    "--ha": ("--ha", "--no-ha"),
 }
 
 
@@ -219,6 +222,8 @@ class LocalCluster:
         config = self.config()
         user = self._service_user(config)
         out = {n.name: n.processes() for n in self._pg_nodes(nodes_of(config), None, user)}
+        if _is_ha(config):
+            out.update(LocalHa(self.layout, user).processes())
         if config.redis is not None:
             redis_node = self._redis_node(config, user)
             pid = redis_node.pid() if redis_node else None
@@ -243,8 +248,14 @@ class LocalCluster:
         node_cpu: float | None = None,
         redis_cluster: int | None = None,
         redis_fsync: str | None = None,
+        ha: bool | None = None,
+        ha_sync: str | None = None,
     ) -> UpReport:
         """Create the cluster, or start whichever of its servers are down.
+
+        ``ha`` runs it on Patroni and etcd (see :mod:`.ha`): every shard group and the
+        control database is a Patroni scope of 1 + ``replicas`` nodes; ``ha_sync``
+        (``off`` | ``on`` | ``strict``, default ``strict``) is Patroni's synchronous mode.
 
         ``node_cpu`` caps each PostgreSQL node at that many CPUs (cgroups; where
         they are not writable the report carries a warning and nodes run uncapped).
@@ -266,6 +277,8 @@ class LocalCluster:
                         "--node-cpu": node_cpu,
                         "--redis-cluster": redis_cluster,
                         "--redis-fsync": redis_fsync,
+                        "--ha": ha,
+                        "--sync": ha_sync,
                     }
                 )
                 config = self.config()
@@ -285,6 +298,8 @@ class LocalCluster:
                     node_cpu=node_cpu,
                     redis_cluster=redis_cluster,
                     redis_fsync=redis_fsync or "everysec",
+                    ha=bool(ha),
+                    ha_sync=ha_sync,
                 )
 
     def _check_same_shape(self, asked: dict[str, object]) -> None:
@@ -307,6 +322,8 @@ class LocalCluster:
             "--node-cpu": local.node_cpu if local else None,
             "--redis-cluster": len(config.redis_cluster.nodes) if config.redis_cluster else None,
             "--redis-fsync": local.redis_fsync if local else "everysec",
+            "--ha": _is_ha(config),
+            "--sync": local.ha.sync if local and local.ha else None,
         }
         for flag, value in asked.items():
             if value is not None and value != have[flag]:
@@ -329,6 +346,8 @@ class LocalCluster:
         node_cpu: float | None,
         redis_cluster: int | None,
         redis_fsync: str,
+        ha: bool = False,
+        ha_sync: str | None = None,
     ) -> UpReport:
         if not 1 <= shards <= MAX_SHARDS:
             raise ClusterError(f"--shards must be between 1 and {MAX_SHARDS}, got {shards}")
@@ -347,6 +366,26 @@ class LocalCluster:
             )
         if redis_fsync not in ("always", "everysec"):
             raise ClusterError(f"--redis-fsync must be always or everysec, got {redis_fsync!r}")
+        if ha_sync is not None and not ha:
+            raise ClusterError("--sync chooses Patroni's synchronous mode; it needs --ha")
+        if ha:
+            ha_sync = ha_sync or "strict"
+            if ha_sync not in ("off", "on", "strict"):
+                raise ClusterError(f"--sync must be off, on or strict, got {ha_sync!r}")
+            if replicas == 0:
+                raise ClusterError("--ha needs at least one replica per group (--replicas 1)")
+            if node_cpu is not None:
+                raise ClusterError(
+                    "--node-cpu is not supported with --ha yet: Patroni starts PostgreSQL, "
+                    "outside the cgroup mlscale would cap it in"
+                )
+            if sync:
+                raise ClusterError(
+                    "--sync-replication does not apply with --ha: Patroni manages synchronous "
+                    "replication (choose it with --sync off|on|strict)"
+                )
+            find_patroni()  # refuse early, before anything is started
+            find_etcd()
         bins = find_postgres(pg_bindir)
         redis_bin = find_redis() if redis or redis_cluster else None
         user = resolve_service_user(os_user)
@@ -354,9 +393,17 @@ class LocalCluster:
 
         groups = [f"g{i}" for i in range(shards)]
         names = ["control"]
+        if ha:
+            # The control database is a Patroni scope as large as a shard group.
+            names.extend(control_replica_name(r) for r in range(1, replicas + 1))
         for g in groups:
             names.append(primary_name(g))
             names.extend(replica_name(g, r) for r in range(1, replicas + 1))
+        pg_names = list(names)
+        if ha:
+            names += [f"{n}-rest" for n in pg_names]
+            names += [member_name(i) for i in range(ETCD_MEMBERS)]
+            names += [f"{member_name(i)}-peer" for i in range(ETCD_MEMBERS)]
         if redis:
             names.append("redis")
         masters = [redis_cluster_name(i) for i in range(redis_cluster or 0)]
@@ -369,7 +416,25 @@ class LocalCluster:
             {
                 "name": self.root.name.lstrip(".") or "mlscale",
                 "auth": {"user": "mlscale", "dbname": "mlscale", "passfile": "pgpass"},
-                "control": {"host": "127.0.0.1", "port": port["control"]},
+                "control": {
+                    "host": "127.0.0.1",
+                    "port": port["control"],
+                    **(
+                        {
+                            "replicas": [
+                                {"host": "127.0.0.1", "port": port[control_replica_name(r)]}
+                                for r in range(1, replicas + 1)
+                            ],
+                            "patroni": _rest_urls(
+                                port,
+                                ["control"]
+                                + [control_replica_name(r) for r in range(1, replicas + 1)],
+                            ),
+                        }
+                        if ha
+                        else {}
+                    ),
+                },
                 "shard_groups": [
                     {
                         "name": g,
@@ -378,6 +443,17 @@ class LocalCluster:
                             {"host": "127.0.0.1", "port": port[replica_name(g, r)]}
                             for r in range(1, replicas + 1)
                         ],
+                        **(
+                            {
+                                "patroni": _rest_urls(
+                                    port,
+                                    [primary_name(g)]
+                                    + [replica_name(g, r) for r in range(1, replicas + 1)],
+                                )
+                            }
+                            if ha
+                            else {}
+                        ),
                     }
                     for g in groups
                 ],
@@ -411,6 +487,20 @@ class LocalCluster:
                     "pg_bindir": str(bins.bindir),
                     **({"node_cpu": node_cpu} if node_cpu else {}),
                     "redis_fsync": redis_fsync,
+                    **(
+                        {
+                            "ha": {
+                                "sync": ha_sync,
+                                "etcd": [
+                                    [port[member_name(i)], port[f"{member_name(i)}-peer"]]
+                                    for i in range(ETCD_MEMBERS)
+                                ],
+                                "watchdog": watchdog_present(),
+                            }
+                        }
+                        if ha
+                        else {}
+                    ),
                 },
             },
             source=self.layout.config,
@@ -424,7 +514,11 @@ class LocalCluster:
         try:
             self._build(config, bins, user, pg_nodes, redis_node, rcluster, sync)
             report = UpReport(created=True, config_path=self.layout.config, warnings=self.warnings)
-            report.started = [n.name for n in pg_nodes] + (["redis"] if redis_node else [])
+            report.started = (
+                [m.name for m in ha_members(config)] + [member_name(i) for i in range(ETCD_MEMBERS)]
+                if ha
+                else [n.name for n in pg_nodes]
+            ) + (["redis"] if redis_node else [])
             report.started += masters
             report.migrations, report.epoch = self._register(config)
             write_record(self.layout.state, config, bins.version)
@@ -433,6 +527,8 @@ class LocalCluster:
         except BaseException as exc:
             log.info("creation of %s failed; stopping what was started", self.root)
             with _signals_held():
+                if ha:
+                    LocalHa(self.layout, user).stop()
                 self._stop_all(pg_nodes, redis_node, _masters(rcluster), record_of(config).node_cpu)
                 self._remove_created(made_root)
             if isinstance(exc, MlscaleError):
@@ -516,6 +612,51 @@ class LocalCluster:
             node.data_dir.parent.mkdir(parents=True, exist_ok=True)
             user.own(node.data_dir.parent)
             user.own(node.data_dir.parent.parent)
+        if _is_ha(config):
+            self._build_ha(config, bins, user, secret, preload)
+        else:
+            self._build_plain(config, pg_nodes, preload, sync)
+        fsync = config.local.redis_fsync if config.local else "everysec"
+        if redis_node is not None:
+            redis_node.write_conf(secret, fsync)
+            redis_node.start(secret)
+        if rcluster is not None:
+            rcluster.password = secret
+            rcluster.start()
+
+    def _build_ha(
+        self,
+        config: ClusterConfig,
+        bins: PgBinaries,
+        user: ServiceUser,
+        secret: str,
+        preload: Sequence[str],
+    ) -> None:
+        """etcd, then the Patroni agents (which initdb and clone the nodes), then the
+        databases mlscale needs, created on each scope's leader once its standbys stream
+        (in strict synchronous mode a commit waits for one)."""
+        ha = LocalHa(self.layout, user)
+        for m in ha_members(config):
+            self.layout.node_dir(m.name).mkdir(parents=True, exist_ok=True)
+            user.own(self.layout.node_dir(m.name))
+        ha.write_configs(
+            config, bins, secret, lambda port: postgres_settings(port=port, preload=preload)
+        )
+        ha.start_etcd(config)
+        ha.start_agents(config, find_patroni(), bootstrap=True)
+        for node in nodes_of(config):
+            if node.role is not Role.REPLICA:
+                scope = node.group or "control"
+                self._prepare_databases(ha.leader_node(config, scope, node), config, preload)
+
+    def _build_plain(
+        self,
+        config: ClusterConfig,
+        pg_nodes: list[PgNode],
+        preload: Sequence[str],
+        sync: bool,
+    ) -> None:
+        layout = self.layout
         writers = [n for n in pg_nodes if n.node.role is not Role.REPLICA]
         standbys = [n for n in pg_nodes if n.node.role is Role.REPLICA]
         by_name = {n.name: n for n in pg_nodes}
@@ -564,13 +705,6 @@ class LocalCluster:
                 settings["synchronous_standby_names"] = quote_conf(sync_standby_names(names))
                 node.configure(settings)
                 node.reload()
-        fsync = config.local.redis_fsync if config.local else "everysec"
-        if redis_node is not None:
-            redis_node.write_conf(secret, fsync)
-            redis_node.start(secret)
-        if rcluster is not None:
-            rcluster.password = secret
-            rcluster.start()
 
     def _prepare_databases(self, node: Node, config: ClusterConfig, preload: Sequence[str]) -> None:
         with connect(node, config, dbname="postgres") as conn:
@@ -653,6 +787,10 @@ class LocalCluster:
     def _register(self, config: ClusterConfig) -> tuple[list[int], int]:
         """Migrate the catalog and record the topology; (migrations applied, epoch)."""
         control = nodes_of(config)[0]
+        if _is_ha(config):
+            control = LocalHa(self.layout, self._service_user(config)).leader_node(
+                config, "control", control
+            )
         with connect(control, config) as conn:
             applied = migrations.migrate(conn)
             epoch = migrations.register_topology(conn, nodes_of(config), "mlscale up")
@@ -667,6 +805,8 @@ class LocalCluster:
         rcluster = self._redis_cluster(record_of(config).redis_cluster, user)
         rc_down = [(name, n) for name, n in _masters(rcluster) if n.pid() is None]
         report = UpReport(created=False, config_path=self.layout.config, warnings=self.warnings)
+        if _is_ha(config):
+            return self._start_existing_ha(config, user, redis_node, rcluster, report)
         down_pg = [n for n in pg_nodes if not n.is_running()]
         report.already_running = [n.name for n in pg_nodes if n not in down_pg]
         redis_down = redis_node is not None and not redis_node.is_running()
@@ -694,6 +834,52 @@ class LocalCluster:
         report.migrations, report.epoch = self._register(config)
         portsmod.record_ports(self.root, record_of(config).ports)
         return report
+
+    def _start_existing_ha(
+        self,
+        config: ClusterConfig,
+        user: ServiceUser,
+        redis_node: RedisNode | None,
+        rcluster: LocalRedisCluster | None,
+        report: UpReport,
+    ) -> UpReport:
+        """Start the etcd members and agents that are down (Patroni starts PostgreSQL),
+        then Redis; wait as creation does."""
+        ha = LocalHa(self.layout, user)
+        members = ha_members(config)
+        report.already_running = [m.name for m in members if ha.agent(m.name).pid() is not None]
+        wanted = [(m.name, m.port) for m in members if ha.agent(m.name).pid() is None]
+        wanted += [
+            (f"{m.name} (patroni)", m.rest_port) for m in members if ha.agent(m.name).pid() is None
+        ]
+        portsmod.check_free(wanted)
+        report.started += ha.start_etcd(config)
+        report.started += ha.start_agents(config, find_patroni(), bootstrap=False)
+        if redis_node is not None:
+            if redis_node.is_running():
+                report.already_running.append("redis")
+            else:
+                redis_node.start(self._secret())
+                report.started.append("redis")
+        if rcluster is not None:
+            rc_down = [name for name, n in _masters(rcluster) if n.pid() is None]
+            rcluster.restart()
+            report.started += rc_down
+        report.migrations, report.epoch = self._register(config)
+        portsmod.record_ports(self.root, self._all_ports(config))
+        return report
+
+    def _all_ports(self, config: ClusterConfig) -> list[int]:
+        """Every port the cluster's servers use: PostgreSQL, Redis, and with --ha the
+        control standbys, the agents' REST APIs and etcd."""
+        ports = list(record_of(config).ports)
+        if _is_ha(config):
+            for m in ha_members(config):
+                ports += [m.port, m.rest_port]
+            local = config.local
+            if local is not None and local.ha is not None:
+                ports += [p for pair in local.ha.etcd for p in pair]
+        return sorted(set(ports))
 
     # -- down, destroy -------------------------------------------------------
 
@@ -744,6 +930,10 @@ class LocalCluster:
         record = self._record()
         user = resolve_service_user(record.os_user)
         wanted = None if names is None else set(names)
+        ha_stopped: list[str] = []
+        if names is None and (self.root / "etcd").is_dir():
+            # An HA cluster: agents (they stop their PostgreSQL) and etcd, found on disk.
+            ha_stopped = LocalHa(self.layout, user).stop()
         pg_nodes = self._pg_nodes(
             (n for n in record.nodes if wanted is None or n.name in wanted), None, user
         )
@@ -755,7 +945,7 @@ class LocalCluster:
             for name, node in _masters(self._redis_cluster(record.redis_cluster, user))
             if wanted is None or name in wanted
         ]
-        return self._stop_all(pg_nodes, redis_node, masters, record.node_cpu)
+        return ha_stopped + self._stop_all(pg_nodes, redis_node, masters, record.node_cpu)
 
     def destroy(self) -> bool:
         """Stop the cluster and delete its directory; False if there was nothing."""
@@ -807,9 +997,41 @@ class LocalCluster:
     def describe(self) -> dict[str, Any]:
         """Status as plain data (what ``mlscale status --json`` prints)."""
         nodes, redis_st = self.status()
-        return {
+        out: dict[str, Any] = {
             "cluster": str(self.root),
             "nodes": [n.as_dict() for n in nodes],
             "redis": None if redis_st is None else vars(redis_st),
             "redis_cluster": [vars(st) for st in self.redis_cluster_status()],
         }
+        config = self.config()
+        if _is_ha(config) and config.local is not None and config.local.ha is not None:
+            ha = LocalHa(self.layout, self._service_user(config))
+            pids = ha.processes()
+            out["ha"] = {
+                "sync": config.local.ha.sync,
+                "watchdog": "on (/dev/watchdog)"
+                if config.local.ha.watchdog
+                else "off (this machine has no /dev/watchdog)",
+                "scopes": [s.to_dict() for s in ha.status(config)],
+                "agents": {
+                    name.removeprefix("patroni:"): (p[0] if p else None)
+                    for name, p in pids.items()
+                    if name.startswith("patroni:")
+                },
+                "etcd": {
+                    name: (p[0] if p else None)
+                    for name, p in pids.items()
+                    if name.startswith("etcd")
+                },
+            }
+        return out
+
+
+def _is_ha(config: ClusterConfig) -> bool:
+    """Whether ``config``'s cluster was made with ``up --ha`` (runs on Patroni and etcd)."""
+    return config.local is not None and config.local.ha is not None
+
+
+def _rest_urls(port: dict[str, int], names: Sequence[str]) -> list[str]:
+    """The Patroni REST endpoints of the nodes ``names`` (ports chosen as ``NAME-rest``)."""
+    return [f"http://127.0.0.1:{port[f'{n}-rest']}" for n in names]

@@ -19,6 +19,9 @@ class Layout:
     state.json          written last when the cluster was created
     nodes/NAME/data     a PostgreSQL data directory
     nodes/NAME/postgres.log
+    nodes/NAME/patroni.yml  with --ha: the node's Patroni agent (mode 0600), its
+                        patroni.log and patroni.pid
+    etcd/etcdN/         with --ha: an etcd member's data, etcd.log, etcd.pid
     redis/              Redis config, AOF, log and pid file
     redis-cluster/node-PORT/  one Redis Cluster master each (``--redis-cluster N``)
     """

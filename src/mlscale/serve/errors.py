@@ -23,8 +23,8 @@ from ..errors import (
     IntegrityViolation,
     MlscaleError,
     ModelExists,
-    ModelNotFound,
     NoReplicaAvailable,
+    NotFound,
     PartialWriteError,
     PredictionError,
     QueryError,
@@ -64,21 +64,20 @@ class ApiError(Exception):
 
 
 def status_of(exc: MlscaleError) -> int:
-    """The HTTP status of an mlscale error (see the module docstring)."""
+    """The HTTP status of an mlscale error (see the module docstring): 404 for every
+    :class:`~mlscale.errors.NotFound` (feature view, prediction log, model), by type."""
     text = str(exc)
+    if isinstance(exc, NotFound):
+        return 404
     if isinstance(exc, WriterQueueFull):
         return 503  # the writer is full: retry later
-    if isinstance(exc, ModelNotFound):
-        return 404
     if isinstance(exc, RegistryConflict | ModelExists):
         return 409  # the body names the version that won, or the model as it is
     if isinstance(exc, RegistryError):
         return 422  # a bad name, alias, version, metadata or lineage
     if isinstance(exc, FeatureError):
-        return 404 if text.startswith("unknown feature view") else 422
+        return 422
     if isinstance(exc, PredictionError):
-        if text.startswith("no prediction log"):
-            return 404
         if "writer is closed" in text or text.startswith("flush:"):
             return 503  # shutting down, or the rows are not written yet (the writer retries)
         return 422

@@ -74,8 +74,8 @@ def test_the_durable_mark_waits_for_every_group_of_every_earlier_batch() -> None
     s.part_written(c, "g1", 50, 50, 3.0)
     assert s.durable == 250 and s.queued == 0
     assert (s.written, s.duplicates, s.flushes) == (240, 10, 3)
-    assert s.pop_since() == (240, 10, {"g0": 160, "g1": 90})
-    assert s.pop_since() == (0, 0, {})
+    assert s.pop_since() == (240, 10, {"g0": 160, "g1": 90}, 0)
+    assert s.pop_since() == (0, 0, {}, 0)
 
 
 def test_failures_are_shown_until_the_group_recovers() -> None:

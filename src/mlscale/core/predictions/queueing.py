@@ -1,6 +1,7 @@
 """The prediction writer's decisions, apart from its threads and tasks: options, room in
 the queue, when a batch is due, when a failed group write is tried again, which rows
-a flush waits for, and the counters its stats report.
+a flush waits for, the counters its stats report, and the rows the server refused
+for good (set aside: see :mod:`.rejects`).
 
 Both writers (a background thread, an asyncio task) hold one :class:`WriterState`
 under their own lock and ask it; nothing here sleeps, waits or does I/O.
@@ -17,10 +18,12 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ...errors import PredictionError
+from .rejects import RejectedPrediction
 from .results import WriterStats
 
 __all__ = ["Backoff", "BatchTicket", "WriterOptions", "WriterState"]
@@ -28,6 +31,8 @@ __all__ = ["Backoff", "BatchTicket", "WriterOptions", "WriterState"]
 OnFull = Literal["block", "raise"]
 # Flush latencies kept for the percentiles in stats().
 LATENCY_WINDOW = 1_000
+# Rows refused for good kept for the caller to read (the newest; the count is exact).
+REJECTED_KEPT = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +84,9 @@ def _positive(value: object) -> bool:
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Delays between attempts of a failed group write: ``first_s`` doubling up to
-    ``max_s`` seconds. A write is never given up: its rows stay queued."""
+    ``max_s`` seconds. A write failing for a reason that may pass is never given up:
+    its rows stay queued (rows the server refuses for good are set aside instead:
+    see :func:`~mlscale.core.predictions.rejects.is_permanent`)."""
 
     first_s: float = 0.05
     max_s: float = 2.0
@@ -116,10 +123,13 @@ class WriterState:
     duplicates: int = 0
     flushes: int = 0
     blocked_s: float = 0.0
-    rejected: int = 0
+    refused_full: int = 0
     failures: int = 0
     error: str | None = None
     failing: dict[str, str] = field(default_factory=dict)  # group -> its last error
+    rejected_rows: int = 0  # rows the server refused for good, set aside
+    rejected_error: str | None = None
+    rejects: deque[RejectedPrediction] = field(default_factory=lambda: deque(maxlen=REJECTED_KEPT))
     closed: bool = False
     tickets: deque[BatchTicket] = field(default_factory=deque)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
@@ -127,6 +137,7 @@ class WriterState:
     since_rows: int = 0
     since_duplicates: int = 0
     since_groups: dict[str, int] = field(default_factory=dict)
+    since_rejected: int = 0
 
     # -- taking rows ----------------------------------------------------------------------
 
@@ -192,18 +203,42 @@ class WriterState:
     # -- writes ending --------------------------------------------------------------------
 
     def part_written(
-        self, ticket: BatchTicket, group: str, sent: int, inserted: int, now: float
+        self,
+        ticket: BatchTicket,
+        group: str,
+        sent: int,
+        inserted: int,
+        now: float,
+        refused: int = 0,
     ) -> None:
-        """A group's part of ``ticket`` committed: ``inserted`` of ``sent`` rows new."""
+        """A group's part of ``ticket`` done: of ``sent`` rows, ``inserted`` new,
+        ``refused`` set aside (refused for good), the rest already stored."""
         ticket.groups_left.discard(group)
         self.cleared(group)
         self.written += inserted
-        self.duplicates += sent - inserted
+        self.duplicates += sent - inserted - refused
+        self.rejected_rows += refused
         self.queued -= sent
         self.since_rows += inserted
-        self.since_duplicates += sent - inserted
+        self.since_duplicates += sent - inserted - refused
+        self.since_rejected += refused
         self.since_groups[group] = self.since_groups.get(group, 0) + sent
         self._settle(now)
+
+    def set_aside(self, rows: Sequence[RejectedPrediction]) -> None:
+        """Keep ``rows`` (refused for good; counted by :meth:`part_written`) for the
+        caller, the newest :data:`REJECTED_KEPT` of them."""
+        self.rejects.extend(rows)
+        if rows:
+            last = rows[-1]
+            self.rejected_error = f"{last.group}: {last.error}"
+
+    def pop_rejects(self, clear: bool) -> list[RejectedPrediction]:
+        """The rows set aside and kept, oldest first; forgotten if ``clear``."""
+        out = list(self.rejects)
+        if clear:
+            self.rejects.clear()
+        return out
 
     def part_failed(self, group: str, error: BaseException) -> None:
         """A group's write failed; it will be tried again (rows kept)."""
@@ -230,10 +265,16 @@ class WriterState:
         """Whether every row whose seq is below ``target`` is committed."""
         return self.durable >= target
 
-    def pop_since(self) -> tuple[int, int, dict[str, int]]:
-        """Rows stored, duplicates, and rows sent per group since the last call."""
-        out = (self.since_rows, self.since_duplicates, dict(self.since_groups))
-        self.since_rows = self.since_duplicates = 0
+    def pop_since(self) -> tuple[int, int, dict[str, int], int]:
+        """Rows stored, duplicates, rows sent per group, and rows set aside since the
+        last call."""
+        out = (
+            self.since_rows,
+            self.since_duplicates,
+            dict(self.since_groups),
+            self.since_rejected,
+        )
+        self.since_rows = self.since_duplicates = self.since_rejected = 0
         self.since_groups = {}
         return out
 
@@ -251,9 +292,11 @@ class WriterState:
             flush_p50_ms=_pick(lat, 0.50),
             flush_p99_ms=_pick(lat, 0.99),
             blocked_s=self.blocked_s,
-            rejected=self.rejected,
+            refused_full=self.refused_full,
             failures=self.failures,
             error=self.error,
+            rejected_rows=self.rejected_rows,
+            rejected_error=self.rejected_error,
         )
 
 

@@ -40,13 +40,15 @@ def _to_dict(obj: Any) -> dict[str, Any]:
 class FlushResult:
     """Predictions written by one flush: ``rows`` new rows stored, ``duplicates``
     already there (resent: not stored twice), per shard group the rows sent, the causal
-    ``token`` of the commits, and how long it took (seconds)."""
+    ``token`` of the commits, how long it took (seconds), and ``rejected``: rows the
+    server refused for good and the writer set aside (``writer.rejected()``)."""
 
     rows: int
     duplicates: int
     groups: dict[str, int]
     token: CausalToken
     seconds: float
+    rejected: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the token as its string)."""
@@ -62,9 +64,12 @@ class WriterStats:
     ``rows_per_s``: written over the writer's lifetime; ``flushes`` and the flush
     latency (ms, from a batch's first row queued to its commit: ``flush_p50_ms``,
     ``flush_p99_ms`` over the last 1,000 flushes); ``blocked_s``: time callers spent
-    waiting for room; ``rejected``: rows refused because the queue was full
+    waiting for room; ``refused_full``: rows refused because the queue was full
     (``on_full="raise"``); ``failures`` and the last ``error`` of a write that will
-    be retried.
+    be retried; ``rejected_rows``: rows taken but refused by the server for good (a
+    data exception, a not-null or check violation: see
+    :func:`~mlscale.core.predictions.rejects.is_permanent`), set aside and not
+    written, with the last such ``rejected_error`` (``writer.rejected()`` lists them).
     """
 
     queued: int
@@ -76,9 +81,11 @@ class WriterStats:
     flush_p50_ms: float
     flush_p99_ms: float
     blocked_s: float
-    rejected: int
+    refused_full: int
     failures: int
     error: str | None = None
+    rejected_rows: int = 0
+    rejected_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""

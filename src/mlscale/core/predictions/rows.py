@@ -14,6 +14,8 @@ column and rows, so nothing is dropped silently:
   that is not a time (missing: now; naive times are UTC);
 - a ``score`` that is not a number, a ``predicted`` class that is not text, an
   ``extra`` that is not JSON-able;
+- text PostgreSQL cannot store, in a text column, a text key or inside ``extra``: a
+  NUL character, or a lone surrogate (not UTF-8); a ``ts`` outside years 1 to 9999;
 - a prediction with neither a score nor a predicted class.
 
 A batch encodes itself as one binary COPY payload (:mod:`mlscale.core.copybinary`).
@@ -25,6 +27,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -75,6 +78,31 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+# The times a row may carry (us since 1970): Python's dates, years 1 to 9999, in
+# which day partitions are named (PostgreSQL's own range is wider).
+_TS_MIN_US = (dt.datetime(1, 1, 1, tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // (
+    dt.timedelta(microseconds=1)
+)
+_TS_END_US = (
+    dt.datetime(9999, 12, 31, tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+) // (dt.timedelta(microseconds=1)) + 86_400_000_000
+# A \u0000 escape in JSON text (after an even run of backslashes: not "\\u0000"),
+# which PostgreSQL's jsonb refuses (22P05).
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def unstorable(text: str) -> str | None:
+    """Why PostgreSQL cannot store ``text`` (a NUL character, a lone surrogate), or None."""
+    if "\x00" in text:
+        return "a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (not valid UTF-8)"
+    return None
+
+
 # -- one row at a time --------------------------------------------------------------------
 
 
@@ -94,8 +122,9 @@ def _key_value(log: PredictionLog, value: Any, where: str) -> Any:
     if kt is KeyType.TEXT:
         if not isinstance(value, str):
             raise PredictionError(f"{where}: entity {log.entity!r} is text; got {value!r}")
-        if "\x00" in value:
-            raise PredictionError(f"{where}: a text entity holds a NUL character")
+        why = unstorable(value)
+        if why is not None:
+            raise PredictionError(f"{where}: the text entity holds {why}")
         return value
     return _uuid(value, where, "entity").bytes
 
@@ -135,8 +164,9 @@ def _text(value: Any, where: str, what: str, required: bool) -> str | None:
         return None
     if not isinstance(value, str) or (required and not value):
         raise PredictionError(f"{where}: {what} must be {'non-empty ' if required else ''}text")
-    if "\x00" in value:
-        raise PredictionError(f"{where}: {what} holds a NUL character")
+    why = unstorable(value)
+    if why is not None:
+        raise PredictionError(f"{where}: {what} holds {why}, which PostgreSQL cannot store")
     return value
 
 
@@ -152,9 +182,30 @@ def _json(value: Any, where: str) -> str | None:
     if value is None:
         return None
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        # Not ASCII-escaped: a lone surrogate stays one, found by the encoding below
+        # (escaped, the server would refuse it), and the payload is smaller.
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise PredictionError(f"{where}: extra is not JSON-able ({exc})") from None
+    if "\\u0000" in text and _JSON_NUL.search(text):
+        raise PredictionError(
+            f"{where}: extra holds a NUL character in a string, which PostgreSQL's jsonb "
+            "cannot store"
+        )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PredictionError(
+                f"{where}: extra holds a lone surrogate (not valid UTF-8) in a string"
+            ) from None
+    return text
+
+
+def _check_times(ts_us: npt.NDArray[np.int64], where: str) -> None:
+    bad = (ts_us < _TS_MIN_US) | (ts_us >= _TS_END_US)
+    if bad.any():
+        raise PredictionError(f"{where}: ts out of range (years 1 to 9999) in {rows_text(bad)}")
 
 
 def check_prediction(
@@ -187,6 +238,7 @@ def check_prediction(
         at = (pid.int >> 80) * 1000  # the id's own time: a resend of the id alone is the same row
     else:
         at = _now_us() // 1000 * 1000
+    _check_times(np.array([at], dtype=np.int64), where)
     raw = new_ids(np.array([at], dtype=np.int64)).tobytes() if pid is None else pid.bytes
     return (key, raw, at, s, m, v, p, _json(extra, where))
 
@@ -426,8 +478,14 @@ def _texts(
             empty |= valid & blank[codes]
         if empty.any():
             raise PredictionError(f"{where}: {name} is missing in {rows_text(empty)}")
-    if any("\x00" in v for v in distinct):
-        raise PredictionError(f"{where}: {name} holds a NUL character")
+    whys = [unstorable(v) for v in distinct]
+    if any(whys):
+        bad = np.array([w is not None for w in whys], dtype=bool)
+        why = next(w for w in whys if w)
+        raise PredictionError(
+            f"{where}: {name} holds {why}, which PostgreSQL cannot store, in "
+            f"{rows_text(valid & bad[codes])}"
+        )
     if not valid.all():
         values = values.copy()  # never write into the caller's frame
         values[~valid] = None
@@ -576,14 +634,19 @@ def to_predictions(log: PredictionLog, data: Any) -> PredictionBatch:
             f"{rows_text(neither)} have neither"
         )
     if "extra" in frame.columns and not frame["extra"].isna().all():
-        extras = [_json(v, where) for v in _optional(frame["extra"])]
+        extras = []
+        for i, v in enumerate(_optional(frame["extra"])):
+            extras.append(_json(v, f"{where}: row {i}"))
         extra, extra_valid = _opt(extras, object)
     else:
         extra, extra_valid = np.full(len(frame), None, dtype=object), np.zeros(len(frame), bool)
+    ids, ts_us = ids_and_times(*_ids(frame, where), *_times(frame, "ts", where))
+    _check_times(ts_us, where)
     return PredictionBatch(
         log,
         entity,
-        *ids_and_times(*_ids(frame, where), *_times(frame, "ts", where)),
+        ids,
+        ts_us,
         score,
         score_valid,
         model,

@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ...core.features.entity_keys import keys_of
 from ...core.features.spec import FeatureView
 from ...core.sharding import locate_many
-from ...core.slots import KeyType
-from ...errors import FeatureError
 
 __all__ = ["array_text", "cache_version", "key_rows", "keys_of", "place"]
 
@@ -34,45 +33,6 @@ def array_text(values: npt.NDArray[Any]) -> Any:
     if values.dtype.kind in "iu":
         return "{" + ",".join(map(str, values.tolist())) + "}"
     return values.tolist()
-
-
-def keys_of(view: FeatureView, entity_ids: Any) -> dict[str, npt.NDArray[Any]]:
-    """The request's keys as one array per entity column."""
-    names = view.entity_names
-    if isinstance(entity_ids, Mapping):
-        missing = [n for n in names if n not in entity_ids]
-        if missing:
-            raise FeatureError(f"entity_ids lacks entity column(s) {', '.join(missing)}")
-        cols = {n: np.asarray(entity_ids[n]) for n in names}
-    elif len(names) == 1:
-        arr = np.asarray(entity_ids)
-        if arr.ndim != 1:
-            raise FeatureError(
-                f"entity_ids: one key per entity of {names[0]!r}, got shape {arr.shape}"
-            )
-        cols = {names[0]: arr}
-    else:
-        rows = list(entity_ids)
-        if not all(isinstance(r, tuple | list) and len(r) == len(names) for r in rows):
-            raise FeatureError(f"entity_ids: tuples of ({', '.join(names)}) expected")
-        cols = {n: np.asarray([r[i] for r in rows]) for i, n in enumerate(names)}
-    lengths = {len(v) for v in cols.values()}
-    if len(lengths) > 1:
-        raise FeatureError("entity_ids: the entity columns have different lengths")
-    for e in view.entities:
-        arr = cols[e.name]
-        if e.key_type.is_integer:
-            if arr.size and arr.dtype.kind not in "iu":
-                raise FeatureError(
-                    f"entity {e.name!r} is {e.key_type}; the keys given are {arr.dtype}"
-                )
-            cols[e.name] = arr.astype(np.int64)
-            continue
-        values = arr.tolist()
-        if e.key_type is KeyType.TEXT and not all(isinstance(v, str) for v in values):
-            raise FeatureError(f"entity {e.name!r} is text; the keys given are not all strings")
-        cols[e.name] = np.asarray([str(v) for v in values], dtype=object)
-    return cols
 
 
 def key_rows(keys: Mapping[str, npt.NDArray[Any]]) -> list[tuple[Any, ...]]:

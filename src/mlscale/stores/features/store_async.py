@@ -74,7 +74,8 @@ class AsyncFeatureStore:
         return await self._views.all()
 
     async def view(self, name: str, version: int | None = None) -> FeatureView:
-        """View ``name`` (its newest version, or ``version``); a FeatureError if unknown."""
+        """View ``name`` (its newest version, or ``version``); FeatureViewNotFound (a
+        FeatureError) if unknown."""
         return await self._views.get(name, version)
 
     async def drop(self, name: str, version: int) -> None:

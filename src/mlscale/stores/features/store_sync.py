@@ -76,7 +76,8 @@ class FeatureStore:
         return self._views.all()
 
     def view(self, name: str, version: int | None = None) -> FeatureView:
-        """View ``name`` (its newest version, or ``version``); a FeatureError if unknown."""
+        """View ``name`` (its newest version, or ``version``); FeatureViewNotFound (a
+        FeatureError) if unknown."""
         return self._views.get(name, version)
 
     def drop(self, name: str, version: int) -> None:

@@ -21,7 +21,7 @@ from ...core.features.online import ViewRequest, parse_refs
 from ...core.features.results import ViewInfo
 from ...core.features.spec import FeatureView
 from ...engine.cluster_async import AsyncCluster
-from ...errors import FeatureError
+from ...errors import FeatureError, FeatureViewNotFound
 from .registry_async import AsyncRegistry
 
 __all__ = ["AsyncViews", "Shape"]
@@ -61,7 +61,8 @@ class AsyncViews:
         return views
 
     async def get(self, name: str, version: int | None = None) -> FeatureView:
-        """View ``name`` (its newest version, or ``version``); a FeatureError if unknown."""
+        """View ``name`` (its newest version, or ``version``); FeatureViewNotFound (a
+        FeatureError) if unknown."""
         found = self._find(name, version)
         if found is None:
             await self.all()
@@ -69,7 +70,7 @@ class AsyncViews:
         if found is None:
             known = ", ".join(sorted(self._latest)) or "none"
             which = name if version is None else f"{name} version {version}"
-            raise FeatureError(f"unknown feature view {which!r}; registered views: {known}")
+            raise FeatureViewNotFound(f"unknown feature view {which!r}; registered views: {known}")
         return found
 
     async def drop(self, name: str, version: int) -> None:

@@ -23,7 +23,7 @@ from ...core.features.online import ViewRequest, parse_refs
 from ...core.features.results import ViewInfo
 from ...core.features.spec import FeatureView
 from ...engine.cluster_sync import Cluster
-from ...errors import FeatureError
+from ...errors import FeatureError, FeatureViewNotFound
 from .registry_sync import Registry
 
 __all__ = ["Views", "Shape"]
@@ -63,7 +63,8 @@ class Views:
         return views
 
     def get(self, name: str, version: int | None = None) -> FeatureView:
-        """View ``name`` (its newest version, or ``version``); a FeatureError if unknown."""
+        """View ``name`` (its newest version, or ``version``); FeatureViewNotFound (a
+        FeatureError) if unknown."""
         found = self._find(name, version)
         if found is None:
             self.all()
@@ -71,7 +72,7 @@ class Views:
         if found is None:
             known = ", ".join(sorted(self._latest)) or "none"
             which = name if version is None else f"{name} version {version}"
-            raise FeatureError(f"unknown feature view {which!r}; registered views: {known}")
+            raise FeatureViewNotFound(f"unknown feature view {which!r}; registered views: {known}")
         return found
 
     def drop(self, name: str, version: int) -> None:

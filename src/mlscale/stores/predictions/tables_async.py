@@ -27,7 +27,7 @@ from ...core.predictions.results import RetentionResult
 from ...core.predictions.spec import PredictionLog
 from ...core.shardmaps import KeyFamily, SlotMap
 from ...engine.cluster_async import AsyncCluster
-from ...errors import MlscaleError, PredictionError
+from ...errors import MlscaleError, PredictionError, PredictionLogNotFound
 from ..shared_async import catalog
 
 __all__ = ["AsyncPredictionTables"]
@@ -64,7 +64,8 @@ class AsyncPredictionTables:
         return [PredictionLog.from_spec(r[0]) for r in rows]
 
     async def get(self, name: str) -> PredictionLog:
-        """The recorded log ``name``; a PredictionError naming the known ones if none."""
+        """The recorded log ``name``; PredictionLogNotFound (a PredictionError) naming the
+        known ones if none."""
         async with catalog(self._cluster, "prediction logs") as conn:
             cur = await conn.execute(
                 f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
@@ -73,7 +74,7 @@ class AsyncPredictionTables:
             row = await cur.fetchone()
         if row is None:
             known = ", ".join(log.name for log in await self.load()) or "none"
-            raise PredictionError(f"no prediction log {name!r} (known: {known})")
+            raise PredictionLogNotFound(f"no prediction log {name!r} (known: {known})")
         return PredictionLog.from_spec(row[0])
 
     async def create(self, log: PredictionLog) -> PredictionLog:

@@ -29,7 +29,7 @@ from ...core.predictions.results import RetentionResult
 from ...core.predictions.spec import PredictionLog
 from ...core.shardmaps import KeyFamily, SlotMap
 from ...engine.cluster_sync import Cluster
-from ...errors import MlscaleError, PredictionError
+from ...errors import MlscaleError, PredictionError, PredictionLogNotFound
 from ..shared_sync import catalog
 
 __all__ = ["PredictionTables"]
@@ -66,7 +66,8 @@ class PredictionTables:
         return [PredictionLog.from_spec(r[0]) for r in rows]
 
     def get(self, name: str) -> PredictionLog:
-        """The recorded log ``name``; a PredictionError naming the known ones if none."""
+        """The recorded log ``name``; PredictionLogNotFound (a PredictionError) naming the
+        known ones if none."""
         with catalog(self._cluster, "prediction logs") as conn:
             cur = conn.execute(
                 f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
@@ -75,7 +76,7 @@ class PredictionTables:
             row = cur.fetchone()
         if row is None:
             known = ", ".join(log.name for log in self.load()) or "none"
-            raise PredictionError(f"no prediction log {name!r} (known: {known})")
+            raise PredictionLogNotFound(f"no prediction log {name!r} (known: {known})")
         return PredictionLog.from_spec(row[0])
 
     def create(self, log: PredictionLog) -> PredictionLog:

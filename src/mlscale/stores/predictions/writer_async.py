@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -23,6 +24,7 @@ from typing import Any
 
 from ...core.causal import CausalToken
 from ...core.predictions.queueing import Backoff, BatchTicket, OnFull, WriterOptions, WriterState
+from ...core.predictions.rejects import RejectedPrediction, is_permanent, rejected_from_copy
 from ...core.predictions.results import FlushResult, WriterStats
 from ...core.predictions.rows import (
     PredictionBatch,
@@ -32,8 +34,8 @@ from ...core.predictions.rows import (
 )
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_async import AsyncCluster
-from ...errors import PredictionError, WriterQueueFull
-from .flush_async import GroupPart, join_payloads, split_encode, write_part
+from ...errors import PredictionError, QueryError, WriterQueueFull
+from .flush_async import GroupPart, PartWritten, join_payloads, sift, split_encode, write_part
 from .tables_async import AsyncPredictionTables
 
 __all__ = ["AsyncPredictionWriter"]
@@ -151,7 +153,7 @@ class AsyncPredictionWriter:
         if state.has_room(rows):
             return
         if self._options.on_full == "raise":
-            state.rejected += rows
+            state.refused_full += rows
             raise WriterQueueFull(state.full_message(rows, None))
         assert self._cond is not None
         started = time.monotonic()
@@ -161,7 +163,7 @@ class AsyncPredictionWriter:
             while not state.has_room(rows):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    state.rejected += rows
+                    state.refused_full += rows
                     raise WriterQueueFull(state.full_message(rows, time.monotonic() - started))
                 await _wait(self._cond, left)
                 if state.closed:
@@ -187,9 +189,10 @@ class AsyncPredictionWriter:
         cond = self._started()
         async with cond:
             await self._wait_flushed(started, timeout)
-            rows, duplicates, groups = self._state.pop_since()
+            rows, duplicates, groups, rejected = self._state.pop_since()
             token = self._token
-        return FlushResult(rows, duplicates, groups, token, time.monotonic() - started)
+        took = time.monotonic() - started
+        return FlushResult(rows, duplicates, groups, token, took, rejected)
 
     async def _wait_flushed(self, started: float, timeout: float | None) -> None:
         assert self._cond is not None
@@ -243,8 +246,15 @@ class AsyncPredictionWriter:
             raise PredictionError(f"closed with rows unwritten: {failure}") from failure
 
     def stats(self) -> WriterStats:
-        """Queue depth, rows written and their rate, flush latency, failures."""
+        """Queue depth, rows written and their rate, flush latency, failures, rows
+        refused for good."""
         return self._state.stats(time.monotonic())
+
+    def rejected(self, *, clear: bool = False) -> list[RejectedPrediction]:
+        """The rows the server refused for good and the writer set aside (the newest
+        1,000, oldest first; ``stats().rejected_rows`` counts them all); forgotten
+        if ``clear``. See ``writer_sync.PredictionWriter.rejected``."""
+        return self._state.pop_rejects(clear)
 
     async def __aenter__(self) -> AsyncPredictionWriter:
         return self
@@ -365,38 +375,84 @@ class AsyncPredictionWriter:
             data = join_payloads([part.payload for _, part in items])
             rows = sum(part.rows for _, part in items)
             days = sorted({d for _, part in items for d in part.days})
-            attempt = 0
-            while True:
-                try:
-                    done = await write_part(
-                        self._cluster, self._tables, self._log, group, rows, days, data, staged
-                    )
-                    break
-                except Exception as exc:  # rows are kept whatever went wrong
-                    attempt += 1
-                    async with cond:
-                        self._state.part_failed(group, exc)
-                        cond.notify_all()
-                    log_.warning(
-                        "prediction writer: %d rows to %s failed (attempt %d), retrying: %s",
-                        rows,
-                        group,
-                        attempt,
-                        exc,
-                    )
-                    if await self._abandoned(self._backoff.delay(attempt)):
-                        return
+            done = await self._attempt(group, days, data, rows, staged)
+            if done is None:
+                return  # close gave up on the rows
+            refused: tuple[tuple[int, bytes, QueryError], ...] = ()
+            if isinstance(done, QueryError):
+                log_.warning(
+                    "prediction writer: %s refused some of %d rows for good (%s): sifting",
+                    group,
+                    rows,
+                    done,
+                )
+                sifted = await sift(
+                    functools.partial(self._attempt, group, days), data, rows, staged, done
+                )
+                if not sifted.complete:
+                    return
+                done = _merged_written(group, sifted.written, staged)
+                refused = sifted.refused
             async with cond:
                 now = time.monotonic()
                 self._token = self._token.merge(done.token)
+                if refused:
+                    kt = self._log.key_type
+                    self._state.set_aside(
+                        [rejected_from_copy(kt, raw, group, exc) for _, raw, exc in refused]
+                    )
                 duplicates = done.sent - done.inserted
                 staged = duplicates > 0
+                offset = 0
                 for ticket, part in items:
                     queue.popleft()
-                    dup = min(duplicates, part.rows)
+                    mine = sum(offset <= i < offset + part.rows for i, _, _ in refused)
+                    offset += part.rows
+                    dup = min(duplicates, part.rows - mine)
                     duplicates -= dup
-                    self._state.part_written(ticket, group, part.rows, part.rows - dup, now)
+                    self._state.part_written(
+                        ticket, group, part.rows, part.rows - mine - dup, now, refused=mine
+                    )
                 cond.notify_all()
+
+    async def _attempt(
+        self, group: str, days: list[Any], data: bytes, rows: int, staged: bool
+    ) -> PartWritten | QueryError | None:
+        """Write ``rows`` rows (payload ``data``) on ``group`` until they commit; the
+        error if the server refuses some for good (class 22, 23502, 23503, 23514 other
+        than a missing partition, 23P01, 54000: see
+        :func:`~mlscale.core.predictions.rejects.is_permanent`); None if close gave up.
+        Any other failure (connection, 40001/40P01, 53xxx, 57P0x, ...) is retried with
+        backoff: the rows are kept whatever went wrong."""
+        assert self._cond is not None
+        attempt = 0
+        while True:
+            try:
+                done = await write_part(
+                    self._cluster, self._tables, self._log, group, rows, days, data, staged
+                )
+            except Exception as exc:
+                if is_permanent(exc):
+                    assert isinstance(exc, QueryError)
+                    return exc
+                attempt += 1
+                async with self._cond:
+                    self._state.part_failed(group, exc)
+                    self._cond.notify_all()
+                log_.warning(
+                    "prediction writer: %d rows to %s failed (attempt %d), retrying: %s",
+                    rows,
+                    group,
+                    attempt,
+                    exc,
+                )
+                if await self._abandoned(self._backoff.delay(attempt)):
+                    return None
+            else:
+                if attempt:
+                    async with self._cond:
+                        self._state.cleared(group)
+                return done
 
 
 async def _wait(cond: asyncio.Condition, seconds: float | None) -> None:
@@ -406,6 +462,17 @@ async def _wait(cond: asyncio.Condition, seconds: float | None) -> None:
         return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(cond.wait(), max(0.0, seconds))
+
+
+def _merged_written(group: str, pieces: tuple[PartWritten, ...], staged: bool) -> PartWritten:
+    """The pieces of a sifted part as one (the rows sent count the refused ones too:
+    see the caller)."""
+    token = CausalToken()
+    for piece in pieces:
+        token = token.merge(piece.token)
+    sent = sum(p.sent for p in pieces)
+    inserted = sum(p.inserted for p in pieces)
+    return PartWritten(group, sent, inserted, staged or any(p.staged for p in pieces), token)
 
 
 def _merged(

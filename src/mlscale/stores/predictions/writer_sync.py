@@ -14,9 +14,17 @@ bottleneck parts queue up, and one commit for several saves a commit each), so a
 group's server goes from one commit to the next COPY without waiting for the
 client. Groups run in parallel: their threads mostly wait on sockets, which
 releases the GIL. A failed write is kept and tried again with backoff until it
-commits; a part that committed is never written again; after a part found
-duplicates (a resend) the group's next part goes through the staging table at
-once instead of failing its straight COPY first.
+commits, unless the server refused some of its rows for good (a value its type or
+a constraint refuses: SQLSTATE class 22, 23502, 23503, 23514 other than a missing
+partition, 23P01, 54000; see :func:`~mlscale.core.predictions.rejects.is_permanent`):
+then the part is sifted (:func:`.flush_sync.sift`), its other rows written and the
+refused ones set aside (``stats().rejected_rows``, :meth:`PredictionWriter.rejected`),
+so a flush returns and the group's queue moves on. ``log``/``log_many`` refuse at
+once what can be checked in Python (a NUL or a lone surrogate in text or in
+``extra``, a time out of range), so the server refusing a row is the rare case (a
+constraint the log's owner added, say). A part that committed is never written
+again; after a part found duplicates (a resend) the group's next part goes through
+the staging table at once instead of failing its straight COPY first.
 
 Delivery is at least once, made exactly once by the prediction id: a row resent
 after a crash is found stored and counted as a duplicate, not stored twice.
@@ -28,6 +36,7 @@ Decisions (room, due batches, accounting, stats) live in
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -40,6 +49,7 @@ from typing import Any
 
 from ...core.causal import CausalToken
 from ...core.predictions.queueing import Backoff, BatchTicket, OnFull, WriterOptions, WriterState
+from ...core.predictions.rejects import RejectedPrediction, is_permanent, rejected_from_copy
 from ...core.predictions.results import FlushResult, WriterStats
 from ...core.predictions.rows import (
     PredictionBatch,
@@ -49,8 +59,8 @@ from ...core.predictions.rows import (
 )
 from ...core.predictions.spec import PredictionLog
 from ...engine.cluster_sync import Cluster
-from ...errors import PredictionError, WriterQueueFull
-from .flush_sync import GroupPart, join_payloads, prepare, write_part
+from ...errors import PredictionError, QueryError, WriterQueueFull
+from .flush_sync import GroupPart, PartWritten, join_payloads, prepare, sift, write_part
 from .tables_sync import PredictionTables
 
 __all__ = ["PredictionWriter"]
@@ -199,7 +209,7 @@ class PredictionWriter:
         if state.has_room(rows):
             return
         if self._options.on_full == "raise":
-            state.rejected += rows
+            state.refused_full += rows
             raise WriterQueueFull(state.full_message(rows, None))
         started = time.monotonic()
         limit = self._options.block_timeout_s
@@ -208,7 +218,7 @@ class PredictionWriter:
             while not state.has_room(rows):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    state.rejected += rows
+                    state.refused_full += rows
                     raise WriterQueueFull(state.full_message(rows, time.monotonic() - started))
                 self._cond.wait(left)
                 if state.closed:
@@ -233,9 +243,10 @@ class PredictionWriter:
             if self._state.closed:
                 raise PredictionError("the prediction writer is closed")
             self._wait_flushed(started, timeout)
-            rows, duplicates, groups = self._state.pop_since()
+            rows, duplicates, groups, rejected = self._state.pop_since()
             token = self._token
-        return FlushResult(rows, duplicates, groups, token, time.monotonic() - started)
+        took = time.monotonic() - started
+        return FlushResult(rows, duplicates, groups, token, took, rejected)
 
     def _wait_flushed(self, started: float, timeout: float | None) -> None:
         """Wait (the lock held) until every row taken so far is committed."""
@@ -286,9 +297,18 @@ class PredictionWriter:
             raise PredictionError(f"closed with rows unwritten: {failure}") from failure
 
     def stats(self) -> WriterStats:
-        """Queue depth, rows written and their rate, flush latency, failures."""
+        """Queue depth, rows written and their rate, flush latency, failures, rows
+        refused for good."""
         with self._cond:
             return self._state.stats(time.monotonic())
+
+    def rejected(self, *, clear: bool = False) -> list[RejectedPrediction]:
+        """The rows the server refused for good and the writer set aside, oldest first:
+        the newest 1,000 (``stats().rejected_rows`` counts them all), each with its
+        values as sent, its group and the server's error, so they can be fixed and
+        logged again. Forgotten once read if ``clear``."""
+        with self._cond:
+            return self._state.pop_rejects(clear)
 
     def __enter__(self) -> PredictionWriter:
         return self
@@ -402,38 +422,94 @@ class PredictionWriter:
             data = join_payloads([part.payload for _, part in items])
             rows = sum(part.rows for _, part in items)
             days = sorted({d for _, part in items for d in part.days})
-            attempt = 0
-            while True:
-                try:
-                    done = write_part(
-                        self._cluster, self._tables, self._log, group, rows, days, data, staged
-                    )
-                    break
-                except Exception as exc:  # rows are kept whatever went wrong
-                    attempt += 1
-                    with self._cond:
-                        self._state.part_failed(group, exc)
-                        self._cond.notify_all()
-                    log_.warning(
-                        "prediction writer: %d rows to %s failed (attempt %d), retrying: %s",
-                        rows,
-                        group,
-                        attempt,
-                        exc,
-                    )
-                    if self._abandon.wait(self._backoff.delay(attempt)):
-                        return
+            done = self._attempt(group, days, data, rows, staged)
+            if done is None:
+                return  # close gave up on the rows
+            refused: tuple[tuple[int, bytes, QueryError], ...] = ()
+            if isinstance(done, QueryError):
+                log_.warning(
+                    "prediction writer: %s refused some of %d rows for good (%s): sifting",
+                    group,
+                    rows,
+                    done,
+                )
+                sifted = sift(
+                    functools.partial(self._attempt, group, days), data, rows, staged, done
+                )
+                if not sifted.complete:
+                    return
+                done = _merged_written(group, sifted.written, staged)
+                refused = sifted.refused
             with self._cond:
                 now = time.monotonic()
                 self._token = self._token.merge(done.token)
+                if refused:
+                    kt = self._log.key_type
+                    self._state.set_aside(
+                        [rejected_from_copy(kt, raw, group, exc) for _, raw, exc in refused]
+                    )
                 duplicates = done.sent - done.inserted
                 staged = duplicates > 0
+                offset = 0  # the refused rows' index in the merged payload -> their part
                 for ticket, part in items:
                     queue.popleft()
-                    dup = min(duplicates, part.rows)
+                    mine = sum(offset <= i < offset + part.rows for i, _, _ in refused)
+                    offset += part.rows
+                    dup = min(duplicates, part.rows - mine)
                     duplicates -= dup
-                    self._state.part_written(ticket, group, part.rows, part.rows - dup, now)
+                    self._state.part_written(
+                        ticket, group, part.rows, part.rows - mine - dup, now, refused=mine
+                    )
                 self._cond.notify_all()
+
+    def _attempt(
+        self, group: str, days: list[Any], data: bytes, rows: int, staged: bool
+    ) -> PartWritten | QueryError | None:
+        """Write ``rows`` rows (payload ``data``) on ``group`` until they commit; the
+        error if the server refuses some for good (class 22, 23502, 23503, 23514 other
+        than a missing partition, 23P01, 54000: see
+        :func:`~mlscale.core.predictions.rejects.is_permanent`); None if close gave up.
+        Any other failure (connection, 40001/40P01, 53xxx, 57P0x, ...) is retried with
+        backoff: the rows are kept whatever went wrong."""
+        attempt = 0
+        while True:
+            try:
+                done = write_part(
+                    self._cluster, self._tables, self._log, group, rows, days, data, staged
+                )
+            except Exception as exc:
+                if is_permanent(exc):
+                    assert isinstance(exc, QueryError)
+                    return exc
+                attempt += 1
+                with self._cond:
+                    self._state.part_failed(group, exc)
+                    self._cond.notify_all()
+                log_.warning(
+                    "prediction writer: %d rows to %s failed (attempt %d), retrying: %s",
+                    rows,
+                    group,
+                    attempt,
+                    exc,
+                )
+                if self._abandon.wait(self._backoff.delay(attempt)):
+                    return None
+            else:
+                if attempt:
+                    with self._cond:
+                        self._state.cleared(group)
+                return done
+
+
+def _merged_written(group: str, pieces: tuple[PartWritten, ...], staged: bool) -> PartWritten:
+    """The pieces of a sifted part as one (its refused rows are not among their
+    ``sent``: the caller counts them apart)."""
+    token = CausalToken()
+    for piece in pieces:
+        token = token.merge(piece.token)
+    sent = sum(p.sent for p in pieces)
+    inserted = sum(p.inserted for p in pieces)
+    return PartWritten(group, sent, inserted, staged or any(p.staged for p in pieces), token)
 
 
 def _merged(
