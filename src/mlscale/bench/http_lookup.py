@@ -38,7 +38,14 @@ import httpx
 
 from .histogram import Histogram
 
-__all__ = ["CLIENT_LIMIT_CORES", "WARMUP_REQUESTS", "Engine", "LookupRun", "measure_lookups"]
+__all__ = [
+    "CLIENT_LIMIT_CORES",
+    "WARMUP_REQUESTS",
+    "Engine",
+    "LookupRun",
+    "StdlibConn",
+    "measure_lookups",
+]
 
 Engine = Literal["http.client", "httpx"]
 
@@ -117,7 +124,10 @@ class _Conn(Protocol):
     def close(self) -> None: ...
 
 
-class _StdlibConn:
+_JSON = {"Content-Type": "application/json"}
+
+
+class StdlibConn:
     """One keep-alive connection of ``http.client``; reopened after a transport error."""
 
     def __init__(self, url: str, headers: Mapping[str, str], timeout_s: float) -> None:
@@ -136,8 +146,16 @@ class _StdlibConn:
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
 
     def get(self) -> tuple[int, bytes]:
+        return self.send("GET", None)
+
+    def post(self, body: bytes) -> tuple[int, bytes]:
+        """POST ``body`` (JSON) to the connection's URL: (status, answer)."""
+        return self.send("POST", body)
+
+    def send(self, method: str, body: bytes | None) -> tuple[int, bytes]:
+        headers = self.headers if body is None else {**self.headers, **_JSON}
         try:
-            self.conn.request("GET", self.target, headers=self.headers)
+            self.conn.request(method, self.target, body=body, headers=headers)
             r = self.conn.getresponse()
             return r.status, r.read()
         except (OSError, http.client.HTTPException):
@@ -209,7 +227,7 @@ def measure_lookups(
         raise ValueError(f"duration_s must be > 0, got {duration_s}")
     if engine not in ("http.client", "httpx"):
         raise ValueError(f"engine must be 'http.client' or 'httpx', got {engine!r}")
-    make = _StdlibConn if engine == "http.client" else _HttpxConn
+    make = StdlibConn if engine == "http.client" else _HttpxConn
     tallies = [_Client() for _ in range(clients)]
     begin: list[float] = []
     # The clock starts when the last client is warm: the barrier's action runs once,
