@@ -42,6 +42,26 @@ def _version(found: ModelVersion) -> VersionBody:
     return VersionBody.model_validate(found.to_dict())
 
 
+class _Encoded:
+    """JSON bodies of the versions lookups answered last, by object: a cached lookup
+    hands out the same frozen ModelVersion until a change replaces it, so its body is
+    built once, not at every request (the hot route: "which version is in production?")."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._bodies: dict[int, tuple[ModelVersion, bytes]] = {}
+
+    def body(self, found: ModelVersion) -> bytes:
+        hit = self._bodies.get(id(found))
+        if hit is not None and hit[0] is found:
+            return hit[1]
+        body = _version(found).model_dump_json().encode()
+        if len(self._bodies) >= self._size:
+            self._bodies.clear()
+        self._bodies[id(found)] = (found, body)
+        return body
+
+
 def _written(response: Response, token: str) -> None:
     if token:
         response.headers[TOKEN_HEADER] = token
@@ -50,6 +70,7 @@ def _written(response: Response, token: str) -> None:
 def registry_routes() -> APIRouter:
     """The registry's routes, under ``/v1``."""
     router = APIRouter(prefix="/v1/models", responses=RESPONSES, tags=["models"])
+    encoded = _Encoded()
 
     @router.get("", response_model=list[ModelBody], summary="Every registered model")
     async def list_models(request: Request, key: Reader, token: Token) -> list[ModelBody]:
@@ -119,8 +140,9 @@ def registry_routes() -> APIRouter:
     )
     async def by_alias(
         name: ModelName, alias: Alias, request: Request, key: Reader, token: Token
-    ) -> VersionBody:
-        return _version(await state_of(request).registry.get_by_alias(name, alias, token=token))
+    ) -> Response:
+        found = await state_of(request).registry.get_by_alias(name, alias, token=token)
+        return Response(encoded.body(found), media_type="application/json")
 
     @router.get(
         "/{name}/aliases/{alias}/state",
