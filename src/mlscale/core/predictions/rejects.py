@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import QueryError
+from ..plain import plain_dict
 from ..slots import KeyType
-from .results import _to_dict
 
 __all__ = [
     "RejectedPrediction",
@@ -92,7 +92,7 @@ class RejectedPrediction:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (ids and times as strings)."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..causal import CausalToken
+from ..plain import plain_dict
 
 __all__ = [
     "AttachResult",
@@ -20,20 +21,6 @@ __all__ = [
     "RetentionResult",
     "WriterStats",
 ]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, CausalToken):
-        return value.to_string()
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
-
-
-def _to_dict(obj: Any) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in asdict(obj).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +39,7 @@ class FlushResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the token as its string)."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +76,7 @@ class WriterStats:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +93,7 @@ class LabelResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the token as its string)."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +107,7 @@ class AttachResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the token as its string)."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +128,7 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (times in ISO 8601, the id as text)."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +145,7 @@ class DailyCount:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +161,7 @@ class CalibrationBin:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +185,7 @@ class Quality:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
-        out = _to_dict(self)
+        out = plain_dict(self)
         out["calibration"] = [b.to_dict() for b in self.calibration]
         return out
 

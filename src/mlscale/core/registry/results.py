@@ -10,27 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from ..causal import CausalToken
+from ..plain import plain_dict
 
 __all__ = ["AliasState", "Model", "ModelVersion", "Transition", "TransitionResult"]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _to_dict(obj: Any) -> dict[str, Any]:
-    return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
 
 
 def frozen_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -56,7 +43,7 @@ class Model:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (datetimes as ISO strings)."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +75,7 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (datetimes as ISO strings)."""
-        return _to_dict(self)
+        return plain_dict(self)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ModelVersion:
@@ -123,7 +110,7 @@ class AliasState:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (datetimes as ISO strings)."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +136,7 @@ class TransitionResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
-        return _to_dict(self)
+        return plain_dict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,4 +156,4 @@ class Transition:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (datetimes as ISO strings)."""
-        return _to_dict(self)
+        return plain_dict(self)
