@@ -55,7 +55,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
@@ -81,6 +80,7 @@ from ..engine.connect import connect, redis_password
 from ..errors import MlscaleError
 from ..local.cluster import LocalCluster
 from .compare import Spread, ab_rounds, chart, paired_ratios, ratio_of_medians, spread_metrics
+from .peer_venv import peer_python
 from .progress import Progress
 from .registry import BenchContext, Benchmark
 from .results import BenchResult, Verdict
@@ -107,7 +107,6 @@ LOAD = (
 )
 READ = f"SELECT id, name, score, features FROM {TABLE} WHERE id = %s"  # noqa: S608
 NAIVE_PREFIX = "naive:item:"  # the tutorials' key: f"user_features:{user_id}"
-CASHEWS_VENV_ENV = "MLSCALE_BENCH_VENVS"
 # The façade's defaults but for the TTLs: the warm set must last the whole run (the
 # default local_ttl_s of 60 s would expire L1 between rounds) and no jitter, so no
 # entry of the warm set expires early.
@@ -203,31 +202,9 @@ def _timed(op: Callable[[int], object], keys: Sequence[int]) -> Timing:
 
 
 def cashews_python() -> tuple[Path | None, str]:
-    """The interpreter of a venv holding cashews and redis, made on demand with
-    ``python -m venv`` and pip from PyPI (reused once made); (None, why) if it cannot
-    be. The venv is under ``$MLSCALE_BENCH_VENVS`` or ``./.venv-bench``."""
-    root = Path(os.environ.get(CASHEWS_VENV_ENV, ".venv-bench")).absolute() / "cashews"
-    python = root / "bin" / "python"
-    probe = [str(python), "-c", "import cashews, redis"]
-    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
-        return python, f"reused {root}"
-    steps = [
-        [sys.executable, "-m", "venv", str(root)],
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "cashews",
-         "redis"],
-    ]  # fmt: skip
-    for step in steps:
-        try:
-            done = subprocess.run(
-                step, capture_output=True, text=True, timeout=300, check=False,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, f"{' '.join(step[:4])}: {exc}"
-        if done.returncode != 0:
-            tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-2:])
-            return None, f"{' '.join(step[:4])} failed: {tail[-300:]}"
-    return python, f"installed cashews in {root}"
+    """The interpreter of a venv holding cashews and redis (``cashews`` under the
+    peers' venvs: :func:`~.peer_venv.peer_python`), or ``(None, why)``."""
+    return peer_python("cashews", ["cashews", "redis"], "import cashews, redis", timeout_s=300)
 
 
 class CashewsProbe:

@@ -22,7 +22,6 @@ import json
 import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -33,6 +32,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from ..engine.connect import redis_password
 from ..errors import ConfigError, MlscaleError
+from .peer_venv import peer_python
 
 if TYPE_CHECKING:
     from ..config import ClusterConfig
@@ -61,7 +61,6 @@ __all__ = [
 # are left to pip's resolver within Feast's pins.
 FEAST_VERSION = "0.67.0"
 FEAST_REQUIREMENT = f"feast[postgres,redis]=={FEAST_VERSION}"
-VENVS_ENV = "MLSCALE_BENCH_VENVS"
 PG_PASSWORD_ENV = "MLSCALE_BENCH_PG_PASSWORD"
 REDIS_PASSWORD_ENV = "MLSCALE_BENCH_REDIS_PASSWORD"
 # pip resolving and fetching ~600 MB of wheels (pyarrow, pandas, numpy, ...): about
@@ -81,55 +80,15 @@ class FeastProbeError(MlscaleError):
 # -- the venv ----------------------------------------------------------------------------------
 
 
-def _venvs_root() -> Path:
-    return Path(os.environ.get(VENVS_ENV, ".venv-bench")).absolute()
-
-
-def _works(python: Path) -> bool:
+def feast_python(*, timeout_s: float = INSTALL_TIMEOUT_S) -> tuple[Path | None, str]:
+    """The interpreter of a venv holding :data:`FEAST_REQUIREMENT` (``feast`` under the
+    peers' venvs: :func:`~.peer_venv.peer_python`), or ``(None, why)``; ``timeout_s``
+    bounds each install step (seconds)."""
     check = (
         "import feast, psycopg, redis, pandas; "
         f"raise SystemExit(feast.__version__ != {FEAST_VERSION!r})"
     )
-    try:
-        done = subprocess.run(
-            [str(python), "-c", check], capture_output=True, check=False, timeout=120,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-def feast_python(*, timeout_s: float = INSTALL_TIMEOUT_S) -> tuple[Path | None, str]:
-    """The interpreter of a venv holding :data:`FEAST_REQUIREMENT`, made on demand with
-    ``python -m venv`` and pip from PyPI, reused once it imports the pinned Feast; or
-    ``(None, why)`` if it cannot be made, so the caller can say "Feast unavailable:
-    why" instead of failing. The venv is ``feast`` under ``$MLSCALE_BENCH_VENVS`` or
-    ``./.venv-bench``; ``timeout_s`` bounds each step (seconds)."""
-    root = _venvs_root() / "feast"
-    python = root / "bin" / "python"
-    if python.exists() and _works(python):
-        return python, f"reused {root} (feast {FEAST_VERSION})"
-    steps = [
-        [sys.executable, "-m", "venv", str(root)],
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         FEAST_REQUIREMENT],
-    ]  # fmt: skip
-    t0 = time.monotonic()
-    for step in steps:
-        try:
-            done = subprocess.run(
-                step, capture_output=True, text=True, timeout=timeout_s, check=False,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, f"{' '.join(step[:5])}: {exc}"
-        if done.returncode != 0:
-            tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-2:])
-            return None, f"{' '.join(step[:5])} failed: {tail[-300:]}"
-    if not _works(python):
-        return None, f"{FEAST_REQUIREMENT} installed in {root} but does not import"
-    return python, f"installed {FEAST_REQUIREMENT} in {root} in {time.monotonic() - t0:.0f} s"
+    return peer_python("feast", [FEAST_REQUIREMENT], check, timeout_s=timeout_s)
 
 
 # -- where Feast's online store lives ----------------------------------------------------------

@@ -30,7 +30,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from psycopg import sql
 
 from ..engine.connect import connect
 from ..errors import ConfigError, MlscaleError
+from .peer_venv import peer_python
 
 if TYPE_CHECKING:
     from ..config import ClusterConfig
@@ -69,7 +69,6 @@ __all__ = [
 # postgresql:// to psycopg 3, so the driver is psycopg[binary] and the URI says so.
 MLFLOW_VERSION = "3.17.2"
 MLFLOW_REQUIREMENTS = (f"mlflow=={MLFLOW_VERSION}", "psycopg[binary]>=3.2,<4")
-VENVS_ENV = "MLSCALE_BENCH_VENVS"
 # Measured here: 43 s from nothing (no pip cache) and 42 s with pip's cache warm --
 # installing and byte-compiling the ~870 MB venv dominates, not downloading; 1.3 s to
 # reuse it (the import check). The bound leaves room for a slow network.
@@ -88,56 +87,15 @@ class MlflowPeerError(MlscaleError):
 # -- the venv ----------------------------------------------------------------------------------
 
 
-def _venvs_root() -> Path:
-    return Path(os.environ.get(VENVS_ENV, ".venv-bench")).absolute()
-
-
-def _works(python: Path) -> bool:
+def mlflow_python(*, timeout_s: float = INSTALL_TIMEOUT_S) -> tuple[Path | None, str]:
+    """The interpreter of a venv holding :data:`MLFLOW_REQUIREMENTS` (``mlflow`` under
+    the peers' venvs: :func:`~.peer_venv.peer_python`), or ``(None, why)``;
+    ``timeout_s`` bounds each install step (seconds)."""
     check = (
         "import mlflow, psycopg, uvicorn; "
         f"raise SystemExit(mlflow.__version__ != {MLFLOW_VERSION!r})"
     )
-    try:
-        done = subprocess.run(
-            [str(python), "-c", check], capture_output=True, check=False, timeout=120,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-def mlflow_python(*, timeout_s: float = INSTALL_TIMEOUT_S) -> tuple[Path | None, str]:
-    """The interpreter of a venv holding :data:`MLFLOW_REQUIREMENTS`, made on demand
-    with ``python -m venv`` and pip from PyPI, reused once it imports the pinned MLflow;
-    or ``(None, why)`` when it cannot be made, so a caller can say "MLflow unavailable:
-    why" instead of failing. The venv is ``mlflow`` under ``$MLSCALE_BENCH_VENVS`` or
-    ``./.venv-bench``; ``timeout_s`` bounds each step (seconds)."""
-    root = _venvs_root() / "mlflow"
-    python = root / "bin" / "python"
-    if python.exists() and _works(python):
-        return python, f"reused {root} (mlflow {MLFLOW_VERSION})"
-    steps = [
-        [sys.executable, "-m", "venv", str(root)],
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         *MLFLOW_REQUIREMENTS],
-    ]  # fmt: skip
-    t0 = time.monotonic()
-    for step in steps:
-        try:
-            done = subprocess.run(
-                step, capture_output=True, text=True, timeout=timeout_s, check=False,
-                stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, f"{' '.join(step[:5])}: {exc}"
-        if done.returncode != 0:
-            tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-2:])
-            return None, f"{' '.join(step[:5])} failed: {tail[-300:]}"
-    if not _works(python):
-        return None, f"{' '.join(MLFLOW_REQUIREMENTS)} installed in {root} but does not import"
-    took = time.monotonic() - t0
-    return python, f"installed {' '.join(MLFLOW_REQUIREMENTS)} in {root} in {took:.0f} s"
+    return peer_python("mlflow", MLFLOW_REQUIREMENTS, check, timeout_s=timeout_s)
 
 
 # -- its database ----------------------------------------------------------------------------
