@@ -68,7 +68,8 @@ def serve(
     flush_interval_s: float,
     access_log: bool,
 ) -> None:
-    """Serve features, predictions and labels over HTTP (OpenAPI docs at /docs)."""
+    """Serve features, predictions, labels and the model registry over HTTP (OpenAPI docs at
+    /docs, Prometheus metrics at /metrics)."""
     from ..serve.run import serve as run
     from ..serve.settings import ServeSettings
 
