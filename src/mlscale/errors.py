@@ -26,6 +26,9 @@ with ``raise ... from exc`` so the cause is kept::
     │   ├── ModelExists          a model of that name exists with another description or tags
     │   ├── ModelNotFound        no such model, version, or version at an alias; also a NotFound
     │   └── RegistryConflict     an alias moved since its expected revision (.current_version)
+    ├── ExperimentError          an experiment store call is malformed or refused (nothing written)
+    │   ├── UnsupportedQuery     a query document uses an operator or form not supported (named)
+    │   └── ExperimentNotFound   no such experiment or run; also a NotFound
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -56,6 +59,8 @@ __all__ = [
     "ClusterError",
     "ConfigError",
     "DatabaseError",
+    "ExperimentError",
+    "ExperimentNotFound",
     "FeatureError",
     "FeatureViewNotFound",
     "IntegrityViolation",
@@ -77,6 +82,7 @@ __all__ = [
     "RegistryError",
     "RoutingError",
     "SchemaError",
+    "UnsupportedQuery",
     "ShardGroupError",
     "ShardKeyError",
     "TransactionConflict",
@@ -199,6 +205,25 @@ class RegistryConflict(RegistryError):
         self.current_version = current_version
         self.current_revision = current_revision
         self.expected_revision = expected_revision
+
+
+class ExperimentError(MlscaleError):
+    """An experiment store call is malformed or refused (a bad name, a document that is
+    not JSON, an update that would change ``_id`` or ``experiment``, an update meeting a
+    non-object on its path); the message says which, and nothing of the call was written."""
+
+
+class UnsupportedQuery(ExperimentError):
+    """A filter, update, projection, sort or pipeline uses an operator or a form the
+    experiment store does not translate; the message names it (``.operator``)."""
+
+    def __init__(self, message: str, *, operator: str = "") -> None:
+        super().__init__(message)
+        self.operator = operator
+
+
+class ExperimentNotFound(ExperimentError, NotFound):
+    """No such experiment, or no such run of it."""
 
 
 class DatabaseError(MlscaleError):
