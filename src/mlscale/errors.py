@@ -82,10 +82,10 @@ __all__ = [
     "RegistryError",
     "RoutingError",
     "SchemaError",
-    "UnsupportedQuery",
     "ShardGroupError",
     "ShardKeyError",
     "TransactionConflict",
+    "UnsupportedQuery",
     "WriterQueueFull",
 ]
 

@@ -172,7 +172,7 @@ def _field(path: Path, value: Any) -> Node:
                 f"{'.'.join(path)}: a document mixing operators and fields is not a filter"
             )
         raise UnsupportedQuery(
-            f"{'.'.join(path)}: equality to a whole document is not supported "
+            f"{'.'.join(path)}: $eq to a whole document is not supported "
             "(match its fields with dotted paths)",
             operator="$eq",
         )

@@ -6,19 +6,22 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from .query import And, AnyOf, Compare, Node
+from .query import And, AnyOf, Compare, Node, Or
 
 __all__ = ["decode_key", "named_experiment", "number"]
 
 
 def named_experiment(node: Node) -> str | None:
     """The experiment a filter keeps to (``{"experiment": "x", ...}`` at the top, or
-    within a top-level ``$and``), else None: the query goes to every shard group."""
+    within a top-level ``$and`` or a one-branch ``$or``), else None: the query goes to
+    every shard group."""
     if isinstance(node, Compare) and node.path == ("experiment",) and node.op == "==":
         return node.value if isinstance(node.value, str) else None
     if isinstance(node, AnyOf) and node.path == ("experiment",) and len(node.values) == 1:
         value = node.values[0]
         return value if isinstance(value, str) else None
+    if isinstance(node, Or) and len(node.nodes) == 1:
+        return named_experiment(node.nodes[0])
     if isinstance(node, And):
         for child in node.nodes:
             found = named_experiment(child)

@@ -136,7 +136,7 @@ def parse_projection(projection: Mapping[str, Any] | None) -> Projection | None:
         include = bool(flag)
         paths.append(check_path(text, "projection path"))
     if include is None:  # only _id named
-        return Projection(include=not with_id, paths=(), with_id=with_id)
+        return Projection(include=with_id, paths=(), with_id=with_id)
     return Projection(include=include, paths=tuple(paths), with_id=with_id)
 
 
@@ -146,11 +146,11 @@ def apply_projection(doc: Mapping[str, Any], projection: Projection | None) -> d
     if projection is None:
         return dict(doc)
     if projection.include:
-        out = _keep(doc, [p for p in projection.paths if p != ("_id",)])
+        out: dict[str, Any] = _keep(doc, [p for p in projection.paths if p != ("_id",)])
         if projection.with_id and "_id" in doc:
             out = {"_id": doc["_id"], **{k: v for k, v in out.items() if k != "_id"}}
         return out
-    out = _drop(doc, list(projection.paths))
+    out = dict(_drop(doc, list(projection.paths)))
     if not projection.with_id:
         out.pop("_id", None)
     return out
