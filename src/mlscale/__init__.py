@@ -52,6 +52,8 @@ from .errors import (
     ClusterError,
     ConfigError,
     DatabaseError,
+    ExperimentError,
+    ExperimentNotFound,
     FeatureError,
     FeatureViewNotFound,
     IntegrityViolation,
@@ -76,6 +78,7 @@ from .errors import (
     ShardGroupError,
     ShardKeyError,
     TransactionConflict,
+    UnsupportedQuery,
     WriterQueueFull,
 )
 
@@ -103,6 +106,8 @@ __all__ = [
     "ClusterStats",
     "ConfigError",
     "DatabaseError",
+    "ExperimentError",
+    "ExperimentNotFound",
     "FeatureError",
     "FeatureViewNotFound",
     "GeoMap",
@@ -146,6 +151,7 @@ __all__ = [
     "SlotMap",
     "Transaction",
     "TransactionConflict",
+    "UnsupportedQuery",
     "WriterQueueFull",
     "__version__",
     "load_config",
