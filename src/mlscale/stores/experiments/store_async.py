@@ -59,11 +59,16 @@ Sort = Mapping[str, int] | Sequence[tuple[str, int]] | None
 
 
 class AsyncExperimentStore:
-    """Experiments and runs of a cluster as documents (see the module docstring)."""
+    """Experiments and runs of a cluster as documents (see the module docstring).
 
-    def __init__(self, cluster: AsyncCluster) -> None:
+    ``use_indexes``: write filters on indexed paths in their index's form (False:
+    always the whole-document form, which no path index serves; for comparisons).
+    """
+
+    def __init__(self, cluster: AsyncCluster, *, use_indexes: bool = True) -> None:
         self._cluster = cluster
         self._tables = AsyncExperimentTables(cluster)
+        self._use_indexes = use_indexes
         self._indexed: dict[str, tuple[float, frozenset[Path]]] = {}
 
     @property
@@ -410,7 +415,7 @@ class AsyncExperimentStore:
             experiment = _name(experiment, "experiment")
         if not await self._tables.exist():
             return None
-        indexed = await self._load_indexed(table)
+        indexed = await self._load_indexed(table) if self._use_indexes else frozenset()
         return build.Target(table, indexed, experiment or named_experiment(node))
 
     async def _groups(self, target: build.Target) -> list[str]:
