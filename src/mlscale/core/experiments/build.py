@@ -176,18 +176,21 @@ def find_sql(
     keep: Sequence[str] | None = None,
 ) -> Built:
     """The rows of a find: ``id, experiment, doc`` and the sort keys' columns, in
-    order. ``keep``: the top-level keys of ``doc`` to send (an inclusion projection's;
-    None: all), so a narrow projection does not ship whole documents."""
+    order (with neither a sort nor a limit: in no order). ``keep``: the top-level
+    keys of ``doc`` to send (an inclusion projection's; None: all), so a narrow
+    projection does not ship whole documents."""
     cond, params = _filtered(target, node)
     columns: list[sql.Composable] = [sql.SQL("id"), sql.SQL("experiment"), _kept(keep)]
     for i, key in enumerate(sort):
         columns += key_columns(key.path, f"s{i}")
-    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
-        sql.SQL(", ").join(columns),
-        sql.Identifier(target.table),
-        cond,
-        sql.SQL(", ").join(_order(sort, ["id", "experiment"])),
+    query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+        sql.SQL(", ").join(columns), sql.Identifier(target.table), cond
     )
+    if sort or limit is not None:
+        order = sql.SQL(", ").join(_order(sort, ["id", "experiment"]))
+        query = query + sql.SQL(" ORDER BY {}").format(order)
+    # else unordered: the caller sorts by (id, experiment) itself, which costs far less
+    # than a k-way merge of every row across groups.
     if limit is not None:
         query = query + sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
     return Built(query.as_string(None), params)

@@ -187,6 +187,10 @@ class AsyncExperimentStore:
             keep = [p[0] for p in shape.paths] + (["_id"] if shape.with_id else [])
         built = build.find_sql(target, node, keys, most, keep)
         rows = await self._read(target, built, token, consistency)
+        if not keys and most is None:
+            rows.sort(key=lambda row: (row[0], row[1]))  # _id order; C collation (bytes)
+        if shape is not None and shape.include and all(len(p) == 1 for p in shape.paths):
+            return [row[2] for row in rows]  # the statement kept exactly those keys
         return [apply_projection(row[2], shape) for row in rows]
 
     async def count(
@@ -263,6 +267,8 @@ class AsyncExperimentStore:
         rows = await self._read(
             target, build.find_sql(target, node, keys, most), token, consistency
         )
+        if not keys and most is None:
+            rows.sort(key=lambda row: (row[0], row[1]))
         return [dict(row[2]) for row in rows]
 
     # -- updating -------------------------------------------------------------------------
