@@ -14,6 +14,15 @@ A filter node becomes a boolean expression over the ``doc`` column:
 
 Equality and ``$in`` on an indexed path use the GIN index (``jsonb_path_ops``);
 ranges do not (GIN keeps no order), nor does the whole-document form.
+
+Why jsonpath and not containment (``@>``): containment matches structure as
+written, so ``{"a": [1, 2]} @> {"a": 1}`` is false where MongoDB matches, and it
+has no ranges or type brackets; one ``@?`` says all of it and is served by the same
+GIN operator class. Why a GIN index on the path's values and not a btree on
+``doc #> path``: under MongoDB's array rules a path holds several candidates per
+document (``{"tags": ["a", "b"]}`` matches ``tags: "b"``), which a btree of one
+value per row would miss; the GIN index holds every candidate. The price: ranges on
+the path are not served by it.
 """
 
 from __future__ import annotations
