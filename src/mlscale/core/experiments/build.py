@@ -5,9 +5,10 @@ select lists quoted literals (the cross-shard merger reads those statements as t
 A filter node becomes a boolean expression over the ``doc`` column:
 
 - :class:`~.query.Compare` / :class:`~.query.AnyOf`: ``doc @? $1::jsonpath`` with
-  ``$."a"."b" ? (@.type() != "array" && @ == 5)``; on a path with an index
-  (:func:`index_ddl`), the index's own expression ``jsonb_path_query_array(doc,
-  '$."a"."b"') @? '$[*] ? (...)'`` instead, so the planner can match it;
+  ``$."a"."b" ? (@.type() != "array" && @ == 5)``; an equality on a path with an
+  index (:func:`index_ddl`) is written in the index's own expression
+  ``jsonb_path_query_array(doc, '$."a"."b"') @? '$[*] ? (...)'`` instead, so the
+  planner can match it;
 - :class:`~.query.Exists`: ``doc @? '$."a"."b"'``; :class:`~.query.IsNull`: not
   exists, or a null candidate;
 - :class:`~.query.Not`: ``NOT COALESCE(x, false)`` (a filter never yields unknown).
@@ -91,9 +92,9 @@ def _expr(node: Node, indexed: frozenset[Path], params: list[Any]) -> sql.Compos
     if isinstance(node, AnyOf):
         return _match(node.path, "==", node.values, indexed, params)
     if isinstance(node, Exists):
-        return _exists(node.path, indexed, params)
+        return _exists(node.path, params)
     if isinstance(node, IsNull):
-        missing = sql.SQL("NOT ({})").format(_exists(node.path, indexed, params))
+        missing = sql.SQL("NOT ({})").format(_exists(node.path, params))
         null = _match(node.path, "==", (None,), indexed, params)
         return sql.SQL("({} OR {})").format(missing, null)
     if isinstance(node, Not):
@@ -117,17 +118,15 @@ def _values_expr(path: Path) -> sql.Composable:
 def _match(
     path: Path, op: str, values: tuple[Any, ...], indexed: frozenset[Path], params: list[Any]
 ) -> sql.Composable:
-    if path in indexed:
+    if path in indexed and op == "==":  # GIN serves equality only: ranges read the document
         params.append(predicate(ELEMENTS, op, values))
         return sql.SQL("{} @? %s::jsonpath").format(_values_expr(path))
     params.append(predicate(path_text(path), op, values))
     return sql.SQL("{} @? %s::jsonpath").format(_DOC)
 
 
-def _exists(path: Path, indexed: frozenset[Path], params: list[Any]) -> sql.Composable:
-    if path in indexed:
-        params.append(ELEMENTS)
-        return sql.SQL("{} @? %s::jsonpath").format(_values_expr(path))
+def _exists(path: Path, params: list[Any]) -> sql.Composable:
+    # jsonb_path_ops holds values, not keys: no path index serves existence.
     params.append(path_text(path))
     return sql.SQL("{} @? %s::jsonpath").format(_DOC)
 
