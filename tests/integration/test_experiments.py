@@ -228,6 +228,30 @@ def test_async_twin(cluster: Cluster, loaded: tuple[ExperimentStore, list[dict[s
     assert asyncio.run(run()) == sum(matches(d, {"params.lr": {"$in": [0.1, 1]}}) for d in docs)
 
 
+def test_experiment_documents(loaded: tuple[ExperimentStore, list[dict[str, Any]]]) -> None:
+    store, _ = loaded
+    doc = {"owner": "ana", "tags": ["search", "sweep"], "budget": {"gpus": 8}}
+    store.create_experiment("exp-doc-1", doc)
+    store.create_experiment("exp-doc-1", doc)  # the same document: a no-op
+    with pytest.raises(ExperimentError, match="another document"):
+        store.create_experiment("exp-doc-1", {"owner": "bob"})
+    store.create_experiment("exp-doc-2", {"owner": "bob", "tags": ["sweep"]})
+    got = store.get_experiment("exp-doc-1", **STRONG)
+    assert got == {"_id": "exp-doc-1", "experiment": "exp-doc-1", **doc}
+    found = store.find({"tags": "sweep"}, {"owner": 1}, sort={"owner": -1},
+                       collection="experiments", **STRONG)  # fmt: skip
+    assert found == [{"_id": "exp-doc-2", "owner": "bob"}, {"_id": "exp-doc-1", "owner": "ana"}]
+    result = store.update_one({"_id": "exp-doc-2"}, {"$inc": {"budget.gpus": 2}},
+                              collection="experiments")  # fmt: skip
+    assert (result.matched, result.modified, len(result.tokens)) == (1, 1, 1)
+    again = store.get_experiment("exp-doc-2", token=result.tokens[0])
+    assert again["budget"] == {"gpus": 2}
+    with pytest.raises(ExperimentNotFound):
+        store.get_experiment("exp-doc-3", **STRONG)
+    with pytest.raises(ExperimentError, match="no collection"):
+        store.find({}, collection="models")
+
+
 def test_updates_equal_the_evaluator(
     loaded: tuple[ExperimentStore, list[dict[str, Any]]],
 ) -> None:
