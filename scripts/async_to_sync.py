@@ -45,6 +45,8 @@ RENAMES = {
     "AsyncCluster": "Cluster",
     "AsyncDirectory": "Directory",
     "AsyncFanout": "Fanout",
+    "AsyncFollower": "Follower",
+    "AsyncClient": "Client",
     "AsyncMonitor": "Monitor",
     "AsyncNodePool": "NodePool",
     "AsyncNodes": "Nodes",

@@ -83,6 +83,30 @@ class GroupPosition:
             and timeline == self.timeline
         )
 
+    def honoured_by(
+        self,
+        system_identifier: int | None,
+        timeline: int | None,
+        switch_points: Mapping[int, int] | None = None,
+    ) -> bool:
+        """Whether a node on (``system_identifier``, ``timeline``) holds this position's
+        history once it has replayed ``lsn``: the same timeline, or a later one that
+        forked from ours at or after ``lsn``.
+
+        ``switch_points``: timeline -> the LSN (bytes) where it ended and the next one
+        began, from the new timeline's history (Patroni's ``/history``, or the
+        ``.history`` file). A position beyond its timeline's switch point was lost
+        with the old primary: no node of the new timeline holds it.
+        """
+        if system_identifier is None or system_identifier % U64 != self.system_identifier:
+            return False
+        if timeline is None or timeline < self.timeline:
+            return False
+        if timeline == self.timeline:
+            return True
+        end = (switch_points or {}).get(self.timeline)
+        return end is not None and self.lsn <= end
+
     def __str__(self) -> str:
         return f"{format_lsn(self.lsn)} (system {self.system_identifier}, timeline {self.timeline})"
 
