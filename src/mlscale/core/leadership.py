@@ -126,12 +126,12 @@ def pools_to_renew(old: ScopeLeader | None, new: ScopeLeader) -> frozenset[str]:
     write Patroni's leader never sees (a frozen old primary still says read-write).
     A node that became leader: its connections were opened to a standby. Nothing
     when the leader did not change (a replica coming and going keeps its pool; a
-    broken connection is the pool's to find).
+    broken connection is the pool's to find), nor at the first view (``old`` None:
+    writes wait for it, so no pool was used for one).
     """
-    before = old.leader if old is not None else None
-    if before == new.leader:
+    if old is None or old.leader == new.leader:
         return frozenset()
-    return frozenset(n for n in (before, new.leader) if n is not None)
+    return frozenset(n for n in (old.leader, new.leader) if n is not None)
 
 
 class WriteStep(enum.Enum):

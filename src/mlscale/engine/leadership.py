@@ -63,6 +63,7 @@ class Leadership:
         }
         self._views: dict[str, ScopeLeader] = {}
         self._last_leader: dict[str, str] = {}  # per scope, the last leader seen
+        self._changed_at: dict[str, float] = {}  # per scope, when its leader last changed
         self._switch_points: dict[str, dict[int, int]] = {}
         self._seen_at: dict[str, float] = {}
         self._errors: dict[str, str] = {}
@@ -110,6 +111,12 @@ class Leadership:
             return "control"
         return "primary" if node == self.primary(scope) else "replica"
 
+    def changed_recently(self, scope: str, within_s: float = _HURRY_S) -> bool:
+        """Whether ``scope``'s leader changed in the last ``within_s`` seconds (a new
+        leader may still be finishing its promotion)."""
+        at = self._changed_at.get(scope)
+        return at is not None and time.monotonic() - at < within_s
+
     def switch_points(self, scope: str) -> Mapping[int, int]:
         """``scope``'s timeline history: timeline -> the LSN (bytes) where it ended."""
         return self._switch_points.get(scope, {})
@@ -154,7 +161,9 @@ class Leadership:
             changed = old is None or (old.leader, old.replicas) != (new.leader, new.replicas)
             if changed:
                 self.generation += 1
-        renew = pools_to_renew(old, new) if old is not None else frozenset()
+            if old is not None and old.leader != new.leader:
+                self._changed_at[scope] = now
+        renew = pools_to_renew(old, new)
         if changed:
             for listener in list(self.listeners):
                 listener(scope, renew)

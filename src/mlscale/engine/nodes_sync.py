@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import Connection, sql
 from psycopg.pq import TransactionStatus
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ..errors import MlscaleError, NodeUnavailableError
 from .concurrency_sync import pause
@@ -124,8 +124,7 @@ class Nodes:
         self._watchers()  # the follower, among others, starts on first use
         waited = self._context.config.policies.failover_wait_s if wait_s is None else wait_s
         deadline = time.monotonic() + waited
-        while True:
-            lead.poke(scope)
+        while True:  # the follower polls a scope without a leader every 0.1 s
             pause(LEADER_CHECK_S)
             name = lead.leader(scope)
             if name is not None:
@@ -156,7 +155,12 @@ class Nodes:
             try:
                 pool = self.pool(name)
                 conn = self._getconn(name, pool, max(0.001, deadline - time.monotonic()))
-            except NodeUnavailableError as exc:
+                # Patroni names a leader before its promotion ends; a pooled connection
+                # may have died with the old one. One round trip proves both, where it
+                # is worth it: catalog calls (rare), and a leader new this moment.
+                if scope == "control" or lead.changed_recently(scope):
+                    self._writable(name, pool, conn)
+            except (NodeUnavailableError, PoolClosed) as exc:  # closed: renewed meanwhile
                 if time.monotonic() >= deadline:
                     raise
                 _log.info("no connection to %s, leader of %s (%s); waiting", name, scope, exc)
@@ -271,6 +275,23 @@ class Nodes:
                 self._check_up(name)
                 if time.monotonic() >= deadline:
                     raise self._context.unavailable(name, exc, timeout_s) from exc
+
+    def _writable(self, name: str, pool: ConnectionPool[Any], conn: Connection[Any]) -> None:
+        """Check, before anything is sent on it, that ``conn`` is alive and its server
+        out of recovery; :class:`NodeUnavailableError` (nothing sent) otherwise."""
+        try:
+            cur = conn.execute("SELECT pg_is_in_recovery()")
+            row = cur.fetchone()
+        except psycopg.Error as exc:
+            pool.putconn(conn)  # broken: the pool discards it
+            raise translate(exc, name, self._roles[name], conn) from exc
+        if row is None or row[0]:
+            pool.putconn(conn)
+            raise NodeUnavailableError(
+                f"node {name} leads in Patroni's view but is not promoted yet",
+                node=name,
+                node_role=self._roles[name],
+            )
 
     def run_on_replica(self, name: str, work: Work, query: str, params: Any) -> Any:
         """``work(conn, query, params)`` on a pooled connection to replica ``name``:
