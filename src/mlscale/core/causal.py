@@ -5,9 +5,12 @@ the transaction it would precede the commit record) and tags it with the
 group's system identifier and timeline. A reader hands the token back; a
 replica that has replayed that position has seen those writes.
 
-LSNs compare only within one (system identifier, timeline): a token from a
-rebuilt cluster, or from before a failover, says nothing about a replica's
-replay position, and a read that needs it goes to the primary.
+LSNs compare within one system identifier and timeline, and across a failover
+up to the switch point: a node of a later timeline holds a token's position if
+the token's timeline ended at or after it (the timeline history says where:
+:meth:`GroupPosition.honoured_by`). A token from a rebuilt cluster, or beyond
+its timeline's switch point (lost with the old primary), says nothing about a
+replica's replay position, and a read that needs it goes to the primary.
 
 Wire format, version ``c1``: ``c1`` alone (empty), or ``c1.`` followed by
 ``.``-separated entries ``<group>-<sysid>-<timeline>-<lsn>``, numbers in

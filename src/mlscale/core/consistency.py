@@ -7,8 +7,9 @@ A monotonic session adds a floor to any level: the highest LSN it has read
 from, so it never reads older data than it already saw.
 
 A token position compares only with a replica of the same system identifier
-and timeline (see :mod:`mlscale.core.causal`); any other replica falls short,
-so such a read goes to the primary, which has every surviving write.
+and timeline, or of a later timeline that forked at or after it (the group's
+``switch_points``; see :mod:`mlscale.core.causal`); any other replica falls
+short, so such a read goes to the primary, which has every surviving write.
 """
 
 from __future__ import annotations
