@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from mlscale import Cluster, CommitOutcomeUnknown, KeyFamily, LocalCluster, SlotMap
@@ -259,6 +260,55 @@ def test_tokens_taken_before_a_switchover_are_honoured_after_it(
     )
     assert new_timeline is not None and new_timeline > old_timeline
     assert stale == 0
+
+
+def test_a_commit_whose_sync_wait_is_cancelled_is_commit_outcome_unknown(
+    cluster: Cluster, config: ClusterConfig, ha_dir: Path
+) -> None:
+    now = settled(config, "g0")
+    assert now.leader is not None and now.leader.port is not None
+    standby = next(m.name for m in now.members if not m.is_leader)
+    postmaster = int(
+        (ha_dir / "nodes" / standby / "data" / "postmaster.pid").read_text().split()[0]
+    )
+    receiver = next(
+        p for p in procs.children(postmaster) if "walreceiver" in " ".join(procs.cmdline(p))
+    )
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            cluster.execute("INSERT INTO ledger VALUES (4000000, 0)")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    os.kill(receiver, signal.SIGSTOP)  # the sync standby stops acknowledging
+    try:
+        writer = threading.Thread(target=write)
+        writer.start()
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=now.leader.port,
+            user="mlscale",
+            dbname="mlscale",
+            passfile=str(ha_dir / "pgpass"),
+            autocommit=True,
+        ) as admin:
+            deadline = time.monotonic() + 10
+            while not admin.execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                "WHERE wait_event = 'SyncRep' AND query LIKE 'INSERT INTO ledger VALUES (4000000%'"
+            ).fetchall():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        writer.join(10)
+    finally:
+        os.kill(receiver, signal.SIGCONT)
+    (exc,) = outcome
+    assert isinstance(exc, CommitOutcomeUnknown), exc
+    assert not exc.idempotent and "synchronous replication" in exc.reason
+    assert present(cluster, {4000000}) == {4000000}  # committed locally, as it said
 
 
 def test_the_catalog_is_writable_again_after_its_leader_is_killed(
