@@ -46,6 +46,8 @@ RENAMES = {
     "AsyncCluster": "Cluster",
     "AsyncDirectory": "Directory",
     "AsyncFanout": "Fanout",
+    "AsyncFollower": "Follower",
+    "AsyncClient": "Client",
     "AsyncMonitor": "Monitor",
     "AsyncNodePool": "NodePool",
     "AsyncNodes": "Nodes",

@@ -323,6 +323,9 @@ class PolicyConfig(_Model):
     two groups; see ``cluster.begin_move``), ``always`` on every read (a hash per row).
     ``gather_limit``: most rows a cross-shard read may gather from the groups to
     compute COUNT(DISTINCT), percentiles, mode() or ARRAY_AGG/STRING_AGG exactly.
+    ``failover_wait_s``: how long a write to a Patroni group (or the catalog) that
+    finds no leader waits for the next one before it fails (seconds; Patroni's
+    ttl bounds a whole node's loss at about 20-30 s).
     """
 
     max_replica_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
@@ -335,6 +338,7 @@ class PolicyConfig(_Model):
     shard_map_poll_s: float = Field(default=5.0, gt=0)
     ownership_filter: Literal["moves", "always"] = "moves"
     gather_limit: int = Field(default=1_000_000, ge=0)
+    failover_wait_s: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False)
 
 
 class RoutingConfig(_Model):

@@ -34,6 +34,7 @@ with ``raise ... from exc`` so the cause is kept::
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
     └── DatabaseError            a database operation failed
         ├── NodeUnavailableError no connection to a node could be had
+        │   └── CommitOutcomeUnknown  a write's COMMIT was sent but its outcome never came
         ├── AuthenticationError  a node refused mlscale's login (credentials, pg_hba.conf)
         ├── PartialWriteError    a write split over shard groups committed on some only
         ├── ShardGroupError      a cross-shard read lost groups (failed, timed out: .groups)
@@ -57,6 +58,7 @@ __all__ = [
     "CatalogError",
     "ClusterDirError",
     "ClusterError",
+    "CommitOutcomeUnknown",
     "ConfigError",
     "DatabaseError",
     "ExperimentError",
@@ -243,6 +245,36 @@ class NodeUnavailableError(DatabaseError, psycopg.OperationalError):
         super().__init__(message)
         self.node = node
         self.node_role = node_role
+
+
+class CommitOutcomeUnknown(NodeUnavailableError):
+    """A write's COMMIT was sent, but whether it committed is not known: the connection
+    broke before the answer came (a primary crashed or was demoted mid-commit), or the
+    server answered that it committed locally after its wait for the synchronous
+    standby was cancelled (it may be missing from the node that takes over).
+
+    Never a plain failure: the write may be there. Find out (read it back from the
+    group's new leader) before writing it again, unless running it twice is harmless.
+    ``statement``: the statement (``"COMMIT"`` for a transaction block);
+    ``idempotent``: whether the caller marked it so (an idempotent write is only
+    reported when no leader came within ``failover_wait_s`` to run it again);
+    ``reason``: what was seen. mlscale never cancels a commit's wait itself.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        statement: str,
+        idempotent: bool,
+        reason: str,
+        node: str | None = None,
+        node_role: str | None = None,
+    ) -> None:
+        super().__init__(message, node=node, node_role=node_role)
+        self.statement = statement
+        self.idempotent = idempotent
+        self.reason = reason
 
 
 class AuthenticationError(DatabaseError, psycopg.OperationalError):

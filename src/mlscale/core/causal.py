@@ -5,9 +5,12 @@ the transaction it would precede the commit record) and tags it with the
 group's system identifier and timeline. A reader hands the token back; a
 replica that has replayed that position has seen those writes.
 
-LSNs compare only within one (system identifier, timeline): a token from a
-rebuilt cluster, or from before a failover, says nothing about a replica's
-replay position, and a read that needs it goes to the primary.
+LSNs compare within one system identifier and timeline, and across a failover
+up to the switch point: a node of a later timeline holds a token's position if
+the token's timeline ended at or after it (the timeline history says where:
+:meth:`GroupPosition.honoured_by`). A token from a rebuilt cluster, or beyond
+its timeline's switch point (lost with the old primary), says nothing about a
+replica's replay position, and a read that needs it goes to the primary.
 
 Wire format, version ``c1``: ``c1`` alone (empty), or ``c1.`` followed by
 ``.``-separated entries ``<group>-<sysid>-<timeline>-<lsn>``, numbers in
@@ -82,6 +85,30 @@ class GroupPosition:
             and system_identifier % U64 == self.system_identifier
             and timeline == self.timeline
         )
+
+    def honoured_by(
+        self,
+        system_identifier: int | None,
+        timeline: int | None,
+        switch_points: Mapping[int, int] | None = None,
+    ) -> bool:
+        """Whether a node on (``system_identifier``, ``timeline``) holds this position's
+        history once it has replayed ``lsn``: the same timeline, or a later one that
+        forked from ours at or after ``lsn``.
+
+        ``switch_points``: timeline -> the LSN (bytes) where it ended and the next one
+        began, from the new timeline's history (Patroni's ``/history``, or the
+        ``.history`` file). A position beyond its timeline's switch point was lost
+        with the old primary: no node of the new timeline holds it.
+        """
+        if system_identifier is None or system_identifier % U64 != self.system_identifier:
+            return False
+        if timeline is None or timeline < self.timeline:
+            return False
+        if timeline == self.timeline:
+            return True
+        end = (switch_points or {}).get(self.timeline)
+        return end is not None and self.lsn <= end
 
     def __str__(self) -> str:
         return f"{format_lsn(self.lsn)} (system {self.system_identifier}, timeline {self.timeline})"

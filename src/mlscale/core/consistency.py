@@ -7,14 +7,16 @@ A monotonic session adds a floor to any level: the highest LSN it has read
 from, so it never reads older data than it already saw.
 
 A token position compares only with a replica of the same system identifier
-and timeline (see :mod:`mlscale.core.causal`); any other replica falls short,
-so such a read goes to the primary, which has every surviving write.
+and timeline, or of a later timeline that forked at or after it (the group's
+``switch_points``; see :mod:`mlscale.core.causal`); any other replica falls
+short, so such a read goes to the primary, which has every surviving write.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from ..errors import RoutingError
@@ -107,6 +109,9 @@ class ReadRequirement:
     max_lag_ms: float | None = None
     max_lag_bytes: int | None = None
     wait_ms: float = 0.0
+    # timeline -> LSN where it ended (the group's timeline history): a token from
+    # before a failover is honoured by the new timeline's nodes up to its switch point.
+    switch_points: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def monotonic(self) -> bool:
@@ -124,20 +129,31 @@ class ReadRequirement:
         and, for a token, follows the token's history (``system_identifier``,
         ``timeline``)."""
         pos = self.position
-        return bool(replayed) and (pos is None or pos.same_history(system_identifier, timeline))
+        return bool(replayed) and (
+            pos is None or pos.honoured_by(system_identifier, timeline, self.switch_points)
+        )
 
     def shortfall(self, replica: ReplicaView) -> Shortfall | None:
         """Why ``replica`` cannot serve this read, or None if it can."""
         if self.primary_only:
             return Shortfall(ShortfallKind.PRIMARY_ONLY, f"{self.reason} reads need the primary")
         pos = self.position
-        if pos is not None and not pos.same_history(replica.system_identifier, replica.timeline):
+        if pos is not None and not pos.honoured_by(
+            replica.system_identifier, replica.timeline, self.switch_points
+        ):
             if replica.system_identifier is None or replica.timeline is None:
                 detail = "system identifier or timeline not known yet"
             elif replica.system_identifier % U64 != pos.system_identifier:
                 detail = (
                     f"system identifier {replica.system_identifier % U64} is not the token's "
                     f"{pos.system_identifier} (another cluster)"
+                )
+            elif replica.timeline > pos.timeline:
+                end = self.switch_points.get(pos.timeline)
+                detail = f"on timeline {replica.timeline}; the token's timeline {pos.timeline} " + (
+                    "has no known switch point"
+                    if end is None
+                    else f"ended at {format_lsn(end)}, before the token"
                 )
             else:
                 detail = f"on timeline {replica.timeline}, the token on {pos.timeline}"
@@ -182,6 +198,7 @@ def requirement(
     max_lag_ms: float | None = None,
     max_lag_bytes: int | None = None,
     wait_ms: float = 0.0,
+    switch_points: Mapping[int, int] | None = None,
 ) -> ReadRequirement:
     """What a ``consistency`` read in ``group`` needs.
 
@@ -191,6 +208,8 @@ def requirement(
     STRONG; reset it when the group changes timeline. ``max_lag_ms`` /
     ``max_lag_bytes`` count only for BOUNDED_STALENESS, which needs one of them.
     ``wait_ms``: how long to wait for a replica to replay the floor (0: never).
+    ``switch_points``: the group's timeline history (timeline -> LSN where it ended),
+    so a token from before a failover is honoured by the new timeline's nodes.
     """
     consistency = Consistency(consistency)
     for name, value in (("max_lag_ms", max_lag_ms), ("max_lag_bytes", max_lag_bytes)):
@@ -220,4 +239,5 @@ def requirement(
         max_lag_ms=max_lag_ms,
         max_lag_bytes=max_lag_bytes,
         wait_ms=wait_ms,
+        switch_points=dict(switch_points or {}),
     )

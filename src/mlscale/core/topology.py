@@ -16,6 +16,7 @@ __all__ = [
     "Node",
     "Role",
     "check_bannable",
+    "control_nodes_of",
     "find_node",
     "nodes_of",
     "primary_name",
@@ -91,6 +92,18 @@ def nodes_of(config: ClusterConfig) -> list[Node]:
             _node(replica_name(group.name, i), Role.REPLICA, group.name, replica, config)
             for i, replica in enumerate(group.replicas, start=1)
         )
+    return out
+
+
+def control_nodes_of(config: ClusterConfig) -> list[Node]:
+    """The control database's nodes: ``control``, then its standbys
+    (``control-replica1``, ...) when it is a Patroni cluster; all of role CONTROL
+    (which one leads is Patroni's to say)."""
+    out = [_node("control", Role.CONTROL, None, config.control, config)]
+    out.extend(
+        _node(f"control-replica{i}", Role.CONTROL, None, replica, config)
+        for i, replica in enumerate(config.control.replicas or (), start=1)
+    )
     return out
 
 

@@ -60,14 +60,14 @@ class AsyncAdmin:
         check_bannable(self._context.pools.node(node))
         if not reason.strip():
             raise MlscaleError("a ban needs a reason")
-        async with self._nodes.connect("control") as conn:
+        async with self._nodes.connect_leader("control") as conn:
             await set_ban(conn, node, reason)
         self._context.balancer.ban(node, reason)
 
     async def unban(self, node: str) -> None:
         """Lift the manual ban of ``node`` (and any error or lag ban in this process)."""
         check_bannable(self._context.pools.node(node))
-        async with self._nodes.connect("control") as conn:
+        async with self._nodes.connect_leader("control") as conn:
             await clear_ban(conn, node)
         self._context.balancer.unban(node)
 
@@ -77,7 +77,7 @@ class AsyncAdmin:
         """Open a move of ``family`` (see :meth:`AsyncCluster.begin_move`)."""
         if not reason.strip():
             raise MlscaleError("a move needs a reason")
-        async with self._nodes.connect("control") as conn:
+        async with self._nodes.connect_leader("control") as conn:
             move = await begin_move(conn, family, reason)
         await self._directory.refresh()
         # Every client has now seen the move (NOTIFY) or stopped trusting its directory.
@@ -86,13 +86,13 @@ class AsyncAdmin:
 
     async def end_move(self, move: int) -> None:
         """Close move ``move`` (see :meth:`AsyncCluster.end_move`)."""
-        async with self._nodes.connect("control") as conn:
+        async with self._nodes.connect_leader("control") as conn:
             await end_move(conn, move)
         await self._directory.refresh()
 
     async def create_shard_map(self, shard_map: ShardMap, reason: str) -> int:
         """Publish ``shard_map`` (see :meth:`AsyncCluster.create_shard_map`)."""
-        async with self._nodes.connect("control") as conn:
+        async with self._nodes.connect_leader("control") as conn:
             version = await publish_map(conn, shard_map, reason, self._context.group_names)
         await self._directory.refresh()
         return version
@@ -110,18 +110,18 @@ class AsyncAdmin:
             raise SchemaError(f"{table.name} is already a sharded table")
         groups = self._context.group_names
         for group in groups:
-            async with self._nodes.connect("control") as conn:
+            async with self._nodes.connect_leader("control") as conn:
                 generator = await allocate_generator(conn, group)
-            async with self._nodes.connect(self._context.primary_node(group)) as conn:
+            async with self._nodes.connect_leader(group) as conn:
                 await install_id_generator(conn, generator)
         async with AsyncExitStack() as stack:
             for group in groups:
                 conn = await stack.enter_async_context(
-                    self._nodes.connect(self._context.primary_node(group))
+                    self._nodes.connect_leader(group)
                 )
                 await stack.enter_async_context(conn.transaction())
                 await conn.execute(ddl)
-        async with self._nodes.connect("control") as conn:
+        async with self._nodes.connect_leader("control") as conn:
             await register_table(conn, ShardedTable(table.name, keys, family), table.columns)
         await self._directory.refresh()
         return table
@@ -132,8 +132,8 @@ class AsyncAdmin:
         # Unqualified, as it was created: the name resolves the same way.
         drop = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name))
         for group in self._context.group_names:
-            async with self._nodes.connect(self._context.primary_node(group)) as conn:
+            async with self._nodes.connect_leader(group) as conn:
                 await conn.execute(drop)
-        async with self._nodes.connect("control") as conn:
+        async with self._nodes.connect_leader("control") as conn:
             await unregister_table(conn, name)
         await self._directory.refresh()

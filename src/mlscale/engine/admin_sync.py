@@ -62,14 +62,14 @@ class Admin:
         check_bannable(self._context.pools.node(node))
         if not reason.strip():
             raise MlscaleError("a ban needs a reason")
-        with self._nodes.connect("control") as conn:
+        with self._nodes.connect_leader("control") as conn:
             set_ban(conn, node, reason)
         self._context.balancer.ban(node, reason)
 
     def unban(self, node: str) -> None:
         """Lift the manual ban of ``node`` (and any error or lag ban in this process)."""
         check_bannable(self._context.pools.node(node))
-        with self._nodes.connect("control") as conn:
+        with self._nodes.connect_leader("control") as conn:
             clear_ban(conn, node)
         self._context.balancer.unban(node)
 
@@ -79,7 +79,7 @@ class Admin:
         """Open a move of ``family`` (see :meth:`Cluster.begin_move`)."""
         if not reason.strip():
             raise MlscaleError("a move needs a reason")
-        with self._nodes.connect("control") as conn:
+        with self._nodes.connect_leader("control") as conn:
             move = begin_move(conn, family, reason)
         self._directory.refresh()
         # Every client has now seen the move (NOTIFY) or stopped trusting its directory.
@@ -88,13 +88,13 @@ class Admin:
 
     def end_move(self, move: int) -> None:
         """Close move ``move`` (see :meth:`Cluster.end_move`)."""
-        with self._nodes.connect("control") as conn:
+        with self._nodes.connect_leader("control") as conn:
             end_move(conn, move)
         self._directory.refresh()
 
     def create_shard_map(self, shard_map: ShardMap, reason: str) -> int:
         """Publish ``shard_map`` (see :meth:`Cluster.create_shard_map`)."""
-        with self._nodes.connect("control") as conn:
+        with self._nodes.connect_leader("control") as conn:
             version = publish_map(conn, shard_map, reason, self._context.group_names)
         self._directory.refresh()
         return version
@@ -112,16 +112,16 @@ class Admin:
             raise SchemaError(f"{table.name} is already a sharded table")
         groups = self._context.group_names
         for group in groups:
-            with self._nodes.connect("control") as conn:
+            with self._nodes.connect_leader("control") as conn:
                 generator = allocate_generator(conn, group)
-            with self._nodes.connect(self._context.primary_node(group)) as conn:
+            with self._nodes.connect_leader(group) as conn:
                 install_id_generator(conn, generator)
         with ExitStack() as stack:
             for group in groups:
-                conn = stack.enter_context(self._nodes.connect(self._context.primary_node(group)))
+                conn = stack.enter_context(self._nodes.connect_leader(group))
                 stack.enter_context(conn.transaction())
                 conn.execute(ddl)
-        with self._nodes.connect("control") as conn:
+        with self._nodes.connect_leader("control") as conn:
             register_table(conn, ShardedTable(table.name, keys, family), table.columns)
         self._directory.refresh()
         return table
@@ -132,8 +132,8 @@ class Admin:
         # Unqualified, as it was created: the name resolves the same way.
         drop = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name))
         for group in self._context.group_names:
-            with self._nodes.connect(self._context.primary_node(group)) as conn:
+            with self._nodes.connect_leader(group) as conn:
                 conn.execute(drop)
-        with self._nodes.connect("control") as conn:
+        with self._nodes.connect_leader("control") as conn:
             unregister_table(conn, name)
         self._directory.refresh()

@@ -217,7 +217,11 @@ class ReplicaBalancer:
             self._quick_folded.update(self._quick_counts.pop(ident))
 
     def requirement(
-        self, options: ReadOptions, group: str, seen_lsn: int | None
+        self,
+        options: ReadOptions,
+        group: str,
+        seen_lsn: int | None,
+        switch_points: Mapping[int, int] | None = None,
     ) -> ReadRequirement:
         """What a read with ``options`` needs in ``group``; a :class:`RoutingError`
         (before anything is sent) for options that ask nothing coherent, such as
@@ -231,6 +235,7 @@ class ReplicaBalancer:
                 max_lag_ms=options.max_lag_ms,
                 max_lag_bytes=options.max_lag_bytes,
                 wait_ms=self.wait_ms,
+                switch_points=switch_points,
             )
         except ValueError as exc:
             raise RoutingError(f"{exc}; nothing was sent") from None
@@ -322,6 +327,12 @@ class ReplicaBalancer:
             self.bans.pop(node, None)
             self.failures.pop(node, None)
             self._pending[node] = None
+            self._bans_version += 1
+
+    def members_changed(self) -> None:
+        """A group's replicas changed (a failover): no cached choice outlives it."""
+        with self._lock:
+            self._available = {}
             self._bans_version += 1
 
     def after_fork(self) -> None:

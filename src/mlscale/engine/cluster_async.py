@@ -39,11 +39,13 @@ from .balancer import ReadOptions
 from .context import ClusterContext, ClusterState
 from .directory_async import AsyncDirectory
 from .fanout_async import AsyncFanout
+from .follower_async import AsyncFollower
 from .hooks import Committed
 from .lazy import OnFirstUse
 from .monitor_async import AsyncMonitor
 from .nodepool_async import AsyncNodePool
 from .nodes_async import AsyncNodes
+from .patroni import scope_endpoints
 from .router_async import AsyncRouter
 from .runner_async import AsyncRooms
 from .samples import ReplicaSample
@@ -84,10 +86,26 @@ class AsyncCluster(AsyncScope):
         context: ClusterContext[AsyncConnectionPool[Any]] = ClusterContext(config, AsyncNodePool)
         interval_s = config.policies.monitor_interval_s
         self._monitor = OnFirstUse(
-            lambda: AsyncMonitor(config, interval_s=interval_s, on_change=transport.observe)
+            lambda: AsyncMonitor(
+                config,
+                interval_s=interval_s,
+                on_change=transport.observe,
+                members=context.members if context.follows_patroni else None,
+            )
         )
-        self._watch = OnFirstUse(lambda: AsyncCatalogWatch(config, on_change=transport.observe))
+        self._watch = OnFirstUse(
+            lambda: AsyncCatalogWatch(
+                config,
+                on_change=transport.observe,
+                control=lambda: context.pools.node(context.control_node()),
+            )
+        )
+        # Patroni's view of every scope with endpoints (none: nothing is started).
+        self._follower = OnFirstUse(
+            lambda: AsyncFollower(context.leadership, scope_endpoints(config))
+        )
         transport = nodes if nodes is not None else AsyncNodes(context, self._start_watchers)
+        context.leadership.listeners.append(lambda _scope, renew: transport.renew(renew))
         directory = AsyncDirectory(context, transport, self._watch)
         rooms = AsyncRooms(
             context=context,
@@ -102,6 +120,8 @@ class AsyncCluster(AsyncScope):
         _CLUSTERS.add(self)
 
     def _start_watchers(self) -> None:
+        if self._context.follows_patroni:
+            self._follower.get()
         self._monitor.get()
         self._watch.get()
 
@@ -119,6 +139,7 @@ class AsyncCluster(AsyncScope):
         reset themselves: pools.py)."""
         self._monitor.after_fork()
         self._watch.after_fork()
+        self._follower.after_fork()
         self._rooms.directory.after_fork()
         self._context.after_fork()
         self._rooms.hooks.after_fork()
@@ -260,14 +281,14 @@ class AsyncCluster(AsyncScope):
         normally, rolled back if it raises. ``tx.token`` holds its causal token
         once it has committed. ``as_written``: its statements run as written, sharded
         tables being the group's own rows (see :meth:`as_written`)."""
-        name = self._context.primary_node(group)
-        async with (
-            self._rooms.nodes.connect(name) as conn,
-            open_transaction(
+        # The leader (in a Patroni group waited for up to failover_wait_s) before BEGIN.
+        group = self._context.group(group)
+        async with self._rooms.nodes.connect_leader(group) as conn:
+            name = self._context.primary_node(group)
+            async with open_transaction(
                 self._rooms, conn, name, isolation, readonly, as_written=as_written
-            ) as tx,
-        ):
-            yield tx
+            ) as tx:
+                yield tx
 
     @asynccontextmanager
     async def connection(self, node: str | None = None) -> AsyncIterator[AsyncConnection[Any]]:
@@ -367,7 +388,7 @@ class AsyncCluster(AsyncScope):
         """Stop the background loops and close every pool; the cluster cannot be used
         afterwards."""
         self._context.state = ClusterState.CLOSED
-        for loop in (self._monitor.take(), self._watch.take()):
+        for loop in (self._monitor.take(), self._watch.take(), self._follower.take()):
             if loop is not None:
                 await loop.stop()
         await self._rooms.nodes.close()

@@ -41,11 +41,13 @@ from .balancer import ReadOptions
 from .context import ClusterContext, ClusterState
 from .directory_sync import Directory
 from .fanout_sync import Fanout
+from .follower_sync import Follower
 from .hooks import Committed
 from .lazy import OnFirstUse
 from .monitor_sync import Monitor
 from .nodepool_sync import NodePool
 from .nodes_sync import Nodes
+from .patroni import scope_endpoints
 from .router_sync import Router
 from .runner_sync import Rooms
 from .samples import ReplicaSample
@@ -86,10 +88,24 @@ class Cluster(Scope):
         context: ClusterContext[ConnectionPool[Any]] = ClusterContext(config, NodePool)
         interval_s = config.policies.monitor_interval_s
         self._monitor = OnFirstUse(
-            lambda: Monitor(config, interval_s=interval_s, on_change=transport.observe)
+            lambda: Monitor(
+                config,
+                interval_s=interval_s,
+                on_change=transport.observe,
+                members=context.members if context.follows_patroni else None,
+            )
         )
-        self._watch = OnFirstUse(lambda: CatalogWatch(config, on_change=transport.observe))
+        self._watch = OnFirstUse(
+            lambda: CatalogWatch(
+                config,
+                on_change=transport.observe,
+                control=lambda: context.pools.node(context.control_node()),
+            )
+        )
+        # Patroni's view of every scope with endpoints (none: nothing is started).
+        self._follower = OnFirstUse(lambda: Follower(context.leadership, scope_endpoints(config)))
         transport = nodes if nodes is not None else Nodes(context, self._start_watchers)
+        context.leadership.listeners.append(lambda _scope, renew: transport.renew(renew))
         directory = Directory(context, transport, self._watch)
         rooms = Rooms(
             context=context,
@@ -104,6 +120,8 @@ class Cluster(Scope):
         _CLUSTERS.add(self)
 
     def _start_watchers(self) -> None:
+        if self._context.follows_patroni:
+            self._follower.get()
         self._monitor.get()
         self._watch.get()
 
@@ -121,6 +139,7 @@ class Cluster(Scope):
         reset themselves: pools.py)."""
         self._monitor.after_fork()
         self._watch.after_fork()
+        self._follower.after_fork()
         self._rooms.directory.after_fork()
         self._context.after_fork()
         self._rooms.hooks.after_fork()
@@ -262,14 +281,14 @@ class Cluster(Scope):
         normally, rolled back if it raises. ``tx.token`` holds its causal token
         once it has committed. ``as_written``: its statements run as written, sharded
         tables being the group's own rows (see :meth:`as_written`)."""
-        name = self._context.primary_node(group)
-        with (
-            self._rooms.nodes.connect(name) as conn,
-            open_transaction(
+        # The leader (in a Patroni group waited for up to failover_wait_s) before BEGIN.
+        group = self._context.group(group)
+        with self._rooms.nodes.connect_leader(group) as conn:
+            name = self._context.primary_node(group)
+            with open_transaction(
                 self._rooms, conn, name, isolation, readonly, as_written=as_written
-            ) as tx,
-        ):
-            yield tx
+            ) as tx:
+                yield tx
 
     @contextmanager
     def connection(self, node: str | None = None) -> Iterator[Connection[Any]]:
@@ -367,7 +386,7 @@ class Cluster(Scope):
         """Stop the background loops and close every pool; the cluster cannot be used
         afterwards."""
         self._context.state = ClusterState.CLOSED
-        for loop in (self._monitor.take(), self._watch.take()):
+        for loop in (self._monitor.take(), self._watch.take(), self._follower.take()):
             if loop is not None:
                 loop.stop()
         self._rooms.nodes.close()

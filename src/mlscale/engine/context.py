@@ -23,9 +23,10 @@ from ..core.pooling import PoolSize
 from ..core.route import RouteRefused, Scope, choose_role
 from ..core.sharding import ShardDirectory
 from ..core.shardplan import ShardPlan
-from ..core.topology import Node, Role, primary_name
+from ..core.topology import Node, Role, control_nodes_of, primary_name
 from ..errors import MlscaleError, NodeUnavailableError, RoutingError
 from .balancer import ReplicaBalancer
+from .leadership import Leadership
 from .pools import PoolSet
 from .stats import ClassifierStats, ClusterStats, NodeInfo, PrimaryPosition
 
@@ -51,8 +52,21 @@ class ClusterContext(Generic[P]):
         self.pools: PoolSet[P] = PoolSet(config, factory)
         self.balancer = ReplicaBalancer(config)
         self._groups = frozenset(g.name for g in config.shard_groups)
+        # Each scope's leader and replicas: Patroni's where the config names its
+        # endpoints (the follower keeps it current), else the config's roles.
+        followed = frozenset(
+            ["control"] * bool(config.control.patroni)
+            + [g.name for g in config.shard_groups if g.patroni]
+        )
+        scopes = {"control": control_nodes_of(config)} | {
+            g: [n for n in self.nodes if n.group == g] for g in self._groups
+        }
+        self.leadership = Leadership(scopes, followed)
+        self.leadership.listeners.append(self._leaders_changed)
+        # Role by node as it serves now (updated in place when a leader changes).
         self.roles = {n.name: n.role.value for n in self.pools.nodes.values()}
-        # Per group, computed once: the read path asks on every read. Do not mutate.
+        # Per group, computed once (and again when its members change): the read path
+        # asks on every read. Do not mutate.
         self._replicas = {
             g: [n.name for n in self.nodes if n.role is Role.REPLICA and n.group == g]
             for g in self._groups
@@ -85,12 +99,44 @@ class ClusterContext(Generic[P]):
         return group
 
     def primary_node(self, group: str | None = None) -> str:
-        """Name of the primary of ``group`` (default: the first shard group)."""
-        return primary_name(self.group(group))
+        """Name of the primary of ``group`` (default: the first shard group): in a
+        Patroni group its leader (while it has none, the last one known)."""
+        group = self.group(group)
+        if group in self.leadership.followed:
+            return self.leadership.primary(group)
+        return primary_name(group)
 
     def replica_nodes(self, group: str | None = None) -> list[str]:
-        """Names of the replicas of ``group`` (default: the first shard group)."""
+        """Names of the replicas of ``group`` (default: the first shard group): in a
+        Patroni group its streaming members other than the leader."""
         return self._replicas[self.group(group)]
+
+    def members(self) -> tuple[list[Node], list[Node]]:
+        """The nodes serving now: each group's primary (its leader), and its replicas."""
+        node = self.pools.node
+        primaries = [node(self.primary_node(g)) for g in self.group_names]
+        replicas = [node(r) for g in self.group_names for r in self.replica_nodes(g)]
+        return primaries, replicas
+
+    def control_node(self) -> str:
+        """The node holding the catalog now: ``control``, or the control scope's
+        leader when it is a Patroni cluster (while it has none, the last one known)."""
+        return self.leadership.primary("control")
+
+    @property
+    def follows_patroni(self) -> bool:
+        """Whether any scope of this cluster is a Patroni cluster followed here."""
+        return bool(self.leadership.followed)
+
+    def _leaders_changed(self, scope: str, renew: frozenset[str]) -> None:
+        """A scope's leader or replicas changed: roles and replica lists follow."""
+        lead = self.leadership
+        for name in self.pools.nodes:
+            if lead.scope_of(name) == scope:
+                self.roles[name] = lead.role(name)
+        if scope in self._groups:
+            self._replicas = {**self._replicas, scope: list(lead.replicas(scope))}
+        self.balancer.members_changed()
 
     def unavailable(
         self, name: str, exc: Exception, timeout_s: float | None = None
@@ -127,6 +173,7 @@ class ClusterContext(Generic[P]):
         dropped."""
         self.classifier.after_fork()
         self.balancer.after_fork()
+        self.leadership.after_fork()
         self._key_router = None
         self._writes_lock = threading.Lock()
 
@@ -184,7 +231,5 @@ class ClusterContext(Generic[P]):
             outstanding=outstanding,
             bans=self.balancer.bans_now(),
             writes=writes,
-            nodes={
-                n.name: NodeInfo(n.group or "", n.role.value) for n in self.pools.nodes.values()
-            },
+            nodes={n.name: NodeInfo(n.group or "", self.roles[n.name]) for n in self.nodes},
         )

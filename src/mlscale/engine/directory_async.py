@@ -133,7 +133,8 @@ class AsyncDirectory:
         """Read the directory from the catalog now (waiting at most ``timeout_s`` for a
         connection to the control node)."""
         self._watch.get()
-        async with self._nodes.connect("control", timeout_s) as conn:
+        control = await self._nodes.leader("control", timeout_s)  # Patroni's leader, if HA
+        async with self._nodes.connect(control, timeout_s) as conn:
             started = time.monotonic()
             directory = await load_directory(conn)
         self.adopt(directory)

@@ -135,7 +135,8 @@ class Directory:
         """Read the directory from the catalog now (waiting at most ``timeout_s`` for a
         connection to the control node)."""
         self._watch.get()
-        with self._nodes.connect("control", timeout_s) as conn:
+        control = self._nodes.leader("control", timeout_s)  # Patroni's leader, if HA
+        with self._nodes.connect(control, timeout_s) as conn:
             started = time.monotonic()
             directory = load_directory(conn)
         self.adopt(directory)

@@ -116,7 +116,7 @@ class AsyncFanout:
             try:
                 for part in shard_plan.parts:  # in group order: see shardplan._in_order
                     conn = await stack.enter_async_context(
-                        self._nodes.connect(self._context.primary_node(part.group))
+                        self._nodes.connect_leader(part.group)
                     )
                     await conn.execute("BEGIN")
                     conns.append((part.group, conn))

@@ -115,9 +115,7 @@ class Fanout:
             conns: list[tuple[str, Connection[Any]]] = []
             try:
                 for part in shard_plan.parts:  # in group order: see shardplan._in_order
-                    conn = stack.enter_context(
-                        self._nodes.connect(self._context.primary_node(part.group))
-                    )
+                    conn = stack.enter_context(self._nodes.connect_leader(part.group))
                     conn.execute("BEGIN")
                     conns.append((part.group, conn))
                     results.append(work(conn, part.sql, part.params))

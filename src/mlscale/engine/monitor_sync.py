@@ -63,8 +63,12 @@ class Monitor:
         interval_s: float = 0.1,
         heartbeat: bool = True,
         on_change: Callable[[str, str | None], None] | None = None,
+        members: Callable[[], tuple[list[Node], list[Node]]] | None = None,
     ) -> None:
         self.config = config
+        # members(): the (primaries, replicas) to sample now; in a Patroni group its
+        # leader and streaming members, which a failover changes (default: the config's).
+        self._members = members or self._config_members
         # on_change(node, error): called when a node is seen going down (with the
         # error) or coming back (None).
         self._on_change = on_change
@@ -73,7 +77,7 @@ class Monitor:
         self.heartbeat = heartbeat
         self._nodes = [n for n in nodes_of(config) if n.role is not Role.CONTROL]
         self._conns: dict[str, Connection[Any]] = {}
-        self._writer: set[str] = set()  # groups whose heartbeat this monitor writes
+        self._writer: set[str] = set()  # primaries whose heartbeat this monitor writes
         self._lock = threading.Lock()
         self._stop = Stop()
         self._loop = Background("mlscale-monitor", self._run)
@@ -119,17 +123,19 @@ class Monitor:
             self._conns[node.name] = conn
         return conn
 
+    def _config_members(self) -> tuple[list[Node], list[Node]]:
+        primaries = [n for n in self._nodes if n.role is Role.PRIMARY]
+        return primaries, [n for n in self._nodes if n.role is Role.REPLICA]
+
     def _drop(self, node: Node) -> None:
         conn = self._conns.pop(node.name, None)
-        if node.group is not None:
-            self._writer.discard(node.group)
+        self._writer.discard(node.name)
         if conn is not None and not conn.closed:
             conn.close()
 
     def sample_once(self) -> None:
         """One round: every replica, then every primary."""
-        replicas = [n for n in self._nodes if n.role is Role.REPLICA]
-        primaries = [n for n in self._nodes if n.role is Role.PRIMARY]
+        primaries, replicas = self._members()
         if self.rounds == 0:
             # A first position to measure replicas against; the round's own primary
             # samples come after its replica samples.
@@ -137,6 +143,11 @@ class Monitor:
                 self._sample_primary(n, beat=False)
         replica_samples = {n.name: self._sample_replica(n) for n in replicas}
         primary_samples = {n.group or "": self._sample_primary(n) for n in primaries}
+        for node in list(self._conns):  # a node no longer sampled (stopped, or demoted)
+            if node not in replica_samples and all(
+                p.node != node for p in primary_samples.values()
+            ):
+                self._drop(next(n for n in self._nodes if n.name == node))
         for name, sample in replica_samples.items():
             primary = primary_samples.get(sample.group)
             if primary is None or sample.replay_lsn is None:
@@ -232,7 +243,7 @@ class Monitor:
         try:
             conn = self._conn(node)
             if beat and self.heartbeat:
-                self._beat(conn, group)
+                self._beat(conn, node.name, group)
             cur = conn.execute(PRIMARY_SAMPLE)
             row = cur.fetchone()
         except (psycopg.Error, OSError) as exc:
@@ -251,17 +262,17 @@ class Monitor:
             lsn=position,
             system_identifier=int(system_id),
             timeline=int(timeline),
-            writes_heartbeat=group in self._writer,
+            writes_heartbeat=node.name in self._writer,
         )
 
-    def _beat(self, conn: Connection[Any], group: str) -> None:
-        if group not in self._writer:
+    def _beat(self, conn: Connection[Any], node: str, group: str) -> None:
+        if node not in self._writer:
             cur = conn.execute("SELECT pg_try_advisory_lock(%s)", (HEARTBEAT_LOCK,))
             row = cur.fetchone()
             if not (row and row[0]):
                 return  # another monitor writes this group's heartbeat
             conn.execute(HEARTBEAT_DDL)
-            self._writer.add(group)
+            self._writer.add(node)
         conn.execute(HEARTBEAT_WRITE, (group,))
 
     # -- reading ------------------------------------------------------------------------

@@ -21,9 +21,10 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.pq import TransactionStatus
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from ..errors import MlscaleError, NodeUnavailableError
+from .concurrency_async import pause
 from .context import ClusterContext
 from .pools import quiet_reconnects
 from .statements import RESET_SESSION
@@ -58,6 +59,8 @@ async def reset_session(conn: AsyncConnection[Any]) -> None:
 # A wait for a pooled connection is cut in slices this long: between two, a node
 # found down meanwhile fails the wait at once instead of at the pool timeout.
 WAIT_SLICE_S = 0.25
+# While a Patroni scope has no leader, how often a waiting write looks again (s).
+LEADER_CHECK_S = 0.02
 
 
 class AsyncNodes:
@@ -87,16 +90,91 @@ class AsyncNodes:
         """Node ``name`` was seen down with ``error``, or back up (None)."""
         if error is not None:
             self.down[name] = error
+            self._context.leadership.poke_node(name)  # a Patroni scope: look at once
             return
         if self.down.pop(name, None) is not None:
             self._revived.add(name)
             quiet_reconnects.reset(name)
+
+    def renew(self, names: frozenset[str]) -> None:
+        """Discard the pools of ``names`` (a leader changed): their next user gets a
+        fresh pool; a connection borrowed meanwhile is closed when it comes back.
+        Patroni vouches for them now: a mark of one as down is dropped (the monitor
+        marks it again if it is)."""
+        for name in names:
+            self.down.pop(name, None)
+        self._revived |= names
 
     def after_fork(self) -> None:
         """In a forked child: what the parent's monitor saw is forgotten (the child's
         own monitor tells only of changes it sees, so a stale mark would stay)."""
         self.down = {}
         self._revived = set()
+
+    async def leader(self, scope: str, wait_s: float | None = None) -> str:
+        """The node that takes ``scope``'s writes (a shard group, or ``control``): in a
+        Patroni scope its leader, waiting up to ``wait_s`` (default: the config's
+        ``failover_wait_s``) while it has none; :class:`NodeUnavailableError` after."""
+        lead = self._context.leadership
+        name = lead.leader(scope)
+        if name is not None:
+            return name
+        self._watchers()  # the follower, among others, starts on first use
+        waited = self._context.config.policies.failover_wait_s if wait_s is None else wait_s
+        deadline = time.monotonic() + waited
+        while True:  # the follower polls a scope without a leader every 0.1 s
+            await pause(LEADER_CHECK_S)
+            name = lead.leader(scope)
+            if name is not None:
+                return name
+            if time.monotonic() >= deadline:
+                why = lead.state(scope).error
+                raise NodeUnavailableError(
+                    f"{scope} has no Patroni leader after {waited:.2f} s"
+                    + (f" (its REST API: {why})" if why else ""),
+                    node=lead.primary(scope),
+                    node_role="control" if scope == "control" else "primary",
+                )
+
+    @asynccontextmanager
+    async def connect_leader(self, scope: str) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection to ``scope``'s leader (see :meth:`connect`). In a Patroni
+        scope, getting it waits through a failover up to ``failover_wait_s``: a
+        connection that cannot be had sends nothing, so it is tried again on the next
+        leader. What the caller sends on it is the caller's to retry or not."""
+        lead = self._context.leadership
+        if not lead.follows(scope):
+            async with self.connect(lead.primary(scope)) as conn:
+                yield conn
+            return
+        deadline = time.monotonic() + self._context.config.policies.failover_wait_s
+        while True:
+            name = await self.leader(scope, max(0.0, deadline - time.monotonic()))
+            try:
+                pool = await self.pool(name)
+                conn = await self._getconn(name, pool, max(0.001, deadline - time.monotonic()))
+                # Patroni names a leader before its promotion ends; a pooled connection
+                # may have died with the old one. One round trip proves both, where it
+                # is worth it: catalog calls (rare), and a leader new this moment.
+                if scope == "control" or lead.changed_recently(scope):
+                    await self._writable(name, pool, conn)
+            except (NodeUnavailableError, PoolClosed) as exc:  # closed: renewed meanwhile
+                if time.monotonic() >= deadline:
+                    raise
+                _log.info("no connection to %s, leader of %s (%s); waiting", name, scope, exc)
+                lead.poke(scope)
+                await pause(LEADER_CHECK_S * 5)
+                continue
+            break
+        try:
+            try:
+                yield conn
+            finally:
+                await pool.putconn(conn)
+        except psycopg.Error as exc:
+            if isinstance(exc, MlscaleError):
+                raise
+            raise await self._failed(name, self._roles[name], pool, exc, conn) from exc
 
     def _check_up(self, name: str) -> None:
         error = self.down.get(name)
@@ -200,6 +278,25 @@ class AsyncNodes:
                 if time.monotonic() >= deadline:
                     raise self._context.unavailable(name, exc, timeout_s) from exc
 
+    async def _writable(
+        self, name: str, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any]
+    ) -> None:
+        """Check, before anything is sent on it, that ``conn`` is alive and its server
+        out of recovery; :class:`NodeUnavailableError` (nothing sent) otherwise."""
+        try:
+            cur = await conn.execute("SELECT pg_is_in_recovery()")
+            row = await cur.fetchone()
+        except psycopg.Error as exc:
+            await pool.putconn(conn)  # broken: the pool discards it
+            raise translate(exc, name, self._roles[name], conn) from exc
+        if row is None or row[0]:
+            await pool.putconn(conn)
+            raise NodeUnavailableError(
+                f"node {name} leads in Patroni's view but is not promoted yet",
+                node=name,
+                node_role=self._roles[name],
+            )
+
     async def run_on_replica(self, name: str, work: Work, query: str, params: Any) -> Any:
         """``work(conn, query, params)`` on a pooled connection to replica ``name``:
         what :meth:`connect` does for a replica under round robin, without its
@@ -251,6 +348,7 @@ class AsyncNodes:
         a statement, say) is the caller's and bans nothing."""
         err = translate(exc, name, role, conn)
         if isinstance(err, NodeUnavailableError):
+            self._context.leadership.poke_node(name)  # a Patroni scope: look at once
             await pool.check()
             if role == "replica":
                 self._balancer.end(name, failed=str(err))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core.pooling import PoolSize, pool_size
-from ..core.topology import Node, nodes_of
+from ..core.topology import Node, control_nodes_of, nodes_of
 from ..errors import MlscaleError
 from .connect import connect_kwargs
 
@@ -100,7 +100,8 @@ class PoolSet(Generic[P]):
 
     def __init__(self, config: ClusterConfig, factory: Callable[..., P]) -> None:
         self.config = config
-        self.nodes = {n.name: n for n in nodes_of(config)}
+        # The control database's standbys too (a Patroni scope: any may lead it).
+        self.nodes = {n.name: n for n in [*nodes_of(config), *control_nodes_of(config)[1:]]}
         self.size = pool_size(config.pools, usable_cpus())
         self._factory: Callable[..., P] = factory
         self._pools: dict[str, P] = {}

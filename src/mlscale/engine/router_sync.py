@@ -107,7 +107,8 @@ class Router:
             return self._read(self._context.group(group), options, seen, replica_only)
         self._context.check_one_call(c)
         self._context.check_role(c, scope, group)  # refuses a write in a replica scope
-        return self._nodes.connect(self._context.primary_node(group))
+        # The leader only: in a Patroni group, waiting through a failover for the next.
+        return self._nodes.connect_leader(self._context.group(group))
 
     def quick_replica(
         self, c: Classification, scope: RouteScope, group: str | None, options: ReadOptions
@@ -144,7 +145,8 @@ class Router:
             return OnPrimary(reason), primary
         balancer = self._balancer
         states = balancer.states(group, self._context.replica_nodes(group), self.samples())
-        decision = balancer.decide(states, balancer.requirement(options, group, None))
+        history = self._context.leadership.switch_points(group)
+        decision = balancer.decide(states, balancer.requirement(options, group, None, history))
         if isinstance(decision, UseReplica):
             return OnReplica(f"{c.reason}; {decision.reason}"), decision.name
         if isinstance(decision, UsePrimary):
@@ -167,7 +169,8 @@ class Router:
         names = self._context.replica_nodes(group)
         primary = self._context.primary_node(group)
         seen_lsn = seen.seen_lsn(group) if seen is not None else None
-        req = balancer.requirement(options, group, seen_lsn)
+        history = self._context.leadership.switch_points(group)
+        req = balancer.requirement(options, group, seen_lsn, history)
         decision = balancer.decide(balancer.states(group, names, self.samples()), req)
         if isinstance(decision, WaitFor):
             started = time.monotonic()

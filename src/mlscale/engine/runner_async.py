@@ -4,8 +4,8 @@
 ``execute / fetch_one / fetch_all / fetch_value / copy`` classify the statement,
 place it on shard groups by its key (sharded tables), and run it where the
 subclass -- a scope, session, transaction, or the cluster itself -- lends a
-connection. A read whose replica fails is retried once elsewhere; a write only
-when the caller marked it idempotent.
+connection. A read whose replica fails is retried once elsewhere; a write if marked
+idempotent, or (Patroni groups) if unsent when its leader failed: ride_async.py.
 
 ``runner_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
@@ -37,6 +37,7 @@ from .directory_async import AsyncDirectory
 from .fanout_async import AsyncFanout, Borrow, How, concat, first_row, total
 from .hooks import CommitHooks, Committed
 from .nodes_async import AsyncNodes
+from .ride_async import ride_group, ride_through
 from .router_async import AsyncRouter
 from .scatter_async import AsyncScatter
 
@@ -66,7 +67,6 @@ class AsyncRunner:
     Reads take a guarantee per call: ``consistency`` (STRONG, READ_YOUR_WRITES,
     BOUNDED_STALENESS, EVENTUAL), a causal ``token`` (a :class:`CausalToken` or
     its string), and for bounded staleness ``max_lag_ms`` / ``max_lag_bytes``.
-    A read whose replica fails is retried once elsewhere; a write never is.
     """
 
     _as_written = False  # statements as written on one group: no key read, split or merge
@@ -97,25 +97,28 @@ class AsyncRunner:
         broadcast: bool = False,
         idempotent: bool = False,
     ) -> Any:
-        """``how.work(conn, query, params)`` where ``query`` must run. A read whose
-        replica fails is retried once elsewhere; anything else only if ``idempotent``."""
+        """``how.work(conn, query, params)`` where ``query`` must run (retries: above)."""
         self._check_usable()
         c = self._context.classify(query)
         shard_plan = None  # statements run as written: not placed by a key
         if not self._as_written:
             where = (shard_key, broadcast, self._group_given())
             shard_plan = await self._rooms.directory.plan(c, query, params, *where)
-        # Decided before the attempt (a failure may reset a session's state): a read is
-        # safe to repeat (say, dead pooled connections), a write if the caller says so.
+        # Decided first (a failure may reset a session's state): a read is safe to repeat.
         may_repeat = (idempotent or c.read_only) and self._may_repeat(c)
         how, marks = self._marking(c, shard_plan, how)
+        ride = ride_group(c, shard_plan, self._home_group(), self._context, self._may_repeat(c))
         try:
-            result = await self._attempt(c, query, params, options, how, shard_plan)
+            if ride is None:
+                result = await self._attempt(c, query, params, options, how, shard_plan)
+            else:  # a Patroni group's write waits through a failover: see ride_async.py
+                run = lambda h: self._attempt(c, query, params, options, h, shard_plan)  # noqa: E731
+                result = await ride_through(self._context, ride, query, idempotent, how, run)
         except NodeUnavailableError as exc:
             if c.read_only and (exc.node_role == "replica" or may_repeat):
                 self._context.balancer.record_retry()
                 log.info("read failed on %s (%s); retrying once", exc.node, exc)
-            elif may_repeat:
+            elif may_repeat and ride is None:  # a ride retried what it could
                 log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
             else:
                 raise
@@ -241,10 +244,9 @@ class AsyncRunner:
 
         On sharded tables the key is read from the statement, or given as
         ``shard_key``; a write without one runs on every shard group only with
-        ``broadcast=True``. A write whose node is found unavailable (say, a pooled
-        connection left over from before the server restarted) is retried once on a
-        new connection only if ``idempotent``: running it twice must be harmless.
-        """
+        ``broadcast=True``. ``idempotent``: running it twice is harmless, so a write
+        whose node failed is run again (once; in a Patroni group, on the next leader
+        within ``failover_wait_s``, else :class:`CommitOutcomeUnknown` if it was sent)."""
 
         async def work(conn: AsyncConnection[Any], text: str, values: Params) -> int:
             cur = await conn.execute(text, values)

@@ -6,8 +6,8 @@
 ``execute / fetch_one / fetch_all / fetch_value / copy`` classify the statement,
 place it on shard groups by its key (sharded tables), and run it where the
 subclass -- a scope, session, transaction, or the cluster itself -- lends a
-connection. A read whose replica fails is retried once elsewhere; a write only
-when the caller marked it idempotent.
+connection. A read whose replica fails is retried once elsewhere; a write if marked
+idempotent, or (Patroni groups) if unsent when its leader failed: ride_sync.py.
 
 ``runner_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
@@ -39,6 +39,7 @@ from .directory_sync import Directory
 from .fanout_sync import Borrow, Fanout, How, concat, first_row, total
 from .hooks import CommitHooks, Committed
 from .nodes_sync import Nodes
+from .ride_sync import ride_group, ride_through
 from .router_sync import Router
 from .scatter_sync import Scatter
 
@@ -68,7 +69,6 @@ class Runner:
     Reads take a guarantee per call: ``consistency`` (STRONG, READ_YOUR_WRITES,
     BOUNDED_STALENESS, EVENTUAL), a causal ``token`` (a :class:`CausalToken` or
     its string), and for bounded staleness ``max_lag_ms`` / ``max_lag_bytes``.
-    A read whose replica fails is retried once elsewhere; a write never is.
     """
 
     _as_written = False  # statements as written on one group: no key read, split or merge
@@ -99,25 +99,28 @@ class Runner:
         broadcast: bool = False,
         idempotent: bool = False,
     ) -> Any:
-        """``how.work(conn, query, params)`` where ``query`` must run. A read whose
-        replica fails is retried once elsewhere; anything else only if ``idempotent``."""
+        """``how.work(conn, query, params)`` where ``query`` must run (retries: above)."""
         self._check_usable()
         c = self._context.classify(query)
         shard_plan = None  # statements run as written: not placed by a key
         if not self._as_written:
             where = (shard_key, broadcast, self._group_given())
             shard_plan = self._rooms.directory.plan(c, query, params, *where)
-        # Decided before the attempt (a failure may reset a session's state): a read is
-        # safe to repeat (say, dead pooled connections), a write if the caller says so.
+        # Decided first (a failure may reset a session's state): a read is safe to repeat.
         may_repeat = (idempotent or c.read_only) and self._may_repeat(c)
         how, marks = self._marking(c, shard_plan, how)
+        ride = ride_group(c, shard_plan, self._home_group(), self._context, self._may_repeat(c))
         try:
-            result = self._attempt(c, query, params, options, how, shard_plan)
+            if ride is None:
+                result = self._attempt(c, query, params, options, how, shard_plan)
+            else:  # a Patroni group's write waits through a failover: see ride_sync.py
+                run = lambda h: self._attempt(c, query, params, options, h, shard_plan)  # noqa: E731
+                result = ride_through(self._context, ride, query, idempotent, how, run)
         except NodeUnavailableError as exc:
             if c.read_only and (exc.node_role == "replica" or may_repeat):
                 self._context.balancer.record_retry()
                 log.info("read failed on %s (%s); retrying once", exc.node, exc)
-            elif may_repeat:
+            elif may_repeat and ride is None:  # a ride retried what it could
                 log.info("failed on %s (%s); retrying once: marked idempotent", exc.node, exc)
             else:
                 raise
@@ -243,10 +246,9 @@ class Runner:
 
         On sharded tables the key is read from the statement, or given as
         ``shard_key``; a write without one runs on every shard group only with
-        ``broadcast=True``. A write whose node is found unavailable (say, a pooled
-        connection left over from before the server restarted) is retried once on a
-        new connection only if ``idempotent``: running it twice must be harmless.
-        """
+        ``broadcast=True``. ``idempotent``: running it twice is harmless, so a write
+        whose node failed is run again (once; in a Patroni group, on the next leader
+        within ``failover_wait_s``, else :class:`CommitOutcomeUnknown` if it was sent)."""
 
         def work(conn: Connection[Any], text: str, values: Params) -> int:
             cur = conn.execute(text, values)

@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanage
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 
 from ..core.causal import CausalToken
@@ -30,13 +31,14 @@ from ..core.scatter.result import ScatterResult
 from ..core.shardplan import NO_KEY, Part, ShardPlan
 from ..errors import MlscaleError, RoutingError
 from .balancer import ReadOptions
+from .commitcheck import CommitCheck
 from .commits_async import position
 from .fanout_async import Borrow, How
 from .hooks import Committed
 from .nodes_async import reset_session
 from .runner_async import AsyncRooms, AsyncRunner, Params
 from .statements import Isolation, set_transaction
-from .translate import translating
+from .translate import node_failed, translating
 
 __all__ = ["AsyncScope", "AsyncTransaction", "open_transaction", "within"]
 
@@ -292,12 +294,31 @@ async def open_transaction(
     With ``reset_dirty``, session state a statement left is discarded afterwards;
     ``as_written``: statements run as written (see :meth:`AsyncCluster.as_written`)."""
     tx = AsyncTransaction(rooms, conn, node, as_written)
+    # In a Patroni group, a COMMIT whose answer never comes (or comes with the
+    # "committed locally" warning) is reported as CommitOutcomeUnknown.
+    check = None
+    if rooms.context.leadership.follows(tx.group or ""):
+        check = CommitCheck("COMMIT", idempotent=False)
     try:
-        async with conn.transaction():
-            options = set_transaction(isolation, readonly)
-            if options is not None:
-                await conn.execute(options)
-            yield tx
+        try:
+            async with conn.transaction():
+                options = set_transaction(isolation, readonly)
+                if options is not None:
+                    await conn.execute(options)
+                yield tx
+                if check is not None:  # the block ended normally: COMMIT is sent next
+                    check.attach(conn)
+        except psycopg.Error as exc:
+            if check is None or not check.sent or isinstance(exc, MlscaleError):
+                raise
+            if not node_failed(exc, conn):
+                raise  # the server refused the COMMIT (a deferred constraint): rolled back
+            raise check.unknown(node, f"the connection broke during COMMIT ({exc})") from exc
+        finally:
+            if check is not None and check.sent and not conn.closed:
+                check.detach(conn)
+        if check is not None:
+            check.raise_if_local(node)
         group = rooms.context.group(tx.group)
         tx.token = CausalToken({group: await position(conn)})
         if rooms.hooks:

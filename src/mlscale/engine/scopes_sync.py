@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 from psycopg import Connection
 
 from ..core.causal import CausalToken
@@ -32,13 +33,14 @@ from ..core.scatter.result import ScatterResult
 from ..core.shardplan import NO_KEY, Part, ShardPlan
 from ..errors import MlscaleError, RoutingError
 from .balancer import ReadOptions
+from .commitcheck import CommitCheck
 from .commits_sync import position
 from .fanout_sync import Borrow, How
 from .hooks import Committed
 from .nodes_sync import reset_session
 from .runner_sync import Params, Rooms, Runner
 from .statements import Isolation, set_transaction
-from .translate import translating
+from .translate import node_failed, translating
 
 __all__ = ["Scope", "Transaction", "open_transaction", "within"]
 
@@ -286,12 +288,31 @@ def open_transaction(
     With ``reset_dirty``, session state a statement left is discarded afterwards;
     ``as_written``: statements run as written (see :meth:`Cluster.as_written`)."""
     tx = Transaction(rooms, conn, node, as_written)
+    # In a Patroni group, a COMMIT whose answer never comes (or comes with the
+    # "committed locally" warning) is reported as CommitOutcomeUnknown.
+    check = None
+    if rooms.context.leadership.follows(tx.group or ""):
+        check = CommitCheck("COMMIT", idempotent=False)
     try:
-        with conn.transaction():
-            options = set_transaction(isolation, readonly)
-            if options is not None:
-                conn.execute(options)
-            yield tx
+        try:
+            with conn.transaction():
+                options = set_transaction(isolation, readonly)
+                if options is not None:
+                    conn.execute(options)
+                yield tx
+                if check is not None:  # the block ended normally: COMMIT is sent next
+                    check.attach(conn)
+        except psycopg.Error as exc:
+            if check is None or not check.sent or isinstance(exc, MlscaleError):
+                raise
+            if not node_failed(exc, conn):
+                raise  # the server refused the COMMIT (a deferred constraint): rolled back
+            raise check.unknown(node, f"the connection broke during COMMIT ({exc})") from exc
+        finally:
+            if check is not None and check.sent and not conn.closed:
+                check.detach(conn)
+        if check is not None:
+            check.raise_if_local(node)
         group = rooms.context.group(tx.group)
         tx.token = CausalToken({group: position(conn)})
         if rooms.hooks:

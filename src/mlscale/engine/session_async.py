@@ -148,6 +148,8 @@ class AsyncSession(AsyncRunner):
         if self._closed:
             raise MlscaleError("this session is closed")
         if self._conn is None:
+            # The group's primary as of now: in a Patroni group, its current leader.
+            self._node = await self._rooms.nodes.leader(self._context.group(self._group))
             self._conn = await self._rooms.nodes.hold(self._node)
         return self._conn
 

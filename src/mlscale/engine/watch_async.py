@@ -22,7 +22,7 @@ import psycopg
 from psycopg import AsyncConnection, sql
 
 from ..core.sharding import EMPTY, ShardDirectory
-from ..core.topology import nodes_of
+from ..core.topology import Node, nodes_of
 from .catalog_async import BANS_CHANNEL, SHARDING_CHANNEL, load_directory, read_bans
 from .catalog_async import sharding_version as read_sharding_version
 from .concurrency_async import Background, Stop
@@ -47,13 +47,18 @@ class AsyncCatalogWatch:
         *,
         interval_s: float = 0.1,
         on_change: Callable[[str, str | None], None] | None = None,
+        control: Callable[[], Node] | None = None,
     ) -> None:
         self.config = config
-        # on_change("control", error): the control node seen down, or back (None).
+        # on_change(node, error): the control node seen down, or back (None).
         self._on_change = on_change
         self._control_down = False
         self.interval_s = interval_s
-        self._control = nodes_of(config)[0]
+        # control(): the node holding the catalog now -- when the control database is
+        # a Patroni cluster, its leader: after a failover the watcher reconnects there.
+        first = nodes_of(config)[0]
+        self._control_of = control or (lambda: first)
+        self._control = first
         self._conn: AsyncConnection[Any] | None = None
         self._stop = Stop()
         self._loop = Background("mlscale-catalog-watch", self._run)
@@ -90,7 +95,11 @@ class AsyncCatalogWatch:
 
     async def _connect(self) -> AsyncConnection[Any]:
         conn = self._conn
+        if conn is not None and self._control_of().name != self._control.name:
+            await self._drop()  # another node leads the control database now
+            conn = None
         if conn is None or conn.closed:
+            self._control = self._control_of()
             kwargs = connect_kwargs(self._control, self.config, connect_timeout=1.0)
             kwargs["application_name"] = "mlscale-catalog-watch"
             conn = await AsyncConnection.connect(autocommit=True, **kwargs)

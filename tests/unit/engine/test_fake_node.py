@@ -124,6 +124,12 @@ class FakeNodes:
                 self._context.balancer.end(name, failed=str(err))
             raise
 
+    def leader(self, scope: str, wait_s: float | None = None) -> str:
+        return self._context.leadership.primary(scope)
+
+    def connect_leader(self, scope: str) -> Any:
+        return self.connect(self._context.leadership.primary(scope))
+
     def run_on_replica(self, name: str, work: Any, query: str, params: Any) -> Any:
         with self.connect(name) as conn:
             return work(conn, query, params)
