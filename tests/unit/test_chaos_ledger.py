@@ -89,11 +89,14 @@ def test_old_primary_acks_after_takeover_by_clock_and_by_lsn() -> None:
         # The new leader's acks never count, whatever their time.
         acked(5, 104.0, port=NEW, tl=2, low=SWITCH_LSN + 999),
     ]
-    a = account(writes, {1, 2, 3, 4, 5}, switch(), ended_at=105.0)
+    a = account(writes, {1, 4, 5}, switch(), ended_at=105.0)
     assert a.old_primary_acks_by_clock == 2  # ids 2, 4
     assert a.old_primary_acks_by_lsn == 2  # ids 2, 3
     assert a.old_primary_acks_after_takeover == 3
     assert a.old_primary_ack_ids == (2, 3, 4)
+    # 4 reached the new leader before its promotion ended; 2 and 3 are lost.
+    assert a.old_primary_acks_after_takeover_lost == 2
+    assert a.lost_acked == 2 and a.lost_ids == (2, 3)
 
 
 def test_takeover_instant_is_the_earliest_evidence() -> None:

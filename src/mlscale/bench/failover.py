@@ -189,6 +189,9 @@ def summarise(results: Sequence[TrialResult]) -> dict[str, Any]:
                 "old_primary_acks_after_takeover": sum(
                     x.old_primary_acks_after_takeover for x in a
                 ),
+                "old_primary_acks_after_takeover_lost": sum(
+                    x.old_primary_acks_after_takeover_lost for x in a
+                ),
                 "missing_beyond_switch": sum(x.missing_beyond_switch for x in a),
                 "missing_maybe_beyond_switch": sum(x.missing_maybe_beyond_switch for x in a),
                 "missing_before_switch": sum(x.missing_before_switch for x in a),
@@ -200,7 +203,8 @@ def summarise(results: Sequence[TrialResult]) -> dict[str, Any]:
 
 
 def _recovered(r: TrialResult) -> bool:
-    """Whether the writers got an ack after the takeover."""
+    """Whether writing resumed: a write sent after the takeover was acked by a server
+    other than the old leader (see :func:`~.chaos.trial.run_trial`)."""
     return not any("no ack within" in n for n in r.notes)
 
 
@@ -358,7 +362,9 @@ def _report(
         "that were sent after the takeover instant (the earlier of the observer's first "
         "sight of the new running leader and Patroni's /history timestamp), united with "
         "acks on the old timeline whose WAL insert position lies beyond where the new "
-        "timeline forked (clock-free)",
+        "timeline forked (clock-free); '_lost' counts those missing from the new leader "
+        "(a node resumed from a freeze may still stream to the new leader until its "
+        "promotion completes)",
         "unknown outcomes: a COMMIT whose connection broke, or that came back with the "
         "'committed locally' warning; each is reconciled against the new leader's rows",
         "async: each missing acked row's commit LSN bounds (insert position in the "
@@ -385,7 +391,8 @@ def _print_figures(result: BenchResult) -> None:
                 f"  acked {s['acked']:6d}  lost {s['lost_acked']}  failed {s['failed']}"
                 f" (committed {s['failed_but_committed']})  unknown {s['unknown']}"
                 f" (committed {s['unknown_committed']})  old-primary acks"
-                f" {s['old_primary_acks_after_takeover']}  recovered"
+                f" {s['old_primary_acks_after_takeover']}"
+                f" (lost {s['old_primary_acks_after_takeover_lost']})  recovered"
                 f" {s['recovered_trials']}/{s['trials']}"
             )
     for scenario, s in m["by_client_async"].get("libpq", {}).items():

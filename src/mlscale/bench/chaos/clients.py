@@ -309,13 +309,19 @@ class WriterPool:
             t.start()
         return self
 
-    def wait_acks(self, count: int, timeout_s: float, since: float = 0.0) -> bool:
-        """Wait until at least ``count`` acks done after ``since`` (wall clock) are in
-        the ledger; whether they came within ``timeout_s``."""
+    def wait_acks(
+        self, count: int, timeout_s: float, *, sent_after: float = 0.0, not_port: int | None = None
+    ) -> bool:
+        """Wait until the ledger holds at least ``count`` acks of writes sent after
+        ``sent_after`` (wall clock) by a server other than ``not_port``; whether they
+        came within ``timeout_s``. (A write stuck on a frozen server and acked when it
+        resumes was sent before: it does not show that writing has resumed.)"""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             acks = sum(
-                1 for w in self.ledger.writes() if w.outcome == "acked" and w.done_at > since
+                1
+                for w in self.ledger.writes()
+                if w.outcome == "acked" and w.sent_at > sent_after and w.server_port != not_port
             )
             if acks >= count:
                 return True

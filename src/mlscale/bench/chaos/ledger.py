@@ -151,6 +151,7 @@ class TrialAccount:
     unknown_absent: int
     failed_present: int
     old_primary_acks_after_takeover: int
+    old_primary_acks_after_takeover_lost: int
     old_primary_acks_by_clock: int
     old_primary_acks_by_lsn: int
     acks_after_fault: int
@@ -254,6 +255,7 @@ def account(
         unknown_absent=sum(1 for w in unknown if w.id not in present),
         failed_present=sum(1 for w in failed if w.id in present),
         old_primary_acks_after_takeover=len(after),
+        old_primary_acks_after_takeover_lost=sum(1 for i in after if i not in present),
         old_primary_acks_by_clock=len(by_clock),
         old_primary_acks_by_lsn=len(by_lsn),
         acks_after_fault=sum(1 for w in acked if w.done_at > switch.fault_at),

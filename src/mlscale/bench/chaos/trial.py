@@ -8,8 +8,9 @@ timeline, a sync standby in synchronous mode):
 2. the fault hits the leader (:data:`SCENARIOS`) while an :class:`Observer` polls
    Patroni; once another member leads, a frozen node is continued and a killed one has
    its agent started again;
-3. the writers go on until they have an ack after the takeover plus
-   ``after_takeover_s`` (or ``recovery_timeout_s`` passes), then stop;
+3. the writers go on until a write sent after the takeover is acked by a server other
+   than the old leader, plus ``after_takeover_s`` (or ``recovery_timeout_s`` passes
+   without one: the trial did not recover), then stop;
 4. the trial waits until the old leader streams again (its rejoin, with pg_rewind),
    confirms it in its ``pg_stat_wal_receiver``, reads where the old timeline ended from
    Patroni's /history, and the ledger's ids from the new leader;
@@ -239,9 +240,12 @@ def run_trial(
                 if not took_over:
                     notes.append(f"no new leader within {plan.takeover_timeout_s:.0f} s")
                 since = observer.takeover_seen_at or fault_at
-                if not pool.wait_acks(1, plan.recovery_timeout_s, since=since):
+                if not pool.wait_acks(
+                    1, plan.recovery_timeout_s, sent_after=since, not_port=old_port
+                ):
                     notes.append(
-                        f"no ack within {plan.recovery_timeout_s:.0f} s after the takeover"
+                        f"no ack within {plan.recovery_timeout_s:.0f} s after the takeover "
+                        "of a write sent after it"
                     )
                 time.sleep(plan.after_takeover_s)
                 ended_at, stuck = pool.stop()
