@@ -76,27 +76,29 @@ def test_lost_acked_rows_are_listed() -> None:
     assert a.consistent
 
 
-def test_old_primary_acks_after_takeover_by_clock_and_by_lsn() -> None:
+def test_old_primary_acks_after_takeover_by_lsn_and_by_clock() -> None:
     writes = [
-        # Sent before the takeover, acked by the old primary before the switch LSN: fine.
+        # Sent before the takeover, acked by the old primary before the fork: fine.
         acked(1, 102.9, low=SWITCH_LSN - 100, high=SWITCH_LSN - 50),
-        # Sent after the takeover (clock) and beyond the switch LSN (LSN): counted once.
+        # Sent after the takeover and past the fork: counted (once).
         acked(2, 103.6, low=SWITCH_LSN + 10, high=SWITCH_LSN + 90),
-        # Sent before the takeover, but on the old timeline past the fork: LSN only.
+        # Sent before the takeover, but on the old timeline past the fork: counted.
         Write(3, 1, 102.5, 104.0, "acked", None, OLD, 1, SWITCH_LSN + 200, SWITCH_LSN + 300),
-        # Sent after the takeover (clock only: its LSN is before the fork).
+        # Sent after the takeover, before the fork, and on the new leader: the old
+        # primary still streamed to it while it was being promoted. Not counted as a
+        # loss, only as a write sent to a node that no longer held the key.
         Write(4, 2, 103.1, 103.2, "acked", None, OLD, 1, SWITCH_LSN - 10, SWITCH_LSN - 5),
+        # Sent after the takeover, no LSN, missing: counted by the clock.
+        Write(6, 2, 103.3, 103.4, "acked", None, OLD, None, None, None),
         # The new leader's acks never count, whatever their time.
         acked(5, 104.0, port=NEW, tl=2, low=SWITCH_LSN + 999),
     ]
     a = account(writes, {1, 4, 5}, switch(), ended_at=105.0)
-    assert a.old_primary_acks_by_clock == 2  # ids 2, 4
-    assert a.old_primary_acks_by_lsn == 2  # ids 2, 3
-    assert a.old_primary_acks_after_takeover == 3
-    assert a.old_primary_ack_ids == (2, 3, 4)
-    # 4 reached the new leader before its promotion ended; 2 and 3 are lost.
-    assert a.old_primary_acks_after_takeover_lost == 2
-    assert a.lost_acked == 2 and a.lost_ids == (2, 3)
+    assert a.old_primary_acks_past_fork == 2  # ids 2, 3
+    assert a.old_primary_acks_sent_after_takeover == 3  # ids 2, 4, 6
+    assert a.old_primary_acks_after_takeover == 3  # ids 2, 3, 6
+    assert a.old_primary_ack_ids == (2, 3, 6)
+    assert a.lost_acked == 3 and a.lost_ids == (2, 3, 6)
 
 
 def test_takeover_instant_is_the_earliest_evidence() -> None:
@@ -106,7 +108,7 @@ def test_takeover_instant_is_the_earliest_evidence() -> None:
     # No takeover seen: nothing is counted by clock, the LSN test still applies.
     w = Write(1, 0, 104.0, 104.1, "acked", None, OLD, 1, SWITCH_LSN + 1, SWITCH_LSN + 2)
     a = account([w], {1}, switch(takeover_seen_at=None, history_at=None), ended_at=105.0)
-    assert (a.old_primary_acks_by_clock, a.old_primary_acks_by_lsn) == (0, 1)
+    assert (a.old_primary_acks_sent_after_takeover, a.old_primary_acks_past_fork) == (0, 1)
 
 
 def test_missing_rows_against_the_switch_lsn() -> None:

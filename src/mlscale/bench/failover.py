@@ -189,8 +189,8 @@ def summarise(results: Sequence[TrialResult]) -> dict[str, Any]:
                 "old_primary_acks_after_takeover": sum(
                     x.old_primary_acks_after_takeover for x in a
                 ),
-                "old_primary_acks_after_takeover_lost": sum(
-                    x.old_primary_acks_after_takeover_lost for x in a
+                "old_primary_acks_sent_after_takeover": sum(
+                    x.old_primary_acks_sent_after_takeover for x in a
                 ),
                 "missing_beyond_switch": sum(x.missing_beyond_switch for x in a),
                 "missing_maybe_beyond_switch": sum(x.missing_maybe_beyond_switch for x in a),
@@ -270,6 +270,7 @@ def _report(
     asynchronous = summarise(async_results)
     lost_sync = sum(r.account.lost_acked for r in sync_results)
     old_acks = sum(r.account.old_primary_acks_after_takeover for r in sync_results)
+    sent_after = sum(r.account.old_primary_acks_sent_after_takeover for r in sync_results)
     gap_crash = _gap_median(sync, "mlscale", "pg_crash")
     gap_switch = _gap_median(sync, "mlscale", "switchover")
     async_before = sum(r.account.missing_before_switch for r in async_results)
@@ -294,6 +295,7 @@ def _report(
     result.metrics = {
         "lost_acked_writes_sync": lost_sync,
         "old_primary_acks_after_takeover": old_acks,
+        "old_primary_acks_sent_after_takeover": sent_after,
         "writer_gap_pg_crash_p50_s": _or_none(gap_crash),
         "writer_gap_switchover_p50_s": _or_none(gap_switch),
         "writer_gap_node_kill_p50_s": _or_none(_gap_median(sync, "mlscale", "node_kill")),
@@ -358,13 +360,13 @@ def _report(
         "before the fault until the writers stopped (after_takeover_s past the first ack "
         "after the takeover, or recovery_timeout_s without one: then the gap is a lower "
         "bound)",
-        "old-primary acks after takeover: acks whose server port is the old leader's and "
-        "that were sent after the takeover instant (the earlier of the observer's first "
-        "sight of the new running leader and Patroni's /history timestamp), united with "
-        "acks on the old timeline whose WAL insert position lies beyond where the new "
-        "timeline forked (clock-free); '_lost' counts those missing from the new leader "
-        "(a node resumed from a freeze may still stream to the new leader until its "
-        "promotion completes)",
+        "old-primary acks after takeover: acks by the old leader's port not in the new "
+        "leader's history -- on the old timeline past the fork LSN in /history, or sent "
+        "after the takeover instant (the earlier of the observer's first sight of the new "
+        "running leader and the /history timestamp) and missing; "
+        "old_primary_acks_sent_after_takeover also counts such acks that survived (the "
+        "new leader, shown as soon as it holds the key, may still receive WAL from a "
+        "resumed old primary until its promotion ends)",
         "unknown outcomes: a COMMIT whose connection broke, or that came back with the "
         "'committed locally' warning; each is reconciled against the new leader's rows",
         "async: each missing acked row's commit LSN bounds (insert position in the "
@@ -392,7 +394,8 @@ def _print_figures(result: BenchResult) -> None:
                 f" (committed {s['failed_but_committed']})  unknown {s['unknown']}"
                 f" (committed {s['unknown_committed']})  old-primary acks"
                 f" {s['old_primary_acks_after_takeover']}"
-                f" (lost {s['old_primary_acks_after_takeover_lost']})  recovered"
+                f" (sent after takeover {s['old_primary_acks_sent_after_takeover']})"
+                f"  recovered"
                 f" {s['recovered_trials']}/{s['trials']}"
             )
     for scenario, s in m["by_client_async"].get("libpq", {}).items():

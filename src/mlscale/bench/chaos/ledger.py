@@ -18,13 +18,16 @@ the trial and with what the observer saw of the switch (:class:`Switch`):
 - **unknown outcomes reconciled**: each ``unknown`` id found present or absent;
   ``failed`` ids found present are counted apart (the client was told "failed" about
   a write that committed: a classification error);
-- **old-primary acks after takeover**: acks by the old primary's port that either were
-  *sent* after the takeover instant (clock test; the takeover instant is the earlier
-  of the observer's first sight of the new running leader and Patroni's /history
-  timestamp of the switch, both upper bounds of when the new leader took the key, so
-  the test errs towards counting), or were made on the old timeline at a WAL position
-  beyond where the new timeline forked (LSN test: clock-free, such a commit cannot be
-  in the new leader's history). Their union is counted;
+- **old-primary acks after takeover**: acks by the old primary that are not in the new
+  leader's history: made on the old timeline at a WAL position beyond where the new
+  timeline forked (LSN test: clock-free), or *sent* after the takeover instant and
+  missing from the new leader (clock test, for acks without an LSN). The takeover
+  instant is the earlier of the observer's first sight of the new running leader and
+  Patroni's /history timestamp of the switch. Acks of writes sent after that instant
+  are also counted whether or not they survived (``old_primary_acks_sent_after_
+  takeover``): Patroni shows the new leader as soon as it holds the leader key, and
+  an old primary resumed from a freeze can still stream to it until its promotion
+  ends, so such writes survive, yet they went to a node that no longer held the key;
 - **writer gap**: the longest time, from the last ack before the fault to the end of
   the trial, with no ack from any writer;
 - **missing rows vs the switch LSN** (for asynchronous mode): each lost row's commit
@@ -151,9 +154,8 @@ class TrialAccount:
     unknown_absent: int
     failed_present: int
     old_primary_acks_after_takeover: int
-    old_primary_acks_after_takeover_lost: int
-    old_primary_acks_by_clock: int
-    old_primary_acks_by_lsn: int
+    old_primary_acks_sent_after_takeover: int
+    old_primary_acks_past_fork: int
     acks_after_fault: int
     writer_gap_s: float
     takeover_s: float | None
@@ -222,7 +224,7 @@ def account(
         and w.lsn_low is not None
         and w.lsn_low > switch.switch_lsn
     }
-    after = by_clock | by_lsn
+    after = by_lsn | {i for i in by_clock if i not in present}
 
     beyond = maybe = before = no_lsn = 0
     for w in lost:
@@ -255,9 +257,8 @@ def account(
         unknown_absent=sum(1 for w in unknown if w.id not in present),
         failed_present=sum(1 for w in failed if w.id in present),
         old_primary_acks_after_takeover=len(after),
-        old_primary_acks_after_takeover_lost=sum(1 for i in after if i not in present),
-        old_primary_acks_by_clock=len(by_clock),
-        old_primary_acks_by_lsn=len(by_lsn),
+        old_primary_acks_sent_after_takeover=len(by_clock),
+        old_primary_acks_past_fork=len(by_lsn),
         acks_after_fault=sum(1 for w in acked if w.done_at > switch.fault_at),
         writer_gap_s=writer_gap((w.done_at for w in acked), switch.fault_at, ended_at),
         takeover_s=since_fault(switch.takeover_seen_at),
