@@ -195,6 +195,7 @@ def summarise(results: Sequence[TrialResult]) -> dict[str, Any]:
                 "missing_beyond_switch": sum(x.missing_beyond_switch for x in a),
                 "missing_maybe_beyond_switch": sum(x.missing_maybe_beyond_switch for x in a),
                 "missing_before_switch": sum(x.missing_before_switch for x in a),
+                "missing_lsn_unknown": sum(x.missing_lsn_unknown for x in a),
                 "counts_consistent": all(x.consistent for x in a),
                 "errors": _merged_errors(a),
                 "notes": sorted({n for r in rs for n in r.notes}),
@@ -316,6 +317,9 @@ def _report(
         },
         "lost_acked_writes_async": sum(r.account.lost_acked for r in async_results),
         "async_missing_before_switch": async_before,
+        "async_missing_proven_beyond_switch": sum(
+            r.account.missing_beyond_switch for r in async_results
+        ),
         "by_client_sync": sync,
         "by_client_async": asynchronous,
         "trials": [r.to_dict() for r in (*sync_results, *async_results)],
@@ -371,7 +375,9 @@ def _report(
         "'committed locally' warning; each is reconciled against the new leader's rows",
         "async: each missing acked row's commit LSN bounds (insert position in the "
         "transaction; pg_current_wal_lsn() after COMMIT) against the switch LSN in "
-        "/history; 'before' would be a loss replication lag cannot explain",
+        "/history; 'beyond' is proven (even the lower bound is past it), 'maybe' and 'no "
+        "bound' (the post-COMMIT read failed: the server died) are consistent with it but "
+        "unproven, 'before' would be a loss replication lag cannot explain",
         f"the mlscale client is the Cluster as it is on this branch (it {unknown_cls} "
         "CommitOutcomeUnknown); it is built per trial with the current leader as the "
         "group's primary; writes it reports failed are reconciled like unknown ones "
@@ -402,7 +408,8 @@ def _print_figures(result: BenchResult) -> None:
         lines.append(
             f"  async    {scenario:<12} acked {s['acked']:6d}  lost {s['lost_acked']}"
             f"  (beyond switch {s['missing_beyond_switch']}, maybe"
-            f" {s['missing_maybe_beyond_switch']}, before {s['missing_before_switch']})"
+            f" {s['missing_maybe_beyond_switch']}, before {s['missing_before_switch']},"
+            f" no bound {s['missing_lsn_unknown']})"
         )
     print("\n".join(lines))
 
