@@ -23,16 +23,17 @@ __all__ = ["BENCHMARKS", "BenchContext", "Benchmark", "run_benchmark"]
 # name -> module defining BENCHMARK
 BENCHMARKS: dict[str, str] = {
     "cache": "mlscale.bench.cache",
+    "experiments": "mlscale.bench.experiments",
+    "failover": "mlscale.bench.failover",
     "features": "mlscale.bench.features",
     "node-cap": "mlscale.bench.node_cap",
     "placement": "mlscale.bench.placement",
     "predictions": "mlscale.bench.predictions",
+    "registry": "mlscale.bench.model_registry",
     "replicas": "mlscale.bench.replicas",
     "scatter": "mlscale.bench.scatter",
     "serve": "mlscale.bench.serve",
     "training-read": "mlscale.bench.training",
-    "registry": "mlscale.bench.model_registry",
-    "experiments": "mlscale.bench.experiments",
 }
 
 
