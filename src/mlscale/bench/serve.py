@@ -65,7 +65,7 @@ class Plan:
 def _plan(quick: bool) -> Plan:
     if quick:
         return Plan(20_000, 2, (100.0, 300.0), 4.0, 100, 32)
-    return Plan(200_000, 2, (250.0, 500.0, 1_000.0, 1_500.0, 2_000.0), 15.0, 500, 64)
+    return Plan(200_000, 2, (200.0, 300.0, 400.0, 500.0, 700.0, 1_000.0), 15.0, 500, 64)
 
 
 def _load(cluster: Cluster, entities: int) -> np.ndarray[Any, Any]:
