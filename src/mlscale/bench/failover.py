@@ -6,17 +6,19 @@ of 3 nodes. Trials of each scenario -- ``kill -9`` of the leader's postmaster
 (``pg_crash``), the leader's whole node killed (``node_kill``) or frozen with SIGSTOP
 until a new leader is up (``node_freeze``), a planned ``switchover`` -- run in rounds,
 alternating the clients: plain libpq multi-host (``target_session_attrs=read-write``,
-reconnect on error) and an mlscale Cluster (see :mod:`.chaos.clients`). Each trial's
-writers keep a ledger, accounted against the new leader's rows (:mod:`.chaos.ledger`).
+reconnect on error) and one mlscale Cluster following Patroni, its writes marked
+``idempotent=True`` (``mlscale``) or not (``mlscale_plain``; see
+:mod:`.chaos.clients`). Each trial's writers keep a ledger, accounted against the new
+leader's rows (:mod:`.chaos.ledger`).
 Then a second cluster with ``--sync off`` runs ``pg_crash`` and ``node_freeze`` trials
 with the libpq client: the loss of asynchronous replication, measured, and each
 missing row's commit LSN set against where the promoted node's history forked.
 
 Gates: ``lost_acked_writes_sync`` <= 0 and ``old_primary_acks_after_takeover`` <= 0
 (every synchronous trial, every client), ``writer_gap_pg_crash_p50_s`` <= 3.5 and
-``writer_gap_switchover_p50_s`` <= 3.5 (the mlscale client). The mlscale client is
-made for each trial from the cluster's config with the group's current leader as its
-primary (so it starts writable wherever the previous trial left the leader).
+``writer_gap_switchover_p50_s`` <= 3.5 (the idempotent mlscale client). The mlscale
+Cluster is made once from the HA cluster's config, with the group's Patroni endpoints,
+and lives across every trial: it finds each new leader by following Patroni.
 """
 
 from __future__ import annotations
@@ -25,18 +27,17 @@ import logging
 import math
 import os
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from ..config import ClusterConfig, NodeConfig
 from ..engine.cluster_sync import Cluster
-from ..engine.patroni import PatroniError, PatroniView
+from ..engine.patroni import PatroniError
 from ..local.cluster import LocalCluster
-from .chaos.clients import LedgerClient, LibpqClient, MlscaleClient, commit_outcome_unknown
+from .chaos.clients import LedgerClient, LibpqClient, MlscaleClient
 from .chaos.trial import SCENARIOS, HaGroup, Scenario, TrialPlan, TrialResult, run_trial
 from .compare import Spread, chart
 from .progress import Progress
@@ -46,73 +47,68 @@ from .results import BenchResult, Verdict
 __all__ = ["BENCHMARK", "Plan", "run", "summarise"]
 
 GATE_GAP_S = 3.5
-CLIENTS = ("mlscale", "libpq")
+# ``mlscale``: writes marked idempotent=True (the gated client); ``mlscale_plain``: the
+# same Cluster, writes not marked (a write in flight at the crash is CommitOutcomeUnknown).
+CLIENTS = ("mlscale", "mlscale_plain", "libpq")
+GATED_CLIENT = "mlscale"
 ASYNC_SCENARIOS: tuple[Scenario, ...] = ("pg_crash", "node_freeze")
 WRITERS = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Trials per scenario and client (synchronous cluster) and per async scenario."""
+    """Trials per scenario of each client (synchronous cluster; a client not in
+    ``trials`` gets ``default_trials``) and per async scenario."""
 
-    trials: int
+    default_trials: int
     async_trials: int
     trial: TrialPlan
+    trials: Mapping[str, int] = field(default_factory=dict)
+
+    def trials_of(self, client: str) -> int:
+        return self.trials.get(client, self.default_trials)
 
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:
-            return cls(trials=2, async_trials=2,
+            # Quick: 2 trials of each scenario for the gated client (its medians), 1
+            # for the others and for each async scenario -- enough to see each work.
+            return cls(default_trials=1, async_trials=1, trials={GATED_CLIENT: 2},
                        trial=TrialPlan(writers=WRITERS, warmup_s=1.5, after_takeover_s=2.0,
                                        recovery_timeout_s=10.0))  # fmt: skip
-        return cls(trials=20, async_trials=5, trial=TrialPlan(writers=WRITERS))
+        return cls(default_trials=20, async_trials=5, trial=TrialPlan(writers=WRITERS))
 
 
-def config_led_by(config: ClusterConfig, scope: str, view: PatroniView) -> ClusterConfig:
-    """``config`` with shard group ``scope``'s primary moved to the member leading in
-    ``view`` (its replicas the other members), as a client started now would be set up."""
-    leader = view.leader
-    if leader is None or leader.host is None or leader.port is None:
-        raise RuntimeError(f"{scope}: no leader to start a client on")
-    groups = []
-    for g in config.shard_groups:
-        if g.name == scope:
-            others = [
-                NodeConfig(host=m.host, port=m.port)
-                for m in view.members
-                if not m.is_leader and m.host is not None and m.port is not None
-            ]
-            g = g.model_copy(
-                update={
-                    "primary": NodeConfig(host=leader.host, port=leader.port),
-                    "replicas": others,
-                }
-            )
-        groups.append(g)
-    return config.model_copy(update={"shard_groups": groups})
+@contextmanager
+def following_cluster(group: HaGroup) -> Iterator[Cluster]:
+    """One mlscale Cluster from the HA cluster's config (its Patroni endpoints), for
+    every trial on ``group``: it must find each new leader itself."""
+    # The pool logs a warning per failed reconnect while a node is down: expected
+    # during a trial, and noise among the progress lines.
+    pool_log = logging.getLogger("psycopg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
+    try:
+        with Cluster(group.config) as cluster:
+            yield cluster
+    finally:
+        pool_log.setLevel(level)
 
 
-def _clients(group: HaGroup) -> dict[str, Any]:
+def _clients(group: HaGroup, cluster: Cluster) -> dict[str, Any]:
     members = [(h, p) for h, p, _ in group.members.values()]
-    libpq = LibpqClient(group.config, members)
+    made: dict[str, LedgerClient] = {
+        "libpq": LibpqClient(group.config, members),
+        "mlscale": MlscaleClient(cluster, group.scope, idempotent=True, name="mlscale"),
+        "mlscale_plain": MlscaleClient(
+            cluster, group.scope, idempotent=False, name="mlscale_plain"
+        ),
+    }
 
-    def libpq_client(view: PatroniView) -> Any:
-        return nullcontext(libpq)
+    def maker(client: LedgerClient) -> Any:
+        return lambda view: nullcontext(client)
 
-    @contextmanager
-    def mlscale_client(view: PatroniView) -> Iterator[LedgerClient]:
-        # The pool logs a warning per failed reconnect while a node is down: expected
-        # during a trial, and noise among the progress lines.
-        pool_log = logging.getLogger("psycopg.pool")
-        level = pool_log.level
-        pool_log.setLevel(logging.ERROR)
-        try:
-            with Cluster(config_led_by(group.config, group.scope, view)) as cluster:
-                yield MlscaleClient(cluster, group.scope)
-        finally:
-            pool_log.setLevel(level)
-
-    return {"libpq": libpq_client, "mlscale": mlscale_client}
+    return {name: maker(client) for name, client in made.items()}
 
 
 def _trials(
@@ -121,7 +117,7 @@ def _trials(
     *,
     scenarios: Sequence[Scenario],
     clients: Sequence[str],
-    trials: int,
+    trials: Mapping[str, int],
     first_index: int,
     progress: Progress,
     title: str,
@@ -129,14 +125,16 @@ def _trials(
 ) -> list[TrialResult]:
     group = HaGroup.of(local)
     group.prepare()
-    makers = _clients(group)
     out: list[TrialResult] = []
     index = first_index
-    with progress.phase(title, trials * len(scenarios) * len(clients)) as phase:
-        for r in range(1, trials + 1):
+    rounds = max(trials[c] for c in clients)
+    steps = sum(trials[c] for c in clients) * len(scenarios)
+    with following_cluster(group) as cluster, progress.phase(title, steps) as phase:
+        makers = _clients(group, cluster)
+        for r in range(1, rounds + 1):
             for scenario in scenarios:
-                for client in clients:
-                    phase.step(f"{scenario} / {client} ({r}/{trials})")
+                for client in (c for c in clients if r <= trials[c]):
+                    phase.step(f"{scenario} / {client} ({r}/{trials[client]})")
                     try:
                         out.append(run_trial(group, makers[client], scenario, index, plan.trial))
                     except (TimeoutError, RuntimeError, PatroniError, psycopg.Error) as exc:
@@ -240,8 +238,9 @@ def run(ctx: BenchContext) -> BenchResult:
             local = LocalCluster(ctx.workdir / "failover")
             stack.callback(local.destroy)
             local.up(shards=1, replicas=2, redis=False, ha=True, ha_sync="strict")
+        per_client = {c: plan.trials_of(c) for c in CLIENTS}
         sync_results = _trials(local, plan, scenarios=SCENARIOS, clients=CLIENTS,
-                               trials=plan.trials, first_index=1, progress=progress,
+                               trials=per_client, first_index=1, progress=progress,
                                title="synchronous trials", skipped=skipped)  # fmt: skip
         stack.close()
     with ExitStack() as stack:
@@ -251,7 +250,8 @@ def run(ctx: BenchContext) -> BenchResult:
             stack.callback(local.destroy)
             local.up(shards=1, replicas=2, redis=False, ha=True, ha_sync="off")
         async_results = _trials(local, plan, scenarios=ASYNC_SCENARIOS, clients=("libpq",),
-                                trials=plan.async_trials, first_index=1, progress=progress,
+                                trials={"libpq": plan.async_trials}, first_index=1,
+                                progress=progress,
                                 title="async trials (--sync off)", skipped=skipped)  # fmt: skip
     _report(result, plan, sync_results, async_results)
     result.metrics["trials_not_run"] = skipped
@@ -272,14 +272,14 @@ def _report(
     lost_sync = sum(r.account.lost_acked for r in sync_results)
     old_acks = sum(r.account.old_primary_acks_after_takeover for r in sync_results)
     sent_after = sum(r.account.old_primary_acks_sent_after_takeover for r in sync_results)
-    gap_crash = _gap_median(sync, "mlscale", "pg_crash")
-    gap_switch = _gap_median(sync, "mlscale", "switchover")
+    gap_crash = _gap_median(sync, GATED_CLIENT, "pg_crash")
+    gap_switch = _gap_median(sync, GATED_CLIENT, "switchover")
     async_before = sum(r.account.missing_before_switch for r in async_results)
     result.params = {
         "nodes": 3,
         "groups": 1,
         "sync": "strict (then off for the asynchronous trials)",
-        "trials_per_scenario_and_client": plan.trials,
+        "trials_per_scenario": {c: plan.trials_of(c) for c in CLIENTS},
         "async_trials_per_scenario": plan.async_trials,
         "scenarios": list(SCENARIOS),
         "async_scenarios": list(ASYNC_SCENARIOS),
@@ -291,7 +291,7 @@ def _report(
             "recovery_timeout_s": plan.trial.recovery_timeout_s,
             "rejoin_timeout_s": plan.trial.rejoin_timeout_s,
         },
-        "mlscale_has_commit_outcome_unknown": commit_outcome_unknown() is not None,
+        "gated_client": GATED_CLIENT,
     }
     result.metrics = {
         "lost_acked_writes_sync": lost_sync,
@@ -299,12 +299,18 @@ def _report(
         "old_primary_acks_sent_after_takeover": sent_after,
         "writer_gap_pg_crash_p50_s": _or_none(gap_crash),
         "writer_gap_switchover_p50_s": _or_none(gap_switch),
-        "writer_gap_node_kill_p50_s": _or_none(_gap_median(sync, "mlscale", "node_kill")),
-        "writer_gap_node_freeze_p50_s": _or_none(_gap_median(sync, "mlscale", "node_freeze")),
+        "writer_gap_node_kill_p50_s": _or_none(_gap_median(sync, GATED_CLIENT, "node_kill")),
+        "writer_gap_node_freeze_p50_s": _or_none(_gap_median(sync, GATED_CLIENT, "node_freeze")),
         "libpq_writer_gap_p50_s": {s: _or_none(_gap_median(sync, "libpq", s)) for s in SCENARIOS},
         "mlscale_writer_gap_p50_s": {
             s: _or_none(_gap_median(sync, "mlscale", s)) for s in SCENARIOS
         },
+        "mlscale_plain_writer_gap_p50_s": {
+            s: _or_none(_gap_median(sync, "mlscale_plain", s)) for s in SCENARIOS
+        },
+        "mlscale_idempotent_writer_errors": sum(
+            r.account.failed + r.account.unknown for r in sync_results if r.client == "mlscale"
+        ),
         "rejoin_p50_s": {
             s: _median(
                 [
@@ -354,7 +360,6 @@ def _report(
         chart("Old primary back as a streaming replica, from the fault", "s", rejoins),
     ]  # fmt: skip
     cpus = os.cpu_count() or 1
-    unknown_cls = "has" if commit_outcome_unknown() is not None else "does not have yet"
     result.notes = [
         f"3 PostgreSQL nodes, their Patroni agents, 3 etcd members and the control "
         f"database's 3 nodes share one {cpus}-CPU machine with the {plan.trial.writers} "
@@ -378,9 +383,12 @@ def _report(
         "/history; 'beyond' is proven (even the lower bound is past it), 'maybe' and 'no "
         "bound' (the post-COMMIT read failed: the server died) are consistent with it but "
         "unproven, 'before' would be a loss replication lag cannot explain",
-        f"the mlscale client is the Cluster as it is on this branch (it {unknown_cls} "
-        "CommitOutcomeUnknown); it is built per trial with the current leader as the "
-        "group's primary; writes it reports failed are reconciled like unknown ones "
+        "the mlscale clients share one Cluster made from the HA cluster's config (its "
+        "Patroni endpoints) for every trial: it follows Patroni to each new leader; "
+        "'mlscale' marks its writes idempotent=True (the insert is ON CONFLICT DO "
+        "NOTHING; the issue expects no error through pg_crash and switchover, only a "
+        "pause), 'mlscale_plain' does not (a write in flight at the crash is "
+        "CommitOutcomeUnknown); writes reported failed are reconciled like unknown ones "
         "(failed_but_committed)",
     ]
 
@@ -394,7 +402,7 @@ def _print_figures(result: BenchResult) -> None:
             gap = s["writer_gap_s"] or {}
             rejoin = s["rejoin_s"] or {}
             lines.append(
-                f"  {client:<8} {scenario:<12} gap p50 {gap.get('median', float('nan')):6.2f} s"
+                f"  {client:<13} {scenario:<12} gap p50 {gap.get('median', float('nan')):6.2f} s"
                 f"  rejoin p50 {rejoin.get('median', float('nan')):6.2f} s"
                 f"  acked {s['acked']:6d}  lost {s['lost_acked']}  failed {s['failed']}"
                 f" (committed {s['failed_but_committed']})  unknown {s['unknown']}"
@@ -406,7 +414,7 @@ def _print_figures(result: BenchResult) -> None:
             )
     for scenario, s in m["by_client_async"].get("libpq", {}).items():
         lines.append(
-            f"  async    {scenario:<12} acked {s['acked']:6d}  lost {s['lost_acked']}"
+            f"  async         {scenario:<12} acked {s['acked']:6d}  lost {s['lost_acked']}"
             f"  (beyond switch {s['missing_beyond_switch']}, maybe"
             f" {s['missing_maybe_beyond_switch']}, before {s['missing_before_switch']},"
             f" no bound {s['missing_lsn_unknown']})"

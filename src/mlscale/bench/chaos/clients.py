@@ -13,11 +13,14 @@ Clients are pluggable (:class:`LedgerClient`):
   after any error -- the baseline a user gets without mlscale. INSERT and COMMIT are
   sent apart, so an error before COMMIT is a write that cannot have committed and an
   error during COMMIT one whose outcome is unknown;
-- :class:`MlscaleClient`: an mlscale :class:`~mlscale.engine.cluster_sync.Cluster`,
-  one autocommit statement per write through ``cluster.primary(group).fetch_one``.
-  An error that is a ``CommitOutcomeUnknown`` (when mlscale has that class) is
-  recorded as unknown, any other error as failed (reconciliation then shows whether
-  a "failed" write had in fact committed).
+- :class:`MlscaleClient`: one mlscale :class:`~mlscale.engine.cluster_sync.Cluster`
+  made from the HA cluster's config (with each group's Patroni endpoints), living
+  across trials: it follows Patroni and finds each new leader itself. One autocommit
+  statement per write through ``cluster.primary(group).fetch_one``, marked
+  ``idempotent=True`` or not (two variants). A
+  :class:`~mlscale.errors.CommitOutcomeUnknown` is recorded as unknown, any other
+  error as failed (reconciliation then shows whether a "failed" write had in fact
+  committed).
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import sql
 
-from ... import errors as mlscale_errors
 from ...config import ClusterConfig
 from ...core.lsn import parse_lsn
 from ...core.topology import Node, Role
 from ...engine.connect import connect_kwargs
+from ...errors import CommitOutcomeUnknown, MlscaleError
 from .ledger import Ledger, Outcome, Write, timeline_of_walfile
 
 __all__ = [
@@ -218,23 +221,17 @@ class LibpqSession:
 # -- mlscale -------------------------------------------------------------------------
 
 
-def commit_outcome_unknown() -> type[BaseException] | None:
-    """mlscale's ``CommitOutcomeUnknown`` error class, when this mlscale has it."""
-    found = getattr(mlscale_errors, "CommitOutcomeUnknown", None)
-    return found if isinstance(found, type) and issubclass(found, BaseException) else None
-
-
 class MlscaleClient:
-    """Writes through an mlscale Cluster (``cluster.primary(group).fetch_one``);
-    ``idempotent`` passes mlscale's flag (the insert is idempotent)."""
+    """Writes through an mlscale Cluster (``cluster.primary(group).fetch_one``), the
+    same Cluster for every trial: it must follow Patroni to each new leader itself.
+    ``idempotent`` passes mlscale's flag (the insert is ``ON CONFLICT DO NOTHING``, so
+    running it twice is harmless); ``name`` tells the two variants apart."""
 
-    name = "mlscale"
-
-    def __init__(self, cluster: Any, group: str, *, idempotent: bool = False) -> None:
+    def __init__(self, cluster: Any, group: str, *, idempotent: bool, name: str) -> None:
+        self.name = name
         self._scope = cluster.primary(group)
         self._idempotent = idempotent
         self._insert = insert_statement().as_string(None)
-        self._unknown = commit_outcome_unknown()
 
     def session(self) -> MlscaleSession:
         return MlscaleSession(self)
@@ -251,11 +248,11 @@ class MlscaleSession:
         sent = time.time()
         try:
             row = c._scope.fetch_one(c._insert, (row_id, writer), idempotent=c._idempotent)
-        except (psycopg.Error, mlscale_errors.MlscaleError) as exc:
-            unknown = c._unknown is not None and isinstance(exc, c._unknown)
+        except CommitOutcomeUnknown as exc:
+            return Write(row_id, writer, sent, time.time(), "unknown", _described(exc))
+        except (psycopg.Error, MlscaleError) as exc:
             time.sleep(RETRY_PAUSE_S)
-            return Write(row_id, writer, sent, time.time(),
-                         "unknown" if unknown else "failed", _described(exc))  # fmt: skip
+            return Write(row_id, writer, sent, time.time(), "failed", _described(exc))
         return Write(row_id, writer, sent, time.time(), "acked", None, **_server_facts(row))
 
     def close(self) -> None:
