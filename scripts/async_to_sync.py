@@ -26,6 +26,7 @@ FOLDERS = [
     ROOT / "src/mlscale/stores/predictions",
     ROOT / "src/mlscale/stores/training",
     ROOT / "src/mlscale/stores/registry",
+    ROOT / "src/mlscale/stores/vectors",
 ]
 # concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
 # each written by hand, as are the prediction writer's two front ends (threads,
@@ -68,6 +69,8 @@ RENAMES = {
     "AsyncTrainingReader": "TrainingReader",
     "AsyncModelRegistry": "ModelRegistry",
     "AsyncRegistryTables": "RegistryTables",
+    "AsyncVectorStore": "VectorStore",
+    "AsyncVectorCollection": "VectorCollection",
     "AsyncCache": "Cache",
     "tiered_async": "tiered",
     "AsyncConnectionPool": "ConnectionPool",

@@ -26,6 +26,8 @@ with ``raise ... from exc`` so the cause is kept::
     │   ├── ModelExists          a model of that name exists with another description or tags
     │   ├── ModelNotFound        no such model, version, or version at an alias; also a NotFound
     │   └── RegistryConflict     an alias moved since its expected revision (.current_version)
+    ├── VectorError              a vector store call is malformed or refused (nothing written)
+    │   └── CollectionNotFound   no such vector collection; also a NotFound
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -54,6 +56,7 @@ __all__ = [
     "CatalogError",
     "ClusterDirError",
     "ClusterError",
+    "CollectionNotFound",
     "ConfigError",
     "DatabaseError",
     "FeatureError",
@@ -80,6 +83,7 @@ __all__ = [
     "ShardGroupError",
     "ShardKeyError",
     "TransactionConflict",
+    "VectorError",
     "WriterQueueFull",
 ]
 
@@ -303,3 +307,13 @@ class TransactionConflict(QueryError):
 
 class ReadOnlyViolation(QueryError):
     """A write reached a read-only node or transaction (SQLSTATE 25006)."""
+
+
+class VectorError(MlscaleError):
+    """A vector store call is malformed or refused (a bad collection name, a vector of
+    the wrong dimension or with NaN, a filter operator it does not know, an index knob
+    out of range); the message says which, and nothing of the call was written."""
+
+
+class CollectionNotFound(VectorError, NotFound):
+    """No vector collection of that name exists (the message names those that do)."""

@@ -45,6 +45,8 @@ __all__ = ["AsyncRooms", "AsyncRunner", "Params"]
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | Mapping[str, Any] | None
+# Transaction-local settings of fetch_all(settings=...): names and values as two arrays.
+_SET_LOCAL = "SELECT set_config(n, v, true) FROM unnest(%s::text[], %s::text[]) AS s(n, v)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,11 +277,17 @@ class AsyncRunner:
         broadcast: bool = False,
         idempotent: bool = False,
         binary: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``); ``binary``: sent in
-        PostgreSQL's binary format (bytea as its bytes, half the size of hex)."""
+        PostgreSQL's binary format (bytea as its bytes, half the size of hex).
+
+        ``settings``: server settings for this statement only (name -> value, e.g.
+        ``{"hnsw.ef_search": "100"}``), set by ``set_config(name, value, true)`` in the
+        same implicit transaction, sent with the statement in one round trip (pipeline
+        mode): nothing outlives the call. Inside a transaction they last until it ends."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        where = (shard_key, broadcast, idempotent, binary)
+        where = (shard_key, broadcast, idempotent, binary, settings)
         rows: list[Any] = await self._fetch(query, params, as_dict, options, False, *where)
         return rows
 
@@ -315,11 +323,19 @@ class AsyncRunner:
         broadcast: bool,
         idempotent: bool,
         binary: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
         async def work(conn: AsyncConnection[Any], text: str, values: Params) -> Any:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row, binary=binary)
+            if settings:
+                # One round trip: no Sync between the two, so they share the implicit
+                # transaction that ends with the statement (and takes the settings along).
+                async with conn.pipeline():
+                    await conn.execute(_SET_LOCAL, (list(settings), list(settings.values())))
+                    await cur.execute(text, values)
+                    return await (cur.fetchone() if one else cur.fetchall())
             await cur.execute(text, values)
             return await (cur.fetchone() if one else cur.fetchall())
 

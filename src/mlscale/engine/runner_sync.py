@@ -47,6 +47,8 @@ __all__ = ["Rooms", "Runner", "Params"]
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | Mapping[str, Any] | None
+# Transaction-local settings of fetch_all(settings=...): names and values as two arrays.
+_SET_LOCAL = "SELECT set_config(n, v, true) FROM unnest(%s::text[], %s::text[]) AS s(n, v)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,11 +279,17 @@ class Runner:
         broadcast: bool = False,
         idempotent: bool = False,
         binary: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``); ``binary``: sent in
-        PostgreSQL's binary format (bytea as its bytes, half the size of hex)."""
+        PostgreSQL's binary format (bytea as its bytes, half the size of hex).
+
+        ``settings``: server settings for this statement only (name -> value, e.g.
+        ``{"hnsw.ef_search": "100"}``), set by ``set_config(name, value, true)`` in the
+        same implicit transaction, sent with the statement in one round trip (pipeline
+        mode): nothing outlives the call. Inside a transaction they last until it ends."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        where = (shard_key, broadcast, idempotent, binary)
+        where = (shard_key, broadcast, idempotent, binary, settings)
         rows: list[Any] = self._fetch(query, params, as_dict, options, False, *where)
         return rows
 
@@ -317,11 +325,19 @@ class Runner:
         broadcast: bool,
         idempotent: bool,
         binary: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
         def work(conn: Connection[Any], text: str, values: Params) -> Any:
             cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row, binary=binary)
+            if settings:
+                # One round trip: no Sync between the two, so they share the implicit
+                # transaction that ends with the statement (and takes the settings along).
+                with conn.pipeline():
+                    conn.execute(_SET_LOCAL, (list(settings), list(settings.values())))
+                    cur.execute(text, values)
+                    return cur.fetchone() if one else cur.fetchall()
             cur.execute(text, values)
             return cur.fetchone() if one else cur.fetchall()
 
