@@ -46,7 +46,10 @@ def store() -> Iterator[VectorStore]:
 
 
 def brute(
-    data: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], q: npt.NDArray[np.float32], metric: str
+    data: npt.NDArray[np.float32],
+    ids: npt.NDArray[np.int64],
+    q: npt.NDArray[np.float32],
+    metric: str,
 ) -> npt.NDArray[np.float64]:
     """pgvector's distance of every row to ``q``, computed as it does (float sums
     exact for small integers; then the same float64 steps)."""
