@@ -50,6 +50,7 @@ from .errors import (
     CatalogError,
     ClusterDirError,
     ClusterError,
+    CollectionNotFound,
     ConfigError,
     DatabaseError,
     FeatureError,
@@ -76,6 +77,7 @@ from .errors import (
     ShardGroupError,
     ShardKeyError,
     TransactionConflict,
+    VectorError,
     WriterQueueFull,
 )
 
@@ -101,6 +103,7 @@ __all__ = [
     "ClusterError",
     "ClusterState",
     "ClusterStats",
+    "CollectionNotFound",
     "ConfigError",
     "DatabaseError",
     "FeatureError",
@@ -146,6 +149,7 @@ __all__ = [
     "SlotMap",
     "Transaction",
     "TransactionConflict",
+    "VectorError",
     "WriterQueueFull",
     "__version__",
     "load_config",
