@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "serve": "mlscale.bench.serve",
     "training-read": "mlscale.bench.training",
     "registry": "mlscale.bench.model_registry",
+    "vectors": "mlscale.bench.vectors",
 }
 
 
