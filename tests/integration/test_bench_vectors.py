@@ -15,7 +15,13 @@ from tests.integration.bench_checks import recheck, spread
 
 pytestmark = pytest.mark.slow
 
-SIDES = ("mlscale_4_groups", "one_node", "milvus_lite")
+SIDES = (
+    "mlscale_4_groups",
+    "one_node",
+    "milvus_lite",
+    "mlscale_4_groups_batched",
+    "milvus_lite_batched",
+)
 
 
 def test_vectors_bench_writes_measured_figures(scratch_dir: Path) -> None:
@@ -27,7 +33,7 @@ def test_vectors_bench_writes_measured_figures(scratch_dir: Path) -> None:
     params, metrics = doc["params"], doc["metrics"]
     assert params["rounds"] >= 5 and params["k"] == 10
     missing = metrics["unavailable"]
-    assert set(missing) <= {"milvus_lite"}, missing
+    assert set(missing) <= {"milvus_lite", "milvus_lite_batched"}, missing
     measured = [s for s in SIDES if s not in missing]
     for name in SIDES:  # measured, or a reason; never both, never neither
         assert (f"{name}_queries_per_s" in metrics) == (name in measured), name
@@ -48,6 +54,7 @@ def test_vectors_bench_writes_measured_figures(scratch_dir: Path) -> None:
         assert missing["milvus_lite"].startswith("milvus-lite"), missing
     else:
         assert metrics["vs_milvus_lite_ratio"] > 0
+        assert metrics["vs_milvus_lite_batched_ratio"] > 0
     target = metrics["seeds_target"]
     assert (target["queries_per_s"], target["p99_ms"]) == (20_000.0, 20.0)
     assert any("20,000 QPS" in n for n in doc["notes"])

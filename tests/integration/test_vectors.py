@@ -130,6 +130,13 @@ def test_float_exact_and_hnsw_recall_at_tuned_ef_search(floats: tuple[Any, ...])
     assert measured.ef_search == tuned.ef_search and measured.recall >= 0.95
     hit = col.query(queries[60], K, token=token)
     assert hit.how == "index" and len(hit) == K
+    # a batch: one statement per group, the same answers as one query at a time
+    many = col.query_many(queries[:20], K, token=token)
+    assert [r.ids for r in many] == [col.query(q, K, token=token).ids for q in queries[:20]]
+    exact = col.query_many(queries[:5], K, exact=True, token=token)
+    for r, q in zip(exact, queries[:5], strict=True):
+        again = col.query(q, K, exact=True, token=token)
+        assert (r.ids, r.distances, r.how) == (again.ids, again.distances, "exact")
 
 
 def test_filter_matching_one_percent_still_returns_k(floats: tuple[Any, ...]) -> None:
@@ -146,6 +153,8 @@ def test_filter_matching_one_percent_still_returns_k(floats: tuple[Any, ...]) ->
         exact = col.query(q, K, filter={"bucket": 42}, exact=True, token=token)
         d = np.sqrt(((x[bucket] - q.astype(np.float64)) ** 2).sum(axis=1))
         assert list(exact.ids) == ids[bucket][topk(d, ids[bucket], K)].tolist()
+    batch = col.query_many(data[:3], K, filter={"bucket": 42}, token=token)
+    assert all(len(r) == K for r in batch)
     # fewer matching rows than k: every group answers exactly, and says so
     few = col.query(data[0], K, filter={"bucket": 42, "lang": "zz"}, token=token)
     assert len(few) == 0 and few.how == "exact"

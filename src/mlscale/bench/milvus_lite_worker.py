@@ -10,8 +10,9 @@ command a line on stdin with one JSON line on stdout:
   loaded; answers the seconds each took and the index milvus-lite reports;
 - ``{"op": "recall", "ef": 40, "k": 10, "queries": 200}``: recall@k of the first
   queries at that ef;
-- ``{"op": "run", "ef": 40, "k": 10, "seconds": 3, "clients": 8}``: the closed-loop
-  load of :func:`vector_load.closed_loop`;
+- ``{"op": "run", "ef": 40, "k": 10, "seconds": 3, "clients": 8, "batch": 1}``: the
+  closed-loop load of :func:`vector_load.closed_loop` (``batch`` > 1: one search call
+  of that many vectors at a time);
 - ``{"op": "quit"}``.
 
 Errors answer ``{"error": "..."}``; the benchmark reports them.
@@ -28,13 +29,13 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vector_load import closed_loop, recall_of  # found by path, see above
+from vector_load import closed_loop, recall_of  # type: ignore[import-not-found]  # by path
 
 COLLECTION = "bench_vectors"
 
 
 def main() -> None:
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import DataType, MilvusClient  # type: ignore[import-not-found]  # its venv
 
     db, data_path, queries_path, truth_path = sys.argv[1:5]
     data = np.load(data_path)
@@ -51,6 +52,16 @@ def main() -> None:
             search_params={"metric_type": "L2", "params": {"ef": ef, "nprobe": ef}},
         )
         return [int(h["id"]) for h in hits[0]]
+
+    def search_many(qs: Any, ef: int, k: int) -> list[list[int]]:
+        hits = client.search(
+            COLLECTION,
+            qs.tolist(),
+            limit=k,
+            output_fields=["id"],
+            search_params={"metric_type": "L2", "params": {"ef": ef, "nprobe": ef}},
+        )
+        return [[int(h["id"]) for h in hit] for hit in hits]
 
     def load(cmd: dict[str, Any]) -> dict[str, Any]:
         if client.has_collection(COLLECTION):
@@ -96,6 +107,8 @@ def main() -> None:
                     truth,
                     seconds=float(cmd["seconds"]),
                     clients=int(cmd["clients"]),
+                    batch=int(cmd.get("batch", 1)),
+                    search_many=lambda qs, ef=ef, k=k: search_many(qs, ef, k),
                 )
             else:
                 out = {"error": f"unknown op {op!r}"}

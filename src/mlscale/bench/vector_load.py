@@ -21,6 +21,7 @@ import numpy.typing as npt
 __all__ = ["closed_loop", "recall_of"]
 
 Search = Callable[[npt.NDArray[np.float32]], Sequence[Any]]
+SearchMany = Callable[[npt.NDArray[np.float32]], Sequence[Sequence[Any]]]
 
 
 def recall_of(got: Sequence[Any], truth: npt.NDArray[np.int64]) -> float:
@@ -36,9 +37,13 @@ def closed_loop(
     *,
     seconds: float,
     clients: int,
+    batch: int = 1,
+    search_many: SearchMany | None = None,
 ) -> dict[str, Any]:
     """Run the load (see the module docstring); plain data: ``queries`` answered,
-    ``elapsed_s``, ``per_s``, latency ``p50_ms`` / ``p99_ms`` / ``max_ms``, mean
+    ``elapsed_s``, ``per_s`` (queries per second), latency of a call ``p50_ms`` /
+    ``p99_ms`` / ``max_ms`` (with ``batch`` > 1 each call is ``search_many`` of
+    ``batch`` query vectors at once: its latency is the batch's), mean
     ``recall``, ``errors`` (the first one's text in ``first_error``), and the client's CPU
     (``client_cpu_cores``: this process's CPU seconds per wall second)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -53,18 +58,22 @@ def closed_loop(
         mine, hits = latencies[c], recalls[c]
         start_gate.wait()
         while not stop.is_set():
-            q = queries[i]
+            rows = [(i + j) % n for j in range(batch)]
             t0 = time.perf_counter()
             try:
-                ids = search(q)
+                if batch == 1:
+                    answers: Sequence[Sequence[Any]] = [search(queries[i])]
+                else:
+                    assert search_many is not None, "batch > 1 needs search_many"
+                    answers = search_many(queries[rows])
             except Exception as exc:  # a failed call is counted and shown, never hidden
                 errors.append(f"{type(exc).__name__}: {exc}")
                 if len(errors) > 100:
                     return
                 continue
             mine.append(time.perf_counter() - t0)
-            hits.append(recall_of(ids, truth[i]))
-            i = (i + 1) % n
+            hits.extend(recall_of(ids, truth[r]) for ids, r in zip(answers, rows, strict=True))
+            i = (i + batch) % n
 
     threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
     for t in threads:
@@ -79,14 +88,16 @@ def closed_loop(
     cpu = time.process_time() - cpu0
     lat = np.array([x for per in latencies for x in per], dtype=np.float64) * 1e3
     rec = [x for per in recalls for x in per]
-    done = int(lat.size)
+    done = len(rec)
     return {
         "queries": done,
+        "calls": int(lat.size),
+        "batch": batch,
         "elapsed_s": elapsed,
         "per_s": done / elapsed if elapsed > 0 else 0.0,
-        "p50_ms": float(np.percentile(lat, 50)) if done else float("nan"),
-        "p99_ms": float(np.percentile(lat, 99)) if done else float("nan"),
-        "max_ms": float(lat.max()) if done else float("nan"),
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "max_ms": float(lat.max()) if lat.size else float("nan"),
         "recall": float(np.mean(rec)) if rec else float("nan"),
         "errors": len(errors),
         "first_error": errors[0] if errors else "",

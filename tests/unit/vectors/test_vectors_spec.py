@@ -66,6 +66,22 @@ def test_knn_forms() -> None:
     ).settings == {"ivfflat.probes": "1"}
 
 
+def test_knn_many_joins_each_query_vector_laterally() -> None:
+    c = Collection("items", 2).with_index(IndexSpec(IndexKind.HNSW))
+    f = to_sql({"lang": "en"})
+    many = vsql.knn_many(
+        c, ["[1,2]", "[3,4]"], 5, f, exact=False, ef_search=40, probes=1, iterative=False,
+        with_metadata=True,
+    )  # fmt: skip
+    assert many.sql == (
+        "SELECT q.i, r.* FROM unnest(%s::text[]) WITH ORDINALITY AS q(v, i) CROSS JOIN LATERAL "
+        '(SELECT id, embedding <-> q.v::vector AS distance, metadata FROM "mlscale_vec_items" '
+        "WHERE metadata @> %s::jsonb ORDER BY distance LIMIT %s) AS r ORDER BY q.i"
+    )
+    assert many.params == (["[1,2]", "[3,4]"], '{"lang": "en"}', 5)
+    assert many.settings == {"hnsw.ef_search": "40"}
+
+
 def test_vector_text_is_exact_for_float32() -> None:
     v = np.random.default_rng(0).standard_normal(64).astype(np.float32)
     text = vsql.vector_text(v.tolist())

@@ -19,9 +19,11 @@ class QueryResult:
     cosine 1 - similarity) and ``metadata`` (None unless asked for) are parallel;
     fewer than ``k`` rows only when the collection holds fewer matching rows (every
     short group was answered exactly). ``how``: the strongest step any group needed
-    (``index``, ``iterative_scan``, ``ef_search_raised``, ``exact``); ``steps``: each
-    group's; ``retried``: the groups whose first answer was short of k rows;
-    ``ef_search``: the value the index steps used; ``elapsed_s``: seconds."""
+    (``index``, ``iterative_scan``, ``ef_search_raised``, ``exact``: the form of the
+    statement a group ran -- on a small group the planner may scan the table instead of
+    the index, which is exact); ``steps``: each group's; ``retried``: the groups whose
+    first answer was short of k rows; ``ef_search``: the value the index steps used;
+    ``elapsed_s``: seconds."""
 
     ids: tuple[Any, ...]
     distances: tuple[float, ...]

@@ -31,6 +31,7 @@ __all__ = [
     "drop_index_ddl",
     "index_ddl",
     "knn",
+    "knn_many",
     "metadata_index_ddl",
     "stage_ddl",
     "table_ddl",
@@ -204,6 +205,44 @@ def knn(
         if iterative and flt is not None:
             settings["hnsw.iterative_scan"] = "strict_order"
     return Knn(text, params, settings)
+
+
+def knn_many(
+    c: Collection,
+    vector_texts: list[str],
+    k: int,
+    flt: SqlFilter | None,
+    *,
+    exact: bool,
+    ef_search: int,
+    probes: int,
+    iterative: bool,
+    with_metadata: bool,
+) -> Knn:
+    """:func:`knn` for many query vectors in one statement: each row of
+    ``unnest(vectors) WITH ORDINALITY`` (1-based ``i``) joined LATERAL to its own k
+    nearest rows (a parameterized index scan per query vector). Rows: (i, id,
+    distance[, metadata])."""
+    one = knn(
+        c,
+        "",
+        k,
+        flt,
+        exact=exact,
+        ef_search=ef_search,
+        probes=probes,
+        iterative=iterative,
+        with_metadata=with_metadata,
+    )
+    # The single query's text (identifiers quoted there), its vector taken from the row.
+    inner = one.sql.replace("%s::vector", "q.v::vector", 1)
+    text = _s(
+        sql.SQL(
+            "SELECT q.i, r.* FROM unnest(%s::text[]) WITH ORDINALITY AS q(v, i) "
+            "CROSS JOIN LATERAL ({}) AS r ORDER BY q.i"
+        ).format(sql.SQL(inner))
+    )
+    return Knn(text, (vector_texts, *one.params[1:]), one.settings)
 
 
 def vector_text(values: object) -> str:

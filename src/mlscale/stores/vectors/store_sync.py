@@ -76,6 +76,7 @@ from ..shared_sync import run_all
 __all__ = ["VectorCollection", "VectorStore"]
 
 _CHUNK_ROWS = 50_000  # rows per group transaction of an upsert (bounds the stage and payload)
+_BATCH_QUERIES = 256  # query vectors per statement of query_many()
 _ITERATIVE_FROM = (0, 8, 0)  # pgvector's first version with hnsw.iterative_scan
 Token = CausalToken | str | None
 
@@ -566,11 +567,105 @@ class VectorCollection:
         self,
         vectors: Any,
         k: int = 10,
-        **options: Any,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        ef_search: int | None = None,
+        probes: int | None = None,
+        exact: bool = False,
+        include_metadata: bool = False,
+        consistency: str | None = None,
+        token: Token = None,
     ) -> list[QueryResult]:
-        """:meth:`query` for each row of ``vectors`` (an (n, dim) array), in order."""
+        """:meth:`query` for each row of ``vectors`` (an (n, dim) array), in order, with
+        the same options. Each group answers up to 256 queries in one statement (a
+        LATERAL join, one index scan per query), so a batch costs one round trip per
+        group instead of n. A query short of k rows on some group is answered again by
+        :meth:`query` (its ladder); the others report the first step, and every
+        result's ``elapsed_s`` is the whole batch's."""
+        started = time.perf_counter()
+        spec = self._spec
+        k = check_k(k)
+        ef = check_ef_search(spec.ef_search if ef_search is None else ef_search)
+        nprobes = check_probes(spec.probes if probes is None else probes)
         mat = np.asarray(vectors, dtype=np.float32)
-        return [self.query(row, k, **options) for row in mat]
+        if mat.ndim != 2 or mat.shape[1] != spec.dim:
+            raise VectorError(
+                f"collection {spec.name!r}: query vectors must be (n, {spec.dim}) "
+                f"(got {tuple(mat.shape)})"
+            )
+        finite(mat, f"collection {spec.name!r}")
+        flt = to_sql(filter)
+        steps = ladder(
+            spec.index.kind if spec.index else None,
+            exact=exact,
+            filtered=flt is not None,
+            iterative=self._has_iterative(),
+        )
+        first = steps[0]
+        groups = self._store.groups
+        per: list[dict[str, list[Any]]] = [{} for _ in range(len(mat))]
+        for lo in range(0, len(mat), _BATCH_QUERIES):
+            texts = [vsql.vector_text(row.tolist()) for row in mat[lo : lo + _BATCH_QUERIES]]
+            stmt = vsql.knn_many(
+                spec,
+                texts,
+                k,
+                flt,
+                exact=first is Step.EXACT,
+                ef_search=ef,
+                probes=nprobes,
+                iterative=first is Step.ITERATIVE,
+                with_metadata=include_metadata,
+            )
+
+            def reader(group: str, stmt: vsql.Knn = stmt, lo: int = lo) -> Callable[[], Any]:
+                def read() -> None:
+                    rows = self._cluster.as_written(group).fetch_all(
+                        stmt.sql,
+                        stmt.params,
+                        settings=stmt.settings,
+                        consistency=consistency,
+                        token=token,
+                    )
+                    for row in rows:
+                        per[lo + row[0] - 1].setdefault(group, []).append(row[1:])
+
+                return read
+
+            run_all([reader(g) for g in groups], small=True)
+        elapsed = time.perf_counter() - started
+        out: list[QueryResult] = []
+        for i, answers in enumerate(per):
+            if len(steps) > 1 and any(len(answers.get(g, ())) < k for g in groups):
+                out.append(
+                    self.query(
+                        mat[i],
+                        k,
+                        filter=filter,
+                        ef_search=ef,
+                        probes=nprobes,
+                        exact=exact,
+                        include_metadata=include_metadata,
+                        consistency=consistency,
+                        token=token,
+                    )
+                )
+                continue
+            rows = merge_topk(answers.values(), k)
+            out.append(
+                QueryResult(
+                    ids=tuple(r[0] for r in rows),
+                    distances=tuple(float(r[1]) for r in rows),
+                    metadata=tuple(r[2] for r in rows) if include_metadata else None,
+                    k=k,
+                    how=first.value,
+                    steps={g: first.value for g in sorted(groups)},
+                    retried=(),
+                    ef_search=ef,
+                    elapsed_s=elapsed,
+                )
+            )
+        return out
 
     def recall(
         self,
