@@ -20,7 +20,10 @@ spec is kept in ``mlscale_vector_collections`` on every group beside it.
   step up -- HNSW iterative scan (pgvector >= 0.8) or a raised ef_search, then exact
   -- and the result says which step answered (``result.how``, ``result.steps``).
   ``exact=True`` scans every row (ties broken by id): the answer numpy's brute force
-  gives on the same float32 vectors.
+  gives on the same float32 vectors. ``query_many`` asks each group for up to 256
+  queries in one statement. The async client asks the groups at once; the sync one
+  asks them in turn (a thread hand-off costs about what a group's answer does), so
+  run queries from several threads, or batch them, for throughput.
 
 ``store_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
