@@ -27,6 +27,7 @@ FOLDERS = [
     ROOT / "src/mlscale/stores/training",
     ROOT / "src/mlscale/stores/registry",
     ROOT / "src/mlscale/stores/experiments",
+    ROOT / "src/mlscale/stores/vectors",
 ]
 # concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
 # each written by hand, as are the prediction writer's two front ends (threads,
@@ -73,6 +74,8 @@ RENAMES = {
     "AsyncRegistryTables": "RegistryTables",
     "AsyncExperimentStore": "ExperimentStore",
     "AsyncExperimentTables": "ExperimentTables",
+    "AsyncVectorStore": "VectorStore",
+    "AsyncVectorCollection": "VectorCollection",
     "AsyncCache": "Cache",
     "tiered_async": "tiered",
     "AsyncConnectionPool": "ConnectionPool",

@@ -48,6 +48,48 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
+# pgvector (the vector store, mlscale.stores.vectors): Debian 12 packages none for
+# PostgreSQL 15, so it is built from Debian trixie's source package against the PG 15
+# headers. Trixie is added for source packages only (deb-src) and pinned below every
+# binary, so no trixie binary can ever be installed. Skipped when vector.control exists.
+PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+if [ ! -e "$("$PG15_CONFIG" --sharedir)/extension/vector.control" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: pgvector is missing for PostgreSQL 15; run as root to build it" >&2
+    exit 1
+  fi
+  started=$(date +%s)
+  echo "setup: building pgvector from Debian trixie's source package"
+  export DEBIAN_FRONTEND=noninteractive
+  src_list=/etc/apt/sources.list.d/mlscale-trixie-src.sources
+  if [ ! -e "$src_list" ]; then
+    printf '%s\n' 'Types: deb-src' 'URIs: http://deb.debian.org/debian' 'Suites: trixie' \
+      'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > "$src_list"
+  fi
+  printf '%s\n' 'Package: *' 'Pin: release n=trixie' 'Pin-Priority: -1' \
+    > /etc/apt/preferences.d/mlscale-trixie-src-only
+  apt-get update -qq
+  # The headers of the server's own version when the archive still has it (no other
+  # PostgreSQL package is upgraded), else the current ones (same ABI within a major).
+  pg_ver=$(dpkg-query -W -f='${Version}' postgresql-15)
+  if ! apt-get install -y -qq --no-install-recommends "postgresql-server-dev-15=$pg_ver" dpkg-dev >/dev/null 2>&1; then
+    apt-get install -y -qq --no-install-recommends postgresql-server-dev-15 dpkg-dev >/dev/null
+  fi
+  build=$(mktemp -d)
+  (
+    cd "$build"
+    apt-get source -qq -t trixie pgvector >/dev/null 2>&1 || apt-get source -qq pgvector/trixie >/dev/null
+    cd pgvector-*/
+    # with_llvm=no: no JIT bitcode (pgvector's functions are C; the bitcode only serves
+    # inlining into JIT-compiled expressions, which small vector queries never use).
+    make -s -j"$(nproc)" PG_CONFIG="$PG15_CONFIG" with_llvm=no >/dev/null
+    make -s install PG_CONFIG="$PG15_CONFIG" with_llvm=no >/dev/null
+  )
+  rm -rf "$build"
+  echo "setup: pgvector $(sed -n "s/^default_version = '\(.*\)'/\1/p" \
+    "$("$PG15_CONFIG" --sharedir)/extension/vector.control") installed in $(( $(date +%s) - started )) s"
+fi
+
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "setup: mlscale needs Python >= 3.11 (found $("$PY" --version 2>&1))" >&2

@@ -50,6 +50,7 @@ from .errors import (
     CatalogError,
     ClusterDirError,
     ClusterError,
+    CollectionNotFound,
     CommitOutcomeUnknown,
     ConfigError,
     DatabaseError,
@@ -80,6 +81,7 @@ from .errors import (
     ShardKeyError,
     TransactionConflict,
     UnsupportedQuery,
+    VectorError,
     WriterQueueFull,
 )
 
@@ -105,6 +107,7 @@ __all__ = [
     "ClusterError",
     "ClusterState",
     "ClusterStats",
+    "CollectionNotFound",
     "CommitOutcomeUnknown",
     "ConfigError",
     "DatabaseError",
@@ -154,6 +157,7 @@ __all__ = [
     "Transaction",
     "TransactionConflict",
     "UnsupportedQuery",
+    "VectorError",
     "WriterQueueFull",
     "__version__",
     "load_config",

@@ -29,6 +29,8 @@ with ``raise ... from exc`` so the cause is kept::
     ├── ExperimentError          an experiment store call is malformed or refused (nothing written)
     │   ├── UnsupportedQuery     a query document uses an operator or form not supported (named)
     │   └── ExperimentNotFound   no such experiment or run; also a NotFound
+    ├── VectorError              a vector store call is malformed or refused (nothing written)
+    │   └── CollectionNotFound   no such vector collection; also a NotFound
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -58,6 +60,7 @@ __all__ = [
     "CatalogError",
     "ClusterDirError",
     "ClusterError",
+    "CollectionNotFound",
     "CommitOutcomeUnknown",
     "ConfigError",
     "DatabaseError",
@@ -88,6 +91,7 @@ __all__ = [
     "ShardKeyError",
     "TransactionConflict",
     "UnsupportedQuery",
+    "VectorError",
     "WriterQueueFull",
 ]
 
@@ -360,3 +364,13 @@ class TransactionConflict(QueryError):
 
 class ReadOnlyViolation(QueryError):
     """A write reached a read-only node or transaction (SQLSTATE 25006)."""
+
+
+class VectorError(MlscaleError):
+    """A vector store call is malformed or refused (a bad collection name, a vector of
+    the wrong dimension or with NaN, a filter operator it does not know, an index knob
+    out of range); the message says which, and nothing of the call was written."""
+
+
+class CollectionNotFound(VectorError, NotFound):
+    """No vector collection of that name exists (the message names those that do)."""

@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "scatter": "mlscale.bench.scatter",
     "serve": "mlscale.bench.serve",
     "training-read": "mlscale.bench.training",
+    "vectors": "mlscale.bench.vectors",
 }
 
 

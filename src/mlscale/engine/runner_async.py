@@ -15,12 +15,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row, tuple_row
-from psycopg_pool import AsyncConnectionPool
 
 from ..core.causal import CausalToken
 from ..core.classify import Classification
@@ -31,34 +28,18 @@ from ..core.shardplan import NO_KEY, ShardPlan
 from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
 from .commits_async import CommitMarks
-from .context import ClusterContext
 from .copydata_async import Payload, copy_data
-from .directory_async import AsyncDirectory
-from .fanout_async import AsyncFanout, Borrow, How, concat, first_row, total
-from .hooks import CommitHooks, Committed
-from .nodes_async import AsyncNodes
+from .fanout_async import Borrow, How, concat, first_row, total
+from .hooks import Committed
 from .ride_async import ride_group, ride_through
-from .router_async import AsyncRouter
-from .scatter_async import AsyncScatter
+from .rooms_async import AsyncRooms
+from .rows_async import read_rows
 
-__all__ = ["AsyncRooms", "AsyncRunner", "Params"]
+__all__ = ["AsyncRooms", "AsyncRunner", "Params"]  # AsyncRooms lives in rooms_async.py
 
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | Mapping[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class AsyncRooms:
-    """The rooms of one cluster, shared by its scopes, sessions and transactions."""
-
-    context: ClusterContext[AsyncConnectionPool[Any]]
-    nodes: AsyncNodes
-    router: AsyncRouter
-    directory: AsyncDirectory
-    fanout: AsyncFanout
-    scatter: AsyncScatter
-    hooks: CommitHooks = field(default_factory=CommitHooks)
 
 
 class AsyncRunner:
@@ -277,11 +258,17 @@ class AsyncRunner:
         broadcast: bool = False,
         idempotent: bool = False,
         binary: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``); ``binary``: sent in
-        PostgreSQL's binary format (bytea as its bytes, half the size of hex)."""
+        PostgreSQL's binary format (bytea as its bytes, half the size of hex).
+
+        ``settings``: server settings for this statement only (name -> value, e.g.
+        ``{"hnsw.ef_search": "100"}``), set by ``set_config(name, value, true)`` in the
+        same implicit transaction, sent with the statement in one round trip (pipeline
+        mode): nothing outlives the call. Inside a transaction they last until it ends."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        where = (shard_key, broadcast, idempotent, binary)
+        where = (shard_key, broadcast, idempotent, binary, settings)
         rows: list[Any] = await self._fetch(query, params, as_dict, options, False, *where)
         return rows
 
@@ -317,13 +304,14 @@ class AsyncRunner:
         broadcast: bool,
         idempotent: bool,
         binary: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
         async def work(conn: AsyncConnection[Any], text: str, values: Params) -> Any:
-            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row, binary=binary)
-            await cur.execute(text, values)
-            return await (cur.fetchone() if one else cur.fetchall())
+            return await read_rows(
+                conn, text, values, as_dict=as_dict, binary=binary, one=one, settings=settings
+            )
 
         def present(result: ScatterResult) -> Any:
             rows = result.as_dicts() if as_dict else result.rows

@@ -17,12 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import Connection
-from psycopg.rows import dict_row, tuple_row
-from psycopg_pool import ConnectionPool
 
 from ..core.causal import CausalToken
 from ..core.classify import Classification
@@ -33,34 +30,18 @@ from ..core.shardplan import NO_KEY, ShardPlan
 from ..errors import NodeUnavailableError, RoutingError
 from .balancer import EVENTUAL, ReadOptions
 from .commits_sync import CommitMarks
-from .context import ClusterContext
 from .copydata_sync import Payload, copy_data
-from .directory_sync import Directory
-from .fanout_sync import Borrow, Fanout, How, concat, first_row, total
-from .hooks import CommitHooks, Committed
-from .nodes_sync import Nodes
+from .fanout_sync import Borrow, How, concat, first_row, total
+from .hooks import Committed
 from .ride_sync import ride_group, ride_through
-from .router_sync import Router
-from .scatter_sync import Scatter
+from .rooms_sync import Rooms
+from .rows_sync import read_rows
 
-__all__ = ["Rooms", "Runner", "Params"]
+__all__ = ["Rooms", "Runner", "Params"]  # Rooms lives in rooms_sync.py
 
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | Mapping[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class Rooms:
-    """The rooms of one cluster, shared by its scopes, sessions and transactions."""
-
-    context: ClusterContext[ConnectionPool[Any]]
-    nodes: Nodes
-    router: Router
-    directory: Directory
-    fanout: Fanout
-    scatter: Scatter
-    hooks: CommitHooks = field(default_factory=CommitHooks)
 
 
 class Runner:
@@ -279,11 +260,17 @@ class Runner:
         broadcast: bool = False,
         idempotent: bool = False,
         binary: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> list[Any]:
         """Every row, as tuples (or dicts with ``as_dict``); ``binary``: sent in
-        PostgreSQL's binary format (bytea as its bytes, half the size of hex)."""
+        PostgreSQL's binary format (bytea as its bytes, half the size of hex).
+
+        ``settings``: server settings for this statement only (name -> value, e.g.
+        ``{"hnsw.ef_search": "100"}``), set by ``set_config(name, value, true)`` in the
+        same implicit transaction, sent with the statement in one round trip (pipeline
+        mode): nothing outlives the call. Inside a transaction they last until it ends."""
         options = self._options(consistency, token, max_lag_ms, max_lag_bytes)
-        where = (shard_key, broadcast, idempotent, binary)
+        where = (shard_key, broadcast, idempotent, binary, settings)
         rows: list[Any] = self._fetch(query, params, as_dict, options, False, *where)
         return rows
 
@@ -319,13 +306,14 @@ class Runner:
         broadcast: bool,
         idempotent: bool,
         binary: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> Any:
         """The rows of ``query`` (or only the first, with ``one``), read under ``options``."""
 
         def work(conn: Connection[Any], text: str, values: Params) -> Any:
-            cur = conn.cursor(row_factory=dict_row if as_dict else tuple_row, binary=binary)
-            cur.execute(text, values)
-            return cur.fetchone() if one else cur.fetchall()
+            return read_rows(
+                conn, text, values, as_dict=as_dict, binary=binary, one=one, settings=settings
+            )
 
         def present(result: ScatterResult) -> Any:
             rows = result.as_dicts() if as_dict else result.rows

@@ -720,6 +720,12 @@ class LocalCluster:
         if "pg_stat_statements" in preload:
             with connect(node, config) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        # pgvector (built by scripts/setup.sh) on each shard group's primary, for the
+        # vector store; replicas get it by streaming. Creating it needs a superuser, which
+        # the store's clients may not be.
+        if node.group is not None and self._bins(config).has_library("vector"):
+            with connect(node, config) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
     def _wait_streaming(self, config: ClusterConfig, timeout: float) -> None:
         """Wait until every replica streams from its primary."""

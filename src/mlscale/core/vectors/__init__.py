@@ -1,0 +1,1 @@
+"""The vector store's pure half: collection specs, filters, SQL, the exact top-k merge."""
