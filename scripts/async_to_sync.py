@@ -48,6 +48,7 @@ RENAMES = {
     "AsyncDirectory": "Directory",
     "AsyncFanout": "Fanout",
     "AsyncFollower": "Follower",
+    "AsyncLazyTables": "LazyTables",
     "AsyncClient": "Client",
     "AsyncMonitor": "Monitor",
     "AsyncNodePool": "NodePool",

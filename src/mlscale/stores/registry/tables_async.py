@@ -11,40 +11,27 @@ made. Reads never make anything: before the first write there is no model.
 
 from __future__ import annotations
 
-import time
-
 from ...core.registry import sql
-from ...core.shardmaps import KeyFamily, SlotMap
 from ...engine.cluster_async import AsyncCluster
-from ...errors import MlscaleError, ModelNotFound, RegistryError
+from ...errors import ModelNotFound, RegistryError
+from ..shared_async import AsyncLazyTables
 
 __all__ = ["AsyncRegistryTables"]
 
 
-class AsyncRegistryTables:
+class AsyncRegistryTables(AsyncLazyTables):
     """Where a model's rows live, and the tables made when first needed."""
 
     def __init__(self, cluster: AsyncCluster) -> None:
-        self._cluster = cluster
-        self._made = False  # every table known to exist (they are never dropped by us)
-        self._refreshed = 0.0  # monotonic time of the last directory refresh for a miss
-
-    @property
-    def groups(self) -> list[str]:
-        """The cluster's shard groups."""
-        return [g.name for g in self._cluster.config.shard_groups]
-
-    async def exist(self) -> bool:
-        """Whether the registry's tables exist (as far as this client's directory knows)."""
-        if self._made:
-            return True
-        tables = (await self._cluster.shards()).tables
-        if not all(name in tables for name in sql.DDL) and time.monotonic() - self._refreshed > 1.0:
-            # Made by another process moments ago: its NOTIFY may not have reached us yet.
-            self._refreshed = time.monotonic()
-            tables = (await self._cluster.refresh_shards()).tables
-        self._made = all(name in tables for name in sql.DDL)
-        return self._made
+        super().__init__(
+            cluster,
+            family=sql.FAMILY,
+            shard_key="model",
+            ddl=sql.DDL,
+            error=RegistryError,
+            what="model registry",
+            keys="model names",
+        )
 
     async def group_of(self, name: str) -> str:
         """The shard group holding model ``name``'s rows; ModelNotFound if the registry
@@ -52,39 +39,3 @@ class AsyncRegistryTables:
         if not await self.exist():
             raise ModelNotFound(f"no model {name!r}: the registry has no models yet")
         return await self._cluster.locate(sql.FAMILY, name)
-
-    async def ensure(self) -> None:
-        """Make the key family's map and the tables where missing."""
-        if await self.exist():
-            return
-        await self._family()
-        known = (await self._cluster.shards()).tables
-        for name, ddl in sql.DDL.items():
-            if name in known:
-                continue
-            try:
-                await self._cluster.create_sharded_table(ddl, shard_key="model", family=sql.FAMILY)
-            except MlscaleError:
-                known = (await self._cluster.refresh_shards()).tables
-                if name not in known:  # not a racing creation: a real failure
-                    raise
-        self._made = True
-
-    async def _family(self) -> None:
-        shards = await self._cluster.shards()
-        if sql.FAMILY in shards.maps:
-            have = tuple(shards.map_of(sql.FAMILY).key_types)
-            if have != ("text",):
-                raise RegistryError(
-                    f"key family {sql.FAMILY!r} exists with key types {', '.join(have)}; the "
-                    "model registry needs it to have one text key (model names)"
-                )
-            return
-        family = KeyFamily.of(sql.FAMILY, "text")
-        try:
-            even = SlotMap.even(family, self.groups)
-            await self._cluster.create_shard_map(even, "model registry")
-        except MlscaleError:
-            shards = await self._cluster.refresh_shards()
-            if sql.FAMILY not in shards.maps:  # not a racing creation: a real failure
-                raise
