@@ -283,6 +283,13 @@ class PoolConfig(_Model):
 
     ``max_size`` defaults to the classic formula 2 x cores + spindles, where
     ``cores`` defaults to this machine's CPU count.
+
+    ``keepalives_*`` and ``tcp_user_timeout_s`` (0: the OS's default) bound how long a
+    connection to a host that stopped answering (frozen VM, lost network) waits:
+    libpq's TCP keepalives find an idle one dead after about idle + interval x count
+    seconds, and data sent but not acknowledged for ``tcp_user_timeout_s`` breaks it.
+    A frozen *process* on a live host is not caught this way (its kernel still
+    acknowledges): the Patroni follower cuts those when the node loses its role.
     """
 
     min_size: int = Field(default=1, ge=0)
@@ -296,6 +303,10 @@ class PoolConfig(_Model):
     # Which idle connection a request gets: "lifo" the one returned last (its
     # backend's caches are warm, and idle ones stay idle), "fifo" the oldest.
     reuse: Literal["lifo", "fifo"] = "lifo"
+    keepalives_idle_s: int = Field(default=10, ge=1)
+    keepalives_interval_s: int = Field(default=3, ge=1)
+    keepalives_count: int = Field(default=3, ge=1)
+    tcp_user_timeout_s: float = Field(default=20.0, ge=0)
 
     @model_validator(mode="after")
     def _sizes(self) -> PoolConfig:

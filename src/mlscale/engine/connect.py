@@ -45,7 +45,8 @@ _REFUSED_LOGIN = (
 def connect_kwargs(
     node: Node, config: ClusterConfig, *, connect_timeout: float | None = None
 ) -> dict[str, Any]:
-    """libpq parameters for ``node``, the secret included as passfile or password."""
+    """libpq parameters for ``node``, the secret included as passfile or password, and
+    the socket timeouts of ``config.pools`` (seconds; ``tcp_user_timeout`` in ms)."""
     timeout = connect_timeout if connect_timeout is not None else config.pools.connect_timeout_s
     kwargs: dict[str, Any] = {
         "host": node.host,
@@ -54,7 +55,15 @@ def connect_kwargs(
         "user": node.user,
         "connect_timeout": max(1, round(timeout)),
         "application_name": "mlscale",
+        # A host that stops answering must not hold a connection forever (see
+        # PoolConfig): keepalives for an idle one, a user timeout for a busy one.
+        "keepalives": 1,
+        "keepalives_idle": config.pools.keepalives_idle_s,
+        "keepalives_interval": config.pools.keepalives_interval_s,
+        "keepalives_count": config.pools.keepalives_count,
     }
+    if config.pools.tcp_user_timeout_s > 0:
+        kwargs["tcp_user_timeout"] = max(1, round(config.pools.tcp_user_timeout_s * 1000))
     auth = config.auth
     if auth.passfile is not None:
         kwargs["passfile"] = str(config.resolve(auth.passfile))

@@ -118,6 +118,10 @@ class AsyncMonitor:
             kwargs = connect_kwargs(node, self.config, connect_timeout=1.0)
             kwargs["application_name"] = "mlscale-monitor"
             conn = await AsyncConnection.connect(autocommit=True, **kwargs)
+            # The heartbeat needs no standby's confirmation: under synchronous
+            # replication (Patroni's strict mode) its commit would otherwise wait, and
+            # stall every sample, while a group has no sync standby (a failover).
+            await conn.execute("SET synchronous_commit = local")
             self._conns[node.name] = conn
         return conn
 

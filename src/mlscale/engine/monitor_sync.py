@@ -120,6 +120,10 @@ class Monitor:
             kwargs = connect_kwargs(node, self.config, connect_timeout=1.0)
             kwargs["application_name"] = "mlscale-monitor"
             conn = Connection.connect(autocommit=True, **kwargs)
+            # The heartbeat needs no standby's confirmation: under synchronous
+            # replication (Patroni's strict mode) its commit would otherwise wait, and
+            # stall every sample, while a group has no sync standby (a failover).
+            conn.execute("SET synchronous_commit = local")
             self._conns[node.name] = conn
         return conn
 

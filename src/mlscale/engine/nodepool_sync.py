@@ -11,11 +11,20 @@ after a request timed out, and on every request while logins are refused. A
 refused login raises :class:`AuthenticationError` naming the node and where the
 password came from; any other failure is left to the pool and its timeout.
 
+The pool also knows which of its connections are lent out, so that
+:meth:`NodePool.interrupt` can cut them: a statement waiting on a server that
+will not answer (a frozen process, whose kernel still acknowledges every packet, so
+neither TCP keepalives nor ``tcp_user_timeout`` ever fire) fails at once with a
+broken connection when the cluster learns the node lost its role.
+
 ``nodepool_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +38,7 @@ from .connect import connect_kwargs, login_refused, refused_login_error
 if TYPE_CHECKING:
     from ..config import ClusterConfig
 
-__all__ = ["NodePool"]
+__all__ = ["NodePool", "shutdown_socket"]
 
 # How long the direct login may take to be answered (libpq's minimum): a server
 # that does not answer within it is not refusing the login, and the pool's own
@@ -50,6 +59,37 @@ class NodePool(ConnectionPool[Any]):
         }
         # Whether the next request checks the login first: nothing is known yet.
         self._check_login = True
+        # Connections lent now (by id), what interrupt() cuts; a lock, since the
+        # follower interrupts from its own thread.
+        self._lent: dict[int, Any] = {}
+        self._lent_lock = threading.Lock()
+
+    def _lend(self, conn: Any) -> Any:
+        with self._lent_lock:
+            self._lent[id(conn)] = conn
+        return conn
+
+    def putconn(self, conn: Any) -> None:
+        with self._lent_lock:
+            self._lent.pop(id(conn), None)
+        super().putconn(conn)
+
+    def interrupt(self) -> int:
+        """Shut down the socket of every connection lent now: whatever waits on one
+        gets a broken connection at once (the pool discards it when it comes back).
+        For a node that lost its role while it may be frozen; how many were cut."""
+        with self._lent_lock:
+            lent = list(self._lent.values())
+        cut = 0
+        for conn in lent:
+            if conn.closed:
+                continue
+            try:
+                fd = conn.pgconn.socket
+            except psycopg.Error:  # no socket: already broken
+                continue
+            cut += shutdown_socket(fd)
+        return cut
 
     def getconn(self, timeout: float | None = None) -> Any:
         """A connection, as psycopg_pool gives it; :class:`AuthenticationError` at once
@@ -57,7 +97,7 @@ class NodePool(ConnectionPool[Any]):
         ``timeout``)."""
         if not self._check_login:
             try:
-                return super().getconn(timeout)
+                return self._lend(super().getconn(timeout))
             except PoolTimeout:
                 # Logins may have been refused since, if no connection is left; a
                 # timeout with connections (all busy) says nothing about logins, and
@@ -69,7 +109,7 @@ class NodePool(ConnectionPool[Any]):
         started = time.monotonic()
         self.check_login()
         left = budget - (time.monotonic() - started)
-        return super().getconn(max(left, 0.001))
+        return self._lend(super().getconn(max(left, 0.001)))
 
     def check_login(self) -> None:
         """Log in to the node once, directly; raise :class:`AuthenticationError` if it
@@ -84,3 +124,20 @@ class NodePool(ConnectionPool[Any]):
             return
         self._check_login = False
         conn.close()
+
+
+def shutdown_socket(fd: int) -> int:
+    """``shutdown(SHUT_RDWR)`` of the socket behind file descriptor ``fd`` (through a
+    duplicate, so ``fd`` stays its owner's to close and cannot be reused under it);
+    1 if it was shut down, 0 if it was gone or not connected."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return 0
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return 0
+    finally:
+        sock.close()
+    return 1

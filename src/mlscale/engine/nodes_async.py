@@ -104,6 +104,25 @@ class AsyncNodes:
         for name in names:
             self.down.pop(name, None)
         self._revived |= names
+        self.interrupt_demoted(names)
+
+    def interrupt_demoted(self, names: frozenset[str]) -> None:
+        """Of ``names``, cut the connections lent now to each node that no longer leads
+        its scope: a statement in flight on a frozen old primary would otherwise wait
+        until it is continued (its kernel acknowledges every packet, so keepalives
+        never fire); it fails now and, as a write, rides to the next leader or
+        raises CommitOutcomeUnknown. A new leader's connections are left alone."""
+        lead = self._context.leadership
+        for name in names:
+            scope = lead.scope_of(name)
+            if scope is None or lead.leader(scope) == name:
+                continue
+            pool = self._pools.peek(name)
+            interrupt = getattr(pool, "interrupt", None)
+            cut = interrupt() if interrupt is not None else 0
+            if cut:
+                self._pools.counters["connections_interrupted"] += cut
+                _log.info("cut %d connection(s) in flight to %s (no longer leader)", cut, name)
 
     def after_fork(self) -> None:
         """In a forked child: what the parent's monitor saw is forgotten (the child's

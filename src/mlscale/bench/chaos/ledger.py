@@ -29,7 +29,8 @@ the trial and with what the observer saw of the switch (:class:`Switch`):
   an old primary resumed from a freeze can still stream to it until its promotion
   ends, so such writes survive, yet they went to a node that no longer held the key;
 - **writer gap**: the longest time, from the last ack before the fault to the end of
-  the trial, with no ack from any writer;
+  the trial, with no ack from any writer; **longest write**: the longest time one
+  write waited for its answer (a writer blocked on a frozen server shows here);
 - **missing rows vs the switch LSN** (for asynchronous mode): each lost row's commit
   LSN against the LSN at which the old timeline ended in the new leader's history
   (what the promoted node had received and replayed): ``beyond`` when even its lower
@@ -164,6 +165,7 @@ class TrialAccount:
     missing_maybe_beyond_switch: int
     missing_before_switch: int
     missing_lsn_unknown: int
+    longest_write_s: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
     lost_ids: tuple[int, ...] = ()
     old_primary_ack_ids: tuple[int, ...] = ()
@@ -267,6 +269,7 @@ def account(
         missing_maybe_beyond_switch=maybe,
         missing_before_switch=before,
         missing_lsn_unknown=no_lsn,
+        longest_write_s=max((w.done_at - w.sent_at for w in writes), default=0.0),
         errors=dict(sorted(errors.items())),
         lost_ids=tuple(sorted(w.id for w in lost)[:_LIST_IDS]),
         old_primary_ack_ids=tuple(sorted(after)[:_LIST_IDS]),
