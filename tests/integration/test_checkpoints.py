@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ from mlscale import CheckpointCorrupt, CheckpointError, CheckpointNotFound, Clus
 from mlscale.core.checkpoints import sql
 from mlscale.local.tempdirs import reachable_tempdir
 from mlscale.stores.checkpoints import Checkpoints, TransferProgress
+from tests.conftest import run_cli
 
 MIB = 1 << 20
 GB = 1 << 30
@@ -280,3 +282,22 @@ def test_gc_collects_an_abandoned_upload_after_its_grace(
         if info.total_bytes <= 64 * MIB:
             for f in store.get(info.run, info.step).files:
                 store.load(info.run, io.BytesIO(), step=info.step, file=f.path)
+
+
+def test_cli_save_list_load(local: LocalCluster, tmp_path: Path) -> None:
+    src = tmp_path / "m"
+    src.mkdir()
+    (src / "a.safetensors").write_bytes(os.urandom(3 * MIB + 5))
+    (src / "b.json").write_bytes(b"{}")
+    where = ("--config", str(local.layout.config))
+    saved = run_cli("checkpoints", "save", "cli", "5", str(src), "--chunk-mib", "1", *where)
+    assert saved.returncode == 0, saved.stderr
+    assert "saved cli@5" in saved.stdout and "5 chunk(s) sent" in saved.stdout
+    listed = run_cli("checkpoints", "list", "cli", "--json", *where)
+    assert [i["step"] for i in json.loads(listed.stdout)] == [5]
+    loaded = run_cli("checkpoints", "load", "cli", str(tmp_path / "out"), *where)
+    assert loaded.returncode == 0, loaded.stderr
+    for name in ("a.safetensors", "b.json"):
+        assert (tmp_path / "out" / name).read_bytes() == (src / name).read_bytes()
+    missing = run_cli("checkpoints", "load", "nope", str(tmp_path / "x"), *where)
+    assert missing.returncode == 1 and "no checkpoint of run 'nope'" in missing.stderr

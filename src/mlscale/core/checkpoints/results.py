@@ -57,7 +57,7 @@ class SaveResult:
     @property
     def mb_per_s(self) -> float:
         """The checkpoint's size over the call's time, in MB (10**6 bytes) per second."""
-        return self.total_bytes / 1e6 / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return _mb_per_s(self.total_bytes, self.elapsed_s)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -79,7 +79,7 @@ class LoadResult:
     @property
     def mb_per_s(self) -> float:
         """Bytes written over the call's time, in MB (10**6 bytes) per second."""
-        return self.total_bytes / 1e6 / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return _mb_per_s(self.total_bytes, self.elapsed_s)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -133,3 +133,7 @@ class Upload:
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
         return plain_dict(self)
+
+
+def _mb_per_s(size: int, elapsed_s: float) -> float:
+    return size / 1e6 / elapsed_s if elapsed_s > 0 else 0.0
