@@ -31,6 +31,9 @@ with ``raise ... from exc`` so the cause is kept::
     │   └── ExperimentNotFound   no such experiment or run; also a NotFound
     ├── VectorError              a vector store call is malformed or refused (nothing written)
     │   └── CollectionNotFound   no such vector collection; also a NotFound
+    ├── CheckpointError          a checkpoint store call is malformed or refused (nothing visible)
+    │   ├── CheckpointCorrupt    a chunk read back does not match its sha256 (.digest, .file)
+    │   └── CheckpointNotFound   no such checkpoint (run, step); also a NotFound
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -58,6 +61,9 @@ __all__ = [
     "CacheError",
     "CacheValueTooLarge",
     "CatalogError",
+    "CheckpointCorrupt",
+    "CheckpointError",
+    "CheckpointNotFound",
     "ClusterDirError",
     "ClusterError",
     "CollectionNotFound",
@@ -374,3 +380,27 @@ class VectorError(MlscaleError):
 
 class CollectionNotFound(VectorError, NotFound):
     """No vector collection of that name exists (the message names those that do)."""
+
+
+class CheckpointError(MlscaleError):
+    """A checkpoint store call is malformed or refused (a bad run name or step, a file
+    name that leaves the checkpoint's directory, a step that exists, chunks that vanished
+    before the manifest's commit); the message says which. A save that fails leaves no
+    visible checkpoint: save again to resume it."""
+
+
+class CheckpointCorrupt(CheckpointError):
+    """A chunk read back does not hash to its sha256 (or has the wrong size): the stored
+    bytes changed. ``digest`` is the chunk's expected sha256 (hex), ``file`` the
+    checkpoint file it belongs to, ``group`` the shard group that returned it. Nothing
+    of the chunk was written to the destination."""
+
+    def __init__(self, message: str, *, digest: str, file: str, group: str) -> None:
+        super().__init__(message)
+        self.digest = digest
+        self.file = file
+        self.group = group
+
+
+class CheckpointNotFound(CheckpointError, NotFound):
+    """No checkpoint of that run (and step) is committed."""

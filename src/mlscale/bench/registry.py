@@ -23,6 +23,7 @@ __all__ = ["BENCHMARKS", "BenchContext", "Benchmark", "run_benchmark"]
 # name -> module defining BENCHMARK
 BENCHMARKS: dict[str, str] = {
     "cache": "mlscale.bench.cache",
+    "checkpoints": "mlscale.bench.checkpoints",
     "experiments": "mlscale.bench.experiments",
     "failover": "mlscale.bench.failover",
     "features": "mlscale.bench.features",

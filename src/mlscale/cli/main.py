@@ -18,6 +18,7 @@ from ..errors import FeatureError, MlscaleError, PredictionError, RegistryError
 from .ban_cmds import ban, unban
 from .bench_cmd import bench
 from .catalog_cmd import catalog
+from .checkpoints_cmd import checkpoints
 from .cluster_cmds import destroy, down, status, up
 from .config_cmd import config
 from .demo_cmd import demo
@@ -68,6 +69,7 @@ for command in (
     cli.add_command(command)
 cli.add_command(switchover)  # issue 17: Patroni scopes
 cli.add_command(failover)
+cli.add_command(checkpoints)  # issue 18: checkpoints
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
