@@ -33,6 +33,7 @@ from . import (
     crossshard,
     features,
     foundation,
+    mlstores,
     predictions,
     replicas,
     serving,
@@ -42,6 +43,7 @@ from .caching import run_caching
 from .crossshard import run_crossshard
 from .features import drop_features, run_features
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
+from .mlstores import drop_mlstores, run_mlstores
 from .predictions import drop_predictions, run_predictions
 from .replicas import run_replicas
 from .serving import drop_serving, run_serving
@@ -146,6 +148,7 @@ def _run_chapters(
             run_features,
             run_predictions,
             run_serving,
+            run_mlstores,
         )
         for run in chapters:
             chapter = run(cluster, params, echo)
@@ -157,6 +160,7 @@ def _run_chapters(
             drop_features(cluster)  # before drop_tables: its EAV table is in the demo schema
             drop_predictions(cluster)
             drop_serving(cluster)
+            drop_mlstores(cluster)
             drop_tables(cluster)
             drop_sharded(cluster)
         return result, machine
@@ -190,6 +194,7 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
                 features,
                 predictions,
                 serving,
+                mlstores,
             )
             _refuse(local, [p for p in (c.needs(config) for c in chapters) if p])
         echo(f"starting a local cluster in {local.root} ...")
