@@ -31,6 +31,9 @@ with ``raise ... from exc`` so the cause is kept::
     │   └── ExperimentNotFound   no such experiment or run; also a NotFound
     ├── VectorError              a vector store call is malformed or refused (nothing written)
     │   └── CollectionNotFound   no such vector collection; also a NotFound
+    ├── MetricsError             a metrics store call is malformed or refused (nothing written)
+    │   ├── LineProtocolError    a line of InfluxDB line protocol is bad (.line: its number)
+    │   └── MeasurementNotFound  no such measurement; also a NotFound
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -69,6 +72,9 @@ __all__ = [
     "FeatureError",
     "FeatureViewNotFound",
     "IntegrityViolation",
+    "LineProtocolError",
+    "MeasurementNotFound",
+    "MetricsError",
     "MissingBinaryError",
     "MlscaleError",
     "ModelExists",

@@ -55,7 +55,8 @@ class MeasurementLayout:
         return (
             sql.SQL(
                 "CREATE TABLE {t} (sid int8 NOT NULL, ts timestamptz NOT NULL, "
-                "kind int2 NOT NULL, value float8, ival int8, field text NOT NULL, sval text, "
+                "kind int2 NOT NULL, value float8, ival int8, "
+                'field text COLLATE "C" NOT NULL, sval text, '
                 "PRIMARY KEY (sid, field, ts)) PARTITION BY RANGE (ts)"
             )
             .format(t=self._t())
@@ -86,7 +87,7 @@ class MeasurementLayout:
         """CREATE TABLE of the rollup of ``level`` (partitioned by day)."""
         return (
             sql.SQL(
-                "CREATE TABLE {t} (sid int8 NOT NULL, field text NOT NULL, "
+                'CREATE TABLE {t} (sid int8 NOT NULL, field text COLLATE "C" NOT NULL, '
                 "bucket timestamptz NOT NULL, n int8 NOT NULL, total float8 NOT NULL, "
                 "lo float8 NOT NULL, hi float8 NOT NULL, PRIMARY KEY (sid, field, bucket)) "
                 "PARTITION BY RANGE (bucket)"

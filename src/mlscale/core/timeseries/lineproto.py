@@ -353,9 +353,12 @@ def parse_lines(text: str, precision: str = "ns", now_ns: int | None = None) -> 
         p_fields.append(count)
         p_line.append(number)
         ts_texts.append(ts_text or "")
-    lines = text.split("\n") if (ts_texts or int_texts) else []
-    b.ts_array = _times(ts_texts, unit, now_us, p_line, lines)
-    ints[:] = _ints(int_texts, ints_at, p_fields, p_line, lines)
+
+    def line(number: int) -> str:
+        return text.split("\n")[number - 1]
+
+    b.ts_array = _times(ts_texts, unit, now_us, p_line, line)
+    ints[:] = _ints(int_texts, ints_at, p_fields, p_line, line)
     return b.build()
 
 
@@ -364,7 +367,7 @@ _INTS = re.compile(r"-?[0-9]+(?:\n-?[0-9]+)*")
 
 
 def _times(
-    texts: list[str], unit: int, now_us: int, p_line: list[int], lines: list[str]
+    texts: list[str], unit: int, now_us: int, p_line: list[int], line: Callable[[int], str]
 ) -> npt.NDArray[np.int64]:
     """The points' timestamps (texts, "" for none) as microseconds, checked at once;
     a bad one raises naming its line."""
@@ -389,15 +392,19 @@ def _times(
             if t:
                 _timestamp(t, unit)
         except _Bad as exc:
-            number = p_line[i]
+            number = p_line[i] if p_line else 0
             raise LineProtocolError(
-                f"line {number}: {exc}: {_clip(lines[number - 1])}", line=number
+                f"line {number}: {exc}: {_clip(line(number))}", line=number
             ) from None
     return np.array([now_us if not t else _timestamp(t, unit) for t in texts], np.int64)
 
 
 def _ints(
-    texts: list[str], rows: list[int], p_fields: list[int], p_line: list[int], lines: list[str]
+    texts: list[str],
+    rows: list[int],
+    p_fields: list[int],
+    p_line: list[int],
+    line: Callable[[int], str],
 ) -> list[int]:
     """The integer field values (texts without their ``i``), checked at once; a bad
     one raises naming its line."""
@@ -414,7 +421,7 @@ def _ints(
         except _Bad as exc:
             number = p_line[int(np.searchsorted(ends, row, side="right"))]
             raise LineProtocolError(
-                f"line {number}: {exc}: {_clip(lines[number - 1])}", line=number
+                f"line {number}: {exc}: {_clip(line(number))}", line=number
             ) from None
     raise AssertionError("unreachable: a bad integer was not found")
 
