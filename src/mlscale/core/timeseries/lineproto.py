@@ -26,7 +26,6 @@ series have their tags parsed. Values are collected in lists and typed in numpy.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 
@@ -354,16 +353,17 @@ def parse_lines(text: str, precision: str = "ns", now_ns: int | None = None) -> 
         p_line.append(number)
         ts_texts.append(ts_text or "")
 
-    def line(number: int) -> str:
+    def line_text(number: int) -> str:
         return text.split("\n")[number - 1]
 
-    b.ts_array = _times(ts_texts, unit, now_us, p_line, line)
-    ints[:] = _ints(int_texts, ints_at, p_fields, p_line, line)
+    b.ts_array = _times(ts_texts, unit, now_us, p_line, line_text)
+    ints[:] = _ints(int_texts, ints_at, p_fields, p_line, line_text)
     return b.build()
 
 
-_TIMES = re.compile(r"(?:-?[0-9]+|)(?:\n(?:-?[0-9]+|))*")
-_INTS = re.compile(r"-?[0-9]+(?:\n-?[0-9]+)*")
+# What int() takes that InfluxDB does not ("_", "+", spaces, other digits) is kept out
+# by the characters allowed; a misplaced "-" makes int() fail (then each is checked).
+_NUMBER_CHARS = frozenset("0123456789-")
 
 
 def _times(
@@ -373,14 +373,13 @@ def _times(
     a bad one raises naming its line."""
     if not texts:
         return np.zeros(0, dtype=np.int64)
-    joined = "\n".join(texts)
-    if _TIMES.fullmatch(joined) is not None:
+    if set("".join(texts)) <= _NUMBER_CHARS:
         try:
             if "" not in texts:
                 raw = np.fromiter(map(int, texts), np.int64, len(texts))
             else:
                 raw = np.array([int(t) if t else 0 for t in texts], dtype=np.int64)
-        except OverflowError:
+        except (OverflowError, ValueError):
             pass
         else:
             us = raw // -unit if unit < 0 else raw * unit
@@ -410,10 +409,14 @@ def _ints(
     one raises naming its line."""
     if not texts:
         return []
-    if _INTS.fullmatch("\n".join(texts)) is not None:
-        values = list(map(int, texts))
-        if min(values) >= _INT64_MIN and max(values) <= _INT64_MAX:
-            return values
+    if "" not in texts and set("".join(texts)) <= _NUMBER_CHARS:
+        try:
+            values = list(map(int, texts))
+        except ValueError:
+            pass
+        else:
+            if min(values) >= _INT64_MIN and max(values) <= _INT64_MAX:
+                return values
     ends = np.cumsum(np.asarray(p_fields, dtype=np.int64))
     for t, row in zip(texts, rows, strict=True):
         try:
