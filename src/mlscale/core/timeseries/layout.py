@@ -263,65 +263,61 @@ class MeasurementLayout:
         )
         return cols, join
 
-    def downsample_sql(
-        self, agg: Agg, group_by: Sequence[str], where: bool, raw_values: bool = False
+    def _buckets_sql(
+        self,
+        table: str,
+        time: str,
+        partials: sql.Composable,
+        group_by: Sequence[str],
+        where: bool,
+        only: str = "",
     ) -> str:
-        """One group's buckets of one field from the points: the group-by tags, the
-        bucket, then :meth:`Agg.partials` (``raw_values``: every value of a bucket as
-        an array, to take an exact percentile over several groups). Parameters:
-        ``field``, ``start``, ``end``, ``every`` (interval), ``tags`` (jsonb, if
-        ``where``)."""
+        """Buckets of ``table`` on its ``time`` column: the group-by tags, the bucket,
+        then ``partials``; ``only``: one more condition."""
         cols, join = self._keys(group_by)
-        partials = agg.partials_sql("p.value", raw_values)
-        bucket = sql.SQL("date_bin(%(every)s::interval, p.ts, {o}::timestamptz)").format(
-            o=sql.Literal(ORIGIN)
+        bucket = sql.SQL("date_bin(%(every)s::interval, p.{}, {}::timestamptz)").format(
+            sql.Identifier(time), sql.Literal(ORIGIN)
         )
         positions = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(group_by) + 1))
         return (
             sql.SQL(
                 "SELECT {cols}{b} AS bucket, {partials} FROM {t} p{join} "
-                "WHERE p.field = %(field)s AND p.ts >= %(start)s AND p.ts < %(end)s "
-                "AND p.value IS NOT NULL{filter} GROUP BY {pos}"
+                "WHERE p.field = %(field)s AND p.{tc} >= %(start)s AND p.{tc} < %(end)s"
+                "{only}{filter} GROUP BY {pos}"
             )
             .format(
                 cols=sql.SQL("").join(c + sql.SQL(", ") for c in cols),
                 b=bucket,
                 partials=partials,
-                t=self._t(),
+                t=self._t(table),
                 join=join,
+                tc=sql.Identifier(time),
+                only=sql.SQL(only),
                 filter=self._series_filter("p", where),
                 pos=positions,
             )
             .as_string(None)
         )
 
+    def downsample_sql(
+        self, agg: Agg, group_by: Sequence[str], where: bool, raw_values: bool = False
+    ) -> str:
+        """One group's buckets of one field from the points: the group-by tags, the
+        bucket, then :meth:`Agg.partials_sql` (``raw_values``: every value of a bucket
+        as an array, to take an exact percentile over several groups). Parameters:
+        ``field``, ``start``, ``end``, ``every`` (interval), ``tags`` (jsonb, if
+        ``where``)."""
+        partials = agg.partials_sql("p.value", raw_values)
+        return self._buckets_sql(
+            self.m.table, "ts", partials, group_by, where, " AND p.value IS NOT NULL"
+        )
+
     def rollup_sql(self, level: str, agg: Agg, group_by: Sequence[str], where: bool) -> str:
         """One group's buckets of one field from the rollup of ``level`` (re-bucketed to
         ``every``, a multiple of the level): the group-by tags, the bucket, then
-        :meth:`Agg.partials` of the rollup's partial sums. Parameters as
-        :meth:`downsample_sql`."""
-        cols, join = self._keys(group_by)
-        bucket = sql.SQL("date_bin(%(every)s::interval, p.bucket, {o}::timestamptz)").format(
-            o=sql.Literal(ORIGIN)
-        )
-        positions = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(group_by) + 1))
-        return (
-            sql.SQL(
-                "SELECT {cols}{b} AS bucket, {partials} FROM {t} p{join} "
-                "WHERE p.field = %(field)s AND p.bucket >= %(start)s AND p.bucket < %(end)s"
-                "{filter} GROUP BY {pos}"
-            )
-            .format(
-                cols=sql.SQL("").join(c + sql.SQL(", ") for c in cols),
-                b=bucket,
-                partials=agg.rollup_partials_sql(),
-                t=self._t(self.m.rollup_table(level)),
-                join=join,
-                filter=self._series_filter("p", where),
-                pos=positions,
-            )
-            .as_string(None)
-        )
+        :meth:`Agg.rollup_partials_sql`. Parameters as :meth:`downsample_sql`."""
+        partials = agg.rollup_partials_sql()
+        return self._buckets_sql(self.m.rollup_table(level), "bucket", partials, group_by, where)
 
     def range_sql(self, field: bool, where: bool, limit: bool) -> str:
         """One group's points in ``[start, end)`` (of ``field`` if given), oldest first:

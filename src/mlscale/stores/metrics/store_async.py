@@ -42,7 +42,7 @@ from psycopg.types.json import Jsonb
 from ...core.causal import CausalToken
 from ...core.consistency import Consistency
 from ...core.copybinary import CopyColumn, PgType, encode_copy_split
-from ...core.sharding import locate_many
+from ...core.sharding import group_indexes
 from ...core.timeseries.aggregate import Agg, exact_percentiles, merge_partials
 from ...core.timeseries.batch import (
     KIND_BOOL,
@@ -184,7 +184,7 @@ class AsyncMetricStore:
         measurements = {n: await self._measurement(n) for n in names}
         shard_map = (await self._cluster.shards()).map_of(FAMILY)
         groups = list(shard_map.groups)
-        series_group = _series_groups(shard_map, batch.sids)
+        series_group = group_indexes(shard_map, batch.sids.tolist())
         row_group = series_group[batch.series]
         codes, uniques = pd.factorize(np.asarray(batch.measurements, dtype=object))
         row_meas = codes[batch.series] if len(uniques) > 1 else None
@@ -533,16 +533,6 @@ class AsyncMetricStore:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _series_groups(shard_map: Any, sids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """The index in ``shard_map.groups`` of each series' group."""
-    keys = sids.tolist()
-    found = locate_many(shard_map, keys)
-    if found is not None:
-        return found
-    index = {g: i for i, g in enumerate(shard_map.groups)}
-    return np.array([index[shard_map.locate(k)] for k in keys], dtype=np.int64)
 
 
 def _aware(when: dt.datetime) -> dt.datetime:
