@@ -4,10 +4,10 @@ Per measurement, sharded by series id (``sid``, key family ``mlscale_metrics``):
 
 - points ``mlm_<name>``: ``(sid int8, ts timestamptz, kind int2, value float8, ival
   int8, field text, sval text)``, one row per field value, partitioned by UTC day on
-  ``ts``; primary key ``(sid, field, ts)`` (a series' field over a time range reads
-  it), a BRIN index on ``ts`` (range scans of many series). ``value`` holds floats,
-  integers (also exactly in ``ival``) and booleans (0/1); ``sval`` strings; ``kind``
-  says which (0 float, 1 integer, 2 boolean, 3 string). As in InfluxDB, a value
+  ``ts``; primary key ``(sid, field, ts)`` including ``value`` (a series' field
+  over a time range reads it, index-only once vacuumed), a BRIN index on ``ts``
+  (range scans of many series). ``value`` holds floats, integers (also exactly in
+  ``ival``) and booleans (0/1); ``sval`` strings; ``kind`` says which (0 float, 1 integer, 2 boolean, 3 string). As in InfluxDB, a value
   written again for the same series, field and time replaces the one stored.
 - series ``mlm_<name>_series``: ``(sid, skey, tags jsonb)``, on the group of its points.
 - rollups ``mlm_<name>_1m`` and ``_1h``: ``(sid, field, bucket, n, total, lo, hi)``
@@ -57,7 +57,7 @@ class MeasurementLayout:
                 "CREATE TABLE {t} (sid int8 NOT NULL, ts timestamptz NOT NULL, "
                 "kind int2 NOT NULL, value float8, ival int8, "
                 'field text COLLATE "C" NOT NULL, sval text, '
-                "PRIMARY KEY (sid, field, ts)) PARTITION BY RANGE (ts)"
+                "PRIMARY KEY (sid, field, ts) INCLUDE (value)) PARTITION BY RANGE (ts)"
             )
             .format(t=self._t())
             .as_string(None)
