@@ -7,8 +7,9 @@ Per measurement, sharded by series id (``sid``, key family ``mlscale_metrics``):
   ``ts``; primary key ``(sid, field, ts)`` including ``value`` (a series' field
   over a time range reads it, index-only once vacuumed), a BRIN index on ``ts``
   (range scans of many series). ``value`` holds floats, integers (also exactly in
-  ``ival``) and booleans (0/1); ``sval`` strings; ``kind`` says which (0 float, 1 integer, 2 boolean, 3 string). As in InfluxDB, a value
-  written again for the same series, field and time replaces the one stored.
+  ``ival``) and booleans (0/1); ``sval`` strings; ``kind`` says which (0 float,
+  1 integer, 2 boolean, 3 string). As in InfluxDB, a value written again for the
+  same series, field and time replaces the one stored.
 - series ``mlm_<name>_series``: ``(sid, skey, tags jsonb)``, on the group of its points.
 - rollups ``mlm_<name>_1m`` and ``_1h``: ``(sid, field, bucket, n, total, lo, hi)``
   (count, sum, min, max of the numeric values), partitioned by day like the points.
