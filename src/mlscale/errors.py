@@ -34,6 +34,9 @@ with ``raise ... from exc`` so the cause is kept::
     ├── CheckpointError          a checkpoint store call is malformed or refused (nothing visible)
     │   ├── CheckpointCorrupt    a chunk read back does not match its sha256 (.digest, .file)
     │   └── CheckpointNotFound   no such checkpoint (run, step); also a NotFound
+    ├── MetricsError             a metrics store call is malformed or refused (nothing written)
+    │   ├── LineProtocolError    a line of InfluxDB line protocol is bad (.line: its number)
+    │   └── MeasurementNotFound  no such measurement; also a NotFound
     ├── RoutingError             a statement was refused before it was sent
     │   ├── ShardKeyError        a shard key value cannot be placed (type, range, unknown)
     │   └── NoReplicaAvailable   a replica scope's read found no replica to serve it
@@ -75,6 +78,9 @@ __all__ = [
     "FeatureError",
     "FeatureViewNotFound",
     "IntegrityViolation",
+    "LineProtocolError",
+    "MeasurementNotFound",
+    "MetricsError",
     "MissingBinaryError",
     "MlscaleError",
     "ModelExists",
@@ -404,3 +410,21 @@ class CheckpointCorrupt(CheckpointError):
 
 class CheckpointNotFound(CheckpointError, NotFound):
     """No checkpoint of that run (and step) is committed."""
+
+
+class MetricsError(MlscaleError):
+    """A metrics store call is malformed or refused (a bad measurement or field name, a
+    bucket width or aggregate it does not know, a type clash); the message says which."""
+
+
+class LineProtocolError(MetricsError):
+    """A line of InfluxDB line protocol cannot be parsed: ``line`` is its number
+    (1-based) in the text given, and nothing of that call was written."""
+
+    def __init__(self, message: str, *, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class MeasurementNotFound(MetricsError, NotFound):
+    """No measurement of that name exists (the message names those that do)."""

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["EMPTY", "MOVE_GRACE_S", "UNCONFIRMED_S", "ShardDirectory", "locate_many"]
+__all__ = [
+    "EMPTY",
+    "MOVE_GRACE_S",
+    "UNCONFIRMED_S",
+    "ShardDirectory",
+    "group_indexes",
+    "locate_many",
+]
 
 # A process whose directory the catalog has not confirmed for this long may have
 # missed a move being opened: its cross-shard reads filter every group by ownership.
@@ -98,6 +105,18 @@ def locate_many(shard_map: ShardMap, keys: Sequence[Any]) -> npt.NDArray[np.int6
     if not set(map(type, values)) <= {int}:
         return None  # the per-key path names the malformed key
     return shard_map.locate_slots(slots_of(values, key_type, shard_map.slots))
+
+
+def group_indexes(shard_map: ShardMap, keys: Sequence[Any]) -> npt.NDArray[np.int64]:
+    """The index in ``shard_map.groups`` of each key's group: :func:`locate_many` where
+    it applies, else key by key."""
+    import numpy as np
+
+    where = locate_many(shard_map, keys)
+    if where is not None:
+        return where
+    index = {g: i for i, g in enumerate(shard_map.groups)}
+    return np.array([index[shard_map.locate(k)] for k in keys], dtype=np.int64)
 
 
 EMPTY = ShardDirectory()

@@ -22,22 +22,17 @@ from collections.abc import Iterable
 from psycopg.types.json import Jsonb
 
 from ...core.causal import CausalToken
-from ...core.predictions.layout import PredictionLayout, day_of_partition
+from ...core.dayparts import utc_midnight
+from ...core.predictions.layout import PredictionLayout
 from ...core.predictions.results import RetentionResult
 from ...core.predictions.spec import PredictionLog
-from ...core.shardmaps import KeyFamily, SlotMap
 from ...engine.cluster_async import AsyncCluster
-from ...errors import MlscaleError, PredictionError, PredictionLogNotFound
-from ..shared_async import catalog
+from ...errors import PredictionError, PredictionLogNotFound
+from ..shared_async import AsyncDayPartitions, catalog, ensure_family
 
 __all__ = ["AsyncPredictionTables"]
 
 _TABLE = "mlscale_catalog.prediction_logs"
-_EXISTS = ("42P07", "23505")  # duplicate table; a racing CREATE's catalog collision
-
-
-def _utc_midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def _today() -> dt.date:
@@ -49,7 +44,7 @@ class AsyncPredictionTables:
 
     def __init__(self, cluster: AsyncCluster) -> None:
         self._cluster = cluster
-        self._made: set[tuple[str, str]] = set()  # (group, partition) known to exist
+        self._days = AsyncDayPartitions(cluster)
 
     @property
     def groups(self) -> list[str]:
@@ -115,23 +110,14 @@ class AsyncPredictionTables:
     async def _family(self, log: PredictionLog) -> None:
         """The log's key family: made (an even slot map over every group) if missing,
         else checked to have the entity's key type."""
-        shards = await self._cluster.shards()
-        if log.family in shards.maps:
-            have = tuple(shards.map_of(log.family).key_types)
-            if have != (log.key_type,):
-                raise PredictionError(
-                    f"prediction log {log.name!r}: key family {log.family!r} has key types "
-                    f"{', '.join(have)}, the entity {log.key_type}"
-                )
-            return
-        family = KeyFamily.of(log.family, log.key_type)
-        try:
-            even = SlotMap.even(family, self.groups)
-            await self._cluster.create_shard_map(even, "prediction log")
-        except MlscaleError:
-            shards = await self._cluster.refresh_shards()
-            if log.family not in shards.maps:  # not a racing creation: a real failure
-                raise
+        await ensure_family(
+            self._cluster,
+            log.family,
+            log.key_type.value,
+            what=f"prediction log {log.name!r}",
+            error=PredictionError,
+            keys=f"the entity {log.entity}",
+        )
 
     async def drop(self, log: PredictionLog) -> None:
         """Drop ``log``'s tables on every group and forget it (its data is gone)."""
@@ -141,7 +127,7 @@ class AsyncPredictionTables:
                 await self._cluster.drop_sharded_table(name)
         async with catalog(self._cluster, "prediction logs") as conn:
             await conn.execute(f"DELETE FROM {_TABLE} WHERE name = %s", (log.name,))  # noqa: S608
-        self._made = {(g, p) for g, p in self._made if not p.startswith(f"{log.name}_")}
+        self._days.forget_tables(PredictionLayout(log).partitioned)
 
     async def ensure_ahead(self, log: PredictionLog) -> None:
         """Partitions of yesterday, today and ``log.days_ahead`` days ahead."""
@@ -155,42 +141,16 @@ class AsyncPredictionTables:
     ) -> None:
         """The predictions' and labels' partitions of ``days`` on ``groups`` (default:
         every group), made if missing."""
-        layout = PredictionLayout(log)
-        wanted = list(days)
-        for group in self.groups if groups is None else groups:
-            for day in wanted:
-                for table in layout.partitioned:
-                    name = layout.partition(table, day)
-                    if (group, name) in self._made:
-                        continue
-                    try:
-                        await self._cluster.as_written(group).execute(
-                            layout.partition_ddl(table, day)
-                        )
-                    except MlscaleError as exc:
-                        if getattr(exc, "sqlstate", None) not in _EXISTS:
-                            raise
-                    self._made.add((group, name))
+        await self._days.ensure(PredictionLayout(log).partitioned, days, groups)
 
     def forget_days(self, log: PredictionLog, days: Iterable[dt.date], group: str) -> None:
         """Forget that ``days``' partitions exist on ``group`` (one was dropped since this
         process made it): the next :meth:`ensure_days` makes them again."""
-        layout = PredictionLayout(log)
-        for day in days:
-            for table in layout.partitioned:
-                self._made.discard((group, layout.partition(table, day)))
+        self._days.forget(PredictionLayout(log).partitioned, days, group)
 
     async def days(self, log: PredictionLog) -> dict[str, list[dt.date]]:
         """Per group, the days whose prediction partitions exist."""
-        layout = PredictionLayout(log)
-        out: dict[str, list[dt.date]] = {}
-        for group in self.groups:
-            rows = await self._cluster.as_written(group).fetch_all(
-                layout.partitions_sql(), (log.name,), consistency="strong"
-            )
-            days = [day_of_partition(r[0]) for r in rows]
-            out[group] = sorted(d for d in days if d is not None)
-        return out
+        return await self._days.days(log.name)
 
     async def retain(
         self, log: PredictionLog, *, keep_days: int | None = None, before: dt.date | None = None
@@ -214,20 +174,13 @@ class AsyncPredictionTables:
         unmatched = 0
         token = CausalToken()
         for group in self.groups:
-            names: list[str] = []
             # One transaction a group: its token lets a read see the days gone.
             async with self._cluster.transaction(group=group, as_written=True) as tx:
-                for table in layout.partitioned:
-                    for (name,) in await tx.fetch_all(layout.partitions_sql(), (table,)):
-                        day = day_of_partition(name)
-                        if day is not None and day < before:
-                            await tx.execute(layout.drop_sql(name))
-                            names.append(name)
-                            days.add(day)
+                gone = await self._days.drop_before(tx, group, layout.partitioned, before)
                 unmatched += await tx.execute(
-                    layout.expire_unmatched_sql(), (_utc_midnight(before),)
+                    layout.expire_unmatched_sql(), (utc_midnight(before),)
                 )
-            self._made -= {(group, name) for name in names}
-            dropped[group] = tuple(names)
+            days.update(day for _, day in gone)
+            dropped[group] = tuple(name for name, _ in gone)
             token = token.merge(tx.token or CausalToken())
         return RetentionResult(before, tuple(sorted(days)), dropped, unmatched, token)

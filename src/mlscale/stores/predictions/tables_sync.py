@@ -24,22 +24,17 @@ from collections.abc import Iterable
 from psycopg.types.json import Jsonb
 
 from ...core.causal import CausalToken
-from ...core.predictions.layout import PredictionLayout, day_of_partition
+from ...core.dayparts import utc_midnight
+from ...core.predictions.layout import PredictionLayout
 from ...core.predictions.results import RetentionResult
 from ...core.predictions.spec import PredictionLog
-from ...core.shardmaps import KeyFamily, SlotMap
 from ...engine.cluster_sync import Cluster
-from ...errors import MlscaleError, PredictionError, PredictionLogNotFound
-from ..shared_sync import catalog
+from ...errors import PredictionError, PredictionLogNotFound
+from ..shared_sync import DayPartitions, catalog, ensure_family
 
 __all__ = ["PredictionTables"]
 
 _TABLE = "mlscale_catalog.prediction_logs"
-_EXISTS = ("42P07", "23505")  # duplicate table; a racing CREATE's catalog collision
-
-
-def _utc_midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def _today() -> dt.date:
@@ -51,7 +46,7 @@ class PredictionTables:
 
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
-        self._made: set[tuple[str, str]] = set()  # (group, partition) known to exist
+        self._days = DayPartitions(cluster)
 
     @property
     def groups(self) -> list[str]:
@@ -115,23 +110,14 @@ class PredictionTables:
     def _family(self, log: PredictionLog) -> None:
         """The log's key family: made (an even slot map over every group) if missing,
         else checked to have the entity's key type."""
-        shards = self._cluster.shards()
-        if log.family in shards.maps:
-            have = tuple(shards.map_of(log.family).key_types)
-            if have != (log.key_type,):
-                raise PredictionError(
-                    f"prediction log {log.name!r}: key family {log.family!r} has key types "
-                    f"{', '.join(have)}, the entity {log.key_type}"
-                )
-            return
-        family = KeyFamily.of(log.family, log.key_type)
-        try:
-            even = SlotMap.even(family, self.groups)
-            self._cluster.create_shard_map(even, "prediction log")
-        except MlscaleError:
-            shards = self._cluster.refresh_shards()
-            if log.family not in shards.maps:  # not a racing creation: a real failure
-                raise
+        ensure_family(
+            self._cluster,
+            log.family,
+            log.key_type.value,
+            what=f"prediction log {log.name!r}",
+            error=PredictionError,
+            keys=f"the entity {log.entity}",
+        )
 
     def drop(self, log: PredictionLog) -> None:
         """Drop ``log``'s tables on every group and forget it (its data is gone)."""
@@ -141,7 +127,7 @@ class PredictionTables:
                 self._cluster.drop_sharded_table(name)
         with catalog(self._cluster, "prediction logs") as conn:
             conn.execute(f"DELETE FROM {_TABLE} WHERE name = %s", (log.name,))  # noqa: S608
-        self._made = {(g, p) for g, p in self._made if not p.startswith(f"{log.name}_")}
+        self._days.forget_tables(PredictionLayout(log).partitioned)
 
     def ensure_ahead(self, log: PredictionLog) -> None:
         """Partitions of yesterday, today and ``log.days_ahead`` days ahead."""
@@ -153,40 +139,16 @@ class PredictionTables:
     ) -> None:
         """The predictions' and labels' partitions of ``days`` on ``groups`` (default:
         every group), made if missing."""
-        layout = PredictionLayout(log)
-        wanted = list(days)
-        for group in self.groups if groups is None else groups:
-            for day in wanted:
-                for table in layout.partitioned:
-                    name = layout.partition(table, day)
-                    if (group, name) in self._made:
-                        continue
-                    try:
-                        self._cluster.as_written(group).execute(layout.partition_ddl(table, day))
-                    except MlscaleError as exc:
-                        if getattr(exc, "sqlstate", None) not in _EXISTS:
-                            raise
-                    self._made.add((group, name))
+        self._days.ensure(PredictionLayout(log).partitioned, days, groups)
 
     def forget_days(self, log: PredictionLog, days: Iterable[dt.date], group: str) -> None:
         """Forget that ``days``' partitions exist on ``group`` (one was dropped since this
         process made it): the next :meth:`ensure_days` makes them again."""
-        layout = PredictionLayout(log)
-        for day in days:
-            for table in layout.partitioned:
-                self._made.discard((group, layout.partition(table, day)))
+        self._days.forget(PredictionLayout(log).partitioned, days, group)
 
     def days(self, log: PredictionLog) -> dict[str, list[dt.date]]:
         """Per group, the days whose prediction partitions exist."""
-        layout = PredictionLayout(log)
-        out: dict[str, list[dt.date]] = {}
-        for group in self.groups:
-            rows = self._cluster.as_written(group).fetch_all(
-                layout.partitions_sql(), (log.name,), consistency="strong"
-            )
-            days = [day_of_partition(r[0]) for r in rows]
-            out[group] = sorted(d for d in days if d is not None)
-        return out
+        return self._days.days(log.name)
 
     def retain(
         self, log: PredictionLog, *, keep_days: int | None = None, before: dt.date | None = None
@@ -210,18 +172,11 @@ class PredictionTables:
         unmatched = 0
         token = CausalToken()
         for group in self.groups:
-            names: list[str] = []
             # One transaction a group: its token lets a read see the days gone.
             with self._cluster.transaction(group=group, as_written=True) as tx:
-                for table in layout.partitioned:
-                    for (name,) in tx.fetch_all(layout.partitions_sql(), (table,)):
-                        day = day_of_partition(name)
-                        if day is not None and day < before:
-                            tx.execute(layout.drop_sql(name))
-                            names.append(name)
-                            days.add(day)
-                unmatched += tx.execute(layout.expire_unmatched_sql(), (_utc_midnight(before),))
-            self._made -= {(group, name) for name in names}
-            dropped[group] = tuple(names)
+                gone = self._days.drop_before(tx, group, layout.partitioned, before)
+                unmatched += tx.execute(layout.expire_unmatched_sql(), (utc_midnight(before),))
+            days.update(day for _, day in gone)
+            dropped[group] = tuple(name for name, _ in gone)
             token = token.merge(tx.token or CausalToken())
         return RetentionResult(before, tuple(sorted(days)), dropped, unmatched, token)

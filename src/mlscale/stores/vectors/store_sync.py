@@ -42,7 +42,7 @@ from psycopg.types.json import Jsonb
 
 from ...core.causal import CausalToken
 from ...core.copybinary import CopyColumn, PgType, encode_copy
-from ...core.sharding import locate_many
+from ...core.sharding import group_indexes
 from ...core.shardmaps import KeyFamily, SlotMap
 from ...core.vectors import sql as vsql
 from ...core.vectors.filters import to_sql
@@ -791,12 +791,7 @@ def _metadata_json(
 
 def _place(shard_map: Any, keys: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
     """The index in ``shard_map.groups`` of each key's group."""
-    values = keys.tolist()
-    where = locate_many(shard_map, values)
-    if where is not None:
-        return where
-    index = {g: i for i, g in enumerate(shard_map.groups)}
-    return np.array([index[shard_map.locate(v)] for v in values], dtype=np.int64)
+    return group_indexes(shard_map, keys.tolist())
 
 
 def _payload(

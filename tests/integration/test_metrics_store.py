@@ -1,0 +1,294 @@
+"""The metrics store on the session cluster (2 shard groups x 2 replicas): downsampled
+buckets equal a pandas reference (several aggregates and bucket widths, series on
+both groups, grouped and filtered by tags), rollups equal a recomputation after late
+out-of-order points, retention drops whole partitions (gone from pg_inherits), and
+line protocol round-trips with its types and escapes; a bad line writes nothing.
+
+Reads pass consistency="strong" (the points were just written). The module puts the
+sharding catalog back as it found it and drops its measurements."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlscale import AsyncCluster, Cluster
+from mlscale.core.dayparts import PARTITIONS_SQL, partition_name
+from mlscale.errors import LineProtocolError, MeasurementNotFound
+from mlscale.stores.metrics import AsyncMetricStore, Measurement, MetricStore, Point
+from tests.integration.sharding_cleanup import restore_sharding
+
+pytestmark = pytest.mark.integration
+
+STRONG = {"consistency": "strong"}
+DAY = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
+RUNS = ("r0", "r1", "r2", "r3")
+HOSTS = ("h0", "h1")
+N = 6_000  # points per series
+
+
+@pytest.fixture(scope="module")
+def store(cluster: Cluster) -> Iterator[MetricStore]:
+    before = cluster.refresh_shards()
+    s = MetricStore(cluster)
+    try:
+        yield s
+    finally:
+        try:
+            for m in s.measurements():
+                if m.name.startswith("it_"):
+                    s.drop(m)
+        finally:
+            restore_sharding(cluster, before)
+
+
+@pytest.fixture(scope="module")
+def curves(store: MetricStore) -> pd.DataFrame:
+    """Training curves of 8 series (4 runs x 2 hosts) over 2 days, written as line
+    protocol in shuffled order; the reference frame of what was written."""
+    rng = np.random.default_rng(18)
+    frames = []
+    for run in RUNS:
+        for host in HOSTS:
+            # irregular times over two days, microsecond resolution
+            offsets = np.sort(rng.choice(2 * 86_400_000_000, N, replace=False))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "run": run,
+                        "host": host,
+                        "ts_us": int(DAY.timestamp()) * 1_000_000 + offsets,
+                        "loss": np.round(rng.gamma(2.0, 0.5, N), 6),
+                        "step": np.arange(N),
+                    }
+                )
+            )
+    df = pd.concat(frames, ignore_index=True).sample(frac=1.0, random_state=1)
+    lines = [
+        f"it_train,run={r},host={h} loss={loss!r},step={step}i {ts}000"
+        for r, h, ts, loss, step in zip(
+            df.run, df.host, df.ts_us.tolist(), df.loss.tolist(), df.step.tolist(), strict=True
+        )
+    ]
+    got = store.write_lines("\n".join(lines))
+    assert got.points == len(df) and got.values == 2 * len(df) and got.series == 8
+    assert len(got.groups) == 2, "the series should land on both groups"
+    return df.reset_index(drop=True)
+
+
+def _reference(
+    df: pd.DataFrame,
+    every: dt.timedelta,
+    agg: str,
+    group_by: tuple[str, ...],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> pd.DataFrame:
+    width = int(every.total_seconds() * 1_000_000)
+    lo, hi = int(start.timestamp() * 1e6), int(end.timestamp() * 1e6)
+    part = df[(df.ts_us >= lo) & (df.ts_us < hi)].copy()
+    part["bucket"] = (part.ts_us // width) * width
+    keys = [*group_by, "bucket"]
+    grouped = part.groupby(keys, sort=True)["loss"]
+    # quantile: linear interpolation, as percentile_cont
+    value = grouped.quantile(float(agg[1:]) / 100) if agg.startswith("p") else grouped.agg(agg)
+    out = pd.DataFrame({"value": value, "count": grouped.size()}).reset_index()
+    out["time"] = pd.to_datetime(out.bucket, unit="us", utc=True)
+    return out[[*group_by, "time", "value", "count"]]
+
+
+@pytest.mark.parametrize("every_s", [60, 7 * 60, 3_600])
+@pytest.mark.parametrize("agg", ["mean", "min", "max", "sum", "count", "p50", "p95"])
+@pytest.mark.parametrize("group_by", [(), ("run",), ("run", "host")])
+def test_downsample_equals_pandas(
+    store: MetricStore, curves: pd.DataFrame, every_s: int, agg: str, group_by: tuple[str, ...]
+) -> None:
+    every = dt.timedelta(seconds=every_s)
+    start, end = DAY + dt.timedelta(hours=3, seconds=17), DAY + dt.timedelta(hours=40)
+    got = store.downsample(
+        "it_train", "loss", start, end, every, agg, group_by=group_by, **STRONG
+    ).to_frame()
+    want = _reference(curves, every, agg, group_by, start, end)
+    assert len(got) == len(want)
+    for tag in group_by:
+        assert got[tag].tolist() == want[tag].tolist()
+    assert (got.time.values == want.time.values).all()
+    assert got["count"].tolist() == want["count"].tolist()
+    np.testing.assert_allclose(got.value.to_numpy(), want.value.to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("agg", ["mean", "p90"])
+def test_downsample_filtered_by_tags(store: MetricStore, curves: pd.DataFrame, agg: str) -> None:
+    every = dt.timedelta(minutes=10)
+    start, end = DAY, DAY + dt.timedelta(days=2)
+    got = store.downsample(
+        "it_train", "loss", start, end, every, agg, where={"run": "r2", "host": "h1"}, **STRONG
+    ).to_frame()
+    sub = curves[(curves.run == "r2") & (curves.host == "h1")]
+    want = _reference(sub, every, agg, (), start, end)
+    assert got["count"].tolist() == want["count"].tolist()
+    np.testing.assert_allclose(got.value.to_numpy(), want.value.to_numpy(), rtol=1e-9)
+    none = store.downsample("it_train", "loss", start, end, every, where={"run": "nope"}, **STRONG)
+    assert len(none) == 0
+
+
+def test_rollups_equal_a_recomputation_after_late_points(store: MetricStore) -> None:
+    store.create(Measurement("it_sys", retention_days=None))
+    base = DAY + dt.timedelta(hours=5)
+    rng = np.random.default_rng(3)
+    first = [
+        Point("it_sys", {"cpu": float(rng.uniform(0, 100))}, {"host": f"h{i % 5}"},
+              base + dt.timedelta(seconds=int(s)))
+        for i, s in enumerate(rng.integers(0, 4 * 3600, 4_000))
+    ]  # fmt: skip
+    store.write(first)
+    refreshed = store.refresh_rollups("it_sys")
+    assert sum(refreshed.minutes["it_sys"].values()) > 0
+    start, end = base - dt.timedelta(hours=1), base + dt.timedelta(hours=6)
+
+    def check() -> None:
+        for level, every in (("1m", dt.timedelta(minutes=1)), ("1h", dt.timedelta(hours=1))):
+            for agg in ("mean", "min", "max", "sum", "count"):
+                for group_by in ((), ("host",)):
+                    roll = store.rollup(
+                        "it_sys",
+                        "cpu",
+                        start,
+                        end,
+                        level=level,
+                        agg=agg,
+                        group_by=group_by,
+                        **STRONG,
+                    )
+                    raw = store.downsample(
+                        "it_sys", "cpu", start, end, every, agg, group_by=group_by, **STRONG
+                    )
+                    assert roll.tags == raw.tags and (roll.times == raw.times).all()
+                    assert (roll.counts == raw.counts).all()
+                    np.testing.assert_allclose(roll.values, raw.values, rtol=1e-9)
+
+    check()
+    # Late points, out of order, into minutes and hours already rolled up, one of them
+    # a new value for a time already written (it replaces the old one).
+    late = [
+        Point("it_sys", {"cpu": 1000.0 + i}, {"host": f"h{i % 7}"},
+              base + dt.timedelta(seconds=int(s)))
+        for i, s in enumerate(rng.integers(0, 4 * 3600, 300)[::-1])
+    ]  # fmt: skip
+    late.append(Point("it_sys", {"cpu": -5.0}, dict(first[0].tags), first[0].time))
+    store.write(late)
+    stale = store.rollup("it_sys", "cpu", start, end, level="1h", agg="max", **STRONG)
+    assert stale.values.max() < 1000  # not refreshed yet
+    refreshed = store.refresh_rollups("it_sys")
+    assert 0 < sum(refreshed.minutes["it_sys"].values()) <= 301  # only the dirty minutes
+    check()
+    assert (
+        store.rollup("it_sys", "cpu", start, end, level="1h", agg="min", **STRONG).values.min()
+        == -5.0
+    )
+    again = store.refresh_rollups("it_sys")
+    assert sum(again.minutes["it_sys"].values()) == 0
+
+
+def test_retention_drops_whole_partitions(store: MetricStore, cluster: Cluster) -> None:
+    m = store.create(Measurement("it_retained", retention_days=2, days_ahead=0))
+    today = DAY + dt.timedelta(days=10)
+    days = [today - dt.timedelta(days=d) for d in range(5)]
+    written = store.write(
+        [Point("it_retained", {"v": float(i)}, {"host": f"h{j}"}, d + dt.timedelta(hours=1))
+         for i, d in enumerate(days) for j in range(16)]
+    )  # fmt: skip
+    assert len(written.groups) == 2
+
+    def partitions(table: str) -> dict[str, set[str]]:
+        return {
+            g: {r[0] for r in cluster.as_written(g).fetch_all(PARTITIONS_SQL, (table,), **STRONG)}
+            for g in store.groups
+        }
+
+    old = [partition_name(t, (today - dt.timedelta(days=d)).date()) for t in m.partitioned
+           for d in (2, 3, 4)]  # fmt: skip
+    for names in partitions(m.table).values():
+        assert {n for n in old if n.startswith(m.table + "_d")} <= names
+    got = store.apply_retention(now=today + dt.timedelta(hours=12))
+    assert got.before["it_retained"] == (today - dt.timedelta(days=1)).date()
+    assert got.days["it_retained"] == tuple(sorted(d.date() for d in days[2:]))
+    for group in store.groups:
+        assert set(old) <= set(got.dropped["it_retained"][group])
+    for table in m.partitioned:
+        for names in partitions(table).values():
+            assert not set(old) & names  # gone from pg_inherits
+            assert partition_name(table, today.date()) in names
+    rows = store.range("it_retained", days[-1], today + dt.timedelta(days=1), **STRONG)
+    assert sorted({t.date() for t in rows.times}) == [days[1].date(), today.date()]
+    assert len(rows) == 32
+
+
+def test_line_protocol_round_trip(store: MetricStore) -> None:
+    t0 = int((DAY + dt.timedelta(hours=2)).timestamp())
+    head = "it_lp\\ x,host=a\\ b,path=C:\\dir,k\\=1=v\\,2"
+    text = "\n".join(
+        [
+            f'{head} f=1.5,i=-3i,b=t,s="say \\"hi\\", ok" {t0}',
+            f"{head} f=2e-3,i=9223372036854775807i {t0 + 1}",
+            "",
+            f"it_lp\\ x,host=z f=-0.25,b=FALSE {t0 + 2}",
+        ]
+    )
+    got = store.write_lines(text, precision="s")
+    assert (got.points, got.values) == (3, 8)
+    rows = store.range("it_lp x", DAY, DAY + dt.timedelta(days=1), **STRONG)
+    both = zip(rows.keys, rows.fields, rows.times, rows.values, strict=True)
+    seen = {(k, f, t, v if not isinstance(v, bool) else ("bool", v)) for k, f, t, v in both}
+    # the canonical key: tags sorted, escaped (a literal backslash too)
+    key_a = "it_lp\\ x,host=a\\ b,k\\=1=v\\,2,path=C:\\\\dir"
+    ts = [dt.datetime.fromtimestamp(t0 + i, dt.UTC) for i in range(3)]
+    assert seen == {
+        (key_a, "f", ts[0], 1.5),
+        (key_a, "i", ts[0], -3),
+        (key_a, "b", ts[0], ("bool", True)),
+        (key_a, "s", ts[0], 'say "hi", ok'),
+        (key_a, "f", ts[1], 0.002),
+        (key_a, "i", ts[1], 2**63 - 1),
+        ("it_lp\\ x,host=z", "f", ts[2], -0.25),
+        ("it_lp\\ x,host=z", "b", ts[2], ("bool", False)),
+    }
+    assert rows.tags[0]["host"] in ("a b", "z")
+    assert {type(v) for v in rows.values} == {float, int, bool, str}
+    last = store.last("it_lp x", field="f", **STRONG)
+    assert [(x.key, x.value) for x in last] == [(key_a, 0.002), ("it_lp\\ x,host=z", -0.25)]
+
+
+def test_a_bad_line_writes_nothing(store: MetricStore) -> None:
+    t0 = int(DAY.timestamp())
+    good = "\n".join(f"it_bad,host=h{i} v={i} {t0 + i}" for i in range(50))
+    with pytest.raises(LineProtocolError, match="line 51: invalid field value") as info:
+        store.write_lines(good + "\nit_bad,host=x v=oops", precision="s")
+    assert info.value.line == 51
+    with pytest.raises(MeasurementNotFound):
+        store.range("it_bad", DAY, DAY + dt.timedelta(days=1))
+
+
+def test_async_store(cluster: Cluster, curves: pd.DataFrame) -> None:
+    async def main() -> tuple[int, int]:
+        async with AsyncCluster(cluster.config) as ac:
+            s = AsyncMetricStore(ac)
+            await s.write_lines(f"it_train,run=r9,host=h9 loss=1.0 {int(DAY.timestamp())}", "s")
+            b = await s.downsample(
+                "it_train",
+                "loss",
+                DAY,
+                DAY + dt.timedelta(days=2),
+                dt.timedelta(days=1),
+                "count",
+                **STRONG,
+            )
+            return len(b), int(b.counts.sum())
+
+    buckets, count = asyncio.run(main())
+    assert buckets == 2 and count == len(curves) + 1

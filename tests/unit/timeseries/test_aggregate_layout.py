@@ -1,0 +1,113 @@
+"""Aggregates parsed and merged across groups exactly (against numpy over all the
+values), measurement names made table names, and the SQL built: identifiers
+quoted, values bound, one statement per group."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import numpy as np
+import pytest
+
+from mlscale.core import dayparts
+from mlscale.core.timeseries.aggregate import Agg, exact_percentiles, merge_partials
+from mlscale.core.timeseries.layout import MeasurementLayout
+from mlscale.core.timeseries.spec import Measurement
+from mlscale.errors import MetricsError
+
+
+def test_aggregates_parse() -> None:
+    assert Agg.parse("mean").kind == "mean"
+    assert Agg.parse("p99").q == pytest.approx(0.99)
+    assert Agg.parse("p99.9").q == pytest.approx(0.999)
+    assert Agg.parse("p0").q == 0 and Agg.parse("p100").q == 1
+    for bad in ("avg", "p", "p101", "p-1", "P50", "median"):
+        with pytest.raises(MetricsError, match=r"unknown aggregate|outside"):
+            Agg.parse(bad)
+
+
+def _partials(values: list[float], agg: Agg) -> tuple[int, float | None]:
+    a = np.asarray(values)
+    extra = {"mean": a.sum(), "sum": a.sum(), "min": a.min(), "max": a.max(), "count": None}
+    return len(values), extra[agg.kind]
+
+
+@pytest.mark.parametrize("name", ["mean", "sum", "min", "max", "count"])
+def test_partials_of_several_groups_merge_to_the_whole(name: str) -> None:
+    agg = Agg.parse(name)
+    rng = random.Random(5)
+    # values of (tag, bucket) spread over three groups, some buckets on one group only
+    whole: dict[tuple[str, int], list[float]] = {}
+    parts: list[list[tuple[object, ...]]] = [[], [], []]
+    for tag in ("a", "b"):
+        for bucket in range(6):
+            groups = rng.sample(range(3), rng.randint(1, 3))
+            for g in groups:
+                vals = [rng.uniform(-5, 5) for _ in range(rng.randint(1, 9))]
+                whole.setdefault((tag, bucket), []).extend(vals)
+                n, x = _partials(vals, agg)
+                parts[g].append((tag, bucket, n) if x is None else (tag, bucket, n, x))
+    tags, buckets, values, counts = merge_partials(parts, 1, agg)
+    assert list(zip([t[0] for t in tags], buckets, strict=True)) == sorted(whole)
+    for i, key in enumerate(sorted(whole)):
+        vals = np.asarray(whole[key])
+        want = {
+            "mean": vals.mean(),
+            "sum": vals.sum(),
+            "min": vals.min(),
+            "max": vals.max(),
+            "count": len(vals),
+        }[name]
+        assert values[i] == pytest.approx(want, rel=1e-12, abs=1e-12)
+        assert counts[i] == len(vals)
+
+
+def test_percentiles_are_exact_over_arrays() -> None:
+    a, b = [1.0, 5.0, 2.0], [10.0, 3.0]
+    assert exact_percentiles([a, b], 0.5) == 3.0
+    assert exact_percentiles([a, b], 0.9) == pytest.approx(np.percentile(a + b, 90))
+    with pytest.raises(AssertionError, match="recomputed"):
+        merge_partials([[("x", 1, 2, 0.5)], [("x", 1, 3, 0.7)]], 1, Agg.parse("p50"))
+
+
+def test_measurement_tables() -> None:
+    m = Measurement("CPU load, %")
+    assert m.table.startswith("mlm_cpu_load_") and len(m.table) <= 36
+    assert Measurement("x" * 200).table != Measurement("x" * 199 + "y").table
+    assert m.partitioned == (m.table, f"{m.table}_1m", f"{m.table}_1h")
+    assert Measurement("m", rollups=False).partitioned == (Measurement("m").table,)
+    longest = dayparts.partition_name(Measurement("x" * 200).rollup_table("1m"), dt.date.today())
+    assert len(longest) <= 63
+    assert Measurement.from_spec(m.to_spec()) == m
+    for bad in ({"name": ""}, {"name": "m", "retention_days": 0}, {"name": "m", "days_ahead": -1}):
+        with pytest.raises(MetricsError):
+            Measurement(**bad)  # type: ignore[arg-type]
+
+
+def test_sql_quotes_identifiers_and_binds_values() -> None:
+    m = Measurement('we"ird')
+    layout = MeasurementLayout(m)
+    q = layout.downsample_sql(Agg.parse("mean"), ("run", "ho'st"), where=True)
+    assert f'"{m.table}"' in q and "JOIN" in q
+    assert "s.tags ->> 'ho''st'" in q  # a tag name is a quoted literal
+    for param in ("%(field)s", "%(start)s", "%(end)s", "%(every)s", "%(tags)s"):
+        assert param in q
+    assert "GROUP BY 1, 2, 3" in q
+    plain = layout.downsample_sql(Agg.parse("max"), (), where=False)
+    assert "JOIN" not in plain and "%(tags)s" not in plain and "max(p.value)" in plain
+    pct = layout.downsample_sql(Agg.parse("p90"), (), where=False)
+    assert "percentile_cont(0.9)" in pct
+    raw = layout.downsample_sql(Agg.parse("p90"), (), where=False, raw_values=True)
+    assert "array_agg(p.value)" in raw
+    with pytest.raises(MetricsError, match="cannot be read from a rollup"):
+        layout.rollup_sql("1m", Agg.parse("p50"), (), False)
+    assert "PRIMARY KEY (sid, field, ts)" in layout.points_ddl()
+    assert "PARTITION BY RANGE (ts)" in layout.points_ddl()
+    assert any("brin" in ddl for ddl in layout.index_ddl())
+    assert set(layout.sharded_ddl()) == {
+        m.table,
+        m.series_table,
+        m.rollup_table("1m"),
+        m.rollup_table("1h"),
+    }
