@@ -20,14 +20,10 @@ and ``/query`` of InfluxQL, answers parsed from its JSON. Errors::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +33,8 @@ from typing import Any
 import httpx
 
 from ..errors import MlscaleError
-from ..local.procs import terminate
 from ..serve.process import free_port
+from .peer_process import PeerProcess
 
 __all__ = [
     "InfluxHttp",
@@ -122,75 +118,37 @@ class InfluxServer:
                 "influxd not found: install Debian's influxdb package (scripts/setup.sh does)"
             )
         self.binary = found
-        self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "influxd.log"
-        self.config_path = workdir / "influxdb.conf"
-        self._closed = False
-        self.proc: subprocess.Popen[bytes] | None = None
+        config = workdir / "influxdb.conf"
+        # HOME in the work directory: nothing of influxd's lands in the caller's.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir)}
         for attempt in range(1, START_ATTEMPTS + 1):
-            self.port = free_port()
-            self.rpc_port = free_port()
+            self.port, self.rpc_port = free_port(), free_port()
             self.url = f"http://127.0.0.1:{self.port}"
-            self.config_path.write_text(_config(workdir, self.port, self.rpc_port))
+            config.write_text(_config(workdir, self.port, self.rpc_port))
+            self._server = PeerProcess(
+                "influxd", [str(found), "run", "-config", str(config)], env=env, cwd=workdir,
+                log_path=self.log_path, error=InfluxPeerError,
+            )  # fmt: skip
+            self.pid = self._server.pid
             try:
-                self._start(start_timeout_s)
+                self.started_s = self._server.wait_ready(
+                    f"{self.url}/ping", status=204, timeout_s=start_timeout_s
+                )
                 return
             except InfluxPeerError:
-                self._stop_process()
                 if attempt == START_ATTEMPTS or "address already in use" not in self.log_tail(8):
-                    self._closed = True
                     raise
-
-    def _start(self, timeout_s: float) -> None:
-        # HOME points into the work directory: nothing of influxd's lands in the caller's.
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir)}
-        with open(self.log_path, "ab") as log:
-            try:
-                self.proc = subprocess.Popen(
-                    [str(self.binary), "run", "-config", str(self.config_path)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                    cwd=str(self.workdir), start_new_session=True,  # Ctrl-C must not reach it
-                )  # fmt: skip
-            except OSError as exc:
-                raise InfluxPeerError(f"influxd could not start: {exc}") from exc
-        t0 = time.monotonic()
-        with httpx.Client(timeout=2.0) as http:
-            while True:
-                if self.proc.poll() is not None:
-                    raise InfluxPeerError(
-                        f"influxd exited with {self.proc.returncode} while starting"
-                        f"{self.log_tail()}"
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if http.get(f"{self.url}/ping").status_code == 204:
-                        self.started_s = time.monotonic() - t0
-                        return
-                if time.monotonic() - t0 > timeout_s:
-                    raise InfluxPeerError(
-                        f"influxd did not answer /ping within {timeout_s:.0f} s, so it was "
-                        f"stopped{self.log_tail()}"
-                    )
-                time.sleep(0.05)
-
-    @property
-    def pid(self) -> int | None:
-        """The server's PID (None before it was started)."""
-        return self.proc.pid if self.proc is not None else None
 
     @property
     def running(self) -> bool:
         """Whether the server runs."""
-        return not self._closed and self.proc is not None and self.proc.poll() is None
+        return self._server.running
 
     def log_tail(self, lines: int = 4) -> str:
         """The last lines of the server's log, for error messages (": a | b")."""
-        try:
-            with open(self.log_path, errors="replace") as f:
-                tail = deque((ln.rstrip() for ln in f if ln.strip()), maxlen=lines)
-        except OSError:
-            return ""
-        return f": {' | '.join(tail)[-600:]}" if tail else ""
+        return self._server.log_tail(lines)
 
     def http(self, *, timeout_s: float = 60.0) -> InfluxHttp:
         """An HTTP client of this server (close it, or use it in a ``with`` block)."""
@@ -198,20 +156,10 @@ class InfluxServer:
             raise InfluxPeerError("the InfluxDB server is stopped")
         return InfluxHttp(self.url, timeout_s=timeout_s)
 
-    def _stop_process(self) -> None:
-        if self.proc is None:
-            return
-        # SIGTERM is influxd's clean stop (it closes its shards); SIGKILL if it hangs.
-        terminate(self.proc.pid, signal.SIGTERM, STOP_TIMEOUT_S)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(STOP_TIMEOUT_S)
-
     def close(self) -> None:
-        """Stop the server by its PID; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop_process()
+        """Stop the server by its PID (SIGTERM, influxd's clean stop; SIGKILL if it
+        hangs); idempotent."""
+        self._server.close(STOP_TIMEOUT_S)
 
     def __enter__(self) -> InfluxServer:
         return self
