@@ -28,6 +28,7 @@ FOLDERS = [
     ROOT / "src/mlscale/stores/registry",
     ROOT / "src/mlscale/stores/experiments",
     ROOT / "src/mlscale/stores/vectors",
+    ROOT / "src/mlscale/stores/metrics",
 ]
 # concurrency_async.py and concurrency_sync.py are the two worlds' primitives,
 # each written by hand, as are the prediction writer's two front ends (threads,
@@ -77,6 +78,9 @@ RENAMES = {
     "AsyncExperimentTables": "ExperimentTables",
     "AsyncVectorStore": "VectorStore",
     "AsyncVectorCollection": "VectorCollection",
+    "AsyncMetricStore": "MetricStore",
+    "AsyncMetricTables": "MetricTables",
+    "AsyncDayPartitions": "DayPartitions",
     "AsyncCache": "Cache",
     "tiered_async": "tiered",
     "AsyncConnectionPool": "ConnectionPool",

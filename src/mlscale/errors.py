@@ -374,3 +374,21 @@ class VectorError(MlscaleError):
 
 class CollectionNotFound(VectorError, NotFound):
     """No vector collection of that name exists (the message names those that do)."""
+
+
+class MetricsError(MlscaleError):
+    """A metrics store call is malformed or refused (a bad measurement or field name, a
+    bucket width or aggregate it does not know, a type clash); the message says which."""
+
+
+class LineProtocolError(MetricsError):
+    """A line of InfluxDB line protocol cannot be parsed: ``line`` is its number
+    (1-based) in the text given, and nothing of that call was written."""
+
+    def __init__(self, message: str, *, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class MeasurementNotFound(MetricsError, NotFound):
+    """No measurement of that name exists (the message names those that do)."""

@@ -21,11 +21,12 @@ Daily partitions are named ``<table>_dYYYYMMDD`` and bounded in UTC.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 
 from psycopg import sql
 
+from .. import dayparts
+from ..dayparts import day_of_partition
 from .spec import PredictionLog
 
 __all__ = ["PREDICTION_COLUMNS", "PredictionLayout", "day_of_partition"]
@@ -41,18 +42,6 @@ PREDICTION_COLUMNS = (
     "extra",
 )
 LABEL_COLUMNS = ("prediction_id", "label_ts", "outcome", "label")
-_DAY = re.compile(r"_d(\d{8})$")
-
-
-def day_of_partition(name: str) -> dt.date | None:
-    """The day a partition named ``<table>_dYYYYMMDD`` holds (None: not such a name)."""
-    m = _DAY.search(name)
-    if m is None:
-        return None
-    try:
-        return dt.datetime.strptime(m.group(1), "%Y%m%d").date()
-    except ValueError:
-        return None
 
 
 def _instant(value: dt.date | dt.datetime) -> str:
@@ -136,34 +125,21 @@ class PredictionLayout:
 
     def partition(self, table: str, day: dt.date) -> str:
         """The name of ``table``'s partition of ``day``."""
-        return f"{table}_d{day:%Y%m%d}"
+        return dayparts.partition_name(table, day)
 
     def partition_ddl(self, table: str, day: dt.date) -> str:
         """CREATE TABLE IF NOT EXISTS of ``table``'s partition of ``day`` (UTC)."""
-        return (
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})")
-            .format(
-                sql.Identifier(self.partition(table, day)),
-                sql.Identifier(table),
-                sql.Literal(_utc(day)),
-                sql.Literal(_utc(day + dt.timedelta(days=1))),
-            )
-            .as_string(None)
-        )
+        return dayparts.partition_ddl(table, day)
 
     @staticmethod
     def partitions_sql() -> str:
         """The partitions of a table (one ``%s``: its name), by name."""
-        return (
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent "
-            "WHERE p.relname = %s AND p.relnamespace = 'public'::regnamespace ORDER BY 1"
-        )
+        return dayparts.PARTITIONS_SQL
 
     @staticmethod
     def drop_sql(partition: str) -> str:
         """DROP TABLE of one partition."""
-        return sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(partition)).as_string(None)
+        return dayparts.drop_sql(partition)
 
     # -- writes ---------------------------------------------------------------------------
 

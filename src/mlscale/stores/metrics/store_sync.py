@@ -1,0 +1,668 @@
+# Generated from store_async.py by scripts/async_to_sync.py: do not edit.
+# Change store_async.py and run the script again.
+"""The metrics store's façade (async source): points of measurements written as
+binary COPY, read as ranges, last values and buckets merged exactly across shard
+groups, rolled up incrementally and kept a whole day at a time.
+
+- Writes (:meth:`write_lines`, :meth:`write`) parse or collect every point first
+  (a bad one fails the call before anything is written), place each series on the
+  group its id hashes to, and run one transaction per group at once: per
+  measurement one binary COPY of its field values, the new series (known ones are
+  remembered per process) and, with rollups, the minutes written (the *dirty*
+  minutes). A measurement is made on its first write (defaults) if not created.
+  Groups commit independently: a call failing on one group may have written on
+  another.
+- :meth:`downsample` runs one statement per group (index on series, field and
+  time; bound parameters) and merges the groups' partials exactly
+  (:mod:`mlscale.core.timeseries.aggregate`).
+- :meth:`refresh_rollups` recomputes, per group, the 1-minute rollup of its dirty
+  minutes from the points, then the 1-hour rollup of their hours from the 1-minute
+  one, and forgets those minutes, all in one transaction: a late point makes its
+  minute dirty again, so the rollups equal a recomputation after every refresh.
+- :meth:`apply_retention` drops whole day partitions, never deletes rows.
+
+Reads take ``consistency`` and ``token`` like the cluster's reads (pass the
+``token`` of a :class:`WriteResult` to read your writes).
+
+``store_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from psycopg.types.json import Jsonb
+
+from ...core.causal import CausalToken
+from ...core.consistency import Consistency
+from ...core.copybinary import CopyColumn, PgType, encode_copy_split
+from ...core.shardmaps.locate import group_indexes
+from ...core.slots import KeyType
+from ...core.timeseries.aggregate import Agg, exact_percentiles, merge_partials
+from ...core.timeseries.batch import (
+    KIND_BOOL,
+    KIND_INT,
+    KIND_STR,
+    Point,
+    PointBatch,
+    batch_of_points,
+)
+from ...core.timeseries.layout import MeasurementLayout
+from ...core.timeseries.lineproto import parse_lines
+from ...core.timeseries.results import (
+    Buckets,
+    LastValue,
+    PointRows,
+    RefreshResult,
+    RetentionResult,
+    WriteResult,
+)
+from ...core.timeseries.spec import FAMILY, Measurement
+from ...engine.cluster_sync import Cluster
+from ...errors import IntegrityViolation, MetricsError
+from ..shared_sync import run_all
+from .tables_sync import MetricTables
+
+__all__ = ["MetricStore"]
+
+_UNIQUE = "23505"
+_US_MINUTE = 60_000_000
+_US_HOUR = 3_600_000_000
+_US_DAY = 86_400_000_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+Token = CausalToken | str | None
+_LEVELS = {"1m": dt.timedelta(minutes=1), "1h": dt.timedelta(hours=1)}
+
+
+class _Part:
+    """One measurement's rows of one group in a write: the COPY payload, the new
+    series and the dirty minutes."""
+
+    __slots__ = ("group", "layout", "minutes", "payload", "rows", "series")
+
+    def __init__(self, group: str, layout: MeasurementLayout, payload: bytes, rows: int) -> None:
+        self.group = group
+        self.layout = layout
+        self.payload = payload
+        self.rows = rows
+        self.series: tuple[list[int], list[str], list[str]] | None = None
+        self.minutes: list[dt.datetime] = []
+
+
+class MetricStore:
+    """Measurements of points on a cluster (see the module docstring)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._tables = MetricTables(cluster)
+        self._measurements: dict[str, Measurement] = {}
+        self._known: dict[str, set[int]] = {}  # points table -> series ids stored
+
+    @property
+    def cluster(self) -> Cluster:
+        """The cluster the store runs on."""
+        return self._cluster
+
+    @property
+    def groups(self) -> list[str]:
+        """The cluster's shard groups."""
+        return self._tables.groups
+
+    # -- measurements ---------------------------------------------------------------------
+
+    def create(self, measurement: Measurement) -> Measurement:
+        """Make ``measurement``'s tables (if missing) and record it; an equal one again is
+        a no-op, another definition under its name a MetricsError."""
+        made = self._tables.create(measurement)
+        self._measurements[made.name] = made
+        return made
+
+    def get(self, name: str | Measurement) -> Measurement:
+        """The recorded measurement ``name`` (MeasurementNotFound if none)."""
+        if isinstance(name, Measurement):
+            return name
+        found = self._measurements.get(name)
+        if found is None:
+            found = self._measurements[name] = self._tables.get(name)
+        return found
+
+    def measurements(self) -> list[Measurement]:
+        """Every recorded measurement."""
+        return self._tables.load()
+
+    def drop(self, name: str | Measurement) -> None:
+        """Drop a measurement's tables on every group and forget it: its data is gone."""
+        m = self.get(name)
+        self._tables.drop(m)
+        self._measurements.pop(m.name, None)
+        self._known.pop(m.table, None)
+
+    def _measurement(self, name: str) -> Measurement:
+        """The measurement ``name``, created with the defaults if not recorded."""
+        found = self._measurements.get(name)
+        if found is not None:
+            return found
+        found = self._tables.find(name)
+        if found is None:
+            found = self._tables.create(Measurement(name))
+        self._measurements[name] = found
+        return found
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def write_lines(
+        self, text: str, precision: str = "ns", *, now: dt.datetime | None = None
+    ) -> WriteResult:
+        """Write InfluxDB 1.x line protocol (see :mod:`mlscale.core.timeseries.lineproto`):
+        ``precision`` of the timestamps (ns, us, ms, s, m, h); lines without one get
+        ``now`` (default: the time of the call). A bad line raises LineProtocolError
+        naming its number before anything is written."""
+        started = time.perf_counter()
+        now_ns = None if now is None else _us(now) * 1000
+        batch = parse_lines(text, precision, now_ns)
+        return self._write(batch, started)
+
+    def write(self, points: Iterable[Point], *, now: dt.datetime | None = None) -> WriteResult:
+        """Write typed :class:`Point` s (those without a time get ``now``, default the
+        time of the call). A bad point raises MetricsError before anything is written."""
+        started = time.perf_counter()
+        now_us = _us(now or dt.datetime.now(dt.UTC))
+        batch = batch_of_points(points, now_us)
+        return self._write(batch, started)
+
+    def _write(self, batch: PointBatch, started: float) -> WriteResult:
+        if not len(batch):
+            return WriteResult(0, 0, 0, {}, CausalToken(), time.perf_counter() - started)
+        names = sorted(set(batch.measurements))
+        measurements = {n: self._measurement(n) for n in names}
+        shard_map = (self._cluster.shards()).map_of(FAMILY)
+        groups = list(shard_map.groups)
+        series_group = group_indexes(shard_map, batch.sids, KeyType.INT8)
+        row_group = series_group[batch.series]
+        codes, uniques = pd.factorize(np.asarray(batch.measurements, dtype=object))
+        row_meas = codes[batch.series] if len(uniques) > 1 else None
+        parts: dict[str, list[_Part]] = {g: [] for g in groups}
+        sent = dict.fromkeys(groups, 0)
+        for i, name in enumerate(uniques.tolist()):
+            m = measurements[name]
+            sub = batch if row_meas is None else batch.take(row_meas == i)
+            where = row_group if row_meas is None else row_group[row_meas == i]
+            payloads = encode_copy_split(_columns(sub), where, len(groups))
+            counts = np.bincount(where, minlength=len(groups))
+            days = _days(sub.ts)
+            present = [g for g, c in zip(groups, counts.tolist(), strict=True) if c]
+            self._tables.partitions.ensure(m.partitioned, days, present)
+            known = self._known.setdefault(m.table, set())
+            layout = MeasurementLayout(m)
+            for gi, group in enumerate(groups):
+                if not counts[gi]:
+                    continue
+                part = _Part(group, layout, payloads[gi], int(counts[gi]))
+                sent[group] += part.rows
+                mine = np.flatnonzero(series_group == gi)
+                new = [int(s) for s in mine.tolist() if int(batch.sids[s]) not in known]
+                if row_meas is not None:
+                    new = [s for s in new if batch.measurements[s] == name]
+                if new:
+                    part.series = (
+                        [int(batch.sids[s]) for s in new],
+                        [batch.keys[s] for s in new],
+                        [json.dumps(dict(batch.tags[s])) for s in new],
+                    )
+                if m.rollups:
+                    part.minutes = _minutes(sub.ts[where == gi])
+                parts[group].append(part)
+        tokens: dict[str, CausalToken] = {}
+
+        def send(group: str) -> Callable[[], Any]:
+            def call() -> None:
+                try:
+                    tokens[group] = self._send(parts[group], staged=False)
+                except IntegrityViolation as exc:
+                    if exc.sqlstate != _UNIQUE:
+                        raise
+                    # A value written again (same series, field, time): replace it.
+                    tokens[group] = self._send(parts[group], staged=True)
+                for part in parts[group]:
+                    if part.series is not None:
+                        self._known.setdefault(part.layout.m.table, set()).update(part.series[0])
+
+            return call
+
+        run_all([send(g) for g in groups if parts[g]])
+        token = CausalToken()
+        for t in tokens.values():
+            token = token.merge(t)
+        return WriteResult(
+            points=batch.points,
+            values=len(batch),
+            series=len(batch.keys),
+            groups={g: n for g, n in sent.items() if n},
+            token=token,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _send(self, parts: list[_Part], staged: bool) -> CausalToken:
+        """One group's parts in one transaction: straight COPY, or (``staged``) through
+        a staging table and an upsert (values written again replace the stored ones)."""
+        group = parts[0].group
+        with self._cluster.transaction(group=group, as_written=True) as tx:
+            for part in parts:
+                if staged:
+                    tx.execute(part.layout.stage_ddl())
+                    tx.copy(part.layout.copy_sql(part.layout.stage), part.payload)
+                    tx.execute(part.layout.upsert_sql())
+                    tx.execute(f"DROP TABLE {part.layout.stage}")
+                else:
+                    tx.copy(part.layout.copy_sql(), part.payload)
+                if part.series is not None:
+                    tx.execute(part.layout.add_series_sql(), part.series)
+                if part.minutes:
+                    tx.execute(part.layout.mark_dirty_sql(), (part.minutes,))
+        return tx.token or CausalToken()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _each_group(
+        self,
+        query: str,
+        params: Mapping[str, Any],
+        consistency: Consistency | str | None,
+        token: Token,
+        groups: Sequence[str] | None = None,
+    ) -> dict[str, list[Any]]:
+        """``query`` on every group (or ``groups``) at once: each group's rows."""
+        out: dict[str, list[Any]] = {}
+
+        def read(group: str) -> Callable[[], Any]:
+            def call() -> None:
+                out[group] = self._cluster.as_written(group).fetch_all(
+                    query, dict(params), consistency=consistency, token=token
+                )
+
+            return call
+
+        run_all([read(g) for g in (groups or self.groups)])
+        return out
+
+    def downsample(
+        self,
+        measurement: str | Measurement,
+        field: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        every: dt.timedelta,
+        agg: str = "mean",
+        *,
+        where: Mapping[str, str] | None = None,
+        group_by: Sequence[str] = (),
+        consistency: Consistency | str | None = None,
+        token: Token = None,
+    ) -> Buckets:
+        """``field``'s values in ``[start, end)`` of the series matching ``where`` (tag
+        equality), in buckets ``every`` wide aligned on the Unix epoch, per value of
+        the ``group_by`` tags (none: every matching series together), aggregated by
+        ``agg``: mean, min, max, sum, count or a percentile ``pNN`` (linear
+        interpolation, as ``percentile_cont``). Exact across groups. Only numeric
+        values count (floats, integers, booleans as 0/1)."""
+        m = self.get(measurement)
+        a = Agg.parse(agg)
+        params = _params(field, start, end, every, where)
+        group_by = _tags(group_by)
+        layout = MeasurementLayout(m)
+        query = layout.downsample_sql(a, group_by, bool(where))
+        results = self._each_group(query, params, consistency, token)
+        keys = len(group_by)
+        parts = list(results.values())
+        if a.percentile:
+            parts = self._exact_percentiles(
+                layout, a, group_by, params, results, consistency, token
+            )
+        return _buckets(m, field, a, every, group_by, merge_partials(parts, keys, a))
+
+    def _exact_percentiles(
+        self,
+        layout: MeasurementLayout,
+        a: Agg,
+        group_by: tuple[str, ...],
+        params: Mapping[str, Any],
+        results: dict[str, list[Any]],
+        consistency: Consistency | str | None,
+        token: Token,
+    ) -> list[list[Any]]:
+        """Groups' percentile rows, those of buckets held by more than one group
+        recomputed over all their values (see :mod:`~mlscale.core.timeseries.aggregate`)."""
+        keys = len(group_by)
+        seen = Counter(tuple(r[: keys + 1]) for rows in results.values() for r in rows)
+        shared = {k for k, c in seen.items() if c > 1}
+        if not shared:
+            return list(results.values())
+        involved = [
+            g for g, rows in results.items() if any(tuple(r[: keys + 1]) in shared for r in rows)
+        ]
+        raw_sql = layout.downsample_sql(a, group_by, "tags" in params, raw_values=True)
+        raw = self._each_group(raw_sql, params, consistency, token, involved)
+        arrays: dict[tuple[Any, ...], list[Any]] = {}
+        counts: Counter[tuple[Any, ...]] = Counter()
+        for rows in raw.values():
+            for r in rows:
+                k = tuple(r[: keys + 1])
+                if k in shared:
+                    arrays.setdefault(k, []).append(r[keys + 2])
+                    counts[k] += int(r[keys + 1])
+        kept = [
+            [r for r in rows if tuple(r[: keys + 1]) not in shared] for rows in results.values()
+        ]
+        kept.append([(*k, counts[k], exact_percentiles(v, a.q or 0.0)) for k, v in arrays.items()])
+        return kept
+
+    def rollup(
+        self,
+        measurement: str | Measurement,
+        field: str,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        level: str = "1m",
+        every: dt.timedelta | None = None,
+        agg: str = "mean",
+        where: Mapping[str, str] | None = None,
+        group_by: Sequence[str] = (),
+        consistency: Consistency | str | None = None,
+        token: Token = None,
+    ) -> Buckets:
+        """Like :meth:`downsample`, read from the rollup of ``level`` ("1m" or "1h") as of
+        the last :meth:`refresh_rollups`: ``every`` (default: the level's width) must
+        be a multiple of the level; ``agg`` mean, min, max, sum or count."""
+        m = self.get(measurement)
+        if not m.rollups:
+            raise MetricsError(f"measurement {m.name!r} keeps no rollups")
+        if level not in _LEVELS:
+            raise MetricsError(f"rollup level {level!r}: use 1m or 1h")
+        width = _LEVELS[level]
+        every = every or width
+        if every % width:
+            raise MetricsError(f"every ({every}) must be a multiple of the rollup level {level}")
+        a = Agg.parse(agg)
+        params = _params(field, start, end, every, where)
+        group_by = _tags(group_by)
+        query = MeasurementLayout(m).rollup_sql(level, a, group_by, bool(where))
+        results = self._each_group(query, params, consistency, token)
+        merged = merge_partials(list(results.values()), len(group_by), a)
+        return _buckets(m, field, a, every, group_by, merged)
+
+    def range(
+        self,
+        measurement: str | Measurement,
+        start: dt.datetime,
+        end: dt.datetime,
+        *,
+        field: str | None = None,
+        where: Mapping[str, str] | None = None,
+        limit: int | None = None,
+        consistency: Consistency | str | None = None,
+        token: Token = None,
+    ) -> PointRows:
+        """The field values (of ``field`` if given) in ``[start, end)`` of the series
+        matching ``where``, oldest first (at most ``limit``)."""
+        m = self.get(measurement)
+        params: dict[str, Any] = {"start": _aware(start), "end": _aware(end)}
+        if field is not None:
+            params["field"] = field
+        if where:
+            params["tags"] = Jsonb(dict(_tag_filter(where)))
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise MetricsError("limit must be a whole number >= 0")
+            params["limit"] = limit
+        query = MeasurementLayout(m).range_sql(field is not None, bool(where), limit is not None)
+        results = self._each_group(query, params, consistency, token)
+        rows = sorted((r for rs in results.values() for r in rs), key=lambda r: (r[3], r[0], r[2]))
+        if limit is not None:
+            rows = rows[:limit]
+        return PointRows(
+            keys=tuple(r[0] for r in rows),
+            tags=tuple(r[1] for r in rows),
+            fields=tuple(r[2] for r in rows),
+            times=tuple(r[3] for r in rows),
+            values=tuple(_typed(r[4:]) for r in rows),
+        )
+
+    def last(
+        self,
+        measurement: str | Measurement,
+        *,
+        field: str | None = None,
+        where: Mapping[str, str] | None = None,
+        since: dt.datetime | None = None,
+        before: dt.datetime | None = None,
+        consistency: Consistency | str | None = None,
+        token: Token = None,
+    ) -> list[LastValue]:
+        """The last value of each series' field (``field`` only if given) among the
+        series matching ``where``, in ``[since, before)`` (default: any time), by
+        series key then field."""
+        m = self.get(measurement)
+        params: dict[str, Any] = {"start": _aware(since) if since else _EPOCH.replace(year=1)}
+        if before is not None:
+            params["end"] = _aware(before)
+        if field is not None:
+            params["field"] = field
+        if where:
+            params["tags"] = Jsonb(dict(_tag_filter(where)))
+        query = MeasurementLayout(m).last_sql(field is not None, bool(where), before is not None)
+        results = self._each_group(query, params, consistency, token)
+        rows = sorted((r for rs in results.values() for r in rs), key=lambda r: (r[0], r[2]))
+        return [LastValue(r[0], dict(r[1]), r[2], r[3], _typed(r[4:])) for r in rows]
+
+    # -- rollups and retention ------------------------------------------------------------
+
+    def refresh_rollups(self, measurement: str | Measurement | None = None) -> RefreshResult:
+        """Recompute the rollups of the minutes written since the last refresh (of
+        ``measurement``, default every measurement with rollups), group by group."""
+        started = time.perf_counter()
+        targets = (
+            [self.get(measurement)]
+            if measurement is not None
+            else [m for m in self._tables.load() if m.rollups]
+        )
+        minutes: dict[str, dict[str, int]] = {}
+        hours: dict[str, dict[str, int]] = {}
+        for m in targets:
+            if not m.rollups:
+                raise MetricsError(f"measurement {m.name!r} keeps no rollups")
+            layout = MeasurementLayout(m)
+            minutes[m.name] = {}
+            hours[m.name] = {}
+
+            def refresh(
+                group: str, m: Measurement = m, layout: MeasurementLayout = layout
+            ) -> Callable[[], Any]:
+                def call() -> None:
+                    with self._cluster.transaction(group=group, as_written=True) as tx:
+                        dirty = [r[0] for r in tx.fetch_all(layout.take_dirty_sql())]
+                        if dirty:
+                            lo, hi = _ranges(dirty, dt.timedelta(minutes=1))
+                            tx.execute(layout.clear_rollup_sql("1m"), (lo, hi))
+                            tx.execute(layout.fill_minutes_sql(), (lo, hi))
+                            hour_starts = sorted({_floor(d, _US_HOUR) for d in dirty})
+                            hlo, hhi = _ranges(hour_starts, dt.timedelta(hours=1))
+                            tx.execute(layout.clear_rollup_sql("1h"), (hlo, hhi))
+                            tx.execute(layout.fill_hours_sql(), (hlo, hhi))
+                            hours[m.name][group] = len(hour_starts)
+                    minutes[m.name][group] = len(dirty)
+
+                return call
+
+            run_all([refresh(g) for g in self.groups])
+        return RefreshResult(minutes, hours, time.perf_counter() - started)
+
+    def apply_retention(
+        self, *, now: dt.datetime | None = None, measurement: str | Measurement | None = None
+    ) -> RetentionResult:
+        """Drop, on every group, the day partitions (points and rollups) older than each
+        measurement's ``retention_days`` (today by ``now`` included; default: every
+        measurement with a retention)."""
+        when = _aware(now or dt.datetime.now(dt.UTC))
+        targets = [self.get(measurement)] if measurement is not None else self._tables.load()
+        before: dict[str, dt.date] = {}
+        days: dict[str, tuple[dt.date, ...]] = {}
+        dropped: dict[str, dict[str, tuple[str, ...]]] = {}
+        for m in targets:
+            if m.retention_days is None:
+                continue
+            got = self._tables.retain(m, when)
+            before.update(got.before)
+            days.update(got.days)
+            dropped.update(got.dropped)
+        return RetentionResult(before, days, dropped)
+
+    def partition_days(self, measurement: str | Measurement) -> dict[str, list[dt.date]]:
+        """Per group, the days whose points partitions exist."""
+        m = self.get(measurement)
+        return self._tables.partitions.days(m.table)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    if not isinstance(when, dt.datetime):
+        raise MetricsError(f"a time must be a datetime, not {type(when).__name__}")
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def _us(when: dt.datetime) -> int:
+    delta = _aware(when) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(us: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=us)
+
+
+def _floor(when: dt.datetime, unit_us: int) -> dt.datetime:
+    us = _us(when)
+    return _from_us(us - us % unit_us)
+
+
+def _ranges(
+    starts: Sequence[dt.datetime], width: dt.timedelta
+) -> tuple[list[dt.datetime], list[dt.datetime]]:
+    """Sorted bucket starts ``width`` wide coalesced into ranges: their lows, highs."""
+    lo: list[dt.datetime] = []
+    hi: list[dt.datetime] = []
+    for s in sorted(starts):
+        if hi and s <= hi[-1]:
+            hi[-1] = max(hi[-1], s + width)
+        else:
+            lo.append(s)
+            hi.append(s + width)
+    return lo, hi
+
+
+def _days(ts: npt.NDArray[np.int64]) -> list[dt.date]:
+    days = pd.unique(ts // _US_DAY)
+    return [(_EPOCH + dt.timedelta(days=int(d))).date() for d in days.tolist()]
+
+
+def _minutes(ts: npt.NDArray[np.int64]) -> list[dt.datetime]:
+    return [_from_us(int(m) * _US_MINUTE) for m in pd.unique(ts // _US_MINUTE).tolist()]
+
+
+def _columns(b: PointBatch) -> list[CopyColumn]:
+    """The batch's rows as the points' COPY columns (layout.COPY_COLUMNS)."""
+    strs = b.kind == KIND_STR
+    ints = b.kind == KIND_INT
+    any_str = bool(strs.any())
+    return [
+        CopyColumn(PgType.INT8, b.sids[b.series]),
+        CopyColumn(PgType.TIMESTAMPTZ, b.ts),
+        CopyColumn(PgType.INT2, b.kind.astype(np.int16)),
+        CopyColumn(PgType.FLOAT8, b.value, ~strs if any_str else None),
+        CopyColumn(PgType.INT8, b.ival, ints),
+        CopyColumn(PgType.TEXT, b.field),
+        CopyColumn(PgType.TEXT, b.sval, strs),
+    ]
+
+
+def _typed(row: Sequence[Any]) -> float | int | bool | str:
+    kind, value, ival, sval = row
+    if kind == KIND_INT:
+        return int(ival)
+    if kind == KIND_BOOL:
+        return bool(value)
+    if kind == KIND_STR:
+        return str(sval)
+    return float(value)
+
+
+def _tags(group_by: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(group_by, str):
+        group_by = (group_by,)
+    out = tuple(group_by)
+    if any(not isinstance(t, str) or not t for t in out) or len(set(out)) != len(out):
+        raise MetricsError(f"group_by must be distinct tag names, got {group_by!r}")
+    return out
+
+
+def _tag_filter(where: Mapping[str, str]) -> dict[str, str]:
+    for k, v in where.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise MetricsError(f"where: tags and values are str, got {k!r}={v!r}")
+    return dict(where)
+
+
+def _params(
+    field: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    every: dt.timedelta,
+    where: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    if not isinstance(every, dt.timedelta) or every <= dt.timedelta(0):
+        raise MetricsError(f"every must be a positive timedelta, not {every!r}")
+    if not isinstance(field, str) or not field:
+        raise MetricsError("field must be a non-empty str")
+    params: dict[str, Any] = {
+        "field": field,
+        "start": _aware(start),
+        "end": _aware(end),
+        "every": every,
+    }
+    if params["end"] <= params["start"]:
+        raise MetricsError("end must be after start")
+    if where:
+        params["tags"] = Jsonb(_tag_filter(where))
+    return params
+
+
+def _buckets(
+    m: Measurement,
+    field: str,
+    a: Agg,
+    every: dt.timedelta,
+    group_by: tuple[str, ...],
+    merged: tuple[list[tuple[Any, ...]], list[Any], npt.NDArray[Any], npt.NDArray[Any]],
+) -> Buckets:
+    tags, times, values, counts = merged
+    stamps = np.array([_us(t) for t in times], dtype=np.int64).astype("datetime64[us]")
+    return Buckets(
+        measurement=m.name,
+        field=field,
+        agg=a.name,
+        every=every,
+        group_by=group_by,
+        tags=tuple(tags),
+        times=stamps,
+        values=values,
+        counts=counts,
+    )

@@ -1,0 +1,177 @@
+# Generated from tables_async.py by scripts/async_to_sync.py: do not edit.
+# Change tables_async.py and run the script again.
+"""The measurements of a cluster: their definitions (in the catalog) and their tables
+(on every shard group), partitioned by day ahead of time (async source).
+
+A measurement is created by making its sharded tables (points, series, rollups:
+:mod:`mlscale.core.timeseries.layout`), their indexes, each group's dirty-minutes
+table and the day partitions of yesterday, today and ``days_ahead`` days ahead,
+then recording its spec last, so a recorded measurement always has its tables.
+Creating an equal measurement again is a no-op; another definition under a
+recorded name is refused. Writes make the partitions of any other day they need.
+
+The definitions live in ``mlscale_catalog.metric_measurements``, made by the store
+on first use (no catalog migration).
+
+``tables_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from psycopg.types.json import Jsonb
+
+from ...core.causal import CausalToken
+from ...core.dayparts import utc_day
+from ...core.timeseries.layout import MEASUREMENTS_DDL, MeasurementLayout
+from ...core.timeseries.results import RetentionResult
+from ...core.timeseries.spec import FAMILY, Measurement
+from ...engine.cluster_sync import Cluster
+from ...errors import MeasurementNotFound, MetricsError, MlscaleError
+from ..shared_sync import DayPartitions, catalog, ensure_family
+
+__all__ = ["MetricTables"]
+
+_TABLE = "mlscale_catalog.metric_measurements"
+
+
+class MetricTables:
+    """The measurements of one cluster: their definitions and their tables."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self.partitions = DayPartitions(cluster)
+        self._catalog_made = False
+
+    @property
+    def groups(self) -> list[str]:
+        """The cluster's shard groups."""
+        return [g.name for g in self._cluster.config.shard_groups]
+
+    def _catalog(self) -> None:
+        if self._catalog_made:
+            return
+        with catalog(self._cluster, "metric measurements") as conn:
+            try:
+                conn.execute(MEASUREMENTS_DDL)
+            except Exception as exc:  # a racing CREATE's catalog collision
+                if getattr(exc, "sqlstate", None) not in ("42P07", "23505"):
+                    raise
+        self._catalog_made = True
+
+    def load(self) -> list[Measurement]:
+        """Every recorded measurement, by name."""
+        self._catalog()
+        with catalog(self._cluster, "metric measurements") as conn:
+            cur = conn.execute(f"SELECT spec FROM {_TABLE} ORDER BY name")  # noqa: S608
+            rows = cur.fetchall()
+        return [Measurement.from_spec(r[0]) for r in rows]
+
+    def find(self, name: str) -> Measurement | None:
+        """The recorded measurement ``name``, or None."""
+        self._catalog()
+        with catalog(self._cluster, "metric measurements") as conn:
+            cur = conn.execute(
+                f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
+                (name,),
+            )
+            row = cur.fetchone()
+        return None if row is None else Measurement.from_spec(row[0])
+
+    def get(self, name: str) -> Measurement:
+        """The recorded measurement ``name``; MeasurementNotFound naming the known ones."""
+        found = self.find(name)
+        if found is None:
+            known = ", ".join(m.name for m in self.load()) or "none"
+            raise MeasurementNotFound(f"no measurement {name!r} (known: {known})")
+        return found
+
+    def create(self, m: Measurement) -> Measurement:
+        """Make ``m``'s tables where missing and record it (see the module docstring)."""
+        have = self.find(m.name)
+        if have is not None:
+            if have != m:
+                raise MetricsError(
+                    f"measurement {m.name!r} exists with another definition "
+                    f"({have.to_spec()}); drop it first or pick another name"
+                )
+            return have
+        ensure_family(
+            self._cluster,
+            FAMILY,
+            "int8",
+            what="metrics store",
+            error=MetricsError,
+            keys="series ids",
+        )
+        layout = MeasurementLayout(m)
+        known = (self._cluster.shards()).tables
+        for name, ddl in layout.sharded_ddl().items():
+            if name in known:
+                continue
+            try:
+                self._cluster.create_sharded_table(ddl, shard_key="sid", family=FAMILY)
+            except MlscaleError:
+                if name not in (self._cluster.refresh_shards()).tables:
+                    raise
+        for group in self.groups:
+            scope = self._cluster.as_written(group)
+            for ddl in layout.index_ddl():
+                scope.execute(ddl)
+            if m.rollups:
+                scope.execute(layout.dirty_ddl())
+        self.ensure_ahead(m)
+        with catalog(self._cluster, "metric measurements") as conn:
+            conn.execute(
+                f"INSERT INTO {_TABLE} (name, spec) VALUES (%s, %s) "  # noqa: S608
+                "ON CONFLICT (name) DO NOTHING",
+                (m.name, Jsonb(m.to_spec())),
+            )
+        return m
+
+    def ensure_ahead(self, m: Measurement, today: dt.date | None = None) -> None:
+        """Partitions of yesterday, today and ``m.days_ahead`` days ahead."""
+        day = today or dt.datetime.now(dt.UTC).date()
+        self.partitions.ensure(
+            m.partitioned, [day + dt.timedelta(days=d) for d in range(-1, m.days_ahead + 1)]
+        )
+
+    def drop(self, m: Measurement) -> None:
+        """Drop ``m``'s tables on every group and forget it (its data is gone)."""
+        layout = MeasurementLayout(m)
+        known = (self._cluster.shards()).tables
+        for name in layout.sharded_ddl():
+            if name in known:
+                self._cluster.drop_sharded_table(name)
+        for group in self.groups:
+            self._cluster.as_written(group).execute(layout.drop_dirty_sql())
+        self._catalog()
+        with catalog(self._cluster, "metric measurements") as conn:
+            conn.execute(f"DELETE FROM {_TABLE} WHERE name = %s", (m.name,))  # noqa: S608
+        self.partitions.forget_tables(m.partitioned)
+
+    def retain(self, m: Measurement, now: dt.datetime) -> RetentionResult:
+        """Drop ``m``'s partitions (points and rollups) of every UTC day before the
+        ``retention_days`` last ones (today, by ``now``, included) on every group."""
+        assert m.retention_days is not None
+        before = utc_day(now) - dt.timedelta(days=m.retention_days - 1)
+        dropped: dict[str, tuple[str, ...]] = {}
+        days: set[dt.date] = set()
+        token = CausalToken()
+        for group in self.groups:
+            with self._cluster.transaction(group=group, as_written=True) as tx:
+                gone = self.partitions.drop_before(tx, group, m.partitioned, before)
+                if m.rollups:
+                    tx.execute(
+                        MeasurementLayout(m).expire_dirty_sql(),
+                        (dt.datetime.combine(before, dt.time(), tzinfo=dt.UTC),),
+                    )
+            dropped[group] = tuple(name for name, _ in gone)
+            days.update(day for _, day in gone)
+            token = token.merge(tx.token or CausalToken())
+        return RetentionResult(
+            before={m.name: before},
+            days={m.name: tuple(sorted(days))},
+            dropped={m.name: dropped},
+        )
