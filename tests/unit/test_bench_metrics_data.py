@@ -21,7 +21,7 @@ def test_lines_batches_and_payloads_agree() -> None:
     lines = [ln for b in data.batches for ln in b.splitlines()]
     assert len(lines) == data.lines and len(data.batches) == -(-data.lines // 50)
     assert all(len(b.splitlines()) <= 50 for b in data.batches)
-    assert sum(len(row_spans(p)) for p in data.payloads) == data.lines
+    assert sum(len(row_spans(p)) - 1 for p in data.payloads) == data.lines
     first, second = lines[0].split(" "), lines[1].split(" ")
     assert first[0] == "train,host=gpu-00,run=run000" and second[0].startswith("system,")
     assert int(first[2]) == int(shape.start.timestamp()) * 10**9
