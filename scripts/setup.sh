@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what mlscale needs on Debian 12, idempotently: system packages
-# (PostgreSQL 15 server, Redis, PgBouncer, Prometheus, etcd, build tools), a Python venv at
-# .venv with mlscale and its dev dependencies, and Patroni in a venv of its own (for
-# `mlscale up --ha`). Fast when nothing is missing.
+# (PostgreSQL 15 server, Redis, PgBouncer, Prometheus, etcd, InfluxDB, build tools), a
+# Python venv at .venv with mlscale and its dev dependencies, and Patroni in a venv of its
+# own (for `mlscale up --ha`). Fast when nothing is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,8 @@ command -v pgbouncer >/dev/null || need_apt+=(pgbouncer)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
+# InfluxDB 1.6, the peer of `mlscale bench metrics` (which runs its own influxd).
+command -v influxd >/dev/null || need_apt+=(influxdb)
 command -v gcc >/dev/null || need_apt+=(build-essential)
 command -v useradd >/dev/null || need_apt+=(passwd)
 command -v python3 >/dev/null || need_apt+=(python3)
@@ -40,11 +42,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # etcd-server's package starts a system-wide etcd where policy-rc.d did not stop it;
-  # mlscale runs its own members on free loopback ports.
-  if command -v systemctl >/dev/null && systemctl is-enabled etcd >/dev/null 2>&1; then
-    systemctl disable --now etcd >/dev/null 2>&1 || true
-  fi
+  # etcd-server's and influxdb's packages start (and enable at boot) system-wide servers
+  # where policy-rc.d did not stop them; mlscale runs its own on free loopback ports.
+  for unit in etcd influxdb; do
+    if command -v systemctl >/dev/null && systemctl is-enabled "$unit" >/dev/null 2>&1; then
+      systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+  done
   [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 

@@ -25,13 +25,8 @@ process group: uvicorn's workers included), by :meth:`MlflowServer.close`, on le
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
-import subprocess
-import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +38,7 @@ from psycopg import sql
 
 from ..engine.connect import connect
 from ..errors import ConfigError, MlscaleError
+from .peer_process import PeerProcess
 from .peer_venv import peer_python
 
 if TYPE_CHECKING:
@@ -207,62 +203,26 @@ class MlflowServer:
             "--workers", str(workers), "--no-serve-artifacts",
             "--default-artifact-root", str(workdir / "artifacts"),
         ]  # fmt: skip
-        self._closed = False
-        with open(self.log_path, "ab") as log:
-            try:
-                # A session of its own: its process group (uvicorn and the workers it
-                # spawns) is stopped together, by this PID.
-                self.proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=env, cwd=str(workdir), start_new_session=True,
-                )  # fmt: skip
-            except OSError as exc:
-                raise MlflowPeerError(f"mlflow server could not start: {exc}") from exc
-        self.pid = self.proc.pid
-        try:
-            self._wait_ready(start_timeout_s)
-        except BaseException:
-            self.close()
-            raise
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        t0 = time.monotonic()
-        deadline = t0 + timeout_s
-        with httpx.Client(timeout=2.0) as http:
-            while True:
-                if self.proc.poll() is not None:
-                    raise MlflowPeerError(
-                        f"mlflow server exited with {self.proc.returncode} while starting"
-                        f"{self.log_tail()}"
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if http.get(f"{self.url}/health").status_code == 200:
-                        self.started_s = time.monotonic() - t0
-                        return
-                if time.monotonic() > deadline:
-                    raise MlflowPeerError(
-                        f"mlflow server did not answer /health within {timeout_s:.0f} s, so "
-                        f"it was stopped{self.log_tail()}"
-                    )
-                time.sleep(0.2)
+        self._server = PeerProcess("mlflow server", argv, env=env, cwd=workdir,
+                                   log_path=self.log_path, error=MlflowPeerError)  # fmt: skip
+        self.proc = self._server.proc
+        self.pid = self._server.pid
+        self.started_s = self._server.wait_ready(
+            f"{self.url}/health", status=200, timeout_s=start_timeout_s
+        )
 
     def log_tail(self, lines: int = 4) -> str:
         """The last lines of the server's log, for error messages (": a | b")."""
-        try:
-            with open(self.log_path, errors="replace") as f:
-                tail = deque((ln.rstrip() for ln in f if ln.strip()), maxlen=lines)
-        except OSError:
-            return ""
-        return f": {' | '.join(tail)[-600:]}" if tail else ""
+        return self._server.log_tail(lines)
 
     @property
     def running(self) -> bool:
         """Whether the server's first process is alive."""
-        return not self._closed and self.proc.poll() is None
+        return self._server.running
 
     def rest(self, *, timeout_s: float = 30.0) -> MlflowRest:
         """A REST client of this server (close it, or use it in a ``with`` block)."""
-        if self._closed:
+        if not self._server.running:
             raise MlflowPeerError("the MLflow server is stopped")
         return MlflowRest(self.url, timeout_s=timeout_s)
 
@@ -274,34 +234,10 @@ class MlflowServer:
     ) -> None:
         self.close()
 
-    def _group_alive(self) -> bool:
-        try:
-            os.killpg(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
     def close(self) -> None:
         """Stop the server: SIGTERM to its process group, SIGKILL after
         ``STOP_TIMEOUT_S`` to whatever of the group is left."""
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(STOP_TIMEOUT_S)
-        # Workers may outlive the first process for a moment: wait for the whole group.
-        while self._group_alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self._group_alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(STOP_TIMEOUT_S)
+        self._server.close(STOP_TIMEOUT_S)
 
 
 # -- the REST API ----------------------------------------------------------------------------

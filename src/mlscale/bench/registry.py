@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "experiments": "mlscale.bench.experiments",
     "failover": "mlscale.bench.failover",
     "features": "mlscale.bench.features",
+    "metrics": "mlscale.bench.metrics",
     "node-cap": "mlscale.bench.node_cap",
     "placement": "mlscale.bench.placement",
     "predictions": "mlscale.bench.predictions",
