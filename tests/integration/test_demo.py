@@ -271,11 +271,14 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
         reads_sent = metrics["serving_metrics_feature_reads_sent"]
         assert reads_sent > 100
         assert metrics["serving_metrics_feature_reads"] == reads_sent
-        # Chapter 10: the tutorial's MongoDB query and counts equal Python's answers,
+        # Chapter 10: the tutorial's MongoDB query and counts equal Python's answers, its
+        # metrics queries numpy's,
         # the embeddings reach recall 0.95, the checkpoint comes back bit-exactly and a
         # second version that changed one MiB sends one chunk.
         assert metrics["experiments_top10_equal_python"] is True
         assert metrics["experiments_param_counts_equal_python"] is True
+        assert metrics["metrics_hour_mean_equal_numpy"] is True
+        assert metrics["metrics_day_p99_panel_equal_numpy"] is True
         assert metrics["embeddings_recall_at_10"] >= 0.95
         assert metrics["checkpoint_bit_exact"] is True
         assert metrics["checkpoint_second_version_sent"] == 1

@@ -21,6 +21,7 @@ InfluxDB for metrics, Pinecone for embeddings), each done on the sharded cluster
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import tempfile
@@ -36,6 +37,7 @@ from ..core.experiments import sql as experiments_sql
 from ..engine.cluster_sync import Cluster
 from ..stores.checkpoints import Checkpoints
 from ..stores.experiments import ExperimentStore
+from ..stores.metrics import MetricStore
 from ..stores.vectors import VectorStore
 from .foundation import ChapterResult, Echo, Params, Row
 
@@ -47,6 +49,8 @@ __all__ = ["drop_mlstores", "needs", "run_mlstores"]
 EXPERIMENT: Final = "demo-bert-sweep"
 COLLECTION: Final = "demo_ml_embeddings"
 RUN: Final = "demo-bert-checkpoints"
+MEASUREMENT: Final = "demo_inference_metrics"
+MODELS: Final = ("bert-classifier", "resnet-50", "xgb-ranker", "gpt-small")
 DIM: Final = 768  # the tutorial's Pinecone index
 STATUSES: Final = ("completed", "running", "failed")
 
@@ -60,16 +64,27 @@ class Sizes:
     queries: int  # timed vector queries (and finds)
     recall_queries: int  # queries checked against exact search
     checkpoint_mib: int  # size of the checkpoint saved and loaded
+    points_per_model: int  # inference_metrics points per model over 24 hours
 
     @classmethod
     def of(cls, params: Params) -> Sizes:
         """The sizes of a quick run (``params`` of ``quick=True``) or a full one."""
         if params.users < 20_000:
             return cls(
-                runs=3_000, embeddings=3_000, queries=50, recall_queries=20, checkpoint_mib=48
+                runs=3_000,
+                embeddings=3_000,
+                queries=50,
+                recall_queries=20,
+                checkpoint_mib=48,
+                points_per_model=5_000,
             )
         return cls(
-            runs=30_000, embeddings=30_000, queries=300, recall_queries=100, checkpoint_mib=512
+            runs=30_000,
+            embeddings=30_000,
+            queries=300,
+            recall_queries=100,
+            checkpoint_mib=512,
+            points_per_model=50_000,
         )
 
 
@@ -83,6 +98,9 @@ def needs(config: ClusterConfig) -> str | None:
 def drop_mlstores(cluster: Cluster) -> None:
     """Remove what the chapter wrote: its experiment's documents, its collection and its
     checkpoints."""
+    metrics = MetricStore(cluster)
+    if any(m.name == MEASUREMENT for m in metrics.measurements()):
+        metrics.drop(MEASUREMENT)
     ckpts = Checkpoints(cluster)
     for saved in ckpts.list_checkpoints(RUN, consistency="strong"):
         ckpts.delete(RUN, saved.step, grace_s=0)
@@ -223,6 +241,122 @@ def _experiments(
     ]
     if not (top_ok and counts_ok):
         result.notes.append("an experiment query differed from Python's answer: that is a bug")
+
+
+# -- metrics ---------------------------------------------------------------------------
+
+
+def _metrics(
+    cluster: Cluster, sizes: Sizes, rng: np.random.Generator, echo: Echo, result: ChapterResult
+) -> None:
+    store = MetricStore(cluster)
+    per_model = sizes.points_per_model
+    n = per_model * len(MODELS)
+    echo(f"metrics: {n:,} inference_metrics points (4 models, 24 h) as line protocol ...")
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    end_ns = int(hour.timestamp()) * 10**9
+    span_ns = 24 * 3600 * 10**9
+    model = np.repeat(np.arange(len(MODELS)), per_model)
+    # Distinct times per series (a point written again at its time replaces the old one).
+    offsets = np.concatenate(
+        [np.sort(rng.choice(span_ns // 1000, per_model, replace=False)) for _ in MODELS]
+    )
+    ts = end_ns - span_ns + offsets * 1000
+    latency = np.round(rng.gamma(4.0, 5.0, n) + 3.0 * model, 3)
+    batch = rng.choice([1, 8, 32, 64], n)
+    lines = [
+        f"{MEASUREMENT},model={MODELS[m]} latency_ms={lat!r},batch_size={b}i {t}"
+        for m, lat, b, t in zip(
+            model.tolist(), latency.tolist(), batch.tolist(), ts.tolist(), strict=True
+        )
+    ]
+    t0 = time.perf_counter()
+    for lo in range(0, n, 5_000):
+        store.write_lines("\n".join(lines[lo : lo + 5_000]))
+    ingest_s = time.perf_counter() - t0
+
+    # The tutorial's Flux query: the mean latency of one model over the last (full) hour.
+    start = hour - dt.timedelta(hours=1)
+    bert = model == 0
+    last_hour = bert & (ts >= end_ns - 3600 * 10**9)
+    mean_spent, hourly = _timed(
+        lambda: store.downsample(
+            MEASUREMENT,
+            "latency_ms",
+            start,
+            hour,
+            dt.timedelta(hours=1),
+            "mean",
+            where={"model": MODELS[0]},
+            consistency="strong",
+        ),
+        sizes.queries,
+    )
+    want_mean = float(latency[last_hour].mean())
+    mean_ok = len(hourly) == 1 and abs(float(hourly.values[0]) - want_mean) <= 1e-9 * want_mean
+
+    # A 24-hour dashboard panel: p99 latency per 5 minutes, every model.
+    day_spent, panel = _timed(
+        lambda: store.downsample(
+            MEASUREMENT,
+            "latency_ms",
+            hour - dt.timedelta(hours=24),
+            hour,
+            dt.timedelta(minutes=5),
+            "p99",
+            group_by=("model",),
+            consistency="strong",
+        ),
+        max(5, sizes.queries // 5),
+    )
+    bucket = (ts // (300 * 10**9)).astype(np.int64)
+    expect = {}
+    for m in range(len(MODELS)):
+        mine = model == m
+        for b in np.unique(bucket[mine]):
+            expect[(MODELS[m], int(b))] = float(np.percentile(latency[mine & (bucket == b)], 99))
+    got = {
+        (str(tags[0]), int(t.astype("datetime64[s]").astype(np.int64) // 300)): float(v)
+        for tags, t, v in zip(panel.tags, panel.times, panel.values, strict=True)
+    }
+    panel_ok = got.keys() == expect.keys() and all(
+        abs(got[k] - expect[k]) <= 1e-9 * max(1.0, abs(expect[k])) for k in expect
+    )
+    mean_p50, _ = _ms(mean_spent)
+    day_p50, day_p99 = _ms(day_spent)
+    result.metrics.update(
+        {
+            "metrics_points": n,
+            "metrics_ingest_points_per_s": n / ingest_s,
+            "metrics_hour_mean_equal_numpy": mean_ok,
+            "metrics_hour_mean_p50_ms": mean_p50,
+            "metrics_day_p99_panel_equal_numpy": panel_ok,
+            "metrics_day_p99_panel_p50_ms": day_p50,
+            "metrics_day_p99_panel_p99_ms": day_p99,
+        }
+    )
+    result.rows += [
+        Row(
+            "inference metrics ingested",
+            f"{n / ingest_s:,.0f}",
+            "points/s",
+            f"{n:,} InfluxDB line-protocol points, 5,000 per write_lines call",
+        ),
+        Row(
+            "tutorial's mean latency, last hour",
+            f"{mean_p50:.1f}",
+            "ms",
+            f"p50 of {sizes.queries}; equal to numpy: {'yes' if mean_ok else 'NO'}",
+        ),
+        Row(
+            "24 h p99 latency per 5 min, 4 models",
+            f"{day_p50:.1f} | {day_p99:.1f}",
+            "ms",
+            f"p50 | p99, {len(panel)} buckets; equal to numpy: {'yes' if panel_ok else 'NO'}",
+        ),
+    ]
+    if not (mean_ok and panel_ok):
+        result.notes.append("a metrics query differed from numpy's answer: that is a bug")
 
 
 # -- embeddings --------------------------------------------------------------------------
@@ -391,6 +525,7 @@ def run_mlstores(cluster: Cluster, params: Params, echo: Echo) -> ChapterResult:
     rng = np.random.default_rng(params.seed)
     result = ChapterResult()
     _experiments(cluster, sizes, rng, echo, result)
+    _metrics(cluster, sizes, rng, echo, result)
     _embeddings(cluster, sizes, rng, echo, result)
     _checkpoints(cluster, sizes, echo, result)
     return result
