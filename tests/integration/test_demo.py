@@ -272,9 +272,8 @@ def test_quick_demo_measures_prints_saves_and_stops_its_cluster() -> None:
         assert reads_sent > 100
         assert metrics["serving_metrics_feature_reads"] == reads_sent
         # Chapter 10: the tutorial's MongoDB query and counts equal Python's answers, its
-        # metrics queries numpy's,
-        # the embeddings reach recall 0.95, the checkpoint comes back bit-exactly and a
-        # second version that changed one MiB sends one chunk.
+        # metrics queries numpy's; the embeddings reach recall 0.95; the checkpoint comes
+        # back bit-exactly and a second version that changed one MiB sends one chunk.
         assert metrics["experiments_top10_equal_python"] is True
         assert metrics["experiments_param_counts_equal_python"] is True
         assert metrics["metrics_hour_mean_equal_numpy"] is True
