@@ -299,3 +299,32 @@ def test_a_patroni_group_follows_the_view_roles_pools_and_polls() -> None:
     assert {n.name for n in nodes_of(config)} < set(context.pools.nodes)
     lead.update("control", [M("control-replica1", "leader", "running", port=5003)], 3.0)
     assert context.control_node() == "control-replica1"
+
+
+def test_stats_show_each_scopes_leader_as_the_client_sees_it() -> None:
+    context: ClusterContext[Any] = ClusterContext(_config(True), lambda **kw: None)
+    lead = context.leadership
+    before = context.stats({}, {}).leaders
+    assert before["g0"].followed and before["g0"].leader is None  # no view yet
+    assert before["g0"].seen_s_ago is None and before["g0"].changed_s_ago is None
+    t0 = time.monotonic()
+    lead.update("g0", [M("g0-primary", "leader", "running", port=5001)], t0)
+    first = context.stats({}, {}).leaders["g0"]
+    assert (first.leader, first.timeline, first.changed_s_ago) == ("g0-primary", 1, None)
+    assert first.seen_s_ago is not None and first.seen_s_ago >= 0
+    flipped = [
+        M("g0-primary", "replica", "stopped", port=5001),
+        M("g0-replica1", "leader", "running", port=5002, timeline=2),
+    ]
+    lead.update("g0", flipped, t0 + 0.5)
+    lead.failed("g0", "http://127.0.0.1:8008: ConnectTimeout")
+    stats = context.stats({}, {})
+    now = stats.leaders["g0"]
+    assert (now.leader, now.timeline) == ("g0-replica1", 2)
+    assert now.changed_s_ago is not None and now.changed_s_ago < 60
+    assert now.error == "http://127.0.0.1:8008: ConnectTimeout"
+    assert stats.to_dict()["leaders"]["g0"]["leader"] == "g0-replica1"
+
+    static = ClusterContext(_config(False), lambda **kw: None).stats({}, {}).leaders
+    assert static["g0"].leader == "g0-primary" and not static["g0"].followed
+    assert set(static) == {"control", "g0"}

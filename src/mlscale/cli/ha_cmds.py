@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Literal
 
 import click
 
 from ..config import ClusterConfig
-from ..engine.patroni import HandoverResult, PatroniError, handover
-from .options import cluster_config, config_option, dir_option
+from ..engine.patroni import PatroniError, handover
+from .options import F, cluster_config, config_option, dir_option
 
 
 def _scope_endpoints(config: ClusterConfig, group: str) -> list[str]:
@@ -40,7 +41,25 @@ def _auth(config: ClusterConfig, config_file: str | None) -> tuple[str, str] | N
         return None
 
 
-def _report(result: HandoverResult, as_json: bool) -> None:
+def _handover(
+    action: Literal["switchover", "failover"],
+    *,
+    cluster_dir: str,
+    config_file: str | None,
+    group: str,
+    candidate: str | None,
+    wait_s: float,
+    as_json: bool,
+) -> None:
+    """Ask ``group``'s Patroni for ``action`` and print what it did (text or JSON)."""
+    config = cluster_config(cluster_dir, config_file)
+    result = handover(
+        _scope_endpoints(config, group),
+        action=action,
+        candidate=candidate,
+        auth=_auth(config, config_file),
+        wait_s=wait_s,
+    )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -50,38 +69,28 @@ def _report(result: HandoverResult, as_json: bool) -> None:
     )
 
 
+def _handover_options(fn: F) -> F:
+    """``--wait`` and ``--json``, shared by both commands."""
+    fn = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+    return click.option(
+        "--wait",
+        "wait_s",
+        type=float,
+        default=60.0,
+        show_default=True,
+        help="Seconds to wait for the new leader.",
+    )(fn)
+
+
 @click.command()
 @dir_option
 @config_option
 @click.argument("group")
 @click.option("--to", "candidate", default=None, metavar="NODE", help="The member to promote.")
-@click.option(
-    "--wait",
-    "wait_s",
-    type=float,
-    default=60.0,
-    show_default=True,
-    help="Seconds to wait for the new leader.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def switchover(
-    cluster_dir: str,
-    config_file: str | None,
-    group: str,
-    candidate: str | None,
-    wait_s: float,
-    as_json: bool,
-) -> None:
+@_handover_options
+def switchover(**options: Any) -> None:
     """Planned switchover of GROUP's leader (a shard group or `control`), zero loss."""
-    config = cluster_config(cluster_dir, config_file)
-    result = handover(
-        _scope_endpoints(config, group),
-        action="switchover",
-        candidate=candidate,
-        auth=_auth(config, config_file),
-        wait_s=wait_s,
-    )
-    _report(result, as_json)
+    _handover("switchover", **options)
 
 
 @click.command()
@@ -89,30 +98,7 @@ def switchover(
 @config_option
 @click.argument("group")
 @click.option("--to", "candidate", required=True, metavar="NODE", help="The member to promote.")
-@click.option(
-    "--wait",
-    "wait_s",
-    type=float,
-    default=60.0,
-    show_default=True,
-    help="Seconds to wait for the new leader.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def failover(
-    cluster_dir: str,
-    config_file: str | None,
-    group: str,
-    candidate: str,
-    wait_s: float,
-    as_json: bool,
-) -> None:
+@_handover_options
+def failover(**options: Any) -> None:
     """Manual failover of GROUP (a shard group or `control`) to NODE, even without a leader."""
-    config = cluster_config(cluster_dir, config_file)
-    result = handover(
-        _scope_endpoints(config, group),
-        action="failover",
-        candidate=candidate,
-        auth=_auth(config, config_file),
-        wait_s=wait_s,
-    )
-    _report(result, as_json)
+    _handover("failover", **options)

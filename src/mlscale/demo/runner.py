@@ -31,6 +31,7 @@ from ..report.html import write_report
 from . import (
     caching,
     crossshard,
+    failover,
     features,
     foundation,
     mlstores,
@@ -41,6 +42,7 @@ from . import (
 )
 from .caching import run_caching
 from .crossshard import run_crossshard
+from .failover import run_failover
 from .features import drop_features, run_features
 from .foundation import ChapterResult, Params, Row, drop_tables, run_foundation
 from .mlstores import drop_mlstores, run_mlstores
@@ -148,6 +150,7 @@ def _run_chapters(
             run_features,
             run_predictions,
             run_serving,
+            run_failover,
             run_mlstores,
         )
         for run in chapters:
@@ -194,6 +197,7 @@ def run_demo(*, cluster_dir: str | None, out: str, keep: bool, quick: bool) -> d
                 features,
                 predictions,
                 serving,
+                failover,
                 mlstores,
             )
             _refuse(local, [p for p in (c.needs(config) for c in chapters) if p])

@@ -28,7 +28,7 @@ from ..errors import MlscaleError, NodeUnavailableError, RoutingError
 from .balancer import ReplicaBalancer
 from .leadership import Leadership
 from .pools import PoolSet
-from .stats import ClassifierStats, ClusterStats, NodeInfo, PrimaryPosition
+from .stats import ClassifierStats, ClusterStats, LeaderInfo, NodeInfo, PrimaryPosition
 
 if TYPE_CHECKING:
     from ..config import ClusterConfig
@@ -232,4 +232,20 @@ class ClusterContext(Generic[P]):
             bans=self.balancer.bans_now(),
             writes=writes,
             nodes={n.name: NodeInfo(n.group or "", self.roles[n.name]) for n in self.nodes},
+            leaders={scope: self._leader_info(scope, now) for scope in self.leadership.scopes},
+        )
+
+    def _leader_info(self, scope: str, now: float) -> LeaderInfo:
+        """``scope``'s leader as this client sees it (``now``: monotonic s)."""
+        lead = self.leadership
+        if not lead.follows(scope):
+            return LeaderInfo(lead.leader(scope), followed=False)
+        st = lead.state(scope)
+        return LeaderInfo(
+            st.view.leader if st.view is not None else None,
+            followed=True,
+            timeline=st.view.timeline if st.view is not None else None,
+            changed_s_ago=None if st.changed_at is None else round(now - st.changed_at, 3),
+            seen_s_ago=round(now - st.seen_at, 3) if st.view is not None else None,
+            error=st.error,
         )

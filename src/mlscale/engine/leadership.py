@@ -34,13 +34,16 @@ _HURRY_S = 10.0  # how long a poke keeps the scope polled fast
 class ScopeState:
     """One scope now: its leader and replicas (None before the first view), its
     timeline history (timeline -> LSN where it ended), when the view was taken
-    (monotonic s) and the last polling error (None if the last poll answered)."""
+    (monotonic s), the last polling error (None if the last poll answered) and when
+    the leader last changed as this client saw it (monotonic s; None: not since the
+    first view)."""
 
     scope: str
     view: ScopeLeader | None
     switch_points: Mapping[int, int]
     seen_at: float
     error: str | None
+    changed_at: float | None = None
 
 
 class Leadership:
@@ -77,6 +80,11 @@ class Leadership:
         self.generation = 0  # bumped at every change of any scope's leader or replicas
 
     # -- reading --------------------------------------------------------------------
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """Every scope: ``control`` and each shard group, followed or not."""
+        return tuple(self._nodes)
 
     def follows(self, scope: str) -> bool:
         """Whether ``scope`` is a Patroni scope this client follows."""
@@ -128,6 +136,7 @@ class Leadership:
             self.switch_points(scope),
             self._seen_at.get(scope, 0.0),
             self._errors.get(scope),
+            self._changed_at.get(scope),
         )
 
     def scope_of(self, node: str) -> str | None:

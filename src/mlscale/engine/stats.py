@@ -19,6 +19,7 @@ __all__ = [
     "ClassifierStats",
     "ClusterStats",
     "FanOut",
+    "LeaderInfo",
     "NodeInfo",
     "PrimaryPosition",
     "RouteExplanation",
@@ -76,6 +77,25 @@ class NodeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderInfo:
+    """A scope's leader (a shard group's, or the control database's) as this client
+    sees it: ``leader`` takes its writes (None while a followed scope has none, or
+    before its first view). ``followed``: the view is Patroni's ``/cluster``, polled by
+    this client; else the config's primary (the other fields are then None).
+    ``timeline``: the leader's, as Patroni gave it; ``changed_s_ago``: seconds since
+    the leader last changed in this client's view (None: not since its first view);
+    ``seen_s_ago``: seconds since the last view; ``error``: why the last poll got no
+    answer (None if it did)."""
+
+    leader: str | None
+    followed: bool
+    timeline: int | None = None
+    changed_s_ago: float | None = None
+    seen_s_ago: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterStats:
     """One cluster client's counters now.
 
@@ -87,7 +107,8 @@ class ClusterStats:
     each group's primary position as last seen; ``down``: nodes seen down, with why;
     ``writes``: write statements run, by the primary node they ran on (counted when
     sent, so a statement of a transaction rolled back later counts too); ``nodes``:
-    every node's group and role.
+    every node's group and role; ``leaders``: each scope's leader as this client
+    sees it (Patroni's, where it follows Patroni).
     """
 
     pools: dict[str, dict[str, int]]
@@ -100,6 +121,7 @@ class ClusterStats:
     down: dict[str, str] = field(default_factory=dict)
     writes: dict[str, int] = field(default_factory=dict)
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
+    leaders: dict[str, LeaderInfo] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +138,7 @@ class ClusterStats:
             "bans": {node: ban.to_dict() for node, ban in self.bans.items()},
             "writes": self.writes,
             "nodes": {name: asdict(info) for name, info in self.nodes.items()},
+            "leaders": {scope: asdict(info) for scope, info in self.leaders.items()},
         }
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from ..errors import MissingBinaryError, NodeStartError
-from . import procs
+from .daemons import DaemonFiles
 from .osuser import ServiceUser
 
 __all__ = ["ETCD_MEMBERS", "EtcdMember", "etcd_hosts", "find_etcd", "initial_cluster"]
@@ -111,15 +109,14 @@ class EtcdMember:
             "stderr",
         ]
 
+    @property
+    def files(self) -> DaemonFiles:
+        """The member's PID and log files (its data directory marks its command line)."""
+        return DaemonFiles(self.pid_file, self.log_file, str(self.data_dir), self.user)
+
     def pid(self) -> int | None:
         """The member's PID if it runs (checked against its command line)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if procs.pid_alive(pid) and str(self.data_dir) in procs.cmdline(pid):
-            return pid
-        return None
+        return self.files.pid()
 
     def start(self, binary: Path, cluster: str, token: str) -> int:
         """Start the member detached; its PID. Health is waited for by the caller
@@ -127,29 +124,14 @@ class EtcdMember:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.user.own(self.workdir)
         os.chmod(self.workdir, 0o700)
-        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            if not self.user.is_caller:
-                os.fchown(fd, self.user.uid, self.user.gid)
-            proc = subprocess.Popen(
-                self.argv(binary, cluster, token),
-                cwd=self.workdir,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-                stdin=subprocess.DEVNULL,
-                stdout=fd,
-                stderr=fd,
-                start_new_session=True,  # Ctrl-C of mlscale must not reach it
-                umask=0o077,
-                **self.user.popen_kwargs(),
-            )
-        except OSError as exc:
-            raise NodeStartError(f"{self.name}: etcd could not run: {exc}") from exc
-        finally:
-            os.close(fd)
-        self.pid_file.write_text(f"{proc.pid}\n")
-        log.info("started %s on port %s (pid %s)", self.name, self.client_port, proc.pid)
-        return proc.pid
+        pid = self.files.start(
+            self.argv(binary, cluster, token),
+            cwd=self.workdir,
+            locale="C",
+            what=f"{self.name}: etcd",
+        )
+        log.info("started %s on port %s (pid %s)", self.name, self.client_port, pid)
+        return pid
 
     def healthy(self, timeout: float = 1.0) -> bool:
         """Whether the member answers ``/health`` with a quorum behind it."""
@@ -172,10 +154,8 @@ class EtcdMember:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop by PID (SIGTERM, SIGKILL if it hangs); whether it was running."""
-        pid = self.pid()
+        pid = self.files.stop(timeout)
         if pid is None:
             return False
-        procs.terminate(pid, signal.SIGTERM, timeout)
-        self.pid_file.unlink(missing_ok=True)
         log.info("stopped %s (pid %s)", self.name, pid)
         return True

@@ -16,15 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import NodeStartError
-from . import procs
+from .daemons import DaemonFiles
 from .osuser import ServiceUser
 
 __all__ = [
@@ -194,49 +191,31 @@ class PatroniAgent:
         os.chmod(self.config_file, 0o600)
         self.user.own(self.config_file)
 
+    @property
+    def files(self) -> DaemonFiles:
+        """The agent's PID and log files (its config file marks its command line)."""
+        return DaemonFiles(self.pid_file, self.log_file, str(self.config_file), self.user)
+
     def pid(self) -> int | None:
         """The agent's PID if it runs (checked against its command line)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        if procs.pid_alive(pid) and str(self.config_file) in procs.cmdline(pid):
-            return pid
-        return None
+        return self.files.pid()
 
     def start(self, binary: Path) -> int:
         """Start the agent detached (its own session); its PID."""
-        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            if not self.user.is_caller:
-                os.fchown(fd, self.user.uid, self.user.gid)
-            proc = subprocess.Popen(
-                [str(binary), str(self.config_file)],
-                cwd=self.node_dir,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"},
-                stdin=subprocess.DEVNULL,
-                stdout=fd,
-                stderr=fd,
-                start_new_session=True,
-                umask=0o077,
-                **self.user.popen_kwargs(),
-            )
-        except OSError as exc:
-            raise NodeStartError(f"{self.name}: patroni could not run: {exc}") from exc
-        finally:
-            os.close(fd)
-        self.pid_file.write_text(f"{proc.pid}\n")
-        log.info("started patroni of %s (pid %s)", self.name, proc.pid)
-        return proc.pid
+        pid = self.files.start(
+            [str(binary), str(self.config_file)],
+            cwd=self.node_dir,
+            locale="C.UTF-8",
+            what=f"{self.name}: patroni",
+        )
+        log.info("started patroni of %s (pid %s)", self.name, pid)
+        return pid
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the agent by PID: SIGTERM makes Patroni shut its PostgreSQL down (fast)
         and exit; SIGKILL if it hangs. Whether it was running."""
-        pid = self.pid()
+        pid = self.files.stop(timeout)
         if pid is None:
             return False
-        procs.terminate(pid, signal.SIGTERM, timeout)
-        self.pid_file.unlink(missing_ok=True)
         log.info("stopped patroni of %s (pid %s)", self.name, pid)
         return True
