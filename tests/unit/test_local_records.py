@@ -39,7 +39,7 @@ def make_cluster_dir(root: Path, base: int, **kw: object) -> Path:
 @pytest.fixture()
 def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A registry of this test's own (the machine's is left alone)."""
-    monkeypatch.setattr(ports.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setenv("MLSCALE_PORTS_DIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     return tmp_path / "tmp" / "mlscale-ports.json"
 
@@ -118,3 +118,16 @@ def test_one_command_at_a_time_per_directory(tmp_path: Path) -> None:
     assert not held.path.exists()
     with cluster_lock(tmp_path / "c", "down") as again:  # released, made anew
         assert again.path.exists()
+
+
+def test_the_registry_is_machine_wide_whatever_tmpdir_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process with its own TMPDIR (a test, a user's shell) still shares the
+    registry and the lock with every other process on the machine."""
+    monkeypatch.delenv("MLSCALE_PORTS_DIR", raising=False)
+    before = ports._registry()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(ports.tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    assert ports.tempfile.gettempdir() == str(tmp_path)
+    assert ports._registry() == before == Path("/tmp/mlscale-ports.json")

@@ -105,7 +105,7 @@ def port_lock() -> Iterator[None]:
     later; two ``up`` runs at once would choose the same ones. Holding this
     lock from choice to bind makes them take turns.
     """
-    path = Path(tempfile.gettempdir()) / "mlscale-ports.lock"
+    path = _machine_dir() / "mlscale-ports.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         with contextlib.suppress(OSError):
@@ -119,8 +119,21 @@ def port_lock() -> Iterator[None]:
 # -- the ports of other clusters ----------------------------------------------------
 
 
+def _machine_dir() -> Path:
+    """Where the port lock and registry live: one place for the whole machine, so
+    ``/tmp`` whatever ``TMPDIR`` says (a process with its own ``TMPDIR``, as a test or
+    a user's shell may set, must still see every other cluster's ports);
+    ``MLSCALE_PORTS_DIR`` overrides it, and a machine without ``/tmp`` falls back to
+    the temp dir."""
+    override = os.environ.get("MLSCALE_PORTS_DIR")
+    if override:
+        return Path(override)
+    shared = Path("/tmp")
+    return shared if shared.is_dir() and os.access(shared, os.W_OK) else Path(tempfile.gettempdir())
+
+
 def _registry() -> Path:
-    return Path(tempfile.gettempdir()) / "mlscale-ports.json"
+    return _machine_dir() / "mlscale-ports.json"
 
 
 @contextlib.contextmanager
