@@ -98,25 +98,10 @@ class AsyncVectorCollection(AsyncVectorWrites, AsyncVectorQueries):
     async def drop_index(self) -> Collection:
         """Drop the vector index on every group (queries then scan exactly)."""
         spec = self._spec
-
-        def dropper(group: str) -> Callable[[], Any]:
-            async def drop() -> None:
-                await self._cluster.primary(group).execute(vsql.drop_index_ddl(spec))
-
-            return drop
-
-        await run_all([dropper(g) for g in self._store.groups])
+        await self._store.execute_on_primaries(vsql.drop_index_ddl(spec))
         self._spec = await self._store.save_spec(spec.with_index(None), replace=True)
         return self._spec
 
     async def create_metadata_index(self) -> None:
         """A GIN index on metadata on every group (containment and jsonpath filters)."""
-        spec = self._spec
-
-        def builder(group: str) -> Callable[[], Any]:
-            async def build() -> None:
-                await self._cluster.primary(group).execute(vsql.metadata_index_ddl(spec))
-
-            return build
-
-        await run_all([builder(g) for g in self._store.groups])
+        await self._store.execute_on_primaries(vsql.metadata_index_ddl(self._spec))

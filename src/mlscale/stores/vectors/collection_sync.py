@@ -100,25 +100,10 @@ class VectorCollection(VectorWrites, VectorQueries):
     def drop_index(self) -> Collection:
         """Drop the vector index on every group (queries then scan exactly)."""
         spec = self._spec
-
-        def dropper(group: str) -> Callable[[], Any]:
-            def drop() -> None:
-                self._cluster.primary(group).execute(vsql.drop_index_ddl(spec))
-
-            return drop
-
-        run_all([dropper(g) for g in self._store.groups])
+        self._store.execute_on_primaries(vsql.drop_index_ddl(spec))
         self._spec = self._store.save_spec(spec.with_index(None), replace=True)
         return self._spec
 
     def create_metadata_index(self) -> None:
         """A GIN index on metadata on every group (containment and jsonpath filters)."""
-        spec = self._spec
-
-        def builder(group: str) -> Callable[[], Any]:
-            def build() -> None:
-                self._cluster.primary(group).execute(vsql.metadata_index_ddl(spec))
-
-            return build
-
-        run_all([builder(g) for g in self._store.groups])
+        self._store.execute_on_primaries(vsql.metadata_index_ddl(self._spec))

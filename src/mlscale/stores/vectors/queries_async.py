@@ -80,9 +80,7 @@ class AsyncVectorQueries:
         scan every row; ``consistency`` / ``token``: the reads' guarantee."""
         started = time.perf_counter()
         spec = self._spec
-        k = check_k(k)
-        ef = check_ef_search(spec.ef_search if ef_search is None else ef_search)
-        nprobes = check_probes(spec.probes if probes is None else probes)
+        k, ef, nprobes = _widths(spec, k, ef_search, probes)
         vec = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vec.shape != (spec.dim,):
             raise VectorError(
@@ -92,13 +90,7 @@ class AsyncVectorQueries:
         finite(vec, f"collection {spec.name!r}")
         text = vsql.vector_text(vec.tolist())
         flt = to_sql(filter)
-        iterative = await self._has_iterative()
-        steps = ladder(
-            spec.index.kind if spec.index else None,
-            exact=exact,
-            filtered=flt is not None,
-            iterative=iterative,
-        )
+        steps = await self._ladder(spec, exact, flt is not None)
         answers: dict[str, list[Any]] = {}
         used: dict[str, str] = {}
         retried: list[str] = []
@@ -174,9 +166,7 @@ class AsyncVectorQueries:
         result's ``elapsed_s`` is the whole batch's."""
         started = time.perf_counter()
         spec = self._spec
-        k = check_k(k)
-        ef = check_ef_search(spec.ef_search if ef_search is None else ef_search)
-        nprobes = check_probes(spec.probes if probes is None else probes)
+        k, ef, nprobes = _widths(spec, k, ef_search, probes)
         mat = np.asarray(vectors, dtype=np.float32)
         if mat.ndim != 2 or mat.shape[1] != spec.dim:
             raise VectorError(
@@ -185,12 +175,7 @@ class AsyncVectorQueries:
             )
         finite(mat, f"collection {spec.name!r}")
         flt = to_sql(filter)
-        steps = ladder(
-            spec.index.kind if spec.index else None,
-            exact=exact,
-            filtered=flt is not None,
-            iterative=await self._has_iterative(),
-        )
+        steps = await self._ladder(spec, exact, flt is not None)
         first = steps[0]
         groups = self._store.groups
         per: list[dict[str, list[Any]]] = [{} for _ in range(len(mat))]
@@ -312,7 +297,27 @@ class AsyncVectorQueries:
             self._spec = await self._store.save_spec(new, replace=True)
         return TuneResult(best.ef_search, best.recall, target, best.recall >= target, tuple(tried))
 
+    async def _ladder(self, spec: Collection, exact: bool, filtered: bool) -> tuple[Step, ...]:
+        """The steps a group short of k rows climbs, for ``spec``'s index."""
+        return ladder(
+            spec.index.kind if spec.index else None,
+            exact=exact,
+            filtered=filtered,
+            iterative=await self._has_iterative(),
+        )
+
     async def _has_iterative(self) -> bool:
         if self._iterative is None:
             self._iterative = await self._store._pgvector_version() >= _ITERATIVE_FROM
         return self._iterative
+
+
+def _widths(
+    spec: Collection, k: int, ef_search: int | None, probes: int | None
+) -> tuple[int, int, int]:
+    """``k``, ef_search and probes checked; the widths default to the collection's."""
+    return (
+        check_k(k),
+        check_ef_search(spec.ef_search if ef_search is None else ef_search),
+        check_probes(spec.probes if probes is None else probes),
+    )

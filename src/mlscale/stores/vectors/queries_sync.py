@@ -82,9 +82,7 @@ class VectorQueries:
         scan every row; ``consistency`` / ``token``: the reads' guarantee."""
         started = time.perf_counter()
         spec = self._spec
-        k = check_k(k)
-        ef = check_ef_search(spec.ef_search if ef_search is None else ef_search)
-        nprobes = check_probes(spec.probes if probes is None else probes)
+        k, ef, nprobes = _widths(spec, k, ef_search, probes)
         vec = np.asarray(vector, dtype=np.float32).reshape(-1)
         if vec.shape != (spec.dim,):
             raise VectorError(
@@ -94,13 +92,7 @@ class VectorQueries:
         finite(vec, f"collection {spec.name!r}")
         text = vsql.vector_text(vec.tolist())
         flt = to_sql(filter)
-        iterative = self._has_iterative()
-        steps = ladder(
-            spec.index.kind if spec.index else None,
-            exact=exact,
-            filtered=flt is not None,
-            iterative=iterative,
-        )
+        steps = self._ladder(spec, exact, flt is not None)
         answers: dict[str, list[Any]] = {}
         used: dict[str, str] = {}
         retried: list[str] = []
@@ -176,9 +168,7 @@ class VectorQueries:
         result's ``elapsed_s`` is the whole batch's."""
         started = time.perf_counter()
         spec = self._spec
-        k = check_k(k)
-        ef = check_ef_search(spec.ef_search if ef_search is None else ef_search)
-        nprobes = check_probes(spec.probes if probes is None else probes)
+        k, ef, nprobes = _widths(spec, k, ef_search, probes)
         mat = np.asarray(vectors, dtype=np.float32)
         if mat.ndim != 2 or mat.shape[1] != spec.dim:
             raise VectorError(
@@ -187,12 +177,7 @@ class VectorQueries:
             )
         finite(mat, f"collection {spec.name!r}")
         flt = to_sql(filter)
-        steps = ladder(
-            spec.index.kind if spec.index else None,
-            exact=exact,
-            filtered=flt is not None,
-            iterative=self._has_iterative(),
-        )
+        steps = self._ladder(spec, exact, flt is not None)
         first = steps[0]
         groups = self._store.groups
         per: list[dict[str, list[Any]]] = [{} for _ in range(len(mat))]
@@ -314,7 +299,27 @@ class VectorQueries:
             self._spec = self._store.save_spec(new, replace=True)
         return TuneResult(best.ef_search, best.recall, target, best.recall >= target, tuple(tried))
 
+    def _ladder(self, spec: Collection, exact: bool, filtered: bool) -> tuple[Step, ...]:
+        """The steps a group short of k rows climbs, for ``spec``'s index."""
+        return ladder(
+            spec.index.kind if spec.index else None,
+            exact=exact,
+            filtered=filtered,
+            iterative=self._has_iterative(),
+        )
+
     def _has_iterative(self) -> bool:
         if self._iterative is None:
             self._iterative = self._store._pgvector_version() >= _ITERATIVE_FROM
         return self._iterative
+
+
+def _widths(
+    spec: Collection, k: int, ef_search: int | None, probes: int | None
+) -> tuple[int, int, int]:
+    """``k``, ef_search and probes checked; the widths default to the collection's."""
+    return (
+        check_k(k),
+        check_ef_search(spec.ef_search if ef_search is None else ef_search),
+        check_probes(spec.probes if probes is None else probes),
+    )

@@ -19,17 +19,16 @@ spec is kept in ``mlscale_vector_collections`` on every group beside it. The roo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from ...core.shardmaps import KeyFamily, SlotMap
 from ...core.vectors import sql as vsql
 from ...core.vectors.spec import Collection, IdType, Metric, check_name
 from ...engine.cluster_async import AsyncCluster
 from ...errors import CollectionNotFound, MlscaleError, QueryError, VectorError
-from ..shared_async import run_all
+from ..shared_async import ensure_family, run_all
 from .collection_async import AsyncVectorCollection
 
 __all__ = ["AsyncVectorCollection", "AsyncVectorStore"]
@@ -100,7 +99,14 @@ class AsyncVectorStore:
             name=check_name(name), dim=dim, metric=metric, id_type=id_type, family=family or ""
         )
         await self._ensure()
-        await self._family(wanted)
+        await ensure_family(
+            self._cluster,
+            wanted.family,
+            wanted.id_type.value,
+            what=f"vector collection {wanted.name}",
+            error=VectorError,
+            keys="ids",
+        )
         tables = (await self._cluster.refresh_shards()).tables
         if wanted.table not in tables:
             try:
@@ -140,48 +146,31 @@ class AsyncVectorStore:
         spec = await self.spec_of(check_name(name))
         if spec.table in (await self._cluster.refresh_shards()).tables:
             await self._cluster.drop_sharded_table(spec.table)
-
-        def dropper(group: str) -> Callable[[], Any]:
-            async def drop() -> None:
-                await self._cluster.primary(group).execute(vsql.SPEC_DELETE, (name,))
-
-            return drop
-
-        await run_all([dropper(g) for g in self.groups])
+        await self.execute_on_primaries(vsql.SPEC_DELETE, (name,))
 
     # -- specs ---------------------------------------------------------------------------
-
-    async def _family(self, c: Collection) -> None:
-        shards = await self._cluster.shards()
-        if c.family in shards.maps:
-            have = tuple(shards.map_of(c.family).key_types)
-            if have != (c.id_type.value,):
-                raise VectorError(
-                    f"key family {c.family!r} has key types {', '.join(have)}; collection "
-                    f"{c.name!r} has {c.id_type} ids"
-                )
-            return
-        try:
-            even = SlotMap.even(KeyFamily.of(c.family, c.id_type.value), self.groups)
-            await self._cluster.create_shard_map(even, f"vector collection {c.name}")
-        except MlscaleError:
-            if c.family not in (await self._cluster.refresh_shards()).maps:
-                raise
 
     async def save_spec(self, c: Collection, *, replace: bool) -> Collection:
         """Record spec ``c`` on every group (``replace``: over the one there; else only
         where none is); the spec the first group then holds. For the collections'
         own calls (an index built, ef_search tuned)."""
         upsert = vsql.SPEC_REPLACE if replace else vsql.SPEC_ADD
-
-        def writer(group: str) -> Callable[[], Any]:
-            async def write() -> None:
-                await self._cluster.primary(group).execute(upsert, (c.name, Jsonb(c.to_spec())))
-
-            return write
-
-        await run_all([writer(g) for g in self.groups])
+        await self.execute_on_primaries(upsert, (c.name, Jsonb(c.to_spec())))
         return await self.spec_of(c.name)
+
+    async def execute_on_primaries(
+        self, statement: str, params: Sequence[Any] | None = None
+    ) -> None:
+        """Run ``statement`` with ``params`` on every group's primary at once (the
+        specs, a collection's index DDL); the first error is raised."""
+
+        def runner(group: str) -> Callable[[], Any]:
+            async def run() -> None:
+                await self._cluster.primary(group).execute(statement, params)
+
+            return run
+
+        await run_all([runner(g) for g in self.groups])
 
     async def spec_of(self, name: str) -> Collection:
         """The spec of collection ``name``; CollectionNotFound if there is none."""

@@ -21,17 +21,16 @@ spec is kept in ``mlscale_vector_collections`` on every group beside it. The roo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from ...core.shardmaps import KeyFamily, SlotMap
 from ...core.vectors import sql as vsql
 from ...core.vectors.spec import Collection, IdType, Metric, check_name
 from ...engine.cluster_sync import Cluster
 from ...errors import CollectionNotFound, MlscaleError, QueryError, VectorError
-from ..shared_sync import run_all
+from ..shared_sync import ensure_family, run_all
 from .collection_sync import VectorCollection
 
 __all__ = ["VectorCollection", "VectorStore"]
@@ -102,7 +101,14 @@ class VectorStore:
             name=check_name(name), dim=dim, metric=metric, id_type=id_type, family=family or ""
         )
         self._ensure()
-        self._family(wanted)
+        ensure_family(
+            self._cluster,
+            wanted.family,
+            wanted.id_type.value,
+            what=f"vector collection {wanted.name}",
+            error=VectorError,
+            keys="ids",
+        )
         tables = (self._cluster.refresh_shards()).tables
         if wanted.table not in tables:
             try:
@@ -142,48 +148,29 @@ class VectorStore:
         spec = self.spec_of(check_name(name))
         if spec.table in (self._cluster.refresh_shards()).tables:
             self._cluster.drop_sharded_table(spec.table)
-
-        def dropper(group: str) -> Callable[[], Any]:
-            def drop() -> None:
-                self._cluster.primary(group).execute(vsql.SPEC_DELETE, (name,))
-
-            return drop
-
-        run_all([dropper(g) for g in self.groups])
+        self.execute_on_primaries(vsql.SPEC_DELETE, (name,))
 
     # -- specs ---------------------------------------------------------------------------
-
-    def _family(self, c: Collection) -> None:
-        shards = self._cluster.shards()
-        if c.family in shards.maps:
-            have = tuple(shards.map_of(c.family).key_types)
-            if have != (c.id_type.value,):
-                raise VectorError(
-                    f"key family {c.family!r} has key types {', '.join(have)}; collection "
-                    f"{c.name!r} has {c.id_type} ids"
-                )
-            return
-        try:
-            even = SlotMap.even(KeyFamily.of(c.family, c.id_type.value), self.groups)
-            self._cluster.create_shard_map(even, f"vector collection {c.name}")
-        except MlscaleError:
-            if c.family not in (self._cluster.refresh_shards()).maps:
-                raise
 
     def save_spec(self, c: Collection, *, replace: bool) -> Collection:
         """Record spec ``c`` on every group (``replace``: over the one there; else only
         where none is); the spec the first group then holds. For the collections'
         own calls (an index built, ef_search tuned)."""
         upsert = vsql.SPEC_REPLACE if replace else vsql.SPEC_ADD
-
-        def writer(group: str) -> Callable[[], Any]:
-            def write() -> None:
-                self._cluster.primary(group).execute(upsert, (c.name, Jsonb(c.to_spec())))
-
-            return write
-
-        run_all([writer(g) for g in self.groups])
+        self.execute_on_primaries(upsert, (c.name, Jsonb(c.to_spec())))
         return self.spec_of(c.name)
+
+    def execute_on_primaries(self, statement: str, params: Sequence[Any] | None = None) -> None:
+        """Run ``statement`` with ``params`` on every group's primary at once (the
+        specs, a collection's index DDL); the first error is raised."""
+
+        def runner(group: str) -> Callable[[], Any]:
+            def run() -> None:
+                self._cluster.primary(group).execute(statement, params)
+
+            return run
+
+        run_all([runner(g) for g in self.groups])
 
     def spec_of(self, name: str) -> Collection:
         """The spec of collection ``name``; CollectionNotFound if there is none."""
