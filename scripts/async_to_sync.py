@@ -81,6 +81,8 @@ RENAMES = {
     "AsyncMetricStore": "MetricStore",
     "AsyncMetricTables": "MetricTables",
     "AsyncDayPartitions": "DayPartitions",
+    "AsyncVectorWrites": "VectorWrites",
+    "AsyncVectorQueries": "VectorQueries",
     "AsyncCache": "Cache",
     "tiered_async": "tiered",
     "AsyncConnectionPool": "ConnectionPool",

@@ -43,7 +43,16 @@ from .bodies import (
     PushResponse,
     Readiness,
 )
-from .deps import RESPONSES, TOKEN_HEADER, WRITE_RESPONSES, Reader, Token, Writer, state_of
+from .deps import (
+    RESPONSES,
+    TOKEN_HEADER,
+    WRITE_RESPONSES,
+    Reader,
+    Token,
+    Writer,
+    send_token,
+    state_of,
+)
 from .errors import install_handlers
 from .limits import BodyLimit
 from .registry_routes import registry_routes
@@ -158,8 +167,7 @@ def _routes() -> APIRouter:
         done = await state_of(request).features.push(
             view, body.rows, timestamp_column=body.timestamp_column
         )
-        token = done.token.to_string()
-        response.headers[TOKEN_HEADER] = token
+        token = send_token(response, done.token)
         return PushResponse(
             view=done.view, version=done.version, rows=done.rows, groups=done.groups, token=token
         )
@@ -184,8 +192,7 @@ def _routes() -> APIRouter:
         token = CausalToken()
         if body.wait:
             token = (await writer.flush(timeout=state_of(request).settings.flush_wait_s)).token
-        text = token.to_string()
-        response.headers[TOKEN_HEADER] = text
+        text = send_token(response, token)
         return PredictionsResponse(ids=ids, rows=len(ids), durable=body.wait, token=text)
 
     @router.post(
@@ -211,8 +218,7 @@ def _routes() -> APIRouter:
             for r in body.rows
         ]
         done = await state.predictions.log_labels(found, records)
-        token = done.token.to_string()
-        response.headers[TOKEN_HEADER] = token
+        token = send_token(response, done.token)
         return LabelsResponse(
             written=done.written, superseded=done.superseded, unmatched=done.unmatched, token=token
         )

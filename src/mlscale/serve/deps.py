@@ -1,13 +1,13 @@
 """What every route of the service depends on: the process's state, the request's API
-key checked for a scope (401/403), the causal token header parsed (422), and the
-error answers each route documents in the OpenAPI schema."""
+key checked for a scope (401/403), the causal token header parsed (422) and sent
+back with a write's answer, and the error answers each route documents in the OpenAPI schema."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..core.apikeys import KeyScope, grants
@@ -24,6 +24,7 @@ __all__ = [
     "Reader",
     "Token",
     "Writer",
+    "send_token",
     "state_of",
 ]
 
@@ -63,6 +64,17 @@ def state_of(request: Request) -> ServeState:
     """The state of the process serving ``request``."""
     state: ServeState = request.app.state.mlscale
     return state
+
+
+def send_token(response: Response, token: CausalToken | str) -> str:
+    """Answer a write with its commits' causal token in the header :data:`TOKEN_HEADER`;
+    the token as text (for the body too). A store's token is always sent (an empty
+    CausalToken still has its prefix); the registry's is empty when nothing was
+    written, and then no header is sent."""
+    text = token.to_string() if isinstance(token, CausalToken) else token
+    if text:
+        response.headers[TOKEN_HEADER] = text
+    return text
 
 
 def _needs(scope: KeyScope) -> Callable[..., Awaitable[ApiKey]]:

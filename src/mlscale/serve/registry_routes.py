@@ -27,7 +27,7 @@ from .bodies import (
     VersionBody,
     VersionCreate,
 )
-from .deps import RESPONSES, TOKEN_HEADER, WRITE_RESPONSES, Reader, Token, Writer, state_of
+from .deps import RESPONSES, WRITE_RESPONSES, Reader, Token, Writer, send_token, state_of
 
 __all__ = ["registry_routes"]
 
@@ -62,11 +62,6 @@ class _Encoded:
         return body
 
 
-def _written(response: Response, token: str) -> None:
-    if token:
-        response.headers[TOKEN_HEADER] = token
-
-
 def registry_routes() -> APIRouter:
     """The registry's routes, under ``/v1``."""
     router = APIRouter(prefix="/v1/models", responses=RESPONSES, tags=["models"])
@@ -89,7 +84,7 @@ def registry_routes() -> APIRouter:
         made = await state_of(request).registry.create_model(
             body.name, description=body.description, tags=body.tags, actor=key.name
         )
-        _written(response, made.token)
+        send_token(response, made.token)
         return ModelBody.model_validate(made.to_dict())
 
     @router.get("/{name}", response_model=ModelBody, summary="A model and its aliases")
@@ -124,7 +119,7 @@ def registry_routes() -> APIRouter:
             run_id=body.run_id,
             actor=key.name,
         )
-        _written(response, made.token)
+        send_token(response, made.token)
         return _version(made)
 
     @router.get("/{name}/versions/{version}", response_model=VersionBody, summary="One version")
@@ -181,7 +176,7 @@ def registry_routes() -> APIRouter:
             actor=key.name,
             reason=body.reason,
         )
-        _written(response, done.token)
+        send_token(response, done.token)
         return TransitionBody.model_validate(done.to_dict())
 
     @router.get(

@@ -8,6 +8,9 @@ Redis, and the L1 broadcast that keeps every process's L1 coherent.
         registry = AsyncModelRegistry(cluster, cache=cache)
 
 Every process that should agree on a model's aliases uses the same ``namespace``.
+Both builders follow one :class:`_Plan` (the Redis endpoint, the keys, the L1 and its
+broadcast); they differ only in the L2 client and in starting the broadcast off the
+event loop.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
 
 import redis
 
@@ -22,17 +26,45 @@ from ...cache.broadcast import L1Broadcast
 from ...cache.keys import KeyBuilder
 from ...cache.local import LocalCache
 from ...cache.policy import CachePolicy
-from ...cache.remote import RemoteCache
+from ...cache.remote import AnyRedis, RemoteCache
 from ...cache.remote_async import AsyncRemoteCache
 from ...cache.tiered import Cache
 from ...cache.tiered_async import AsyncCache
-from ...config import ClusterConfig
+from ...config import ClusterConfig, RedisConfig
 from ...engine.connect import redis_password
 from ...errors import RegistryError
 
 __all__ = ["NAMESPACE", "async_registry_cache", "registry_cache"]
 
 NAMESPACE = "mlscale-registry"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What both builders decide alike, before any connection: the cluster's Redis,
+    its password, the namespace's keys, and the L1's size (None: no L1)."""
+
+    endpoint: RedisConfig
+    password: str | None
+    keys: KeyBuilder
+    l1_entries: int | None
+
+    @classmethod
+    def of(cls, config: ClusterConfig, namespace: str, l1: bool, l1_entries: int) -> _Plan:
+        if config.redis is None:
+            raise RegistryError(
+                "the registry's cache needs a [redis] section in the cluster config"
+            )
+        return cls(
+            config.redis, redis_password(config), KeyBuilder(namespace), l1_entries if l1 else None
+        )
+
+    def l1(self, client: AnyRedis) -> tuple[LocalCache | None, L1Broadcast | None]:
+        """A fresh L1 and its broadcast over ``client`` (not started yet), or none."""
+        if self.l1_entries is None:
+            return None, None
+        local = LocalCache(max_entries=self.l1_entries)
+        return local, L1Broadcast(client, self.keys, local)
 
 
 @contextmanager
@@ -49,24 +81,15 @@ def registry_cache(
     an L1 of ``l1_entries`` kept coherent by an L1 broadcast (started here, waiting up
     to ``wait_s`` seconds for its subscription; stopped on exit). ``l1=False``: L2 only,
     every lookup a Redis round trip."""
-    rc = config.redis
-    if rc is None:
-        raise RegistryError("the registry's cache needs a [redis] section in the cluster config")
+    plan = _Plan.of(config, namespace, l1, l1_entries)
+    rc = plan.endpoint
     with ExitStack() as stack:
-        remote = stack.enter_context(
-            RemoteCache.connect(rc.host, rc.port, password=redis_password(config))
-        )
-        keys = KeyBuilder(namespace)
-        if not l1:
-            cache = Cache(keys, remote=remote, policy=policy)
-            stack.callback(cache.close)
-            yield cache
-            return
-        local = LocalCache(max_entries=l1_entries)
-        broadcast = L1Broadcast(remote.client, keys, local)
-        broadcast.start(wait_s=wait_s)
-        stack.callback(broadcast.stop)
-        cache = Cache(keys, local=local, remote=remote, broadcast=broadcast, policy=policy)
+        remote = stack.enter_context(RemoteCache.connect(rc.host, rc.port, password=plan.password))
+        local, broadcast = plan.l1(remote.client)
+        if broadcast is not None:
+            broadcast.start(wait_s=wait_s)
+            stack.callback(broadcast.stop)
+        cache = Cache(plan.keys, local=local, remote=remote, broadcast=broadcast, policy=policy)
         stack.callback(cache.close)
         yield cache
 
@@ -84,25 +107,23 @@ async def async_registry_cache(
     """:func:`registry_cache` for asyncio: an :class:`~mlscale.cache.AsyncCache` whose
     L2 calls are awaited. The L1 broadcast keeps its own thread and a sync client (it
     publishes only on changes, rare next to lookups, and listens off the loop)."""
-    rc = config.redis
-    if rc is None:
-        raise RegistryError("the registry's cache needs a [redis] section in the cluster config")
-    password = redis_password(config)
+    plan = _Plan.of(config, namespace, l1, l1_entries)
+    rc = plan.endpoint
     async with AsyncExitStack() as stack:
-        remote = AsyncRemoteCache.connect(rc.host, rc.port, password=password)
+        remote = AsyncRemoteCache.connect(rc.host, rc.port, password=plan.password)
         stack.push_async_callback(remote.aclose)
-        keys = KeyBuilder(namespace)
-        if not l1:
-            cache = AsyncCache(keys, remote=remote, policy=policy)
-            stack.callback(cache.close)
-            yield cache
-            return
-        local = LocalCache(max_entries=l1_entries)
-        client = redis.Redis(host=rc.host, port=rc.port, password=password, socket_timeout=1.0)
-        stack.callback(client.close)
-        broadcast = L1Broadcast(client, keys, local)
-        await asyncio.to_thread(broadcast.start, wait_s=wait_s)  # off the loop
-        stack.callback(broadcast.stop)
-        cache = AsyncCache(keys, local=local, remote=remote, broadcast=broadcast, policy=policy)
+        local, broadcast = None, None
+        if plan.l1_entries is not None:
+            client = redis.Redis(
+                host=rc.host, port=rc.port, password=plan.password, socket_timeout=1.0
+            )
+            stack.callback(client.close)
+            local, broadcast = plan.l1(client)
+        if broadcast is not None:
+            await asyncio.to_thread(broadcast.start, wait_s=wait_s)  # off the loop
+            stack.callback(broadcast.stop)
+        cache = AsyncCache(
+            plan.keys, local=local, remote=remote, broadcast=broadcast, policy=policy
+        )
         stack.callback(cache.close)
         yield cache

@@ -11,7 +11,7 @@ every group answers its own k nearest and the client merges them exactly.
     hits = items.query(v, k=10, filter={"lang": "en"})
     hits.ids, hits.distances, hits.how                            # how: index, exact, ...
 
-See :mod:`.store_async` for the guarantees, :mod:`mlscale.core.vectors.filters` for
+See :mod:`.store_async` for the guarantees and the rooms, :mod:`mlscale.core.vectors.filters` for
 filters, :mod:`mlscale.core.vectors.merge` for the merge and the retry ladder.
 """
 
@@ -24,8 +24,10 @@ from ...core.vectors.results import (
     UpsertResult,
 )
 from ...core.vectors.spec import Collection, IdType, IndexKind, IndexSpec, Metric
-from .store_async import AsyncVectorCollection, AsyncVectorStore
-from .store_sync import VectorCollection, VectorStore
+from .collection_async import AsyncVectorCollection
+from .collection_sync import VectorCollection
+from .store_async import AsyncVectorStore
+from .store_sync import VectorStore
 
 __all__ = [
     "AsyncVectorCollection",
