@@ -140,7 +140,8 @@ def test_versions_share_unchanged_chunks(
     second = store.save("dedup", 2, bytes(data), name="w.bin")
     assert (second.sent, second.skipped, second.bytes_sent) == (2, 11, 2 * MIB)
     assert _chunk_rows(cluster) == before + 15
-    assert store.read_bytes("dedup", step=2) == bytes(data)
+    assert store.read_bytes("dedup", step=2, token=second.token) == bytes(data)
+    assert second.token.startswith("c1")  # the manifest commit's causal token
     assert store.read_bytes("dedup", step=1) == v1.read_bytes()
     # A directory of files and a mapping of streams: same chunks, nothing sent.
     (tmp_path / "d").mkdir()

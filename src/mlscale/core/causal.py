@@ -33,6 +33,7 @@ __all__ = [
     "CausalToken",
     "GroupPosition",
     "InvalidToken",
+    "Token",
 ]
 
 U64 = 2**64  # system identifiers and LSNs are unsigned 64-bit
@@ -241,3 +242,7 @@ def _parse_entry(i: int, entry: str) -> tuple[str, GroupPosition]:
             )
         values.append(int(field, 16))
     return group, GroupPosition(*values)
+
+
+Token = CausalToken | str | None
+"""What a read's ``token=`` takes: a token, its text form, or None (no token)."""

@@ -470,7 +470,7 @@ def _checkpoints(cluster: Cluster, sizes: Sizes, echo: Echo, result: ChapterResu
         src, back, local = (os.path.join(tmp, n) for n in ("model.bin", "back.bin", "copy.bin"))
         want = _write_file(src, mib, np.random.default_rng(11), None)
         first = store.save(RUN, 1, src)
-        loaded = store.load(RUN, back, step=1)
+        loaded = store.load(RUN, back, step=1, token=first.token)  # read on a replica
         exact = _sha256(back) == want
         t0 = time.perf_counter()
         with open(src, "rb") as inp, open(local, "wb") as out:  # the local file's rate

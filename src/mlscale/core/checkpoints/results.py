@@ -39,7 +39,8 @@ class SaveResult:
     """A committed save: ``chunks`` the checkpoint names (repeats counted), ``sent``
     those this call wrote, ``skipped`` those already stored (an earlier version, another
     run, or an interrupted save of this one: ``resumed``), ``bytes_sent``; ``session``
-    the upload's id; ``elapsed_s`` seconds; ``groups``: chunks sent per group."""
+    the upload's id; ``elapsed_s`` seconds; ``groups``: chunks sent per group;
+    ``token``: the manifest commit's causal token (text), for a read that must see it."""
 
     run: str
     step: int
@@ -53,6 +54,7 @@ class SaveResult:
     bytes_sent: int
     groups: Mapping[str, int]
     elapsed_s: float
+    token: str = ""
 
     @property
     def mb_per_s(self) -> float:

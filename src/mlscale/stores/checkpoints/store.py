@@ -42,6 +42,7 @@ from typing import IO, Any
 
 from psycopg.types.json import Jsonb
 
+from ...core.causal import Token
 from ...core.checkpoints import names, placement, sql
 from ...core.checkpoints.chunking import ChunkRef, digest, pieces, verify
 from ...core.checkpoints.manifest import (
@@ -134,7 +135,7 @@ class Checkpoints:
         self._runs.ensure()
         self._chunks.ensure()
         home = self._cluster.locate(sql.RUN_FAMILY, run)
-        if self._manifest_row(home, run, step, "strong") is not None:
+        if self._manifest_row(home, run, step, "strong", None) is not None:
             raise CheckpointError(f"checkpoint {run}@{step} exists: delete it first")
         fresh = uuid.uuid4().hex
         session = str(
@@ -154,6 +155,7 @@ class Checkpoints:
             if row is None:
                 raise CheckpointError(f"checkpoint {run}@{step} was committed by another save")
             tx.execute(sql.UPLOAD_DONE, (run, step))
+        token = tx.token.to_string() if tx.token else ""
         return SaveResult(
             run=run,
             step=step,
@@ -167,6 +169,7 @@ class Checkpoints:
             bytes_sent=upload.bytes_sent,
             groups=dict(upload.per_group),
             elapsed_s=time.perf_counter() - started,
+            token=token,
         )
 
     def _confirm_stored(self, run: str, step: int, digests: Sequence[str]) -> None:
@@ -197,15 +200,17 @@ class Checkpoints:
         progress: Progress | None = None,
         fsync: bool = False,
         consistency: str | None = None,
+        token: Token = None,
     ) -> LoadResult:
         """Write checkpoint ``step`` of ``run`` (default: its latest) to ``dest``,
         every chunk's sha256 verified first. ``dest``: a directory (every file, or
         ``file``, under it by name: used when it exists or the checkpoint has several
         files), a file path (the only file, or ``file``), or an open binary file.
         Files are written as ``NAME.partial`` and renamed when complete (with an fsync
-        first if ``fsync``). ``consistency``: of the manifest's read."""
+        first if ``fsync``). ``consistency`` / ``token``: of the manifest's read (pass the
+        save's ``token`` to load on a replica what was just saved)."""
         started = time.perf_counter()
-        ckpt = self.get(run, step, consistency=consistency)
+        ckpt = self.get(run, step, consistency=consistency, token=token)
         chosen = list(ckpt.files) if file is None else [ckpt.file(file)]
         shown = _Shown(ckpt, sum(f.size for f in chosen), progress)
         written: list[str] = []
@@ -231,11 +236,13 @@ class Checkpoints:
             elapsed_s=time.perf_counter() - started,
         )
 
-    def read_bytes(self, run: str, *, step: int | None = None, file: str | None = None) -> bytes:
+    def read_bytes(
+        self, run: str, *, step: int | None = None, file: str | None = None, token: Token = None
+    ) -> bytes:
         """File ``file`` (default: the only one) of checkpoint ``step`` of ``run``
         (default: the latest), verified, as bytes: for small files (it is held whole)."""
         out = io.BytesIO()
-        self.load(run, out, step=step, file=file)
+        self.load(run, out, step=step, file=file, token=token)
         return out.getvalue()
 
     def _read_file(
@@ -286,7 +293,12 @@ class Checkpoints:
     # -- manifests ----------------------------------------------------------------------
 
     def get(
-        self, run: str, step: int | None = None, *, consistency: str | None = None
+        self,
+        run: str,
+        step: int | None = None,
+        *,
+        consistency: str | None = None,
+        token: Token = None,
     ) -> Checkpoint:
         """Checkpoint ``step`` of ``run`` (default: its latest) with its files and
         chunks; CheckpointNotFound if none is committed."""
@@ -296,7 +308,7 @@ class Checkpoints:
         if not self._runs.exist():
             raise CheckpointNotFound(f"no checkpoint of run {run!r}: none is stored yet")
         home = self._cluster.locate(sql.RUN_FAMILY, run)
-        row = self._manifest_row(home, run, step, consistency)
+        row = self._manifest_row(home, run, step, consistency, token)
         if row is None:
             what = f"checkpoint {run}@{step}" if step is not None else f"checkpoint of run {run!r}"
             raise CheckpointNotFound(f"no {what} is committed")
@@ -311,13 +323,15 @@ class Checkpoints:
             created_at=row[7],
         )
 
-    def _manifest_row(self, home: str, run: str, step: int | None, consistency: str | None) -> Any:
+    def _manifest_row(
+        self, home: str, run: str, step: int | None, consistency: str | None, token: Token
+    ) -> Any:
         return self._cluster.as_written(home).fetch_one(
-            sql.MANIFEST, (run, step, step), consistency=consistency
+            sql.MANIFEST, (run, step, step), consistency=consistency, token=token
         )
 
     def list_checkpoints(
-        self, run: str | None = None, *, consistency: str | None = None
+        self, run: str | None = None, *, consistency: str | None = None, token: Token = None
     ) -> list[CheckpointInfo]:
         """The committed checkpoints of ``run`` (every run if None), by run then step."""
         if not self._runs.exist():
@@ -326,14 +340,14 @@ class Checkpoints:
             run = names.check_run(run)
             home = self._cluster.locate(sql.RUN_FAMILY, run)
             rows = self._cluster.as_written(home).fetch_all(
-                sql.LIST_RUN, (run,), consistency=consistency
+                sql.LIST_RUN, (run,), consistency=consistency, token=token
             )
         else:
             rows = [
                 r
                 for g in self._runs.groups
                 for r in self._cluster.as_written(g).fetch_all(
-                    sql.LIST_ALL, consistency=consistency
+                    sql.LIST_ALL, consistency=consistency, token=token
                 )
             ]
         infos = [

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ...core.causal import CausalToken
+from ...core.causal import CausalToken, Token
 from ...core.experiments import build, sql
 from ...core.experiments.query import Node, Path, check_path, parse_filter
 from ...core.experiments.results import IndexInfo, UpdateResult
@@ -54,7 +54,6 @@ __all__ = ["INDEX_TTL_S", "AsyncExperimentStore"]
 
 INDEX_TTL_S = 10.0  # seconds a store trusts its list of path indexes
 _MAX_NAME = 200
-Token = CausalToken | str | None
 Sort = Mapping[str, int] | Sequence[tuple[str, int]] | None
 
 

@@ -39,7 +39,7 @@ import numpy.typing as npt
 import pandas as pd
 from psycopg.types.json import Jsonb
 
-from ...core.causal import CausalToken
+from ...core.causal import CausalToken, Token
 from ...core.consistency import Consistency
 from ...core.copybinary import CopyColumn, PgType, encode_copy_split
 from ...core.sharding import group_indexes
@@ -75,7 +75,6 @@ _US_MINUTE = 60_000_000
 _US_HOUR = 3_600_000_000
 _US_DAY = 86_400_000_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-Token = CausalToken | str | None
 _LEVELS = {"1m": dt.timedelta(minutes=1), "1h": dt.timedelta(hours=1)}
 
 

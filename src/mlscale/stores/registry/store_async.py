@@ -38,7 +38,7 @@ from typing import Any, NoReturn
 from psycopg.types.json import Jsonb
 
 from ...cache.tiered_async import AsyncCache
-from ...core.causal import CausalToken
+from ...core.causal import CausalToken, Token
 from ...core.registry import names, sql
 from ...core.registry.results import (
     AliasState,
@@ -60,7 +60,6 @@ __all__ = ["CACHE_TTL_S", "AsyncModelRegistry"]
 
 CACHE_TTL_S = 300.0
 _MEMO = 4096  # ModelVersions kept per cached value (see _built)
-Token = CausalToken | str | None
 
 
 class AsyncModelRegistry:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...core.causal import CausalToken
+from ...core.causal import Token
 from ...core.vectors import sql as vsql
 from ...core.vectors.filters import to_sql
 from ...core.vectors.merge import Step, ladder, merge_topk, raised_ef
@@ -48,7 +48,6 @@ __all__ = ["AsyncVectorQueries", "Token"]
 
 _BATCH_QUERIES = 256  # query vectors per statement of query_many()
 _ITERATIVE_FROM = (0, 8, 0)  # pgvector's first version with hnsw.iterative_scan
-Token = CausalToken | str | None
 
 
 class AsyncVectorQueries:
