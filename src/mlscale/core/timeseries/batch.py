@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from ...errors import MetricsError
 
@@ -357,8 +358,5 @@ _SOURCE: tuple[Any, ...] = (
 
 def _factor(names: npt.NDArray[Any]) -> tuple[list[str], npt.NDArray[np.int64]]:
     """Distinct field names (first seen first) and each value's index among them."""
-    index: dict[str, int] = {}
-    codes = np.fromiter(
-        (index.setdefault(x, len(index)) for x in names.tolist()), np.int64, len(names)
-    )
-    return list(index), codes
+    codes, uniques = pd.factorize(names)
+    return uniques.tolist(), codes.astype(np.int64, copy=False)

@@ -35,7 +35,7 @@ from .aggregate import Agg
 from .batch import KIND_BOOL, KIND_INT, KIND_STR
 from .spec import PG_TYPES, Measurement, field_column
 
-__all__ = ["ORIGIN", "MeasurementLayout"]
+__all__ = ["ORIGIN", "MeasurementLayout", "folded"]
 
 # Buckets are aligned on the Unix epoch, as InfluxDB's GROUP BY time() are.
 ORIGIN = "1970-01-01 00:00:00+00"
@@ -43,6 +43,16 @@ MEASUREMENTS_DDL = (
     "CREATE TABLE IF NOT EXISTS mlscale_catalog.metric_measurements ("
     "name text PRIMARY KEY, spec jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
 )
+
+
+def folded(statements: Sequence[str]) -> str:
+    """Data-modifying statements (their ``%s`` in order) as one: each a ``WITH`` query,
+    run once and to completion though nothing reads it -- one round trip instead of
+    one a statement."""
+    if len(statements) == 1:
+        return statements[0]
+    queries = ", ".join(f"q{i} AS ({s})" for i, s in enumerate(statements))
+    return f"WITH {queries} SELECT 1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,14 @@ groups, rolled up incrementally and kept a whole day at a time.
   :mod:`mlscale.core.timeseries.layout`), check each field's type against the one
   recorded (a new field's column is added first, a clash refused), place each
   series on the group its id hashes to, and run one transaction per group at once:
-  per measurement one binary COPY of its rows, the new series (known ones are
-  remembered per process) and, with rollups, the minutes written (the *dirty*
-  minutes). A measurement is made on its first write (defaults) if not created.
-  Groups commit independently: a call failing on one group may have written on
-  another. A point of a series and time already stored takes the stored row's
-  place field by field (the COPY hits the primary key, and the group's part is
-  sent again through a staging table and an upsert).
+  per measurement one binary COPY of its rows, then one statement of every
+  measurement's new series (known ones are remembered per process) and, with
+  rollups, minutes written (the *dirty* minutes). A measurement is made on its
+  first write (defaults) if not created. Groups commit independently: a call
+  failing on one group may have written on another. A point of a series and time
+  already stored takes the stored row's place field by field (the COPY hits the
+  primary key, and the group's part is sent again through a staging table and an
+  upsert).
 - :meth:`downsample` runs one statement per group (primary key on series and time,
   the field's column read; bound parameters) and merges the groups' partials
   exactly (:mod:`mlscale.core.timeseries.aggregate`).
@@ -59,7 +60,7 @@ from ...core.timeseries.batch import (
     as_rows,
     batch_of_points,
 )
-from ...core.timeseries.layout import MeasurementLayout
+from ...core.timeseries.layout import MeasurementLayout, folded
 from ...core.timeseries.lineproto import parse_lines
 from ...core.timeseries.results import (
     Buckets,
@@ -285,7 +286,8 @@ class AsyncMetricStore:
 
     async def _send(self, parts: list[_Part], staged: bool) -> CausalToken:
         """One group's parts in one transaction: straight COPY, or (``staged``) through
-        a staging table and an upsert (values written again replace the stored ones)."""
+        a staging table and an upsert (a series and time written again: the fields
+        given replace the stored ones, the others are kept)."""
         group = parts[0].group
         async with self._cluster.transaction(group=group, as_written=True) as tx:
             for part in parts:
@@ -297,10 +299,18 @@ class AsyncMetricStore:
                     await tx.execute(f"DROP TABLE {layout.stage}")
                 else:
                     await tx.copy(layout.copy_sql(part.names), part.payload)
+            # Every part's new series and dirty minutes in one statement.
+            marks: list[str] = []
+            params: list[Any] = []
+            for part in parts:
                 if part.series is not None:
-                    await tx.execute(part.layout.add_series_sql(), part.series)
+                    marks.append(part.layout.add_series_sql())
+                    params.extend(part.series)
                 if part.minutes:
-                    await tx.execute(part.layout.mark_dirty_sql(), (part.minutes,))
+                    marks.append(part.layout.mark_dirty_sql())
+                    params.append(part.minutes)
+            if marks:
+                await tx.execute(folded(marks), params)
         return tx.token or CausalToken()
 
     # -- reads ----------------------------------------------------------------------------
