@@ -546,6 +546,7 @@ def _report(
         "query_agreement": agreement.to_dict(),
         "query_results_equal": agreement.equal,
         "counts_checked": counted,
+        "counts_checked_by_side": {k: all(r.counted for r in v) for k, v in ingest.items()},
         "ingest_profile": profile,
         **facts,
     }
