@@ -2,7 +2,8 @@
 buckets equal a pandas reference (several aggregates and bucket widths, series on
 both groups, grouped and filtered by tags), rollups equal a recomputation after late
 out-of-order points, retention drops whole partitions (gone from pg_inherits), and
-line protocol round-trips with its types and escapes; a bad line writes nothing.
+line protocol round-trips with its types and escapes; a bad line writes nothing; a
+point written again merges field by field; a field's type is fixed.
 
 Reads pass consistency="strong" (the points were just written). The module puts the
 sharding catalog back as it found it and drops its measurements."""
@@ -19,7 +20,7 @@ import pytest
 
 from mlscale import AsyncCluster, Cluster
 from mlscale.core.dayparts import PARTITIONS_SQL, partition_name
-from mlscale.errors import LineProtocolError, MeasurementNotFound
+from mlscale.errors import LineProtocolError, MeasurementNotFound, MetricsError
 from mlscale.stores.metrics import AsyncMetricStore, Measurement, MetricStore, Point
 from tests.integration.sharding_cleanup import restore_sharding
 
@@ -272,6 +273,31 @@ def test_a_bad_line_writes_nothing(store: MetricStore) -> None:
     assert info.value.line == 51
     with pytest.raises(MeasurementNotFound):
         store.range("it_bad", DAY, DAY + dt.timedelta(days=1))
+
+
+def test_points_merge_by_field_and_types_are_fixed(store: MetricStore) -> None:
+    t0 = int((DAY + dt.timedelta(hours=3)).timestamp())
+    store.write_lines(f"it_merge,host=a x=1,y=2i {t0}\nit_merge,host=a x=5 {t0 + 1}", "s")
+    # Again at t0: x replaced, y kept, a new field z (its column added on every group).
+    store.write_lines(f"it_merge,host=a x=3,z=true {t0}", "s")
+    rows = store.range("it_merge", DAY, DAY + dt.timedelta(days=1), **STRONG)
+    ts = [dt.datetime.fromtimestamp(t0 + i, dt.UTC) for i in range(2)]
+    got = set(zip(rows.fields, rows.times, rows.values, strict=True))
+    assert got == {("x", ts[0], 3.0), ("y", ts[0], 2), ("z", ts[0], True), ("x", ts[1], 5.0)}
+    last = store.last("it_merge", **STRONG)
+    assert [(x.field, x.time, x.value) for x in last] == [
+        ("x", ts[1], 5.0), ("y", ts[0], 2), ("z", ts[0], True)
+    ]  # fmt: skip
+    with pytest.raises(MetricsError, match="'y' of 'it_merge' is integer"):
+        store.write_lines(f"it_merge,host=b y=1.5 {t0}", "s")
+    with pytest.raises(MetricsError, match="both float and integer"):
+        store.write_lines(f"it_merge,host=b w=1 {t0}\nit_merge,host=b w=1i {t0 + 1}", "s")
+    assert len(store.range("it_merge", DAY, DAY + dt.timedelta(days=1), **STRONG)) == 4
+    other = MetricStore(store.cluster)  # another process's view: types from the catalog
+    with pytest.raises(MetricsError, match="is integer"):
+        other.write_lines(f"it_merge,host=c y=2.5 {t0}", "s")
+    assert len(other.downsample("it_merge", "z", DAY, DAY + dt.timedelta(days=1),
+                                dt.timedelta(days=1), "sum", **STRONG)) == 1  # fmt: skip
 
 
 def test_async_store(cluster: Cluster, curves: pd.DataFrame) -> None:

@@ -1,6 +1,6 @@
 """Aggregates parsed and merged across groups exactly (against numpy over all the
 values), measurement names made table names, and the SQL built: identifiers
-quoted, values bound, one statement per group."""
+quoted, values bound, one statement per group; field columns named by kind."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 
 from mlscale.core import dayparts
 from mlscale.core.timeseries.aggregate import Agg, exact_percentiles, merge_partials
+from mlscale.core.timeseries.batch import KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_STR
 from mlscale.core.timeseries.layout import MeasurementLayout
-from mlscale.core.timeseries.spec import Measurement
+from mlscale.core.timeseries.spec import Measurement, field_column
 from mlscale.errors import MetricsError
 
 
@@ -87,23 +88,32 @@ def test_measurement_tables() -> None:
 
 def test_sql_quotes_identifiers_and_binds_values() -> None:
     m = Measurement('we"ird')
-    layout = MeasurementLayout(m)
-    q = layout.downsample_sql(Agg.parse("mean"), ("run", "ho'st"), where=True)
+    layout = MeasurementLayout(m, {'lo"ss': KIND_FLOAT, "step": KIND_INT, "ok": KIND_BOOL})
+    q = layout.downsample_sql('lo"ss', Agg.parse("mean"), ("run", "ho'st"), where=True)
     assert f'"{m.table}"' in q and "JOIN" in q
     assert "s.tags ->> 'ho''st'" in q  # a tag name is a quoted literal
-    for param in ("%(field)s", "%(start)s", "%(end)s", "%(every)s", "%(tags)s"):
+    for param in ("%(start)s", "%(end)s", "%(every)s", "%(tags)s"):
         assert param in q
     assert "GROUP BY 1, 2, 3" in q
-    plain = layout.downsample_sql(Agg.parse("max"), (), where=False)
-    assert "JOIN" not in plain and "%(tags)s" not in plain and "max(p.value)" in plain
-    pct = layout.downsample_sql(Agg.parse("p90"), (), where=False)
+    col = '"p"."{}"'.format(field_column('lo"ss', KIND_FLOAT))
+    plain = layout.downsample_sql('lo"ss', Agg.parse("max"), (), where=False)
+    assert "JOIN" not in plain and "%(tags)s" not in plain and f"max({col})" in plain
+    step = layout.downsample_sql("step", Agg.parse("sum"), (), where=False)
+    assert f'"p"."{field_column("step", KIND_INT)}"::float8' in step
+    pct = layout.downsample_sql('lo"ss', Agg.parse("p90"), (), where=False)
     assert "percentile_cont(0.9)" in pct
-    raw = layout.downsample_sql(Agg.parse("p90"), (), where=False, raw_values=True)
-    assert "array_agg(p.value)" in raw
+    raw = layout.downsample_sql('lo"ss', Agg.parse("p90"), (), where=False, raw_values=True)
+    assert f"array_agg({col})" in raw
     with pytest.raises(MetricsError, match="cannot be read from a rollup"):
         layout.rollup_sql("1m", Agg.parse("p50"), (), False)
-    assert "PRIMARY KEY (sid, field, ts)" in layout.points_ddl()
+    assert "%(field)s" in layout.rollup_sql("1m", Agg.parse("sum"), (), False)
+    assert "PRIMARY KEY (sid, ts)" in layout.points_ddl()
     assert "PARTITION BY RANGE (ts)" in layout.points_ddl()
+    assert "ADD COLUMN IF NOT EXISTS" in layout.add_field_sql("x", KIND_STR)
+    fill = layout.fill_minutes_sql()
+    assert fill is not None and "'lo\"ss'" in fill and "'ok'" in fill
+    assert MeasurementLayout(m, {"s": KIND_STR}).fill_minutes_sql() is None
+    assert "COALESCE(EXCLUDED." in layout.upsert_sql(["step"])
     assert any("brin" in ddl for ddl in layout.index_ddl())
     assert set(layout.sharded_ddl()) == {
         m.table,
@@ -111,3 +121,9 @@ def test_sql_quotes_identifiers_and_binds_values() -> None:
         m.rollup_table("1m"),
         m.rollup_table("1h"),
     }
+
+
+def test_field_columns_fit_and_differ_by_kind() -> None:
+    long = "x" * 300
+    names = {field_column(n, k) for n in ("loss", "Loss", long, "é") for k in range(4)}
+    assert len(names) == 16 and max(map(len, names)) <= 51

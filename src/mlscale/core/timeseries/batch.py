@@ -5,8 +5,10 @@ A *series* is a measurement and its tag set; its canonical key is the line-proto
 head with the tags sorted by key (``cpu,host=a,region=eu``), and its id (``sid``) a
 64-bit hash of that key: the shard key, so every point of a series lives on one
 shard group. A batch holds one row per field value: the series (index into the
-batch's series), the field name, the time (microseconds since 1970 UTC: nanosecond
-inputs are truncated), the kind (float, integer, boolean, string) and the value.
+batch's series), the point, the field name, the time (microseconds since 1970 UTC:
+nanosecond inputs are truncated), the kind (float, integer, boolean, string) and the
+value. :func:`as_rows` turns one measurement's values into what is stored: one row
+per series and time, a column per field.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from ...errors import MetricsError
 
@@ -29,8 +32,12 @@ __all__ = [
     "KIND_INT",
     "KIND_STR",
     "BatchBuilder",
+    "FieldColumn",
     "Point",
     "PointBatch",
+    "RowBatch",
+    "as_rows",
+    "field_kinds",
     "series_id",
     "series_key",
 ]
@@ -77,13 +84,15 @@ class Point:
 class PointBatch:
     """Field values as columns (see the module docstring). ``points``: how many points
     (lines) they came from. Series ``i`` is ``measurements[i]`` with ``tags[i]``
-    (sorted pairs), key ``keys[i]`` and id ``sids[i]``."""
+    (sorted pairs), key ``keys[i]`` and id ``sids[i]``; ``point[j]``: the point (0-based,
+    in the order given) of value ``j``."""
 
     measurements: tuple[str, ...]
     tags: tuple[tuple[tuple[str, str], ...], ...]
     keys: tuple[str, ...]
     sids: npt.NDArray[np.int64]
     series: npt.NDArray[np.int64]
+    point: npt.NDArray[np.int64]
     field: npt.NDArray[Any]
     ts: npt.NDArray[np.int64]
     kind: npt.NDArray[np.int8]
@@ -103,6 +112,7 @@ class PointBatch:
             self.keys,
             self.sids,
             self.series[rows],
+            self.point[rows],
             self.field[rows],
             self.ts[rows],
             self.kind[rows],
@@ -212,6 +222,7 @@ class BatchBuilder:
             keys=tuple(self.keys),
             sids=sids,
             series=series,
+            point=np.repeat(np.arange(len(per_point), dtype=np.int64), per_point),
             field=np.asarray(self.fields, dtype=object),
             ts=ts,
             kind=kind,
@@ -255,3 +266,97 @@ def batch_of_points(points: Iterable[Point], now_us: int) -> PointBatch:
         except MetricsError as exc:
             raise MetricsError(f"point {i}: {exc}") from None
     return b.build()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldColumn:
+    """One field's values of a :class:`RowBatch`: its ``name``, ``kind`` and a value a
+    row (float64, int64, bool or str objects by kind), present where ``valid`` (None:
+    in every row)."""
+
+    name: str
+    kind: int
+    values: npt.NDArray[Any]
+    valid: npt.NDArray[np.bool_] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RowBatch:
+    """One measurement's points as stored: a row per series and time (``series``: index
+    into the batch's series; ``ts`` in microseconds), sorted by both, a column a field.
+    ``merged``: points folded into an earlier one of the same series and time."""
+
+    series: npt.NDArray[np.int64]
+    ts: npt.NDArray[np.int64]
+    fields: tuple[FieldColumn, ...]
+    merged: int
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+def field_kinds(batch: PointBatch, measurement: str = "") -> dict[str, int]:
+    """Each field's kind in ``batch`` (one measurement's values); MetricsError if a field
+    has values of two kinds (as InfluxDB, a field's type is fixed)."""
+    names, codes = _factor(batch.field)
+    out: dict[str, int] = {}
+    for i, name in enumerate(names):
+        kinds = batch.kind[codes == i]
+        lo, hi = int(kinds.min()), int(kinds.max())
+        if lo != hi:
+            raise MetricsError(
+                f"field {name!r} of {measurement!r}: both {_KIND_NAMES[lo]} and "
+                f"{_KIND_NAMES[hi]} values in one write (a field's type is fixed)"
+            )
+        out[name] = lo
+    return out
+
+
+def as_rows(batch: PointBatch) -> RowBatch:
+    """One measurement's values as a row per series and time. Points of the same series
+    and time are merged as InfluxDB merges them: a field given again takes the value
+    of the last point given, the other fields are kept. Mixed kinds raise as
+    :func:`field_kinds` says."""
+    kinds = field_kinds(batch)
+    n = len(batch)
+    order = np.lexsort((batch.ts, batch.series))  # stable: equal keys keep their order
+    s, t = batch.series[order], batch.ts[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
+    row = np.empty(n, dtype=np.int64)
+    row[order] = np.cumsum(starts) - 1
+    rows = int(starts.sum())
+    points = len(np.unique(batch.point))
+    names, codes = _factor(batch.field)
+    columns = []
+    for i, name in enumerate(names):
+        at = np.flatnonzero(codes == i)  # in the order given: the last one wins
+        r = row[at]
+        if len(np.unique(r)) != len(r):
+            kept, first = np.unique(r[::-1], return_index=True)
+            at, r = at[::-1][first], kept
+        kind = kinds[name]
+        source = _SOURCE[kind](batch)
+        values = np.zeros(rows, dtype=source.dtype) if kind != KIND_STR else np.full(rows, None)
+        values[r] = source[at]
+        valid = None
+        if len(r) != rows:
+            valid = np.zeros(rows, dtype=bool)
+            valid[r] = True
+        columns.append(FieldColumn(name, kind, values, valid))
+    return RowBatch(s[starts], t[starts], tuple(columns), points - rows)
+
+
+_KIND_NAMES = ("float", "integer", "boolean", "string")
+_SOURCE: tuple[Any, ...] = (
+    lambda b: b.value,
+    lambda b: b.ival,
+    lambda b: b.value != 0.0,
+    lambda b: b.sval,
+)
+
+
+def _factor(names: npt.NDArray[Any]) -> tuple[list[str], npt.NDArray[np.int64]]:
+    """Distinct field names (first seen first) and each value's index among them."""
+    codes, uniques = pd.factorize(names)
+    return uniques.tolist(), codes.astype(np.int64, copy=False)

@@ -10,12 +10,25 @@ from typing import Any
 
 from ...errors import MetricsError
 
-__all__ = ["FAMILY", "ROLLUP_LEVELS", "Measurement"]
+__all__ = ["FAMILY", "FIELD_TYPES", "ROLLUP_LEVELS", "Measurement", "field_column"]
 
 FAMILY = "mlscale_metrics"  # the key family of series ids (int8) of every measurement
 ROLLUP_LEVELS = ("1m", "1h")
 _MAX_NAME = 200
 _SLUG = re.compile(r"[^a-z0-9]+")
+# A field's type by its kind (batch.KIND_FLOAT, _INT, _BOOL, _STR), named as InfluxDB
+# names them, and its column's PostgreSQL type.
+FIELD_TYPES = ("float", "integer", "boolean", "string")
+PG_TYPES = ("float8", "int8", "bool", "text")
+
+
+def field_column(name: str, kind: int) -> str:
+    """The column of field ``name`` of kind ``kind``: a letter of the kind, a slug and a
+    hash of the name (at most 51 characters; the kind in the name so that a column can
+    never be read or written as another type than it was made)."""
+    slug = _SLUG.sub("_", name.lower()).strip("_")[:40]
+    digest = hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+    return f"{'fibs'[kind]}_{slug}_{digest}" if slug else f"{'fibs'[kind]}_{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +87,8 @@ class Measurement:
         return (self.table, *(self.rollup_table(level) for level in ROLLUP_LEVELS))
 
     def to_spec(self) -> dict[str, Any]:
-        """Plain data (what the catalog records)."""
+        """Plain data (what the catalog records, besides the types of the fields written:
+        its ``fields``, see :mod:`mlscale.stores.metrics.tables_async`)."""
         return {
             "name": self.name,
             "retention_days": self.retention_days,

@@ -3,16 +3,22 @@ binary COPY, read as ranges, last values and buckets merged exactly across shard
 groups, rolled up incrementally and kept a whole day at a time.
 
 - Writes (:meth:`write_lines`, :meth:`write`) parse or collect every point first
-  (a bad one fails the call before anything is written), place each series on the
-  group its id hashes to, and run one transaction per group at once: per
-  measurement one binary COPY of its field values, the new series (known ones are
-  remembered per process) and, with rollups, the minutes written (the *dirty*
-  minutes). A measurement is made on its first write (defaults) if not created.
-  Groups commit independently: a call failing on one group may have written on
-  another.
-- :meth:`downsample` runs one statement per group (index on series, field and
-  time; bound parameters) and merges the groups' partials exactly
-  (:mod:`mlscale.core.timeseries.aggregate`).
+  (a bad one fails the call before anything is written), make them rows of the
+  points' table (a row per series and time, a column per field:
+  :mod:`mlscale.core.timeseries.layout`), check each field's type against the one
+  recorded (a new field's column is added first, a clash refused), place each
+  series on the group its id hashes to, and run one transaction per group at once:
+  per measurement one binary COPY of its rows, then one statement of every
+  measurement's new series (known ones are remembered per process) and, with
+  rollups, minutes written (the *dirty* minutes). A measurement is made on its
+  first write (defaults) if not created. Groups commit independently: a call
+  failing on one group may have written on another. A point of a series and time
+  already stored takes the stored row's place field by field (the COPY hits the
+  primary key, and the group's part is sent again through a staging table and an
+  upsert).
+- :meth:`downsample` runs one statement per group (primary key on series and time,
+  the field's column read; bound parameters) and merges the groups' partials
+  exactly (:mod:`mlscale.core.timeseries.aggregate`).
 - :meth:`refresh_rollups` recomputes, per group, the 1-minute rollup of its dirty
   minutes from the points, then the 1-hour rollup of their hours from the 1-minute
   one, and forgets those minutes, all in one transaction: a late point makes its
@@ -50,9 +56,11 @@ from ...core.timeseries.batch import (
     KIND_STR,
     Point,
     PointBatch,
+    RowBatch,
+    as_rows,
     batch_of_points,
 )
-from ...core.timeseries.layout import MeasurementLayout
+from ...core.timeseries.layout import MeasurementLayout, folded
 from ...core.timeseries.lineproto import parse_lines
 from ...core.timeseries.results import (
     Buckets,
@@ -79,16 +87,18 @@ _LEVELS = {"1m": dt.timedelta(minutes=1), "1h": dt.timedelta(hours=1)}
 
 
 class _Part:
-    """One measurement's rows of one group in a write: the COPY payload, the new
-    series and the dirty minutes."""
+    """One measurement's rows of one group in a write: the COPY payload (of fields
+    ``names``), the new series and the dirty minutes."""
 
-    __slots__ = ("group", "layout", "minutes", "payload", "rows", "series")
+    __slots__ = ("group", "layout", "minutes", "names", "payload", "series")
 
-    def __init__(self, group: str, layout: MeasurementLayout, payload: bytes, rows: int) -> None:
+    def __init__(
+        self, group: str, layout: MeasurementLayout, names: list[str], payload: bytes
+    ) -> None:
         self.group = group
         self.layout = layout
+        self.names = names
         self.payload = payload
-        self.rows = rows
         self.series: tuple[list[int], list[str], list[str]] | None = None
         self.minutes: list[dt.datetime] = []
 
@@ -101,6 +111,7 @@ class AsyncMetricStore:
         self._tables = AsyncMetricTables(cluster)
         self._measurements: dict[str, Measurement] = {}
         self._known: dict[str, set[int]] = {}  # points table -> series ids stored
+        self._fields: dict[str, dict[str, int]] = {}  # measurement -> field kinds recorded
 
     @property
     def cluster(self) -> AsyncCluster:
@@ -140,6 +151,7 @@ class AsyncMetricStore:
         await self._tables.drop(m)
         self._measurements.pop(m.name, None)
         self._known.pop(m.table, None)
+        self._fields.pop(m.name, None)
 
     async def _measurement(self, name: str) -> Measurement:
         """The measurement ``name``, created with the defaults if not recorded."""
@@ -181,34 +193,41 @@ class AsyncMetricStore:
             return WriteResult(0, 0, 0, {}, CausalToken(), time.perf_counter() - started)
         names = sorted(set(batch.measurements))
         measurements = {n: await self._measurement(n) for n in names}
+        codes, uniques = pd.factorize(np.asarray(batch.measurements, dtype=object))
+        row_meas = codes[batch.series] if len(uniques) > 1 else None
+        # Every measurement's rows made (mixed types refused) before any field is added.
+        made: list[tuple[Measurement, RowBatch]] = []
+        for i, name in enumerate(uniques.tolist()):
+            sub = batch if row_meas is None else batch.take(row_meas == i)
+            try:
+                made.append((measurements[name], as_rows(sub)))
+            except MetricsError as exc:
+                raise MetricsError(f"measurement {name!r}: {exc}") from None
+        for m, rows in made:
+            await self._ensure_fields(m, {c.name: c.kind for c in rows.fields})
         shard_map = (await self._cluster.shards()).map_of(FAMILY)
         groups = list(shard_map.groups)
         series_group = group_indexes(shard_map, batch.sids.tolist())
-        row_group = series_group[batch.series]
-        codes, uniques = pd.factorize(np.asarray(batch.measurements, dtype=object))
-        row_meas = codes[batch.series] if len(uniques) > 1 else None
         parts: dict[str, list[_Part]] = {g: [] for g in groups}
         sent = dict.fromkeys(groups, 0)
-        for i, name in enumerate(uniques.tolist()):
-            m = measurements[name]
-            sub = batch if row_meas is None else batch.take(row_meas == i)
-            where = row_group if row_meas is None else row_group[row_meas == i]
-            payloads = encode_copy_split(_columns(sub), where, len(groups))
+        for m, rows in made:
+            where = series_group[rows.series]
+            payloads = encode_copy_split(_columns(batch, rows), where, len(groups))
             counts = np.bincount(where, minlength=len(groups))
-            days = _days(sub.ts)
+            values = np.bincount(where, weights=_values_per_row(rows), minlength=len(groups))
             present = [g for g, c in zip(groups, counts.tolist(), strict=True) if c]
-            await self._tables.partitions.ensure(m.partitioned, days, present)
+            await self._tables.partitions.ensure(m.partitioned, _days(rows.ts), present)
             known = self._known.setdefault(m.table, set())
-            layout = MeasurementLayout(m)
+            layout = MeasurementLayout(m, self._fields[m.name])
+            fields = [c.name for c in rows.fields]
+            mine_of = np.unique(rows.series)
             for gi, group in enumerate(groups):
                 if not counts[gi]:
                     continue
-                part = _Part(group, layout, payloads[gi], int(counts[gi]))
-                sent[group] += part.rows
-                mine = np.flatnonzero(series_group == gi)
+                part = _Part(group, layout, fields, payloads[gi])
+                sent[group] += int(values[gi])
+                mine = mine_of[series_group[mine_of] == gi]
                 new = [int(s) for s in mine.tolist() if int(batch.sids[s]) not in known]
-                if row_meas is not None:
-                    new = [s for s in new if batch.measurements[s] == name]
                 if new:
                     part.series = (
                         [int(batch.sids[s]) for s in new],
@@ -216,7 +235,7 @@ class AsyncMetricStore:
                         [json.dumps(dict(batch.tags[s])) for s in new],
                     )
                 if m.rollups:
-                    part.minutes = _minutes(sub.ts[where == gi])
+                    part.minutes = _minutes(rows.ts[where == gi])
                 parts[group].append(part)
         tokens: dict[str, CausalToken] = {}
 
@@ -227,7 +246,7 @@ class AsyncMetricStore:
                 except IntegrityViolation as exc:
                     if exc.sqlstate != _UNIQUE:
                         raise
-                    # A value written again (same series, field, time): replace it.
+                    # A series and time written again: its fields replaced, others kept.
                     tokens[group] = await self._send(parts[group], staged=True)
                 for part in parts[group]:
                     if part.series is not None:
@@ -248,23 +267,49 @@ class AsyncMetricStore:
             seconds=time.perf_counter() - started,
         )
 
+    async def _ensure_fields(self, m: Measurement, kinds: dict[str, int]) -> None:
+        """The fields of ``kinds`` recorded with those types (new ones' columns added);
+        MetricsError if one is recorded with another type."""
+        have = self._fields.get(m.name, {})
+        if all(have.get(n) == k for n, k in kinds.items()):
+            return
+        self._fields[m.name] = await self._tables.add_fields(m, kinds)
+
+    async def _layout(self, m: Measurement, field: str | None = None) -> MeasurementLayout:
+        """``m``'s layout with its fields' kinds (from the catalog unless ``field`` is
+        one already known here: a field's type never changes)."""
+        have = self._fields.get(m.name)
+        if have is None or field is None or field not in have:
+            have = self._fields[m.name] = await self._tables.fields(m)
+        return MeasurementLayout(m, have)
+
     async def _send(self, parts: list[_Part], staged: bool) -> CausalToken:
         """One group's parts in one transaction: straight COPY, or (``staged``) through
-        a staging table and an upsert (values written again replace the stored ones)."""
+        a staging table and an upsert (a series and time written again: the fields
+        given replace the stored ones, the others are kept)."""
         group = parts[0].group
         async with self._cluster.transaction(group=group, as_written=True) as tx:
             for part in parts:
+                layout = part.layout
                 if staged:
-                    await tx.execute(part.layout.stage_ddl())
-                    await tx.copy(part.layout.copy_sql(part.layout.stage), part.payload)
-                    await tx.execute(part.layout.upsert_sql())
-                    await tx.execute(f"DROP TABLE {part.layout.stage}")
+                    await tx.execute(layout.stage_ddl())
+                    await tx.copy(layout.copy_sql(part.names, layout.stage), part.payload)
+                    await tx.execute(layout.upsert_sql(part.names))
+                    await tx.execute(f"DROP TABLE {layout.stage}")
                 else:
-                    await tx.copy(part.layout.copy_sql(), part.payload)
+                    await tx.copy(layout.copy_sql(part.names), part.payload)
+            # Every part's new series and dirty minutes in one statement.
+            marks: list[str] = []
+            params: list[Any] = []
+            for part in parts:
                 if part.series is not None:
-                    await tx.execute(part.layout.add_series_sql(), part.series)
+                    marks.append(part.layout.add_series_sql())
+                    params.extend(part.series)
                 if part.minutes:
-                    await tx.execute(part.layout.mark_dirty_sql(), (part.minutes,))
+                    marks.append(part.layout.mark_dirty_sql())
+                    params.append(part.minutes)
+            if marks:
+                await tx.execute(folded(marks), params)
         return tx.token or CausalToken()
 
     # -- reads ----------------------------------------------------------------------------
@@ -310,13 +355,16 @@ class AsyncMetricStore:
         the ``group_by`` tags (none: every matching series together), aggregated by
         ``agg``: mean, min, max, sum, count or a percentile ``pNN`` (linear
         interpolation, as ``percentile_cont``). Exact across groups. Only numeric
-        values count (floats, integers, booleans as 0/1)."""
+        values count (floats, integers, booleans as 0/1): a string field, or one never
+        written, has no buckets."""
         m = await self.get(measurement)
         a = Agg.parse(agg)
         params = _params(field, start, end, every, where)
         group_by = _tags(group_by)
-        layout = MeasurementLayout(m)
-        query = layout.downsample_sql(a, group_by, bool(where))
+        layout = await self._layout(m, field)
+        if not layout.numeric(field):
+            return _buckets(m, field, a, every, group_by, merge_partials([], len(group_by), a))
+        query = layout.downsample_sql(field, a, group_by, bool(where))
         results = await self._each_group(query, params, consistency, token)
         keys = len(group_by)
         parts = list(results.values())
@@ -346,7 +394,9 @@ class AsyncMetricStore:
         involved = [
             g for g, rows in results.items() if any(tuple(r[: keys + 1]) in shared for r in rows)
         ]
-        raw_sql = layout.downsample_sql(a, group_by, "tags" in params, raw_values=True)
+        raw_sql = layout.downsample_sql(
+            params["field"], a, group_by, "tags" in params, raw_values=True
+        )
         raw = await self._each_group(raw_sql, params, consistency, token, involved)
         arrays: dict[tuple[Any, ...], list[Any]] = {}
         counts: Counter[tuple[Any, ...]] = Counter()
@@ -421,7 +471,11 @@ class AsyncMetricStore:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise MetricsError("limit must be a whole number >= 0")
             params["limit"] = limit
-        query = MeasurementLayout(m).range_sql(field is not None, bool(where), limit is not None)
+        layout = await self._layout(m, field)
+        names = list(layout.fields) if field is None else [field] if field in layout.fields else []
+        if not names:
+            return PointRows((), (), (), (), ())
+        query = layout.range_sql(names, bool(where), limit is not None)
         results = await self._each_group(query, params, consistency, token)
         rows = sorted((r for rs in results.values() for r in rs), key=lambda r: (r[3], r[0], r[2]))
         if limit is not None:
@@ -456,7 +510,11 @@ class AsyncMetricStore:
             params["field"] = field
         if where:
             params["tags"] = Jsonb(dict(_tag_filter(where)))
-        query = MeasurementLayout(m).last_sql(field is not None, bool(where), before is not None)
+        layout = await self._layout(m, field)
+        names = list(layout.fields) if field is None else [field] if field in layout.fields else []
+        if not names:
+            return []
+        query = layout.last_sql(names, bool(where), before is not None)
         results = await self._each_group(query, params, consistency, token)
         rows = sorted((r for rs in results.values() for r in rs), key=lambda r: (r[0], r[2]))
         return [LastValue(r[0], dict(r[1]), r[2], r[3], _typed(r[4:])) for r in rows]
@@ -488,9 +546,14 @@ class AsyncMetricStore:
                     async with self._cluster.transaction(group=group, as_written=True) as tx:
                         dirty = [r[0] for r in await tx.fetch_all(layout.take_dirty_sql())]
                         if dirty:
+                            # The fields read after the minutes are taken: a writer
+                            # records its new fields before it commits its minutes.
+                            kinds = await self._tables.fields(m)
+                            fill = MeasurementLayout(m, kinds).fill_minutes_sql()
                             lo, hi = _ranges(dirty, dt.timedelta(minutes=1))
                             await tx.execute(layout.clear_rollup_sql("1m"), (lo, hi))
-                            await tx.execute(layout.fill_minutes_sql(), (lo, hi))
+                            if fill is not None:
+                                await tx.execute(fill, (lo, hi))
                             hour_starts = sorted({_floor(d, _US_HOUR) for d in dirty})
                             hlo, hhi = _ranges(hour_starts, dt.timedelta(hours=1))
                             await tx.execute(layout.clear_rollup_sql("1h"), (hlo, hhi))
@@ -578,20 +641,24 @@ def _minutes(ts: npt.NDArray[np.int64]) -> list[dt.datetime]:
     return [_from_us(int(m) * _US_MINUTE) for m in pd.unique(ts // _US_MINUTE).tolist()]
 
 
-def _columns(b: PointBatch) -> list[CopyColumn]:
-    """The batch's rows as the points' COPY columns (layout.COPY_COLUMNS)."""
-    strs = b.kind == KIND_STR
-    ints = b.kind == KIND_INT
-    any_str = bool(strs.any())
+_PG_TYPE = (PgType.FLOAT8, PgType.INT8, PgType.BOOL, PgType.TEXT)  # by kind
+
+
+def _columns(b: PointBatch, rows: RowBatch) -> list[CopyColumn]:
+    """The rows as the points' COPY columns: sid, ts, then each field's."""
     return [
-        CopyColumn(PgType.INT8, b.sids[b.series]),
-        CopyColumn(PgType.TIMESTAMPTZ, b.ts),
-        CopyColumn(PgType.INT2, b.kind.astype(np.int16)),
-        CopyColumn(PgType.FLOAT8, b.value, ~strs if any_str else None),
-        CopyColumn(PgType.INT8, b.ival, ints),
-        CopyColumn(PgType.TEXT, b.field),
-        CopyColumn(PgType.TEXT, b.sval, strs),
+        CopyColumn(PgType.INT8, b.sids[rows.series]),
+        CopyColumn(PgType.TIMESTAMPTZ, rows.ts),
+        *(CopyColumn(_PG_TYPE[c.kind], c.values, c.valid) for c in rows.fields),
     ]
+
+
+def _values_per_row(rows: RowBatch) -> npt.NDArray[np.float64]:
+    """How many field values each row holds."""
+    out = np.zeros(len(rows), dtype=np.float64)
+    for c in rows.fields:
+        out += 1.0 if c.valid is None else c.valid
+    return out
 
 
 def _typed(row: Sequence[Any]) -> float | int | bool | str:

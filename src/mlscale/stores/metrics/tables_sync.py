@@ -11,7 +11,11 @@ Creating an equal measurement again is a no-op; another definition under a
 recorded name is refused. Writes make the partitions of any other day they need.
 
 The definitions live in ``mlscale_catalog.metric_measurements``, made by the store
-on first use (no catalog migration).
+on first use (no catalog migration), with the type of each field written (the spec's
+``fields``: name -> float, integer, boolean or string). A write bringing a new field
+adds its column on every group under a lock on the measurement's catalog row, then
+records its type, in that row's transaction: concurrent writers agree on one type, a
+value of another type is refused (as InfluxDB refuses a field type conflict).
 
 ``tables_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
@@ -26,7 +30,7 @@ from ...core.causal import CausalToken
 from ...core.dayparts import utc_day
 from ...core.timeseries.layout import MEASUREMENTS_DDL, MeasurementLayout
 from ...core.timeseries.results import RetentionResult
-from ...core.timeseries.spec import FAMILY, Measurement
+from ...core.timeseries.spec import FAMILY, FIELD_TYPES, Measurement
 from ...engine.cluster_sync import Cluster
 from ...errors import MeasurementNotFound, MetricsError, MlscaleError
 from ..shared_sync import DayPartitions, catalog, ensure_family
@@ -86,6 +90,55 @@ class MetricTables:
             known = ", ".join(m.name for m in self.load()) or "none"
             raise MeasurementNotFound(f"no measurement {name!r} (known: {known})")
         return found
+
+    def fields(self, m: Measurement) -> dict[str, int]:
+        """The kinds (batch.KIND_*) of ``m``'s fields written so far, by name."""
+        self._catalog()
+        with catalog(self._cluster, "metric measurements") as conn:
+            cur = conn.execute(
+                f"SELECT spec -> 'fields' FROM {_TABLE} WHERE name = %s",  # noqa: S608
+                (m.name,),
+            )
+            row = cur.fetchone()
+        return _kinds(row[0] if row else None)
+
+    def add_fields(self, m: Measurement, wanted: dict[str, int]) -> dict[str, int]:
+        """Record the fields of ``wanted`` (name -> kind) ``m`` lacks, their columns added
+        on every group first; every field's kind after. MetricsError naming a field
+        recorded with another type (nothing is added then)."""
+        self._catalog()
+        layout = MeasurementLayout(m)
+        with (
+            catalog(self._cluster, "metric measurements") as conn,
+            conn.transaction(),
+        ):
+            cur = conn.execute(
+                f"SELECT spec -> 'fields' FROM {_TABLE} WHERE name = %s FOR UPDATE",  # noqa: S608
+                (m.name,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                raise MeasurementNotFound(f"no measurement {m.name!r} (dropped meanwhile?)")
+            have = _kinds(row[0])
+            for name, kind in wanted.items():
+                if name in have and have[name] != kind:
+                    raise MetricsError(
+                        f"field {name!r} of {m.name!r} is {FIELD_TYPES[have[name]]}: a "
+                        f"{FIELD_TYPES[kind]} value is refused (a field's type is fixed)"
+                    )
+            new = {n: k for n, k in wanted.items() if n not in have}
+            if new:
+                for group in self.groups:
+                    scope = self._cluster.as_written(group)
+                    for name, kind in new.items():
+                        scope.execute(layout.add_field_sql(name, kind))
+                have.update(new)
+                conn.execute(
+                    f"UPDATE {_TABLE} SET spec = jsonb_set(spec, '{{fields}}', %s) "  # noqa: S608
+                    "WHERE name = %s",
+                    (Jsonb({n: FIELD_TYPES[k] for n, k in have.items()}), m.name),
+                )
+        return have
 
     def create(self, m: Measurement) -> Measurement:
         """Make ``m``'s tables where missing and record it (see the module docstring)."""
@@ -175,3 +228,8 @@ class MetricTables:
             days={m.name: tuple(sorted(days))},
             dropped={m.name: dropped},
         )
+
+
+def _kinds(recorded: dict[str, str] | None) -> dict[str, int]:
+    """The spec's ``fields`` (name -> type name) as name -> kind."""
+    return {name: FIELD_TYPES.index(t) for name, t in (recorded or {}).items()}
