@@ -4,12 +4,13 @@ counted by a ledger (issue 17).
 One local HA cluster (``mlscale up --ha``, synchronous_mode_strict) of one shard group
 of 3 nodes. Trials of each scenario -- ``kill -9`` of the leader's postmaster
 (``pg_crash``), the leader's whole node killed (``node_kill``) or frozen with SIGSTOP
-until a new leader is up (``node_freeze``), a planned ``switchover`` -- run in rounds,
-alternating the clients: plain libpq multi-host (``target_session_attrs=read-write``,
-reconnect on error) and one mlscale Cluster following Patroni, its writes marked
-``idempotent=True`` (``mlscale``) or not (``mlscale_plain``; see
-:mod:`.chaos.clients`). Each trial's writers keep a ledger, accounted against the new
-leader's rows (:mod:`.chaos.ledger`).
+until a new leader is up (``node_freeze``), a planned ``switchover`` -- run in rounds;
+in each trial every client writes through the same fault at once, side by side: plain
+libpq multi-host (``target_session_attrs=read-write``, reconnect on error) and one
+mlscale Cluster following Patroni, its writes marked ``idempotent=True``
+(``mlscale``) or not (``mlscale_plain``; see :mod:`.chaos.clients`). Each client's
+writers keep their own ledger of their own ids, accounted against the new leader's
+rows (:mod:`.chaos.ledger`).
 Then a second cluster with ``--sync off`` runs ``pg_crash`` and ``node_freeze`` trials
 with the libpq client: the loss of asynchronous replication, measured, and each
 missing row's commit LSN set against where the promoted node's history forked.
@@ -28,7 +29,7 @@ import math
 import os
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ from ..engine.cluster_sync import Cluster
 from ..engine.patroni import PatroniError
 from ..local.cluster import LocalCluster
 from .chaos.clients import LedgerClient, LibpqClient, MlscaleClient
-from .chaos.trial import SCENARIOS, HaGroup, Scenario, TrialPlan, TrialResult, run_trial
+from .chaos.trial import SCENARIOS, HaGroup, Scenario, TrialPlan, TrialResult, run_trials
 from .compare import Spread, chart
 from .progress import Progress
 from .registry import BenchContext, Benchmark
@@ -73,9 +74,14 @@ class Plan:
         if quick:
             # Quick: 2 trials of each scenario for the gated client (its medians), 1
             # for the others and for each async scenario -- enough to see each work.
-            return cls(default_trials=1, async_trials=1, trials={GATED_CLIENT: 2},
-                       trial=TrialPlan(writers=WRITERS, warmup_s=1.5, after_takeover_s=2.0,
-                                       recovery_timeout_s=10.0))  # fmt: skip
+            return cls(
+                default_trials=1,
+                async_trials=1,
+                trials={GATED_CLIENT: 2},
+                trial=TrialPlan(
+                    writers=WRITERS, warmup_s=1.5, after_takeover_s=2.0, recovery_timeout_s=10.0
+                ),
+            )
         return cls(default_trials=20, async_trials=5, trial=TrialPlan(writers=WRITERS))
 
 
@@ -95,20 +101,15 @@ def following_cluster(group: HaGroup) -> Iterator[Cluster]:
         pool_log.setLevel(level)
 
 
-def _clients(group: HaGroup, cluster: Cluster) -> dict[str, Any]:
+def _clients(group: HaGroup, cluster: Cluster) -> dict[str, LedgerClient]:
     members = [(h, p) for h, p, _ in group.members.values()]
-    made: dict[str, LedgerClient] = {
+    return {
         "libpq": LibpqClient(group.config, members),
         "mlscale": MlscaleClient(cluster, group.scope, idempotent=True, name="mlscale"),
         "mlscale_plain": MlscaleClient(
             cluster, group.scope, idempotent=False, name="mlscale_plain"
         ),
     }
-
-    def maker(client: LedgerClient) -> Any:
-        return lambda view: nullcontext(client)
-
-    return {name: maker(client) for name, client in made.items()}
 
 
 def _trials(
@@ -123,25 +124,28 @@ def _trials(
     title: str,
     skipped: list[str],
 ) -> list[TrialResult]:
+    """Each round, each scenario: one fault with every client that still has trials to
+    run writing through it at once (each its own writers, ledger and ids), so their
+    gaps are measured side by side in the same fault."""
     group = HaGroup.of(local)
     group.prepare()
     out: list[TrialResult] = []
     index = first_index
     rounds = max(trials[c] for c in clients)
-    steps = sum(trials[c] for c in clients) * len(scenarios)
+    steps = rounds * len(scenarios)
     with following_cluster(group) as cluster, progress.phase(title, steps) as phase:
-        makers = _clients(group, cluster)
+        made = _clients(group, cluster)
         for r in range(1, rounds + 1):
             for scenario in scenarios:
-                for client in (c for c in clients if r <= trials[c]):
-                    phase.step(f"{scenario} / {client} ({r}/{trials[client]})")
-                    try:
-                        out.append(run_trial(group, makers[client], scenario, index, plan.trial))
-                    except (TimeoutError, RuntimeError, PatroniError, psycopg.Error) as exc:
-                        # One trial that could not run (the scope never settled, say)
-                        # must not lose the others: it is reported, not counted.
-                        skipped.append(f"{scenario}/{client} #{index}: {exc}")
-                    index += 1
+                names = [c for c in clients if r <= trials[c]]
+                phase.step(f"{scenario} ({r}/{rounds}): {', '.join(names)}")
+                try:
+                    out += run_trials(group, [made[c] for c in names], scenario, index, plan.trial)
+                except (TimeoutError, RuntimeError, PatroniError, psycopg.Error) as exc:
+                    # One trial that could not run (the scope never settled, say)
+                    # must not lose the others: it is reported, not counted.
+                    skipped.append(f"{scenario}/{'+'.join(names)} #{index}: {exc}")
+                index += 1
     return out
 
 
@@ -239,9 +243,17 @@ def run(ctx: BenchContext) -> BenchResult:
             stack.callback(local.destroy)
             local.up(shards=1, replicas=2, redis=False, ha=True, ha_sync="strict")
         per_client = {c: plan.trials_of(c) for c in CLIENTS}
-        sync_results = _trials(local, plan, scenarios=SCENARIOS, clients=CLIENTS,
-                               trials=per_client, first_index=1, progress=progress,
-                               title="synchronous trials", skipped=skipped)  # fmt: skip
+        sync_results = _trials(
+            local,
+            plan,
+            scenarios=SCENARIOS,
+            clients=CLIENTS,
+            trials=per_client,
+            first_index=1,
+            progress=progress,
+            title="synchronous trials",
+            skipped=skipped,
+        )
         stack.close()
     with ExitStack() as stack:
         with progress.phase("starting the HA cluster (async)", 1) as phase:
@@ -249,10 +261,17 @@ def run(ctx: BenchContext) -> BenchResult:
             local = LocalCluster(ctx.workdir / "failover-async")
             stack.callback(local.destroy)
             local.up(shards=1, replicas=2, redis=False, ha=True, ha_sync="off")
-        async_results = _trials(local, plan, scenarios=ASYNC_SCENARIOS, clients=("libpq",),
-                                trials={"libpq": plan.async_trials}, first_index=1,
-                                progress=progress,
-                                title="async trials (--sync off)", skipped=skipped)  # fmt: skip
+        async_results = _trials(
+            local,
+            plan,
+            scenarios=ASYNC_SCENARIOS,
+            clients=("libpq",),
+            trials={"libpq": plan.async_trials},
+            first_index=1,
+            progress=progress,
+            title="async trials (--sync off)",
+            skipped=skipped,
+        )
     _report(result, plan, sync_results, async_results)
     result.metrics["trials_not_run"] = skipped
     if skipped:
@@ -341,24 +360,34 @@ def _report(
     ]
     gaps: dict[str, dict[str, Spread]] = {
         s: {
-            c: Spread.of([r.account.writer_gap_s for r in sync_results
-                          if r.scenario == s and r.client == c])
+            c: Spread.of(
+                [r.account.writer_gap_s for r in sync_results if r.scenario == s and r.client == c]
+            )
             for c in CLIENTS
             if any(r.scenario == s and r.client == c for r in sync_results)
         }
         for s in SCENARIOS
-    }  # fmt: skip
+    }
     rejoins: dict[str, dict[str, Spread]] = {
         s: {"rejoin": Spread.of(v)}
         for s in SCENARIOS
-        if (v := [r.account.rejoin_s for r in sync_results
-                  if r.scenario == s and r.account.rejoin_s is not None])
-    }  # fmt: skip
+        if (
+            v := [
+                r.account.rejoin_s
+                for r in sync_results
+                if r.scenario == s and r.account.rejoin_s is not None
+            ]
+        )
+    }
     result.charts = [
-        chart("Writer gap: longest time with no ack (median of trials, min..max)", "s", gaps,
-              target=GATE_GAP_S),
+        chart(
+            "Writer gap: longest time with no ack (median of trials, min..max)",
+            "s",
+            gaps,
+            target=GATE_GAP_S,
+        ),
         chart("Old primary back as a streaming replica, from the fault", "s", rejoins),
-    ]  # fmt: skip
+    ]
     cpus = os.cpu_count() or 1
     result.notes = [
         f"3 PostgreSQL nodes, their Patroni agents, 3 etcd members and the control "
