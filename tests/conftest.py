@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,27 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     return line
 
 
+def _give_shared_ids_their_names(items: list[pytest.Item]) -> None:
+    """Make every test's node id unique, or stop the run.
+
+    schemathesis (4.32) builds one item per API operation from the test's bare name, and
+    pytest 9.2 derives a node id from that name and a callspec those items lack: all
+    the operations of a schema test share one id. A serial run still runs each, but
+    pytest-xdist schedules by id and ran the first operation only, silently. Such an
+    item gets its full name (``test[GET /healthz]``) as its id, as older pytest gave it.
+    """
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1 and item.parent is not None and "[" not in item.nodeid:
+            full = f"{item.parent.nodeid}::{item.name}"
+            item._id = type(item._id).parse(full)  # type: ignore[attr-defined]
+    shared = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
+    if shared:
+        raise pytest.UsageError(f"tests share node ids (xdist would run one of each): {shared}")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _give_shared_ids_their_names(items)
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)

@@ -135,7 +135,9 @@ def venv() -> Iterator[Path]:
 
 def _embedded_env() -> dict[str, str]:
     env = {**os.environ, "MLSCALE_SYSTEM_BINARIES": "0"}
-    for name in ("MLSCALE_PG_BINDIR", "MLSCALE_REDIS_SERVER", "MLSCALE_DIR"):
+    # PYTHONPATH too: a run of the worktree's sources (PYTHONPATH=src) must not put them
+    # before the venv's own mlscale.
+    for name in ("MLSCALE_PG_BINDIR", "MLSCALE_REDIS_SERVER", "MLSCALE_DIR", "PYTHONPATH"):
         env.pop(name, None)
     return env
 
@@ -164,6 +166,7 @@ def test_venv_has_its_own_mlscale_and_wheels(venv: Path) -> None:
         text=True,
         check=True,
         timeout=60,
+        env=_embedded_env(),
     )
     origins = out.stdout.split()
     assert len(origins) == 3

@@ -4,11 +4,14 @@ venv`` and pip from PyPI, reused once it passes its import check.
 
 The venvs live under ``$MLSCALE_BENCH_VENVS`` or ``./.venv-bench``. A venv that cannot
 be made is no error: :func:`peer_python` answers ``(None, why)`` so a benchmark can
-say "Feast unavailable: why" and measure the rest.
+say "Feast unavailable: why" and measure the rest. Processes that want the same venv at
+once (parallel test workers, two benchmarks) take turns on a lock file beside it: one
+makes it, the others then reuse it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -50,6 +53,26 @@ def peer_python(
     venv is not as wanted, e.g. a version check); ``(None, why)`` when it cannot be
     made. ``timeout_s`` bounds each step (seconds)."""
     root = venvs_root() / name
+    lock_path = root.parent / f"{name}.lock"
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        lock_path.touch()
+    except OSError as exc:
+        return None, f"cannot make {root}: {exc}"
+    # Held while checking and making, so a second process never pip-installs into a
+    # venv being made (it waits, then finds it made).
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _made(root, requirements, check, timeout_s, check_timeout_s)
+
+
+def _made(
+    root: Path,
+    requirements: Sequence[str],
+    check: str,
+    timeout_s: float,
+    check_timeout_s: float,
+) -> tuple[Path | None, str]:
     python = root / "bin" / "python"
     wanted = " ".join(requirements)
     if python.exists() and _passes(python, check, check_timeout_s):
