@@ -178,6 +178,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                )""",
         ),
     ),
+    Migration(
+        8,
+        "metric measurements: their definitions and field types (stores/metrics)",
+        (
+            """CREATE TABLE mlscale_catalog.metric_measurements (
+                   name       text PRIMARY KEY,
+                   spec       jsonb NOT NULL,
+                   created_at timestamptz NOT NULL DEFAULT now()
+               )""",
+        ),
+    ),
 )
 
 

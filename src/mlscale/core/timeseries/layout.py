@@ -39,10 +39,6 @@ __all__ = ["ORIGIN", "MeasurementLayout", "folded"]
 
 # Buckets are aligned on the Unix epoch, as InfluxDB's GROUP BY time() are.
 ORIGIN = "1970-01-01 00:00:00+00"
-MEASUREMENTS_DDL = (
-    "CREATE TABLE IF NOT EXISTS mlscale_catalog.metric_measurements ("
-    "name text PRIMARY KEY, spec jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
-)
 
 
 def folded(statements: Sequence[str]) -> str:

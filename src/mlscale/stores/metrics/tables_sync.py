@@ -10,10 +10,9 @@ then recording its spec last, so a recorded measurement always has its tables.
 Creating an equal measurement again is a no-op; another definition under a
 recorded name is refused. Writes make the partitions of any other day they need.
 
-The definitions live in ``mlscale_catalog.metric_measurements``, made by the store
-on first use (no catalog migration), with the type of each field written (the spec's
-``fields``: name -> float, integer, boolean or string). A write bringing a new field
-adds its column on every group under a lock on the measurement's catalog row, then
+The definitions live in ``mlscale_catalog.metric_measurements`` (catalog migration 8),
+with the type of each field written (the spec's ``fields``: name -> float, integer,
+boolean or string). A write bringing a new field adds its column on every group under a lock on the measurement's catalog row, then
 records its type, in that row's transaction: concurrent writers agree on one type, a
 value of another type is refused (as InfluxDB refuses a field type conflict).
 
@@ -28,7 +27,7 @@ from psycopg.types.json import Jsonb
 
 from ...core.causal import CausalToken
 from ...core.dayparts import utc_day
-from ...core.timeseries.layout import MEASUREMENTS_DDL, MeasurementLayout
+from ...core.timeseries.layout import MeasurementLayout
 from ...core.timeseries.results import RetentionResult
 from ...core.timeseries.spec import FAMILY, FIELD_TYPES, Measurement
 from ...engine.cluster_sync import Cluster
@@ -46,27 +45,14 @@ class MetricTables:
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
         self.partitions = DayPartitions(cluster)
-        self._catalog_made = False
 
     @property
     def groups(self) -> list[str]:
         """The cluster's shard groups."""
         return [g.name for g in self._cluster.config.shard_groups]
 
-    def _catalog(self) -> None:
-        if self._catalog_made:
-            return
-        with catalog(self._cluster, "metric measurements") as conn:
-            try:
-                conn.execute(MEASUREMENTS_DDL)
-            except Exception as exc:  # a racing CREATE's catalog collision
-                if getattr(exc, "sqlstate", None) not in ("42P07", "23505"):
-                    raise
-        self._catalog_made = True
-
     def load(self) -> list[Measurement]:
         """Every recorded measurement, by name."""
-        self._catalog()
         with catalog(self._cluster, "metric measurements") as conn:
             cur = conn.execute(f"SELECT spec FROM {_TABLE} ORDER BY name")  # noqa: S608
             rows = cur.fetchall()
@@ -74,7 +60,6 @@ class MetricTables:
 
     def find(self, name: str) -> Measurement | None:
         """The recorded measurement ``name``, or None."""
-        self._catalog()
         with catalog(self._cluster, "metric measurements") as conn:
             cur = conn.execute(
                 f"SELECT spec FROM {_TABLE} WHERE name = %s",  # noqa: S608
@@ -93,7 +78,6 @@ class MetricTables:
 
     def fields(self, m: Measurement) -> dict[str, int]:
         """The kinds (batch.KIND_*) of ``m``'s fields written so far, by name."""
-        self._catalog()
         with catalog(self._cluster, "metric measurements") as conn:
             cur = conn.execute(
                 f"SELECT spec -> 'fields' FROM {_TABLE} WHERE name = %s",  # noqa: S608
@@ -106,7 +90,6 @@ class MetricTables:
         """Record the fields of ``wanted`` (name -> kind) ``m`` lacks, their columns added
         on every group first; every field's kind after. MetricsError naming a field
         recorded with another type (nothing is added then)."""
-        self._catalog()
         layout = MeasurementLayout(m)
         with (
             catalog(self._cluster, "metric measurements") as conn,
@@ -199,7 +182,6 @@ class MetricTables:
                 self._cluster.drop_sharded_table(name)
         for group in self.groups:
             self._cluster.as_written(group).execute(layout.drop_dirty_sql())
-        self._catalog()
         with catalog(self._cluster, "metric measurements") as conn:
             conn.execute(f"DELETE FROM {_TABLE} WHERE name = %s", (m.name,))  # noqa: S608
         self.partitions.forget_tables(m.partitioned)
