@@ -10,9 +10,10 @@ recorded name is refused. Writes make the partitions of any other day they need.
 
 The definitions live in ``mlscale_catalog.metric_measurements`` (catalog migration 8),
 with the type of each field written (the spec's ``fields``: name -> float, integer,
-boolean or string). A write bringing a new field adds its column on every group under a lock on the measurement's catalog row, then
-records its type, in that row's transaction: concurrent writers agree on one type, a
-value of another type is refused (as InfluxDB refuses a field type conflict).
+boolean or string). A write bringing a new field adds its column on every group
+under a lock on the measurement's catalog row, then records its type, in that row's
+transaction: concurrent writers agree on one type, a value of another type is refused
+(as InfluxDB refuses a field type conflict).
 
 ``tables_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
