@@ -243,6 +243,19 @@ def test_flipped_byte_is_caught_on_load(
     assert caught.value.digest == ref.digest and caught.value.group == group
     assert caught.value.file == "weights.bin"
     assert not out.exists() and not (tmp_path / "weights.bin.partial").exists()
+    # Into a stream as well: the chunks before the bad one are written, none of it.
+    stream = io.BytesIO()
+    with pytest.raises(CheckpointCorrupt, match="corrupt"):
+        store.load("corrupt", stream)
+    assert stream.getvalue() == data[:MIB]
+    # A chunk gone from its group is named as missing.
+    cluster.as_written(group).execute(
+        f"DELETE FROM {sql.CHUNKS} WHERE digest = %s",  # noqa: S608
+        (ref.digest,),
+    )
+    with pytest.raises(CheckpointCorrupt, match="missing") as caught:
+        store.load("corrupt", io.BytesIO())
+    assert caught.value.digest == ref.digest
     store.delete("corrupt", 1, grace_s=0)
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "CHUNKS",
     "CHUNK_DDL",
     "CHUNK_FAMILY",
+    "COPY_CHUNK",
     "DELETE_MANIFEST",
     "EXTERNAL_STORAGE",
     "FORGET_UPLOADS",
@@ -32,7 +33,6 @@ __all__ = [
     "MANIFESTS",
     "NOW_MINUS",
     "PRESENT",
-    "READ_CHUNK",
     "REFERENCED",
     "RUN_DDL",
     "RUN_FAMILY",
@@ -87,7 +87,12 @@ INSERT_CHUNK = (
     "INSERT INTO mlscale_ckpt_chunks (digest, size, data) VALUES (%s, %s, %s) "
     "ON CONFLICT (digest) DO UPDATE SET touched_at = now()"
 )
-READ_CHUNK = "SELECT data FROM mlscale_ckpt_chunks WHERE digest = %s"
+# A load's read of one chunk (see core/checkpoints/wire.py for why a COPY): COPY takes
+# no bound parameters, so the digest is composed in as a quoted literal
+# (``psycopg.sql.Literal``) in place of ``{}``.
+COPY_CHUNK = (
+    "COPY (SELECT data FROM mlscale_ckpt_chunks WHERE digest = {}) TO STDOUT (FORMAT binary)"
+)
 
 UPLOAD_START = (
     "INSERT INTO mlscale_ckpt_uploads (run, step, session) VALUES (%s, %s, %s) "

@@ -20,8 +20,9 @@ again resumes that session: chunks already stored are counted as skipped, not se
 
 **A load** reads the manifest, then its chunks (a replica of their group first, the
 primary if the replica lacks the row), ``workers`` at a time, in order through a
-window of ``workers + 2``; each chunk's sha256 is checked before a byte of it is
-written (:class:`~mlscale.errors.CheckpointCorrupt` otherwise).
+window of ``workers + 2``, each by a binary COPY received without a copy into
+``bytes``; each chunk's sha256 is checked before a byte of it is written
+(:class:`~mlscale.errors.CheckpointCorrupt` otherwise; see ``reading.py``).
 
 **Deleting** (``delete``, ``keep_last``) removes manifests in one transaction, then
 the chunks only they named, unless touched within ``grace_s``. ``gc`` forgets upload
@@ -44,7 +45,7 @@ from psycopg.types.json import Jsonb
 
 from ...core.causal import Token
 from ...core.checkpoints import names, placement, sql
-from ...core.checkpoints.chunking import ChunkRef, digest, pieces, verify
+from ...core.checkpoints.chunking import ChunkRef, digest, pieces
 from ...core.checkpoints.manifest import (
     Checkpoint,
     CheckpointInfo,
@@ -61,7 +62,8 @@ from ...core.checkpoints.results import (
     Upload,
 )
 from ...engine.cluster_sync import Cluster
-from ...errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
+from ...errors import CheckpointError, CheckpointNotFound
+from .reading import ChunkReader
 from .sources import Source, SourceFile, plan_sources, writing
 from .tables import ChunkTables, RunTables
 
@@ -97,6 +99,7 @@ class Checkpoints:
         self._workers = workers
         self._chunks = ChunkTables(cluster)
         self._runs = RunTables(cluster)
+        self._reader = ChunkReader(cluster, workers)
 
     @property
     def cluster(self) -> Cluster:
@@ -217,7 +220,7 @@ class Checkpoints:
         with ThreadPoolExecutor(self._workers, thread_name_prefix="ckpt-load") as pool:
             if not isinstance(dest, str | Path):
                 entry = ckpt.file(file)
-                self._read_file(pool, entry, dest, shown)
+                self._reader.read_file(pool, entry, dest, shown.read)
                 written.append("<stream>")
             else:
                 path = Path(dest)
@@ -225,7 +228,7 @@ class Checkpoints:
                 for entry in chosen:
                     target = path / entry.path if as_dir else path
                     with writing(target, fsync) as out:
-                        self._read_file(pool, entry, out, shown)
+                        self._reader.read_file(pool, entry, out, shown.read)
                     written.append(str(target))
         return LoadResult(
             run=ckpt.run,
@@ -244,51 +247,6 @@ class Checkpoints:
         out = io.BytesIO()
         self.load(run, out, step=step, file=file, token=token)
         return out.getvalue()
-
-    def _read_file(
-        self, pool: ThreadPoolExecutor, entry: FileEntry, out: IO[bytes], shown: _Shown
-    ) -> None:
-        where = self._cluster.shards().map_of(sql.CHUNK_FAMILY)
-        window: deque[Future[bytes]] = deque()
-        chunks = iter(entry.chunks)
-        depth = self._workers + 2
-        while True:
-            while len(window) < depth:
-                ref = next(chunks, None)
-                if ref is None:
-                    break
-                window.append(pool.submit(self._fetch, where.locate(ref.digest), ref, entry.path))
-            if not window:
-                return
-            try:
-                data = window.popleft().result()
-            except BaseException:
-                for f in window:
-                    f.cancel()
-                raise
-            out.write(data)
-            shown.add(entry.path, len(data), sent=1)
-
-    def _fetch(self, group: str, ref: ChunkRef, file: str) -> bytes:
-        """Chunk ``ref`` from ``group`` (a replica, else the primary), verified."""
-        scope = self._cluster.as_written(group)
-        row = scope.fetch_one(sql.READ_CHUNK, (ref.digest,), binary=True)
-        if row is None:  # a replica behind the chunk's insert: ask the primary
-            row = scope.fetch_one(sql.READ_CHUNK, (ref.digest,), binary=True, consistency="strong")
-        if row is None:
-            raise CheckpointCorrupt(
-                f"file {file!r}: chunk {ref.digest[:16]}... is missing from group {group}",
-                digest=ref.digest, file=file, group=group,
-            )  # fmt: skip
-        data: bytes = row[0]
-        wrong = verify(data, ref)
-        if wrong is not None:
-            raise CheckpointCorrupt(
-                f"file {file!r}: chunk {ref.digest[:16]}... from group {group} is corrupt "
-                f"({wrong}); nothing of it was written",
-                digest=ref.digest, file=file, group=group,
-            )  # fmt: skip
-        return data
 
     # -- manifests ----------------------------------------------------------------------
 
@@ -499,6 +457,9 @@ class _Shown:
         if self.cb is not None:
             self.cb(TransferProgress(self.run, self.step, self.done, self.total, self.chunks,
                                      self.sent, file))  # fmt: skip
+
+    def read(self, file: str, size: int) -> None:
+        self.add(file, size, sent=1)
 
 
 class _Upload:
