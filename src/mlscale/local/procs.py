@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-__all__ = ["children", "cmdline", "pid_alive", "terminate", "wait_dead"]
+__all__ = ["children", "cmdline", "parents", "pid_alive", "terminate", "wait_dead"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -30,9 +30,9 @@ def cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid``."""
-    out = []
+def parents() -> dict[int, int]:
+    """PID -> parent PID of every process now (Linux /proc)."""
+    out: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -40,10 +40,14 @@ def children(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            out.append(int(entry.name))
+        # The state and the parent follow the parenthesised name, which may hold spaces.
+        out[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     return out
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``."""
+    return [child for child, ppid in parents().items() if ppid == pid]
 
 
 def wait_dead(pid: int, timeout: float) -> bool:

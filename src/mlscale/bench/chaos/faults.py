@@ -21,38 +21,23 @@ import os
 import signal
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from types import TracebackType
 
 from ...local.binaries import find_patroni
 from ...local.cluster import LocalCluster
 from ...local.ha import LocalHa
 from ...local.osuser import resolve_service_user
+from ...local.procs import parents
 
 __all__ = ["Faults", "process_tree"]
 
 log = logging.getLogger(__name__)
 
 
-def _parents() -> dict[int, int]:
-    """PID -> parent PID of every process now (Linux /proc)."""
-    out: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The state and the parent follow the parenthesised name, which may hold spaces.
-        out[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return out
-
-
 def process_tree(roots: Iterable[int]) -> list[int]:
     """``roots`` and all their descendants now, parents before children."""
     children: dict[int, list[int]] = {}
-    for pid, ppid in _parents().items():
+    for pid, ppid in parents().items():
         children.setdefault(ppid, []).append(pid)
     out: list[int] = []
     todo = [r for r in roots if r]
