@@ -204,6 +204,11 @@ class MeasurementLayout:
             .as_string(None)
         )
 
+    def drop_stage_sql(self) -> str:
+        """DROP of the staging table (before the next part of the same transaction
+        makes it again)."""
+        return sql.SQL("DROP TABLE {s}").format(s=sql.Identifier(self.stage)).as_string(None)
+
     @property
     def stage(self) -> str:
         """The staging table's name."""

@@ -295,7 +295,7 @@ class AsyncMetricStore:
                     await tx.execute(layout.stage_ddl())
                     await tx.copy(layout.copy_sql(part.names, layout.stage), part.payload)
                     await tx.execute(layout.upsert_sql(part.names))
-                    await tx.execute(f"DROP TABLE {layout.stage}")
+                    await tx.execute(layout.drop_stage_sql())
                 else:
                     await tx.copy(layout.copy_sql(part.names), part.payload)
             # Every part's new series and dirty minutes in one statement.

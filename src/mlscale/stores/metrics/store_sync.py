@@ -295,7 +295,7 @@ class MetricStore:
                     tx.execute(layout.stage_ddl())
                     tx.copy(layout.copy_sql(part.names, layout.stage), part.payload)
                     tx.execute(layout.upsert_sql(part.names))
-                    tx.execute(f"DROP TABLE {layout.stage}")
+                    tx.execute(layout.drop_stage_sql())
                 else:
                     tx.copy(layout.copy_sql(part.names), part.payload)
             # Every part's new series and dirty minutes in one statement.
