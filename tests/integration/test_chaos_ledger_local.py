@@ -28,23 +28,20 @@ Marker ``chaos``.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from mlscale import Cluster, LocalCluster
+from mlscale import Cluster
 from mlscale.bench.chaos.clients import LedgerClient, LibpqClient, MlscaleClient
 from mlscale.bench.chaos.faults import Faults
 from mlscale.bench.chaos.trial import HaGroup, Scenario, TrialPlan, TrialResult, run_trials
 from mlscale.bench.failover import following_cluster
 from mlscale.engine.hooks import Committed
-from mlscale.errors import MissingBinaryError, NodeUnavailableError
-from mlscale.local.binaries import find_patroni
-from mlscale.local.etcd import find_etcd
-from mlscale.local.tempdirs import reachable_tempdir
+from mlscale.errors import NodeUnavailableError
+from tests.integration.local_clusters import require_ha, throwaway_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -59,24 +56,12 @@ RYW_PAIRS = 1_000
 
 @pytest.fixture(scope="module")
 def ha_group() -> Iterator[HaGroup]:
-    try:
-        find_patroni()
-        find_etcd()
-    except MissingBinaryError as exc:
-        pytest.skip(f"HA needs Patroni and etcd (scripts/setup.sh): {exc}")
-    base = reachable_tempdir("mlscale-chaos-")
-    local = LocalCluster(base / "c")
-    try:
-        local.up(shards=1, replicas=2, redis=False, ha=True, ha_sync="strict")
+    require_ha()
+    up = {"shards": 1, "replicas": 2, "redis": False, "ha": True, "ha_sync": "strict"}
+    with throwaway_cluster("mlscale-chaos-", **up) as local:
         group = HaGroup.of(local)
         group.prepare()
         yield group
-    finally:
-        try:
-            if (base / "c" / "mlscale.toml").exists():
-                local.destroy()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

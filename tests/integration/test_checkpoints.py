@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +23,9 @@ import pytest
 
 from mlscale import CheckpointCorrupt, CheckpointError, CheckpointNotFound, Cluster, LocalCluster
 from mlscale.core.checkpoints import sql
-from mlscale.local.tempdirs import reachable_tempdir
 from mlscale.stores.checkpoints import Checkpoints, TransferProgress
 from tests.conftest import run_cli
+from tests.integration.local_clusters import throwaway_cluster
 
 MIB = 1 << 20
 GB = 1 << 30
@@ -36,16 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalCluster]:
-    base = reachable_tempdir("mlscale-ckpt-")
-    cluster = LocalCluster(base / "c")
-    try:
-        cluster.up(shards=2, replicas=0, redis=False)
+    with throwaway_cluster("mlscale-ckpt-", shards=2, replicas=0, redis=False) as cluster:
         yield cluster
-    finally:
-        try:
-            cluster.destroy()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import threading
 import time
@@ -26,12 +25,9 @@ import pytest
 from mlscale import Cluster, CommitOutcomeUnknown, KeyFamily, LocalCluster, SlotMap
 from mlscale.config import ClusterConfig
 from mlscale.engine.patroni import PatroniView, fetch_view, handover, scope_endpoints
-from mlscale.errors import MissingBinaryError
 from mlscale.local import procs
-from mlscale.local.binaries import find_patroni
-from mlscale.local.etcd import find_etcd
-from mlscale.local.tempdirs import reachable_tempdir
 from tests.conftest import run_cli
+from tests.integration.local_clusters import require_ha, throwaway_dir
 
 pytestmark = pytest.mark.integration
 
@@ -40,25 +36,13 @@ LEDGER = "CREATE TABLE IF NOT EXISTS ledger (id bigint PRIMARY KEY, writer int N
 
 @pytest.fixture(scope="module")
 def ha_dir() -> Iterator[Path]:
-    try:
-        find_patroni()
-        find_etcd()
-    except MissingBinaryError as exc:
-        pytest.skip(f"HA needs Patroni and etcd (scripts/setup.sh): {exc}")
-    base = reachable_tempdir("mlscale-follow-")
-    root = base / "c"
-    try:
+    require_ha()
+    with throwaway_dir("mlscale-follow-") as root:
         made = run_cli(
             "up", "--dir", str(root), "--ha", "--shards", "1", "--replicas", "1", "--no-redis"
         )
         assert made.returncode == 0, made.stderr
         yield root
-    finally:
-        try:
-            if (root / "mlscale.toml").exists():
-                LocalCluster(root).destroy()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ process. (Non-HA clusters are covered, unchanged, by the other tests.)
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -20,12 +19,9 @@ import psycopg
 import pytest
 
 from mlscale import LocalCluster
-from mlscale.errors import MissingBinaryError
 from mlscale.local import procs
-from mlscale.local.binaries import find_patroni
-from mlscale.local.etcd import find_etcd
-from mlscale.local.tempdirs import reachable_tempdir
 from tests.conftest import run_cli
+from tests.integration.local_clusters import require_ha, throwaway_dir
 
 pytestmark = pytest.mark.integration
 
@@ -43,25 +39,13 @@ def _cluster_pids(root: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def ha_dir() -> Iterator[Path]:
-    try:
-        find_patroni()
-        find_etcd()
-    except MissingBinaryError as exc:
-        pytest.skip(f"HA needs Patroni and etcd (scripts/setup.sh): {exc}")
-    base = reachable_tempdir("mlscale-ha-")
-    root = base / "c"
-    try:
+    require_ha()
+    with throwaway_dir("mlscale-ha-") as root:
         made = run_cli(
             "up", "--dir", str(root), "--ha", "--shards", "1", "--replicas", "1", "--no-redis"
         )
         assert made.returncode == 0, made.stderr
         yield root
-    finally:
-        try:
-            if (root / "mlscale.toml").exists():
-                LocalCluster(root).destroy()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def status(root: Path) -> dict[str, Any]:

@@ -12,7 +12,6 @@ compared with a relative tolerance of 1e-5 on distances (pgvector sums in float3
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,28 +20,22 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from mlscale import Cluster, LocalCluster
+from mlscale import Cluster
 from mlscale.core.vectors.filters import matches
 from mlscale.errors import CollectionNotFound, VectorError
-from mlscale.local.tempdirs import reachable_tempdir
 from mlscale.stores.vectors import VectorCollection, VectorStore
+from tests.integration.local_clusters import throwaway_cluster
 
 N, DIM, K = 20_000, 128, 10
 
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[VectorStore]:
-    base = reachable_tempdir("mlscale-vec-")
-    local = LocalCluster(base / "cluster")
-    try:
-        local.up(shards=4, replicas=1, redis=False)
-        with Cluster.from_file(local.layout.config) as cluster:
-            yield VectorStore(cluster)
-    finally:
-        try:
-            local.destroy()
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+    with (
+        throwaway_cluster("mlscale-vec-", shards=4, replicas=1, redis=False) as local,
+        Cluster.from_file(local.layout.config) as cluster,
+    ):
+        yield VectorStore(cluster)
 
 
 def brute(
