@@ -32,7 +32,7 @@ with ``raise ... from exc`` so the cause is kept::
     ├── VectorError              a vector store call is malformed or refused (nothing written)
     │   └── CollectionNotFound   no such vector collection; also a NotFound
     ├── CheckpointError          a checkpoint store call is malformed or refused (nothing visible)
-    │   ├── CheckpointCorrupt    a chunk read back does not match its sha256 (.digest, .file)
+    │   ├── CheckpointCorrupt    a chunk read back does not match its hash (.digest, .file)
     │   └── CheckpointNotFound   no such checkpoint (run, step); also a NotFound
     ├── MetricsError             a metrics store call is malformed or refused (nothing written)
     │   ├── LineProtocolError    a line of InfluxDB line protocol is bad (.line: its number)
@@ -396,8 +396,8 @@ class CheckpointError(MlscaleError):
 
 
 class CheckpointCorrupt(CheckpointError):
-    """A chunk read back does not hash to its sha256 (or has the wrong size): the stored
-    bytes changed. ``digest`` is the chunk's expected sha256 (hex), ``file`` the
+    """A chunk read back does not hash to its address (or has the wrong size): the stored
+    bytes changed. ``digest`` is the chunk's expected BLAKE3 hash (hex), ``file`` the
     checkpoint file it belongs to, ``group`` the shard group that returned it. Nothing
     of the chunk was written to the destination."""
 

@@ -12,7 +12,7 @@ this order, alternating over at least 5 rounds after a warm-up:
 - ``local_write``: the same bytes copied into a local file by 8 MiB blocks, then
   fsync'd: a durable local save;
 - ``mlscale_read``: ``Checkpoints.load`` of that checkpoint into a sink that drops
-  the bytes (every chunk fetched and its sha256 verified);
+  the bytes (every chunk fetched and its BLAKE3 hash verified);
 - ``local_read``: the local file read by 8 MiB blocks after
   ``posix_fadvise(DONTNEED)`` dropped its own clean pages from the page cache
   (no root, nothing else evicted): a read from the device;
@@ -255,7 +255,7 @@ def _report(
         "reads the device (a VM's disk may be cached by its host); local_read_cached: the "
         "page cache. The servers' reads come from their caches (written moments before): "
         "dropping those needs root-wide effects",
-        "mlscale_read verifies every chunk's sha256 and drops the bytes; a load into a file "
+        "mlscale_read verifies every chunk's BLAKE3 hash and drops the bytes; a load into a file "
         "adds the local write",
         "mlscale_write includes reading the source file (page cache) and hashing it",
     ]

@@ -113,7 +113,7 @@ def load_cmd(
     config_file: str | None,
 ) -> None:  # fmt: skip
     """Load a checkpoint of RUN into DEST (a directory, or a file path for one file),
-    every chunk's sha256 verified."""
+    every chunk's hash verified."""
     with _store(cluster_dir, config_file, workers=workers) as store:
         done = store.load(run, dest, step=step, file=file, progress=_shown)
     if sys.stderr.isatty():

@@ -499,7 +499,7 @@ def _checkpoints(cluster: Cluster, sizes: Sizes, echo: Echo, result: ChapterResu
             "checkpoint save | load",
             f"{save_mbs:,.0f} | {load_mbs:,.0f}",
             "MB/s",
-            f"{mib} MiB in {first.chunks} sha256 chunks over {len(first.groups)} groups; "
+            f"{mib} MiB in {first.chunks} BLAKE3-addressed chunks over {len(first.groups)} groups; "
             f"load verified every chunk, bit-exact: {'yes' if exact else 'NO'}",
         ),
         Row(

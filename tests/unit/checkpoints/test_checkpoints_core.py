@@ -3,11 +3,11 @@ and how sources are planned (no cluster)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
 import pytest
+from blake3 import blake3
 
 from mlscale.core.checkpoints import names, placement
 from mlscale.core.checkpoints.chunking import ChunkRef, digest, pieces, verify
@@ -99,13 +99,16 @@ def test_pieces_are_full_but_the_last_even_from_short_reads(size: int) -> None:
 
 
 def test_digest_and_verify() -> None:
+    # BLAKE3's published hash of the empty input (a chunk's name is the 256-bit hash)
+    assert digest(b"") == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
     data = b"weights" * 1000
-    ref = ChunkRef(hashlib.sha256(data).hexdigest(), len(data))
+    ref = ChunkRef(blake3(data).hexdigest(), len(data))
     assert digest(data) == ref.digest
+    assert digest(memoryview(data)) == ref.digest
     assert verify(data, ref) is None
     flipped = bytearray(data)
     flipped[5] ^= 1
-    assert "sha256" in (verify(bytes(flipped), ref) or "")
+    assert "BLAKE3" in (verify(bytes(flipped), ref) or "")
     assert "bytes where" in (verify(data[:-1], ref) or "")
 
 

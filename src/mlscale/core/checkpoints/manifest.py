@@ -1,5 +1,5 @@
 """A checkpoint's manifest: its run and step, its files in order, each file's chunks
-in order with their sizes and sha256s. The manifest row is committed last, in one
+in order with their sizes and BLAKE3 hashes. The manifest row is committed last, in one
 transaction, after every chunk it names is stored: a checkpoint is visible whole or
 not at all."""
 

@@ -69,7 +69,7 @@ class SaveResult:
 @dataclass(frozen=True, slots=True)
 class LoadResult:
     """A verified load: files written (their paths, or ``<stream>``), bytes and chunks
-    read (every chunk's sha256 checked), ``elapsed_s`` seconds."""
+    read (every chunk's hash checked), ``elapsed_s`` seconds."""
 
     run: str
     step: int

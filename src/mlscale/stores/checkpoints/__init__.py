@@ -7,7 +7,7 @@ visible only once whole, verified on load.
     store = Checkpoints(cluster)                      # 8 MiB chunks, 4 workers
     store.save("run-7", 1000, "out/model.safetensors", metadata={"loss": 0.31})
     store.save("run-7", 2000, "out/")                 # a directory of shards
-    store.load("run-7", "restore/")                   # the latest, every chunk's sha256 checked
+    store.load("run-7", "restore/")                   # the latest, every chunk's hash checked
     store.list_checkpoints("run-7"); store.keep_last("run-7", 3); store.gc()
 
 See :mod:`.store` for the guarantees and :mod:`mlscale.core.checkpoints` for the

@@ -1,11 +1,11 @@
 """A load's read path: a file's chunks fetched by a pool of threads, each verified
-against its sha256 address before a byte of it is written, written in order.
+against its BLAKE3 address before a byte of it is written, written in order.
 
 Each chunk is one binary ``COPY (SELECT data ...) TO STDOUT`` on its group (a replica
 fit for the call, the primary if the replica lacks the row): the bytes arrive as the
 driver's own buffer and are hashed and written as a ``memoryview``, never copied into
 a ``bytes`` (why, and what it was measured to gain: ``core/checkpoints/wire.py``).
-Threads overlap one chunk's transfer with another's hashing (hashlib and the socket
+Threads overlap one chunk's transfer with another's hashing (BLAKE3 and the socket
 waits release the GIL). A window of ``workers + 2`` chunks bounds memory to about
 that many chunks.
 """

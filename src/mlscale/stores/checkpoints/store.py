@@ -1,14 +1,14 @@
 """The checkpoint store: model checkpoints as content-addressed chunks sharded over the
 groups, written and read in parallel by a bounded pool of threads.
 
-**Sync first, with threads.** The work is hashing (hashlib releases the GIL on large
+**Sync first, with threads.** The work is hashing (BLAKE3 releases the GIL on large
 buffers), file reads and writes, and 8 MB round trips in which psycopg waits on the
 socket with the GIL released: threads run all of them at once without an event loop
 handing each buffer to an executor. An async caller runs a save or load in a thread
 (``await asyncio.to_thread(store.save, ...)``).
 
 **A save** reads each source as a stream, one chunk (default 8 MiB) at a time, hashes
-it (sha256) and, per batch of chunks, asks each group which of them it already holds
+it (BLAKE3) and, per batch of chunks, asks each group which of them it already holds
 in one statement (which also refreshes their ``touched_at``); only the missing ones are
 sent, ``workers`` at a time, while the next batch is read. At most about
 ``2 * workers`` chunks are in memory. When every chunk is stored, the save touches
@@ -21,7 +21,7 @@ again resumes that session: chunks already stored are counted as skipped, not se
 **A load** reads the manifest, then its chunks (a replica of their group first, the
 primary if the replica lacks the row), ``workers`` at a time, in order through a
 window of ``workers + 2``, each by a binary COPY received without a copy into
-``bytes``; each chunk's sha256 is checked before a byte of it is written
+``bytes``; each chunk's BLAKE3 hash is checked before a byte of it is written
 (:class:`~mlscale.errors.CheckpointCorrupt` otherwise; see ``reading.py``).
 
 **Deleting** (``delete``, ``keep_last``) removes manifests in one transaction, then
@@ -206,7 +206,7 @@ class Checkpoints:
         token: Token = None,
     ) -> LoadResult:
         """Write checkpoint ``step`` of ``run`` (default: its latest) to ``dest``,
-        every chunk's sha256 verified first. ``dest``: a directory (every file, or
+        every chunk's hash verified first. ``dest``: a directory (every file, or
         ``file``, under it by name: used when it exists or the checkpoint has several
         files), a file path (the only file, or ``file``), or an open binary file.
         Files are written as ``NAME.partial`` and renamed when complete (with an fsync
