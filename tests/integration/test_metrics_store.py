@@ -3,7 +3,10 @@ buckets equal a pandas reference (several aggregates and bucket widths, series o
 both groups, grouped and filtered by tags), rollups equal a recomputation after late
 out-of-order points, retention drops whole partitions (gone from pg_inherits), and
 line protocol round-trips with its types and escapes; a bad line writes nothing; a
-point written again merges field by field; a field's type is fixed.
+point written again merges field by field; a field's type is fixed. A read whose
+``where`` names every tag key asks one group (counted by the store's read stats), a
+``where`` matching series of both groups asks both, a tag key another store adds
+since is seen, and a measurement whose keys were never recorded asks every group.
 
 Reads pass consistency="strong" (the points were just written). The module puts the
 sharding catalog back as it found it and drops its measurements."""
@@ -20,8 +23,16 @@ import pytest
 
 from mlscale import AsyncCluster, Cluster
 from mlscale.core.dayparts import PARTITIONS_SQL, partition_name
+from mlscale.core.timeseries.batch import series_id, series_key
+from mlscale.core.timeseries.spec import FAMILY
 from mlscale.errors import LineProtocolError, MeasurementNotFound, MetricsError
-from mlscale.stores.metrics import AsyncMetricStore, Measurement, MetricStore, Point
+from mlscale.stores.metrics import (
+    AsyncMetricStore,
+    Measurement,
+    MetricStore,
+    Point,
+    ReadStats,
+)
 from tests.integration.sharding_cleanup import restore_sharding
 
 pytestmark = pytest.mark.integration
@@ -318,3 +329,145 @@ def test_async_store(cluster: Cluster, curves: pd.DataFrame) -> None:
 
     buckets, count = asyncio.run(main())
     assert buckets == 2 and count == len(curves) + 1
+
+
+T0 = int((DAY + dt.timedelta(hours=2)).timestamp())  # seconds
+WHOLE = (DAY, DAY + dt.timedelta(days=1))
+
+
+def _pin_data(store: MetricStore, name: str) -> None:
+    """8 series (run r0..r3 x host h0, h1), two points each; x = 10 run + host + 0.5."""
+    store.write_lines(
+        "\n".join(
+            f"{name},run=r{r},host=h{h} x={10 * r + h + 0.5},n={r}i {t}"
+            for r in range(4)
+            for h in range(2)
+            for t in (T0, T0 + 60)
+        ),
+        "s",
+    )
+
+
+def _asked(before: ReadStats, after: ReadStats) -> tuple[int, int, int, int]:
+    """Statements sent, groups asked, reads answered by one series' group and reads
+    of one series asked again of every group, between two stats."""
+    return (
+        after.reads - before.reads,
+        after.groups_asked - before.groups_asked,
+        after.one_series - before.one_series,
+        after.asked_again - before.asked_again,
+    )
+
+
+def _groups_of(store: MetricStore, name: str, tag_sets: list[dict[str, str]]) -> set[str]:
+    shard_map = store.cluster.shards().map_of(FAMILY)
+    return {shard_map.locate(series_id(series_key(name, t.items()))) for t in tag_sets}
+
+
+def test_where_naming_every_tag_key_asks_one_group(store: MetricStore) -> None:
+    _pin_data(store, "it_pin")
+    day = dt.timedelta(days=1)
+    where = {"run": "r1", "host": "h0"}
+    for agg, want in (("sum", 21.0), ("mean", 10.5), ("count", 2.0), ("p50", 10.5)):
+        before = store.read_stats()
+        got = store.downsample("it_pin", "x", *WHOLE, day, agg, where=where, **STRONG)
+        assert _asked(before, store.read_stats()) == (1, 1, 1, 0)
+        assert got.values.tolist() == [want] and got.counts.tolist() == [2]
+    before = store.read_stats()
+    rows = store.range("it_pin", *WHOLE, where=where, **STRONG)
+    last = store.last("it_pin", where=where, **STRONG)
+    assert _asked(before, store.read_stats()) == (2, 2, 2, 0)
+    assert sorted(set(rows.values)) == [1, 10.5] and len(rows) == 4
+    assert [(x.field, x.value) for x in last] == [("n", 1), ("x", 10.5)]
+    assert set(rows.keys) == {"it_pin,host=h0,run=r1"}
+    store.refresh_rollups("it_pin")
+    before = store.read_stats()
+    roll = store.rollup("it_pin", "x", *WHOLE, level="1h", agg="sum", where=where, **STRONG)
+    assert _asked(before, store.read_stats()) == (1, 1, 1, 0)
+    assert roll.values.tolist() == [21.0]
+    # A key no series has: one series' id, no rows there -- so every group asked again.
+    before = store.read_stats()
+    none = store.downsample("it_pin", "x", *WHOLE, day, where={**where, "zone": "z"}, **STRONG)
+    total = len(store.groups)
+    assert len(none) == 0 and _asked(before, store.read_stats()) == (2, 1 + total, 0, 1)
+
+
+def test_where_matching_series_of_both_groups_asks_both(store: MetricStore) -> None:
+    _pin_data(store, "it_pin2")
+    candidates = [{"host": f"h{h}"} for h in range(2)] + [{"run": f"r{r}"} for r in range(4)]
+    total = len(store.groups)
+
+    def series(where: dict[str, str]) -> list[dict[str, str]]:
+        return [
+            {"run": f"r{r}", "host": f"h{h}"}
+            for r in range(4)
+            for h in range(2)
+            if all({"run": f"r{r}", "host": f"h{h}"}[k] == v for k, v in where.items())
+        ]
+
+    spread = [w for w in candidates if len(_groups_of(store, "it_pin2", series(w))) == total]
+    assert spread, "some tag value should match series of both groups"
+    for where in spread:
+        before = store.read_stats()
+        got = store.downsample(
+            "it_pin2", "x", *WHOLE, dt.timedelta(days=1), "sum", where=where, **STRONG
+        )
+        assert _asked(before, store.read_stats()) == (1, total, 0, 0)
+        want = sum(2 * (10 * int(t["run"][1]) + int(t["host"][1]) + 0.5) for t in series(where))
+        assert got.values.tolist() == [pytest.approx(want, rel=1e-12)]
+        assert got.counts.tolist() == [2 * len(series(where))]
+
+
+def test_a_tag_key_added_elsewhere_is_seen(store: MetricStore) -> None:
+    _pin_data(store, "it_pin3")
+    where = {"run": "r2", "host": "h1"}
+    day = dt.timedelta(days=1)
+    got = store.downsample("it_pin3", "x", *WHOLE, day, "count", where=where, **STRONG)
+    assert got.counts.tolist() == [2]  # this store now knows the keys run, host
+    other = MetricStore(store.cluster)  # another process: a series with one more key
+    other.write_lines(f"it_pin3,run=r2,host=h1,zone=z x=7 {T0}", "s")
+    total = len(store.groups)
+    # This store's keys are old: the group refuses (no rows), every group is asked.
+    before = store.read_stats()
+    got = store.downsample("it_pin3", "x", *WHOLE, day, "count", where=where, **STRONG)
+    assert got.counts.tolist() == [3]
+    assert _asked(before, store.read_stats()) == (2, 1 + total, 0, 1)
+    before = store.read_stats()
+    both = store.downsample(
+        "it_pin3", "x", *WHOLE, day, "sum", where={**where, "zone": "z"}, **STRONG
+    )
+    assert both.values.tolist() == [7.0]
+    after = store.read_stats()  # the keys looked up again, then one group asked
+    assert _asked(before, after) == (1, 1, 1, 0)
+    assert after.tag_key_lookups == before.tag_key_lookups + 1
+    # Missing a key known here: every group, without looking the keys up again.
+    before = store.read_stats()
+    store.downsample("it_pin3", "x", *WHOLE, day, "count", where=where, **STRONG)
+    after = store.read_stats()
+    assert after.tag_key_lookups == before.tag_key_lookups
+    assert _asked(before, after) == (1, total, 0, 0)
+
+
+def test_keys_never_recorded_ask_every_group(store: MetricStore) -> None:
+    store.create(Measurement("it_pin4"))
+    with store.cluster.connection("control") as conn:
+        # as a measurement recorded before tag keys were kept
+        conn.execute(
+            "UPDATE mlscale_catalog.metric_measurements SET spec = spec - 'tag_keys' "
+            "WHERE name = %s",
+            ("it_pin4",),
+        )
+    fresh = MetricStore(store.cluster)
+    _pin_data(fresh, "it_pin4")
+    with store.cluster.connection("control") as conn:
+        spec = conn.execute(
+            "SELECT spec FROM mlscale_catalog.metric_measurements WHERE name = %s", ("it_pin4",)
+        ).fetchone()
+    assert spec is not None and "tag_keys" not in spec[0]  # a write does not make it up
+    before = fresh.read_stats()
+    got = fresh.downsample(
+        "it_pin4", "x", *WHOLE, dt.timedelta(days=1), "sum",
+        where={"run": "r3", "host": "h1"}, **STRONG,
+    )  # fmt: skip
+    assert got.values.tolist() == [63.0]
+    assert _asked(before, fresh.read_stats()) == (1, len(fresh.groups), 0, 0)

@@ -64,6 +64,28 @@ def test_partials_of_several_groups_merge_to_the_whole(name: str) -> None:
         assert counts[i] == len(vals)
 
 
+@pytest.mark.parametrize("name", ["mean", "sum", "min", "max", "count", "p50"])
+@pytest.mark.parametrize("keys", [0, 1])
+def test_one_group_answering_is_read_as_merging_would(name: str, keys: int) -> None:
+    agg = Agg.parse(name)
+    rng = random.Random(7)
+    rows: list[tuple[object, ...]] = []
+    for tag in ("b", None, "a") if keys else ((),):
+        for bucket in rng.sample(range(50), 20):
+            n = rng.randint(1, 9)
+            x = None if name == "count" else rng.uniform(-5, 5)
+            head = (tag,) if keys else ()
+            rows.append((*head, bucket, n) if x is None else (*head, bucket, n, x))
+    fast = merge_partials([[], rows, []], keys, agg)  # one group answered: not merged
+    # the general path: the same rows split over two groups, no bucket on both
+    slow = merge_partials([rows[::2], rows[1::2]], keys, agg)
+    assert fast[0] == slow[0] and fast[1] == slow[1]
+    assert (fast[2] == slow[2]).all() and (fast[3] == slow[3]).all()
+    assert fast[3].dtype == np.int64 and fast[2].dtype == np.float64
+    empty = merge_partials([[], []], keys, agg)
+    assert empty[0] == [] and len(empty[2]) == 0 and empty[3].dtype == np.int64
+
+
 def test_percentiles_are_exact_over_arrays() -> None:
     a, b = [1.0, 5.0, 2.0], [10.0, 3.0]
     assert exact_percentiles([a, b], 0.5) == 3.0
@@ -94,7 +116,22 @@ def test_sql_quotes_identifiers_and_binds_values() -> None:
     assert "s.tags ->> 'ho''st'" in q  # a tag name is a quoted literal
     for param in ("%(start)s", "%(end)s", "%(every)s", "%(tags)s"):
         assert param in q
-    assert "GROUP BY 1, 2, 3" in q
+    # grouped on the tags and the bucket's timestamp, the bucket sent as microseconds
+    assert "GROUP BY 1, 2, date_bin(%(every)s::interval" in q
+    assert "(extract(epoch FROM date_bin(" in q and ")) * 1000000)::int8 AS bucket" in q
+    one = layout.downsample_sql('lo"ss', Agg.parse("mean"), (), where=True, one_series=True)
+    assert (
+        'p".sid = ANY(ARRAY(SELECT %(sid)s::int8 WHERE NOT EXISTS' in one
+        and "%(tags)s" not in one
+        and "_series" not in one
+    )
+    assert f'"{m.tag_keys_table}" WHERE key <> ALL(%(keys)s::text[])' in one
+    for read in (
+        layout.range_sql(['lo"ss'], True, False, one_series=True),
+        layout.last_sql(['lo"ss'], True, False, one_series=True),
+        layout.rollup_sql("1m", Agg.parse("sum"), (), True, one_series=True),
+    ):
+        assert 'p".sid = ANY(ARRAY(SELECT %(sid)s::int8' in read and "%(tags)s" not in read
     col = '"p"."{}"'.format(field_column('lo"ss', KIND_FLOAT))
     plain = layout.downsample_sql('lo"ss', Agg.parse("max"), (), where=False)
     assert "JOIN" not in plain and "%(tags)s" not in plain and f"max({col})" in plain

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -97,6 +98,9 @@ def merge_partials(
     """Groups' partial rows ``(*tags, bucket, count[, x])`` merged per (tags, bucket):
     the tags, buckets, values and counts, sorted by tags then bucket. Percentile rows
     must not be in more than one part (see the module docstring)."""
+    answered = [rows for rows in parts if rows]
+    if len(answered) <= 1:
+        return _unmerged(answered[0] if answered else [], keys, agg)
     merged: dict[tuple[Any, ...], list[Any]] = {}
     for rows in parts:
         for row in rows:
@@ -126,6 +130,31 @@ def merge_partials(
     else:
         values = np.array([merged[k][1] for k in order], dtype=np.float64)
     return [k[:keys] for k in order], [k[keys] for k in order], values, counts
+
+
+def _sort_key(keys: int) -> Any:
+    """Rows' order: tags (None first, as ""), then bucket."""
+    if not keys:
+        return itemgetter(0)
+    return lambda r: (tuple("" if t is None else t for t in r[:keys]), r[keys])
+
+
+def _unmerged(
+    rows: Sequence[Sequence[Any]], keys: int, agg: Agg
+) -> tuple[list[tuple[Any, ...]], list[Any], np.ndarray, np.ndarray]:
+    """One group's rows (a bucket a row, nothing to merge) as :func:`merge_partials`
+    returns them -- the common case of a read that matches series of one group, about
+    twice as fast as merging (no dict of buckets)."""
+    order = sorted(rows, key=_sort_key(keys))
+    n = len(order)
+    counts = np.fromiter((r[keys + 1] for r in order), np.int64, n)
+    if agg.kind == "count":
+        values = counts.astype(np.float64)
+    else:
+        values = np.fromiter((r[keys + 2] for r in order), np.float64, n)
+        if agg.kind == "mean":
+            values = values / np.maximum(counts, 1)
+    return [tuple(r[:keys]) for r in order], [r[keys] for r in order], values, counts
 
 
 def exact_percentiles(arrays: Sequence[Sequence[float]], q: float) -> float:

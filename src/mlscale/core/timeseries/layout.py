@@ -16,6 +16,11 @@ Per measurement, sharded by series id (``sid``, key family ``mlscale_metrics``):
   (count, sum, min, max of the numeric values), partitioned by day like the points.
 - ``mlm_<name>_dirty`` (each group's own, not sharded): minutes written since the
   last rollup refresh, recorded in the write's transaction.
+- ``mlm_<name>_tagkeys`` (each group's own, the same rows on every group): the tag
+  keys the measurement's series have had, each inserted on every group before a
+  series that has it is written. A read of one series (its ``where`` naming every
+  key) asks only that series' group, and returns no rows there if the group knows a
+  key the ``where`` lacks (the reader then asks every group).
 
 A row a line instead of a row a field value: measured on one group (binary COPY of
 the same 5,000-line batches, one transaction each), about 3.5x less server time and
@@ -170,6 +175,30 @@ class MeasurementLayout:
                 out[self.m.rollup_table(level)] = self.rollup_ddl(level)
         return out
 
+    def tag_keys_ddl(self) -> str:
+        """CREATE TABLE IF NOT EXISTS of a group's tag keys."""
+        return (
+            sql.SQL('CREATE TABLE IF NOT EXISTS {t} (key text COLLATE "C" PRIMARY KEY)')
+            .format(t=self._t(self.m.tag_keys_table))
+            .as_string(None)
+        )
+
+    def add_tag_keys_sql(self) -> str:
+        """Tag keys (one array of text) recorded on a group; known ones kept."""
+        return (
+            sql.SQL("INSERT INTO {} (key) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING")
+            .format(self._t(self.m.tag_keys_table))
+            .as_string(None)
+        )
+
+    def drop_tag_keys_sql(self) -> str:
+        """DROP TABLE of a group's tag keys."""
+        return (
+            sql.SQL("DROP TABLE IF EXISTS {}")
+            .format(self._t(self.m.tag_keys_table))
+            .as_string(None)
+        )
+
     def drop_dirty_sql(self) -> str:
         """DROP TABLE of a group's dirty minutes."""
         return (
@@ -320,7 +349,19 @@ class MeasurementLayout:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _series_filter(self, alias: str, where: bool) -> sql.Composable:
+    def _series_filter(self, alias: str, where: bool, one_series: bool) -> sql.Composable:
+        if one_series:
+            # The where named every tag key the caller knew: one series, whose id it
+            # bound -- unless this group knows a key outside the where's (``keys``):
+            # then no id, no rows, and the caller asks every group. The check inside
+            # the ids' subquery keeps it one index condition (a filter of its own puts
+            # a node above the scan), and an array like the tags' lookup keeps the
+            # generic plan's estimate of rows, so a hash aggregate (a sort and group
+            # aggregate on ``sid = $1``: ~20% slower on 4,320 rows, measured).
+            return sql.SQL(
+                " AND {a}.sid = ANY(ARRAY(SELECT %(sid)s::int8 WHERE NOT EXISTS "
+                "(SELECT 1 FROM {k} WHERE key <> ALL(%(keys)s::text[]))))"
+            ).format(a=sql.Identifier(alias), k=self._t(self.m.tag_keys_table))
         if not where:
             return sql.SQL("")
         return sql.SQL(
@@ -347,14 +388,21 @@ class MeasurementLayout:
         group_by: Sequence[str],
         where: bool,
         only: sql.Composable,
+        one_series: bool,
     ) -> str:
-        """Buckets of ``table`` on its ``time`` column: the group-by tags, the bucket,
-        then ``partials``; ``only``: the rows' condition besides time and tags."""
+        """Buckets of ``table`` on its ``time`` column: the group-by tags, the bucket
+        (its start in microseconds since the epoch), then ``partials``; ``only``: the
+        rows' condition besides time and tags."""
         cols, join = self._keys(group_by)
         bucket = sql.SQL("date_bin(%(every)s::interval, p.{}, {}::timestamptz)").format(
             sql.Identifier(time), sql.Literal(ORIGIN)
         )
-        positions = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(group_by) + 1))
+        # Grouped on the timestamp, the bucket's microseconds computed once a bucket
+        # (an int8 is cheaper to send and to read than a timestamptz).
+        micros = sql.SQL("(extract(epoch FROM {}) * 1000000)::int8").format(bucket)
+        positions = sql.SQL(", ").join(
+            [*(sql.SQL(str(i + 1)) for i in range(len(group_by))), bucket]
+        )
         return (
             sql.SQL(
                 "SELECT {cols}{b} AS bucket, {partials} FROM {t} p{join} "
@@ -363,32 +411,49 @@ class MeasurementLayout:
             )
             .format(
                 cols=sql.SQL("").join(c + sql.SQL(", ") for c in cols),
-                b=bucket,
+                b=micros,
                 partials=partials,
                 t=self._t(table),
                 join=join,
                 tc=sql.Identifier(time),
                 only=only,
-                filter=self._series_filter("p", where),
+                filter=self._series_filter("p", where, one_series),
                 pos=positions,
             )
             .as_string(None)
         )
 
     def downsample_sql(
-        self, name: str, agg: Agg, group_by: Sequence[str], where: bool, raw_values: bool = False
+        self,
+        name: str,
+        agg: Agg,
+        group_by: Sequence[str],
+        where: bool,
+        raw_values: bool = False,
+        *,
+        one_series: bool = False,
     ) -> str:
         """One group's buckets of numeric field ``name`` from the points: the group-by
-        tags, the bucket, then :meth:`Agg.partials_sql` (``raw_values``: every value of
-        a bucket as an array, to take an exact percentile over several groups).
-        Parameters: ``start``, ``end``, ``every`` (interval), ``tags`` (jsonb, if
-        ``where``)."""
+        tags, the bucket (µs since the epoch), then :meth:`Agg.partials_sql`
+        (``raw_values``: every value of a bucket as an array, to take an exact
+        percentile over several groups). Parameters: ``start``, ``end``, ``every``
+        (interval), ``tags`` (jsonb, if ``where``), or if ``one_series`` ``sid``
+        (int8: that series, no lookup of tags) and ``keys`` (text[]: the where's
+        tag keys, checked against the group's)."""
         value = self._numeric(name).as_string(None)
         partials = agg.partials_sql(value, raw_values)
         only = sql.SQL("p.{} IS NOT NULL").format(self.column(name))
-        return self._buckets_sql(self.m.table, "ts", partials, group_by, where, only)
+        return self._buckets_sql(self.m.table, "ts", partials, group_by, where, only, one_series)
 
-    def rollup_sql(self, level: str, agg: Agg, group_by: Sequence[str], where: bool) -> str:
+    def rollup_sql(
+        self,
+        level: str,
+        agg: Agg,
+        group_by: Sequence[str],
+        where: bool,
+        *,
+        one_series: bool = False,
+    ) -> str:
         """One group's buckets of one field from the rollup of ``level`` (re-bucketed to
         ``every``, a multiple of the level): the group-by tags, the bucket, then
         :meth:`Agg.rollup_partials_sql`. Parameters as :meth:`downsample_sql`, and
@@ -396,10 +461,12 @@ class MeasurementLayout:
         partials = agg.rollup_partials_sql()
         only = sql.SQL("p.field = %(field)s")
         return self._buckets_sql(
-            self.m.rollup_table(level), "bucket", partials, group_by, where, only
+            self.m.rollup_table(level), "bucket", partials, group_by, where, only, one_series
         )
 
-    def range_sql(self, names: Sequence[str], where: bool, limit: bool) -> str:
+    def range_sql(
+        self, names: Sequence[str], where: bool, limit: bool, *, one_series: bool = False
+    ) -> str:
         """One group's values of fields ``names`` in ``[start, end)``, oldest first:
         series key, tags, field, time, kind, value, ival, sval."""
         return (
@@ -413,13 +480,15 @@ class MeasurementLayout:
                 t=self._t(),
                 s=self._t(self.m.series_table),
                 v=self._unpivot(names),
-                filter=self._series_filter("p", where),
+                filter=self._series_filter("p", where, one_series),
                 limit=sql.SQL(" LIMIT %(limit)s") if limit else sql.SQL(""),
             )
             .as_string(None)
         )
 
-    def last_sql(self, names: Sequence[str], where: bool, bounded: bool) -> str:
+    def last_sql(
+        self, names: Sequence[str], where: bool, bounded: bool, *, one_series: bool = False
+    ) -> str:
         """One group's last value of each series and field of ``names`` (before ``end``
         if ``bounded``, from ``start``): series key, tags, field, time, kind, value,
         ival, sval. A field at a time: the last row of each series that has it."""
@@ -433,7 +502,7 @@ class MeasurementLayout:
                 v=self._unpivot([name]),
                 c=self.column(name),
                 b=sql.SQL(" AND p.ts < %(end)s") if bounded else sql.SQL(""),
-                filter=self._series_filter("p", where),
+                filter=self._series_filter("p", where, one_series),
             )
             for name in names
         ]

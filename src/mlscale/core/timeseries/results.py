@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,15 @@ import numpy.typing as npt
 from ..causal import CausalToken
 from ..plain import plain, plain_dict
 
-__all__ = ["Buckets", "LastValue", "PointRows", "RefreshResult", "RetentionResult", "WriteResult"]
+__all__ = [
+    "Buckets",
+    "LastValue",
+    "PointRows",
+    "ReadStats",
+    "RefreshResult",
+    "RetentionResult",
+    "WriteResult",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +174,39 @@ class RetentionResult:
     before: dict[str, dt.date]
     days: dict[str, tuple[dt.date, ...]]
     dropped: dict[str, dict[str, tuple[str, ...]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return plain_dict(self)
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """A store's reads so far: statements sent to groups (``reads``, one a read, two for
+    a percentile recomputed across groups), the groups they went to in all
+    (``groups_asked``) and how many every group would have been (``groups_total``),
+    reads answered by one series' group alone (``one_series``), reads of one series
+    whose group answered no rows and that asked every group again (``asked_again``),
+    and the catalog look-ups of a measurement's tag keys (``tag_key_lookups``).
+    Counted without a lock: exact in one thread, approximate when threads share the
+    store."""
+
+    reads: int = 0
+    groups_asked: int = 0
+    groups_total: int = 0
+    one_series: int = 0
+    asked_again: int = 0
+    tag_key_lookups: int = 0
+
+    def count(self, asked: int, total: int) -> None:
+        """One read sent to ``asked`` of ``total`` groups."""
+        self.reads += 1
+        self.groups_asked += asked
+        self.groups_total += total
+
+    def copy(self) -> ReadStats:
+        """The counts as they are now."""
+        return dataclasses.replace(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""

@@ -73,6 +73,11 @@ class Measurement:
         """Each group's minutes written since the last rollup refresh."""
         return f"{self.table}_dirty"
 
+    @property
+    def tag_keys_table(self) -> str:
+        """Each group's copy of the tag keys the measurement's series have had."""
+        return f"{self.table}_tagkeys"
+
     def rollup_table(self, level: str) -> str:
         """The rollup table of ``level`` ("1m" or "1h")."""
         if level not in ROLLUP_LEVELS:

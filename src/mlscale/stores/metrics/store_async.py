@@ -19,6 +19,14 @@ groups, rolled up incrementally and kept a whole day at a time.
 - :meth:`downsample` runs one statement per group (primary key on series and time,
   the field's column read; bound parameters) and merges the groups' partials
   exactly (:mod:`mlscale.core.timeseries.aggregate`).
+- A read whose ``where`` names every tag key the measurement's series have had (the
+  catalog and every group record them, see :mod:`.tables_async`) matches one series
+  at most: its id is the hash of the key ``where`` makes, so only the group that id
+  maps to is asked, by id (no lookup of tags). The keys this process knows may be
+  old (another may have written a series with a new key since): the group checks,
+  in the same statement, that it knows no key outside ``where``'s, and answers no
+  rows if it does; a read of one series that gets no rows asks every group again
+  (by tags) and looks the keys up anew. :meth:`read_stats` counts these.
 - :meth:`refresh_rollups` recomputes, per group, the 1-minute rollup of its dirty
   minutes from the points, then the 1-hour rollup of their hours from the 1-minute
   one, and forgets those minutes, all in one transaction: a late point makes its
@@ -37,8 +45,8 @@ import datetime as dt
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +67,8 @@ from ...core.timeseries.batch import (
     RowBatch,
     as_rows,
     batch_of_points,
+    series_id,
+    series_key,
 )
 from ...core.timeseries.layout import MeasurementLayout, folded
 from ...core.timeseries.lineproto import parse_lines
@@ -66,6 +76,7 @@ from ...core.timeseries.results import (
     Buckets,
     LastValue,
     PointRows,
+    ReadStats,
     RefreshResult,
     RetentionResult,
     WriteResult,
@@ -84,6 +95,7 @@ _US_HOUR = 3_600_000_000
 _US_DAY = 86_400_000_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _LEVELS = {"1m": dt.timedelta(minutes=1), "1h": dt.timedelta(hours=1)}
+_UNSEEN: Final = frozenset({"\x00unseen"})  # a measurement's tag keys not looked up yet
 
 
 class _Part:
@@ -112,6 +124,10 @@ class AsyncMetricStore:
         self._measurements: dict[str, Measurement] = {}
         self._known: dict[str, set[int]] = {}  # points table -> series ids stored
         self._fields: dict[str, dict[str, int]] = {}  # measurement -> field kinds recorded
+        # measurement -> tag keys recorded as last seen (None: never recorded, unknown)
+        self._tag_keys: dict[str, frozenset[str] | None] = {}
+        self._sql: dict[Hashable, str] = {}  # read statements made, by what they depend on
+        self._stats = ReadStats()
 
     @property
     def cluster(self) -> AsyncCluster:
@@ -152,6 +168,8 @@ class AsyncMetricStore:
         self._measurements.pop(m.name, None)
         self._known.pop(m.table, None)
         self._fields.pop(m.name, None)
+        self._tag_keys.pop(m.name, None)
+        self._sql.clear()
 
     async def _measurement(self, name: str) -> Measurement:
         """The measurement ``name``, created with the defaults if not recorded."""
@@ -205,6 +223,16 @@ class AsyncMetricStore:
                 raise MetricsError(f"measurement {name!r}: {exc}") from None
         for m, rows in made:
             await self._ensure_fields(m, {c.name: c.kind for c in rows.fields})
+        # Tag keys recorded before any series that has them is committed (reads that
+        # name every key go to one group, see the module docstring).
+        tag_keys: dict[str, set[str]] = {n: set() for n in names}
+        for name, tags in zip(batch.measurements, batch.tags, strict=True):
+            tag_keys[name].update(k for k, _ in tags)
+        keys_token = CausalToken()
+        for m in measurements.values():
+            keys_token = keys_token.merge(
+                await self._ensure_tag_keys(m, frozenset(tag_keys[m.name]))
+            )
         shard_map = (await self._cluster.shards()).map_of(FAMILY)
         groups = list(shard_map.groups)
         series_group = group_indexes(shard_map, batch.sids.tolist())
@@ -255,7 +283,7 @@ class AsyncMetricStore:
             return call
 
         await run_all([send(g) for g in groups if parts[g]])
-        token = CausalToken()
+        token = keys_token
         for t in tokens.values():
             token = token.merge(t)
         return WriteResult(
@@ -274,6 +302,67 @@ class AsyncMetricStore:
         if all(have.get(n) == k for n, k in kinds.items()):
             return
         self._fields[m.name] = await self._tables.add_fields(m, kinds)
+
+    async def _ensure_tag_keys(self, m: Measurement, keys: frozenset[str]) -> CausalToken:
+        """Tag ``keys`` recorded among ``m``'s (unless its keys are not known); the
+        token of the groups' commits if any were made."""
+        have = self._tag_keys.get(m.name, _UNSEEN)
+        if have is None or (have is not _UNSEEN and keys <= have):
+            return CausalToken()
+        self._tag_keys[m.name], token = await self._tables.add_tag_keys(m, keys)
+        return token
+
+    async def _one_series(self, m: Measurement, where: Mapping[str, str] | None) -> int | None:
+        """The id of the one series ``where`` can match if it names every tag key of
+        ``m`` known here (else None: any number of series may match)."""
+        if not where:
+            return None
+        have = self._tag_keys.get(m.name, _UNSEEN)
+        if have is _UNSEEN:
+            self._stats.tag_key_lookups += 1
+            have = self._tag_keys[m.name] = await self._tables.tag_keys(m)
+        if have is None or not have <= where.keys():
+            return None  # keys are only ever added: a key missing now stays missing
+        # A key no series has had leaves no series to match: that id has no rows.
+        return series_id(series_key(m.name, _tag_filter(where).items()))
+
+    async def _read(
+        self,
+        m: Measurement,
+        where: Mapping[str, str] | None,
+        params: dict[str, Any],
+        statement: Callable[[bool], str],
+        consistency: Consistency | str | None,
+        token: Token,
+    ) -> tuple[dict[str, list[Any]], bool]:
+        """``statement(one_series)`` run: on the group of the one series ``where``
+        names if it names every key known here, else (or if that group answers no
+        rows) on every group. Each group's rows, and whether one series' were read."""
+        sid = await self._one_series(m, where)
+        if sid is not None and where:
+            pinned = {k: v for k, v in params.items() if k != "tags"}
+            pinned.update(sid=sid, keys=sorted(where))
+            group = (await self._cluster.shards()).map_of(FAMILY).locate(sid)
+            results = await self._each_group(statement(True), pinned, consistency, token, [group])
+            if any(results.values()):
+                self._stats.one_series += 1
+                return results, True
+            # No rows: none in the range, or the group knows a key the where lacks.
+            self._stats.asked_again += 1
+            self._tag_keys.pop(m.name, None)
+        return await self._each_group(statement(False), params, consistency, token), False
+
+    def _statement(self, key: Hashable, make: Callable[[], str]) -> str:
+        """The read statement of ``key`` (made once: composing it costs about as much
+        as a small query's client time)."""
+        found = self._sql.get(key)
+        if found is None:
+            found = self._sql[key] = make()
+        return found
+
+    def read_stats(self) -> ReadStats:
+        """Counts of this store's reads so far (see :class:`ReadStats`)."""
+        return self._stats.copy()
 
     async def _layout(self, m: Measurement, field: str | None = None) -> MeasurementLayout:
         """``m``'s layout with its fields' kinds (from the catalog unless ``field`` is
@@ -333,7 +422,9 @@ class AsyncMetricStore:
 
             return call
 
-        await run_all([read(g) for g in (groups or self.groups)])
+        asked = list(groups or self.groups)
+        self._stats.count(len(asked), len(self.groups))
+        await run_all([read(g) for g in asked])
         return out
 
     async def downsample(
@@ -364,11 +455,18 @@ class AsyncMetricStore:
         layout = await self._layout(m, field)
         if not layout.numeric(field):
             return _buckets(m, field, a, every, group_by, merge_partials([], len(group_by), a))
-        query = layout.downsample_sql(field, a, group_by, bool(where))
-        results = await self._each_group(query, params, consistency, token)
+        kind = layout.fields[field]
+
+        def statement(one: bool) -> str:
+            return self._statement(
+                ("downsample", m.table, field, kind, a, group_by, bool(where), one),
+                lambda: layout.downsample_sql(field, a, group_by, bool(where), one_series=one),
+            )
+
+        results, one = await self._read(m, where, params, statement, consistency, token)
         keys = len(group_by)
         parts = list(results.values())
-        if a.percentile:
+        if a.percentile and not one:
             parts = await self._exact_percentiles(
                 layout, a, group_by, params, results, consistency, token
             )
@@ -442,8 +540,16 @@ class AsyncMetricStore:
         a = Agg.parse(agg)
         params = _params(field, start, end, every, where)
         group_by = _tags(group_by)
-        query = MeasurementLayout(m).rollup_sql(level, a, group_by, bool(where))
-        results = await self._each_group(query, params, consistency, token)
+
+        def statement(one: bool) -> str:
+            return self._statement(
+                ("rollup", m.table, level, a, group_by, bool(where), one),
+                lambda: MeasurementLayout(m).rollup_sql(
+                    level, a, group_by, bool(where), one_series=one
+                ),
+            )
+
+        results, _ = await self._read(m, where, params, statement, consistency, token)
         merged = merge_partials(list(results.values()), len(group_by), a)
         return _buckets(m, field, a, every, group_by, merged)
 
@@ -475,8 +581,18 @@ class AsyncMetricStore:
         names = list(layout.fields) if field is None else [field] if field in layout.fields else []
         if not names:
             return PointRows((), (), (), (), ())
-        query = layout.range_sql(names, bool(where), limit is not None)
-        results = await self._each_group(query, params, consistency, token)
+        kinds = tuple((n, layout.fields[n]) for n in names)
+        results, _ = await self._read(
+            m,
+            where,
+            params,
+            lambda one: self._statement(
+                ("range", m.table, kinds, bool(where), limit is not None, one),
+                lambda: layout.range_sql(names, bool(where), limit is not None, one_series=one),
+            ),
+            consistency,
+            token,
+        )
         rows = sorted((r for rs in results.values() for r in rs), key=lambda r: (r[3], r[0], r[2]))
         if limit is not None:
             rows = rows[:limit]
@@ -514,8 +630,18 @@ class AsyncMetricStore:
         names = list(layout.fields) if field is None else [field] if field in layout.fields else []
         if not names:
             return []
-        query = layout.last_sql(names, bool(where), before is not None)
-        results = await self._each_group(query, params, consistency, token)
+        kinds = tuple((n, layout.fields[n]) for n in names)
+        results, _ = await self._read(
+            m,
+            where,
+            params,
+            lambda one: self._statement(
+                ("last", m.table, kinds, bool(where), before is not None, one),
+                lambda: layout.last_sql(names, bool(where), before is not None, one_series=one),
+            ),
+            consistency,
+            token,
+        )
         rows = sorted((r for rs in results.values() for r in rs), key=lambda r: (r[0], r[2]))
         return [LastValue(r[0], dict(r[1]), r[2], r[3], _typed(r[4:])) for r in rows]
 
@@ -721,7 +847,7 @@ def _buckets(
     merged: tuple[list[tuple[Any, ...]], list[Any], npt.NDArray[Any], npt.NDArray[Any]],
 ) -> Buckets:
     tags, times, values, counts = merged
-    stamps = np.array([_us(t) for t in times], dtype=np.int64).astype("datetime64[us]")
+    stamps = np.array(times, dtype=np.int64).astype("datetime64[us]")
     return Buckets(
         measurement=m.name,
         field=field,

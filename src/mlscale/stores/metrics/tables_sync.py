@@ -17,13 +17,22 @@ under a lock on the measurement's catalog row, then records its type, in that ro
 transaction: concurrent writers agree on one type, a value of another type is refused
 (as InfluxDB refuses a field type conflict).
 
+The row also records the measurement's tag keys (``tag_keys``: every key any series
+has had), and so does each group (its ``_tagkeys`` table), so that a read whose
+``where`` names all of them is one series, on one group. A writer records a new key
+(under the same lock) on every group, then in the catalog, before it commits a
+series that has it; a measurement recorded before keys were kept has no
+``tag_keys`` and never gets one (its keys are unknown: its reads ask every group).
+
 ``tables_sync.py`` is generated from this file by ``scripts/async_to_sync.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from ...core.causal import CausalToken
@@ -87,6 +96,47 @@ class MetricTables:
             row = cur.fetchone()
         return _kinds(row[0] if row else None)
 
+    def tag_keys(self, m: Measurement) -> frozenset[str] | None:
+        """Every tag key ``m``'s series have had (None: not known, see the module
+        docstring)."""
+        with catalog(self._cluster, "metric measurements") as conn:
+            cur = conn.execute(
+                f"SELECT spec -> 'tag_keys' FROM {_TABLE} WHERE name = %s",  # noqa: S608
+                (m.name,),
+                prepare=True,
+            )
+            row = cur.fetchone()
+        return None if row is None or row[0] is None else frozenset(row[0])
+
+    def add_tag_keys(
+        self, m: Measurement, keys: frozenset[str]
+    ) -> tuple[frozenset[str] | None, CausalToken]:
+        """Record tag ``keys`` among ``m``'s (if its keys are known): on every group,
+        then in the catalog. Every key after, and the groups' commits (a reader
+        passing a write's token is to see its keys as well as its points)."""
+        token = CausalToken()
+        with (
+            catalog(self._cluster, "metric measurements") as conn,
+            conn.transaction(),
+        ):
+            recorded = _locked(conn, m, "tag_keys")
+            if recorded is None:
+                return None, token
+            have = frozenset(recorded)
+            if not keys <= have:
+                new = sorted(keys - have)
+                for group in self.groups:
+                    with self._cluster.transaction(group=group, as_written=True) as tx:
+                        tx.execute(MeasurementLayout(m).add_tag_keys_sql(), (new,))
+                    token = token.merge(tx.token or CausalToken())
+                have |= keys
+                conn.execute(
+                    f"UPDATE {_TABLE} SET spec = jsonb_set(spec, '{{tag_keys}}', %s) "  # noqa: S608
+                    "WHERE name = %s",
+                    (Jsonb(sorted(have)), m.name),
+                )
+        return have, token
+
     def add_fields(self, m: Measurement, wanted: dict[str, int]) -> dict[str, int]:
         """Record the fields of ``wanted`` (name -> kind) ``m`` lacks, their columns added
         on every group first; every field's kind after. MetricsError naming a field
@@ -96,14 +146,7 @@ class MetricTables:
             catalog(self._cluster, "metric measurements") as conn,
             conn.transaction(),
         ):
-            cur = conn.execute(
-                f"SELECT spec -> 'fields' FROM {_TABLE} WHERE name = %s FOR UPDATE",  # noqa: S608
-                (m.name,),
-            )
-            row = cur.fetchone()
-            if row is None:
-                raise MeasurementNotFound(f"no measurement {m.name!r} (dropped meanwhile?)")
-            have = _kinds(row[0])
+            have = _kinds(_locked(conn, m, "fields"))
             for name, kind in wanted.items():
                 if name in have and have[name] != kind:
                     raise MetricsError(
@@ -156,6 +199,7 @@ class MetricTables:
             scope = self._cluster.as_written(group)
             for ddl in layout.index_ddl():
                 scope.execute(ddl)
+            scope.execute(layout.tag_keys_ddl())
             if m.rollups:
                 scope.execute(layout.dirty_ddl())
         self.ensure_ahead(m)
@@ -163,7 +207,8 @@ class MetricTables:
             conn.execute(
                 f"INSERT INTO {_TABLE} (name, spec) VALUES (%s, %s) "  # noqa: S608
                 "ON CONFLICT (name) DO NOTHING",
-                (m.name, Jsonb(m.to_spec())),
+                # No series yet: its tag keys are known (none).
+                (m.name, Jsonb({**m.to_spec(), "tag_keys": []})),
             )
         return m
 
@@ -183,6 +228,7 @@ class MetricTables:
                 self._cluster.drop_sharded_table(name)
         for group in self.groups:
             self._cluster.as_written(group).execute(layout.drop_dirty_sql())
+            self._cluster.as_written(group).execute(layout.drop_tag_keys_sql())
         with catalog(self._cluster, "metric measurements") as conn:
             conn.execute(f"DELETE FROM {_TABLE} WHERE name = %s", (m.name,))  # noqa: S608
         self.partitions.forget_tables(m.partitioned)
@@ -211,6 +257,19 @@ class MetricTables:
             days={m.name: tuple(sorted(days))},
             dropped={m.name: dropped},
         )
+
+
+def _locked(conn: Connection[Any], m: Measurement, entry: str) -> Any:
+    """``entry`` of ``m``'s recorded spec (None if absent), its row locked until the
+    transaction ends; MeasurementNotFound if ``m`` is not recorded."""
+    cur = conn.execute(
+        f"SELECT spec -> %s::text FROM {_TABLE} WHERE name = %s FOR UPDATE",  # noqa: S608
+        (entry, m.name),
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise MeasurementNotFound(f"no measurement {m.name!r} (dropped meanwhile?)")
+    return row[0]
 
 
 def _kinds(recorded: dict[str, str] | None) -> dict[str, int]:
