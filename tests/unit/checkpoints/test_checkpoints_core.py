@@ -17,9 +17,11 @@ from mlscale.core.checkpoints.manifest import (
     files_from_json,
     files_to_json,
 )
-from mlscale.core.checkpoints.results import TransferProgress
-from mlscale.errors import CheckpointError
+from mlscale.core.checkpoints.results import LoadResult, TransferProgress
+from mlscale.errors import CheckpointError, QueryError
 from mlscale.stores.checkpoints.sources import plan_sources, writing
+from mlscale.stores.checkpoints.store import _lag_hint
+from mlscale.stores.checkpoints.tables import not_replayed
 
 
 @pytest.mark.parametrize(
@@ -162,6 +164,22 @@ def test_progress_fraction() -> None:
     assert TransferProgress("r", 1, 5, 10, 1, 1, "f").fraction == 0.5
     assert TransferProgress("r", 1, 5, None, 1, 1, "f").fraction is None
     assert TransferProgress("r", 1, 0, 0, 0, 0, "f").fraction == 1.0
+
+
+def test_load_result_counts_primary_fallbacks() -> None:
+    done = LoadResult("r", 1, ("<stream>",), 10, 2, 0.5)
+    assert done.primary_fallbacks == 0
+    more = LoadResult("r", 1, ("x",), 10, 2, 0.5, primary_fallbacks=2)
+    assert more.to_dict()["primary_fallbacks"] == 2
+
+
+def test_a_replica_behind_the_first_save_and_the_not_found_hint() -> None:
+    assert not_replayed(QueryError("no table", sqlstate="42P01", node="g0-replica1"))
+    assert not not_replayed(QueryError("syntax", sqlstate="42601"))
+    assert not not_replayed(QueryError("refused by the driver"))
+    assert "token=" in _lag_hint(None, None)
+    assert "token=" in _lag_hint("eventual", None)
+    assert _lag_hint("strong", None) == _lag_hint(None, "c1") == ""
 
 
 def test_sources_directory_mapping_bytes_and_streams(tmp_path: Path) -> None:

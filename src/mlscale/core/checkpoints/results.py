@@ -69,7 +69,9 @@ class SaveResult:
 @dataclass(frozen=True, slots=True)
 class LoadResult:
     """A verified load: files written (their paths, or ``<stream>``), bytes and chunks
-    read (every chunk's hash checked), ``elapsed_s`` seconds."""
+    read (every chunk's hash checked), ``elapsed_s`` seconds; ``primary_fallbacks``:
+    chunks the first read did not find (a replica that had not replayed them yet) and
+    the group's primary then served, one extra round trip each."""
 
     run: str
     step: int
@@ -77,6 +79,7 @@ class LoadResult:
     total_bytes: int
     chunks: int
     elapsed_s: float
+    primary_fallbacks: int = 0
 
     @property
     def mb_per_s(self) -> float:

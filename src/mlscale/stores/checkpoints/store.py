@@ -18,10 +18,14 @@ group: until that commit the checkpoint does not exist for any reader, and a sav
 killed at any point leaves only chunks and a session row. Saving the same (run, step)
 again resumes that session: chunks already stored are counted as skipped, not sent.
 
-**A load** reads the manifest, then its chunks (a replica of their group first, the
-primary if the replica lacks the row), ``workers`` at a time, in order through a
-window of ``workers + 2``, each by a binary COPY received without a copy into
-``bytes``; each chunk's BLAKE3 hash is checked before a byte of it is written
+**A load** reads the manifest (by the call's ``consistency`` / ``token``: an
+EVENTUAL read on a lagging replica may not see a checkpoint just saved, or see the
+run's previous one as its latest; the save's ``token`` makes the read wait up to
+``read_wait_ms`` for a replica to replay it, else read the primary), then its
+chunks (a replica of their group first, the primary if the replica lacks the row,
+counted in ``LoadResult.primary_fallbacks``), ``workers`` at a time, in order
+through a window of ``workers + 2``, each by a binary COPY received without a copy
+into ``bytes``; each chunk's BLAKE3 hash is checked before a byte of it is written
 (:class:`~mlscale.errors.CheckpointCorrupt` otherwise; see ``reading.py``).
 
 **Deleting** (``delete``, ``keep_last``) removes manifests in one transaction, then
@@ -61,11 +65,12 @@ from ...core.checkpoints.results import (
     TransferProgress,
     Upload,
 )
+from ...core.consistency import Consistency, parse_consistency
 from ...engine.cluster_sync import Cluster
-from ...errors import CheckpointError, CheckpointNotFound
+from ...errors import CheckpointError, CheckpointNotFound, QueryError
 from .reading import ChunkReader
 from .sources import Source, SourceFile, plan_sources, writing
-from .tables import ChunkTables, RunTables
+from .tables import ChunkTables, RunTables, not_replayed
 
 __all__ = ["DEFAULT_WORKERS", "GC_GRACE_S", "RETENTION_GRACE_S", "Checkpoints"]
 
@@ -211,16 +216,19 @@ class Checkpoints:
         files), a file path (the only file, or ``file``), or an open binary file.
         Files are written as ``NAME.partial`` and renamed when complete (with an fsync
         first if ``fsync``). ``consistency`` / ``token``: of the manifest's read (pass the
-        save's ``token`` to load on a replica what was just saved)."""
+        save's ``token`` to load what was just saved: without it, a lagging replica may
+        answer CheckpointNotFound, or the run's previous checkpoint as its latest).
+        Chunks need neither: one a replica lacks is read from the primary."""
         started = time.perf_counter()
         ckpt = self.get(run, step, consistency=consistency, token=token)
         chosen = list(ckpt.files) if file is None else [ckpt.file(file)]
         shown = _Shown(ckpt, sum(f.size for f in chosen), progress)
         written: list[str] = []
+        fallbacks = 0
         with ThreadPoolExecutor(self._workers, thread_name_prefix="ckpt-load") as pool:
             if not isinstance(dest, str | Path):
                 entry = ckpt.file(file)
-                self._reader.read_file(pool, entry, dest, shown.read)
+                fallbacks += self._reader.read_file(pool, entry, dest, shown.read)
                 written.append("<stream>")
             else:
                 path = Path(dest)
@@ -228,7 +236,7 @@ class Checkpoints:
                 for entry in chosen:
                     target = path / entry.path if as_dir else path
                     with writing(target, fsync) as out:
-                        self._reader.read_file(pool, entry, out, shown.read)
+                        fallbacks += self._reader.read_file(pool, entry, out, shown.read)
                     written.append(str(target))
         return LoadResult(
             run=ckpt.run,
@@ -237,6 +245,7 @@ class Checkpoints:
             total_bytes=sum(f.size for f in chosen),
             chunks=sum(len(f.chunks) for f in chosen),
             elapsed_s=time.perf_counter() - started,
+            primary_fallbacks=fallbacks,
         )
 
     def read_bytes(
@@ -269,7 +278,7 @@ class Checkpoints:
         row = self._manifest_row(home, run, step, consistency, token)
         if row is None:
             what = f"checkpoint {run}@{step}" if step is not None else f"checkpoint of run {run!r}"
-            raise CheckpointNotFound(f"no {what} is committed")
+            raise CheckpointNotFound(f"no {what} is committed{_lag_hint(consistency, token)}")
         return Checkpoint(
             run=row[0],
             step=int(row[1]),
@@ -284,9 +293,14 @@ class Checkpoints:
     def _manifest_row(
         self, home: str, run: str, step: int | None, consistency: str | None, token: Token
     ) -> Any:
-        return self._cluster.as_written(home).fetch_one(
-            sql.MANIFEST, (run, step, step), consistency=consistency, token=token
-        )
+        try:
+            return self._cluster.as_written(home).fetch_one(
+                sql.MANIFEST, (run, step, step), consistency=consistency, token=token
+            )
+        except QueryError as exc:
+            if not not_replayed(exc):
+                raise
+            return None  # a replica behind the store's first save: nothing committed yet
 
     def list_checkpoints(
         self, run: str | None = None, *, consistency: str | None = None, token: Token = None
@@ -297,16 +311,12 @@ class Checkpoints:
         if run is not None:
             run = names.check_run(run)
             home = self._cluster.locate(sql.RUN_FAMILY, run)
-            rows = self._cluster.as_written(home).fetch_all(
-                sql.LIST_RUN, (run,), consistency=consistency, token=token
-            )
+            rows = self._summaries(home, sql.LIST_RUN, (run,), consistency, token)
         else:
             rows = [
                 r
                 for g in self._runs.groups
-                for r in self._cluster.as_written(g).fetch_all(
-                    sql.LIST_ALL, consistency=consistency, token=token
-                )
+                for r in self._summaries(g, sql.LIST_ALL, None, consistency, token)
             ]
         infos = [
             CheckpointInfo(
@@ -321,6 +331,18 @@ class Checkpoints:
             for r in rows
         ]
         return sorted(infos, key=lambda i: (i.run, i.step))
+
+    def _summaries(
+        self, group: str, query: str, params: Any, consistency: str | None, token: Token
+    ) -> list[Any]:
+        try:
+            return self._cluster.as_written(group).fetch_all(
+                query, params, consistency=consistency, token=token
+            )
+        except QueryError as exc:
+            if not not_replayed(exc):
+                raise
+            return []  # a replica behind the store's first save: nothing committed yet
 
     def uploads(self) -> list[Upload]:
         """Saves started and not committed (in progress, or interrupted: resumable)."""
@@ -431,6 +453,16 @@ class Checkpoints:
             removed, size = removed + n, size + b
             groups[g] = n
         return removed, size, groups
+
+
+def _lag_hint(consistency: Consistency | str | None, token: Token) -> str:
+    """What to add to a not-found of a read a lagging replica may have served."""
+    if token or (consistency is not None and parse_consistency(consistency) is Consistency.STRONG):
+        return ""
+    return (
+        " (as far as the node that served the read knows: a replica may lag; to read "
+        "a checkpoint just saved, pass the save's token= or consistency='strong')"
+    )
 
 
 def _check_grace(grace_s: object) -> float:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from ...core.checkpoints import sql
 from ...engine.cluster_sync import Cluster
-from ...errors import CheckpointError
+from ...errors import CheckpointError, QueryError
 from ..shared_sync import LazyTables
 
-__all__ = ["ChunkTables", "RunTables"]
+__all__ = ["ChunkTables", "RunTables", "not_replayed"]
 
 
 class ChunkTables(LazyTables):
@@ -50,3 +50,12 @@ class RunTables(LazyTables):
             what="checkpoint store",
             keys="run names",
         )
+
+
+_UNDEFINED_TABLE = "42P01"
+
+
+def not_replayed(exc: QueryError) -> bool:
+    """Whether ``exc`` is a read that found no store table on its node although the
+    directory lists it: a replica that has not replayed the table's creation yet."""
+    return exc.sqlstate == _UNDEFINED_TABLE
