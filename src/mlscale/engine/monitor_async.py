@@ -142,26 +142,33 @@ class AsyncMonitor:
 
     async def _run_revive(self) -> None:
         """Probe each node whose probe failed until it answers; then the sampling
-        loop takes it back (and tells ``on_change`` it is up)."""
+        loop takes it back (and tells ``on_change`` it is up). Until then its sample
+        carries the latest failure (a node killed, then refusing: a new cause)."""
         while not await self._stop.wait(self.interval_s):
-            for name, (node, _) in list(self._failed.items()):
-                if await self._answers(node):
-                    with self._lock:
+            for name, (node, sample) in list(self._failed.items()):
+                now = time.monotonic()
+                error = await self._answers(node)
+                with self._lock:
+                    if error is None:
                         self._failed.pop(name, None)
+                    elif name in self._failed:
+                        self._failed[name] = (node, replace(sample, at=now, error=error))
 
-    async def _answers(self, node: Node) -> bool:
-        """Whether ``node`` answers a trivial query within the probe deadline."""
+    async def _answers(self, node: Node) -> str | None:
+        """None if ``node`` answers a trivial query within the probe deadline, else
+        why not."""
+        overran = False
         try:
             conn = await self._conn(node)
             self._watch.begin(node.name, conn)
             try:
                 await conn.execute("SELECT 1")
             finally:
-                self._watch.end(node.name)
-        except (psycopg.Error, OSError):
+                overran = self._watch.end(node.name)
+        except (psycopg.Error, OSError) as exc:
             await self._drop(node)
-            return False
-        return True
+            return unresponsive_error(self._watch.timeout_s) if overran else describe_failure(exc)
+        return None
 
     def _failing(self, node: Node, sample: ReplicaSample | PrimarySample) -> None:
         with self._lock:

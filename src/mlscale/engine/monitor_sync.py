@@ -144,26 +144,33 @@ class Monitor:
 
     def _run_revive(self) -> None:
         """Probe each node whose probe failed until it answers; then the sampling
-        loop takes it back (and tells ``on_change`` it is up)."""
+        loop takes it back (and tells ``on_change`` it is up). Until then its sample
+        carries the latest failure (a node killed, then refusing: a new cause)."""
         while not self._stop.wait(self.interval_s):
-            for name, (node, _) in list(self._failed.items()):
-                if self._answers(node):
-                    with self._lock:
+            for name, (node, sample) in list(self._failed.items()):
+                now = time.monotonic()
+                error = self._answers(node)
+                with self._lock:
+                    if error is None:
                         self._failed.pop(name, None)
+                    elif name in self._failed:
+                        self._failed[name] = (node, replace(sample, at=now, error=error))
 
-    def _answers(self, node: Node) -> bool:
-        """Whether ``node`` answers a trivial query within the probe deadline."""
+    def _answers(self, node: Node) -> str | None:
+        """None if ``node`` answers a trivial query within the probe deadline, else
+        why not."""
+        overran = False
         try:
             conn = self._conn(node)
             self._watch.begin(node.name, conn)
             try:
                 conn.execute("SELECT 1")
             finally:
-                self._watch.end(node.name)
-        except (psycopg.Error, OSError):
+                overran = self._watch.end(node.name)
+        except (psycopg.Error, OSError) as exc:
             self._drop(node)
-            return False
-        return True
+            return unresponsive_error(self._watch.timeout_s) if overran else describe_failure(exc)
+        return None
 
     def _failing(self, node: Node, sample: ReplicaSample | PrimarySample) -> None:
         with self._lock:
