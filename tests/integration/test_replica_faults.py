@@ -13,11 +13,14 @@ monitor's probe of it overruns ``[policies] probe_timeout_s`` (1 s), a watchdog 
 the probe, the replica is marked unresponsive, and the reads in flight on it are cut
 (``connections_interrupted``) and retried elsewhere, so none runs past the pool
 timeout; the monitor goes on sampling every other node meanwhile, since a node whose
-probe failed is probed in a loop of its own until it answers again.
+probe failed is probed in a loop of its own until it answers again (sync monitor
+and async twin alike). A replica merely slow, whose probe still answers in time, keeps
+its reads: nothing is cut. A write is never cut this way: only replicas' reads are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import tomllib
@@ -32,6 +35,7 @@ import tomli_w
 from mlscale import Cluster, LocalCluster
 from mlscale.config import load_config
 from mlscale.core.probes import is_unresponsive
+from mlscale.engine.monitor_async import AsyncMonitor
 from mlscale.engine.monitor_sync import Monitor
 from tests.integration.proxy import Proxy
 
@@ -330,3 +334,66 @@ def test_a_probe_that_overruns_marks_the_replica_unresponsive_until_it_answers_a
     finally:
         monitor.stop()
     print(f"probe overrun: marked after {marked:.2f} s, up again {back:.2f} s after restore")
+
+
+def test_an_async_monitor_cuts_an_overrunning_probe_and_samples_the_others_meanwhile(
+    fault_table: str, victim: tuple[Proxy, Path]
+) -> None:
+    """The same watchdog as a task on the monitor's own event loop."""
+    proxy, config = victim
+
+    async def scenario() -> tuple[str | None, dict[str, float]]:
+        monitor = AsyncMonitor(load_config(config), heartbeat=False, probe_timeout_s=0.5)
+
+        def victim_up() -> bool:
+            sample = monitor.snapshot()[1].get(VICTIM)
+            return sample is not None and sample.up
+
+        monitor.start()
+        try:
+            started = time.monotonic()
+            while not victim_up():
+                assert time.monotonic() - started < 5, f"the monitor sees {VICTIM} up"
+                await asyncio.sleep(0.05)
+            proxy.pause()
+            try:
+                started = time.monotonic()
+                while victim_up():
+                    assert time.monotonic() - started < 3, f"{VICTIM} marked unresponsive"
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)
+                now = time.monotonic()
+                replicas = monitor.snapshot()[1]
+                ages = {n: now - s.at for n, s in replicas.items() if n != VICTIM}
+                return replicas[VICTIM].error, ages
+            finally:
+                proxy.restore()
+        finally:
+            await monitor.stop()
+
+    error, ages = asyncio.run(scenario())
+    assert is_unresponsive(error), error
+    assert ages and all(age < 1.0 for age in ages.values()), ages
+
+
+def test_a_replica_merely_slow_keeps_its_reads_and_its_place(
+    fault_table: str, victim: tuple[Proxy, Path]
+) -> None:
+    """A link that delays each chunk 0.1 s: the probe (two round trips) still answers
+    within probe_timeout_s, so nothing is cut and the replica stays in rotation."""
+    proxy, config = victim
+    with Cluster.from_file(config) as cluster, Readers(cluster) as readers:
+        wait_for(lambda: reads_on(cluster, VICTIM) >= 20, 10, f"reads reached {VICTIM}")
+        proxy.slow(0.1)
+        try:
+            slow_from = reads_on(cluster, VICTIM)
+            time.sleep(3.0)
+            sample = cluster.replica_samples()[VICTIM]
+            slow_reads = reads_on(cluster, VICTIM) - slow_from
+        finally:
+            proxy.restore()
+        cut = cluster.stats().cluster.get("connections_interrupted", 0)
+    assert sample.up, sample
+    assert cut == 0, cut
+    assert slow_reads > 0
+    assert readers.errors == [], readers.errors[:3]
