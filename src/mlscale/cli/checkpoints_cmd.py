@@ -121,6 +121,11 @@ def load_cmd(
     click.echo(
         f"loaded {done.run}@{done.step}: {len(done.files)} file(s), "
         f"{done.total_bytes / 1e6:,.1f} MB verified, {done.mb_per_s:,.0f} MB/s"
+        + (
+            f", {done.primary_fallbacks} chunk(s) read from a primary (a replica lacked them)"
+            if done.primary_fallbacks
+            else ""
+        )
     )
 
 
