@@ -67,12 +67,11 @@ class Server:
 
 def standalone_server(base: Path) -> Server:
     user = resolve_service_user()
-    with portsmod.port_lock():
-        (port,) = portsmod.choose_ports(["redis-test"], reserved=portsmod.reserved_ports(base))
-        node = RedisNode(None, base / "redis", port, user)
-        password = uuid.uuid4().hex
-        node.write_conf(password)
-        node.start(password)
+    (port,) = portsmod.claim_ports(base, ["redis-test"])  # kept while it is down
+    node = RedisNode(None, base / "redis", port, user)
+    password = uuid.uuid4().hex
+    node.write_conf(password)
+    node.start(password)
     return Server("standalone", [port], password, node.stop, node.pid)
 
 

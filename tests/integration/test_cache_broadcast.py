@@ -273,12 +273,11 @@ def own_redis() -> Iterator[OwnRedis]:
     base = reachable_tempdir("mlscale-bcast-fault-")
     node: RedisNode | None = None
     try:
-        with portsmod.port_lock():
-            (port,) = portsmod.choose_ports(["redis-test"], reserved=portsmod.reserved_ports(base))
-            node = RedisNode(None, base / "redis", port, resolve_service_user())
-            password = uuid.uuid4().hex
-            node.write_conf(password)
-            node.start(password)
+        (port,) = portsmod.claim_ports(base, ["redis-test"])  # kept while it is down
+        node = RedisNode(None, base / "redis", port, resolve_service_user())
+        password = uuid.uuid4().hex
+        node.write_conf(password)
+        node.start(password)
         own = OwnRedis(node, password)
         yield own
         for c in own.caches:

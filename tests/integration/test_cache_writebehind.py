@@ -86,12 +86,11 @@ class JournalRedis:
     start again on the same directory and port."""
 
     def __init__(self, base: Path) -> None:
-        with portsmod.port_lock():
-            (port,) = portsmod.choose_ports(["wb-redis"], reserved=portsmod.reserved_ports(base))
-            self.node = RedisNode(None, base / "redis", port, resolve_service_user())
-            self.password = uuid.uuid4().hex
-            self.node.write_conf(self.password, appendfsync="always")
-            self.node.start(self.password)
+        (port,) = portsmod.claim_ports(base, ["wb-redis"])  # kept while it is down
+        self.node = RedisNode(None, base / "redis", port, resolve_service_user())
+        self.password = uuid.uuid4().hex
+        self.node.write_conf(self.password, appendfsync="always")
+        self.node.start(self.password)
         self.port = port
 
     def kill9(self) -> None:

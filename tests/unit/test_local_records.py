@@ -131,3 +131,17 @@ def test_the_registry_is_machine_wide_whatever_tmpdir_says(
     monkeypatch.setattr(ports.tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
     assert ports.tempfile.gettempdir() == str(tmp_path)
     assert ports._registry() == before == Path("/tmp/mlscale-ports.json")
+
+
+def test_claimed_ports_stay_reserved_while_their_directory_exists(
+    tmp_path: Path, registry: Path
+) -> None:
+    # A lone server's ports (a test's Redis it kills and starts again) are skipped by
+    # every later choice until its directory is gone, as a stopped cluster's are.
+    lone = tmp_path / "lone-redis"
+    lone.mkdir()
+    (port,) = ports.claim_ports(lone, ["redis-test"])
+    assert ports.reserved_ports(tmp_path / "new") == {port: lone}
+    assert port not in ports.choose_ports(["a"], reserved=ports.reserved_ports(tmp_path / "x"))
+    lone.rmdir()
+    assert ports.reserved_ports(tmp_path / "new") == {}

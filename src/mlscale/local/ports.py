@@ -3,8 +3,9 @@
 A port is free while its cluster is stopped, but the cluster wants it back on its
 next ``up``. So a new cluster skips the ports recorded by other clusters: those in
 the machine-wide registry (a JSON file beside the port lock, written by ``up`` and
-cleared by ``destroy``) and those in the config of any cluster in the same parent
-directory (clusters made before the registry existed).
+cleared by ``destroy``; :func:`claim_ports` records a lone server's too) and those in
+the config of any cluster in the same parent directory (clusters made before the
+registry existed). An entry lasts while its directory exists.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_SCAN_START",
     "check_free",
     "choose_ports",
+    "claim_ports",
     "forget_ports",
     "port_is_free",
     "port_lock",
@@ -168,6 +170,17 @@ def record_ports(root: Path, ports: Iterable[int]) -> None:
         pass  # a registry nobody may write only loses the skipping of stopped clusters
 
 
+def claim_ports(root: Path, names: list[str]) -> list[int]:
+    """Free loopback ports for ``names`` (one each), recorded as the ports of the
+    directory ``root`` so that no cluster or other claim takes one while the server
+    on it is down: a server killed and started again on its port (a fault test)
+    finds it still free. ``forget_ports(root)`` (or removing ``root``) releases them."""
+    with port_lock():
+        chosen = choose_ports(names, reserved=reserved_ports(root))
+        record_ports(root, chosen)
+    return chosen
+
+
 def forget_ports(root: Path) -> None:
     """Forget the ports of the cluster in ``root`` (it was destroyed)."""
     with contextlib.suppress(OSError), _registry_open() as clusters:
@@ -197,8 +210,8 @@ def reserved_ports(root: Path) -> dict[int, Path]:
     out: dict[int, Path] = {}
     with contextlib.suppress(OSError), _registry_open() as clusters:
         for other, ports in list(clusters.items()):
-            if not (Path(other) / "mlscale.toml").exists():
-                del clusters[other]  # destroyed without us, or never finished
+            if not Path(other).is_dir():
+                del clusters[other]  # destroyed without us
             elif Path(other) != root:
                 out.update(dict.fromkeys(ports, Path(other)))
     with contextlib.suppress(OSError):
