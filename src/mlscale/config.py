@@ -341,8 +341,6 @@ class PolicyConfig(_Model):
     (seconds). A node that does not (frozen: its connections stay up, nothing comes
     back) is taken out of rotation and the reads in flight on it are cut and retried
     elsewhere, until it answers again. Above the slowest answer a loaded node gives.
-    A primary gets five times as long (its probe commits the heartbeat, and a primary
-    taken out fails writes at once instead of letting them wait).
     """
 
     max_replica_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)

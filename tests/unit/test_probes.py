@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlscale.core.probes import (
-    PRIMARY_DEADLINE_FACTOR,
-    ProbeDeadlines,
-    is_unresponsive,
-    probe_deadline,
-    unresponsive_error,
-)
+from mlscale.core.probes import ProbeDeadlines, is_unresponsive, unresponsive_error
 
 
 def test_a_probe_within_its_deadline_is_not_overdue_and_did_not_overrun() -> None:
@@ -57,8 +51,3 @@ def test_only_an_overrun_probe_marks_a_node_unresponsive(
     error: str | None, unresponsive: bool
 ) -> None:
     assert is_unresponsive(error) is unresponsive
-
-
-def test_a_primary_probe_gets_a_longer_deadline() -> None:
-    assert probe_deadline(1.0, primary=False) == 1.0
-    assert probe_deadline(1.0, primary=True) == 1.0 * PRIMARY_DEADLINE_FACTOR > 1.0

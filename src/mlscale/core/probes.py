@@ -16,30 +16,11 @@ from __future__ import annotations
 
 import threading
 
-__all__ = [
-    "PRIMARY_DEADLINE_FACTOR",
-    "UNRESPONSIVE",
-    "ProbeDeadlines",
-    "is_unresponsive",
-    "probe_deadline",
-    "unresponsive_error",
-]
+__all__ = ["UNRESPONSIVE", "ProbeDeadlines", "is_unresponsive", "unresponsive_error"]
 
 # How an unresponsive node's error text begins: the transport tells it from a node
 # that refused or failed, since only an unresponsive replica has its reads cut.
 UNRESPONSIVE = "no answer to the monitor's probe within"
-
-
-# A primary's probe commits the heartbeat (an fsync, which a loaded disk can hold for
-# a second or more), and a primary marked down fails writes at once instead of letting
-# them wait: its deadline is this many times the replicas'.
-PRIMARY_DEADLINE_FACTOR = 5.0
-
-
-def probe_deadline(timeout_s: float, *, primary: bool) -> float:
-    """The deadline (seconds) of a probe of a node: ``timeout_s`` for a replica,
-    :data:`PRIMARY_DEADLINE_FACTOR` times it for a primary."""
-    return timeout_s * PRIMARY_DEADLINE_FACTOR if primary else timeout_s
 
 
 def unresponsive_error(timeout_s: float) -> str:

@@ -160,17 +160,16 @@ class Monitor:
         """None if ``node`` answers a trivial query within the probe deadline, else
         why not."""
         overran = False
-        deadline = self._watch.timeout_s
         try:
             conn = self._conn(node)
-            deadline = self._watch.begin(node.name, conn, primary=node.role is Role.PRIMARY)
+            self._watch.begin(node.name, conn)
             try:
                 conn.execute("SELECT 1")
             finally:
                 overran = self._watch.end(node.name)
         except (psycopg.Error, OSError) as exc:
             self._drop(node)
-            return unresponsive_error(deadline) if overran else describe_failure(exc)
+            return unresponsive_error(self._watch.timeout_s) if overran else describe_failure(exc)
         return None
 
     def _failing(self, node: Node, sample: ReplicaSample | PrimarySample) -> None:
@@ -330,10 +329,9 @@ class Monitor:
         group = node.group or ""
         now = time.monotonic()
         overran = False
-        deadline = self._watch.timeout_s
         try:
             conn = self._conn(node)
-            deadline = self._watch.begin(node.name, conn, primary=True)
+            self._watch.begin(node.name, conn)
             try:
                 if beat and self.heartbeat:
                     self._beat(conn, node.name, group)
@@ -343,7 +341,7 @@ class Monitor:
                 overran = self._watch.end(node.name)
         except (psycopg.Error, OSError) as exc:
             self._drop(node)
-            error = unresponsive_error(deadline) if overran else None
+            error = unresponsive_error(self._watch.timeout_s) if overran else None
             down = PrimarySample(
                 node.name, group, up=False, at=now, error=error or describe_failure(exc)
             )

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from ..core.probes import ProbeDeadlines, probe_deadline
+from ..core.probes import ProbeDeadlines
 from .nodepool_async import shutdown_socket
 
 __all__ = ["ProbeWatch"]
@@ -31,14 +31,11 @@ class ProbeWatch:
         self._conns: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def begin(self, name: str, conn: Any, *, primary: bool = False) -> float:
-        """A probe of node ``name`` on ``conn`` starts now; its deadline in seconds
-        (longer for a primary: :func:`~mlscale.core.probes.probe_deadline`)."""
-        deadline = probe_deadline(self.timeout_s, primary=primary)
+    def begin(self, name: str, conn: Any) -> None:
+        """A probe of node ``name`` on ``conn`` starts now."""
         with self._lock:
             self._conns[name] = conn
-        self._deadlines.begin(name, time.monotonic(), deadline)
-        return deadline
+        self._deadlines.begin(name, time.monotonic(), self.timeout_s)
 
     def end(self, name: str) -> bool:
         """The probe of ``name`` is over; whether the watchdog cut it for overrunning."""
