@@ -337,10 +337,6 @@ class PolicyConfig(_Model):
     ``failover_wait_s``: how long a write to a Patroni group (or the catalog) that
     finds no leader waits for the next one before it fails (seconds; Patroni's
     ttl bounds a whole node's loss at about 20-30 s).
-    ``probe_timeout_s``: how long the monitor waits for a node to answer its probe
-    (seconds). A node that does not (frozen: its connections stay up, nothing comes
-    back) is taken out of rotation and the reads in flight on it are cut and retried
-    elsewhere, until it answers again. Above the slowest answer a loaded node gives.
     """
 
     max_replica_lag_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
@@ -354,7 +350,6 @@ class PolicyConfig(_Model):
     ownership_filter: Literal["moves", "always"] = "moves"
     gather_limit: int = Field(default=1_000_000, ge=0)
     failover_wait_s: float = Field(default=30.0, ge=0, le=3600, allow_inf_nan=False)
-    probe_timeout_s: float = Field(default=1.0, gt=0, le=3600, allow_inf_nan=False)
 
 
 class RoutingConfig(_Model):

@@ -8,19 +8,13 @@ on a connection attempt after CONNECT_S, so no read should take much longer.
 
 What holds: a dead replica, or one frozen before the client reached it, costs the
 readers no error and at most one pool timeout per read; after restore() it is read
-again. A replica that freezes under a running client costs no error either: the
-monitor's probe of it overruns ``[policies] probe_timeout_s`` (1 s), a watchdog cuts
-the probe, the replica is marked unresponsive, and the reads in flight on it are cut
-(``connections_interrupted``) and retried elsewhere, so none runs past the pool
-timeout; the monitor goes on sampling every other node meanwhile, since a node whose
-probe failed is probed in a loop of its own until it answers again (sync monitor
-and async twin alike). A replica merely slow, whose probe still answers in time, keeps
-its reads: nothing is cut. A write is never cut this way: only replicas' reads are.
+again. What does not, marked xfail below: a replica that freezes under a running
+client hangs every read on a connection it already had, and stops the replica
+monitor, which samples every node in one loop, for the whole cluster.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import tomllib
@@ -34,9 +28,6 @@ import tomli_w
 
 from mlscale import Cluster, LocalCluster
 from mlscale.config import load_config
-from mlscale.core.probes import is_unresponsive
-from mlscale.engine.monitor_async import AsyncMonitor
-from mlscale.engine.monitor_sync import Monitor
 from tests.integration.proxy import Proxy
 
 VICTIM = "g0-replica1"  # shard_groups[0].replicas[0]
@@ -253,6 +244,14 @@ def test_a_replica_frozen_before_the_client_reaches_it_costs_one_pool_timeout(
     )
 
 
+FROZEN_UNDER_A_CLIENT = (
+    "a replica that freezes under a running client: the pools and the monitor have no "
+    "read timeout on connections they already hold (no client-side timeout, keepalives "
+    "at libpq's defaults), so a read on such a connection waits until the network returns"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=FROZEN_UNDER_A_CLIENT)
 def test_a_replica_that_freezes_under_readers_never_holds_a_read_past_the_pool_timeout(
     fault_table: str, victim: tuple[Proxy, Path]
 ) -> None:
@@ -267,19 +266,12 @@ def test_a_replica_that_freezes_under_readers_never_holds_a_read_past_the_pool_t
         finally:
             proxy.restore()  # lets any hung read finish, so the cluster can close
             hung = readers.stop(READ_BOUND_S)
-        cut = cluster.stats().cluster.get("connections_interrupted", 0)
         assert hung == [], f"readers still hung after restore(): {hung}"
         assert readers.errors == [], readers.errors[:3]
         assert stuck < READ_BOUND_S, f"a read had been running {stuck:.1f} s"
-        # Reads sent to the replica after it froze waited on it until the monitor
-        # found it unresponsive; those were cut (and retried elsewhere).
-        assert cut >= 1, cut
-    print(
-        f"frozen under readers: {readers.done} reads, none failed, longest "
-        f"{readers.longest_s:.2f} s; {cut} read(s) in flight cut"
-    )
 
 
+@pytest.mark.xfail(strict=True, reason=FROZEN_UNDER_A_CLIENT)
 def test_a_replica_that_freezes_does_not_stop_the_monitor_sampling_the_others(
     fault_table: str, victim: tuple[Proxy, Path]
 ) -> None:
@@ -300,100 +292,3 @@ def test_a_replica_that_freezes_does_not_stop_the_monitor_sampling_the_others(
             proxy.restore()
         # Sampled every monitor_interval_s (0.1 s): a second is plenty of slack.
         assert all(age < 1.0 for age in ages.values()), ages
-
-
-def test_a_probe_that_overruns_marks_the_replica_unresponsive_until_it_answers_again(
-    fault_table: str, victim: tuple[Proxy, Path]
-) -> None:
-    proxy, config = victim
-    seen: list[tuple[str, str | None]] = []
-    monitor = Monitor(
-        load_config(config),
-        heartbeat=False,
-        on_change=lambda node, error: seen.append((node, error)),
-        probe_timeout_s=0.5,
-    )
-
-    def victim_up() -> bool:
-        sample = monitor.snapshot()[1].get(VICTIM)
-        return sample is not None and sample.up
-
-    monitor.start()
-    try:
-        wait_for(victim_up, 5, f"the monitor sees {VICTIM} up")
-        proxy.pause()
-        try:
-            marked = wait_for(lambda: not victim_up(), 3, f"{VICTIM} marked unresponsive")
-            error = monitor.snapshot()[1][VICTIM].error
-            assert is_unresponsive(error), error
-            assert (VICTIM, error) in seen
-        finally:
-            proxy.restore()
-        back = wait_for(victim_up, 5, f"{VICTIM} up again after restore()")
-        assert seen[-1] == (VICTIM, None), seen
-    finally:
-        monitor.stop()
-    print(f"probe overrun: marked after {marked:.2f} s, up again {back:.2f} s after restore")
-
-
-def test_an_async_monitor_cuts_an_overrunning_probe_and_samples_the_others_meanwhile(
-    fault_table: str, victim: tuple[Proxy, Path]
-) -> None:
-    """The same watchdog as a task on the monitor's own event loop."""
-    proxy, config = victim
-
-    async def scenario() -> tuple[str | None, dict[str, float]]:
-        monitor = AsyncMonitor(load_config(config), heartbeat=False, probe_timeout_s=0.5)
-
-        def victim_up() -> bool:
-            sample = monitor.snapshot()[1].get(VICTIM)
-            return sample is not None and sample.up
-
-        monitor.start()
-        try:
-            started = time.monotonic()
-            while not victim_up():
-                assert time.monotonic() - started < 5, f"the monitor sees {VICTIM} up"
-                await asyncio.sleep(0.05)
-            proxy.pause()
-            try:
-                started = time.monotonic()
-                while victim_up():
-                    assert time.monotonic() - started < 3, f"{VICTIM} marked unresponsive"
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(1.0)
-                now = time.monotonic()
-                replicas = monitor.snapshot()[1]
-                ages = {n: now - s.at for n, s in replicas.items() if n != VICTIM}
-                return replicas[VICTIM].error, ages
-            finally:
-                proxy.restore()
-        finally:
-            await monitor.stop()
-
-    error, ages = asyncio.run(scenario())
-    assert is_unresponsive(error), error
-    assert ages and all(age < 1.0 for age in ages.values()), ages
-
-
-def test_a_replica_merely_slow_keeps_its_reads_and_its_place(
-    fault_table: str, victim: tuple[Proxy, Path]
-) -> None:
-    """A link that delays each chunk 0.1 s: the probe (two round trips) still answers
-    within probe_timeout_s, so nothing is cut and the replica stays in rotation."""
-    proxy, config = victim
-    with Cluster.from_file(config) as cluster, Readers(cluster) as readers:
-        wait_for(lambda: reads_on(cluster, VICTIM) >= 20, 10, f"reads reached {VICTIM}")
-        proxy.slow(0.1)
-        try:
-            slow_from = reads_on(cluster, VICTIM)
-            time.sleep(3.0)
-            sample = cluster.replica_samples()[VICTIM]
-            slow_reads = reads_on(cluster, VICTIM) - slow_from
-        finally:
-            proxy.restore()
-        cut = cluster.stats().cluster.get("connections_interrupted", 0)
-    assert sample.up, sample
-    assert cut == 0, cut
-    assert slow_reads > 0
-    assert readers.errors == [], readers.errors[:3]

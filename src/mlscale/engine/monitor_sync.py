@@ -9,14 +9,6 @@ sampled before their primary, so a computed lag can only overstate a delay.
 The router reads these samples; it never queries lag per read. (What the
 catalog says -- bans, shard maps -- is the catalog watcher's: watch_sync.py.)
 
-Probes with deadlines: a node can freeze under the monitor (its kernel keeps the
-connection up, so no keepalive fires) and would stall the loop, and with it every
-other node's sample. So each probe has ``probe_timeout_s`` (``[policies]``, 1 s by
-default); a watchdog loop cuts the probe's socket when it overruns, and the node is
-marked unresponsive (see core/probes.py). A node whose probe failed, for that or
-any reason, leaves the sampling loop: a second loop probes it (``SELECT 1``) until it
-answers, so the loop never waits on it, only one probe's deadline the round it fails.
-
 Heartbeats: replay timestamps stop moving when a primary is idle, so staleness
 in time comes from a row each primary gets every interval. One monitor per
 primary writes it -- whichever holds a session advisory lock there; if that
@@ -38,12 +30,10 @@ import psycopg
 from psycopg import Connection
 
 from ..core.lsn import lag_bytes, parse_lsn
-from ..core.probes import unresponsive_error
 from ..core.staleness import PositionHistory, staleness_ms
 from ..core.topology import Node, Role, nodes_of
 from .concurrency_sync import Background, Stop
 from .connect import connect_kwargs, describe_failure
-from .probewatch import ProbeWatch
 from .samples import (
     HEARTBEAT_DDL,
     HEARTBEAT_LOCK,
@@ -74,7 +64,6 @@ class Monitor:
         heartbeat: bool = True,
         on_change: Callable[[str, str | None], None] | None = None,
         members: Callable[[], tuple[list[Node], list[Node]]] | None = None,
-        probe_timeout_s: float | None = None,
     ) -> None:
         self.config = config
         # members(): the (primaries, replicas) to sample now; in a Patroni group its
@@ -92,12 +81,6 @@ class Monitor:
         self._lock = threading.Lock()
         self._stop = Stop()
         self._loop = Background("mlscale-monitor", self._run)
-        # Probes past their deadline are cut by a loop of their own (the sampling
-        # loop is the one waiting); nodes whose probe failed are probed by another.
-        self._watch = ProbeWatch(probe_timeout_s or config.policies.probe_timeout_s)
-        self._watchdog = Background("mlscale-monitor-watchdog", self._run_watchdog)
-        self._failed: dict[str, tuple[Node, ReplicaSample | PrimarySample]] = {}
-        self._revive = Background("mlscale-monitor-revive", self._run_revive)
         self.primaries: dict[str, PrimarySample] = {}
         self.replicas: dict[str, ReplicaSample] = {}
         self.rounds = 0
@@ -110,15 +93,12 @@ class Monitor:
     def start(self) -> None:
         """Start sampling in the background (idempotent)."""
         if not self._loop.running:
-            self._watchdog.start()
-            self._revive.start()
             self._loop.start()
 
     def stop(self) -> None:
         """Stop sampling and close the monitor's connections."""
         self._stop.set()
-        for loop in (self._loop, self._revive, self._watchdog):
-            loop.join(5.0)
+        self._loop.join(5.0)
         for conn in list(self._conns.values()):
             conn.close()
         self._conns.clear()
@@ -131,50 +111,6 @@ class Monitor:
                 log.warning("monitor round failed", exc_info=True)
             if self._stop.wait(self.interval_s):
                 return
-
-    def _run_watchdog(self) -> None:
-        tick = min(0.05, self._watch.timeout_s / 4)
-        while not self._stop.wait(tick):
-            for name in self._watch.cut_overdue():
-                log.warning(
-                    "%s did not answer the monitor within %g s; its probe was cut",
-                    name,
-                    self._watch.timeout_s,
-                )
-
-    def _run_revive(self) -> None:
-        """Probe each node whose probe failed until it answers; then the sampling
-        loop takes it back (and tells ``on_change`` it is up). Until then its sample
-        carries the latest failure (a node killed, then refusing: a new cause)."""
-        while not self._stop.wait(self.interval_s):
-            for name, (node, sample) in list(self._failed.items()):
-                now = time.monotonic()
-                error = self._answers(node)
-                with self._lock:
-                    if error is None:
-                        self._failed.pop(name, None)
-                    elif name in self._failed:
-                        self._failed[name] = (node, replace(sample, at=now, error=error))
-
-    def _answers(self, node: Node) -> str | None:
-        """None if ``node`` answers a trivial query within the probe deadline, else
-        why not."""
-        overran = False
-        try:
-            conn = self._conn(node)
-            self._watch.begin(node.name, conn)
-            try:
-                conn.execute("SELECT 1")
-            finally:
-                overran = self._watch.end(node.name)
-        except (psycopg.Error, OSError) as exc:
-            self._drop(node)
-            return unresponsive_error(self._watch.timeout_s) if overran else describe_failure(exc)
-        return None
-
-    def _failing(self, node: Node, sample: ReplicaSample | PrimarySample) -> None:
-        with self._lock:
-            self._failed[node.name] = (node, sample)
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -204,10 +140,6 @@ class Monitor:
     def sample_once(self) -> None:
         """One round: every replica, then every primary."""
         primaries, replicas = self._members()
-        members = {n.name for n in [*primaries, *replicas]}
-        with self._lock:  # a node no longer sampled is not probed either
-            for gone in [name for name in self._failed if name not in members]:
-                del self._failed[gone]
         if self.rounds == 0:
             # A first position to measure replicas against; the round's own primary
             # samples come after its replica samples.
@@ -272,36 +204,23 @@ class Monitor:
         return {g: seen for g, seen in found.items() if seen is not None}
 
     def _sample_replica(self, node: Node) -> ReplicaSample:
-        failed = self._failed.get(node.name)
-        if failed is not None and isinstance(failed[1], ReplicaSample):
-            return failed[1]  # the revive loop probes it until it answers
         group = node.group or ""
         now = time.monotonic()
-        overran = False
         try:
             conn = self._conn(node)
-            self._watch.begin(node.name, conn)
+            cur = conn.execute(REPLICA_SAMPLE)
+            row = cur.fetchone()
+            staleness = None
             try:
-                cur = conn.execute(REPLICA_SAMPLE)
-                row = cur.fetchone()
-                staleness = None
-                try:
-                    cur = conn.execute(REPLICA_BEAT, (group,))
-                    beat = cur.fetchone()
-                    staleness = max(0.0, float(beat[0])) if beat and beat[0] is not None else None
-                except psycopg.errors.UndefinedTable:
-                    pass  # no heartbeat has reached this replica yet
-            finally:
-                overran = self._watch.end(node.name)
+                cur = conn.execute(REPLICA_BEAT, (group,))
+                beat = cur.fetchone()
+                staleness = max(0.0, float(beat[0])) if beat and beat[0] is not None else None
+            except psycopg.errors.UndefinedTable:
+                pass  # no heartbeat has reached this replica yet
             done = time.monotonic()
         except (psycopg.Error, OSError) as exc:
             self._drop(node)
-            error = unresponsive_error(self._watch.timeout_s) if overran else None
-            down = ReplicaSample(
-                node.name, group, up=False, at=now, error=error or describe_failure(exc)
-            )
-            self._failing(node, down)
-            return down
+            return ReplicaSample(node.name, group, up=False, at=now, error=describe_failure(exc))
         if row is None:
             return ReplicaSample(node.name, group, up=False, at=now, error="no sample row")
         receive, replay, system_id, timeline, in_recovery = row
@@ -323,30 +242,17 @@ class Monitor:
         )
 
     def _sample_primary(self, node: Node, *, beat: bool = True) -> PrimarySample:
-        failed = self._failed.get(node.name)
-        if failed is not None and isinstance(failed[1], PrimarySample):
-            return failed[1]  # the revive loop probes it until it answers
         group = node.group or ""
         now = time.monotonic()
-        overran = False
         try:
             conn = self._conn(node)
-            self._watch.begin(node.name, conn)
-            try:
-                if beat and self.heartbeat:
-                    self._beat(conn, node.name, group)
-                cur = conn.execute(PRIMARY_SAMPLE)
-                row = cur.fetchone()
-            finally:
-                overran = self._watch.end(node.name)
+            if beat and self.heartbeat:
+                self._beat(conn, node.name, group)
+            cur = conn.execute(PRIMARY_SAMPLE)
+            row = cur.fetchone()
         except (psycopg.Error, OSError) as exc:
             self._drop(node)
-            error = unresponsive_error(self._watch.timeout_s) if overran else None
-            down = PrimarySample(
-                node.name, group, up=False, at=now, error=error or describe_failure(exc)
-            )
-            self._failing(node, down)
-            return down
+            return PrimarySample(node.name, group, up=False, at=now, error=describe_failure(exc))
         if row is None:
             return PrimarySample(node.name, group, up=False, at=now, error="no sample row")
         lsn, system_id, timeline = row

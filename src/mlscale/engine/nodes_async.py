@@ -23,7 +23,6 @@ from psycopg import AsyncConnection, sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from ..core.probes import is_unresponsive
 from ..errors import MlscaleError, NodeUnavailableError
 from .concurrency_async import pause
 from .context import ClusterContext
@@ -88,14 +87,10 @@ class AsyncNodes:
         self._revived: set[str] = set()
 
     def observe(self, name: str, error: str | None) -> None:
-        """Node ``name`` was seen down with ``error``, or back up (None). A replica
-        that stopped answering (frozen) has its reads in flight cut: they fail now and
-        are retried elsewhere. A primary's are not: a write is not for us to repeat."""
+        """Node ``name`` was seen down with ``error``, or back up (None)."""
         if error is not None:
-            self.down[name] = error  # first: a read lent after the cut sees it
+            self.down[name] = error
             self._context.leadership.poke_node(name)  # a Patroni scope: look at once
-            if is_unresponsive(error) and self._roles.get(name) == "replica":
-                self._interrupt(name, "unresponsive")
             return
         if self.down.pop(name, None) is not None:
             self._revived.add(name)
@@ -122,15 +117,12 @@ class AsyncNodes:
             scope = lead.scope_of(name)
             if scope is None or lead.leader(scope) == name:
                 continue
-            self._interrupt(name, "no longer leader")
-
-    def _interrupt(self, name: str, why: str) -> None:
-        pool = self._pools.peek(name)
-        interrupt = getattr(pool, "interrupt", None)
-        cut = interrupt() if interrupt is not None else 0
-        if cut:
-            self._pools.counters["connections_interrupted"] += cut
-            _log.info("cut %d connection(s) in flight to %s (%s)", cut, name, why)
+            pool = self._pools.peek(name)
+            interrupt = getattr(pool, "interrupt", None)
+            cut = interrupt() if interrupt is not None else 0
+            if cut:
+                self._pools.counters["connections_interrupted"] += cut
+                _log.info("cut %d connection(s) in flight to %s (no longer leader)", cut, name)
 
     def after_fork(self) -> None:
         """In a forked child: what the parent's monitor saw is forgotten (the child's
@@ -299,10 +291,6 @@ class AsyncNodes:
                 conn: AsyncConnection[Any] = await pool.getconn(
                     timeout=max(0.001, min(WAIT_SLICE_S, left))
                 )
-                if name in self.down:  # marked while it was had: a cut may have missed it
-                    await pool.putconn(conn)
-                    self._check_up(name)
-                    continue  # back up meanwhile: another connection
                 return conn
             except PoolTimeout as exc:
                 self._check_up(name)
@@ -380,8 +368,7 @@ class AsyncNodes:
         err = translate(exc, name, role, conn)
         if isinstance(err, NodeUnavailableError):
             self._context.leadership.poke_node(name)  # a Patroni scope: look at once
-            if name not in self.down:  # a check of a frozen node's idle ones would hang
-                await pool.check()
+            await pool.check()
             if role == "replica":
                 self._balancer.end(name, failed=str(err))
         elif role == "replica":
