@@ -204,8 +204,8 @@ def _config_ports(config: Path) -> list[int]:
 
 
 def reserved_ports(root: Path) -> dict[int, Path]:
-    """Ports of clusters other than ``root``, to their directories: every cluster in
-    the registry whose directory still holds one (the rest are dropped from it), and
+    """Ports of clusters other than ``root``, to their directories: every entry of
+    the registry whose directory still exists (the rest are dropped from it), and
     every cluster beside ``root``."""
     out: dict[int, Path] = {}
     with contextlib.suppress(OSError), _registry_open() as clusters:

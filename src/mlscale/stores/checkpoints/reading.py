@@ -28,8 +28,8 @@ from ...core.checkpoints.chunking import ChunkRef, verify
 from ...core.checkpoints.manifest import FileEntry
 from ...core.checkpoints.wire import WireError, single_value
 from ...engine.cluster_sync import Cluster
-from ...errors import CheckpointCorrupt, QueryError
-from .tables import not_replayed
+from ...errors import CheckpointCorrupt
+from .tables import unless_not_replayed
 
 __all__ = ["ChunkReader"]
 
@@ -80,12 +80,7 @@ class ChunkReader:
         query = pgsql.SQL(sql.COPY_CHUNK).format(pgsql.Literal(ref.digest)).as_string(None)
         scope = self._cluster.as_written(group)
         try:
-            try:
-                data = single_value(scope.copy_out(query))
-            except QueryError as exc:
-                if not not_replayed(exc):
-                    raise
-                data = None  # the replica has not replayed the table's creation yet
+            data = unless_not_replayed(lambda: single_value(scope.copy_out(query)), None)
             fell_back = data is None
             if fell_back:  # a replica behind the chunk's insert: ask the primary
                 data = single_value(scope.copy_out(query, consistency="strong"))

@@ -67,10 +67,10 @@ from ...core.checkpoints.results import (
 )
 from ...core.consistency import Consistency, parse_consistency
 from ...engine.cluster_sync import Cluster
-from ...errors import CheckpointError, CheckpointNotFound, QueryError
+from ...errors import CheckpointError, CheckpointNotFound
 from .reading import ChunkReader
 from .sources import Source, SourceFile, plan_sources, writing
-from .tables import ChunkTables, RunTables, not_replayed
+from .tables import ChunkTables, RunTables, unless_not_replayed
 
 __all__ = ["DEFAULT_WORKERS", "GC_GRACE_S", "RETENTION_GRACE_S", "Checkpoints"]
 
@@ -293,14 +293,12 @@ class Checkpoints:
     def _manifest_row(
         self, home: str, run: str, step: int | None, consistency: str | None, token: Token
     ) -> Any:
-        try:
-            return self._cluster.as_written(home).fetch_one(
+        return unless_not_replayed(
+            lambda: self._cluster.as_written(home).fetch_one(
                 sql.MANIFEST, (run, step, step), consistency=consistency, token=token
-            )
-        except QueryError as exc:
-            if not not_replayed(exc):
-                raise
-            return None  # a replica behind the store's first save: nothing committed yet
+            ),
+            None,
+        )
 
     def list_checkpoints(
         self, run: str | None = None, *, consistency: str | None = None, token: Token = None
@@ -335,14 +333,12 @@ class Checkpoints:
     def _summaries(
         self, group: str, query: str, params: Any, consistency: str | None, token: Token
     ) -> list[Any]:
-        try:
-            return self._cluster.as_written(group).fetch_all(
+        return unless_not_replayed(
+            lambda: self._cluster.as_written(group).fetch_all(
                 query, params, consistency=consistency, token=token
-            )
-        except QueryError as exc:
-            if not not_replayed(exc):
-                raise
-            return []  # a replica behind the store's first save: nothing committed yet
+            ),
+            [],
+        )
 
     def uploads(self) -> list[Upload]:
         """Saves started and not committed (in progress, or interrupted: resumable)."""

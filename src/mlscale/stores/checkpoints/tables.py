@@ -4,12 +4,15 @@ sessions placed by run, each family with an even slot map over every group."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from ...core.checkpoints import sql
 from ...engine.cluster_sync import Cluster
 from ...errors import CheckpointError, QueryError
 from ..shared_sync import LazyTables
 
-__all__ = ["ChunkTables", "RunTables", "not_replayed"]
+__all__ = ["ChunkTables", "RunTables", "not_replayed", "unless_not_replayed"]
 
 
 class ChunkTables(LazyTables):
@@ -53,9 +56,22 @@ class RunTables(LazyTables):
 
 
 _UNDEFINED_TABLE = "42P01"
+T = TypeVar("T")
 
 
 def not_replayed(exc: QueryError) -> bool:
     """Whether ``exc`` is a read that found no store table on its node although the
     directory lists it: a replica that has not replayed the table's creation yet."""
     return exc.sqlstate == _UNDEFINED_TABLE
+
+
+def unless_not_replayed(read: Callable[[], T], nothing: T) -> T:
+    """``read()``, or ``nothing`` if it ran on a replica that has not replayed the
+    store's tables yet (:func:`not_replayed`): to the reader, nothing stored there yet.
+    Any other error is raised."""
+    try:
+        return read()
+    except QueryError as exc:
+        if not not_replayed(exc):
+            raise
+        return nothing
